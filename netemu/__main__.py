@@ -1,0 +1,5 @@
+import sys
+
+from netemu.cli.main import main
+
+sys.exit(main())
