@@ -1,0 +1,180 @@
+"""The thin edge of iptables mode: run iptables-restore, ensure jump rules, detect the backend.
+
+Everything here only turns a request into argv lists and hands them to an injectable ``Exec``
+(a fake in unit tests, ``ip netns exec NS ...`` in kernel tests, plain argv on a real node), so
+the proxier above it never knows where the kernel is.
+
+Backends, like upstream: ``iptables`` follows whatever the system's ``iptables`` alternative
+is (``iptables --version`` prints "(nf_tables)" or "(legacy)"); ``nft`` and ``legacy`` pick
+iptables-nft / iptables-legacy explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+from dataclasses import dataclass
+from typing import Iterable, Protocol
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("iptables", "nft", "legacy")
+
+# upstream pkg/util/iptables: WaitSecondsValue / WaitIntervalUsecondsValue for the xtables lock
+_WAIT = ["-w", "5", "-W", "100000"]
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+
+
+class Exec(Protocol):
+    def __call__(self, argv: list[str], input: str | None = None) -> Result: ...
+
+
+def local_exec(argv: list[str], input: str | None = None) -> Result:
+    """Run argv on this host's (this process's) namespace."""
+    proc = subprocess.run(argv, input=input, capture_output=True, text=True)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def netns_exec(netns: str) -> Exec:
+    """An Exec that runs every argv inside ``netns`` (kube-proxy of the node living there)."""
+    def run(argv: list[str], input: str | None = None) -> Result:
+        return local_exec(["ip", "netns", "exec", netns, *argv], input)
+    return run
+
+
+class IptablesError(RuntimeError):
+    """An iptables command failed; the message names it and carries the kernel's words."""
+
+    def __init__(self, what: str, result: Result):
+        super().__init__(f"{what} failed (exit {result.returncode}): {result.stderr.strip()[:2000]}")
+        self.result = result
+
+
+def detect_backend(version_output: str) -> str:
+    """``nft`` or ``legacy`` from ``iptables --version`` (iptables < 1.8 has no marker: legacy)."""
+    match = re.search(r"\((nf_tables|legacy)\)", version_output)
+    if match is None:
+        return "legacy"
+    return "nft" if match.group(1) == "nf_tables" else "legacy"
+
+
+def resolve_backend(backend: str, exec_: Exec = local_exec) -> str:
+    """The concrete backend (``nft``/``legacy``) for a flag value; ``iptables`` asks the system."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown iptables backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend != "iptables":
+        return backend
+    result = exec_(["iptables", "--version"])
+    if result.returncode != 0:
+        raise IptablesError("iptables --version", result)
+    return detect_backend(result.stdout + result.stderr)
+
+
+@dataclass(frozen=True)
+class JumpRule:
+    """A rule in a built-in chain sending packets to one of our chains (upstream iptablesJumpChains)."""
+
+    table: str
+    chain: str        # built-in chain (PREROUTING, INPUT, ...)
+    target: str       # our chain (KUBE-SERVICES, ...)
+    comment: str
+    extra: tuple[str, ...] = ()
+
+    def spec(self) -> list[str]:
+        return ["-m", "comment", "--comment", self.comment, *self.extra, "-j", self.target]
+
+
+_NEW = ("-m", "conntrack", "--ctstate", "NEW")
+
+# upstream pkg/proxy/iptables/proxier.go iptablesJumpChains, same order
+JUMP_RULES: tuple[JumpRule, ...] = (
+    JumpRule("filter", "INPUT", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", _NEW),
+    JumpRule("filter", "FORWARD", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", _NEW),
+    JumpRule("filter", "INPUT", "KUBE-NODEPORTS", "kubernetes health check service ports"),
+    JumpRule("filter", "FORWARD", "KUBE-SERVICES", "kubernetes service portals", _NEW),
+    JumpRule("filter", "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", _NEW),
+    JumpRule("filter", "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules"),
+    JumpRule("filter", "INPUT", "KUBE-PROXY-FIREWALL", "kube-proxy firewall rules", _NEW),
+    JumpRule("filter", "OUTPUT", "KUBE-PROXY-FIREWALL", "kube-proxy firewall rules", _NEW),
+    JumpRule("filter", "FORWARD", "KUBE-PROXY-FIREWALL", "kube-proxy firewall rules", _NEW),
+    JumpRule("nat", "OUTPUT", "KUBE-SERVICES", "kubernetes service portals"),
+    JumpRule("nat", "PREROUTING", "KUBE-SERVICES", "kubernetes service portals"),
+    JumpRule("nat", "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules"),
+)
+
+
+class Iptables:
+    """One backend's binaries behind an Exec: restore, save, and the -N/-C/-I of jump rules."""
+
+    def __init__(self, backend: str = "iptables", exec_: Exec = local_exec):
+        self.exec = exec_
+        self.backend = resolve_backend(backend, exec_)
+        self.iptables = f"iptables-{self.backend}"
+        self.restore_bin = f"iptables-{self.backend}-restore"
+        self.save_bin = f"iptables-{self.backend}-save"
+
+    def restore(self, text: str, *, counters: bool = True) -> None:
+        """One atomic ``iptables-restore --noflush``: all of ``text`` applies, or none of it."""
+        argv = [self.restore_bin, *_WAIT, "--noflush"] + (["--counters"] if counters else [])
+        result = self.exec(argv, text)
+        if result.returncode != 0:
+            raise IptablesError(" ".join(argv), result)
+
+    def save(self, table: str | None = None) -> str:
+        argv = [self.save_bin] + (["-t", table] if table else [])
+        result = self.exec(argv)
+        if result.returncode != 0:
+            raise IptablesError(" ".join(argv), result)
+        return result.stdout
+
+    def ensure_chain(self, table: str, chain: str) -> None:
+        """``-N`` unless it exists (exit 1 with "exists" is success, like upstream EnsureChain)."""
+        result = self.exec([self.iptables, *_WAIT, "-t", table, "-N", chain])
+        if result.returncode != 0 and "exist" not in result.stderr.lower():
+            raise IptablesError(f"{self.iptables} -t {table} -N {chain}", result)
+
+    def ensure_rule_prepended(self, rule: JumpRule) -> bool:
+        """``-C`` then ``-I`` if missing; True when the rule had to be inserted."""
+        check = self.exec([self.iptables, *_WAIT, "-t", rule.table, "-C", rule.chain, *rule.spec()])
+        if check.returncode == 0:
+            return False
+        insert = self.exec([self.iptables, *_WAIT, "-t", rule.table, "-I", rule.chain, *rule.spec()])
+        if insert.returncode != 0:
+            raise IptablesError(f"{self.iptables} -t {rule.table} -I {rule.chain} -j {rule.target}", insert)
+        return True
+
+    def ensure_jumps(self, rules: Iterable[JumpRule] = JUMP_RULES) -> int:
+        """Create our top chains and their jump rules, idempotently; returns how many were added."""
+        added = 0
+        for rule in rules:
+            self.ensure_chain(rule.table, rule.target)
+            added += self.ensure_rule_prepended(rule)
+        return added
+
+    def delete_jumps(self, rules: Iterable[JumpRule] = JUMP_RULES) -> None:
+        """Remove our jump rules (cleanup); missing ones are fine."""
+        for rule in rules:
+            while self.exec([self.iptables, *_WAIT, "-t", rule.table, "-D", rule.chain,
+                             *rule.spec()]).returncode == 0:
+                pass
+
+
+def count_rules(text: str) -> dict[str, int]:
+    """Rules per table in restore text (lines starting with -A), for the iptables_total metric."""
+    counts: dict[str, int] = {}
+    table = None
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+            counts.setdefault(table, 0)
+        elif line.startswith("-A ") and table is not None:
+            counts[table] += 1
+    return counts
+

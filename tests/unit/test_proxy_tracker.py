@@ -1,0 +1,161 @@
+"""Service and EndpointSlice change trackers: no-op changes dropped, results like upstream's."""
+
+from __future__ import annotations
+
+import copy
+
+from netemu.agent.proxy.model import NodeInfo, ServiceName, ServicePortName
+from netemu.agent.proxy.tracker import EndpointsChangeTracker, ServiceChangeTracker
+
+NODE = NodeInfo(name="node1", ips=("172.18.0.2",), cluster_cidr="10.244.0.0/16")
+
+
+def svc(name="web", ns="default", ip="10.96.0.10", ports=(("http", 80, "TCP"),), **spec):
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ns, "resourceVersion": "1"},
+            "spec": {"clusterIP": ip, "type": "ClusterIP",
+                     "ports": [{"name": n, "port": p, "protocol": pr, "targetPort": p} for n, p, pr in ports],
+                     **spec}}
+
+
+def eps(service="web", name=None, ns="default", ips=("10.244.1.10",), port=("http", 8080, "TCP"),
+        serving=True, trigger=None):
+    meta = {"name": name or f"{service}-abc", "namespace": ns,
+            "labels": {"kubernetes.io/service-name": service}}
+    if trigger:
+        meta["annotations"] = {"endpoints.kubernetes.io/last-change-trigger-time": trigger}
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": meta,
+            "addressType": "IPv4",
+            "ports": [{"name": port[0], "port": port[1], "protocol": port[2]}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": serving, "serving": serving},
+                           "nodeName": "node1"} for ip in ips]}
+
+
+WEB = ServiceName("default", "web")
+WEB_HTTP = ServicePortName("default", "web", "http", "TCP")
+
+
+def test_service_add_then_apply_fills_the_map():
+    t = ServiceChangeTracker(NODE)
+    assert t.update(None, svc()) is True
+    m = {}
+    result = t.apply(m)
+    assert result.updated_services == {WEB}
+    assert m[WEB_HTTP].cluster_ip == "10.96.0.10"
+    assert t.pending_count() == 0
+
+
+def test_noop_service_update_is_dropped():
+    t = ServiceChangeTracker(NODE)
+    t.update(None, svc())
+    t.apply({})
+    newer = copy.deepcopy(svc())
+    newer["metadata"]["resourceVersion"] = "2"
+    newer["metadata"]["annotations"] = {"unrelated": "x"}
+    assert t.update(svc(), newer) is False
+
+
+def test_add_then_delete_before_apply_cancels_out():
+    t = ServiceChangeTracker(NODE)
+    t.update(None, svc())
+    assert t.update(svc(), None) is False
+    assert t.apply({}).updated_services == set()
+
+
+def test_deleting_a_udp_service_reports_its_cluster_ip():
+    t = ServiceChangeTracker(NODE)
+    dns = svc("dns", ip="10.96.0.53", ports=(("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")))
+    t.update(None, dns)
+    m = {}
+    t.apply(m)
+    t.update(dns, None)
+    result = t.apply(m)
+    assert result.deleted_udp_cluster_ips == {"10.96.0.53"}
+    assert m == {}
+
+
+def test_bad_port_is_skipped_and_the_rest_kept():
+    t = ServiceChangeTracker(NODE)
+    bad = svc(ports=(("http", 80, "TCP"), ("bad", 70000, "TCP"), ("odd", 81, "ICMP")))
+    t.update(None, bad)
+    m = {}
+    t.apply(m)
+    assert list(m) == [WEB_HTTP]
+    assert any("70000" in p for p in t.problems) and any("ICMP" in p for p in t.problems)
+
+
+def test_malformed_service_does_not_raise():
+    t = ServiceChangeTracker(NODE)
+    assert t.update(None, {"kind": "Service"}) is False
+    assert t.update(None, {"metadata": {"name": "x"}, "spec": "garbage"}) is False
+    assert t.problems
+
+
+def test_endpoints_add_update_noop_and_removal():
+    t = EndpointsChangeTracker(NODE)
+    assert t.update(None, eps(ips=("10.244.1.10", "10.244.1.11"))) is True
+    m = {}
+    result = t.apply(m)
+    assert result.updated_services == {WEB}
+    assert [e.ip for e in m[WEB_HTTP]] == ["10.244.1.10", "10.244.1.11"]
+    same = eps(ips=("10.244.1.11", "10.244.1.10"))
+    same["metadata"]["resourceVersion"] = "9"
+    assert t.update(None, same) is False              # same endpoints, other order: no sync
+    assert t.update(same, eps(ips=("10.244.1.10",))) is True
+    t.apply(m)
+    assert [e.ip for e in m[WEB_HTTP]] == ["10.244.1.10"]
+    assert t.update(eps(ips=("10.244.1.10",)), None) is True
+    t.apply(m)
+    assert m == {}
+
+
+def test_two_slices_of_one_service_merge():
+    t = EndpointsChangeTracker(NODE)
+    t.update(None, eps(name="web-a", ips=("10.244.1.10",)))
+    t.update(None, eps(name="web-b", ips=("10.244.2.10",)))
+    m = {}
+    t.apply(m)
+    assert [e.ip for e in m[WEB_HTTP]] == ["10.244.1.10", "10.244.2.10"]
+
+
+def test_udp_endpoint_removed_or_not_serving_is_reported_stale():
+    t = EndpointsChangeTracker(NODE)
+    dns = ("dns", 53, "UDP")
+    t.update(None, eps("dns", ips=("10.244.1.10", "10.244.1.11", "10.244.1.12"), port=dns))
+    m = {}
+    first = t.apply(m)
+    spn = ServicePortName("default", "dns", "dns", "UDP")
+    assert first.newly_active_udp_services == [spn]
+    t.update(None, eps("dns", ips=("10.244.1.10", "10.244.1.11"), port=dns))
+    result = t.apply(m)
+    assert [(s, e.ip) for s, e in result.deleted_udp_endpoints] == [(spn, "10.244.1.12")]
+    assert result.newly_active_udp_services == []
+    t.update(None, eps("dns", ips=("10.244.1.10", "10.244.1.11"), port=dns, serving=False))
+    result = t.apply(m)
+    assert sorted(e.ip for _, e in result.deleted_udp_endpoints) == ["10.244.1.10", "10.244.1.11"]
+
+
+def test_tcp_endpoint_removal_is_not_a_conntrack_matter():
+    t = EndpointsChangeTracker(NODE)
+    t.update(None, eps(ips=("10.244.1.10", "10.244.1.11")))
+    m = {}
+    t.apply(m)
+    t.update(None, eps(ips=("10.244.1.10",)))
+    assert t.apply(m).deleted_udp_endpoints == []
+
+
+def test_trigger_time_is_reported_once():
+    t = EndpointsChangeTracker(NODE)
+    t.update(None, eps(trigger="2026-01-01T00:00:00Z"))
+    result = t.apply({})
+    assert result.last_change_trigger_times == {WEB: [1767225600.0]}
+    t.update(None, eps(ips=("10.244.1.99",)))
+    assert t.apply({}).last_change_trigger_times == {}
+
+
+def test_slice_without_service_label_is_ignored():
+    t = EndpointsChangeTracker(NODE)
+    bad = eps()
+    del bad["metadata"]["labels"]
+    assert t.update(None, bad) is False
+    assert t.problems
