@@ -9,7 +9,11 @@ Like etcd's MVCC model, which the Kubernetes API server is built on:
   expectation raises ``Conflict`` and changes nothing;
 - ``watch(prefix, since)`` yields every change with revision > ``since`` under the prefix, first
   replaying history, then live; history is bounded, and a ``since`` older than the compacted
-  revision raises ``Gone`` (the API server turns it into 410, the client relists).
+  revision raises ``Gone`` (the API server turns it into 410, the client relists);
+- errors are ``netemu.api.errors`` StatusErrors: NotFound, AlreadyExists, Conflict, Gone, and
+  BadRequest for malformed keys, values, limits or revisions (nothing is written then).
+
+Returned objects (and watch event objects) are fresh dicts the caller may mutate.
 
 Values are the objects' JSON (dicts). Keys follow upstream's layout, from ``netemu.api.kinds``.
 The interface is asyncio: the API server serves many watchers from one event loop.
@@ -90,7 +94,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def compact(self, revision: int) -> None:
-        """Forget history at and before ``revision`` (watches from there get ``Gone``)."""
+        """Forget history before ``revision``, with etcd's semantics.
+
+        The state at ``revision`` stays readable (``list(revision=revision)`` works) and a watch
+        with ``since >= revision - 1`` still gets every event; older ``since``/``revision`` values
+        raise ``Gone``. Compacting at or below an earlier compaction is a no-op; above the current
+        revision is ``BadRequest``.
+        """
 
     @abc.abstractmethod
     async def close(self) -> None:
