@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from netemu.controllers.kube import (Obj, condition, is_deleting, labels_of, node_selector_term_matches,
                                      ns_of, selector_matches)
-from netemu.controllers.scheduler.snapshot import NodeInfo, Snapshot, pod_requests
+from netemu.controllers.scheduler.snapshot import NodeInfo, Snapshot, has_affinity, pod_requests
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
@@ -141,7 +141,14 @@ def _spread_matches(pod: Obj, constraint: Obj, other: Obj) -> bool:
 
 def spread_counts(pod: Obj, constraint: Obj, snap: Snapshot) -> Counter:
     """Matching pods per topology domain over the nodes eligible for this pod (upstream
-    nodeAffinityPolicy Honor, nodeTaintsPolicy Ignore)."""
+    nodeAffinityPolicy Honor, nodeTaintsPolicy Ignore); computed once per cycle."""
+    memo_key = ("spread", id(pod), id(constraint))
+    if memo_key not in snap.memo:
+        snap.memo[memo_key] = _spread_counts(pod, constraint, snap)
+    return snap.memo[memo_key]
+
+
+def _spread_counts(pod: Obj, constraint: Obj, snap: Snapshot) -> Counter:
     key = constraint["topologyKey"]
     counts: Counter = Counter()
     for ni in snap.nodes:
@@ -194,12 +201,14 @@ def _required(pod: Obj, kind: str) -> list[Obj]:
 
 
 def inter_pod_affinity(pod: Obj, ni: NodeInfo, snap: Snapshot) -> Reject | None:
-    others = snap.all_pods()
     # existing pods whose required anti-affinity selects this pod, in this node's domain
-    for other_ni, other in others:
+    for other_ni, other in snap.pods_with_affinity():
         for term in _required(other, "podAntiAffinity"):
             if term_matches_pod(term, other, pod) and same_domain(other_ni.node, ni.node, term["topologyKey"]):
                 return Reject("InterPodAffinity", ("node(s) didn't satisfy existing pods anti-affinity rules",))
+    if not has_affinity(pod):
+        return None
+    others = snap.all_pods()
     for term in _required(pod, "podAffinity"):
         matching = [(oni, o) for oni, o in others if term_matches_pod(term, pod, o)]
         if any(same_domain(oni.node, ni.node, term["topologyKey"]) for oni, _ in matching):

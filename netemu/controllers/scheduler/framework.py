@@ -80,6 +80,7 @@ def select_host(totals: dict[str, int], rng: random.Random | None) -> str:
 
 
 def schedule(pod: Obj, snap: Snapshot, rng: random.Random | None = None) -> Decision:
+    snap.memo.clear()  # a snapshot may be reused (with assumed pods added) across cycles
     feasible, rejected = find_feasible(pod, snap)
     decision = Decision(node=None, rejected=rejected, num_nodes=len(snap.nodes))
     if not feasible:

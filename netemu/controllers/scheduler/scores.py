@@ -14,7 +14,7 @@ from typing import Callable
 from netemu.controllers.kube import Obj, controller_ref, labels_of, node_selector_term_matches
 from netemu.controllers.scheduler.filters import (same_domain, spread_counts, term_matches_pod,
                                                   tolerated)
-from netemu.controllers.scheduler.snapshot import NodeInfo, Snapshot, pod_requests
+from netemu.controllers.scheduler.snapshot import NodeInfo, Snapshot, has_affinity, pod_requests
 
 MAX_SCORE = 100
 
@@ -117,7 +117,9 @@ def _preferred(pod: Obj, kind: str) -> list[Obj]:
 
 
 def inter_pod_affinity_preferred(pod: Obj, nodes: list[NodeInfo], snap: Snapshot) -> list[int]:
-    others = snap.all_pods()
+    if not has_affinity(pod) and not snap.pods_with_affinity():
+        return [0 for _ in nodes]
+    others = snap.all_pods() if has_affinity(pod) else []
     raw = []
     for ni in nodes:
         total = 0
@@ -127,7 +129,7 @@ def inter_pod_affinity_preferred(pod: Obj, nodes: list[NodeInfo], snap: Snapshot
                 total += sign * int(wt.get("weight", 0)) * sum(
                     1 for oni, o in others
                     if term_matches_pod(term, pod, o) and same_domain(oni.node, ni.node, term["topologyKey"]))
-            for oni, o in others:  # symmetry: existing pods' preferences about this pod
+            for oni, o in snap.pods_with_affinity():  # symmetry: existing pods' preferences about this pod
                 for wt in _preferred(o, kind):
                     term = wt.get("podAffinityTerm") or {}
                     if term_matches_pod(term, o, pod) and same_domain(oni.node, ni.node, term["topologyKey"]):

@@ -86,13 +86,43 @@ class NodeInfo:
 
     def add_pod(self, pod: Obj) -> None:
         self.pods.append(pod)
-        self.requested = self.requested + pod_requests(pod)
-        self.non_zero_requested = self.non_zero_requested + pod_requests(pod, non_zero=True)
+        self.requested = self.requested + cached_requests(pod, False)
+        self.non_zero_requested = self.non_zero_requested + cached_requests(pod, True)
+
+
+_REQUESTS: dict[tuple[str, str, bool], Resources] = {}
+
+
+def cached_requests(pod: Obj, non_zero: bool) -> Resources:
+    """pod_requests memoized by (uid, resourceVersion): a pod spec's requests never change, and
+    snapshots are rebuilt often (1000 bound pods re-parsed per decision would dominate)."""
+    m = pod.get("metadata") or {}
+    if not m.get("uid"):
+        return pod_requests(pod, non_zero=non_zero)
+    key = (m["uid"], m.get("resourceVersion", ""), non_zero)
+    found = _REQUESTS.get(key)
+    if found is None:
+        if len(_REQUESTS) > 100_000:
+            _REQUESTS.clear()
+        found = _REQUESTS[key] = pod_requests(pod, non_zero=non_zero)
+    return found
+
+
+def has_affinity(pod: Obj) -> bool:
+    aff = (pod.get("spec") or {}).get("affinity") or {}
+    return bool(aff.get("podAffinity") or aff.get("podAntiAffinity"))
 
 
 @dataclass
 class Snapshot:
     nodes: list[NodeInfo]
+    memo: dict = field(default_factory=dict)  # per-cycle caches of the plugins
+
+    def pods_with_affinity(self) -> list[tuple[NodeInfo, Obj]]:
+        """Bound pods that carry pod (anti-)affinity: the only ones the symmetric checks read."""
+        if "affinity" not in self.memo:
+            self.memo["affinity"] = [(ni, p) for ni, p in self.all_pods() if has_affinity(p)]
+        return self.memo["affinity"]
 
     @classmethod
     def build(cls, nodes: list[Obj], pods: list[Obj]) -> "Snapshot":

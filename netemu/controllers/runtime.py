@@ -1,0 +1,179 @@
+"""The thin, effectful shell every controller shares: shared informers and a work queue.
+
+Like client-go's SharedInformerFactory + workqueue: one list+watch per resource for the whole
+process, handlers turn changes into keys, a queue collapses duplicate keys, and workers call the
+controller's ``sync(key)``, which reads the informer caches, asks a pure planner what to do and
+writes the result through the API. A failing sync is retried with per-key exponential backoff;
+a sync may ask to run again later (``queue.add_after``) for time-driven work (grace periods).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Iterable
+
+from netemu.api import errors
+from netemu.api.kinds import ResourceType, by_kind_name
+from netemu.client import ApiClient, Informer
+
+log = logging.getLogger(__name__)
+
+
+def rt(kind: str) -> ResourceType:
+    found = by_kind_name(kind)
+    if found is None:
+        raise KeyError(kind)
+    return found
+
+
+class Informers:
+    """One shared Informer per resource type, created on first use, started by ``run``."""
+
+    def __init__(self, client: ApiClient):
+        self.client = client
+        self._by_kind: dict[str, Informer] = {}
+        self._started: set[str] = set()
+
+    def __getitem__(self, kind: str) -> Informer:
+        if kind not in self._by_kind:
+            self._by_kind[kind] = Informer(self.client, rt(kind))
+        return self._by_kind[kind]
+
+    def start(self, stop: asyncio.Event) -> list[asyncio.Task]:
+        tasks = []
+        for kind, inf in self._by_kind.items():
+            if kind not in self._started:
+                self._started.add(kind)
+                tasks.append(asyncio.ensure_future(inf.run(stop)))
+        return tasks
+
+    async def wait_synced(self, kinds: Iterable[str]) -> None:
+        await asyncio.gather(*(self[k].wait_synced() for k in kinds))
+
+
+class WorkQueue:
+    """Deduplicating async queue of string keys with delayed adds and retry backoff."""
+
+    def __init__(self, base_delay: float = 0.05, max_delay: float = 5.0):
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._processing: set[str] = set()
+        self._dirty: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.base_delay, self.max_delay = base_delay, max_delay
+
+    def add(self, key: str) -> None:
+        if key in self._processing:
+            self._dirty.add(key)  # run again after the current sync, never two at once
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: str, delay: float) -> None:
+        """Enqueue ``key`` in ``delay`` seconds (the earliest of several requests wins)."""
+        loop = asyncio.get_event_loop()
+        when = loop.time() + max(delay, 0.0)
+        timer = self._timers.get(key)
+        if timer is not None and timer.when() <= when:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timers[key] = loop.call_at(when, self._fire, key)
+
+    def _fire(self, key: str) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    async def get(self) -> str:
+        key = await self._queue.get()
+        self._queued.discard(key)
+        self._processing.add(key)
+        return key
+
+    def done(self, key: str, ok: bool) -> None:
+        self._processing.discard(key)
+        if ok:
+            self._failures.pop(key, None)
+        else:
+            n = self._failures[key] = self._failures.get(key, 0) + 1
+            self.add_after(key, min(self.base_delay * 2 ** (n - 1), self.max_delay))
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+
+class Controller:
+    """Base of every control loop. Subclasses set ``name`` and ``kinds`` (informers they read),
+    register handlers in ``setup`` and implement ``sync(key)``."""
+
+    name = "controller"
+    kinds: tuple[str, ...] = ()
+    workers = 1
+
+    def __init__(self, client: ApiClient, informers: Informers, settings: Any, recorder: Any):
+        self.client, self.informers, self.settings, self.recorder = client, informers, settings, recorder
+        self.queue = WorkQueue()
+
+    def setup(self) -> None:
+        """Register informer handlers (called before the informers start)."""
+
+    async def sync(self, key: str) -> None:
+        raise NotImplementedError
+
+    def cache(self, kind: str) -> Informer:
+        return self.informers[kind]
+
+    def enqueue_obj(self, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        ns = meta.get("namespace")
+        self.queue.add(f"{ns}/{meta['name']}" if ns else meta["name"])
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.informers.wait_synced(self.kinds)
+        await self.resync_all()
+        workers = [asyncio.ensure_future(self._worker()) for _ in range(self.workers)]
+        try:
+            await stop.wait()
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            self.queue.close()
+
+    async def resync_all(self) -> None:
+        """Enqueue everything once the caches are synced (handlers may have fired before)."""
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            ok = False
+            try:
+                await self.sync(key)
+                ok = True
+            except errors.Conflict:
+                log.debug("%s %s: conflict, retrying", self.name, key)
+            except (errors.NotFound, errors.AlreadyExists) as exc:
+                log.debug("%s %s: %s, retrying", self.name, key, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: sync of %s failed", self.name, key)
+            finally:
+                self.queue.done(key, ok)
+
+
+def split_key(key: str) -> tuple[str | None, str]:
+    ns, _, name = key.rpartition("/")
+    return (ns or None), name
+
+
+def now() -> float:
+    return time.time()
