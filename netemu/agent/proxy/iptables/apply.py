@@ -77,37 +77,13 @@ def resolve_backend(backend: str, exec_: Exec = local_exec) -> str:
     return detect_backend(result.stdout + result.stderr)
 
 
-@dataclass(frozen=True)
-class JumpRule:
-    """A rule in a built-in chain sending packets to one of our chains (upstream iptablesJumpChains)."""
+class JumpRule(Protocol):
+    """A rule in a built-in chain jumping to one of ours (the builder's chains.jump_rules())."""
 
     table: str
-    chain: str        # built-in chain (PREROUTING, INPUT, ...)
-    target: str       # our chain (KUBE-SERVICES, ...)
-    comment: str
-    extra: tuple[str, ...] = ()
-
-    def spec(self) -> list[str]:
-        return ["-m", "comment", "--comment", self.comment, *self.extra, "-j", self.target]
-
-
-_NEW = ("-m", "conntrack", "--ctstate", "NEW")
-
-# upstream pkg/proxy/iptables/proxier.go iptablesJumpChains, same order
-JUMP_RULES: tuple[JumpRule, ...] = (
-    JumpRule("filter", "INPUT", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", _NEW),
-    JumpRule("filter", "FORWARD", "KUBE-EXTERNAL-SERVICES", "kubernetes externally-visible service portals", _NEW),
-    JumpRule("filter", "INPUT", "KUBE-NODEPORTS", "kubernetes health check service ports"),
-    JumpRule("filter", "FORWARD", "KUBE-SERVICES", "kubernetes service portals", _NEW),
-    JumpRule("filter", "OUTPUT", "KUBE-SERVICES", "kubernetes service portals", _NEW),
-    JumpRule("filter", "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules"),
-    JumpRule("filter", "INPUT", "KUBE-PROXY-FIREWALL", "kube-proxy firewall rules", _NEW),
-    JumpRule("filter", "OUTPUT", "KUBE-PROXY-FIREWALL", "kube-proxy firewall rules", _NEW),
-    JumpRule("filter", "FORWARD", "KUBE-PROXY-FIREWALL", "kube-proxy firewall rules", _NEW),
-    JumpRule("nat", "OUTPUT", "KUBE-SERVICES", "kubernetes service portals"),
-    JumpRule("nat", "PREROUTING", "KUBE-SERVICES", "kubernetes service portals"),
-    JumpRule("nat", "POSTROUTING", "KUBE-POSTROUTING", "kubernetes postrouting rules"),
-)
+    src_chain: str     # built-in chain (PREROUTING, INPUT, ...)
+    dst_chain: str     # our chain (KUBE-SERVICES, ...)
+    args: tuple[str, ...]
 
 
 class Iptables:
@@ -141,29 +117,23 @@ class Iptables:
             raise IptablesError(f"{self.iptables} -t {table} -N {chain}", result)
 
     def ensure_rule_prepended(self, rule: JumpRule) -> bool:
-        """``-C`` then ``-I`` if missing; True when the rule had to be inserted."""
-        check = self.exec([self.iptables, *_WAIT, "-t", rule.table, "-C", rule.chain, *rule.spec()])
-        if check.returncode == 0:
+        """``-C`` then ``-I`` if missing (upstream EnsureRule(Prepend)); True if inserted."""
+        base = [self.iptables, *_WAIT, "-t", rule.table]
+        if self.exec([*base, "-C", rule.src_chain, *rule.args]).returncode == 0:
             return False
-        insert = self.exec([self.iptables, *_WAIT, "-t", rule.table, "-I", rule.chain, *rule.spec()])
+        insert = self.exec([*base, "-I", rule.src_chain, *rule.args])
         if insert.returncode != 0:
-            raise IptablesError(f"{self.iptables} -t {rule.table} -I {rule.chain} -j {rule.target}", insert)
+            raise IptablesError(f"{self.iptables} -t {rule.table} -I {rule.src_chain} -j {rule.dst_chain}",
+                                insert)
         return True
 
-    def ensure_jumps(self, rules: Iterable[JumpRule] = JUMP_RULES) -> int:
+    def ensure_jumps(self, rules: Iterable[JumpRule]) -> int:
         """Create our top chains and their jump rules, idempotently; returns how many were added."""
         added = 0
         for rule in rules:
-            self.ensure_chain(rule.table, rule.target)
+            self.ensure_chain(rule.table, rule.dst_chain)
             added += self.ensure_rule_prepended(rule)
         return added
-
-    def delete_jumps(self, rules: Iterable[JumpRule] = JUMP_RULES) -> None:
-        """Remove our jump rules (cleanup); missing ones are fine."""
-        for rule in rules:
-            while self.exec([self.iptables, *_WAIT, "-t", rule.table, "-D", rule.chain,
-                             *rule.spec()]).returncode == 0:
-                pass
 
 
 def count_rules(text: str) -> dict[str, int]:

@@ -1,0 +1,163 @@
+"""The iptables Proxier with a fake command runner and a recording builder (no kernel)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from netemu.agent.proxy.iptables.apply import Result, detect_backend, resolve_backend
+from netemu.agent.proxy.model import NodeInfo, ServiceName
+from netemu.agent.proxy.proxier import IptablesProxier
+from tests.unit.test_proxy_tracker import eps, svc
+
+NODE = NodeInfo(name="node1", ips=("172.18.0.2",), cluster_cidr="10.244.0.0/16")
+
+
+class FakeExec:
+    """Records every argv; iptables-restore fails while ``fail_restore`` is set."""
+
+    def __init__(self, version="iptables v1.8.9 (nf_tables)"):
+        self.calls: list[tuple[list[str], str | None]] = []
+        self.fail_restore = False
+        self.version = version
+
+    def __call__(self, argv, input=None):
+        self.calls.append((argv, input))
+        if argv[-1] == "--version":
+            return Result(0, self.version + "\n")
+        if argv[0].endswith("-restore") and self.fail_restore:
+            return Result(2, "", "iptables-restore: line 7 failed")
+        if argv[0] == "conntrack":
+            return Result(1, "", "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.")
+        return Result(0)
+
+    def argvs(self, first=None):
+        return [a for a, _ in self.calls if first is None or a[0] == first]
+
+
+@dataclass
+class FakeRuleSet:
+    text: str
+    chains: dict
+    rule_counts: dict
+
+
+class RecordingBuilder:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, services, endpoints, node, config, *, changed=None, previous_chains=None):
+        self.calls.append({"services": dict(services), "endpoints": dict(endpoints),
+                           "changed": changed, "previous_chains": previous_chains})
+        text = f"*nat\n-A KUBE-SERVICES -j RETURN\nCOMMIT\n# {len(self.calls)}\n"
+        return FakeRuleSet(text, {"nat": {f"chain{len(self.calls)}"}}, {"nat": 1, "filter": 0})
+
+
+def make(backend="iptables"):
+    fake, builder = FakeExec(), RecordingBuilder()
+    proxier = IptablesProxier(NODE, backend=backend, exec_=fake, build=builder)
+    return proxier, fake, builder
+
+
+def test_backend_detection():
+    assert detect_backend("iptables v1.8.9 (nf_tables)") == "nft"
+    assert detect_backend("iptables v1.8.9 (legacy)") == "legacy"
+    assert detect_backend("iptables v1.6.1") == "legacy"
+    assert resolve_backend("iptables", FakeExec("iptables v1.8.9 (legacy)")) == "legacy"
+    assert resolve_backend("nft", FakeExec("iptables v1.8.9 (legacy)")) == "nft"
+    with pytest.raises(ValueError):
+        resolve_backend("ipchains")
+
+
+def test_no_sync_before_both_kinds_are_listed():
+    proxier, fake, builder = make()
+    proxier.on_service_add(svc())
+    assert proxier.sync().skipped
+    assert builder.calls == [] and fake.argvs("iptables-nft-restore") == []
+
+
+def test_first_sync_is_full_with_jumps_and_one_noflush_counters_restore():
+    proxier, fake, builder = make()
+    proxier.load([svc()], [eps()])
+    result = proxier.sync()
+    assert result.ok and result.full
+    assert builder.calls[0]["changed"] is None
+    restores = fake.argvs("iptables-nft-restore")
+    assert len(restores) == 1
+    assert "--noflush" in restores[0] and "--counters" in restores[0]
+    checks = [a for a in fake.argvs("iptables-nft") if "-C" in a]
+    assert any("PREROUTING" in a and "KUBE-SERVICES" in a for a in checks)
+    assert proxier.metrics.rules_total.labels(table="nat")._value.get() == 1
+
+
+def test_later_syncs_are_partial_with_the_changed_services_only():
+    proxier, fake, builder = make()
+    proxier.load([svc(), svc("other", ip="10.96.0.11")], [eps()])
+    proxier.sync()
+    fake.calls.clear()
+    proxier.on_slice_update(eps(), eps(ips=("10.244.1.10", "10.244.1.11")))
+    result = proxier.sync()
+    assert result.ok and not result.full
+    assert builder.calls[-1]["changed"] == {ServiceName("default", "web")}
+    assert builder.calls[-1]["previous_chains"] == {"nat": {"chain1"}}
+    assert [a for a in fake.argvs("iptables-nft") if "-C" in a] == []   # jumps: full syncs only
+
+
+def test_failed_restore_forces_a_full_sync_and_keeps_the_conntrack_cleanup():
+    proxier, fake, builder = make()
+    dns = svc("dns", ip="10.96.0.53", ports=(("dns", 53, "UDP"),))
+    two = eps("dns", ips=("10.244.1.10", "10.244.1.11"), port=("dns", 53, "UDP"))
+    proxier.load([dns], [two])
+    assert proxier.sync().ok
+    fake.calls.clear()
+    fake.fail_restore = True
+    proxier.on_slice_update(two, eps("dns", ips=("10.244.1.10",), port=("dns", 53, "UDP")))
+    failed = proxier.sync()
+    assert not failed.ok and "line 7" in failed.error
+    assert fake.argvs("conntrack") == []               # rules not in: entries must stay for now
+    fake.fail_restore = False
+    retry = proxier.sync()
+    assert retry.ok and retry.full
+    assert builder.calls[-1]["changed"] is None
+    assert ["conntrack", "-D", "--orig-dst", "10.96.0.53", "--dst-nat", "10.244.1.11", "-p", "udp"] \
+        in fake.argvs("conntrack")
+    text = proxier.metrics.text().decode()
+    assert "kubeproxy_sync_proxy_rules_iptables_restore_failures_total 1.0" in text
+
+
+def test_deleting_a_udp_service_clears_its_cluster_ip():
+    proxier, fake, builder = make()
+    dns = svc("dns", ip="10.96.0.53", ports=(("dns", 53, "UDP"),))
+    proxier.load([dns], [])
+    proxier.sync()
+    proxier.on_service_delete(dns)
+    proxier.sync()
+    assert ["conntrack", "-D", "--orig-dst", "10.96.0.53", "-p", "udp"] in fake.argvs("conntrack")
+
+
+def test_builder_exception_does_not_kill_the_proxy():
+    proxier, fake, builder = make()
+    proxier.load([svc()], [])
+
+    def broken(*a, **k):
+        raise KeyError("bug")
+
+    proxier.build = broken
+    assert not proxier.sync().ok
+    proxier.build = builder
+    assert proxier.sync().full
+
+
+def test_metrics_have_upstream_names():
+    proxier, fake, builder = make()
+    proxier.load([svc()], [eps(trigger="2020-01-01T00:00:00Z")])
+    proxier.sync()
+    text = proxier.metrics.text().decode()
+    for name in ("kubeproxy_sync_proxy_rules_duration_seconds_count 1.0",
+                 "kubeproxy_sync_full_proxy_rules_duration_seconds_count 1.0",
+                 "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 0.0",
+                 "kubeproxy_network_programming_duration_seconds_count 1.0",
+                 'kubeproxy_sync_proxy_rules_iptables_total{table="nat"} 1.0',
+                 "kubeproxy_sync_proxy_rules_last_timestamp_seconds"):
+        assert name in text, name
