@@ -1,0 +1,30 @@
+"""kube-proxy iptables mode: the pure rule builder (builder.py), fixed chains and jump rules
+(chains.py), and a parser/sorter for restore text (normalize.py). The applier (apply.py) is the
+only part that touches the kernel.
+
+``render()`` is the one-call entry for fixtures, tracers and ``netemu proxy render``: lists of
+Service and EndpointSlice dicts in, RuleSet out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from ..model import NodeInfo, ProxyConfig, endpoints_by_service_port, service_port_map
+from .builder import RuleSet, build, probability
+from .chains import JumpRule, jump_rules
+
+# Upstream proxier_test.go's fake node: lets tests reuse its IPs and expected dumps.
+UPSTREAM_TEST_NODE = NodeInfo("test-node", ("192.168.0.2",), "10.0.0.0/8")
+
+__all__ = ["RuleSet", "JumpRule", "build", "jump_rules", "probability", "render", "UPSTREAM_TEST_NODE"]
+
+
+def render(services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]],
+           node: NodeInfo | None = None, config: ProxyConfig | None = None, *,
+           problems: list[str] | None = None) -> RuleSet:
+    """Full-sync rules for Service and EndpointSlice dicts (bad objects skipped, see problems)."""
+    node = node or UPSTREAM_TEST_NODE
+    svc_map = service_port_map(services, node, problems=problems)
+    eps_map = endpoints_by_service_port(slices, node, problems=problems)
+    return build(svc_map, eps_map, node, config)

@@ -1,0 +1,77 @@
+"""Fixed chain names and the jump rules from the built-in chains (kubernetes v1.32
+pkg/proxy/iptables/proxier.go: iptablesJumpChains, iptablesKubeletJumpChains).
+
+The jump rules (PREROUTING -> KUBE-SERVICES, ...) are not part of the restore input: kube-proxy
+must not own whole built-in chains, so upstream ensures each jump with its own
+``iptables -C`` / ``-I`` call on full syncs. ``jump_rules()`` returns them as data for the
+applier to ensure the same way.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+KUBE_SERVICES = "KUBE-SERVICES"
+KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
+KUBE_NODEPORTS = "KUBE-NODEPORTS"
+KUBE_POSTROUTING = "KUBE-POSTROUTING"
+KUBE_MARK_MASQ = "KUBE-MARK-MASQ"
+KUBE_FORWARD = "KUBE-FORWARD"
+KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
+KUBE_PROXY_CANARY = "KUBE-PROXY-CANARY"
+KUBELET_FIREWALL = "KUBE-FIREWALL"
+
+# Top-level chains declared (and so flushed) by every sync, in upstream's order.
+FILTER_TOP_CHAINS = (KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL)
+NAT_TOP_CHAINS = (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ)
+
+# upstream ipt.Monitor() creates this empty chain in each table and resyncs if it vanishes.
+CANARY_TABLES = ("mangle", "nat", "filter")
+
+NFACCT_CT_INVALID = "ct_state_invalid_dropped_pkts"
+NFACCT_LOCALHOST_NODEPORTS = "localhost_nps_accepted_pkts"
+
+
+class JumpRule(NamedTuple):
+    """``iptables -t table -I src_chain <args>`` once chain ``dst_chain`` exists."""
+
+    table: str
+    src_chain: str
+    dst_chain: str
+    args: tuple[str, ...]
+
+
+_NEW = ("-m", "conntrack", "--ctstate", "NEW")
+
+# (table, dst, src, comment, extra args): upstream's iptablesJumpChains, in order.
+_JUMPS = (
+    ("filter", KUBE_EXTERNAL_SERVICES, "INPUT", "kubernetes externally-visible service portals", _NEW),
+    ("filter", KUBE_EXTERNAL_SERVICES, "FORWARD", "kubernetes externally-visible service portals", _NEW),
+    ("filter", KUBE_NODEPORTS, "INPUT", "kubernetes health check service ports", ()),
+    ("filter", KUBE_SERVICES, "FORWARD", "kubernetes service portals", _NEW),
+    ("filter", KUBE_SERVICES, "OUTPUT", "kubernetes service portals", _NEW),
+    ("filter", KUBE_FORWARD, "FORWARD", "kubernetes forwarding rules", ()),
+    ("filter", KUBE_PROXY_FIREWALL, "INPUT", "kubernetes load balancer firewall", _NEW),
+    ("filter", KUBE_PROXY_FIREWALL, "OUTPUT", "kubernetes load balancer firewall", _NEW),
+    ("filter", KUBE_PROXY_FIREWALL, "FORWARD", "kubernetes load balancer firewall", _NEW),
+    ("nat", KUBE_SERVICES, "OUTPUT", "kubernetes service portals", ()),
+    ("nat", KUBE_SERVICES, "PREROUTING", "kubernetes service portals", ()),
+    ("nat", KUBE_POSTROUTING, "POSTROUTING", "kubernetes postrouting rules", ()),
+    # iptablesKubeletJumpChains: duplicates of kubelet's, no comment.
+    ("filter", KUBELET_FIREWALL, "INPUT", "", ()),
+    ("filter", KUBELET_FIREWALL, "OUTPUT", "", ()),
+)
+
+
+def jump_rules() -> list[JumpRule]:
+    """The rules upstream ensures in built-in chains, in the order it ensures them.
+
+    Idempotent by construction: the applier checks each with ``-C`` and inserts (``-I``, i.e.
+    prepends, as upstream) only the missing ones, after creating ``dst_chain`` with ``-N``.
+    The comment is passed as one argv element (no shell, no quoting).
+    """
+    out = []
+    for table, dst, src, comment, extra in _JUMPS:
+        args = tuple(extra) + (("-m", "comment", "--comment", comment) if comment else ()) + ("-j", dst)
+        out.append(JumpRule(table, src, dst, args))
+    return out
