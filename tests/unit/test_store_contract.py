@@ -35,7 +35,7 @@ def etcd_server():
         server.stop()
 
 
-@pytest.fixture(params=["sqlite"])  # etcd joins when netemu/store/etcd.py lands
+@pytest.fixture(params=["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)])
 def backend(request, tmp_path) -> Backend:
     if request.param == "sqlite":
         return Backend("sqlite", lambda **kw: SqliteStore(str(tmp_path / "state.db"), **kw))
