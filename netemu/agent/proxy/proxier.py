@@ -215,9 +215,11 @@ class IptablesProxier(Proxier):
                     endpoints: UpdateEndpointsMapResult) -> SyncResult:
         self._cleanup_backlog.append((services, endpoints))
         t0 = self.clock()
+        if self.previous_chains is None:  # first sync: chains a previous run may have left
+            self.previous_chains = self._kernel_nat_chains()
         ruleset = self.build(self.service_map, self.endpoints_map, self.node, self.config,
                              changed=None if full else set(changed),
-                             previous_chains=None if full else self.previous_chains)
+                             previous_chains=self.previous_chains)
         t1 = self.clock()
         if full:
             from netemu.agent.proxy.iptables.chains import jump_rules
@@ -232,6 +234,16 @@ class IptablesProxier(Proxier):
         self.conntrack.run(plan)
         return SyncResult(ok=True, full=full, changed=changed, build_seconds=t1 - t0,
                           apply_seconds=t2 - t1, conntrack_commands=len(plan), rules=counts)
+
+    def _kernel_nat_chains(self) -> dict[str, frozenset[str]]:
+        """Chains now in the nat table (``iptables-save -t nat``), so stale ones get deleted."""
+        try:
+            text = self.iptables.save("nat")
+        except Exception as exc:
+            log.warning("iptables-save failed, stale chains will not be deleted: %s", exc)
+            return {"nat": frozenset()}
+        return {"nat": frozenset(line[1:].split()[0] for line in text.splitlines()
+                                 if line.startswith(":") and len(line) > 1)}
 
     def _conntrack_plan(self) -> list[list[str]]:
         """Cleanup for this sync and any earlier failed ones (their rules are in only now)."""
