@@ -177,3 +177,41 @@ def split_key(key: str) -> tuple[str | None, str]:
 
 def now() -> float:
     return time.time()
+
+
+class Expectations:
+    """Creates and deletes a controller issued but has not yet seen in its cache (upstream
+    ControllerExpectations): while some are outstanding the controller does not act on a stale
+    count and create the same pods twice. They expire, so a lost watch event cannot wedge it."""
+
+    def __init__(self, ttl: float = 30.0):
+        self.ttl = ttl
+        self._adds: dict[str, dict[str, float]] = {}
+        self._dels: dict[str, dict[str, float]] = {}
+
+    def expect_create(self, key: str, name: str) -> None:
+        self._adds.setdefault(key, {})[name] = time.monotonic()
+
+    def expect_delete(self, key: str, name: str) -> None:
+        self._dels.setdefault(key, {})[name] = time.monotonic()
+
+    def observed_create(self, key: str, name: str) -> None:
+        self._adds.get(key, {}).pop(name, None)
+
+    def observed_delete(self, key: str, name: str) -> None:
+        self._dels.get(key, {}).pop(name, None)
+
+    def forget(self, key: str) -> None:
+        self._adds.pop(key, None)
+        self._dels.pop(key, None)
+
+    def satisfied(self, key: str) -> bool:
+        limit = time.monotonic() - self.ttl
+        for table in (self._adds, self._dels):
+            pending = table.get(key, {})
+            for name, t in list(pending.items()):
+                if t < limit:
+                    del pending[name]
+            if pending:
+                return False
+        return True

@@ -1,0 +1,236 @@
+"""ReplicaSet controller: as many active pods as spec.replicas, and an honest status.
+
+The planner is pure: which pods are this ReplicaSet's, how many to create, which to delete
+(upstream's ranking: unscheduled, pending, not ready, recently ready, restarted, newer go first)
+and the status counts. The loop creates pods from the template with an ownerReference, deletes
+the ranked pods, and waits for its own writes to show up in the cache (expectations) before it
+counts again.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from netemu.api import errors
+from netemu.controllers.events import NORMAL, WARNING
+from netemu.controllers.kube import (Obj, condition, controller_ref, is_deleting, key_of, labels_of, meta,
+                                     name_of, ns_of, owner_ref, parse_time, pod_is_active, pod_is_ready,
+                                     selector_matches, uid_of)
+from netemu.controllers.runtime import Controller, Expectations, rt, split_key
+
+BURST = 500  # upstream burstReplicas: at most this many creates/deletes per sync
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # upstream utilrand alphanumerics (no vowels)
+
+
+def random_suffix(n: int = 5, rng: random.Random | None = None) -> str:
+    rng = rng or random
+    return "".join(rng.choice(_NAME_CHARS) for _ in range(n))
+
+
+def owned_pods(rs: Obj, pods: list[Obj]) -> list[Obj]:
+    """Pods whose controller is this ReplicaSet (by uid)."""
+    uid = uid_of(rs)
+    return [p for p in pods if (controller_ref(p) or {}).get("uid") == uid]
+
+
+def orphans_to_adopt(rs: Obj, pods: list[Obj]) -> list[Obj]:
+    """Active pods in the namespace with no controller that the selector matches."""
+    if is_deleting(rs):
+        return []
+    selector = (rs.get("spec") or {}).get("selector")
+    return [p for p in pods if ns_of(p) == ns_of(rs) and controller_ref(p) is None and pod_is_active(p)
+            and selector_matches(selector, labels_of(p))]
+
+
+def is_available(pod: Obj, min_ready_seconds: int, now: float) -> bool:
+    if not pod_is_ready(pod):
+        return False
+    if not min_ready_seconds:
+        return True
+    since = parse_time((condition(pod, "Ready") or {}).get("lastTransitionTime"))
+    return since is not None and since + min_ready_seconds <= now
+
+
+def _phase_rank(pod: Obj) -> int:
+    return {"Pending": 0, "Unknown": 1, "Running": 2}.get((pod.get("status") or {}).get("phase"), 0)
+
+
+def _restarts(pod: Obj) -> int:
+    return max((c.get("restartCount", 0) for c in (pod.get("status") or {}).get("containerStatuses") or []),
+               default=0)
+
+
+def deletion_rank(pod: Obj) -> tuple:
+    """Sort key: smaller goes first (upstream controller.ActivePods Less)."""
+    ready_since = parse_time((condition(pod, "Ready") or {}).get("lastTransitionTime")) or 0.0
+    created = parse_time(meta(pod).get("creationTimestamp")) or 0.0
+    return (bool((pod.get("spec") or {}).get("nodeName")), _phase_rank(pod), pod_is_ready(pod),
+            -ready_since if pod_is_ready(pod) else 0.0, -_restarts(pod), -created, name_of(pod))
+
+
+def pods_to_delete(pods: list[Obj], count: int) -> list[Obj]:
+    return sorted(pods, key=deletion_rank)[:count]
+
+
+@dataclass
+class Plan:
+    create: int = 0
+    delete: list[Obj] = field(default_factory=list)
+
+
+def plan(rs: Obj, active: list[Obj]) -> Plan:
+    """How to move from ``active`` owned pods to spec.replicas (none while being deleted)."""
+    if is_deleting(rs):
+        return Plan()
+    want = int((rs.get("spec") or {}).get("replicas", 1))
+    diff = len(active) - want
+    if diff < 0:
+        return Plan(create=min(-diff, BURST))
+    if diff > 0:
+        return Plan(delete=pods_to_delete(active, min(diff, BURST)))
+    return Plan()
+
+
+def status_for(rs: Obj, owned: list[Obj], now: float, failure: str | None = None) -> Obj:
+    spec = rs.get("spec") or {}
+    active = [p for p in owned if pod_is_active(p)]
+    template_labels = labels_of((spec.get("template") or {}))
+    min_ready = int(spec.get("minReadySeconds") or 0)
+    status: Obj = {
+        "replicas": len(active),
+        "fullyLabeledReplicas": sum(1 for p in active
+                                    if all(labels_of(p).get(k) == v for k, v in template_labels.items())),
+        "readyReplicas": sum(1 for p in active if pod_is_ready(p)),
+        "availableReplicas": sum(1 for p in active if is_available(p, min_ready, now)),
+        "observedGeneration": meta(rs).get("generation", 1),
+    }
+    old = [c for c in (rs.get("status") or {}).get("conditions") or [] if c.get("type") != "ReplicaFailure"]
+    if failure:
+        old.append({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": failure,
+                    "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))})
+    status["conditions"] = old
+    return status
+
+
+def status_changed(obj: Obj, status: Obj) -> bool:
+    """Compare ignoring empty lists vs absent keys, so an idle sync writes nothing."""
+    def norm(d: Obj) -> Obj:
+        return {k: v for k, v in d.items() if v not in (None, [], {})}
+    return norm(status) != norm(obj.get("status") or {})
+
+
+def pod_from_template(rs: Obj, name: str) -> Obj:
+    template = (rs.get("spec") or {}).get("template") or {}
+    tmeta = template.get("metadata") or {}
+    metadata: Obj = {"name": name, "namespace": ns_of(rs), "labels": dict(tmeta.get("labels") or {}),
+                     "ownerReferences": [owner_ref(rs)]}
+    if tmeta.get("annotations"):
+        metadata["annotations"] = dict(tmeta["annotations"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": dict(template.get("spec") or {})}
+
+
+class ReplicaSetController(Controller):
+    name = "replicaset"
+    kinds = ("ReplicaSet", "Pod")
+
+    def setup(self) -> None:
+        self.expectations = Expectations()
+        self.cache("ReplicaSet").add_handler(self.enqueue_obj, lambda o, n: self.enqueue_obj(n),
+                                             self._rs_deleted)
+        self.cache("Pod").add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+
+    def _rs_deleted(self, rs: Obj) -> None:
+        self.expectations.forget(key_of(rs))
+
+    def _owner_key(self, pod: Obj) -> str | None:
+        ref = controller_ref(pod)
+        if ref and ref.get("kind") == "ReplicaSet":
+            return f"{ns_of(pod)}/{ref['name']}"
+        return None
+
+    def _pod_added(self, pod: Obj) -> None:
+        key = self._owner_key(pod)
+        if key:
+            self.expectations.observed_create(key, name_of(pod))
+            self.queue.add(key)
+        else:
+            for rs in self.cache("ReplicaSet").list(ns_of(pod)):
+                if orphans_to_adopt(rs, [pod]):
+                    self.enqueue_obj(rs)
+
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        if is_deleting(new) and not is_deleting(old):  # graceful delete: observed when it starts
+            key = self._owner_key(new)
+            if key:
+                self.expectations.observed_delete(key, name_of(new))
+        for pod in (old, new):
+            key = self._owner_key(pod)
+            if key:
+                self.queue.add(key)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        key = self._owner_key(pod)
+        if key:
+            self.expectations.observed_delete(key, name_of(pod))
+            self.queue.add(key)
+
+    async def resync_all(self) -> None:
+        for rs in self.cache("ReplicaSet").list():
+            self.enqueue_obj(rs)
+
+    async def sync(self, key: str) -> None:
+        ns, name = split_key(key)
+        rs = self.cache("ReplicaSet").get(name, ns)
+        if rs is None:
+            self.expectations.forget(key)
+            return
+        pods = self.cache("Pod").list(ns)
+        for orphan in orphans_to_adopt(rs, pods):
+            await self._adopt(rs, orphan)
+        owned = owned_pods(rs, pods) + [p for p in orphans_to_adopt(rs, pods)]
+        failure = None
+        if self.expectations.satisfied(key):
+            failure = await self._manage(key, rs, [p for p in owned if pod_is_active(p)])
+        status = status_for(rs, owned, time.time(), failure)
+        if status_changed(rs, status):
+            await self.client.patch(rt("ReplicaSet"), name, {"status": status}, ns, subresource="status")
+        min_ready = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
+        if min_ready and status["readyReplicas"] != status["availableReplicas"]:
+            self.queue.add_after(key, 1.0)  # re-check when pods become available
+
+    async def _adopt(self, rs: Obj, pod: Obj) -> None:
+        refs = list(meta(pod).get("ownerReferences") or []) + [owner_ref(rs)]
+        patch = {"metadata": {"ownerReferences": refs, "resourceVersion": meta(pod).get("resourceVersion")}}
+        try:
+            await self.client.patch(rt("Pod"), name_of(pod), patch, ns_of(pod))
+        except (errors.Conflict, errors.NotFound):
+            pass
+
+    async def _manage(self, key: str, rs: Obj, active: list[Obj]) -> str | None:
+        p = plan(rs, active)
+        failure = None
+        for _ in range(p.create):
+            pod_name = f"{name_of(rs)}-{random_suffix()}"
+            self.expectations.expect_create(key, pod_name)
+            try:
+                await self.client.create(rt("Pod"), pod_from_template(rs, pod_name), ns_of(rs))
+            except errors.StatusError as exc:
+                self.expectations.observed_create(key, pod_name)
+                failure = str(exc)
+                self.recorder.event(rs, WARNING, "FailedCreate", f"Error creating: {exc}",
+                                    component="replicaset-controller")
+                break
+            self.recorder.event(rs, NORMAL, "SuccessfulCreate", f"Created pod: {pod_name}",
+                                component="replicaset-controller")
+        for pod in p.delete:
+            self.expectations.expect_delete(key, name_of(pod))
+            try:
+                await self.client.delete(rt("Pod"), name_of(pod), ns_of(pod))
+            except errors.NotFound:
+                self.expectations.observed_delete(key, name_of(pod))
+                continue
+            self.recorder.event(rs, NORMAL, "SuccessfulDelete", f"Deleted pod: {name_of(pod)}",
+                                component="replicaset-controller")
+        return failure
