@@ -1,0 +1,94 @@
+"""The aiohttp application: authentication, error rendering, and the route table.
+
+Every error leaves as a Kubernetes ``Status``: StatusErrors with their own code, aiohttp's own
+HTTP errors (bad request lines, oversized bodies) mapped to the matching Status, and anything
+unexpected as a 500 that is logged (a server bug, never a client mistake).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from netemu.api import errors
+from netemu.apiserver import auth, body, discovery, routing
+from netemu.apiserver.handlers import Handlers, json_response
+from netemu.apiserver.registry import Registry
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_TO_STATUS = {400: errors.BadRequest, 401: errors.Unauthorized, 403: errors.Forbidden,
+                   404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.RequestEntityTooLarge,
+                   415: errors.UnsupportedMediaType}
+
+
+@web.middleware
+async def status_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.StatusError as exc:
+        return json_response(exc.status(), exc.code)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        cls = _HTTP_TO_STATUS.get(exc.status, errors.BadRequest if exc.status < 500 else errors.InternalError)
+        return json_response(cls(exc.reason or str(exc)).status(), exc.status)
+    except ConnectionResetError:
+        raise
+    except Exception as exc:
+        log.exception("internal error serving %s %s", request.method, request.path)
+        return json_response(errors.InternalError(f"internal error: {type(exc).__name__}: {exc}").status(), 500)
+
+
+def authenticate(tokens: set[str]) -> Callable:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not auth.is_public(request.path):
+            auth.check(request.headers.get("Authorization"), tokens)
+        return await handler(request)
+    return middleware
+
+
+class ApiServer:
+    """Routes of one API server; ``app`` is what aiohttp serves."""
+
+    def __init__(self, registry: Registry, tokens: set[str], *, server_address: str = "127.0.0.1:6443",
+                 bookmark_interval: float = 60.0):
+        self.registry = registry
+        self.server_address = server_address
+        self.handlers = Handlers(registry, bookmark_interval=bookmark_interval)
+        self.ready = False
+        self.app = web.Application(client_max_size=body.MAX_BODY_BYTES,
+                                   middlewares=[status_errors, authenticate(tokens)])
+        self.app.router.add_get("/version", self.version)
+        for path in ("/healthz", "/livez", "/readyz"):
+            self.app.router.add_get(path, self.health)
+        self.app.router.add_route("*", "/{tail:.*}", self.dispatch)
+
+    async def version(self, request: web.Request) -> web.Response:
+        return json_response(discovery.version_info())
+
+    async def health(self, request: web.Request) -> web.Response:
+        if request.path == "/readyz" and not self.ready:
+            return web.Response(status=503, text="not ready")
+        return web.Response(text="ok")
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        target = routing.parse(request.path)
+        if isinstance(target, routing.GroupVersion):
+            if request.method != "GET":
+                raise errors.MethodNotAllowed(f"{request.method} is not allowed on discovery documents")
+            return json_response(self._discovery(target))
+        return await self.handlers.handle(request, target)
+
+    def _discovery(self, gv: routing.GroupVersion) -> dict[str, Any]:
+        if gv.legacy and gv.version is None:
+            return discovery.api_versions(self.server_address)
+        if gv.group is None:
+            return discovery.api_group_list()
+        if gv.version is None:
+            return discovery.api_group(gv.group)
+        return discovery.api_resource_list(gv.group, gv.version)

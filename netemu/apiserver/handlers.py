@@ -1,0 +1,294 @@
+"""HTTP handlers: decode a request, call the registry, render the answer.
+
+Every verb of the Kubernetes REST API for every resource in ``netemu.api.kinds``, addressed by
+``routing.Target``. No storage logic lives here (that is ``registry``), only what HTTP brings:
+query parameters, bodies, content types, status codes and Table negotiation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+
+from netemu.api import errors, kinds
+from netemu.apiserver import body, listing, scale, tables, watch
+from netemu.apiserver.patching import apply_patch
+from netemu.apiserver.registry import PODS, Registry
+from netemu.apiserver.routing import Target
+
+Obj = dict[str, Any]
+
+
+def json_response(data: Obj, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+def _bool(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes")
+
+
+def _int(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.BadRequest(f"{name} must be an integer, not {value!r}") from None
+
+
+def _check_verb(target: Target, verb: str) -> None:
+    if verb not in target.rt.verbs:
+        raise errors.MethodNotAllowed(f"{verb} is not supported on resources of kind "
+                                      f'"{target.rt.resource}"', details={"kind": target.rt.resource})
+
+
+def _check_type(target: Target, obj: Obj, expected: tuple[str, str] | None = None) -> None:
+    """The body's apiVersion/kind must be the URL's (filled in when missing, as upstream's
+    decoder defaults them from the endpoint)."""
+    api_version, kind = expected or (target.rt.api_version, target.rt.kind)
+    got_av, got_kind = obj.get("apiVersion"), obj.get("kind")
+    if got_kind and got_kind != kind:
+        raise errors.BadRequest(f"the kind in the request body ({got_kind}) does not match the "
+                                f"kind of the URL ({kind})")
+    if got_av and got_av != api_version:
+        raise errors.BadRequest(f"the API version in the data ({got_av}) does not match the "
+                                f"expected API version ({api_version})")
+    obj["apiVersion"], obj["kind"] = api_version, kind
+
+
+class Handlers:
+    """The request handlers of one API server (one registry, one store)."""
+
+    def __init__(self, registry: Registry, *, bookmark_interval: float = 60.0):
+        self.registry = registry
+        self.bookmark_interval = bookmark_interval
+        self.active_watches: set = set()
+
+    async def _read(self, request: web.Request) -> bytes:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise errors.RequestEntityTooLarge(
+                f"the request body is larger than the limit of {body.MAX_BODY_BYTES} bytes") from None
+        body.check_size(raw)
+        return raw
+
+    def _render(self, request: web.Request, target: Target, obj: Obj, status: int = 200) -> web.Response:
+        if tables.accepts_table(request.headers.get("Accept")) and obj.get("kind") == target.rt.kind:
+            now = dt.datetime.now(dt.timezone.utc)
+            rv = (obj.get("metadata") or {}).get("resourceVersion", "")
+            return json_response(tables.table(target.rt.kind, [obj], now, resource_version=rv,
+                                              include=request.query.get("includeObject", "Metadata")), status)
+        return json_response(obj, status)
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request, target: Target) -> web.StreamResponse:
+        method = request.method
+        if target.name is None:
+            if method == "GET":
+                if target.watch or _bool(request.query.get("watch")):
+                    _check_verb(target, "watch")
+                    return await self.watch(request, target)
+                _check_verb(target, "list")
+                return await self.list(request, target)
+            if method == "POST":
+                _check_verb(target, "create")
+                return await self.create(request, target)
+            if method == "DELETE":
+                _check_verb(target, "deletecollection")
+                return await self.delete_collection(request, target)
+        else:
+            if target.watch:
+                raise errors.BadRequest("watch of a single object: use fieldSelector=metadata.name=NAME")
+            if target.subresource == "binding":
+                if method == "POST":
+                    return await self.bind(request, target)
+            elif target.subresource == "scale":
+                return await self.scale(request, target)
+            elif method == "GET":
+                _check_verb(target, "get")
+                obj = await self.registry.get(target.rt, target.namespace, target.name)
+                return self._render(request, target, obj)
+            elif method == "PUT":
+                _check_verb(target, "update")
+                return await self.update(request, target)
+            elif method == "PATCH":
+                _check_verb(target, "patch")
+                return await self.patch(request, target)
+            elif method == "DELETE" and target.subresource is None:
+                _check_verb(target, "delete")
+                return await self.delete(request, target)
+        raise errors.MethodNotAllowed(f"the server does not allow this method ({method}) on the "
+                                      "requested resource")
+
+    # -- collections -------------------------------------------------------------------------
+
+    async def list(self, request: web.Request, target: Target) -> web.Response:
+        q = request.query
+        match = listing.object_filter(target.rt, q.get("labelSelector"), q.get("fieldSelector"))
+        exact = None
+        if q.get("resourceVersionMatch") == "Exact" and q.get("resourceVersion"):
+            exact = _int(request, "resourceVersion")
+        limit = _int(request, "limit")
+        page = await listing.list_page(self.registry.store, target.rt, target.namespace, match=match,
+                                       limit=limit if limit and limit > 0 else None,
+                                       continue_token=q.get("continue") or None, exact_revision=exact)
+        rv = str(page.revision)
+        if tables.accepts_table(request.headers.get("Accept")):
+            return json_response(tables.table(target.rt.kind, page.items, dt.datetime.now(dt.timezone.utc),
+                                              resource_version=rv, continue_token=page.continue_token,
+                                              include=q.get("includeObject", "Metadata")))
+        meta: Obj = {"resourceVersion": rv}
+        if page.continue_token:
+            meta["continue"] = page.continue_token
+        return json_response({"kind": f"{target.rt.kind}List", "apiVersion": target.rt.api_version,
+                              "metadata": meta, "items": page.items})
+
+    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        q = request.query
+        timeout = _int(request, "timeoutSeconds")
+        params = watch.WatchParams(
+            resource_version=q.get("resourceVersion", ""),
+            timeout=float(timeout) if timeout and timeout > 0 else 1800.0,
+            bookmarks=_bool(q.get("allowWatchBookmarks")),
+            bookmark_interval=self.bookmark_interval,
+            match=listing.object_filter(target.rt, q.get("labelSelector"), q.get("fieldSelector")),
+            as_table=tables.accepts_table(request.headers.get("Accept")),
+            include=q.get("includeObject", "Metadata"))
+        return await watch.serve(request, self.registry.store, target.rt, target.namespace, params,
+                                 self.active_watches)
+
+    async def create(self, request: web.Request, target: Target) -> web.Response:
+        obj = body.decode_object(await self._read(request), request.content_type)
+        if target.rt.kind == "Binding":
+            _check_type(target, obj)
+            name = (obj.get("metadata") or {}).get("name")
+            if not name:
+                raise errors.BadRequest("a Binding needs metadata.name (the pod's name)")
+            return await self._bind(target.namespace, name, obj)
+        _check_type(target, obj)
+        created = await self.registry.create(target.rt, target.namespace, obj)
+        return self._render(request, target, created, 201)
+
+    async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
+        q = request.query
+        match = listing.object_filter(target.rt, q.get("labelSelector"), q.get("fieldSelector"))
+        options = await self._delete_options(request)
+        page = await listing.list_page(self.registry.store, target.rt, target.namespace, match=match)
+        deleted = []
+        for obj in page.items:
+            meta = obj.get("metadata") or {}
+            try:
+                last, _ = await self.registry.delete(target.rt, meta.get("namespace"), meta["name"], options)
+                deleted.append(last)
+            except errors.NotFound:
+                continue
+        return json_response({"kind": f"{target.rt.kind}List", "apiVersion": target.rt.api_version,
+                              "metadata": {"resourceVersion": str(page.revision)}, "items": deleted})
+
+    # -- objects -----------------------------------------------------------------------------
+
+    async def update(self, request: web.Request, target: Target) -> web.Response:
+        obj = body.decode_object(await self._read(request), request.content_type)
+        _check_type(target, obj)
+        updated = await self.registry.update(target.rt, target.namespace, target.name, obj,
+                                             subresource=target.subresource)
+        return self._render(request, target, updated)
+
+    async def patch(self, request: web.Request, target: Target) -> web.Response:
+        content_type = body.media_type(request.headers.get("Content-Type"))
+        if content_type == body.APPLY_PATCH:
+            raise errors.UnsupportedMediaType(
+                "server-side apply (application/apply-patch+yaml) is not supported by netemu: "
+                "use client-side kubectl apply (--server-side=false)")
+        if content_type not in body.PATCH_TYPES:
+            raise errors.UnsupportedMediaType(
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{', '.join(body.PATCH_TYPES)}")
+        patch_doc = body.decode(await self._read(request), content_type)
+        rt = target.rt
+        precondition = None
+        if isinstance(patch_doc, dict):
+            rv = (patch_doc.get("metadata") or {}).get("resourceVersion") if isinstance(
+                patch_doc.get("metadata"), dict) else None
+            precondition = int(rv) if isinstance(rv, str) and rv.isdigit() else None
+
+        def transform(old: Obj) -> Obj:
+            new = apply_patch(content_type, old, patch_doc, rt.kind)
+            if not isinstance(new, dict):
+                raise errors.BadRequest("the patch did not produce an object")
+            _check_type(target, new)
+            return new
+        updated = await self.registry.guaranteed_update(rt, target.namespace, target.name, transform,
+                                                        subresource=target.subresource,
+                                                        precondition=precondition)
+        return self._render(request, target, updated)
+
+    async def _delete_options(self, request: web.Request) -> Obj:
+        raw = await self._read(request) if request.can_read_body else b""
+        options: Obj = body.decode_object(raw, "application/json") if raw.strip() else {}
+        q = request.query
+        if q.get("gracePeriodSeconds"):
+            options["gracePeriodSeconds"] = _int(request, "gracePeriodSeconds")
+        if q.get("propagationPolicy"):
+            options["propagationPolicy"] = q["propagationPolicy"]
+        if q.get("orphanDependents"):
+            options["orphanDependents"] = _bool(q["orphanDependents"])
+        return options
+
+    async def delete(self, request: web.Request, target: Target) -> web.Response:
+        options = await self._delete_options(request)
+        obj, removed = await self.registry.delete(target.rt, target.namespace, target.name, options)
+        status = 202 if not removed and options.get("propagationPolicy") == "Foreground" else 200
+        return json_response(obj, status)
+
+    async def _bind(self, namespace: str | None, pod_name: str, binding: Obj) -> web.Response:
+        await self.registry.bind(namespace or "default", pod_name, binding)
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                              "code": 201}, 201)
+
+    async def bind(self, request: web.Request, target: Target) -> web.Response:
+        obj = body.decode_object(await self._read(request), request.content_type)
+        _check_type(target, obj, ("v1", "Binding"))
+        name = (obj.get("metadata") or {}).get("name") or target.name
+        if name != target.name:
+            raise errors.BadRequest("the name of the Binding does not match the pod on the URL")
+        return await self._bind(target.namespace, target.name, obj)
+
+    async def scale(self, request: web.Request, target: Target) -> web.Response:
+        rt, ns, name = target.rt, target.namespace, target.name
+        if request.method == "GET":
+            return json_response(scale.to_scale(await self.registry.get(rt, ns, name)))
+        if request.method == "PUT":
+            doc = body.decode_object(await self._read(request), request.content_type)
+            _check_type(target, doc, ("autoscaling/v1", "Scale"))
+        elif request.method == "PATCH":
+            content_type = body.media_type(request.headers.get("Content-Type"))
+            if content_type not in body.PATCH_TYPES:
+                raise errors.UnsupportedMediaType(f"unsupported patch type {content_type!r} for scale")
+            patch_doc = body.decode(await self._read(request), content_type)
+            current = scale.to_scale(await self.registry.get(rt, ns, name))
+            doc = apply_patch(content_type, current, patch_doc, "Scale")
+            if isinstance(doc, dict):
+                doc.setdefault("metadata", {}).pop("resourceVersion", None) if not (
+                    isinstance(patch_doc, dict) and (patch_doc.get("metadata") or {}).get("resourceVersion")) else None
+        else:
+            raise errors.MethodNotAllowed(f"{request.method} is not supported on the scale subresource")
+        rv = (doc.get("metadata") or {}).get("resourceVersion")
+        precondition = int(rv) if isinstance(rv, str) and rv.isdigit() else None
+        updated = await self.registry.guaranteed_update(
+            rt, ns, name, lambda old: _without_rv(scale.apply_scale(old, doc)),
+            subresource=None, precondition=precondition)
+        return json_response(scale.to_scale(updated))
+
+
+def _without_rv(obj: Obj) -> Obj:
+    obj.get("metadata", {}).pop("resourceVersion", None)
+    return obj
+
+
+__all__ = ["Handlers", "kinds"]

@@ -1,0 +1,303 @@
+"""The storage side of every verb: strategy, allocation, namespaces, deletion, concurrency.
+
+This is upstream's generic registry (staging/src/k8s.io/apiserver/pkg/registry/generic/registry/
+store.go) cut to what netemu needs, with no HTTP in it: the handlers decode a request, call one
+method here, and render the answer. Objects pass through the object model's strategy
+(defaults, metadata, validation) before they are written, so nothing invalid reaches the store.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import random
+from typing import Any, Callable
+
+from netemu.api import errors, kinds, meta, strategy
+from netemu.api.kinds import ResourceType
+from netemu.apiserver import deletion
+from netemu.apiserver.services import ServiceIPs
+from netemu.store.base import Store
+
+Obj = dict[str, Any]
+NAMESPACES = kinds.by_resource("", "v1", "namespaces")
+PODS = kinds.by_resource("", "v1", "pods")
+# Kinds whose PUT creates a missing object (upstream AllowCreateOnUpdate).
+CREATE_ON_UPDATE = {"Endpoints", "Lease", "Event"}
+_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+MAX_RETRIES = 20
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def qualified(rt: ResourceType) -> str:
+    """``services`` or ``deployments.apps``: how upstream names a resource in messages."""
+    return f"{rt.resource}.{rt.group}" if rt.group else rt.resource
+
+
+def _meta(obj: Obj) -> Obj:
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = obj["metadata"] = {}
+    return meta
+
+
+def _rv(obj: Obj) -> int | None:
+    rv = (obj.get("metadata") or {}).get("resourceVersion")
+    if rv in (None, ""):
+        return None
+    try:
+        return int(rv)
+    except (TypeError, ValueError):
+        raise errors.BadRequest(f"invalid resourceVersion {rv!r}: must be an integer") from None
+
+
+def conflict(rt: ResourceType, name: str) -> errors.Conflict:
+    return errors.Conflict(
+        f'Operation cannot be fulfilled on {qualified(rt)} "{name}": the object has been modified; '
+        "please apply your changes to the latest version and try again",
+        details={"name": name, "group": rt.group, "kind": rt.resource})
+
+
+def not_found(rt: ResourceType, name: str) -> errors.NotFound:
+    return errors.NotFound(f'{qualified(rt)} "{name}" not found',
+                           details={"name": name, "group": rt.group, "kind": rt.resource})
+
+
+class Registry:
+    """Verbs over one store; ``clock`` is injectable so tests can fix "now"."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], dt.datetime] = utcnow,
+                 services: ServiceIPs | None = None):
+        self.store = store
+        self.clock = clock
+        self.services = services or ServiceIPs(store)
+
+    async def start(self) -> None:
+        """Rebuild in-memory state (IP and port allocations) from the stored objects."""
+        await self.services.rebuild()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
+        try:
+            return self._typed(rt, await self.store.get(rt.key(namespace, name)))
+        except errors.NotFound:
+            raise not_found(rt, name) from None
+
+    @staticmethod
+    def _typed(rt: ResourceType, obj: Obj) -> Obj:
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        return obj
+
+    # -- create ------------------------------------------------------------------------------
+
+    async def create(self, rt: ResourceType, namespace: str | None, obj: Obj) -> Obj:
+        meta = _meta(obj)
+        if rt.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and namespace and body_ns != namespace:
+                raise errors.BadRequest("the namespace of the provided object does not match the "
+                                        "namespace sent on the request")
+            namespace = namespace or body_ns or "default"
+            meta["namespace"] = namespace
+            await self._check_namespace(namespace)
+        else:
+            meta.pop("namespace", None)
+        generate = not meta.get("name") and meta.get("generateName")
+        for _ in range(5 if generate else 1):
+            candidate = copy.deepcopy(obj)
+            if generate:
+                suffix = "".join(random.choice(_GENERATE_ALPHABET) for _ in range(5))
+                _meta(candidate)["name"] = meta["generateName"] + suffix
+            try:
+                return await self._create_one(rt, namespace, candidate)
+            except errors.AlreadyExists:
+                if not generate:
+                    raise
+        raise errors.AlreadyExists(f"could not generate a unique name from {meta['generateName']!r}")
+
+    async def _create_one(self, rt: ResourceType, namespace: str | None, obj: Obj) -> Obj:
+        obj.pop("status", None) if rt.kind in ("Deployment", "ReplicaSet") else None
+        prepared = strategy.prepare_create(rt, obj, now=meta.now_rfc3339(self.clock()))
+        name = _meta(prepared).get("name", "")
+        key = rt.key(namespace, name)
+        release = await self.services.on_create(rt, prepared) if rt.kind == "Service" else None
+        try:
+            stored = await self.store.create(key, prepared)
+        except errors.AlreadyExists:
+            if release:
+                release()
+            raise errors.AlreadyExists(f'{qualified(rt)} "{name}" already exists',
+                                       details={"name": name, "group": rt.group, "kind": rt.resource}) from None
+        except Exception:
+            if release:
+                release()
+            raise
+        return self._typed(rt, stored)
+
+    async def _check_namespace(self, namespace: str) -> None:
+        try:
+            ns = await self.store.get(NAMESPACES.key(None, namespace))
+        except errors.NotFound:
+            raise errors.NotFound(f'namespaces "{namespace}" not found',
+                                  details={"name": namespace, "kind": "namespaces"}) from None
+        if (ns.get("metadata") or {}).get("deletionTimestamp"):
+            raise errors.Forbidden(f"unable to create new content in namespace {namespace} "
+                                   "because it is being terminated")
+
+    # -- update ------------------------------------------------------------------------------
+
+    async def update(self, rt: ResourceType, namespace: str | None, name: str, obj: Obj, *,
+                     subresource: str | None = None) -> Obj:
+        """PUT: the body's resourceVersion (if any) is the precondition, else last write wins."""
+        meta = _meta(obj)
+        if meta.get("name") and meta["name"] != name:
+            raise errors.BadRequest(f"the name of the object ({meta['name']}) does not match the "
+                                    f"name on the URL ({name})")
+        if rt.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
+            raise errors.BadRequest("the namespace of the provided object does not match the "
+                                    "namespace sent on the request")
+        expected = _rv(obj)
+        try:
+            await self.store.get(rt.key(namespace, name))
+        except errors.NotFound:
+            if rt.kind in CREATE_ON_UPDATE and subresource is None and expected is None:
+                meta["name"] = name
+                return await self.create(rt, namespace, obj)
+            raise not_found(rt, name) from None
+        return await self.guaranteed_update(rt, namespace, name, lambda old: obj,
+                                            subresource=subresource, precondition=expected)
+
+    async def guaranteed_update(self, rt: ResourceType, namespace: str | None, name: str,
+                                transform: Callable[[Obj], Obj], *, subresource: str | None = None,
+                                precondition: int | None = None) -> Obj:
+        """Read, transform, validate, write conditionally; retry on races unless the caller
+        gave a resourceVersion precondition (then a race is the caller's Conflict)."""
+        key = rt.key(namespace, name)
+        for _ in range(MAX_RETRIES):
+            old = await self.get(rt, namespace, name)
+            old_rv = _rv(old)
+            if precondition is not None and precondition != old_rv:
+                raise conflict(rt, name)
+            new = transform(copy.deepcopy(old))
+            new_meta = _meta(new)
+            new_meta["name"], new_meta["resourceVersion"] = name, str(old_rv)
+            if rt.namespaced:
+                new_meta["namespace"] = namespace
+            prepared = strategy.prepare_update(rt, old, new, subresource=subresource)
+            if deletion.finalized(prepared) and subresource is None and rt.kind != "Namespace":
+                return await self._remove(rt, namespace, name, old_rv)
+            commit = await self.services.on_update(rt, old, prepared) if rt.kind == "Service" else None
+            try:
+                stored = await self.store.update(key, prepared, expected_revision=old_rv)
+            except errors.Conflict:
+                if commit:
+                    commit(False)
+                if precondition is not None:
+                    raise conflict(rt, name) from None
+                continue
+            except Exception:
+                if commit:
+                    commit(False)
+                raise
+            if commit:
+                commit(True)
+            return self._typed(rt, stored)
+        raise conflict(rt, name)
+
+    # -- delete ------------------------------------------------------------------------------
+
+    async def delete(self, rt: ResourceType, namespace: str | None, name: str,
+                     options: Obj | None = None) -> tuple[Obj, bool]:
+        """DELETE with DeleteOptions; returns (object, removed-now)."""
+        options = options or {}
+        deletion.check_options(options)
+        if rt.kind == "Namespace":
+            return await self._delete_namespace(name, options)
+        for _ in range(MAX_RETRIES):
+            obj = await self.get(rt, namespace, name)
+            deletion.check_preconditions(obj, options)
+            plan = deletion.plan(rt.kind, obj, options, self.clock())
+            try:
+                if plan.remove:
+                    return await self._remove(rt, namespace, name, _rv(obj)), True
+                stored = await self.store.update(rt.key(namespace, name), plan.updated,
+                                                 expected_revision=_rv(obj))
+                return self._typed(rt, stored), False
+            except errors.Conflict:
+                continue
+        raise conflict(rt, name)
+
+    async def _remove(self, rt: ResourceType, namespace: str | None, name: str, rv: int | None) -> Obj:
+        try:
+            last = await self.store.delete(rt.key(namespace, name), expected_revision=rv)
+        except errors.NotFound:
+            raise not_found(rt, name) from None
+        if rt.kind == "Service":
+            self.services.on_delete(last)
+        if rt.namespaced and namespace:
+            await self._finish_namespace(namespace)
+        return self._typed(rt, last)
+
+    async def _delete_namespace(self, name: str, options: Obj) -> tuple[Obj, bool]:
+        """Mark the namespace Terminating, delete what is in it (upstream's namespace
+        controller, inline), and remove it once empty; pods still stopping keep it."""
+        obj = await self.get(NAMESPACES, None, name)
+        deletion.check_preconditions(obj, options)
+        if not (obj.get("metadata") or {}).get("deletionTimestamp"):
+            marked = copy.deepcopy(obj)
+            _meta(marked)["deletionTimestamp"] = meta.now_rfc3339(self.clock())
+            _meta(marked)["deletionGracePeriodSeconds"] = 0
+            marked.setdefault("status", {})["phase"] = "Terminating"
+            try:
+                obj = self._typed(NAMESPACES, await self.store.update(
+                    NAMESPACES.key(None, name), marked, expected_revision=_rv(obj)))
+            except errors.Conflict:
+                raise conflict(NAMESPACES, name) from None
+        for rt in kinds.RESOURCES:
+            if not rt.namespaced or "delete" not in rt.verbs:
+                continue
+            for item in (await self.store.list(rt.list_prefix(name))).items:
+                try:
+                    await self.delete(rt, name, item["metadata"]["name"], {"propagationPolicy": "Background"})
+                except (errors.NotFound, errors.Conflict):
+                    continue
+        removed = await self._finish_namespace(name)
+        return obj, removed
+
+    async def _finish_namespace(self, namespace: str) -> bool:
+        """Remove a Terminating namespace when nothing is left in it; True when removed."""
+        try:
+            ns = await self.store.get(NAMESPACES.key(None, namespace))
+        except errors.NotFound:
+            return True
+        if not (ns.get("metadata") or {}).get("deletionTimestamp") or (ns["metadata"].get("finalizers")):
+            return False
+        for rt in kinds.RESOURCES:
+            if rt.namespaced and (await self.store.list(rt.list_prefix(namespace), limit=1)).items:
+                return False
+        try:
+            await self.store.delete(NAMESPACES.key(None, namespace))
+        except (errors.NotFound, errors.Conflict):
+            pass
+        return True
+
+    # -- subresources ------------------------------------------------------------------------
+
+    async def bind(self, namespace: str, pod_name: str, binding: Obj) -> Obj:
+        """pods/binding: set spec.nodeName once (409 when already bound or being deleted).
+
+        Like upstream's BindingREST it writes the pod directly: the pod update strategy would
+        reject a spec change, binding is the one allowed way to set nodeName."""
+        key = PODS.key(namespace, pod_name)
+        for _ in range(MAX_RETRIES):
+            pod = await self.get(PODS, namespace, pod_name)
+            bound = strategy.prepare_binding(pod, binding)
+            try:
+                return self._typed(PODS, await self.store.update(key, bound, expected_revision=_rv(pod)))
+            except errors.Conflict:
+                continue
+        raise conflict(PODS, pod_name)

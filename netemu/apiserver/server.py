@@ -1,0 +1,115 @@
+"""Running the control-plane process: store, API server, optional controllers, clean stop.
+
+Order matters on the way up (store, allocations rebuilt, bootstrap objects, token, listening
+socket, kubeconfig with the real port, then controllers that connect to it) and on the way
+down (controllers, watches ended, socket closed, store closed last so no write is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from aiohttp import web
+
+from netemu.apiserver import auth, bootstrap, watch
+from netemu.apiserver.app import ApiServer
+from netemu.apiserver.registry import Registry
+from netemu.client import kubeconfig
+from netemu.store.factory import open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerConfig:
+    host: str
+    port: int
+    store_url: str
+    state_dir: Path
+    controllers: bool = True
+    controller_settings: Any = None
+    bookmark_interval: float = 60.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Running:
+    """What a started server exposes to its caller (tests, the CLI)."""
+
+    url: str
+    token: str
+    kubeconfig: Path
+    api: ApiServer
+
+
+def client_host(host: str) -> str:
+    """The address clients should dial for a listen address (wildcards become loopback)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def _url(host: str, port: int) -> str:
+    host = client_host(host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _start_controllers(config: ServerConfig, url: str, token: str,
+                             stop: asyncio.Event) -> asyncio.Task | None:
+    if not config.controllers:
+        return None
+    try:
+        from netemu.controllers.manager import run_controllers
+    except ImportError as exc:
+        log.warning("controllers not available (%s): running the API server alone", exc)
+        return None
+    return asyncio.ensure_future(run_controllers(url, token, stop, config.controller_settings))
+
+
+async def serve(config: ServerConfig, stop: asyncio.Event,
+                on_ready: Callable[[Running], None] | None = None) -> None:
+    """Serve until ``stop`` is set, then shut everything down in order."""
+    store = open_store(config.store_url)
+    runner: web.AppRunner | None = None
+    controllers: asyncio.Task | None = None
+    controllers_stop = asyncio.Event()
+    api: ApiServer | None = None
+    try:
+        registry = Registry(store)
+        await registry.start()
+        token = auth.load_or_create_token(config.state_dir)
+        api = ApiServer(registry, {token}, server_address=f"{client_host(config.host)}:{config.port}",
+                        bookmark_interval=config.bookmark_interval)
+        runner = web.AppRunner(api.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, config.host, config.port, shutdown_timeout=3.0)
+        await site.start()
+        port = runner.addresses[0][1] if config.port == 0 else config.port
+        await bootstrap.bootstrap(registry, config.host, port)
+        url = _url(config.host, port)
+        path = Path(config.state_dir) / auth.KUBECONFIG_FILE
+        kubeconfig.write(path, kubeconfig.render(url, token))
+        api.ready = True
+        controllers = await _start_controllers(config, url, token, controllers_stop)
+        if on_ready:
+            on_ready(Running(url, token, path, api))
+        await stop.wait()
+    finally:
+        controllers_stop.set()
+        if controllers is not None:
+            try:
+                await asyncio.wait_for(controllers, timeout=10)
+            except Exception:  # a controller failing on the way down must not keep the store open
+                log.exception("controllers did not stop cleanly")
+        if api is not None:
+            api.ready = False
+            watch.end_all(api.handlers.active_watches)
+        if runner is not None:
+            await runner.cleanup()
+        await store.close()

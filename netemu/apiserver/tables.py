@@ -1,0 +1,242 @@
+"""Server-side Table output (meta.k8s.io/v1 Table) with upstream's columns (pure).
+
+kubectl asks for ``application/json;as=Table;g=meta.k8s.io;v=v1`` and prints the cells as they
+come, so ``kubectl get deploy,svc -o wide`` looks like it does against a real cluster. Columns and
+cell formats follow pkg/printers/internalversion/printers.go; kinds without a printer get
+upstream-like NAME and AGE columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Callable
+
+from netemu.apiserver.scale import selector_string
+
+Obj = dict[str, Any]
+Column = tuple[str, str, int]          # name, type, priority (1 = only with -o wide)
+
+
+def accepts_table(accept: str | None) -> bool:
+    """Whether the Accept header asks for a meta.k8s.io Table (v1 or v1beta1)."""
+    for part in (accept or "").split(","):
+        params = {p.split("=", 1)[0].strip(): p.split("=", 1)[1].strip()
+                  for p in part.split(";")[1:] if "=" in p}
+        if params.get("as") == "Table" and params.get("g") == "meta.k8s.io":
+            return True
+    return False
+
+
+def human_duration(seconds: float) -> str:
+    """apimachinery's duration.HumanDuration: 5s, 3m20s, 12m, 5h3m, 3d4h, 400d, 2y10d."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 10:
+        return f"{minutes}m" if s % 60 == 0 else f"{minutes}m{s % 60}s"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 8:
+        return f"{hours}h" if minutes % 60 == 0 else f"{hours}h{minutes % 60}m"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return f"{hours // 24}d" if hours % 24 == 0 else f"{hours // 24}d{hours % 24}h"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        days = (hours // 24) % 365
+        return f"{hours // 24 // 365}y" if days == 0 else f"{hours // 24 // 365}y{days}d"
+    return f"{hours // 24 // 365}y"
+
+
+def age(obj: Obj, now: dt.datetime) -> str:
+    ts = (obj.get("metadata") or {}).get("creationTimestamp")
+    if not ts:
+        return "<unknown>"
+    try:
+        t = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return "<unknown>"
+    return human_duration((now - t).total_seconds())
+
+
+def _spec(o: Obj) -> Obj:
+    return o.get("spec") or {}
+
+
+def _status(o: Obj) -> Obj:
+    return o.get("status") or {}
+
+
+def _containers(o: Obj) -> tuple[str, str]:
+    cs = (((_spec(o).get("template") or {}).get("spec")) or {}).get("containers") or []
+    return ",".join(c.get("name", "") for c in cs), ",".join(c.get("image", "") for c in cs)
+
+
+def _or_none(text: str) -> str:
+    return text if text else "<none>"
+
+
+def _service_external_ip(o: Obj) -> str:
+    spec, kind = _spec(o), _spec(o).get("type", "ClusterIP")
+    external = list(spec.get("externalIPs") or [])
+    if kind == "ExternalName":
+        return spec.get("externalName", "")
+    if kind == "LoadBalancer":
+        ingress = [i.get("ip") or i.get("hostname") for i in (_status(o).get("loadBalancer") or {}).get("ingress") or []]
+        ips = [i for i in ingress if i] + external
+        return ",".join(ips) if ips else "<pending>"
+    return ",".join(external) if external else "<none>"
+
+
+def _service_ports(o: Obj) -> str:
+    out = []
+    for p in _spec(o).get("ports") or []:
+        proto = p.get("protocol", "TCP")
+        out.append(f"{p.get('port')}:{p['nodePort']}/{proto}" if p.get("nodePort") else f"{p.get('port')}/{proto}")
+    return ",".join(out) if out else "<none>"
+
+
+def _service(o: Obj, now: dt.datetime) -> list[Any]:
+    sel = _spec(o).get("selector") or {}
+    return [_spec(o).get("type", "ClusterIP"), _or_none(_spec(o).get("clusterIP", "")), _service_external_ip(o),
+            _service_ports(o), age(o, now), _or_none(",".join(f"{k}={v}" for k, v in sorted(sel.items())))]
+
+
+def _deployment(o: Obj, now: dt.datetime) -> list[Any]:
+    st, names, images = _status(o), *_containers(o)
+    return [f"{st.get('readyReplicas', 0)}/{_spec(o).get('replicas', 1)}", st.get("updatedReplicas", 0),
+            st.get("availableReplicas", 0), age(o, now), names, images,
+            _or_none(selector_string(_spec(o).get("selector")))]
+
+
+def _replicaset(o: Obj, now: dt.datetime) -> list[Any]:
+    st, names, images = _status(o), *_containers(o)
+    return [_spec(o).get("replicas", 1), st.get("replicas", 0), st.get("readyReplicas", 0), age(o, now),
+            names, images, _or_none(selector_string(_spec(o).get("selector")))]
+
+
+def _pod_status(o: Obj) -> str:
+    st = _status(o)
+    reason = st.get("reason") or st.get("phase") or "Pending"
+    for cs in st.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        if (state.get("waiting") or {}).get("reason"):
+            reason = state["waiting"]["reason"]
+        elif (state.get("terminated") or {}).get("reason") and reason == "Running":
+            reason = state["terminated"]["reason"]
+    if (o.get("metadata") or {}).get("deletionTimestamp"):
+        reason = "Terminating"
+    return reason
+
+
+def _pod(o: Obj, now: dt.datetime) -> list[Any]:
+    st = _status(o)
+    statuses = st.get("containerStatuses") or []
+    total = len(_spec(o).get("containers") or [])
+    ready = sum(1 for c in statuses if c.get("ready"))
+    restarts = sum(int(c.get("restartCount", 0)) for c in statuses)
+    gates = _spec(o).get("readinessGates") or []
+    return [f"{ready}/{total}", _pod_status(o), restarts, age(o, now), _or_none(st.get("podIP", "")),
+            _or_none(_spec(o).get("nodeName", "")), _or_none(st.get("nominatedNodeName", "")),
+            f"{0}/{len(gates)}" if gates else "<none>"]
+
+
+def _node(o: Obj, now: dt.datetime) -> list[Any]:
+    st, labels = _status(o), (o.get("metadata") or {}).get("labels") or {}
+    cond = {c.get("type"): c.get("status") for c in st.get("conditions") or []}
+    status = {"True": "Ready", "False": "NotReady"}.get(cond.get("Ready", ""), "Unknown")
+    if _spec(o).get("unschedulable"):
+        status += ",SchedulingDisabled"
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
+    addrs = st.get("addresses") or []
+    ip = lambda t: _or_none(",".join(a.get("address", "") for a in addrs if a.get("type") == t))  # noqa: E731
+    info = st.get("nodeInfo") or {}
+    return [status, ",".join(roles) or "<none>", age(o, now), info.get("kubeletVersion", ""),
+            ip("InternalIP"), ip("ExternalIP"), info.get("osImage", "<unknown>"),
+            info.get("kernelVersion", "<unknown>"), info.get("containerRuntimeVersion", "<unknown>")]
+
+
+def _endpoints(o: Obj, now: dt.datetime) -> list[Any]:
+    pairs = [f"{a.get('ip')}:{p.get('port')}" for s in o.get("subsets") or []
+             for p in (s.get("ports") or [{}]) for a in s.get("addresses") or []]
+    text = ",".join(pairs[:3]) + (f" + {len(pairs) - 3} more..." if len(pairs) > 3 else "")
+    return [text or "<none>", age(o, now)]
+
+
+def _endpointslice(o: Obj, now: dt.datetime) -> list[Any]:
+    ports = ",".join(str(p.get("port")) for p in o.get("ports") or []) or "<unset>"
+    addrs = [a for e in o.get("endpoints") or [] for a in e.get("addresses") or []]
+    text = ",".join(addrs[:3]) + (f" + {len(addrs) - 3} more..." if len(addrs) > 3 else "")
+    return [o.get("addressType", ""), ports, text or "<unset>", age(o, now)]
+
+
+S, I = "string", "integer"
+PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]]] = {
+    "Service": ([("Type", S, 0), ("Cluster-IP", S, 0), ("External-IP", S, 0), ("Port(s)", S, 0),
+                 ("Age", S, 0), ("Selector", S, 1)], _service),
+    "Deployment": ([("Ready", S, 0), ("Up-to-date", I, 0), ("Available", I, 0), ("Age", S, 0),
+                    ("Containers", S, 1), ("Images", S, 1), ("Selector", S, 1)], _deployment),
+    "ReplicaSet": ([("Desired", I, 0), ("Current", I, 0), ("Ready", I, 0), ("Age", S, 0),
+                    ("Containers", S, 1), ("Images", S, 1), ("Selector", S, 1)], _replicaset),
+    "Pod": ([("Ready", S, 0), ("Status", S, 0), ("Restarts", S, 0), ("Age", S, 0), ("IP", S, 1),
+             ("Node", S, 1), ("Nominated Node", S, 1), ("Readiness Gates", S, 1)], _pod),
+    "Node": ([("Status", S, 0), ("Roles", S, 0), ("Age", S, 0), ("Version", S, 0), ("Internal-IP", S, 1),
+              ("External-IP", S, 1), ("OS-Image", S, 1), ("Kernel-Version", S, 1),
+              ("Container-Runtime", S, 1)], _node),
+    "Namespace": ([("Status", S, 0), ("Age", S, 0)],
+                  lambda o, now: [_status(o).get("phase", "Active"), age(o, now)]),
+    "ConfigMap": ([("Data", I, 0), ("Age", S, 0)],
+                  lambda o, now: [len(o.get("data") or {}) + len(o.get("binaryData") or {}), age(o, now)]),
+    "Secret": ([("Type", S, 0), ("Data", I, 0), ("Age", S, 0)],
+               lambda o, now: [o.get("type", "Opaque"), len(o.get("data") or {}), age(o, now)]),
+    "Endpoints": ([("Endpoints", S, 0), ("Age", S, 0)], _endpoints),
+    "EndpointSlice": ([("AddressType", S, 0), ("Ports", S, 0), ("Endpoints", S, 0), ("Age", S, 0)],
+                      _endpointslice),
+    "Lease": ([("Holder", S, 0), ("Age", S, 0)],
+              lambda o, now: [_spec(o).get("holderIdentity", ""), age(o, now)]),
+}
+_DEFAULT: tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]] = (
+    [("Age", S, 0)], lambda o, now: [age(o, now)])
+
+
+def column_definitions(kind: str) -> list[dict[str, Any]]:
+    columns = [("Name", S, 0)] + PRINTERS.get(kind, _DEFAULT)[0]
+    return [{"name": n, "type": t, "format": "name" if n == "Name" else "", "description": n, "priority": p}
+            for n, t, p in columns]
+
+
+def _row_object(obj: Obj, include: str) -> Obj | None:
+    if include == "None":
+        return None
+    if include == "Object":
+        return obj
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj.get("metadata") or {}}
+
+
+def row(kind: str, obj: Obj, now: dt.datetime, include: str = "Metadata") -> Obj:
+    cells = [(obj.get("metadata") or {}).get("name", "")] + PRINTERS.get(kind, _DEFAULT)[1](obj, now)
+    out: Obj = {"cells": cells}
+    ro = _row_object(obj, include)
+    if ro is not None:
+        out["object"] = ro
+    return out
+
+
+def table(kind: str, objs: list[Obj], now: dt.datetime, *, resource_version: str = "",
+          continue_token: str = "", include: str = "Metadata", headers: bool = True) -> Obj:
+    """A Table of ``objs``; ``headers`` False leaves out the column definitions (watch events)."""
+    meta: Obj = {"resourceVersion": resource_version}
+    if continue_token:
+        meta["continue"] = continue_token
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+            "columnDefinitions": column_definitions(kind) if headers else [],
+            "rows": [row(kind, o, now, include) for o in objs]}

@@ -1,0 +1,88 @@
+"""``netemu apiserver``: the control plane alone (API server, and the controllers unless told not).
+
+Prints where the kubeconfig is, serves until SIGTERM or Ctrl-C, then stops cleanly (exit 0,
+store closed). Bad flags are caught before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from netemu.cli.main import Command, UsageError
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6); port 0 picks a free one."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:6443")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def _controller_options():
+    try:
+        from netemu.controllers import options
+    except ImportError:
+        return None
+    return options
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT to serve on (default %(default)s)")
+    parser.add_argument("--store", default=None,
+                        help="sqlite:PATH or etcd:URL[,URL...] (default: sqlite:STATE_DIR/state.db)")
+    parser.add_argument("--state-dir", required=True, help="where the admin token and kubeconfig live")
+    parser.add_argument("--no-controllers", action="store_true", help="serve the API only")
+    options = _controller_options()
+    if options is not None:
+        options.add_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from netemu.apiserver.server import ServerConfig, serve
+    from netemu.store.factory import StoreURLError, parse_store_url
+
+    host, port = parse_listen(args.listen)
+    state_dir = Path(args.state_dir)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--state-dir {args.state_dir}: {exc.strerror}") from None
+    store_url = args.store or f"sqlite:{state_dir / 'state.db'}"
+    try:
+        parse_store_url(store_url)
+    except StoreURLError as exc:
+        raise UsageError(str(exc)) from None
+    options = _controller_options()
+    settings = options.settings_from_args(args) if options is not None and not args.no_controllers else None
+    config = ServerConfig(host, port, store_url, state_dir, controllers=not args.no_controllers,
+                          controller_settings=settings)
+
+    def ready(running) -> None:
+        print(f"netemu apiserver: serving {running.url} (store {store_url})", flush=True)
+        print(f"kubeconfig: {running.kubeconfig}", flush=True)
+        print(f"  export KUBECONFIG={running.kubeconfig}", flush=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(config, stop, ready)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        print(f"netemu apiserver: error: {exc}", file=sys.stderr)
+        return 1
+    print("netemu apiserver: stopped", flush=True)
+    return 0
+
+
+COMMANDS = [Command("apiserver", "run the control plane: Kubernetes API server (+ controllers)",
+                    add_arguments, run)]
