@@ -1,0 +1,147 @@
+"""Object metadata helpers: names, uids, timestamps and owner references.
+
+Objects are plain Kubernetes JSON dicts; these helpers read and build the ``metadata`` part the
+way apimachinery's ObjectMeta accessors and ``metav1.NewControllerRef`` do, so controllers and the
+API server agree on one spelling (RFC 3339 seconds with a ``Z``, uids as UUID4 strings).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+from typing import Any
+
+RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def now_rfc3339(clock: _dt.datetime | None = None) -> str:
+    """The current time as Kubernetes writes it (``2026-11-27T08:00:00Z``, second precision)."""
+    t = clock or _dt.datetime.now(_dt.timezone.utc)
+    return t.astimezone(_dt.timezone.utc).strftime(RFC3339)
+
+
+def parse_rfc3339(text: str) -> _dt.datetime:
+    """Parse a metav1.Time (``Z`` or an offset; fractional seconds tolerated, as MicroTime)."""
+    t = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.timezone.utc)
+    return t
+
+
+def add_seconds(text: str, seconds: float) -> str:
+    """``text`` + ``seconds`` as RFC 3339 (deletion deadlines, lease expiry)."""
+    return now_rfc3339(parse_rfc3339(text) + _dt.timedelta(seconds=seconds))
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())
+
+
+def metadata(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object's metadata dict (created empty when missing, so callers may write to it)."""
+    md = obj.get("metadata")
+    if not isinstance(md, dict):
+        md = obj["metadata"] = {}
+    return md
+
+
+def name_of(obj: dict[str, Any]) -> str:
+    return (obj.get("metadata") or {}).get("name") or ""
+
+
+def namespace_of(obj: dict[str, Any]) -> str:
+    return (obj.get("metadata") or {}).get("namespace") or ""
+
+
+def uid_of(obj: dict[str, Any]) -> str:
+    return (obj.get("metadata") or {}).get("uid") or ""
+
+
+def labels_of(obj: dict[str, Any]) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("labels") or {})
+
+
+def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("annotations") or {})
+
+
+def namespaced_name(obj: dict[str, Any]) -> str:
+    """``ns/name`` (or ``name`` for cluster-scoped objects), the key controllers queue."""
+    ns = namespace_of(obj)
+    return f"{ns}/{name_of(obj)}" if ns else name_of(obj)
+
+
+def resource_version(obj: dict[str, Any]) -> int:
+    """The resourceVersion as an int (0 when unset), for comparisons in tests and caches."""
+    rv = (obj.get("metadata") or {}).get("resourceVersion") or "0"
+    try:
+        return int(rv)
+    except ValueError:
+        return 0
+
+
+def is_being_deleted(obj: dict[str, Any]) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+# -- owner references -----------------------------------------------------------------------
+
+def owner_reference(owner: dict[str, Any], *, controller: bool = False,
+                    block_owner_deletion: bool = False) -> dict[str, Any]:
+    """A metav1.OwnerReference pointing at ``owner`` (which must have a uid)."""
+    md = owner.get("metadata") or {}
+    ref: dict[str, Any] = {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": md["name"],
+        "uid": md["uid"],
+    }
+    if controller:
+        ref["controller"] = True
+    if block_owner_deletion:
+        ref["blockOwnerDeletion"] = True
+    return ref
+
+
+def new_controller_ref(owner: dict[str, Any]) -> dict[str, Any]:
+    """``metav1.NewControllerRef``: controller=true and blockOwnerDeletion=true."""
+    return owner_reference(owner, controller=True, block_owner_deletion=True)
+
+
+def owner_references(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def controller_ref(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The one owner reference with ``controller: true`` (``metav1.GetControllerOf``)."""
+    for ref in owner_references(obj):
+        if ref.get("controller"):
+            return ref
+    return None
+
+
+def is_controlled_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
+    ref = controller_ref(obj)
+    return ref is not None and ref.get("uid") == uid_of(owner)
+
+
+def set_owner_reference(obj: dict[str, Any], ref: dict[str, Any]) -> None:
+    """Add ``ref`` or replace the existing one with the same uid (in place)."""
+    md = metadata(obj)
+    refs = [r for r in md.get("ownerReferences") or [] if r.get("uid") != ref.get("uid")]
+    refs.append(ref)
+    md["ownerReferences"] = refs
+
+
+def remove_owner_reference(obj: dict[str, Any], uid: str) -> bool:
+    """Drop the reference to ``uid``; True when one was removed (in place)."""
+    md = metadata(obj)
+    refs = md.get("ownerReferences") or []
+    kept = [r for r in refs if r.get("uid") != uid]
+    if len(kept) == len(refs):
+        return False
+    if kept:
+        md["ownerReferences"] = kept
+    else:
+        md.pop("ownerReferences", None)
+    return True

@@ -1,0 +1,275 @@
+"""The registry strategy: what the API server stores for a create and an update."""
+
+import copy
+
+import pytest
+
+from netemu.api import errors, kinds, strategy
+
+NOW = "2026-11-27T08:00:00Z"
+SVC = kinds.by_kind_name("Service")
+DEPLOY = kinds.by_kind_name("Deployment")
+POD = kinds.by_kind_name("Pod")
+NS = kinds.by_kind_name("Namespace")
+CM = kinds.by_kind_name("ConfigMap")
+SECRET = kinds.by_kind_name("Secret")
+NODE = kinds.by_kind_name("Node")
+
+
+def service(**spec):
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}], **spec}}
+
+
+def deployment(labels=None, selector=None):
+    labels = labels or {"app": "web"}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": selector or labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}
+
+
+def pod():
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"limits": {"cpu": "1", "memory": "64Mi"}}}]},
+            "status": {"phase": "Running"}}
+
+
+def causes(exc):
+    return {(c["field"], c["message"]) for c in exc.value.details["causes"]}
+
+
+def stored(rt, obj, rv="5"):
+    """What the store would hold after a create: prepared plus a resourceVersion."""
+    out = strategy.prepare_create(rt, obj, now=NOW)
+    out["metadata"]["resourceVersion"] = rv
+    return out
+
+
+def test_create_sets_system_metadata_and_does_not_touch_input():
+    original = service()
+    before = copy.deepcopy(original)
+    out = strategy.prepare_create(SVC, original, now=NOW)
+    assert original == before
+    md = out["metadata"]
+    assert md["creationTimestamp"] == NOW and len(md["uid"]) == 36 and md["generation"] == 1
+    assert out["status"] == {"loadBalancer": {}}
+    assert list(out)[:2] == ["apiVersion", "kind"]
+
+
+def test_create_overwrites_client_uid_and_resets_status():
+    obj = pod()
+    obj["metadata"]["uid"] = "mine"
+    out = strategy.prepare_create(POD, obj, now=NOW)
+    assert out["metadata"]["uid"] != "mine"
+    assert out["status"] == {"phase": "Pending", "qosClass": "Guaranteed"}
+
+
+def test_create_rejects_resource_version_and_non_objects():
+    obj = service()
+    obj["metadata"]["resourceVersion"] = "7"
+    with pytest.raises(errors.BadRequest):
+        strategy.prepare_create(SVC, obj, now=NOW)
+    with pytest.raises(errors.BadRequest):
+        strategy.prepare_create(SVC, ["not", "a", "dict"], now=NOW)
+    with pytest.raises(errors.BadRequest):
+        strategy.prepare_create(SVC, {"metadata": "x"}, now=NOW)
+
+
+def test_create_requires_name_and_namespace():
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_create(SVC, {"spec": {"ports": [{"port": 80}]}}, now=NOW)
+    fields = {c["field"] for c in exc.value.details["causes"]}
+    assert {"metadata.name", "metadata.namespace"} <= fields
+    assert exc.value.status()["code"] == 422
+
+
+def test_cluster_scoped_create_drops_namespace_and_namespace_gets_finalizer():
+    out = strategy.prepare_create(NS, {"metadata": {"name": "team-a", "namespace": "x"}}, now=NOW)
+    assert "namespace" not in out["metadata"]
+    assert out["status"] == {"phase": "Active"} and out["spec"]["finalizers"] == ["kubernetes"]
+    assert "generation" not in out["metadata"]
+
+
+def test_invalid_message_is_worded_like_upstream():
+    obj = service()
+    obj["metadata"]["name"] = "Web"
+    obj["spec"]["ports"][0]["protocol"] = "XYZ"
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_create(SVC, obj, now=NOW)
+    assert exc.value.message.startswith('Service "Web" is invalid: metadata.name: Invalid value: "Web": a DNS-1035 label')
+    assert ("spec.ports[0].protocol", 'Unsupported value: "XYZ": supported values: "SCTP", "TCP", "UDP"') in causes(exc)
+
+
+def test_main_update_keeps_status_and_bumps_generation_on_spec_change():
+    old = stored(DEPLOY, deployment())
+    old["status"] = {"replicas": 1, "observedGeneration": 1}
+    new = copy.deepcopy(old)
+    new["status"] = {"replicas": 99}
+    new["metadata"]["labels"] = {"team": "a"}
+    out = strategy.prepare_update(DEPLOY, old, new)
+    assert out["status"] == {"replicas": 1, "observedGeneration": 1}
+    assert out["metadata"]["generation"] == 1 and out["metadata"]["labels"] == {"team": "a"}
+    new["spec"]["replicas"] = 3
+    assert strategy.prepare_update(DEPLOY, old, new)["metadata"]["generation"] == 2
+
+
+def test_status_update_keeps_spec_and_generation():
+    old = stored(DEPLOY, deployment())
+    new = copy.deepcopy(old)
+    new["spec"]["replicas"] = 7
+    new["status"] = {"replicas": 1}
+    new["metadata"]["labels"] = {"sneaky": "yes"}
+    out = strategy.prepare_update(DEPLOY, old, new, subresource="status")
+    assert out["spec"]["replicas"] == 1 and out["status"] == {"replicas": 1}
+    assert out["metadata"]["generation"] == 1 and "labels" not in out["metadata"]
+    assert out["metadata"]["resourceVersion"] == "5"
+
+
+def test_update_restores_system_fields_and_rejects_identity_changes():
+    old = stored(SVC, service())
+    new = copy.deepcopy(old)
+    del new["metadata"]["uid"]
+    new["metadata"]["creationTimestamp"] = "1999-01-01T00:00:00Z"
+    out = strategy.prepare_update(SVC, old, new)
+    assert out["metadata"]["uid"] == old["metadata"]["uid"]
+    assert out["metadata"]["creationTimestamp"] == NOW
+    new["metadata"]["uid"] = "other"
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_update(SVC, old, new)
+    assert ("metadata.uid", 'Invalid value: "other": field is immutable') in causes(exc)
+
+
+def test_service_cluster_ip_is_immutable_but_omitting_it_keeps_it():
+    old = stored(SVC, service(clusterIP="10.96.0.20"))
+    assert old["spec"]["clusterIPs"] == ["10.96.0.20"]
+    reapply = service()  # the original manifest, without the allocated IP
+    reapply["metadata"]["resourceVersion"] = "5"
+    out = strategy.prepare_update(SVC, old, reapply)
+    assert out["spec"]["clusterIP"] == "10.96.0.20" and out["spec"]["clusterIPs"] == ["10.96.0.20"]
+    changed = copy.deepcopy(old)
+    changed["spec"]["clusterIP"] = "10.96.0.21"
+    changed["spec"]["clusterIPs"] = ["10.96.0.21"]
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_update(SVC, old, changed)
+    assert ("spec.clusterIPs[0]", 'Invalid value: []string{"10.96.0.21"}: may not change once set') in causes(exc)
+
+
+def test_service_type_change_drops_fields_the_user_did_not_touch():
+    old = stored(SVC, service(type="NodePort"))
+    old["spec"]["ports"][0]["nodePort"] = 30080
+    old["spec"]["clusterIP"], old["spec"]["clusterIPs"] = "10.96.0.9", ["10.96.0.9"]
+    new = copy.deepcopy(old)
+    new["spec"]["type"] = "ClusterIP"
+    out = strategy.prepare_update(SVC, old, new)
+    assert "nodePort" not in out["spec"]["ports"][0]
+    assert "externalTrafficPolicy" not in out["spec"]
+    to_external = copy.deepcopy(old)
+    to_external["spec"].update(type="ExternalName", externalName="db.example.com")
+    out = strategy.prepare_update(SVC, old, to_external)
+    assert "clusterIP" not in out["spec"] and "clusterIPs" not in out["spec"]
+    assert "ipFamilies" not in out["spec"]
+
+
+def test_deployment_selector_is_immutable():
+    old = stored(DEPLOY, deployment())
+    new = copy.deepcopy(old)
+    new["spec"]["selector"] = {"matchLabels": {"app": "web", "tier": "x"}}
+    new["spec"]["template"]["metadata"]["labels"]["tier"] = "x"
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_update(DEPLOY, old, new)
+    assert "spec.selector" in {c["field"] for c in exc.value.details["causes"]}
+
+
+def test_pod_spec_is_immutable_except_image():
+    old = stored(POD, pod())
+    new = copy.deepcopy(old)
+    new["spec"]["containers"][0]["image"] = "busybox:1.36"
+    new["spec"]["tolerations"] = [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}]
+    assert strategy.prepare_update(POD, old, new)["spec"]["containers"][0]["image"] == "busybox:1.36"
+    new["spec"]["restartPolicy"] = "Never"
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_update(POD, old, new)
+    assert exc.value.details["causes"][0]["message"].startswith("Forbidden: pod updates may not change fields")
+
+
+def test_immutable_configmap_and_secret_type():
+    old = stored(CM, {"metadata": {"name": "c", "namespace": "d"}, "data": {"a": "1"}, "immutable": True})
+    new = copy.deepcopy(old)
+    new["data"]["a"] = "2"
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_update(CM, old, new)
+    assert ("data", "Forbidden: field is immutable when `immutable` is set") in causes(exc)
+    sec = stored(SECRET, {"metadata": {"name": "s", "namespace": "d"}, "stringData": {"pw": "hunter2"}})
+    assert sec["data"] == {"pw": "aHVudGVyMg=="} and sec["type"] == "Opaque" and "stringData" not in sec
+    new = copy.deepcopy(sec)
+    new["type"] = "kubernetes.io/tls"
+    with pytest.raises(errors.Invalid):
+        strategy.prepare_update(SECRET, sec, new)
+
+
+def test_deleting_object_keeps_deletion_timestamp_and_refuses_new_finalizers():
+    old = stored(CM, {"metadata": {"name": "c", "namespace": "d", "finalizers": ["a/b"]}})
+    old["metadata"]["deletionTimestamp"] = NOW
+    new = copy.deepcopy(old)
+    del new["metadata"]["deletionTimestamp"]
+    assert strategy.prepare_update(CM, old, new)["metadata"]["deletionTimestamp"] == NOW
+    new["metadata"]["finalizers"] = ["a/b", "c/d"]
+    with pytest.raises(errors.Invalid):
+        strategy.prepare_update(CM, old, new)
+
+
+def test_unknown_subresource_is_not_found():
+    old = stored(CM, {"metadata": {"name": "c", "namespace": "d"}})
+    with pytest.raises(errors.NotFound):
+        strategy.prepare_update(CM, old, old, subresource="scale")
+
+
+def test_binding_sets_node_once():
+    p = stored(POD, pod())
+    bound = strategy.prepare_binding(p, {"metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}})
+    assert bound["spec"]["nodeName"] == "n1" and "nodeName" not in p["spec"]
+    with pytest.raises(errors.Conflict):
+        strategy.prepare_binding(bound, {"target": {"name": "n2"}})
+    with pytest.raises(errors.Invalid):
+        strategy.prepare_binding(p, {"target": {}})
+
+
+def test_node_pod_cidr_may_not_change_once_set():
+    old = stored(NODE, {"metadata": {"name": "n1"}, "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]}})
+    new = copy.deepcopy(old)
+    new["spec"]["podCIDRs"] = new["spec"]["podCIDR"] = "10.244.2.0/24"
+    new["spec"]["podCIDRs"] = ["10.244.2.0/24"]
+    with pytest.raises(errors.Invalid):
+        strategy.prepare_update(NODE, old, new)
+
+
+@pytest.mark.parametrize("rt", kinds.RESOURCES, ids=lambda r: r.kind)
+def test_every_kind_validates_without_crashing_on_garbage(rt):
+    for body in ({}, {"metadata": {"name": "x", "namespace": "y"}, "spec": "junk", "data": 5,
+                      "subsets": "x", "endpoints": [1], "rules": {}, "roleRef": 3}):
+        assert isinstance(strategy.validate(rt, body), list)
+
+
+GARBAGE = [
+    {"metadata": {"name": "x", "namespace": "y"}, "spec": "junk"},
+    {"metadata": {"name": "x", "namespace": "y"}, "spec": {"ports": "junk", "containers": {"a": 1},
+                                                           "template": [], "selector": "s", "type": 5}},
+    {"metadata": {"name": "x", "namespace": "y", "labels": ["a"], "annotations": {"k": 1}},
+     "spec": {"ports": [None, 3, {"port": "80"}], "strategy": "x", "sessionAffinity": "ClientIP",
+              "sessionAffinityConfig": "x", "containers": [None, {"resources": "x", "ports": [7]}]}},
+]
+
+
+@pytest.mark.parametrize("rt", kinds.RESOURCES, ids=lambda r: r.kind)
+def test_create_and_update_of_garbage_fail_with_a_status_error(rt):
+    for body in GARBAGE:
+        try:
+            strategy.prepare_create(rt, body, now=NOW)
+        except errors.StatusError as e:
+            assert 400 <= e.code < 500
+        try:
+            strategy.prepare_update(rt, {"metadata": {"name": "x", "namespace": "y"}}, body)
+        except errors.StatusError as e:
+            assert 400 <= e.code < 500
