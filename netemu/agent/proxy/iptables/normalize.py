@@ -71,15 +71,14 @@ def parse(text: str) -> list[Table]:
 
 
 def to_text(tables: list[Table]) -> str:
-    """Upstream's IPTablesDump.String(): chain lines first, then each chain's rules."""
+    """Upstream's IPTablesDump.String(): chain lines, each chain's rules, then the -X lines."""
     out: list[str] = []
     for t in tables:
         out.append(f"*{t.name}")
         out.extend(f":{c.name} - [0:0]" for c in t.chains)
         for c in t.chains:
             out.extend(c.rules)
-            if c.deleted:
-                out.append(f"-X {c.name}")
+        out.extend(f"-X {c.name}" for c in t.chains if c.deleted)
         out.append("COMMIT")
     return "\n".join(out) + "\n"
 
