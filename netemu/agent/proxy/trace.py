@@ -1,0 +1,587 @@
+"""Packet tracer: walk a rule dump the way the kernel walks a new connection's first packet.
+
+Given a packet (source, protocol, destination, port), the node's own addresses (``addrtype
+LOCAL`` depends on them, and so does routing: local delivery goes to INPUT, the rest to FORWARD)
+and where it comes from (a pod or the outside enters at PREROUTING, the node itself at OUTPUT),
+the tracer runs the nat hook chain, follows jumps, gotos and returns, and branches at every
+``-m statistic`` rule, so the answer is the set of outcomes with their probabilities: the
+probability of reaching endpoint i is prob_i * prod(1 - prob_j) of the earlier ones, exactly the
+arithmetic the kernel's random draws make. Each outcome then goes through the filter table
+(INPUT/FORWARD/OUTPUT, where kube-proxy REJECTs services without endpoints and DROPs traffic the
+load-balancer firewall refuses) and nat POSTROUTING (where the 0x4000 mark becomes MASQUERADE).
+
+Conntrack-dependent matches are answered for the FIRST packet of a connection: ctstate is NEW
+(plus DNAT once DNATed), ``-m recent --rcheck`` finds no entry (so with ClientIP affinity the
+answer reads "first connection goes as below, later ones stick to the endpoint chosen"). What we
+cannot know (an ipset we were not given, an unknown match module, an unknown input interface) is
+assumed not to match and listed in ``TraceResult.unevaluated``, never guessed silently.
+
+A dump rendered by our builder (restore text) holds only kube-proxy's own chains; when a table
+has no built-in chain at all, the tracer adds upstream kube-proxy's standard jumps into them
+(the ones it installs with ``iptables -I``), in the order a real node shows, and says so.
+Pure: no kernel, no root. The mangle and raw tables are not walked (kube-proxy's iptables mode
+does not use them for service traffic).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+from netemu.agent.proxy.iptables.dump import Chain, Dump, Rule, Table, parse, parse_rule
+
+MASQ_MARK = 0x4000
+MAX_BRANCHES = 5000
+MAX_DEPTH = 64
+
+# kube-proxy's jumps from built-in chains, in the order `iptables-save` shows them on a node
+# (upstream prepends each entry of iptablesJumpChains, so the list comes out reversed per chain).
+STANDARD_JUMPS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("filter", "INPUT"): (
+        '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+        '-m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS',
+        '-m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+        "-j KUBE-FIREWALL",
+    ),
+    ("filter", "FORWARD"): (
+        '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+        '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
+        '-m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+        '-m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+    ),
+    ("filter", "OUTPUT"): (
+        '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+        '-m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+        "-j KUBE-FIREWALL",
+    ),
+    ("nat", "PREROUTING"): ('-m comment --comment "kubernetes service portals" -j KUBE-SERVICES',),
+    ("nat", "OUTPUT"): ('-m comment --comment "kubernetes service portals" -j KUBE-SERVICES',),
+    ("nat", "POSTROUTING"): ('-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',),
+}
+
+_PROTO_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "udplite": 136}
+_SILENT_TARGETS = {"LOG", "NFLOG", "TRACE", "CONNMARK", "NOTRACK", "CT", "CHECKSUM", "TCPMSS", "AUDIT"}
+
+
+class TraceError(ValueError):
+    """Bad trace input (an address or protocol that is not one): a clear message for the user."""
+
+
+@dataclass(frozen=True)
+class Packet:
+    src: str
+    dst: str
+    dport: int
+    proto: str = "tcp"
+    sport: int = 40000
+    iif: str | None = None
+    oif: str | None = None
+
+
+@dataclass
+class Outcome:
+    """One way the packet can go, with the probability of going that way."""
+
+    probability: float
+    verdict: str                    # ACCEPT (delivered or forwarded), DROP or REJECT
+    destination: str | None         # "ip:port" after DNAT, None when not DNATed
+    endpoint_chain: str | None      # the KUBE-SEP-... chain that DNATed, if any
+    masquerade: bool                # SNAT/MASQUERADE happened in nat POSTROUTING
+    masquerade_mark: bool           # the 0x4000 mark was set when the nat hook finished
+    route: str                      # "local" (INPUT) or "forward" (FORWARD), or "output"
+    verdict_by: str | None          # the rule that gave a DROP/REJECT/explicit ACCEPT
+    chains: list[str] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TraceResult:
+    packet: Packet
+    origin: str
+    hook: str
+    node_ips: list[str]
+    outcomes: list[Outcome]
+    affinity: str | None = None
+    unevaluated: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def endpoints(self) -> dict[str, float]:
+        """DNAT destination -> probability, for the outcomes that are not dropped."""
+        out: dict[str, float] = {}
+        for o in self.outcomes:
+            if o.destination and o.verdict == "ACCEPT":
+                out[o.destination] = out.get(o.destination, 0.0) + o.probability
+        return out
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def render(self) -> str:
+        return render(self)
+
+
+@dataclass(frozen=True)
+class _State:
+    """The packet as one branch of the walk sees it; immutable so branches can share history."""
+
+    prob: float
+    src: str
+    dst: str
+    dport: int
+    mark: int = 0
+    dnat: str | None = None
+    sep: str | None = None
+    snat: bool = False
+    verdict_by: str | None = None
+    chains: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+
+
+def tracer_for(text: str) -> "Tracer":
+    return Tracer(parse(text))
+
+
+class Tracer:
+    """Holds a parsed dump (plus synthesized standard jumps) and traces packets through it."""
+
+    def __init__(self, dump: Dump):
+        self.dump = dump
+        self.notes: list[str] = [f"dump: {p}" for p in dump.problems]
+        self.tables: dict[str, Table] = {name: _copy_table(t) for name, t in dump.tables.items()}
+        self._add_standard_jumps()
+
+    def _add_standard_jumps(self) -> None:
+        for (tname, cname), specs in STANDARD_JUMPS.items():
+            table = self.tables.get(tname)
+            if table is None or cname in table.chains:
+                continue
+            rules = [parse_rule(cname, s) for s in specs]
+            rules = [r for r in rules if r.target in table.chains]
+            table.chains = {cname: _new_builtin(cname, rules), **table.chains}
+            if rules:
+                self.notes.append(f"{tname} {cname} is not in the dump: assumed kube-proxy's standard "
+                                  f"jumps ({', '.join(r.target for r in rules)})")
+
+    def trace(self, packet: Packet, node_ips: list[str] | tuple[str, ...] = (),
+              origin: str | None = None, ipsets: dict[str, list[str]] | None = None,
+              mark: int = 0) -> TraceResult:
+        _check_packet(packet, node_ips)
+        run = _Run(self, packet, list(node_ips), ipsets or {})
+        if origin is None:
+            origin = "node" if run.is_local(packet.src) else "pod-or-external"
+        if origin not in ("node", "pod", "external", "pod-or-external"):
+            raise TraceError(f"origin must be pod, node or external, not {origin!r}")
+        hook = "OUTPUT" if origin == "node" else "PREROUTING"
+        start = _State(1.0, packet.src, packet.dst, packet.dport, mark)
+        outcomes = run.through_node(start, hook)
+        return TraceResult(packet, origin, hook, list(node_ips), _merge(outcomes),
+                           run.affinity, sorted(set(run.unevaluated)), self.notes + run.notes)
+
+
+def _copy_table(t: Table) -> Table:
+    return Table(t.name, {n: replace(c, rules=list(c.rules)) for n, c in t.chains.items()})
+
+
+def _new_builtin(name: str, rules: list[Rule]) -> Chain:
+    return Chain(name, "ACCEPT", None, rules)
+
+
+def _check_packet(packet: Packet, node_ips) -> None:
+    for label, ip in [("source", packet.src), ("destination", packet.dst)] + [("node IP", n) for n in node_ips]:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise TraceError(f"{label} {ip!r} is not an IP address") from None
+    if packet.proto.lower() not in _PROTO_NUMBERS:
+        raise TraceError(f"protocol {packet.proto!r} is not one of tcp, udp, sctp")
+    for label, port in (("destination port", packet.dport), ("source port", packet.sport)):
+        if not 0 <= int(port) <= 65535:
+            raise TraceError(f"{label} {port} is out of range 0-65535")
+
+
+class _Run:
+    """One trace: the packet's fixed facts plus what the walk learned (affinity, unknowns)."""
+
+    def __init__(self, tracer: Tracer, packet: Packet, node_ips: list[str], ipsets: dict):
+        self.tables = tracer.tables
+        self.packet = packet
+        self.proto = packet.proto.lower()
+        self.local = {ipaddress.ip_address(ip) for ip in node_ips}
+        self.node_ips = node_ips
+        self.ipsets = ipsets
+        self.affinity: str | None = None
+        self.unevaluated: list[str] = []
+        self.notes: list[str] = []
+        self.branches = 0
+
+    def is_local(self, ip: str) -> bool:
+        addr = ipaddress.ip_address(ip)
+        return addr in self.local or addr.is_loopback
+
+    # ---- the hooks a new connection's first packet passes ------------------------------------
+
+    def through_node(self, st: _State, hook: str) -> list[Outcome]:
+        outcomes = []
+        for nat_st, verdict in self.hook("nat", hook, st):
+            if verdict in ("DROP", "REJECT"):
+                outcomes.append(self.outcome(nat_st, verdict, "nat"))
+                continue
+            marked = bool(nat_st.mark & MASQ_MARK)
+            if hook == "OUTPUT":
+                stages = ["OUTPUT", "POSTROUTING"] + (["INPUT"] if self.is_local(nat_st.dst) else [])
+            elif self.is_local(nat_st.dst):
+                stages = ["INPUT"]
+            else:
+                stages = ["FORWARD", "POSTROUTING"]
+            for final, verdict in self.stages(nat_st, stages):
+                route = "output" if hook == "OUTPUT" else ("local" if stages == ["INPUT"] else "forward")
+                outcomes.append(self.outcome(final, verdict, route, marked))
+        return outcomes
+
+    def stages(self, st: _State, stages: list[str]) -> list[tuple[_State, str]]:
+        """Run the filter (or, for POSTROUTING, nat) chains in order; stop a branch at DROP/REJECT."""
+        current = [(st, "ACCEPT")]
+        for stage in stages:
+            table = "nat" if stage == "POSTROUTING" else "filter"
+            nxt = []
+            for s, v in current:
+                if v != "ACCEPT":
+                    nxt.append((s, v))
+                    continue
+                for s2, v2 in self.hook(table, stage, s):
+                    if v2 in ("MASQUERADE", "SNAT"):
+                        s2, v2 = replace(s2, snat=True), "ACCEPT"
+                    nxt.append((s2, v2 if v2 in ("DROP", "REJECT") else "ACCEPT"))
+            current = nxt
+        return current
+
+    def hook(self, table: str, chain: str, st: _State) -> list[tuple[_State, str]]:
+        """A built-in chain: falling off its end (or RETURN) applies its policy."""
+        t = self.tables.get(table)
+        if t is None or chain not in t.chains:
+            return [(st, "ACCEPT")]
+        policy = t.chains[chain].policy or "ACCEPT"
+        return [(s, v or policy) for s, v in self.walk(table, chain, st, 0)]
+
+    def outcome(self, st: _State, verdict: str, route: str, marked: bool | None = None) -> Outcome:
+        return Outcome(st.prob, verdict, st.dnat, st.sep, st.snat,
+                       bool(st.mark & MASQ_MARK) if marked is None else marked, route,
+                       st.verdict_by, list(st.chains), list(st.rules))
+
+    # ---- one chain ---------------------------------------------------------------------------
+
+    def walk(self, table: str, chain: str, st: _State, depth: int) -> list[tuple[_State, str | None]]:
+        """All ways through ``chain``: (state, verdict); verdict None means it returned."""
+        rules = self.tables[table].chains[chain].rules
+        st = replace(st, chains=st.chains + (f"{table}:{chain}",))
+        if depth > MAX_DEPTH:
+            self.notes.append(f"stopped at depth {MAX_DEPTH} in {table} {chain} (a loop?)")
+            return [(st, None)]
+        out: list[tuple[_State, str | None]] = []
+        stack = [(st, 0)]
+        while stack:
+            s, i = stack.pop()
+            self._run_from(table, chain, rules, s, i, depth, stack, out)
+        return out
+
+    def _run_from(self, table: str, chain: str, rules: list[Rule], s: _State, i: int, depth: int,
+                  stack: list, out: list) -> None:
+        """Run one branch from rule i until it ends; forks (statistic, returns from a sub-chain)
+        are pushed on ``stack`` so they resume later, in rule order."""
+        while i < len(rules):
+            rule = rules[i]
+            i += 1
+            p, s = self.match(table, chain, rule, s)
+            if p <= 0.0:
+                continue
+            if p < 1.0:
+                self.branches += 1
+                if self.branches > MAX_BRANCHES:
+                    self.notes.append(f"more than {MAX_BRANCHES} branches: trace cut short")
+                    return
+                stack.append((replace(s, prob=s.prob * (1.0 - p)), i))
+                s = replace(s, prob=s.prob * p)
+            s = replace(s, rules=s.rules + (f"{table} {chain} #{i}: {rule.raw}",))
+            if rule.target is None:
+                continue
+            done = self.terminal(table, chain, rule, s)
+            if done is not None:
+                out.append(done)
+                return
+            if rule.target in self.tables[table].chains:
+                returned = []
+                for s2, v in self.walk(table, rule.target, s, depth + 1):
+                    if v is not None or rule.goto:      # a goto's chain returns for us too
+                        out.append((s2, v))
+                    else:
+                        returned.append(s2)
+                stack.extend((s2, i) for s2 in reversed(returned))
+                return
+            s = self.nonterminal(table, chain, rule, s)
+        out.append((s, None))
+
+    # ---- targets -----------------------------------------------------------------------------
+
+    def terminal(self, table: str, chain: str, rule: Rule, s: _State) -> tuple[_State, str | None] | None:
+        t = rule.target
+        where = f"{table} {chain}: {rule.raw}"
+        if t in ("ACCEPT", "DROP", "REJECT"):
+            return replace(s, verdict_by=where), t
+        if t == "RETURN":
+            return s, None
+        if t == "DNAT":
+            to = rule.target_option("to-destination")
+            if to is None or not to.value:
+                self.unevaluated.append(f"{where}: DNAT without --to-destination")
+                return s, "DNAT"
+            ip, port = _split_hostport(to.value, s.dport)
+            sep = chain if chain.startswith("KUBE-SEP-") else s.sep
+            return replace(s, dst=ip, dport=port, dnat=f"{_join(ip, port)}", sep=sep), "DNAT"
+        if t == "REDIRECT":
+            to = rule.target_option("to-ports")
+            port = int(to.value.split("-")[0]) if to and to.value else s.dport
+            ip = self.node_ips[0] if self.node_ips else "127.0.0.1"
+            return replace(s, dst=ip, dport=port, dnat=_join(ip, port)), "DNAT"
+        if t in ("MASQUERADE", "SNAT"):
+            return replace(s, snat=True), t
+        return None
+
+    def nonterminal(self, table: str, chain: str, rule: Rule, s: _State) -> _State:
+        t = rule.target
+        if t == "MARK":
+            return replace(s, mark=_apply_mark(rule, s.mark))
+        if t == "KUBE-MARK-MASQ":       # a partial dump without the chain itself
+            self.notes.append("KUBE-MARK-MASQ is not in the dump: assumed it sets mark 0x4000")
+            return replace(s, mark=s.mark | MASQ_MARK)
+        if t not in _SILENT_TARGETS:
+            self.unevaluated.append(f"{table} {chain}: target {t} is neither a chain of the dump "
+                                    f"nor a known target: treated as doing nothing")
+        return s
+
+    # ---- matches -----------------------------------------------------------------------------
+
+    def match(self, table: str, chain: str, rule: Rule, s: _State) -> tuple[float, _State]:
+        """Probability that ``rule`` matches (0, 1, or a statistic's p) and the state after it."""
+        prob = 1.0
+        recent = []
+        for m in rule.matches:
+            if m.module == "recent":
+                recent.append(m)
+                continue
+            for opt in m.options:
+                p = self.option(table, chain, rule, m.module, opt, s)
+                if p <= 0.0:
+                    return 0.0, s
+                prob *= p
+        for m in recent:                 # only reached when everything else matched
+            p = self.recent(m, s)
+            if p <= 0.0:
+                return 0.0, s
+            prob *= p
+        return prob, s
+
+    def recent(self, m, s: _State) -> float:
+        name = m.get("name").value if m.get("name") else "DEFAULT"
+        if m.get("set"):
+            return 0.0 if m.get("set").negated else 1.0
+        check = m.get("rcheck") or m.get("update")
+        if check:
+            secs = m.get("seconds")
+            if self.affinity is None:
+                self.affinity = ("affinity: first connection goes as below, later ones stick to the "
+                                 f"endpoint chosen (-m recent --name {name}"
+                                 + (f", {secs.value} s" if secs else "") + ")")
+            return 1.0 if check.negated else 0.0   # a first connection has no entry yet
+        if m.get("remove"):
+            return 1.0 if m.get("remove").negated else 0.0
+        return 1.0
+
+    def option(self, table, chain, rule: Rule, module: str, opt, s: _State) -> float:
+        ok = self._option(module, opt, s)
+        if ok is None:
+            self.unevaluated.append(f"{table} {chain}: cannot evaluate "
+                                    f"{'! ' if opt.negated else ''}--{opt.name} {' '.join(opt.values)}"
+                                    f"{' (-m ' + module + ')' if module else ''}: assumed no match"
+                                    f" in: {rule.raw}")
+            return 0.0
+        if isinstance(ok, float):
+            return 1.0 - ok if opt.negated else ok
+        return 1.0 if ok != opt.negated else 0.0
+
+    def _option(self, module: str, opt, s: _State):
+        """True/False, a probability (float), or None when it cannot be evaluated."""
+        n, v = opt.name, opt.value
+        if module == "":
+            if n in ("s", "d"):
+                return _in_net(s.src if n == "s" else s.dst, v)
+            if n == "p":
+                return _proto_matches(v, self.proto)
+            if n in ("i", "o"):
+                iface = self.packet.iif if n == "i" else self.packet.oif
+                return None if iface is None else _iface_matches(v, iface)
+            if n == "f":
+                return False
+        if module in ("tcp", "udp", "sctp", "udplite", "multiport"):
+            if n in ("dport", "dports"):
+                return _port_in(s.dport, v)
+            if n in ("sport", "sports"):
+                return _port_in(self.packet.sport, v)
+            if n == "ports":
+                return _port_in(s.dport, v) or _port_in(self.packet.sport, v)
+            if n == "syn":
+                return self.proto == "tcp"
+            if n == "tcp-flags" and len(opt.values) == 2:
+                mask, comp = (_tcp_flags(x) for x in opt.values)
+                return ({"SYN"} & mask) == comp      # the first packet carries SYN alone
+        if module in ("comment", "nfacct", "limit"):
+            return True
+        if module == "addrtype" and n in ("src-type", "dst-type"):
+            types = set(v.split(","))
+            local = self.is_local(s.src if n == "src-type" else s.dst)
+            if types <= {"LOCAL"}:
+                return local
+            if types <= {"LOCAL", "UNICAST"}:
+                return True if local or "UNICAST" in types else local
+            return None
+        if module == "addrtype":
+            return True if n.startswith("limit-iface") else None
+        if module == "statistic":
+            if n == "probability":
+                return float(v)
+            if n == "every":
+                self.notes.append("-m statistic --mode nth: the packet counter is unknown; "
+                                  f"treated as probability 1/{v}")
+                return 1.0 / float(v)
+            return True                  # --mode / --packet ride along with the above
+        if module == "mark" and n == "mark":
+            value, mask = _mark_mask(v)
+            return (s.mark & mask) == value
+        if (module, n) in (("conntrack", "ctstate"), ("state", "state")):
+            states = {"NEW"} | ({"DNAT"} if s.dnat else set()) | ({"SNAT"} if s.snat else set())
+            return bool(states & set(v.split(",")))
+        if module == "set" and n == "match-set":
+            return self._ipset(opt, s)
+        return None
+
+    def _ipset(self, opt, s: _State):
+        name, dirs = opt.values[0], opt.values[1].split(",")
+        members = self.ipsets.get(name)
+        if members is None or len(dirs) != 1:
+            return None
+        ip = s.src if dirs[0] == "src" else s.dst
+        return any(_in_net(ip, m) for m in members)
+
+
+def _in_net(ip: str, net: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(net.strip(), strict=False)
+    except ValueError:
+        return False
+
+
+def _proto_matches(value: str, proto: str) -> bool:
+    value = value.lower()
+    return value in ("all", "0", proto) or value == str(_PROTO_NUMBERS.get(proto))
+
+
+def _iface_matches(pattern: str, iface: str) -> bool:
+    return iface.startswith(pattern[:-1]) if pattern.endswith("+") else iface == pattern
+
+
+def _port_in(port: int, spec: str) -> bool:
+    for part in spec.split(","):
+        lo, colon, hi = part.partition(":")
+        if colon and int(lo or 0) <= port <= int(hi or 65535):
+            return True
+        if not colon and port == int(lo):
+            return True
+    return False
+
+
+_ALL_FLAGS = {"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"}
+
+
+def _tcp_flags(spec: str) -> set[str]:
+    flags = set(spec.upper().split(","))
+    return _ALL_FLAGS if "ALL" in flags else flags - {"NONE"}
+
+
+def _mark_mask(v: str) -> tuple[int, int]:
+    value, _, mask = v.partition("/")
+    return int(value, 0), int(mask, 0) if mask else 0xFFFFFFFF
+
+
+def _apply_mark(rule: Rule, mark: int) -> int:
+    """The MARK target in its iptables-save spellings (--set-xmark is what save prints)."""
+    for opt in rule.target_options:
+        if opt.name == "set-xmark":
+            value, mask = _mark_mask(opt.value)
+            return (mark & ~mask & 0xFFFFFFFF) ^ value
+        if opt.name == "set-mark":
+            value, mask = _mark_mask(opt.value)
+            return (mark & ~mask & 0xFFFFFFFF) | value
+        if opt.name == "or-mark":
+            return mark | int(opt.value, 0)
+        if opt.name == "and-mark":
+            return mark & int(opt.value, 0)
+        if opt.name == "xor-mark":
+            return mark ^ int(opt.value, 0)
+    return mark
+
+
+def _split_hostport(value: str, default_port: int) -> tuple[str, int]:
+    """--to-destination ip[-ip][:port[-port]] or [v6]:port; a range answers with its first."""
+    if value.startswith("["):
+        host, _, port = value[1:].partition("]:")
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    else:
+        host, port = value, ""
+    host = host.split("-")[0]
+    return host, int(port.split("-")[0]) if port else default_port
+
+
+def _join(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _merge(outcomes: list[Outcome]) -> list[Outcome]:
+    merged: dict[tuple, Outcome] = {}
+    for o in outcomes:
+        key = (o.verdict, o.destination, o.masquerade, o.route, tuple(o.chains))
+        if key in merged:
+            merged[key].probability += o.probability
+        else:
+            merged[key] = o
+    return list(merged.values())
+
+
+def render(result: TraceResult) -> str:
+    """Human-readable answer: one block per outcome, most likely first."""
+    p = result.packet
+    head = (f"{p.proto.lower()} {p.src}:{p.sport} -> {_join(p.dst, p.dport)}   "
+            f"from {result.origin} (enters nat {result.hook})"
+            + (f", node IPs {', '.join(result.node_ips)}" if result.node_ips else ""))
+    lines = [head]
+    if result.affinity:
+        lines.append(result.affinity)
+    if not result.outcomes:
+        lines.append("  (no outcome: the trace was cut short)")
+    for o in sorted(result.outcomes, key=lambda o: -round(o.probability, 9)):
+        what = f"DNAT -> {o.destination}" if o.destination else "no DNAT"
+        verdict = o.verdict if o.verdict != "ACCEPT" else ("delivered locally" if o.route == "local"
+                                                           else "accepted")
+        masq = "yes" if o.masquerade else ("marked, not reached" if o.masquerade_mark else "no")
+        lines.append(f"  {o.probability * 100:6.2f}%  {what:<28} {verdict:<18} masquerade: {masq}")
+        lines.append("           " + " -> ".join(o.chains))
+        if o.verdict_by and o.verdict != "ACCEPT":
+            lines.append(f"           {o.verdict} by {o.verdict_by}")
+    for u in result.unevaluated:
+        lines.append(f"cannot evaluate: {u}")
+    for n in result.notes:
+        lines.append(f"note: {n}")
+    return "\n".join(lines) + "\n"
