@@ -25,8 +25,8 @@ import aiohttp
 from netemu.api.errors import (AlreadyExists, BadRequest, Conflict, Gone, InternalError, NotFound,
                                ServiceUnavailable)
 from netemu.store.base import ADDED, DELETED, MODIFIED, ListResult, Store, WatchEvent
-from netemu.store.keys import (check_key, check_prefix, decode_object, encode_object,
-                               prefix_end_bytes)
+from netemu.store.keys import (check_key, check_list_args, check_prefix, check_revision,
+                               decode_object, encode_object, prefix_end_bytes)
 
 GRPC_OUT_OF_RANGE = 11
 
@@ -152,11 +152,7 @@ class EtcdStore(Store):
 
     async def list(self, prefix: str, *, limit: int | None = None, start_after: str | None = None,
                    revision: int | None = None) -> ListResult:
-        prefix = check_prefix(prefix)
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise BadRequest(f"limit must be a positive integer, got {limit!r}")
-        if revision is not None and (not isinstance(revision, int) or revision < 0):
-            raise BadRequest(f"revision must be a non-negative integer, got {revision!r}")
+        prefix = check_list_args(prefix, limit, start_after, revision)
         body: dict[str, Any] = key_range(prefix, start_after)
         if limit is not None:
             body["limit"] = str(limit)
@@ -195,6 +191,7 @@ class EtcdStore(Store):
     async def update(self, key: str, obj: dict[str, Any], *,
                      expected_revision: int | None = None) -> dict[str, Any]:
         key, value = check_key(key), encode_object(obj)
+        check_revision(expected_revision, "expected_revision")
         data = await self._txn(self._guard(key, expected_revision),
                                [{"request_put": {"key": b64(key), "value": b64(value)}}],
                                [{"request_range": {"key": b64(key)}}], f"update {key}")
@@ -204,6 +201,7 @@ class EtcdStore(Store):
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> dict[str, Any]:
         key = check_key(key)
+        check_revision(expected_revision, "expected_revision")
         data = await self._txn(self._guard(key, expected_revision),
                                [{"request_delete_range": {"key": b64(key), "prev_kv": True}}],
                                [{"request_range": {"key": b64(key)}}], f"delete {key}")
@@ -216,8 +214,7 @@ class EtcdStore(Store):
 
     async def watch(self, prefix: str, since: int) -> AsyncIterator[WatchEvent]:
         prefix = check_prefix(prefix)
-        if not isinstance(since, int) or since < 0:
-            raise BadRequest(f"watch revision must be a non-negative integer, got {since!r}")
+        check_revision(since, "watch revision", optional=False)
         request = {"create_request": {**key_range(prefix), "start_revision": str(since + 1),
                                       "prev_kv": True}}
         resp = await self._open("/v3/watch", request, aiohttp.ClientTimeout(total=None))
@@ -252,8 +249,7 @@ class EtcdStore(Store):
         return int(data["header"]["revision"])
 
     async def compact(self, revision: int) -> None:
-        if not isinstance(revision, int) or revision < 0:
-            raise BadRequest(f"compact revision must be a non-negative integer, got {revision!r}")
+        check_revision(revision, "compact revision", optional=False)
         try:
             await self._post("/v3/kv/compaction", {"revision": str(revision)}, "compact")
         except Gone:

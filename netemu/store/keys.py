@@ -26,6 +26,26 @@ def check_prefix(prefix: Any) -> str:
     return prefix
 
 
+def check_revision(value: Any, what: str, *, optional: bool = True) -> int | None:
+    """Revisions are non-negative ints (not strings: the API server parses resourceVersions)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequest(f"{what} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def check_list_args(prefix: Any, limit: Any, start_after: Any, revision: Any) -> str:
+    """Validate list() arguments the same way for every backend; returns the prefix."""
+    prefix = check_prefix(prefix)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise BadRequest(f"limit must be a positive integer, got {limit!r}")
+    if start_after is not None and not isinstance(start_after, str):
+        raise BadRequest(f"start_after must be a key string, got {start_after!r}")
+    check_revision(revision, "list revision")
+    return prefix
+
+
 def prefix_end(prefix: str) -> str | None:
     """The smallest string greater than every string that starts with ``prefix`` (None: no bound).
 

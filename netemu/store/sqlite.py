@@ -26,11 +26,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable
 
-from netemu.api.errors import BadRequest, InternalError, NotFound, StatusError
+from netemu.api.errors import InternalError, NotFound, StatusError
 from netemu.store import sqlite_db
 from netemu.store.base import DELETED, ListResult, Store, WatchEvent
 from netemu.store.fanout import Change, Hub
-from netemu.store.keys import check_key, check_prefix, decode_object, encode_object
+from netemu.store.keys import (check_key, check_list_args, check_prefix, check_revision,
+                               decode_object, encode_object)
 
 DEFAULT_HISTORY = 10_000
 MAX_BATCH = 512
@@ -192,11 +193,7 @@ class SqliteStore(Store):
 
     async def list(self, prefix: str, *, limit: int | None = None, start_after: str | None = None,
                    revision: int | None = None) -> ListResult:
-        prefix = check_prefix(prefix)
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise BadRequest(f"limit must be a positive integer, got {limit!r}")
-        if revision is not None and (not isinstance(revision, int) or revision < 0):
-            raise BadRequest(f"revision must be a non-negative integer, got {revision!r}")
+        prefix = check_list_args(prefix, limit, start_after, revision)
         rows, rev, more = await self._read(sqlite_db.list_range, prefix, limit, start_after, revision)
         items = [decode_object(value, mod) for _, value, mod in rows]
         return ListResult(items, rev, more, rows[-1][0] if more else None)
@@ -209,11 +206,13 @@ class SqliteStore(Store):
     async def update(self, key: str, obj: dict[str, Any], *,
                      expected_revision: int | None = None) -> dict[str, Any]:
         key, value = check_key(key), encode_object(obj)
+        check_revision(expected_revision, "expected_revision")
         ch = await self._write(lambda w: w.update(key, value, expected_revision))
         return decode_object(ch.value, ch.revision)
 
     async def delete(self, key: str, *, expected_revision: int | None = None) -> dict[str, Any]:
         key = check_key(key)
+        check_revision(expected_revision, "expected_revision")
         ch = await self._write(lambda w: w.delete(key, expected_revision))
         return decode_object(ch.prev_value, ch.prev_revision)
 
@@ -221,8 +220,7 @@ class SqliteStore(Store):
         """History from the log, then live changes from the hub, without gaps or duplicates:
         subscribe first, read history second, and skip live changes already replayed."""
         prefix = check_prefix(prefix)
-        if not isinstance(since, int) or since < 0:
-            raise BadRequest(f"watch revision must be a non-negative integer, got {since!r}")
+        check_revision(since, "watch revision", optional=False)
         self._check_open()
         sub = self._hub.subscribe(prefix)
         try:
@@ -246,8 +244,7 @@ class SqliteStore(Store):
         return self._revision
 
     async def compact(self, revision: int) -> None:
-        if not isinstance(revision, int) or revision < 0:
-            raise BadRequest(f"compact revision must be a non-negative integer, got {revision!r}")
+        check_revision(revision, "compact revision", optional=False)
         await self._write(lambda w: w.compact(revision))
 
     async def close(self) -> None:

@@ -123,8 +123,26 @@ def test_bad_input_is_rejected_and_stores_nothing(backend):
             await s.create(k(PODS + "default/a"), {"metadata": {"name": object()}})
         with pytest.raises(BadRequest):
             await s.list(k(PODS), limit=0)
-        assert await s.current_revision() == before
-        assert (await s.list(k(PODS))).items == []
+        with pytest.raises(BadRequest):
+            await s.list(k(PODS), start_after=5)
+        with pytest.raises(BadRequest):
+            await s.list(k(PODS), revision="3")
+        with pytest.raises(BadRequest):
+            await s.watch(k(PODS), "3").__anext__()
+        with pytest.raises(BadRequest):
+            await s.compact(-1)
+        with pytest.raises(BadRequest):
+            await s.list(k(PODS), revision=before + 1000)      # the future
+        with pytest.raises(BadRequest):
+            await s.compact(before + 1000)
+        await s.create(k(PODS + "default/ok"), pod("ok"))
+        with pytest.raises(BadRequest):
+            await s.update(k(PODS + "default/ok"), pod("ok", spec={"v": 2}), expected_revision="1")
+        with pytest.raises(BadRequest):
+            await s.delete(k(PODS + "default/ok"), expected_revision=True)
+        assert (await s.get(k(PODS + "default/ok")))["metadata"]["resourceVersion"] == str(before + 1)
+        assert await s.current_revision() == before + 1
+        assert [o["metadata"]["name"] for o in (await s.list(k(PODS))).items] == ["ok"]
     backend.run(body)
 
 
