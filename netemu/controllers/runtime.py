@@ -215,3 +215,47 @@ class Expectations:
             if pending:
                 return False
         return True
+
+
+def _rv(obj: dict[str, Any]) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class WriteOverlay:
+    """A controller's own recent writes laid over a possibly stale cache (upstream's
+    endpointSliceTracker idea): an object it just created, updated or deleted is seen as
+    written until the informer catches up, so the next sync neither duplicates nor resurrects it."""
+
+    def __init__(self) -> None:
+        self._written: dict[tuple[str, str], dict[str, Any] | None] = {}  # None: deleted
+
+    @staticmethod
+    def _key(obj: dict[str, Any]) -> tuple[str, str]:
+        m = obj.get("metadata") or {}
+        return m.get("namespace") or "", m.get("name", "")
+
+    def wrote(self, obj: dict[str, Any]) -> None:
+        self._written[self._key(obj)] = obj
+
+    def deleted(self, obj: dict[str, Any]) -> None:
+        self._written[self._key(obj)] = None
+
+    def merge(self, cached: list[dict[str, Any]], namespace: str | None = None) -> list[dict[str, Any]]:
+        by_key = {self._key(o): o for o in cached}
+        for key, mine in list(self._written.items()):
+            if namespace is not None and key[0] != namespace:
+                continue
+            have = by_key.get(key)
+            if mine is None:
+                if have is None:
+                    del self._written[key]     # the cache saw the delete
+                else:
+                    del by_key[key]
+            elif have is not None and _rv(have) >= _rv(mine):
+                del self._written[key]         # the cache caught up
+            else:
+                by_key[key] = mine
+        return list(by_key.values())
