@@ -326,9 +326,9 @@ def _parse_line(dump: Dump, table: Table | None, line: str, n: int) -> Table | N
     elif cmd in ("F", "flush"):
         _existing(table, chain_name).rules.clear()
     elif cmd in ("X", "delete-chain"):
-        chain = _existing(table, chain_name)
-        if chain.builtin:
+        if chain_name in BUILTIN_CHAINS.get(table.name, ()):
             raise ValueError(f"cannot delete built-in chain {chain_name}")
+        _existing(table, chain_name)
         del table.chains[chain_name]
     elif cmd in ("N", "new-chain"):
         if chain_name in table.chains:
