@@ -90,7 +90,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def current_revision(self) -> int:
-        """The revision of the newest write (0 for an empty store)."""
+        """The revision of the newest write (0 for an empty SQLite store; a fresh etcd says 1)."""
 
     @abc.abstractmethod
     async def compact(self, revision: int) -> None:
@@ -104,4 +104,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Release connections and end live watches."""
+        """Release connections and end live watches (their iterators stop). Safe to call twice."""
+
+    async def __aenter__(self) -> "Store":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

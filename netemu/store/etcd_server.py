@@ -35,7 +35,8 @@ class EtcdServer:
     """``with EtcdServer() as etcd: EtcdStore(etcd.endpoints)``."""
 
     def __init__(self, data_dir: str | None = None, *, binary: str = "etcd",
-                 auto_compaction_revisions: int | None = None, name: str | None = None):
+                 auto_compaction_revisions: int | None = None, name: str | None = None,
+                 client_port: int | None = None, peer_port: int | None = None):
         self.binary = binary
         self.data_dir = data_dir
         self.auto_compaction_revisions = auto_compaction_revisions
@@ -43,6 +44,7 @@ class EtcdServer:
         self.proc: subprocess.Popen | None = None
         self._tmp: str | None = None
         self.client_url = ""
+        self.client_port, self.peer_port = client_port, peer_port
 
     @property
     def endpoints(self) -> list[str]:
@@ -69,7 +71,8 @@ class EtcdServer:
         data = os.path.join(self.data_dir, "member-data")
         last_error = ""
         for _ in range(3):                      # a free port can be taken before etcd binds it
-            client_port, peer_port = free_port(), free_port()
+            client_port = self.client_port or free_port()
+            peer_port = self.peer_port or free_port()
             self.client_url = f"http://127.0.0.1:{client_port}"
             log = open(os.path.join(self.data_dir, "etcd.log"), "ab")
             try:

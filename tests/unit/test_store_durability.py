@@ -1,8 +1,9 @@
 """Durable on acknowledgement: a write the client saw succeed survives kill -9 of the store.
 
-A child process writes as fast as it can and prints each acknowledged (key, revision) only after
-the store returned it. The test SIGKILLs the child mid-stream, reopens the database, and checks
-that every acknowledged write is there at exactly the acknowledged revision.
+A child process writes as fast as it can (8 concurrent writers, so acknowledgements come out of
+group commits) and prints each (key, revision) only after the store returned it. The test SIGKILLs
+the child mid-stream, reopens the database, and checks that every acknowledged write is there at
+the acknowledged revision (or a later update of the same key). An "ack before COMMIT" bug fails it.
 """
 
 from __future__ import annotations
@@ -20,23 +21,29 @@ CHILD = textwrap.dedent("""
     import asyncio, sys
     from netemu.store.sqlite import SqliteStore
 
-    async def main(path):
-        s = SqliteStore(path)
+    def cm(name, value):
+        return {"kind": "ConfigMap", "metadata": {"name": name}, "data": {"i": value}}
+
+    async def writer(s, w):
+        # 8 of these run at once, so acknowledgements come out of group commits
         i = 0
         while True:
-            key = f"/registry/configmaps/default/cm{i}"
-            obj = await s.create(key, {"kind": "ConfigMap", "metadata": {"name": f"cm{i}"},
-                                       "data": {"i": str(i)}})
+            key = f"/registry/configmaps/default/w{w}-{i}"
+            obj = await s.create(key, cm(f"w{w}-{i}", str(i)))
             print(key, obj["metadata"]["resourceVersion"], flush=True)
-            if i % 3 == 2:   # some updates too, so acknowledged values must be the newest ones
-                prev = f"/registry/configmaps/default/cm{i - 1}"
-                obj = await s.update(prev, {"kind": "ConfigMap", "metadata": {"name": f"cm{i - 1}"},
-                                            "data": {"i": "updated"}})
+            if i % 3 == 2:   # some updates too: the acknowledged value must be the newest one
+                prev = f"/registry/configmaps/default/w{w}-{i - 1}"
+                obj = await s.update(prev, cm(f"w{w}-{i - 1}", "updated"))
                 print(prev, obj["metadata"]["resourceVersion"], flush=True)
             i += 1
 
+    async def main(path):
+        s = SqliteStore(path)
+        await asyncio.gather(*(writer(s, w) for w in range(8)))
+
     asyncio.run(main(sys.argv[1]))
 """)
+
 
 
 def test_acknowledged_writes_survive_sigkill(tmp_path):
@@ -49,7 +56,7 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
         for line in child.stdout:
             key, rev = line.split()
             acked[key] = int(rev)
-            if len(acked) >= 150:
+            if len(acked) >= 400:
                 break
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
@@ -61,7 +68,7 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
             child.kill()
             child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
-    assert len(acked) >= 150
+    assert len(acked) >= 400
 
     async def check():
         s = SqliteStore(path)

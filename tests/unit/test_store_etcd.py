@@ -117,3 +117,22 @@ def test_missing_binary_is_a_clear_error():
     from netemu.store.etcd_server import EtcdError
     with pytest.raises(EtcdError, match="not found"):
         EtcdServer(binary="no-such-etcd-binary").start()
+
+
+@pytest.mark.etcd
+def test_restart_on_the_same_data_dir_keeps_the_data(tmp_path):
+    data = str(tmp_path / "etcd")
+    os.mkdir(data)
+
+    async def write(endpoints):
+        async with EtcdStore(endpoints) as s:
+            return await s.create("/registry/namespaces/kept", {"kind": "Namespace"})
+
+    async def read(endpoints):
+        async with EtcdStore(endpoints) as s:
+            return await s.get("/registry/namespaces/kept")
+    with EtcdServer(data) as first:
+        made = asyncio.run(write(first.endpoints))
+    assert os.path.isdir(data)                 # a caller's data dir is never removed
+    with EtcdServer(data) as second:           # new random ports, same member data
+        assert asyncio.run(read(second.endpoints)) == made
