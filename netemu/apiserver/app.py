@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from netemu.api import errors
-from netemu.apiserver import auth, body, discovery, routing
+from netemu.apiserver import auth, body, discovery, openapi, routing
 from netemu.apiserver.handlers import Handlers, json_response
 from netemu.apiserver.registry import Registry
 
@@ -66,6 +66,8 @@ class ApiServer:
         self.app.router.add_get("/version", self.version)
         for path in ("/healthz", "/livez", "/readyz"):
             self.app.router.add_get(path, self.health)
+        self.app.router.add_get("/openapi/v3", self.openapi_index)
+        self.app.router.add_get("/openapi/v3/{gv:.*}", self.openapi_document)
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)
 
     async def version(self, request: web.Request) -> web.Response:
@@ -75,6 +77,20 @@ class ApiServer:
         if request.path == "/readyz" and not self.ready:
             return web.Response(status=503, text="not ready")
         return web.Response(text="ok")
+
+    async def openapi_index(self, request: web.Request) -> web.Response:
+        return json_response(openapi.index())
+
+    async def openapi_document(self, request: web.Request) -> web.Response:
+        parts = request.match_info["gv"].strip("/").split("/")
+        doc = None
+        if len(parts) == 2 and parts[0] == "api":
+            doc = openapi.document("", parts[1])
+        elif len(parts) == 3 and parts[0] == "apis":
+            doc = openapi.document(parts[1], parts[2])
+        if doc is None:
+            raise errors.NotFound("the server could not find the requested resource")
+        return web.json_response(doc, headers={"ETag": openapi.etag(doc)})
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         target = routing.parse(request.path)

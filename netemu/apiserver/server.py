@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from netemu.apiserver import auth, bootstrap, watch
+from netemu.apiserver import auth, bootstrap, certs, watch
 from netemu.apiserver.app import ApiServer
 from netemu.apiserver.registry import Registry
 from netemu.client import kubeconfig
@@ -57,7 +57,7 @@ def client_host(host: str) -> str:
 
 def _url(host: str, port: int) -> str:
     host = client_host(host)
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
 async def _start_controllers(config: ServerConfig, url: str, token: str,
@@ -88,13 +88,14 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
                         bookmark_interval=config.bookmark_interval)
         runner = web.AppRunner(api.app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, config.host, config.port, shutdown_timeout=3.0)
+        ssl_context, ca_pem = certs.server_context(config.state_dir, client_host(config.host))
+        site = web.TCPSite(runner, config.host, config.port, shutdown_timeout=3.0, ssl_context=ssl_context)
         await site.start()
         port = runner.addresses[0][1] if config.port == 0 else config.port
         await bootstrap.bootstrap(registry, config.host, port)
         url = _url(config.host, port)
         path = Path(config.state_dir) / auth.KUBECONFIG_FILE
-        kubeconfig.write(path, kubeconfig.render(url, token))
+        kubeconfig.write(path, kubeconfig.render(url, token, ca_data=ca_pem))
         api.ready = True
         controllers = await _start_controllers(config, url, token, controllers_stop)
         if on_ready:

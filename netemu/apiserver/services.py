@@ -9,52 +9,32 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import logging
-
 from netemu.api import kinds
+from netemu.api.allocators import ServiceAllocations
 from netemu.api.kinds import ResourceType
 from netemu.store.base import Store
 
 Obj = dict[str, Any]
 SERVICES = kinds.by_resource("", "v1", "services")
-log = logging.getLogger(__name__)
-
-
-def _allocator():
-    """The object model's allocator, or None while it is not there (Services keep the IPs they
-    ask for and get none assigned; a warning says so)."""
-    try:
-        from netemu.api.allocators import ServiceAllocations
-    except ImportError:
-        log.warning("netemu.api.allocators is missing: ClusterIPs and NodePorts are not allocated")
-        return None
-    return ServiceAllocations()
 
 
 class ServiceIPs:
-    def __init__(self, store: Store, allocations: Any = None):
+    def __init__(self, store: Store, allocations: ServiceAllocations | None = None):
         self.store = store
-        self.allocations = allocations if allocations is not None else _allocator()
+        self.allocations = allocations if allocations is not None else ServiceAllocations()
 
     async def rebuild(self) -> None:
-        if self.allocations is None:
-            return
         listed = await self.store.list(SERVICES.list_prefix())
         self.allocations.rebuild(listed.items)
 
-    async def on_create(self, rt: ResourceType, svc: Obj) -> Callable[[], None] | None:
+    async def on_create(self, rt: ResourceType, svc: Obj) -> Callable[[], None]:
         """Allocate (in place) what ``svc`` needs; returns the undo for a failed write."""
-        if self.allocations is None:
-            return None
         return self.allocations.allocate(svc)
 
-    async def on_update(self, rt: ResourceType, old: Obj, new: Obj) -> Callable[[bool], None] | None:
+    async def on_update(self, rt: ResourceType, old: Obj, new: Obj) -> Callable[[bool], None]:
         """Allocate what the update adds; the returned commit(ok) releases what it dropped
         (ok) or what it took (not ok)."""
-        if self.allocations is None:
-            return None
         return self.allocations.update(old, new)
 
     def on_delete(self, svc: Obj) -> None:
-        if self.allocations is not None:
-            self.allocations.release(svc)
+        self.allocations.release(svc)
