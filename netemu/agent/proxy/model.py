@@ -190,9 +190,12 @@ class ProxyConfig:
 
 
 def _problem(problems: list[str] | None, msg: str) -> None:
-    log.warning("%s", msg)
+    """Record why something was skipped: to the caller's list if it collects, else the log."""
     if problems is not None:
         problems.append(msg)
+        log.debug("%s", msg)
+    else:
+        log.warning("%s", msg)
 
 
 def _ip_family(ip: str) -> str | None:
