@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any, AsyncIterator
 
 import aiohttp
 
 from netemu.api.errors import (AlreadyExists, BadRequest, Conflict, Gone, InternalError, NotFound,
-                               ServiceUnavailable)
+                               ServiceUnavailable, StatusError)
 from netemu.store.base import ADDED, DELETED, MODIFIED, ListResult, Store, WatchEvent
 from netemu.store.keys import (check_key, check_list_args, check_prefix, check_revision,
                                decode_object, encode_object, prefix_end_bytes)
 
 GRPC_OUT_OF_RANGE = 11
+log = logging.getLogger(__name__)
 
 
 def b64(data: str | bytes) -> str:
@@ -83,15 +85,24 @@ def raise_for(status: int, body: dict[str, Any], what: str) -> None:
 
 
 class EtcdStore(Store):
-    """``EtcdStore(["http://127.0.0.1:2379", ...])``; requests fail over between endpoints."""
+    """``EtcdStore(["http://127.0.0.1:2379", ...], history=None)``.
 
-    def __init__(self, endpoints: list[str] | str, *, timeout: float = 30.0):
+    Requests fail over between endpoints. ``history=N`` compacts etcd to keep the newest N
+    revisions (as ``SqliteStore(history=N)``); None leaves compaction to etcd's own settings.
+    """
+
+    def __init__(self, endpoints: list[str] | str, *, timeout: float = 30.0,
+                 history: int | None = None):
         if isinstance(endpoints, str):
             endpoints = [endpoints]
         if not endpoints:
             raise ValueError("EtcdStore needs at least one endpoint")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.timeout = timeout
+        if history is not None and history < 1:
+            raise ValueError("history must be at least 1 revision")
+        self.history = history
+        self._compacted_hint = 0
         self._current = 0
         self._session: aiohttp.ClientSession | None = None
         self._streams: set[aiohttp.ClientResponse] = set()
@@ -138,8 +149,25 @@ class EtcdStore(Store):
         return data
 
     async def _txn(self, compare: list, success: list, failure: list, what: str) -> dict[str, Any]:
-        return await self._post("/v3/kv/txn", {"compare": compare, "success": success,
+        data = await self._post("/v3/kv/txn", {"compare": compare, "success": success,
                                                "failure": failure}, what)
+        if data.get("succeeded") and self.history:
+            await self._auto_compact(int(data["header"]["revision"]))
+        return data
+
+    async def _auto_compact(self, revision: int) -> None:
+        """With ``history=N``, keep the newest N revisions, like the SQLite store (and like
+        upstream's API server, which compacts etcd itself). Runs every ~N/8 writes, inline so
+        it is deterministic; a failure only delays it (the write itself already succeeded)."""
+        kept = revision - max(self._compacted_hint, 1) + 1
+        if kept <= self.history + max(1, self.history // 8):
+            return
+        target = revision - self.history + 1
+        self._compacted_hint = target
+        try:
+            await self.compact(target)
+        except StatusError as exc:
+            log.warning("etcd auto-compaction at %d failed: %s", target, exc.message)
 
     # ---- the Store contract ---------------------------------------------------------------
 

@@ -327,3 +327,21 @@ def test_concurrent_creates_get_distinct_revisions(backend):
         revs = sorted(rv(m) for m in made)
         assert revs == list(range(start + 1, start + 51))
     backend.run(body)
+
+
+def test_history_is_bounded_and_compacted_automatically(backend):
+    async def body(s, k):
+        start = await s.current_revision()
+        for i in range(40):
+            await s.create(k(PODS + f"default/p{i}"), pod(f"p{i}"))
+        head = await s.current_revision()
+        with pytest.raises(Gone):
+            await s.watch(k(PODS), start).__anext__()
+        with pytest.raises(Gone):
+            await s.list(k(PODS), revision=start + 1)
+        # the newest `history` revisions are always there
+        w = s.watch(k(PODS), head - 8)
+        assert [e.revision for e in await take(w, 8)] == list(range(head - 7, head + 1))
+        await w.aclose()
+        assert len((await s.list(k(PODS), revision=head - 7)).items) == 33
+    backend.run(body, history=8)

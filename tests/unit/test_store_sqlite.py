@@ -21,23 +21,13 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
 
 
-def test_history_is_bounded_and_compacted_automatically(tmp_path):
+def test_automatic_compaction_keeps_the_log_table_bounded(tmp_path):
     async def main():
-        s = SqliteStore(str(tmp_path / "db"), history=8)
-        try:
+        async with SqliteStore(str(tmp_path / "db"), history=8) as s:
             for i in range(40):
                 await s.create(PODS + f"p{i}", pod(f"p{i}"))
-            head = await s.current_revision()
-            with pytest.raises(Gone):
-                await s.watch("/registry/", 0).__anext__()
-            # the newest `history` events are always there
-            w = s.watch("/registry/", head - 8)
-            assert [e.revision for e in await take(w, 8)] == list(range(head - 7, head + 1))
-            await w.aclose()
             kept = s._wconn.execute("SELECT COUNT(*) FROM log").fetchone()[0]
-            assert 8 <= kept <= 8 + 1 + 8 // 8
-        finally:
-            await s.close()
+            assert 8 <= kept <= 8 + 1
     run(main())
 
 
