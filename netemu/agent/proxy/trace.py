@@ -155,6 +155,7 @@ class Tracer:
         self._add_standard_jumps()
 
     def _add_standard_jumps(self) -> None:
+        added = []
         for (tname, cname), specs in STANDARD_JUMPS.items():
             table = self.tables.get(tname)
             if table is None or cname in table.chains:
@@ -163,8 +164,10 @@ class Tracer:
             rules = [r for r in rules if r.target in table.chains]
             table.chains = {cname: _new_builtin(cname, rules), **table.chains}
             if rules:
-                self.notes.append(f"{tname} {cname} is not in the dump: assumed kube-proxy's standard "
-                                  f"jumps ({', '.join(r.target for r in rules)})")
+                added.append(f"{tname} {cname}")
+        if added:
+            self.notes.append("no built-in chains in the dump (restore text?): assumed kube-proxy's "
+                              f"standard jumps from {', '.join(added)}")
 
     def trace(self, packet: Packet, node_ips: list[str] | tuple[str, ...] = (),
               origin: str | None = None, ipsets: dict[str, list[str]] | None = None,
