@@ -86,10 +86,10 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
         token = auth.load_or_create_token(config.state_dir)
         api = ApiServer(registry, {token}, server_address=f"{client_host(config.host)}:{config.port}",
                         bookmark_interval=config.bookmark_interval)
-        runner = web.AppRunner(api.app, access_log=None)
+        runner = web.AppRunner(api.app, access_log=None, shutdown_timeout=3.0)
         await runner.setup()
         ssl_context, ca_pem = certs.server_context(config.state_dir, client_host(config.host))
-        site = web.TCPSite(runner, config.host, config.port, shutdown_timeout=3.0, ssl_context=ssl_context)
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
         await site.start()
         port = runner.addresses[0][1] if config.port == 0 else config.port
         await bootstrap.bootstrap(registry, config.host, port)

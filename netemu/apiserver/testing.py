@@ -49,9 +49,9 @@ async def api_server(state_dir: str | Path, *, store_url: str | None = None, sto
         registry = Registry(store, clock=clock)
         await registry.start()
         api = ApiServer(registry, {TEST_TOKEN}, bookmark_interval=bookmark_interval)
-        runner = web.AppRunner(api.app, access_log=None)
+        runner = web.AppRunner(api.app, access_log=None, shutdown_timeout=3.0)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, shutdown_timeout=1.0)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
         if bootstrap_objects:

@@ -1,0 +1,435 @@
+"""The API server over HTTP, in-process on a free 127.0.0.1 port, with a real SQLite store.
+
+Each test drives it through the netemu client (and raw HTTP for malformed input) and checks
+the answer and, for every rejected request, that the store did not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from netemu.api import errors, kinds
+from netemu.apiserver.testing import api_server
+
+NS = kinds.by_resource("", "v1", "namespaces")
+CM = kinds.by_resource("", "v1", "configmaps")
+PODS = kinds.by_resource("", "v1", "pods")
+SVC = kinds.by_resource("", "v1", "services")
+NODES = kinds.by_resource("", "v1", "nodes")
+DEPLOY = kinds.by_resource("apps", "v1", "deployments")
+
+
+def run(tmp_path, scenario, **kw):
+    async def main():
+        async with api_server(tmp_path, **kw) as srv:
+            await scenario(srv)
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+async def raw(srv, method, path, data=b"", content_type="application/json", token=True, headers=None):
+    hdrs = {"Content-Type": content_type, **(headers or {})}
+    if token:
+        hdrs["Authorization"] = f"Bearer {srv.token}"
+    async with aiohttp.ClientSession() as s:
+        async with s.request(method, srv.url + path, data=data, headers=hdrs) as resp:
+            text = await resp.text()
+            try:
+                return resp.status, json.loads(text)
+            except ValueError:
+                return resp.status, text
+
+
+def cm(name, ns="default", **labels):
+    return {"metadata": {"name": name, "namespace": ns, "labels": labels}, "data": {"k": "v"}}
+
+
+def pod(name, node="", ns="default", **labels):
+    spec = {"containers": [{"name": "c", "image": "busybox"}]}
+    if node:
+        spec["nodeName"] = node
+    return {"metadata": {"name": name, "namespace": ns, "labels": labels}, "spec": spec}
+
+
+def deployment(name, replicas=2):
+    labels = {"app": name}
+    return {"metadata": {"name": name, "namespace": "default"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+
+
+def test_bootstrap_objects_and_discovery(tmp_path):
+    async def scenario(srv):
+        names = [n["metadata"]["name"] for n in (await srv.client.list(NS)).items]
+        assert names == ["default", "kube-node-lease", "kube-public", "kube-system"]
+        svc = await srv.client.get(SVC, "kubernetes", "default")
+        assert svc["spec"]["clusterIP"] == "10.96.0.1" and svc["spec"]["ports"][0]["port"] == 443
+        code, doc = await raw(srv, "GET", "/apis/apps/v1")
+        assert code == 200 and doc["kind"] == "APIResourceList"
+        code, _ = await raw(srv, "GET", "/healthz", token=False)
+        assert code == 200
+    run(tmp_path, scenario)
+
+
+def test_auth_missing_and_wrong_token_are_401(tmp_path):
+    async def scenario(srv):
+        code, doc = await raw(srv, "GET", "/api/v1/nodes", token=False)
+        assert code == 401 and doc["reason"] == "Unauthorized" and doc["kind"] == "Status"
+        code, doc = await raw(srv, "GET", "/api/v1/nodes", token=False, headers={"Authorization": "Bearer nope"})
+        assert code == 401
+        code, _ = await raw(srv, "GET", "/version", token=False)
+        assert code == 200
+    run(tmp_path, scenario)
+
+
+def test_crud_and_conflicts(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        created = await c.create(CM, cm("a"))
+        assert created["metadata"]["uid"] and created["metadata"]["resourceVersion"]
+        with pytest.raises(errors.AlreadyExists):
+            await c.create(CM, cm("a"))
+        stale = dict(created)
+        created["data"] = {"k": "2"}
+        updated = await c.update(CM, created)
+        assert updated["data"] == {"k": "2"}
+        stale["data"] = {"k": "3"}
+        rev = await srv.store.current_revision()
+        with pytest.raises(errors.Conflict):
+            await c.update(CM, stale)
+        assert await srv.store.current_revision() == rev
+        assert (await c.get(CM, "a", "default"))["data"] == {"k": "2"}
+        await c.delete(CM, "a", "default")
+        with pytest.raises(errors.NotFound):
+            await c.get(CM, "a", "default")
+        with pytest.raises(errors.NotFound):
+            await c.create(CM, cm("b", ns="nowhere"))
+    run(tmp_path, scenario)
+
+
+def test_generate_name(tmp_path):
+    async def scenario(srv):
+        obj = await srv.client.create(CM, {"metadata": {"generateName": "web-", "namespace": "default"}})
+        name = obj["metadata"]["name"]
+        assert name.startswith("web-") and len(name) == len("web-") + 5
+    run(tmp_path, scenario)
+
+
+@pytest.mark.parametrize("method, path, data, content_type, code, reason", [
+    ("POST", "/api/v1/namespaces/default/configmaps", b'{"metadata": ', "application/json", 400, "BadRequest"),
+    ("POST", "/api/v1/namespaces/default/configmaps", b"metadata: [1,\n", "application/yaml", 400, "BadRequest"),
+    ("POST", "/api/v1/namespaces/default/configmaps", b'{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}',
+     "application/json", 400, "BadRequest"),
+    ("POST", "/api/v1/namespaces/default/configmaps", b'{"apiVersion": "v2", "kind": "ConfigMap", "metadata": {"name": "x"}}',
+     "application/json", 400, "BadRequest"),
+    ("POST", "/api/v1/namespaces/default/configmaps", b'{"metadata": {"name": "Not_Valid"}}', "application/json", 422, "Invalid"),
+    ("POST", "/api/v1/namespaces/default/widgets", b'{"metadata": {"name": "x"}}', "application/json", 404, "NotFound"),
+    ("POST", "/apis/apps/v9/namespaces/default/deployments", b'{"metadata": {"name": "x"}}', "application/json", 404, "NotFound"),
+    ("POST", "/api/v1/namespaces/default/configmaps", b"[1, 2, 3]", "application/json", 400, "BadRequest"),
+    ("PATCH", "/api/v1/namespaces/default/configmaps/x", b"{}", "application/apply-patch+yaml", 415, "UnsupportedMediaType"),
+    ("PATCH", "/api/v1/namespaces/default/configmaps/x", b"{}", "text/plain", 415, "UnsupportedMediaType"),
+    ("PUT", "/api/v1/namespaces/default/configmaps", b"{}", "application/json", 405, "MethodNotAllowed"),
+    ("GET", "/api/v1/namespaces/default/configmaps?limit=ten", b"", "application/json", 400, "BadRequest"),
+    ("GET", "/api/v1/pods?fieldSelector=spec.bogus%3Dx", b"", "application/json", 400, "BadRequest"),
+    ("GET", "/api/v1/pods?labelSelector=app+in+(", b"", "application/json", 400, "BadRequest"),
+    ("DELETE", "/api/v1/namespaces/default/configmaps/x", b'{"propagationPolicy": "Sideways"}', "application/json", 422, "Invalid"),
+])
+def test_bad_input_gets_4xx_status_and_changes_nothing(tmp_path, method, path, data, content_type, code, reason):
+    async def scenario(srv):
+        await srv.client.create(CM, cm("x"))
+        rev = await srv.store.current_revision()
+        got, doc = await raw(srv, method, path, data, content_type)
+        assert (got, doc["kind"], doc["reason"], doc["code"]) == (code, "Status", reason, code), doc
+        assert await srv.store.current_revision() == rev
+    run(tmp_path, scenario)
+
+
+def test_oversized_body_is_413(tmp_path):
+    async def scenario(srv):
+        rev = await srv.store.current_revision()
+        big = json.dumps({"metadata": {"name": "big"}, "data": {"k": "x" * (4 * 1024 * 1024)}}).encode()
+        code, doc = await raw(srv, "POST", "/api/v1/namespaces/default/configmaps", big)
+        assert code == 413 and doc["reason"] == "RequestEntityTooLarge"
+        assert await srv.store.current_revision() == rev
+    run(tmp_path, scenario)
+
+
+def test_immutable_field_change_is_422(tmp_path):
+    async def scenario(srv):
+        svc = await srv.client.create(SVC, {"metadata": {"name": "web", "namespace": "default"},
+                                            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+        ip = svc["spec"]["clusterIP"]
+        other = "10.96.200.200" if ip != "10.96.200.200" else "10.96.200.201"
+        svc["spec"]["clusterIP"], svc["spec"]["clusterIPs"] = other, [other]
+        rev = await srv.store.current_revision()
+        with pytest.raises(errors.Invalid):
+            await srv.client.update(SVC, svc)
+        assert await srv.store.current_revision() == rev
+        assert (await srv.client.get(SVC, "web", "default"))["spec"]["clusterIP"] == ip
+    run(tmp_path, scenario)
+
+
+def test_cluster_ip_allocation_requested_taken_and_released(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        spec = {"ports": [{"port": 80}], "clusterIP": "10.96.7.7"}
+        await c.create(SVC, {"metadata": {"name": "a", "namespace": "default"}, "spec": dict(spec)})
+        with pytest.raises(errors.Invalid):
+            await c.create(SVC, {"metadata": {"name": "b", "namespace": "default"}, "spec": dict(spec)})
+        await c.delete(SVC, "a", "default")
+        again = await c.create(SVC, {"metadata": {"name": "b", "namespace": "default"}, "spec": dict(spec)})
+        assert again["spec"]["clusterIP"] == "10.96.7.7"
+        np = await c.create(SVC, {"metadata": {"name": "np", "namespace": "default"},
+                                  "spec": {"type": "NodePort", "ports": [{"port": 80}]}})
+        assert 30000 <= np["spec"]["ports"][0]["nodePort"] <= 32767
+    run(tmp_path, scenario)
+
+
+def test_list_paging_with_continue_and_selectors(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        for i in range(25):
+            await c.create(CM, cm(f"cm-{i:02d}", tier="even" if i % 2 == 0 else "odd"))
+        first = await c.list(CM, "default", limit=10)
+        assert len(first.items) == 10 and first.continue_token
+        await c.create(CM, cm("zz-after-first-page"))
+        second = await c.list(CM, "default", limit=10, continue_token=first.continue_token)
+        third = await c.list(CM, "default", limit=10, continue_token=second.continue_token)
+        names = [o["metadata"]["name"] for o in first.items + second.items + third.items]
+        assert names == [f"cm-{i:02d}" for i in range(25)]          # one snapshot: no late object
+        assert not third.continue_token
+        even = await c.list(CM, "default", label_selector="tier=even", limit=5)
+        assert len(even.items) == 5 and all(o["metadata"]["labels"]["tier"] == "even" for o in even.items)
+        rest = await c.list(CM, "default", label_selector="tier=even", continue_token=even.continue_token)
+        assert len(even.items) + len(rest.items) == 13
+        by_name = await c.list(CM, None, field_selector="metadata.name=cm-03")
+        assert [o["metadata"]["name"] for o in by_name.items] == ["cm-03"]
+        all_pages = await c.list_all(CM, "default", page_size=7)
+        assert len(all_pages.items) == 26
+    run(tmp_path, scenario)
+
+
+def test_expired_continue_token_is_410(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        for i in range(5):
+            await c.create(CM, cm(f"cm-{i}"))
+        first = await c.list(CM, "default", limit=2)
+        for i in range(3):
+            await c.update(CM, {**cm(f"cm-{i}"), "data": {"k": str(i)}})
+        await srv.store.compact(await srv.store.current_revision())
+        with pytest.raises(errors.Gone):
+            await c.list(CM, "default", limit=2, continue_token=first.continue_token)
+    run(tmp_path, scenario)
+
+
+def test_pod_field_selectors(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        await c.create(PODS, pod("a", "n1"))
+        await c.create(PODS, pod("b", "n2"))
+        await c.create(PODS, pod("c"))
+        on_n1 = await c.list(PODS, None, field_selector="spec.nodeName=n1")
+        assert [p["metadata"]["name"] for p in on_n1.items] == ["a"]
+        unscheduled = await c.list(PODS, "default", field_selector="spec.nodeName=")
+        assert [p["metadata"]["name"] for p in unscheduled.items] == ["c"]
+        pending = await c.list(PODS, None, field_selector="status.phase=Pending")
+        assert len(pending.items) == 3
+    run(tmp_path, scenario)
+
+
+async def collect(agen, n, timeout=10):
+    out = []
+
+    async def take():
+        async for ev in agen:
+            out.append(ev)
+            if len(out) >= n:
+                return
+    await asyncio.wait_for(take(), timeout)
+    return out
+
+
+def test_watch_from_resource_version(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        await c.create(CM, cm("before"))
+        listed = await c.list(CM, "default")
+        w = c.watch(CM, "default", resource_version=listed.resource_version)
+        created = await c.create(CM, cm("w1"))
+        created["data"] = {"k": "changed"}
+        await c.update(CM, created)
+        await c.delete(CM, "w1", "default")
+        events = await collect(w, 3)
+        assert [(t, o["metadata"]["name"]) for t, o in events] == [("ADDED", "w1"), ("MODIFIED", "w1"), ("DELETED", "w1")]
+        assert events[1][1]["data"] == {"k": "changed"} and events[0][1]["kind"] == "ConfigMap"
+        revs = [int(o["metadata"]["resourceVersion"]) for _, o in events]
+        assert revs == sorted(revs) and revs[0] > int(listed.resource_version)
+        await w.aclose()
+        # resume in the middle: only what came after
+        resumed = await collect(c.watch(CM, "default", resource_version=str(revs[0])), 2)
+        assert [t for t, _ in resumed] == ["MODIFIED", "DELETED"]
+    run(tmp_path, scenario)
+
+
+def test_watch_without_version_starts_with_synthetic_adds_and_times_out(tmp_path):
+    async def scenario(srv):
+        await srv.client.create(CM, cm("one"))
+        events = []
+        async for ev in srv.client.watch(CM, "default", timeout_seconds=1):
+            events.append(ev)
+        assert [(t, o["metadata"]["name"]) for t, o in events] == [("ADDED", "one")]
+    run(tmp_path, scenario)
+
+
+def test_watch_selector_transitions(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        obj = await c.create(CM, cm("sel", app="web"))
+        w = c.watch(CM, "default", resource_version=obj["metadata"]["resourceVersion"], label_selector="app=web")
+        obj["metadata"]["labels"] = {"app": "other"}
+        obj = await c.update(CM, obj)
+        await c.create(CM, cm("never", app="other"))
+        obj["metadata"]["labels"] = {"app": "web"}
+        await c.update(CM, obj)
+        events = await collect(w, 2)
+        assert [t for t, _ in events] == ["DELETED", "ADDED"]
+        await w.aclose()
+    run(tmp_path, scenario)
+
+
+def test_watch_from_compacted_revision_is_gone(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        first = await c.create(CM, cm("g"))
+        for i in range(3):
+            await c.update(CM, {**cm("g"), "data": {"k": str(i)}})
+        await srv.store.compact(await srv.store.current_revision())
+        with pytest.raises(errors.Gone):
+            await collect(c.watch(CM, "default", resource_version=first["metadata"]["resourceVersion"]), 1)
+    run(tmp_path, scenario)
+
+
+def test_watch_bookmarks(tmp_path):
+    async def scenario(srv):
+        obj = await srv.client.create(CM, cm("b"))
+        rv = obj["metadata"]["resourceVersion"]
+        events = await collect(srv.client.watch(CM, "default", resource_version=rv, allow_bookmarks=True), 1)
+        assert events[0][0] == "BOOKMARK" and events[0][1]["metadata"]["resourceVersion"] == rv
+    run(tmp_path, scenario, bookmark_interval=0.2)
+
+
+def test_status_subresource_keeps_spec_and_main_update_keeps_status(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        p = await c.create(PODS, pod("s", "n1"))
+        p["status"] = {"phase": "Running", "podIP": "10.244.1.9"}
+        p["spec"]["containers"][0]["image"] = "changed"
+        after = await c.update_status(PODS, p)
+        assert after["status"]["podIP"] == "10.244.1.9" and after["spec"]["containers"][0]["image"] == "busybox"
+        got = await c.get(PODS, "s", "default", subresource="status")
+        assert got["status"]["phase"] == "Running"
+    run(tmp_path, scenario)
+
+
+def test_scale_subresource(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        await c.create(DEPLOY, deployment("web", 2))
+        sc = await c.get(DEPLOY, "web", "default", subresource="scale")
+        assert sc["kind"] == "Scale" and sc["spec"]["replicas"] == 2 and sc["status"]["selector"] == "app=web"
+        sc["spec"]["replicas"] = 5
+        out = await c.request("PUT", "/apis/apps/v1/namespaces/default/deployments/web/scale", body=sc)
+        assert out["spec"]["replicas"] == 5
+        assert (await c.get(DEPLOY, "web", "default"))["spec"]["replicas"] == 5
+        with pytest.raises(errors.Conflict):      # the Scale's resourceVersion is a precondition
+            await c.request("PUT", "/apis/apps/v1/namespaces/default/deployments/web/scale", body=sc)
+    run(tmp_path, scenario)
+
+
+def test_binding_sets_node_once(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        await c.create(PODS, pod("b1"))
+        await c.bind("default", "b1", "node-1")
+        assert (await c.get(PODS, "b1", "default"))["spec"]["nodeName"] == "node-1"
+        with pytest.raises(errors.Conflict):
+            await c.bind("default", "b1", "node-2")
+        await c.create(PODS, pod("b2"))
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "b2"},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": "node-3"}}
+        await c.request("POST", "/api/v1/namespaces/default/bindings", body=body)
+        assert (await c.get(PODS, "b2", "default"))["spec"]["nodeName"] == "node-3"
+    run(tmp_path, scenario)
+
+
+def test_graceful_pod_delete_and_finalizers(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        await c.create(PODS, pod("g", "node-1"))
+        marked = await c.delete(PODS, "g", "default")
+        assert marked["metadata"]["deletionTimestamp"] and marked["metadata"]["deletionGracePeriodSeconds"] == 30
+        assert (await c.get(PODS, "g", "default"))["metadata"]["deletionTimestamp"]
+        await c.delete(PODS, "g", "default", grace_period_seconds=0)        # the kubelet's final delete
+        with pytest.raises(errors.NotFound):
+            await c.get(PODS, "g", "default")
+        await c.create(PODS, pod("u"))
+        await c.delete(PODS, "u", "default")                                 # never scheduled: gone at once
+        with pytest.raises(errors.NotFound):
+            await c.get(PODS, "u", "default")
+        fin = cm("f")
+        fin["metadata"]["finalizers"] = ["example.com/hold"]
+        await c.create(CM, fin)
+        held = await c.delete(CM, "f", "default")
+        assert held["metadata"]["deletionTimestamp"]
+        held["metadata"]["finalizers"] = []
+        await c.update(CM, held)
+        with pytest.raises(errors.NotFound):
+            await c.get(CM, "f", "default")
+        d = await c.create(DEPLOY, deployment("fg"))
+        fg = await c.delete(DEPLOY, "fg", "default", propagation_policy="Foreground")
+        assert fg["metadata"]["finalizers"] == ["foregroundDeletion"] and d["metadata"]["uid"] == fg["metadata"]["uid"]
+    run(tmp_path, scenario)
+
+
+def test_namespace_delete_removes_its_objects(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        await c.create(NS, {"metadata": {"name": "team"}})
+        await c.create(CM, cm("x", ns="team"))
+        await c.create(PODS, pod("p", "node-1", ns="team"))
+        await c.delete(NS, "team")
+        ns = await c.get(NS, "team")
+        assert ns["status"]["phase"] == "Terminating"                      # a pod is still stopping
+        with pytest.raises(errors.Forbidden):
+            await c.create(CM, cm("y", ns="team"))
+        assert not (await c.list(CM, "team")).items
+        await c.delete(PODS, "p", "team", grace_period_seconds=0)
+        with pytest.raises(errors.NotFound):
+            await c.get(NS, "team")
+    run(tmp_path, scenario)
+
+
+def test_delete_collection(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        for i in range(4):
+            await c.create(CM, cm(f"d{i}", app="x" if i < 3 else "y"))
+        await c.delete_collection(CM, "default", label_selector="app=x")
+        assert [o["metadata"]["name"] for o in (await c.list(CM, "default")).items] == ["d3"]
+    run(tmp_path, scenario)
+
+
+def test_table_output(tmp_path):
+    async def scenario(srv):
+        accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+        code, doc = await raw(srv, "GET", "/api/v1/namespaces/default/services", headers={"Accept": accept})
+        assert code == 200 and doc["kind"] == "Table"
+        assert doc["rows"][0]["cells"][:3] == ["kubernetes", "ClusterIP", "10.96.0.1"]
+        code, doc = await raw(srv, "GET", "/api/v1/namespaces/default/services/kubernetes", headers={"Accept": accept})
+        assert doc["kind"] == "Table" and len(doc["rows"]) == 1
+    run(tmp_path, scenario)
