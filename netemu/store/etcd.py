@@ -70,18 +70,19 @@ def event_from(ev: dict[str, Any]) -> WatchEvent:
     return WatchEvent(kind, key, kv_object(kv), rev, prev_obj)
 
 
-def raise_for(status: int, body: dict[str, Any], what: str) -> None:
-    """Map a gateway error (gRPC code + message) onto our Status errors."""
+def raise_for(status: int, body: dict[str, Any], what: str,
+              default: type[StatusError] = InternalError) -> None:
+    """Map a gateway error onto our Status errors. Unary calls answer
+    ``{"error", "code", "message"}``, streams ``{"grpc_code", "http_code", "message"}``."""
     message = body.get("message") or body.get("error") or str(body)
-    if body.get("code") == GRPC_OUT_OF_RANGE and "compacted" in message:
+    code = body.get("code", body.get("grpc_code"))
+    if code == GRPC_OUT_OF_RANGE and "compacted" in message:
         raise Gone(f"{what}: {message}")
-    if body.get("code") == GRPC_OUT_OF_RANGE and "future revision" in message:
+    if code in (3, 11):   # InvalidArgument / OutOfRange (future revision): our request was wrong
         raise BadRequest(f"{what}: {message}")
-    if body.get("code") in (3, 11):   # InvalidArgument / OutOfRange: our request was wrong
-        raise BadRequest(f"{what}: {message}")
-    if status >= 500 or body.get("code") in (4, 14):  # DeadlineExceeded / Unavailable
+    if status >= 500 or code in (1, 4, 14):  # Cancelled / DeadlineExceeded / Unavailable
         raise ServiceUnavailable(f"etcd unavailable ({what}): {message}")
-    raise InternalError(f"etcd error ({what}): {message}")
+    raise default(f"etcd error ({what}): {message}")
 
 
 class EtcdStore(Store):
@@ -253,7 +254,9 @@ class EtcdStore(Store):
                 if result is None:
                     if self._closed:
                         return
-                    raise_for(resp.status, message.get("error", message), f"watch {prefix}")
+                    error = message.get("error")
+                    raise_for(resp.status, error if isinstance(error, dict) else message,
+                              f"watch {prefix}", default=ServiceUnavailable)
                 if int(result.get("compact_revision", 0) or 0):
                     raise Gone(f"too old resource version: {since} "
                                f"(compacted at {result['compact_revision']})")

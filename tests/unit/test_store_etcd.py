@@ -136,3 +136,20 @@ def test_restart_on_the_same_data_dir_keeps_the_data(tmp_path):
     assert os.path.isdir(data)                 # a caller's data dir is never removed
     with EtcdServer(data) as second:           # new random ports, same member data
         assert asyncio.run(read(second.endpoints)) == made
+
+
+@pytest.mark.etcd
+def test_watch_reports_etcd_going_away_instead_of_hanging():
+    server = EtcdServer().start()
+    try:
+        async def main():
+            async with EtcdStore(server.endpoints, timeout=5) as s:
+                w = s.watch("/gone/", await s.current_revision())
+                pending = asyncio.ensure_future(w.__anext__())
+                await asyncio.sleep(0.2)
+                await asyncio.get_running_loop().run_in_executor(None, server.stop)
+                with pytest.raises(ServiceUnavailable):
+                    await asyncio.wait_for(pending, 30)
+        asyncio.run(main())
+    finally:
+        server.stop()
