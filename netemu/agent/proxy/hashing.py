@@ -29,15 +29,15 @@ _CACHE = 1 << 18
 @lru_cache(maxsize=_CACHE)
 def port_proto_hash(service_port_name: str, protocol: str) -> str:
     """base32(sha256("ns/name:port" + protocol))[:16] (upstream portProtoHash)."""
-    digest = hashlib.sha256((service_port_name + protocol).encode()).digest()
-    return base64.b32encode(digest)[:16].decode()
+    # 16 base32 characters are exactly the first 10 bytes: encode only those (3x faster).
+    return base64.b32encode(hashlib.sha256((service_port_name + protocol).encode()).digest()[:10]).decode()
 
 
 @lru_cache(maxsize=_CACHE)
 def endpoint_chain(service_port_name: str, protocol: str, endpoint: str) -> str:
     """KUBE-SEP- chain of one endpoint ("ip:port") of one service port."""
-    digest = hashlib.sha256((service_port_name + protocol + endpoint).encode()).digest()
-    return SEP_PREFIX + base64.b32encode(digest)[:16].decode()
+    digest = hashlib.sha256((service_port_name + protocol + endpoint).encode()).digest()[:10]
+    return SEP_PREFIX + base64.b32encode(digest).decode()
 
 
 def service_chains(service_port_name: str, protocol: str) -> tuple[str, str, str, str]:

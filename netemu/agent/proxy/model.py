@@ -110,11 +110,13 @@ class EndpointInfo:
     is_local: bool = False
     zone_hints: frozenset[str] = frozenset()
     node_name: str | None = None
+    # "ip:port" (IPv6 bracketed), upstream's String(): hashed into KUBE-SEP- names and used
+    # in every endpoint rule, so it is computed once here rather than per rule.
+    endpoint: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def endpoint(self) -> str:
-        """"ip:port" (IPv6 bracketed) as upstream's String(): hashed into KUBE-SEP- names."""
-        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+    def __post_init__(self) -> None:
+        ep = f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+        object.__setattr__(self, "endpoint", ep)
 
 
 @dataclass(frozen=True, slots=True)

@@ -171,18 +171,19 @@ def _service_chains(p: _Plan, info: ServicePortInfo, node: NodeInfo, cfg: ProxyC
         _ext_chain(p, info, node, nc, nr, active)
     if p.uses_fw:
         _fw_chain(p, info, node, nc, nr, active)
+    sep_of = {ep.endpoint: endpoint_chain(name, proto, ep.endpoint) for ep in p.reachable}
     if p.uses_cluster_chain:
         nc.append(f":{p.svc_chain} - [0:0]")
         active.add(p.svc_chain)
-        _balance(p, info, p.svc_chain, p.cluster, large, nr)
+        _balance(p, info, p.svc_chain, p.cluster, sep_of, large, nr)
     if p.uses_local_chain:
         nc.append(f":{p.svl_chain} - [0:0]")
         active.add(p.svl_chain)
-        _balance(p, info, p.svl_chain, p.local, large, nr)
+        _balance(p, info, p.svl_chain, p.local, sep_of, large, nr)
     comment = "" if large else f" -m comment --comment {name}"
     recent = info.session_affinity == "ClientIP"
     for ep in p.reachable:
-        sep = endpoint_chain(name, proto, ep.endpoint)
+        sep = sep_of[ep.endpoint]
         nc.append(f":{sep} - [0:0]")
         active.add(sep)
         nr.append(f"-A {sep}{comment} -s {ep.ip} -j KUBE-MARK-MASQ")
@@ -234,11 +235,13 @@ def _any_contains(cidrs: Iterable[str], ip: str | None) -> bool:
     return any(addr in ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
-def _balance(p: _Plan, info: ServicePortInfo, chain: str, eps: Sequence[EndpointInfo], large: bool,
-             nr: list[str]) -> None:
-    """Affinity checks first, then one rule per endpoint with probability 1/(n-i), last none."""
-    name, proto = p.name, p.proto
-    seps = [endpoint_chain(name, proto, ep.endpoint) for ep in eps]
+def _balance(p: _Plan, info: ServicePortInfo, chain: str, eps: Sequence[EndpointInfo],
+             sep_of: Mapping[str, str], large: bool, nr: list[str]) -> None:
+    """Affinity checks first, then one rule per endpoint with probability 1/(n-i), last none.
+
+    (Cluster and local endpoints are subsets of the reachable ones, so ``sep_of`` names them.)"""
+    name = p.name
+    seps = [sep_of[ep.endpoint] for ep in eps]
     if info.session_affinity == "ClientIP":
         secs = info.sticky_max_age_seconds
         for ep, sep in zip(eps, seps):
