@@ -99,8 +99,10 @@ class Informer:
             stopper.cancel()
 
     async def _list_and_watch(self) -> None:
+        """Relist first, unless a previous run left a cache and a resourceVersion to resume
+        from (then a 410 on the watch leads to the relist)."""
         backoff = 0.1
-        need_list = True
+        need_list = not (self.has_synced and self.resource_version)
         while True:
             try:
                 if need_list:
