@@ -231,3 +231,20 @@ def test_metrics_endpoint_serves_upstream_names_after_real_syncs(lab, backend):
     assert "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 1.0" in text
     assert 'kubeproxy_sync_proxy_rules_iptables_total{table="nat"}' in text
     assert "kubeproxy_sync_proxy_rules_last_timestamp_seconds" in text
+
+
+def test_jump_rules_exist_once_after_repeated_full_syncs(lab, backend):
+    from netemu.agent.proxy.iptables.chains import jump_rules
+
+    c = Cluster(lab, backend)
+    c.proxier.load([service()], [endpoint_slice(c.pods)])
+    for _ in range(3):
+        c.proxier.need_full_sync = True
+        result = c.proxier.sync()
+        assert result.ok and result.full
+    saved = {"nat": c.save("nat"), "filter": c.save("filter")}
+    for rule in jump_rules():
+        lines = [line for line in saved[rule.table].splitlines()
+                 if line.startswith(f"-A {rule.src_chain} ") and line.endswith(f"-j {rule.dst_chain}")]
+        assert len(lines) == 1, (rule, lines)
+    assert None not in requests(c.client.netns, CLUSTER_IP, 80, count=10)

@@ -61,3 +61,31 @@ def test_ensure_jumps_checks_then_inserts_only_missing_rules():
     inserts = [a for a in calls if "-I" in a]
     assert all(a[0] == "iptables-legacy" for a in inserts)
     assert not any("PREROUTING" in a for a in inserts)
+
+
+def test_add_jumps_puts_insert_lines_before_the_tables_commit():
+    from netemu.agent.proxy.iptables.apply import add_jumps
+
+    text = "*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\n-A KUBE-SERVICES -j RETURN\nCOMMIT\n"
+    rules = [r for r in jump_rules() if r.dst_chain in ("KUBE-SERVICES", "KUBE-FIREWALL")]
+    out, leftovers = add_jumps(text, rules)
+    assert {r.dst_chain for r in leftovers} == {"KUBE-FIREWALL"}     # not declared: -N/-I path
+    nat = out.split("*nat")[1]
+    assert '-I PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\nCOMMIT' in nat
+    assert '-I OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" ' \
+           '-j KUBE-SERVICES' in out.split("*nat")[0]
+
+
+def test_missing_jumps_reads_each_builtin_chain_once():
+    listed = ('-P PREROUTING ACCEPT\n'
+              '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\n')
+    calls = []
+
+    def fake(argv, input=None):
+        calls.append(argv)
+        return Result(0, listed if argv[-1] == "PREROUTING" else "")
+
+    rules = jump_rules()
+    missing = Iptables("nft", fake).missing_jumps(rules)
+    assert len(calls) == len({(r.table, r.src_chain) for r in rules})
+    assert [r for r in rules if r not in missing] == [r for r in rules if r.src_chain == "PREROUTING"]

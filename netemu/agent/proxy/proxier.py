@@ -7,6 +7,9 @@ chains, KEP-3453; full: everything, after a failure or once per ``full_sync_peri
 them with ONE ``iptables-restore --noflush --counters`` and, once the kernel has the new rules,
 deletes the UDP conntrack entries that would keep clients on removed endpoints.
 
+Missing jump rules from the built-in chains (checked on full syncs, like upstream) travel in
+that same restore as ``-I`` lines, so rules and jumps appear together.
+
 A failed restore changes nothing in the kernel (the restore is atomic), but the changes it
 carried were already folded into the maps, so the next sync must be full; it is retried after
 ``sync_period``. Unlike upstream we also keep the failed sync's conntrack cleanup and run it
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from netemu.agent.proxy.conntrack import Conntrack, plan_cleanup
-from netemu.agent.proxy.iptables.apply import Exec, Iptables, local_exec
+from netemu.agent.proxy.iptables.apply import Exec, Iptables, add_jumps, local_exec
 from netemu.agent.proxy.metrics import ProxyMetrics
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
 from netemu.agent.proxy.runner import BoundedFrequencyRunner
@@ -221,10 +224,12 @@ class IptablesProxier(Proxier):
                              changed=None if full else set(changed),
                              previous_chains=self.previous_chains)
         t1 = self.clock()
-        if full:
+        text = ruleset.text
+        if full:  # upstream ensures the jumps from built-in chains on full syncs only
             from netemu.agent.proxy.iptables.chains import jump_rules
-            self.iptables.ensure_jumps(jump_rules())
-        self.iptables.restore(ruleset.text)
+            text, leftovers = add_jumps(text, self.iptables.missing_jumps(jump_rules()))
+            self.iptables.ensure_jumps(leftovers)
+        self.iptables.restore(text)
         t2 = self.clock()
         self.previous_chains = ruleset.chains
         counts = rule_counts(ruleset)

@@ -163,8 +163,10 @@ class EndpointsChangeTracker:
     def __init__(self, node: NodeInfo | str | None = None):
         self.node = node
         self._lock = threading.Lock()
-        self._applied: dict[ServiceName, dict[str, Mapping[str, Any]]] = {}
-        self._pending: dict[ServiceName, dict[str, Mapping[str, Any]]] = {}
+        # per Service: its slices by name, and the endpoints computed from them (computed once
+        # per event, so apply() and the next update compare maps instead of re-reading slices)
+        self._applied: dict[ServiceName, tuple[dict[str, Mapping[str, Any]], EndpointsMap]] = {}
+        self._pending: dict[ServiceName, tuple[dict[str, Mapping[str, Any]], EndpointsMap]] = {}
         self._trigger_times: dict[ServiceName, list[float]] = {}
         self.problems: deque[str] = deque(maxlen=200)  # recent reasons, for logs and tests
 
@@ -188,21 +190,22 @@ class EndpointsChangeTracker:
             return self.pending_count() > 0
         service, slice_name = key
         with self._lock:
-            applied = self._applied.get(service, {})
-            pending = dict(self._pending.get(service, applied))
+            applied_slices, applied_eps = self._applied.get(service, ({}, {}))
+            slices = dict(self._pending.get(service, (applied_slices, None))[0])
             if current is None:
-                pending.pop(slice_name, None)
+                slices.pop(slice_name, None)
             else:
-                pending[slice_name] = current
+                slices[slice_name] = current
                 when = _trigger_time(current)
                 if when is not None:
                     self._trigger_times.setdefault(service, []).append(when)
-            if self._endpoints(pending) == self._endpoints(applied):
+            eps = self._endpoints(slices)
+            if eps == applied_eps:
                 self._pending.pop(service, None)
-                self._applied[service] = pending  # same endpoints: adopt the newest objects
+                self._applied[service] = (slices, eps)  # same endpoints: adopt the newest objects
                 self._trigger_times.pop(service, None)
             else:
-                self._pending[service] = pending
+                self._pending[service] = (slices, eps)
             return len(self._pending) > 0
 
     def pending_count(self) -> int:
@@ -216,11 +219,10 @@ class EndpointsChangeTracker:
             pending, self._pending = self._pending, {}
             triggers, self._trigger_times = self._trigger_times, {}
             changes = []
-            for service, slices in pending.items():
-                changes.append((service, self._endpoints(self._applied.get(service, {})),
-                                self._endpoints(slices)))
+            for service, (slices, new) in pending.items():
+                changes.append((service, self._applied.get(service, ({}, {}))[1], new))
                 if slices:
-                    self._applied[service] = slices
+                    self._applied[service] = (slices, new)
                 else:
                     self._applied.pop(service, None)
         for service, old, new in changes:

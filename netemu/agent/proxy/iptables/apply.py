@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 import subprocess
 from dataclasses import dataclass
 from typing import Iterable, Protocol
@@ -127,6 +128,28 @@ class Iptables:
                                 insert)
         return True
 
+    def missing_jumps(self, rules: Iterable[JumpRule]) -> list[JumpRule]:
+        """Jump rules not in the kernel: one ``-S CHAIN`` per built-in chain, not one ``-C`` per
+        rule (each iptables call re-reads the table: costly at 10k Services). A chain holding a
+        jump to the same target that does not print exactly like ours is settled by ``-C``."""
+        rules = list(rules)
+        listed: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+        for key in dict.fromkeys((r.table, r.src_chain) for r in rules):
+            result = self.exec([self.iptables, *_WAIT, "-t", key[0], "-S", key[1]])
+            if result.returncode != 0:
+                raise IptablesError(f"{self.iptables} -t {key[0]} -S {key[1]}", result)
+            listed[key] = [tuple(shlex.split(line)) for line in result.stdout.splitlines() if line.startswith("-A")]
+        missing = []
+        for rule in rules:
+            lines = listed[(rule.table, rule.src_chain)]
+            if ("-A", rule.src_chain, *rule.args) in lines:
+                continue
+            if any(line[-2:] == ("-j", rule.dst_chain) for line in lines) and self.exec(
+                    [self.iptables, *_WAIT, "-t", rule.table, "-C", rule.src_chain, *rule.args]).returncode == 0:
+                continue
+            missing.append(rule)
+        return missing
+
     def ensure_jumps(self, rules: Iterable[JumpRule]) -> int:
         """Create our top chains and their jump rules, idempotently; returns how many were added."""
         added = 0
@@ -148,3 +171,37 @@ def count_rules(text: str) -> dict[str, int]:
             counts[table] += 1
     return counts
 
+
+def _restore_word(word: str) -> str:
+    return f'"{word}"' if (" " in word or not word) else word
+
+
+def add_jumps(text: str, rules: Iterable[JumpRule]) -> tuple[str, list[JumpRule]]:
+    """Put ``-I`` lines for ``rules`` into restore ``text`` (before their table's COMMIT), so the
+    jumps land in the same atomic restore as the chains they point to. Rules whose target
+    chain ``text`` does not declare are returned: the caller ensures those with -N/-I."""
+    lines = text.split("\n")
+    table, declared, starts = None, {}, {}
+    for i, line in enumerate(lines):
+        if line.startswith("*"):
+            table = line[1:].strip()
+            declared[table], starts[table] = set(), i
+        elif line.startswith(":") and table:
+            declared[table].add(line[1:].split()[0])
+        elif line == "COMMIT" and table:
+            starts[table] = (starts[table], i)
+            table = None
+    inserts: dict[int, list[str]] = {}
+    leftovers = []
+    for rule in rules:
+        span = starts.get(rule.table)
+        if not isinstance(span, tuple) or rule.dst_chain not in declared[rule.table]:
+            leftovers.append(rule)
+            continue
+        words = ["-I", rule.src_chain, *rule.args]
+        inserts.setdefault(span[1], []).append(" ".join(_restore_word(w) for w in words))
+    out = []
+    for i, line in enumerate(lines):
+        out.extend(inserts.get(i, ()))
+        out.append(line)
+    return "\n".join(out), leftovers
