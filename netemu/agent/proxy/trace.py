@@ -406,10 +406,12 @@ class _Run:
     def option(self, table, chain, rule: Rule, module: str, opt, s: _State) -> float:
         ok = self._option(module, opt, s)
         if ok is None:
+            dash = "-" if len(opt.name) == 1 else "--"
+            hint = " (give the input interface)" if opt.name == "i" else ""
             self.unevaluated.append(f"{table} {chain}: cannot evaluate "
-                                    f"{'! ' if opt.negated else ''}--{opt.name} {' '.join(opt.values)}"
-                                    f"{' (-m ' + module + ')' if module else ''}: assumed no match"
-                                    f" in: {rule.raw}")
+                                    f"{'! ' if opt.negated else ''}{dash}{opt.name} {' '.join(opt.values)}"
+                                    f"{' (-m ' + module + ')' if module else ''}{hint}: assumed no "
+                                    f"match in: {rule.raw}")
             return 0.0
         if isinstance(ok, float):
             return 1.0 - ok if opt.negated else ok

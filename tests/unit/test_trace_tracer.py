@@ -1,0 +1,148 @@
+"""The tracer's kernel semantics on small hand-made dumps: jumps, gotos, marks, unknowns, limits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from netemu.agent.proxy.iptables.dump import parse
+from netemu.agent.proxy.trace import MAX_BRANCHES, Packet, TraceError, Tracer
+
+
+def nat(*rules: str, chains: tuple[str, ...] = ("A", "B")) -> Tracer:
+    decl = "".join(f":{c} - [0:0]\n" for c in chains)
+    text = ("*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" + decl
+            + "\n".join(rules) + "\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n"
+            ":OUTPUT ACCEPT [0:0]\nCOMMIT\n")
+    dump = parse(text)
+    assert dump.problems == []
+    return Tracer(dump)
+
+
+def dests(result):
+    return [(o.destination, round(o.probability, 6)) for o in result.outcomes]
+
+
+PKT = Packet("10.0.0.2", "10.96.0.10", 53, "udp")
+
+
+def test_goto_returns_to_the_callers_caller_and_return_resumes():
+    t = nat("-A PREROUTING -j A",
+            "-A PREROUTING -j DNAT --to-destination 10.1.0.1:53",
+            "-A A -g B",
+            "-A A -j DNAT --to-destination 10.9.9.9:53",   # never: B was a goto
+            "-A B -j RETURN",
+            "-A B -j DNAT --to-destination 10.8.8.8:53")
+    r = t.trace(PKT)
+    assert dests(r) == [("10.1.0.1:53", 1.0)]
+    assert r.outcomes[0].chains[:3] == ["nat:PREROUTING", "nat:A", "nat:B"]
+
+
+def test_statistic_branches_multiply_and_continue_after_returns():
+    t = nat("-A PREROUTING -m statistic --mode random --probability 0.25 -j A",
+            "-A PREROUTING -j DNAT --to-destination 10.1.0.2",
+            "-A A -j RETURN")
+    r = t.trace(PKT)
+    # both branches end at the same DNAT by different chain paths: kept apart, summed per endpoint
+    assert sorted(dests(r)) == [("10.1.0.2:53", 0.25), ("10.1.0.2:53", 0.75)]
+    assert r.endpoints() == {"10.1.0.2:53": pytest.approx(1.0)}
+
+
+def test_nth_mode_is_treated_as_one_in_n_and_said():
+    t = nat("-A PREROUTING -m statistic --mode nth --every 4 --packet 0 -j DNAT --to-destination 10.1.0.3:53")
+    r = t.trace(PKT)
+    assert r.endpoints() == {"10.1.0.3:53": pytest.approx(0.25)}
+    assert any("--mode nth" in n for n in r.notes)
+
+
+def test_marks_in_every_spelling():
+    t = nat("-A PREROUTING -j MARK --set-xmark 0x4000/0x4000",
+            "-A PREROUTING -j MARK --or-mark 0x1",
+            "-A PREROUTING -j MARK --xor-mark 0x1",
+            "-A PREROUTING -j MARK --set-mark 0x20/0xf0",
+            "-A PREROUTING -m mark --mark 0x4020/0xffff -j DNAT --to-destination 10.1.0.4:53",
+            "-A POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
+            "-A POSTROUTING -j MASQUERADE")
+    (o,) = t.trace(PKT).outcomes
+    assert o.destination == "10.1.0.4:53" and o.masquerade and o.masquerade_mark
+
+
+def test_unknown_ipset_and_interface_are_reported_and_assumed_not_to_match():
+    t = nat("-A PREROUTING -m set --match-set KUBE-LB dst -j DNAT --to-destination 10.1.0.5:53",
+            "-A PREROUTING -i cni+ -j DNAT --to-destination 10.1.0.6:53",
+            "-A PREROUTING -m frob --zap 1 -j DNAT --to-destination 10.1.0.7:53")
+    r = t.trace(PKT)
+    assert r.outcomes[0].destination is None
+    text = "\n".join(r.unevaluated)
+    assert "cannot evaluate --match-set KUBE-LB dst (-m set)" in text
+    assert "cannot evaluate -i cni+ (give the input interface)" in text
+    assert "--zap" in text
+    known = t.trace(PKT, ipsets={"KUBE-LB": ["10.96.0.0/12"]})
+    assert known.outcomes[0].destination == "10.1.0.5:53"
+    on_iface = t.trace(Packet("10.0.0.2", "10.96.0.10", 53, "udp", iif="cni0"))
+    assert on_iface.outcomes[0].destination == "10.1.0.6:53"
+
+
+def test_protocols_ports_and_multiport():
+    t = nat("-A PREROUTING -p tcp -m tcp --dport 53 -j DNAT --to-destination 10.1.0.8",
+            "-A PREROUTING -p udp -m multiport --dports 1000:2000,53 -j DNAT --to-destination 10.1.0.9",
+            "-A PREROUTING -p sctp -j DNAT --to-destination 10.1.0.10")
+    assert t.trace(PKT).outcomes[0].destination == "10.1.0.9:53"
+    assert t.trace(Packet("10.0.0.2", "10.96.0.10", 53, "tcp")).outcomes[0].destination == "10.1.0.8:53"
+    assert t.trace(Packet("10.0.0.2", "10.96.0.10", 53, "SCTP")).outcomes[0].destination == "10.1.0.10:53"
+
+
+def test_ctstate_dnat_and_the_kubelet_firewall():
+    text = """*nat
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -d 127.0.0.1/32 -p tcp -j DNAT --to-destination 127.0.0.1:8080
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:KUBE-FIREWALL - [0:0]
+-A INPUT -j KUBE-FIREWALL
+-A KUBE-FIREWALL -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+COMMIT
+"""
+    t = Tracer(parse(text))
+    ok = t.trace(Packet("192.168.0.2", "127.0.0.1", 80), ["192.168.0.2"])
+    assert [o.verdict for o in ok.outcomes] == ["ACCEPT"] and ok.origin == "node"
+    bad = t.trace(Packet("192.168.0.9", "127.0.0.5", 80), ["192.168.0.2"], origin="external")
+    assert [o.verdict for o in bad.outcomes] == ["DROP"] and bad.hook == "PREROUTING"
+
+
+def test_a_loop_is_cut_not_fatal():
+    t = nat("-A PREROUTING -j A", "-A A -j B", "-A B -j A")
+    r = t.trace(PKT)
+    assert any("depth" in n for n in r.notes)
+
+
+def test_branch_explosion_is_cut_short_and_said():
+    rules = ["-A PREROUTING -j A"] + ["-A A -m statistic --mode random --probability 0.5 -j B"] * 16
+    t = nat(*rules, "-A B -j RETURN")
+    r = t.trace(PKT)
+    assert any(f"more than {MAX_BRANCHES} branches" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("packet,origin,msg", [
+    (Packet("10.0.0.x", "10.96.0.1", 80), None, "source '10.0.0.x' is not an IP address"),
+    (Packet("10.0.0.1", "10.96.0.1", 80, "icmpv6"), None, "protocol 'icmpv6'"),
+    (Packet("10.0.0.1", "10.96.0.1", 70000), None, "out of range"),
+    (Packet("10.0.0.1", "10.96.0.1", 80), "moon", "origin must be"),
+])
+def test_bad_input_is_a_clear_error(packet, origin, msg):
+    with pytest.raises(TraceError, match=msg):
+        nat().trace(packet, origin=origin)
+
+
+def test_json_and_human_renderings():
+    t = nat("-A PREROUTING -m statistic --mode random --probability 0.5 -j DNAT --to-destination 10.1.0.1:53",
+            "-A PREROUTING -j DNAT --to-destination [fd00::1]:53")
+    r = t.trace(PKT)
+    data = json.loads(r.to_json())
+    assert [o["destination"] for o in data["outcomes"]] == ["10.1.0.1:53", "[fd00::1]:53"]
+    assert data["packet"]["proto"] == "udp" and data["hook"] == "PREROUTING"
+    text = r.render()
+    assert " 50.00%  DNAT -> 10.1.0.1:53" in text and "nat:PREROUTING" in text
