@@ -1,0 +1,82 @@
+"""Node IPAM: one podCIDR per node from the cluster CIDR (default 10.244.0.0/16 in /24s),
+like kube-controller-manager's range allocator with --allocate-node-cidrs. A node that already
+has a podCIDR keeps it (and it is marked used); a full range leaves the node without one and
+says so with a CIDRNotAvailable Event, as upstream."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from netemu.controllers.events import NORMAL
+from netemu.controllers.kube import Obj, name_of
+from netemu.controllers.runtime import Controller, rt
+
+
+class CIDRAllocator:
+    """Pure: which /mask subnets of the cluster CIDR are taken, and the next free one."""
+
+    def __init__(self, cluster_cidr: str, mask: int):
+        self.net = ipaddress.ip_network(cluster_cidr)
+        if mask < self.net.prefixlen or mask > self.net.max_prefixlen:
+            raise ValueError(f"node CIDR mask /{mask} does not fit in {cluster_cidr}")
+        self.mask = mask
+        self.used: set[str] = set()
+
+    def occupy(self, cidr: str) -> bool:
+        try:
+            sub = ipaddress.ip_network(cidr)
+        except ValueError:
+            return False
+        if not sub.subnet_of(self.net):  # type: ignore[arg-type]
+            return False
+        self.used.add(str(sub))
+        return True
+
+    def release(self, cidr: str) -> None:
+        self.used.discard(cidr)
+
+    def allocate(self) -> str | None:
+        for sub in self.net.subnets(new_prefix=self.mask):
+            if str(sub) not in self.used:
+                self.used.add(str(sub))
+                return str(sub)
+        return None
+
+
+class NodeIpamController(Controller):
+    name = "nodeipam"
+    kinds = ("Node",)
+
+    def setup(self) -> None:
+        self.allocator = CIDRAllocator(self.settings.cluster_cidr, self.settings.node_cidr_mask_size)
+        self.cache("Node").add_handler(self._node, lambda o, n: self._node(n), self._deleted)
+
+    def _node(self, node: Obj) -> None:
+        cidr = (node.get("spec") or {}).get("podCIDR")
+        if cidr:
+            self.allocator.occupy(cidr)
+        else:
+            self.enqueue_obj(node)
+
+    def _deleted(self, node: Obj) -> None:
+        cidr = (node.get("spec") or {}).get("podCIDR")
+        if cidr:
+            self.allocator.release(cidr)
+
+    async def sync(self, key: str) -> None:
+        node = self.cache("Node").get(key)
+        if node is None or (node.get("spec") or {}).get("podCIDR"):
+            return
+        for other in self.cache("Node").list():  # every known allocation first (startup order)
+            if (other.get("spec") or {}).get("podCIDR"):
+                self.allocator.occupy(other["spec"]["podCIDR"])
+        cidr = self.allocator.allocate()
+        if cidr is None:
+            self.recorder.event(node, NORMAL, "CIDRNotAvailable",
+                                f"Node {key} status is now: CIDRNotAvailable", component="cidrAllocator")
+            return
+        try:
+            await self.client.patch(rt("Node"), key, {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
+        except Exception:
+            self.allocator.release(cidr)
+            raise
