@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nfacct", action="store_true", help="add upstream's nfacct counters to rules")
     p.add_argument("--upstream-order", action="store_true",
                    help="print sorted as upstream's proxier_test.go dumps (for diffing)")
+    p.add_argument("--save-form", action="store_true",
+                   help="print rules as iptables-save prints them back (diff against a node's iptables-save)")
 
 
 def _node(args: argparse.Namespace):
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mode != "iptables":
         raise UsageError(f"--mode {args.mode}: not yet implemented (iptables is)")
     from netemu.agent.proxy.iptables import render
-    from netemu.agent.proxy.iptables.normalize import sort_like_upstream
+    from netemu.agent.proxy.iptables.normalize import save_form, sort_like_upstream
     from netemu.agent.proxy.manifests import ManifestError, load
     from netemu.agent.proxy.model import ProxyConfig
 
@@ -81,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                          localhost_nodeports=not args.no_localhost_nodeports, nfacct=args.nfacct)
     problems = list(manifests.problems)
     rules = render(manifests.services, manifests.endpoint_slices, node, config, problems=problems)
-    sys.stdout.write(sort_like_upstream(rules.text) if args.upstream_order else rules.text)
+    text = sort_like_upstream(rules.text) if args.upstream_order else rules.text
+    sys.stdout.write(save_form(text) if args.save_form else text)
     for p in problems:
         print(f"netemu: skipped: {p}", file=sys.stderr)
     print(f"netemu: {len(manifests.services)} Services, {len(manifests.endpoint_slices)} EndpointSlices "

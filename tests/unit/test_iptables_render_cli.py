@@ -116,3 +116,11 @@ def test_render_malformed_file_prints_nothing(tmp_path, capsys):
     (tmp_path / "b.yaml").write_text("kind: Service\nmetadata: {name: x\n")
     code, out, err = render(capsys, "--node", "n", "-f", str(tmp_path / "b.yaml"))
     assert code == 2 and out == "" and "b.yaml: invalid YAML" in err
+
+
+def test_render_save_form(tmp_path, capsys):
+    (tmp_path / "a.yaml").write_text(SERVICE + "---\n" + SLICE)
+    code, out, _ = render(capsys, "--node", "node1", "-f", str(tmp_path / "a.yaml"), "--save-form")
+    assert code == 0
+    assert ('-A KUBE-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/web:http cluster IP" '
+            '-m tcp --dport 80 -j KUBE-SVC-') in out

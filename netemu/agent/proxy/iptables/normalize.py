@@ -124,3 +124,116 @@ def sort_like_upstream(text: str) -> str:
             rest = [r for r in chain.rules if r not in last] if t.name == "nat" else chain.rules
             chain.rules = sorted(rest, key=_service_key) + (last if t.name == "nat" and name == "KUBE-SERVICES" else [])
     return to_text(tables)
+
+
+# --------------------------------------------------------------------------- save form
+#
+# iptables-save does not print a rule the way it was given: it prints the kernel's copy in
+# its own canonical order. ``to_save_form`` rewrites one of our rules that way (checked against
+# iptables 1.8.9, nft and legacy backends), so our output can be diffed against
+# ``iptables-save`` of a real node, line by line.
+
+_GENERIC = ("-s", "-d", "-i", "-o", "-p")
+_RECENT_CMDS = ("--set", "--rcheck", "--update", "--remove")
+
+
+def _quote(word: str) -> str:
+    return '"' + word.replace('"', '\\"') + '"'
+
+
+def _addr(value: str) -> str:
+    if "/" in value:
+        return value
+    return value + ("/128" if ":" in value else "/32")
+
+
+def _split_matches(words: list[str]) -> tuple[dict[str, list[str]], list[list[str]], list[str]]:
+    """(generic options, [-m blocks], target words) of a tokenised rule body."""
+    generic: dict[str, list[str]] = {}
+    matches: list[list[str]] = []
+    target: list[str] = []
+    i, neg = 0, False
+    while i < len(words):
+        w = words[i]
+        if w == "!":
+            neg, i = True, i + 1
+            continue
+        if w in _GENERIC:
+            value = _addr(words[i + 1]) if w in ("-s", "-d") else words[i + 1]
+            generic[w] = (["!"] if neg else []) + [w, value]
+            i += 2
+        elif w == "-m":
+            matches.append(["-m", words[i + 1]])
+            i += 2
+        elif w in ("-j", "-g"):
+            target = words[i:]
+            break
+        else:
+            if neg:
+                (matches[-1] if matches else target).append("!")
+            (matches[-1] if matches else target).append(w)
+            i += 1
+        neg = False
+    return generic, matches, target
+
+
+def _match_save_form(block: list[str]) -> list[str]:
+    name, opts = block[1], block[2:]
+    if name == "comment":
+        return ["-m", "comment", "--comment", _quote(opts[opts.index("--comment") + 1])]
+    if name == "recent":
+        cmd = [w for w in opts if w in _RECENT_CMDS]
+        rest, j = [], 0
+        while j < len(opts):
+            if opts[j] in _RECENT_CMDS:
+                j += 1
+            elif opts[j] in ("--name", "--mask"):
+                j += 2
+            elif opts[j] in ("--rsource", "--rdest"):
+                j += 1
+            elif opts[j] in ("--seconds", "--hitcount"):
+                rest += opts[j:j + 2]
+                j += 2
+            else:
+                rest.append(opts[j])
+                j += 1
+        recent_name = opts[opts.index("--name") + 1] if "--name" in opts else "DEFAULT"
+        mask = opts[opts.index("--mask") + 1] if "--mask" in opts else "255.255.255.255"
+        side = "--rdest" if "--rdest" in opts else "--rsource"
+        return ["-m", "recent", *cmd, *rest, "--name", recent_name, "--mask", mask, side]
+    if name == "statistic" and "--probability" in opts:
+        k = opts.index("--probability") + 1
+        p = round(float(opts[k]) * 0x80000000) / 0x80000000   # the kernel keeps 31 bits
+        opts = opts[:k] + ["%.11f" % p] + opts[k + 1:]
+    return ["-m", name, *opts]
+
+
+def _target_save_form(target: list[str]) -> list[str]:
+    if not target:
+        return []
+    if target[:2] == ["-j", "MARK"] and len(target) == 4 and target[2] in ("--or-mark", "--xor-mark"):
+        mark = target[3]
+        return ["-j", "MARK", "--set-xmark", f"{mark}/{mark}" if target[2] == "--or-mark" else f"{mark}/0x0"]
+    if target == ["-j", "REJECT"]:
+        return ["-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
+    return target
+
+
+def to_save_form(rule: str) -> str:
+    """One ``-A`` rule of ours as ``iptables-save`` prints it back (see the comment above)."""
+    words = shlex.split(rule)
+    if len(words) < 2 or words[0] != "-A":
+        return rule
+    generic, matches, target = _split_matches(words[2:])
+    out = ["-A", words[1]]
+    for opt in _GENERIC:
+        out += generic.get(opt, [])
+    for block in matches:
+        out += _match_save_form(block)
+    return " ".join(out + _target_save_form(target))
+
+
+def save_form(text: str) -> str:
+    """A whole restore text with every ``-A`` rule in save form (other lines unchanged)."""
+    return "\n".join(to_save_form(line) if line.startswith("-A ") else line
+                     for line in text.split("\n"))
