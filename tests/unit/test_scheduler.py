@@ -191,3 +191,21 @@ def test_terminal_pods_free_resources():
     done = pod("done", cpu="2", node_name="a")
     done["status"]["phase"] = "Succeeded"
     assert schedule(pod("p"), Snapshot.build([node("a")], [done])).node == "a"
+
+
+def test_explain_renders_scores_rejections_and_events():
+    from netemu.controllers.explain import render
+    from netemu.controllers.scheduler.loop import SCORES_ANNOTATION, decision_record
+
+    nodes = [node("a"), node("b", cpu="4"), node("c", taints=[{"key": "k", "value": "v", "effect": "NoSchedule"}])]
+    p = pod("p", cpu="500m")
+    d = schedule(p, Snapshot.build(nodes, []))
+    p["spec"]["nodeName"] = d.node
+    p["metadata"]["annotations"] = {SCORES_ANNOTATION: decision_record(d)}
+    ev = {"involvedObject": {"name": "p"}, "type": "Normal", "reason": "Scheduled",
+          "message": f"Successfully assigned default/p to {d.node}", "lastTimestamp": "t", "metadata": {"name": "e"}}
+    text = render(p, [ev, dict(ev, involvedObject={"name": "other"}, reason="Other")])
+    assert f"bound to node {d.node}" in text and d.node == "b"
+    assert "*b" in text and "NodeResourcesFit(x1)" in text
+    assert "c: node(s) had untolerated taint {k: v}" in text
+    assert "Scheduled: Successfully assigned default/p to b" in text and "Other" not in text
