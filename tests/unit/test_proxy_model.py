@@ -126,3 +126,42 @@ def test_config_and_local_detection():
     assert NODE.if_not_local() == ("!", "-s", "10.0.0.0/8")
     assert NodeInfo("n").if_not_local() == () and not NodeInfo("n").detects_local
     assert NodeInfo("n", interface_prefix="veth").if_local() == ("-i", "veth+")
+
+
+def test_slices_filtered_like_kube_proxy_informer():
+    headless = eps_slice("ns1", "svc1", [{"addresses": ["10.0.0.1"]}])
+    headless["metadata"]["labels"]["service.kubernetes.io/headless"] = ""
+    other = eps_slice("ns1", "svc2", [{"addresses": ["10.0.0.2"]}])
+    other["metadata"]["labels"]["service.kubernetes.io/service-proxy-name"] = "other-proxy"
+    assert endpoints_by_service_port([headless, other], NODE) == {}
+
+
+def test_topology_hints_used_only_when_complete():
+    from netemu.agent.proxy.categorize import categorize_endpoints
+    node_labels = {"topology.kubernetes.io/zone": "a"}
+    s = svc()
+    s["metadata"]["annotations"] = {"service.kubernetes.io/topology-mode": "Auto"}
+    (info,) = service_ports(s, NODE).values()
+    a = EndpointInfo("10.0.0.1", 80, zone_hints=frozenset({"a"}))
+    b = EndpointInfo("10.0.0.2", 80, zone_hints=frozenset({"b"}))
+    assert categorize_endpoints((a, b), info, node_labels).cluster == (a,)
+    unhinted = EndpointInfo("10.0.0.3", 80)
+    assert categorize_endpoints((a, b, unhinted), info, node_labels).cluster == (a, b, unhinted)
+    assert categorize_endpoints((a, b), info, {}).cluster == (a, b)           # node without zone
+    (plain,) = service_ports(svc(), NODE).values()
+    assert categorize_endpoints((a, b), plain, node_labels).cluster == (a, b)  # not asked for
+    (close,) = service_ports(svc(trafficDistribution="PreferClose"), NODE).values()
+    assert categorize_endpoints((a, b), close, node_labels).cluster == (a,)
+
+
+def test_categorize_local_policy_and_fallbacks():
+    from netemu.agent.proxy.categorize import categorize_endpoints
+    (itp,) = service_ports(svc(internalTrafficPolicy="Local"), NODE).values()
+    local_term = EndpointInfo("10.0.0.1", 80, ready=False, serving=True, terminating=True, is_local=True)
+    remote = EndpointInfo("10.0.0.2", 80)
+    c = categorize_endpoints((local_term, remote), itp)
+    assert c.local == (local_term,) and c.all_reachable == (local_term,) and c.has_any and c.cluster == ()
+    c = categorize_endpoints((remote,), itp)
+    assert c.local == () and c.has_any                                       # -> DROP, not REJECT
+    gone = EndpointInfo("10.0.0.3", 80, ready=False, serving=False, terminating=True, is_local=True)
+    assert not categorize_endpoints((gone,), itp).has_any                      # -> REJECT

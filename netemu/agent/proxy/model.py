@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+HEADLESS_LABEL = "service.kubernetes.io/headless"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 HINTS_ANNOTATION = "service.kubernetes.io/topology-aware-hints"  # deprecated upstream name
 TOPOLOGY_MODE_ANNOTATION = "service.kubernetes.io/topology-mode"
@@ -378,7 +379,13 @@ def _slice_endpoints(sl: Mapping[str, Any], node_name: str | None, family: str,
     meta = sl.get("metadata") or {}
     ns = meta.get("namespace") or "default"
     where = f"EndpointSlice {ns}/{meta.get('name')}"
-    svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    labels = meta.get("labels") or {}
+    if HEADLESS_LABEL in labels or labels.get(SERVICE_PROXY_NAME_LABEL):
+        # kube-proxy's informer never sees these (label selector in cmd/kube-proxy)
+        log.debug("%s not proxied: labelled %s", where,
+                  HEADLESS_LABEL if HEADLESS_LABEL in labels else SERVICE_PROXY_NAME_LABEL)
+        return {}
+    svc = labels.get(SERVICE_NAME_LABEL)
     if not svc:
         _problem(problems, f"{where} skipped: no {SERVICE_NAME_LABEL} label")
         return {}
