@@ -71,7 +71,14 @@ class Selector:
         return not self.requirements
 
     def __str__(self) -> str:
-        return ",".join(str(r) for r in sorted(self.requirements, key=lambda r: r.key))
+        return ",".join(str(r) for r in self.requirements)
+
+
+def _selector(reqs: Iterable[Requirement]) -> Selector:
+    """Canonical form, as upstream's internalSelector: sorted by key, set values sorted."""
+    canon = [Requirement(r.key, r.op, tuple(sorted(set(r.values))) if r.op in (IN, NOTIN) else r.values)
+             for r in reqs]
+    return Selector(tuple(sorted(canon, key=lambda r: r.key)))
 
 
 class _Nothing(Selector):
@@ -170,7 +177,7 @@ class _Parser:
                 raise self.fail(tok, "','")
             if tok == "," and self.peek() is None:
                 raise self.fail(None, "identifier")
-        return Selector(tuple(reqs))
+        return _selector(reqs)
 
 
 def _checked(req: Requirement) -> Requirement:
@@ -199,7 +206,7 @@ def parse(text: str | None) -> Selector:
 
 def from_set(labels: dict[str, str] | None) -> Selector:
     """A Service's ``spec.selector`` map: every key equal (an empty map selects everything)."""
-    return Selector(tuple(Requirement(k, EQ, (val,)) for k, val in sorted((labels or {}).items())))
+    return _selector(Requirement(k, EQ, (val,)) for k, val in (labels or {}).items())
 
 
 # -- the LabelSelector object -------------------------------------------------------------------
@@ -245,7 +252,7 @@ def from_label_selector(sel: dict[str, Any] | None) -> Selector:
     reqs = [Requirement(k, EQ, (val,)) for k, val in sorted((sel.get("matchLabels") or {}).items())]
     for e in sel.get("matchExpressions") or []:
         reqs.append(Requirement(e["key"], EXPRESSION_OPS[e["operator"]], tuple(e.get("values") or ())))
-    return Selector(tuple(reqs))
+    return _selector(reqs)
 
 
 def label_selector_matches(sel: dict[str, Any] | None, labels: dict[str, str] | None) -> bool:
