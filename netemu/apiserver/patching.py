@@ -10,16 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from netemu.api import errors
+from netemu.api import patch as model_patch
 from netemu.apiserver.body import JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH
 
 
 def apply_patch(content_type: str, original: dict[str, Any], patch_doc: Any, kind: str) -> Any:
     """The patched object; raises BadRequest / UnsupportedMediaType / Invalid for bad patches."""
-    try:
-        from netemu.api import patch as model_patch
-    except ImportError:
-        raise errors.UnsupportedMediaType("this server cannot apply patches yet "
-                                          "(netemu.api.patch is missing)") from None
     try:
         if content_type == MERGE_PATCH:
             return model_patch.merge_patch(original, patch_doc)

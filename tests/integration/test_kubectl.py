@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import selectors
+import queue
 import subprocess
-import time
+import threading
 
 import pytest
 
@@ -72,7 +72,7 @@ def server(tmp_path):
 @pytest.fixture
 def etcd_server(tmp_path):
     from netemu.store.etcd_server import EtcdServer
-    with EtcdServer(str(tmp_path / "etcd")) as etcd:
+    with EtcdServer() as etcd:
         srv = ApiServerProcess(tmp_path / "state", store_url="etcd:" + ",".join(etcd.endpoints)).start()
         try:
             yield srv
@@ -80,15 +80,23 @@ def etcd_server(tmp_path):
             assert srv.stop() == 0, (tmp_path / "state" / "apiserver.log").read_text()[-2000:]
 
 
-def read_line(proc: subprocess.Popen, timeout: float) -> str:
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    try:
-        if not sel.select(timeout):
-            raise AssertionError("no output from kubectl --watch in time")
-        return proc.stdout.readline()
-    finally:
-        sel.close()
+class LineReader:
+    """Lines of a subprocess's stdout through a thread, so waiting for one has a timeout."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.put(line.strip())
+
+    def next(self, timeout: float) -> str:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("no output from kubectl --watch in time") from None
 
 
 def kubectl_workflow(srv: ApiServerProcess, tmp_path) -> None:
@@ -121,14 +129,14 @@ def kubectl_workflow(srv: ApiServerProcess, tmp_path) -> None:
     watcher = subprocess.Popen(["kubectl", "get", "configmaps", "--watch", "-o", "name"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        first = read_line(watcher, 20)
-        assert first.strip() in ("configmap/kube-root-ca.crt", "configmap/web-config")
-        srv.kubectl("create", "configmap", "watched", "--from-literal=a=b")
-        deadline = time.monotonic() + 20
-        seen = first
-        while "configmap/watched" not in seen and time.monotonic() < deadline:
-            seen += read_line(watcher, 20)
-        assert "configmap/watched" in seen
+        lines = LineReader(watcher)
+        assert lines.next(20) == "configmap/web-config"
+        watched = tmp_path / "watched.yaml"
+        watched.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: b\n")
+        srv.kubectl("apply", "-f", str(watched))
+        srv.kubectl("label", "configmap", "web-config", "seen=yes")
+        seen = [lines.next(20), lines.next(20)]
+        assert seen == ["configmap/watched", "configmap/web-config"]
     finally:
         watcher.terminate()
         watcher.wait(10)
