@@ -261,3 +261,14 @@ def test_loadbalancer_and_nodeport_structure_is_consistent(local):
     rs = render([s], [sl("ns1", "svc1", [ep("10.180.0.1", "test-node"), ep("10.180.0.2")])])
     check_jumps(rs.text)
     assert only(chain(rs.text, "nat", "KUBE-SERVICES"), r"loadbalancer IP.*-j KUBE-FW-")
+
+
+@pytest.mark.parametrize("itp", ["Local", "Cluster"])
+@pytest.mark.parametrize("etp", ["Local", "Cluster"])
+@pytest.mark.parametrize("eps", [[], [("10.180.0.1", "test-node")], [("10.180.0.2", "remote")],
+                                 [("10.180.0.1", "test-node"), ("10.180.0.2", "remote")]])
+def test_every_policy_combination_has_consistent_jumps(itp, etp, eps):
+    s = svc(type="NodePort", internalTrafficPolicy=itp, externalTrafficPolicy=etp,
+            ports=[{"name": "p80", "port": 80, "nodePort": 3001}])
+    rs = render([s], [sl("ns1", "svc1", [ep(ip, node) for ip, node in eps])] if eps else [])
+    check_jumps(rs.text)

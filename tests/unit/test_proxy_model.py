@@ -148,10 +148,10 @@ def test_topology_hints_used_only_when_complete():
     unhinted = EndpointInfo("10.0.0.3", 80)
     assert categorize_endpoints((a, b, unhinted), info, node_labels).cluster == (a, b, unhinted)
     assert categorize_endpoints((a, b), info, {}).cluster == (a, b)           # node without zone
+    assert categorize_endpoints((b,), info, node_labels).cluster == (b,)      # none for this zone
     (plain,) = service_ports(svc(), NODE).values()
-    assert categorize_endpoints((a, b), plain, node_labels).cluster == (a, b)  # not asked for
-    (close,) = service_ports(svc(trafficDistribution="PreferClose"), NODE).values()
-    assert categorize_endpoints((a, b), close, node_labels).cluster == (a,)
+    # upstream >= 1.31: the hints decide (the controller only writes them when asked)
+    assert categorize_endpoints((a, b), plain, node_labels).cluster == (a,)
 
 
 def test_categorize_local_policy_and_fallbacks():
@@ -165,3 +165,17 @@ def test_categorize_local_policy_and_fallbacks():
     assert c.local == () and c.has_any                                       # -> DROP, not REJECT
     gone = EndpointInfo("10.0.0.3", 80, ready=False, serving=False, terminating=True, is_local=True)
     assert not categorize_endpoints((gone,), itp).has_any                      # -> REJECT
+
+
+def test_zero_source_range_means_allow_any():
+    s = svc(type="LoadBalancer", loadBalancerSourceRanges=["10.0.0.0/8", "0.0.0.0/0"],
+            ports=[{"name": "p", "port": 80, "nodePort": 30001}])
+    (info,) = service_ports(s, NODE).values()
+    assert info.load_balancer_source_ranges == ()
+
+
+def test_itp_local_with_external_access_still_uses_cluster_endpoints():
+    s = svc(type="NodePort", internalTrafficPolicy="Local", externalTrafficPolicy="Local",
+            ports=[{"name": "p", "port": 80, "nodePort": 30001}])
+    (info,) = service_ports(s, NODE).values()
+    assert info.uses_cluster_endpoints and info.uses_local_endpoints   # short-circuit needs SVC

@@ -4,7 +4,8 @@
 topology hints and the serving+terminating fallback (KEP-1669) in one place so every proxy
 mode (iptables, nftables, ipvs) makes the same choice:
 
-- Cluster policy uses every *ready* endpoint (filtered by zone hints when topology applies);
+- Cluster policy uses every *ready* endpoint (filtered by zone hints when every ready
+  endpoint has one and one is for this node's zone);
   if none is ready anywhere it falls back to endpoints that are serving and terminating, so
   a rolling update does not blackhole traffic.
 - Local policy uses this node's ready endpoints, else this node's serving+terminating ones.
@@ -28,34 +29,27 @@ class Categorized(NamedTuple):
     has_any: bool
 
 
-def _uses_topology(info: ServicePortInfo) -> bool:
-    """Topology-aware routing is asked for by annotation Auto or trafficDistribution PreferClose."""
-    hints = info.hints_annotation
-    if hints in ("Auto", "auto") or info.traffic_distribution == "PreferClose":
-        return True
-    if hints not in ("", "Disabled", "disabled"):
-        log.info("%s: ignoring unexpected topology annotation value %r", info.name, hints)
-    return False
-
-
 def can_use_topology(endpoints: Sequence[EndpointInfo], info: ServicePortInfo,
                      node_labels: Mapping[str, str]) -> bool:
-    """Upstream canUseTopology: hints are honoured only when every ready endpoint has one
-    and at least one of them is for this node's zone (else all-or-nothing fallback)."""
-    if not _uses_topology(info):
-        return False
+    """Upstream canUseTopology (v1.31+): zone hints are honoured when the node has a zone,
+    every ready endpoint carries a hint and at least one is for this zone; otherwise all
+    endpoints are used (all-or-nothing, so a half-hinted slice never blackholes a zone).
+    Whether hints exist at all is the EndpointSlice controller's decision (topology-mode
+    annotation / trafficDistribution), not kube-proxy's."""
     zone = node_labels.get(ZONE_LABEL)
     if not zone:
-        log.info("%s: node has no %s label: not using topology hints", info.name, ZONE_LABEL)
         return False
     for_zone = False
     for ep in endpoints:
         if not ep.ready:
             continue
         if not ep.zone_hints:
-            log.info("%s: endpoint %s has no zone hint: not using topology hints", info.name, ep.endpoint)
+            if any(e.zone_hints for e in endpoints):
+                log.info("%s: endpoint %s has no zone hint: not using topology hints", info.name, ep.endpoint)
             return False
         for_zone = for_zone or zone in ep.zone_hints
+    if not for_zone:
+        log.info("%s: no endpoint hinted for zone %s: not using topology hints", info.name, zone)
     return for_zone
 
 

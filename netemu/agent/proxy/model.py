@@ -79,6 +79,8 @@ class ServicePortInfo:
     external_policy_local: bool = False
     internal_policy_local: bool = False
     health_check_node_port: int = 0
+    # Informational: upstream >= 1.31 decides topology from the endpoints' hints alone (the
+    # EndpointSlice controller only sets hints when the annotation/trafficDistribution asks).
     hints_annotation: str = ""
     traffic_distribution: str = ""
 
@@ -89,9 +91,10 @@ class ServicePortInfo:
 
     @property
     def uses_cluster_endpoints(self) -> bool:
-        """Some traffic to this port is spread over the whole cluster's endpoints."""
-        return not self.internal_policy_local or (
-            self.externally_accessible and not self.external_policy_local)
+        """Some traffic to this port is spread over the whole cluster's endpoints: internal
+        traffic under Cluster policy, or any external traffic at all (even with ETP Local the
+        pod/node short-circuit of KUBE-EXT goes to the cluster-wide chain)."""
+        return not self.internal_policy_local or self.externally_accessible
 
     @property
     def uses_local_endpoints(self) -> bool:
@@ -253,6 +256,8 @@ def _source_ranges(spec: Mapping[str, Any], family: str, where: str,
             continue
         if ("IPv6" if net.version == 6 else "IPv4") == family:
             out.append(str(net))
+    if any(c.endswith("/0") for c in out):
+        return ()  # a zero-masked range means "allow any", the same as no ranges (upstream)
     return tuple(out)
 
 
