@@ -98,7 +98,9 @@ def test_endpoints_merge_sort_and_conditions():
                                   {"addresses": ["10.180.0.10"], "nodeName": "test-node",
                                    "conditions": {"ready": False, "serving": True, "terminating": True}}]),
         eps_slice("ns1", "svc1", [{"addresses": ["10.180.0.2"], "nodeName": "test-node"},
-                                  {"addresses": []}], slice_name="svc1-def"),
+                                  {"addresses": []},
+                                  {"addresses": ["10.180.0.10"], "nodeName": "other",
+                                   "conditions": {"ready": False, "terminating": True}}], slice_name="svc1-def"),
         eps_slice("ns9", "gone", [{"addresses": ["10.9.9.9"]}]),
     ]
     problems: list[str] = []
@@ -107,7 +109,7 @@ def test_endpoints_merge_sort_and_conditions():
     assert [e.endpoint for e in eps] == ["10.180.0.10:80", "10.180.0.2:80"]  # string order, as upstream
     assert eps[0] == EndpointInfo("10.180.0.10", 80, ready=False, serving=True, terminating=True,
                                   is_local=True, node_name="test-node")
-    assert eps[1].is_local                                   # duplicate: the local copy wins
+    assert eps[1].is_local                                   # duplicate: the later non-terminating copy wins
     assert ServicePortName("ns9", "gone", "p80", "TCP") in out  # no Service: fine here
     assert any("no address" in p for p in problems)
 

@@ -410,7 +410,7 @@ def _slice_endpoints(sl: Mapping[str, Any], node_name: str | None, family: str,
         eps = out.setdefault(spn, {})
         for ep in sl.get("endpoints") or ():
             info = _endpoint(ep, port, node_name, family, where, problems)
-            if info is not None and (info.endpoint not in eps or info.is_local):
+            if info is not None and (info.endpoint not in eps or not info.terminating):
                 eps[info.endpoint] = info
     return out
 
@@ -442,8 +442,9 @@ def endpoints_by_service_port(slices: Iterable[Mapping[str, Any]], node: NodeInf
                               ) -> dict[ServicePortName, tuple[EndpointInfo, ...]]:
     """Merge EndpointSlices into endpoints per service port (upstream getEndpointsMap).
 
-    Slices of one Service are merged and duplicates dropped (a local copy wins); each list is
-    sorted by "ip:port" string as upstream does, so chain order matches a real node's.
+    Slices of one Service are merged and duplicates dropped (a non-terminating copy wins: a
+    reused pod IP belongs to the running pod); each list is sorted by "ip:port" string as
+    upstream does, so chain order matches a real node's.
     Slices whose Service does not exist are kept: the builder simply never looks them up.
     """
     node_name = node.name if isinstance(node, NodeInfo) else node
@@ -454,6 +455,6 @@ def endpoints_by_service_port(slices: Iterable[Mapping[str, Any]], node: NodeInf
         for spn, eps in _slice_endpoints(sl, node_name, family, problems).items():
             into = merged.setdefault(spn, {})
             for key, info in eps.items():
-                if key not in into or info.is_local:
+                if key not in into or not info.terminating:
                     into[key] = info
     return {spn: tuple(eps[k] for k in sorted(eps)) for spn, eps in merged.items() if eps}
