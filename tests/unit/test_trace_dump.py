@@ -150,3 +150,10 @@ COMMIT
 
 def test_empty_and_comment_only_input():
     assert parse("").tables == {} and parse("# nothing\n\n").problems == []
+
+
+def test_counters_given_as_an_option_and_lazy_split():
+    r = parse_rule("INPUT", "-c 7 420 -p tcp -j ACCEPT")
+    assert r.counters == (7, 420) and r.target == "ACCEPT" and r.option("p").value == "tcp"
+    with pytest.raises(ValueError):
+        parse_rule("INPUT", '-m comment --comment "open -j ACCEPT')

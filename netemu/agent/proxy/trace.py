@@ -25,6 +25,8 @@ does not use them for service traffic).
 
 from __future__ import annotations
 
+import functools
+import gc
 import ipaddress
 import json
 from dataclasses import asdict, dataclass, field, replace
@@ -180,13 +182,20 @@ class Tracer:
             raise TraceError(f"origin must be pod, node or external, not {origin!r}")
         hook = "OUTPUT" if origin == "node" else "PREROUTING"
         start = _State(1.0, packet.src, packet.dst, packet.dport, mark)
-        outcomes = run.through_node(start, hook)
+        gc_was_on = gc.isenabled()
+        gc.disable()      # rules split on first use create many small acyclic objects
+        try:
+            outcomes = run.through_node(start, hook)
+        finally:
+            if gc_was_on:
+                gc.enable()
         return TraceResult(packet, origin, hook, list(node_ips), _merge(outcomes),
                            run.affinity, sorted(set(run.unevaluated)), self.notes + run.notes)
 
 
 def _copy_table(t: Table) -> Table:
-    return Table(t.name, {n: replace(c, rules=list(c.rules)) for n, c in t.chains.items()})
+    """A new chain dict sharing the chains (the tracer adds chains, never changes one)."""
+    return Table(t.name, dict(t.chains))
 
 
 def _new_builtin(name: str, rules: list[Rule]) -> Chain:
@@ -481,11 +490,26 @@ class _Run:
         return any(_in_net(ip, m) for m in members)
 
 
-def _in_net(ip: str, net: str) -> bool:
+@functools.lru_cache(maxsize=65536)
+def _network(net: str):
+    """Parsed once per distinct -s/-d value: a 10k-Service KUBE-SERVICES repeats few of them."""
     try:
-        return ipaddress.ip_address(ip) in ipaddress.ip_network(net.strip(), strict=False)
+        return ipaddress.ip_network(net.strip(), strict=False)
     except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(ip: str):
+    return ipaddress.ip_address(ip)
+
+
+def _in_net(ip: str, net: str) -> bool:
+    network = _network(net)
+    if network is None:
         return False
+    addr = _address(ip)
+    return addr.version == network.version and addr in network
 
 
 def _proto_matches(value: str, proto: str) -> bool:
