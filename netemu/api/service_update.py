@@ -64,6 +64,23 @@ def patch_allocated_values(new: Obj, old: Obj) -> None:
             nspec["healthCheckNodePort"] = ospec["healthCheckNodePort"]
 
 
+def normalize_cluster_ips(new: Obj, old: Obj) -> None:
+    """Upstream ``normalizeClusterIPs`` (update case): keep clusterIP and clusterIPs in step for
+    clients that only know the singular field, so a changed clusterIP is reported as a change."""
+    nspec, ospec = _spec(new), _spec(old)
+    old_ips = ospec.get("clusterIPs") or []
+    if old_ips and not nspec.get("clusterIPs") and ospec.get("clusterIP") == nspec.get("clusterIP"):
+        nspec["clusterIPs"] = list(old_ips)
+    if ospec.get("clusterIP") == nspec.get("clusterIP"):
+        return
+    same = nspec.get("clusterIPs") == ospec.get("clusterIPs")
+    if ospec.get("clusterIP") and not nspec.get("clusterIP"):
+        if same:
+            nspec.pop("clusterIPs", None)
+    elif same:
+        nspec["clusterIPs"] = [nspec.get("clusterIP")]
+
+
 def _node_ports(svc: Obj) -> list:
     return [p.get("nodePort") for p in _ports(svc)]
 

@@ -236,6 +236,7 @@ def _spec_changed(kind: str, old: Obj, new: Obj) -> bool:
 
 def _service_update(svc: Obj, old: Obj) -> None:
     service_update.patch_allocated_values(svc, old)
+    service_update.normalize_cluster_ips(svc, old)
     service_update.drop_type_dependent_fields(svc, old)
 
 

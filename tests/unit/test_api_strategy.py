@@ -273,3 +273,12 @@ def test_create_and_update_of_garbage_fail_with_a_status_error(rt):
             strategy.prepare_update(rt, {"metadata": {"name": "x", "namespace": "y"}}, body)
         except errors.StatusError as e:
             assert 400 <= e.code < 500
+
+
+def test_changing_only_the_singular_cluster_ip_is_reported_as_a_change():
+    old = stored(SVC, service(clusterIP="10.96.0.20"))
+    patched = copy.deepcopy(old)
+    patched["spec"]["clusterIP"] = "10.96.5.5"  # what `kubectl patch -p {"spec":{"clusterIP":...}}` yields
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_update(SVC, old, patched)
+    assert ("spec.clusterIPs[0]", 'Invalid value: []string{"10.96.5.5"}: may not change once set') in causes(exc)
