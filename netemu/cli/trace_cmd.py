@@ -11,6 +11,7 @@ import argparse
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict
@@ -45,17 +46,39 @@ def _local_addresses(netns: str | None) -> list[str]:
     return ips
 
 
-def _read_dump(args: argparse.Namespace) -> str:
+def _read_live(netns: str | None, backend: str | None) -> tuple[str, str | None]:
+    """iptables-save text of the chosen backend, or else of the backend holding KUBE- rules.
+
+    Both backends can hold rules at once and both apply to packets; kube-proxy writes to one
+    (upstream picks the one with more rules). Reading the system default blindly would trace an
+    empty table on a node whose kube-proxy uses the other backend."""
+    if backend:
+        return _run(_in_netns(netns, [f"iptables-{backend}-save"])), None
+    found = {}
+    for b in BACKENDS:
+        if shutil.which(f"iptables-{b}-save"):
+            found[b] = _run(_in_netns(netns, [f"iptables-{b}-save"]))
+    counts = {b: text.count("-A KUBE-") for b, text in found.items()}
+    if not counts or max(counts.values()) == 0:
+        return _run(_in_netns(netns, ["iptables-save"])), "no KUBE- rules in either iptables backend"
+    best = max(counts, key=counts.get)
+    other = [b for b in counts if b != best and counts[b]]
+    note = f"read iptables-{best}-save (it holds kube-proxy's rules)"
+    if other:
+        note += f"; iptables-{other[0]} also holds {counts[other[0]]} KUBE- rules, not traced (--backend)"
+    return found[best], note
+
+
+def _read_dump(args: argparse.Namespace) -> tuple[str, str | None]:
     if args.live:
-        save = "iptables-save" if not args.backend else f"iptables-{args.backend}-save"
-        return _run(_in_netns(args.netns, [save]))
+        return _read_live(args.netns, args.backend)
     if args.netns or args.backend:
         raise UsageError("--netns and --backend go with --live")
     try:
         if args.file == "-":
-            return sys.stdin.read()
+            return sys.stdin.read(), None
         with open(args.file, encoding="utf-8") as f:
-            return f.read()
+            return f.read(), None
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
 
@@ -94,12 +117,13 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("-f", "--file", help="rule dump: `netemu proxy render` output or iptables-save (- for stdin)")
     src.add_argument("--live", action="store_true", help="read the rules with iptables-save now")
     p.add_argument("--netns", help="with --live: run iptables-save inside this network namespace")
-    p.add_argument("--backend", choices=BACKENDS, help="with --live: iptables-nft-save or iptables-legacy-save")
+    p.add_argument("--backend", choices=BACKENDS,
+                   help="with --live: read this iptables backend (default: the one holding KUBE- rules)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run_trace(args: argparse.Namespace) -> int:
-    text = _read_dump(args)
+    text, source_note = _read_dump(args)
     dump = parse(text)
     if not dump.tables:
         raise UsageError("the dump holds no table (is it iptables-save / restore text?)")
@@ -109,6 +133,8 @@ def run_trace(args: argparse.Namespace) -> int:
         result = Tracer(dump).trace(packet, node_ips, args.origin, _ipsets(args.ipset))
     except TraceError as exc:
         raise UsageError(str(exc)) from None
+    if source_note:
+        result.notes.insert(0, source_note)
     if not node_ips:
         result.notes.append("no node IPs given (--node-ip): only loopback counts as a local address")
     print(result.to_json() if args.json else result.render(), end="" if not args.json else "\n")

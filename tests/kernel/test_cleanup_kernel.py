@@ -114,3 +114,12 @@ def test_cli_trace_live(netns, capsys):
                  "--dst", "172.30.0.46", "--dport", "80", "--json"]) == 0
     out = capsys.readouterr().out
     assert '"verdict": "REJECT"' in out
+
+
+def test_cli_trace_live_finds_the_backend_holding_the_rules(netns, capsys):
+    sh("ip", "netns", "exec", netns, "iptables-legacy-restore", "--noflush", stdin=REAL_SOURCE)
+    assert main(["trace", "--live", "--netns", netns, "--src", "10.0.0.2", "--dst", "172.30.0.45",
+                 "--dport", "80", "--node-ip", "192.168.0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "read iptables-legacy-save" in out and "affinity: first connection" in out
+    assert "DNAT -> 10.180.0.3:80" in out and "DNAT -> 10.180.0.4:80" in out
