@@ -1,0 +1,173 @@
+"""Benchmark of the API server as clients see it: HTTPS writes/s and watch delivery latency.
+
+Runs a real ``netemu apiserver`` process (no controllers) per store backend, SQLite and etcd
+(a private etcd on loopback), and drives it from this process with the netemu client:
+
+- creates/s with 1 and with ``--concurrency`` requests in flight (ConfigMaps of ~300 bytes);
+- ``--watchers`` HTTP watch streams and ``--events`` sequential writes: time from the start of
+  each write to its arrival at every watcher (p50 / p99), and the write's own latency.
+
+Both backends in one run so the ratio is meaningful on a noisy machine:
+``python -m netemu.apiserver.bench [--backends sqlite,etcd]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from netemu.api import kinds
+from netemu.client import ApiClient
+
+CM = kinds.by_resource("", "v1", "configmaps")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def apiserver(store_url: str, state_dir: Path) -> Iterator[Path]:
+    """A ``netemu apiserver`` process; yields its kubeconfig; stopped by PID with SIGTERM."""
+    log = open(state_dir / "apiserver.log", "wb")
+    argv = [sys.executable, "-m", "netemu", "apiserver", "--listen", f"127.0.0.1:{_free_port()}",
+            "--store", store_url, "--state-dir", str(state_dir), "--no-controllers"]
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "kubeconfig:" not in (state_dir / "apiserver.log").read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((state_dir / "apiserver.log").read_text()[-2000:])
+            time.sleep(0.05)
+        yield state_dir / "kubeconfig"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def _cm(name: str) -> dict:
+    return {"metadata": {"name": name, "namespace": "default", "labels": {"bench": "yes"}},
+            "data": {"payload": "x" * 200}}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def writes_per_second(api: ApiClient, prefix: str, count: int, concurrency: int) -> float:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            await api.create(CM, _cm(f"{prefix}-{i}"))
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count / (time.perf_counter() - start)
+
+
+async def watch_latency(api: ApiClient, watchers: int, events: int) -> dict[str, float]:
+    start_rv = (await api.list(CM, "default", limit=1)).resource_version
+    sent: dict[str, float] = {}
+    delays: list[float] = []
+    done = asyncio.Event()
+    remaining = [watchers]
+
+    async def watcher() -> None:
+        seen = 0
+        async for kind, obj in api.watch(CM, "default", resource_version=start_rv,
+                                         label_selector="bench=watch", allow_bookmarks=False):
+            if kind == "ADDED":
+                delays.append(time.perf_counter() - sent[obj["metadata"]["name"]])
+                seen += 1
+                if seen == events:
+                    break
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            done.set()
+    tasks = [asyncio.ensure_future(watcher()) for _ in range(watchers)]
+    await asyncio.sleep(1.0)                                    # let every stream connect
+    write_ms: list[float] = []
+    for i in range(events):
+        name = f"w-{i}"
+        obj = _cm(name)
+        obj["metadata"]["labels"] = {"bench": "watch"}
+        sent[name] = t0 = time.perf_counter()
+        await api.create(CM, obj)
+        write_ms.append((time.perf_counter() - t0) * 1000)
+        await asyncio.sleep(0.005)
+    await asyncio.wait_for(done.wait(), 120)
+    for t in tasks:
+        t.cancel()
+    ms = [d * 1000 for d in delays]
+    return {"write_p50": pct(write_ms, 0.5), "write_p99": pct(write_ms, 0.99),
+            "deliver_p50": pct(ms, 0.5), "deliver_p99": pct(ms, 0.99), "deliveries": len(ms)}
+
+
+async def measure(kubeconfig: Path, args: argparse.Namespace) -> dict[str, float]:
+    # one session per watcher group would hide HTTP/1.1 connection limits; aiohttp pools 100
+    async with ApiClient.from_kubeconfig(str(kubeconfig), timeout=120) as api:
+        api._get_session().connector._limit = 0                 # unlimited connections (benchmark only)
+        seq = await writes_per_second(api, "seq", args.writes // 4, 1)
+        par = await writes_per_second(api, "par", args.writes, args.concurrency)
+        lat = await watch_latency(api, args.watchers, args.events)
+    return {"seq": seq, "par": par, **lat}
+
+
+def run_backend(name: str, args: argparse.Namespace) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="netemu-bench-") as tmp:
+        state = Path(tmp)
+        if name == "sqlite":
+            with apiserver(f"sqlite:{state / 'state.db'}", state) as kc:
+                return asyncio.run(measure(kc, args))
+        from netemu.store.etcd_server import EtcdServer
+        with EtcdServer() as etcd, apiserver("etcd:" + ",".join(etcd.endpoints), state) as kc:
+            return asyncio.run(measure(kc, args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="sqlite,etcd")
+    parser.add_argument("--writes", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--watchers", type=int, default=100)
+    parser.add_argument("--events", type=int, default=200)
+    args = parser.parse_args(argv)
+    rows = {}
+    for backend in args.backends.split(","):
+        rows[backend] = run_backend(backend, args)
+        r = rows[backend]
+        print(f"| {backend} | {r['seq']:.0f} | {r['par']:.0f} | {r['write_p50']:.2f} / {r['write_p99']:.2f} | "
+              f"{r['deliver_p50']:.2f} / {r['deliver_p99']:.2f} | {r['deliveries']} |", flush=True)
+    if "sqlite" in rows and "etcd" in rows:
+        s, e = rows["sqlite"], rows["etcd"]
+        print(f"ratios sqlite/etcd: sequential x{s['seq'] / e['seq']:.1f}, {args.concurrency} in flight "
+              f"x{s['par'] / e['par']:.1f}, delivery p50 x{e['deliver_p50'] / s['deliver_p50']:.1f} sooner")
+    print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
