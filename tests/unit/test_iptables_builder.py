@@ -272,3 +272,17 @@ def test_every_policy_combination_has_consistent_jumps(itp, etp, eps):
             ports=[{"name": "p80", "port": 80, "nodePort": 3001}])
     rs = render([s], [sl("ns1", "svc1", [ep(ip, node) for ip, node in eps])] if eps else [])
     check_jumps(rs.text)
+
+
+def test_ipv6_node_uses_its_family_only():
+    node = NodeInfo("n6", ("fd00:18::2",), "fd00:10::/64", ip_family="IPv6")
+    s = svc(name="s6", clusterIP="10.96.0.9", clusterIPs=["10.96.0.9", "fd00:96::9"], type="NodePort",
+            ports=[{"name": "p80", "port": 80, "nodePort": 30080}])
+    v6 = {**sl("ns1", "s6", [ep("fd00:10::5")]), "addressType": "IPv6"}
+    v4 = sl("ns1", "s6", [ep("10.0.0.5")])
+    rs = render([s], [v6, v4], node=node)
+    assert "-d fd00:96::9 --dport 80" in rs.text and "10.96.0.9" not in rs.text and "10.0.0.5" not in rs.text
+    assert "--to-destination [fd00:10::5]:80" in rs.text and "! -s fd00:10::/64" in rs.text
+    assert chain(rs.text, "nat", "KUBE-SERVICES")[-1].endswith("LOCAL ! -d ::1/128 -j KUBE-NODEPORTS")
+    assert "KUBE-FIREWALL" not in rs.text                      # localhost NodePorts are IPv4 only
+    check_jumps(rs.text)
