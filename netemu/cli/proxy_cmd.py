@@ -20,6 +20,8 @@ MODES = ("iptables", "nftables", "ipvs")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("exit status: 0 rules printed from every object; 1 rules printed but some objects were "
+                "skipped (reasons on stderr); 2 unusable input, nothing printed")
     p.add_argument("--mode", default="iptables", help="proxy mode: iptables (nftables, ipvs: not yet implemented)")
     p.add_argument("--node", required=True, metavar="NAME", help="node name (endpoints with this nodeName are local)")
     p.add_argument("--node-ip", action="append", default=[], metavar="IP",

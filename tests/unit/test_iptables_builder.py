@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from netemu.agent.proxy.iptables import UPSTREAM_TEST_NODE, build, jump_rules, probability, render
+from netemu.agent.proxy.iptables import UPSTREAM_TEST_NODE, build, canary_chains, jump_rules, probability, render
 from netemu.agent.proxy.iptables.normalize import parse
 from netemu.agent.proxy.model import (NodeInfo, ProxyConfig, ServiceName, endpoints_by_service_port,
                                       service_port_map)
@@ -286,3 +286,8 @@ def test_ipv6_node_uses_its_family_only():
     assert chain(rs.text, "nat", "KUBE-SERVICES")[-1].endswith("LOCAL ! -d ::1/128 -j KUBE-NODEPORTS")
     assert "KUBE-FIREWALL" not in rs.text                      # localhost NodePorts are IPv4 only
     check_jumps(rs.text)
+
+
+def test_canary_chains_in_three_tables():
+    assert canary_chains() == [("mangle", "KUBE-PROXY-CANARY"), ("nat", "KUBE-PROXY-CANARY"),
+                               ("filter", "KUBE-PROXY-CANARY")]

@@ -75,3 +75,9 @@ def jump_rules() -> list[JumpRule]:
         args = tuple(extra) + (("-m", "comment", "--comment", comment) if comment else ()) + ("-j", dst)
         out.append(JumpRule(table, src, dst, args))
     return out
+
+
+def canary_chains() -> list[tuple[str, str]]:
+    """(table, chain) pairs upstream's ipt.Monitor creates empty and polls: if one vanishes,
+    something flushed iptables behind kube-proxy's back and a full sync must follow."""
+    return [(table, KUBE_PROXY_CANARY) for table in CANARY_TABLES]
