@@ -39,6 +39,16 @@ def _int(request: web.Request, name: str) -> int | None:
         raise errors.BadRequest(f"{name} must be an integer, not {value!r}") from None
 
 
+def _dry_run(request: web.Request) -> bool:
+    """``?dryRun=All``: validate, default and allocate as usual, store nothing (kubectl diff,
+    apply --dry-run=server). Unknown values are refused, as upstream does."""
+    values = request.query.getall("dryRun", [])
+    for value in values:
+        if value != "All":
+            raise errors.BadRequest(f'unsupported dryRun value "{value}": only "All" is supported')
+    return bool(values)
+
+
 def _check_verb(target: Target, verb: str) -> None:
     if verb not in target.rt.verbs:
         raise errors.MethodNotAllowed(f"{verb} is not supported on resources of kind "
@@ -171,19 +181,21 @@ class Handlers:
                 raise errors.BadRequest("a Binding needs metadata.name (the pod's name)")
             return await self._bind(target.namespace, name, obj)
         _check_type(target, obj)
-        created = await self.registry.create(target.rt, target.namespace, obj)
+        created = await self.registry.create(target.rt, target.namespace, obj, dry_run=_dry_run(request))
         return self._render(request, target, created, 201)
 
     async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
         q = request.query
         match = listing.object_filter(target.rt, q.get("labelSelector"), q.get("fieldSelector"))
         options = await self._delete_options(request)
+        dry_run = _dry_run(request)
         page = await listing.list_page(self.registry.store, target.rt, target.namespace, match=match)
         deleted = []
         for obj in page.items:
             meta = obj.get("metadata") or {}
             try:
-                last, _ = await self.registry.delete(target.rt, meta.get("namespace"), meta["name"], options)
+                last, _ = await self.registry.delete(target.rt, meta.get("namespace"), meta["name"], options,
+                                                     dry_run=dry_run)
                 deleted.append(last)
             except errors.NotFound:
                 continue
@@ -196,7 +208,7 @@ class Handlers:
         obj = body.decode_object(await self._read(request), request.content_type)
         _check_type(target, obj)
         updated = await self.registry.update(target.rt, target.namespace, target.name, obj,
-                                             subresource=target.subresource)
+                                             subresource=target.subresource, dry_run=_dry_run(request))
         return self._render(request, target, updated)
 
     async def patch(self, request: web.Request, target: Target) -> web.Response:
@@ -225,7 +237,7 @@ class Handlers:
             return new
         updated = await self.registry.guaranteed_update(rt, target.namespace, target.name, transform,
                                                         subresource=target.subresource,
-                                                        precondition=precondition)
+                                                        precondition=precondition, dry_run=_dry_run(request))
         return self._render(request, target, updated)
 
     async def _delete_options(self, request: web.Request) -> Obj:
@@ -242,7 +254,8 @@ class Handlers:
 
     async def delete(self, request: web.Request, target: Target) -> web.Response:
         options = await self._delete_options(request)
-        obj, removed = await self.registry.delete(target.rt, target.namespace, target.name, options)
+        obj, removed = await self.registry.delete(target.rt, target.namespace, target.name, options,
+                                                  dry_run=_dry_run(request))
         status = 202 if not removed and options.get("propagationPolicy") == "Foreground" else 200
         return json_response(obj, status)
 
@@ -282,7 +295,7 @@ class Handlers:
         precondition = int(rv) if isinstance(rv, str) and rv.isdigit() else None
         updated = await self.registry.guaranteed_update(
             rt, ns, name, lambda old: _without_rv(scale.apply_scale(old, doc)),
-            subresource=None, precondition=precondition)
+            subresource=None, precondition=precondition, dry_run=_dry_run(request))
         return json_response(scale.to_scale(updated))
 
 

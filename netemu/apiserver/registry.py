@@ -94,7 +94,9 @@ class Registry:
 
     # -- create ------------------------------------------------------------------------------
 
-    async def create(self, rt: ResourceType, namespace: str | None, obj: Obj) -> Obj:
+    async def create(self, rt: ResourceType, namespace: str | None, obj: Obj, *,
+                     dry_run: bool = False) -> Obj:
+        """POST; ``dry_run`` runs every check and allocation, then writes nothing."""
         meta = _meta(obj)
         if rt.namespaced:
             body_ns = meta.get("namespace")
@@ -113,19 +115,24 @@ class Registry:
                 suffix = "".join(random.choice(_GENERATE_ALPHABET) for _ in range(5))
                 _meta(candidate)["name"] = meta["generateName"] + suffix
             try:
-                return await self._create_one(rt, namespace, candidate)
+                return await self._create_one(rt, namespace, candidate, dry_run)
             except errors.AlreadyExists:
                 if not generate:
                     raise
         raise errors.AlreadyExists(f"could not generate a unique name from {meta['generateName']!r}")
 
-    async def _create_one(self, rt: ResourceType, namespace: str | None, obj: Obj) -> Obj:
+    async def _create_one(self, rt: ResourceType, namespace: str | None, obj: Obj, dry_run: bool) -> Obj:
         obj.pop("status", None) if rt.kind in ("Deployment", "ReplicaSet") else None
         prepared = strategy.prepare_create(rt, obj, now=meta.now_rfc3339(self.clock()))
         name = _meta(prepared).get("name", "")
         key = rt.key(namespace, name)
         release = await self.services.on_create(rt, prepared) if rt.kind == "Service" else None
         try:
+            if dry_run:
+                await self._check_absent(key)
+                if release:
+                    release()
+                return self._typed(rt, prepared)
             stored = await self.store.create(key, prepared)
         except errors.AlreadyExists:
             if release:
@@ -137,6 +144,13 @@ class Registry:
                 release()
             raise
         return self._typed(rt, stored)
+
+    async def _check_absent(self, key: str) -> None:
+        try:
+            await self.store.get(key)
+        except errors.NotFound:
+            return
+        raise errors.AlreadyExists("already exists")
 
     async def _check_namespace(self, namespace: str) -> None:
         try:
@@ -151,7 +165,7 @@ class Registry:
     # -- update ------------------------------------------------------------------------------
 
     async def update(self, rt: ResourceType, namespace: str | None, name: str, obj: Obj, *,
-                     subresource: str | None = None) -> Obj:
+                     subresource: str | None = None, dry_run: bool = False) -> Obj:
         """PUT: the body's resourceVersion (if any) is the precondition, else last write wins."""
         meta = _meta(obj)
         if meta.get("name") and meta["name"] != name:
@@ -166,14 +180,14 @@ class Registry:
         except errors.NotFound:
             if rt.kind in CREATE_ON_UPDATE and subresource is None and expected is None:
                 meta["name"] = name
-                return await self.create(rt, namespace, obj)
+                return await self.create(rt, namespace, obj, dry_run=dry_run)
             raise not_found(rt, name) from None
-        return await self.guaranteed_update(rt, namespace, name, lambda old: obj,
-                                            subresource=subresource, precondition=expected)
+        return await self.guaranteed_update(rt, namespace, name, lambda old: obj, subresource=subresource,
+                                            precondition=expected, dry_run=dry_run)
 
     async def guaranteed_update(self, rt: ResourceType, namespace: str | None, name: str,
                                 transform: Callable[[Obj], Obj], *, subresource: str | None = None,
-                                precondition: int | None = None) -> Obj:
+                                precondition: int | None = None, dry_run: bool = False) -> Obj:
         """Read, transform, validate, write conditionally; retry on races unless the caller
         gave a resourceVersion precondition (then a race is the caller's Conflict)."""
         key = rt.key(namespace, name)
@@ -189,8 +203,12 @@ class Registry:
                 new_meta["namespace"] = namespace
             prepared = strategy.prepare_update(rt, old, new, subresource=subresource)
             if deletion.finalized(prepared) and subresource is None and rt.kind != "Namespace":
-                return await self._remove(rt, namespace, name, old_rv)
+                return old if dry_run else await self._remove(rt, namespace, name, old_rv)
             commit = await self.services.on_update(rt, old, prepared) if rt.kind == "Service" else None
+            if dry_run:
+                if commit:
+                    commit(False)
+                return self._typed(rt, prepared)
             try:
                 stored = await self.store.update(key, prepared, expected_revision=old_rv)
             except errors.Conflict:
@@ -211,10 +229,15 @@ class Registry:
     # -- delete ------------------------------------------------------------------------------
 
     async def delete(self, rt: ResourceType, namespace: str | None, name: str,
-                     options: Obj | None = None) -> tuple[Obj, bool]:
+                     options: Obj | None = None, *, dry_run: bool = False) -> tuple[Obj, bool]:
         """DELETE with DeleteOptions; returns (object, removed-now)."""
         options = options or {}
         deletion.check_options(options)
+        if dry_run:
+            obj = await self.get(rt, namespace, name)
+            deletion.check_preconditions(obj, options)
+            plan = deletion.plan(rt.kind, obj, options, self.clock())
+            return (obj if plan.remove else self._typed(rt, plan.updated)), plan.remove
         if rt.kind == "Namespace":
             return await self._delete_namespace(name, options)
         for _ in range(MAX_RETRIES):

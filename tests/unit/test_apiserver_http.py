@@ -433,3 +433,30 @@ def test_table_output(tmp_path):
         code, doc = await raw(srv, "GET", "/api/v1/namespaces/default/services/kubernetes", headers={"Accept": accept})
         assert doc["kind"] == "Table" and len(doc["rows"]) == 1
     run(tmp_path, scenario)
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        base = "/api/v1/namespaces/default"
+        rev = await srv.store.current_revision()
+        out = await c.request("POST", f"{base}/services", params={"dryRun": "All"},
+                              body={"metadata": {"name": "dry"}, "spec": {"ports": [{"port": 80}], "clusterIP": "10.96.9.9"}})
+        assert out["spec"]["clusterIP"] == "10.96.9.9"
+        assert await srv.store.current_revision() == rev
+        await c.create(SVC, {"metadata": {"name": "real", "namespace": "default"},
+                             "spec": {"ports": [{"port": 80}], "clusterIP": "10.96.9.9"}})   # the IP was given back
+        rev = await srv.store.current_revision()
+        patched = await c.request("PATCH", f"{base}/services/real", params={"dryRun": "All"},
+                                  body={"metadata": {"labels": {"x": "y"}}},
+                                  content_type="application/merge-patch+json")
+        assert patched["metadata"]["labels"] == {"x": "y"}
+        await c.request("DELETE", f"{base}/services/real", params={"dryRun": "All"})
+        assert await srv.store.current_revision() == rev
+        assert "labels" not in (await c.get(SVC, "real", "default"))["metadata"]
+        with pytest.raises(errors.BadRequest):
+            await c.request("DELETE", f"{base}/services/real", params={"dryRun": "Some"})
+        with pytest.raises(errors.AlreadyExists):
+            await c.request("POST", f"{base}/services", params={"dryRun": "All"},
+                            body={"metadata": {"name": "real"}, "spec": {"ports": [{"port": 81}]}})
+    run(tmp_path, scenario)
