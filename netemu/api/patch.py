@@ -13,12 +13,11 @@ as upstream's patcher maps them; the original object is never modified.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import jsonpatch
 
-from netemu.api import errors
+from netemu.api import errors, meta
 from netemu.api.patch_schema import ListMeta, schema_for
 
 DIRECTIVE = "$patch"
@@ -36,12 +35,12 @@ def _unprocessable(message: str) -> errors.Invalid:
 def merge_patch(original: dict[str, Any], patch: Any) -> dict[str, Any]:
     if not isinstance(patch, dict):
         raise errors.BadRequest("a merge patch must be a JSON object")
-    return _merge7386(copy.deepcopy(original), patch)
+    return _merge7386(meta.json_copy(original), patch)
 
 
 def _merge7386(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return meta.json_copy(patch)
     out = target if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -61,7 +60,7 @@ def json_patch(original: dict[str, Any], patch: Any) -> Any:
     except (jsonpatch.InvalidJsonPatch, TypeError, AttributeError) as e:
         raise errors.BadRequest(f"invalid JSON patch: {e}") from None
     try:
-        return ops.apply(copy.deepcopy(original))
+        return ops.apply(meta.json_copy(original), in_place=True)
     except jsonpatch.InvalidJsonPatch as e:
         raise errors.BadRequest(f"invalid JSON patch: {e}") from None
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, AssertionError,
@@ -74,7 +73,7 @@ def json_patch(original: dict[str, Any], patch: Any) -> Any:
 def strategic_merge_patch(original: dict[str, Any], patch: Any, kind: str) -> dict[str, Any]:
     if not isinstance(patch, dict):
         raise errors.BadRequest("a strategic merge patch must be a JSON object")
-    return _merge_map(copy.deepcopy(original), copy.deepcopy(patch), schema_for(kind))
+    return _merge_map(meta.json_copy(original), meta.json_copy(patch), schema_for(kind))
 
 
 def _merge_map(original: Any, patch: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

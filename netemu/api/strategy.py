@@ -16,7 +16,6 @@ Allocation of cluster IPs and node ports is the separate ``allocators`` step, as
 from __future__ import annotations
 
 import base64
-import copy
 from typing import Any, Callable
 
 from netemu.api import defaults, errors, field, meta, service_update, validation as v
@@ -65,7 +64,7 @@ def _checked_copy(rt: ResourceType, obj: Any) -> Obj:
     if md is not None and not isinstance(md, dict):
         raise errors.BadRequest("metadata must be a JSON object")
     rest = {k: val for k, val in obj.items() if k not in ("apiVersion", "kind")}
-    return {"apiVersion": rt.api_version, "kind": rt.kind, **copy.deepcopy(rest)}
+    return {"apiVersion": rt.api_version, "kind": rt.kind, **meta.json_copy(rest)}
 
 
 # -- create -------------------------------------------------------------------------------------
@@ -98,7 +97,7 @@ def _nothing(obj: Obj, old: Obj | None = None) -> None:
 
 def _reset_status(status: Obj) -> Callable[[Obj], None]:
     def hook(obj: Obj) -> None:
-        obj["status"] = copy.deepcopy(status)
+        obj["status"] = meta.json_copy(status)
     return hook
 
 
@@ -172,7 +171,7 @@ def prepare_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | N
     else:
         if "status" in rt.subresources:
             if "status" in old:
-                out["status"] = copy.deepcopy(old["status"])
+                out["status"] = meta.json_copy(old["status"])
             else:
                 out.pop("status", None)
         _UPDATE_HOOKS.get(rt.kind, _nothing)(out, old)
@@ -185,7 +184,7 @@ def prepare_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | N
 
 def _status_update(rt: ResourceType, old: Obj, new: Obj) -> Obj:
     """Keep everything stored except ``status`` (and labels/annotations where upstream allows)."""
-    out = copy.deepcopy(old)
+    out = meta.json_copy(old)
     if "status" in new:
         out["status"] = new["status"]
     else:
@@ -243,7 +242,7 @@ def _service_update(svc: Obj, old: Obj) -> None:
 def _namespace_update(ns: Obj, old: Obj) -> None:
     """Only the ``finalize`` subresource changes ``spec.finalizers``."""
     spec = ns.get("spec") if isinstance(ns.get("spec"), dict) else {}
-    spec["finalizers"] = copy.deepcopy((old.get("spec") or {}).get("finalizers") or [])
+    spec["finalizers"] = meta.json_copy((old.get("spec") or {}).get("finalizers") or [])
     ns["spec"] = spec
 
 
@@ -336,7 +335,7 @@ def prepare_binding(pod: Obj, binding: Obj) -> Obj:
     current = (pod.get("spec") or {}).get("nodeName")
     if current:
         raise errors.Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is already assigned to node "{current}"')
-    out = copy.deepcopy(pod)
+    out = meta.json_copy(pod)
     out.setdefault("spec", {})["nodeName"] = node
     annotations = (binding.get("metadata") or {}).get("annotations") or {}
     if annotations:

@@ -6,10 +6,9 @@ prefix, as upstream's ValidatePodTemplateSpec does.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from netemu.api import field, quantity, validation as v
+from netemu.api import field, meta, quantity, validation as v
 from netemu.api.field import Cause
 
 RESTART_POLICIES = ("Always", "Never", "OnFailure")
@@ -206,7 +205,7 @@ def validate_update(old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
     if isinstance(new_tol, list) and any(t not in new_tol for t in old_tol):
         errs.append(field.forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"))
     # mask what may change, then the rest must be equal
-    mo, mn = copy.deepcopy(o), copy.deepcopy(n)
+    mo, mn = meta.json_copy(o), meta.json_copy(n)
     for key in ("containers", "initContainers"):
         olds, news = mo.get(key) or [], mn.get(key) or []
         if isinstance(olds, list) and isinstance(news, list) and len(olds) == len(news):
