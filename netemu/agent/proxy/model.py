@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, NamedTuple
 
@@ -204,15 +205,33 @@ def _problem(problems: list[str] | None, msg: str) -> None:
         log.warning("%s", msg)
 
 
-def _ip_family(ip: str) -> str | None:
-    try:
-        return "IPv6" if ipaddress.ip_address(ip.strip()).version == 6 else "IPv4"
-    except ValueError:
+def parse_ip(ip: Any) -> tuple[str, str] | None:
+    """(family, canonical text) of an IP string, None if it is not one.
+
+    inet_pton/inet_ntop (C) instead of the ipaddress module: 10k Services x 5 endpoints means
+    60k addresses per full parse, and ipaddress spends ~20 us on each.
+    """
+    if not isinstance(ip, str):
         return None
+    text = ip.strip()
+    fam = socket.AF_INET6 if ":" in text else socket.AF_INET
+    try:
+        canon = socket.inet_ntop(fam, socket.inet_pton(fam, text))
+    except (OSError, ValueError):
+        return None
+    return ("IPv6" if fam == socket.AF_INET6 else "IPv4"), canon
+
+
+def _ip_family(ip: str) -> str | None:
+    parsed = parse_ip(ip)
+    return parsed[0] if parsed else None
 
 
 def _canon_ip(ip: str) -> str:
-    return str(ipaddress.ip_address(ip.strip()))
+    parsed = parse_ip(ip)
+    if parsed is None:
+        raise ValueError(f"not an IP address: {ip!r}")
+    return parsed[1]
 
 
 def _cluster_ip(spec: Mapping[str, Any], family: str) -> str | None:
@@ -421,7 +440,8 @@ def _endpoint(ep: Any, port: int, node_name: str | None, family: str, where: str
     if not addrs:
         _problem(problems, f"{where}: ignoring endpoint with no address")
         return None
-    if _ip_family(str(addrs[0])) != family:
+    parsed = parse_ip(addrs[0])
+    if parsed is None or parsed[0] != family:
         _problem(problems, f"{where}: ignoring endpoint with invalid address {addrs[0]!r}")
         return None
     cond = ep.get("conditions") or {}
@@ -431,7 +451,7 @@ def _endpoint(ep: Any, port: int, node_name: str | None, family: str, where: str
     hints = (ep.get("hints") or {}).get("forZones") or ()
     ep_node = ep.get("nodeName")
     return EndpointInfo(
-        ip=_canon_ip(addrs[0]), port=port, ready=ready, serving=serving, terminating=terminating,
+        ip=parsed[1], port=port, ready=ready, serving=serving, terminating=terminating,
         is_local=bool(ep_node) and ep_node == node_name,
         zone_hints=frozenset(z.get("name") for z in hints if isinstance(z, Mapping) and z.get("name")),
         node_name=ep_node)
