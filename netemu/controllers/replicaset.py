@@ -35,6 +35,13 @@ def owned_pods(rs: Obj, pods: list[Obj]) -> list[Obj]:
     return [p for p in pods if (controller_ref(p) or {}).get("uid") == uid]
 
 
+def pods_to_release(rs: Obj, owned: list[Obj]) -> list[Obj]:
+    """Owned pods whose labels no longer match the selector: upstream ClaimPods lets them go
+    (removes its ownerReference), and the ReplicaSet makes a replacement."""
+    selector = (rs.get("spec") or {}).get("selector")
+    return [p for p in owned if not selector_matches(selector, labels_of(p))]
+
+
 def orphans_to_adopt(rs: Obj, pods: list[Obj]) -> list[Obj]:
     """Active pods in the namespace with no controller that the selector matches."""
     if is_deleting(rs):
@@ -189,7 +196,11 @@ class ReplicaSetController(Controller):
         pods = self.cache("Pod").list(ns)
         for orphan in orphans_to_adopt(rs, pods):
             await self._adopt(rs, orphan)
-        owned = owned_pods(rs, pods) + [p for p in orphans_to_adopt(rs, pods)]
+        owned = owned_pods(rs, pods)
+        released = pods_to_release(rs, owned)
+        for pod in released:
+            await self._release(rs, pod)
+        owned = [p for p in owned if p not in released] + orphans_to_adopt(rs, pods)
         failure = None
         if self.expectations.satisfied(key):
             failure = await self._manage(key, rs, [p for p in owned if pod_is_active(p)])
@@ -203,6 +214,14 @@ class ReplicaSetController(Controller):
     async def _adopt(self, rs: Obj, pod: Obj) -> None:
         refs = list(meta(pod).get("ownerReferences") or []) + [owner_ref(rs)]
         patch = {"metadata": {"ownerReferences": refs, "resourceVersion": meta(pod).get("resourceVersion")}}
+        try:
+            await self.client.patch(rt("Pod"), name_of(pod), patch, ns_of(pod))
+        except (errors.Conflict, errors.NotFound):
+            pass
+
+    async def _release(self, rs: Obj, pod: Obj) -> None:
+        refs = [r for r in meta(pod).get("ownerReferences") or [] if r.get("uid") != uid_of(rs)]
+        patch = {"metadata": {"ownerReferences": refs or None, "resourceVersion": meta(pod).get("resourceVersion")}}
         try:
             await self.client.patch(rt("Pod"), name_of(pod), patch, ns_of(pod))
         except (errors.Conflict, errors.NotFound):

@@ -105,7 +105,9 @@ def new_rs_replicas(deploy: Obj, all_rss: list[Obj], new_rs_count: int) -> int:
 
 
 def _available(rs: Obj) -> int:
-    return int((rs.get("status") or {}).get("availableReplicas") or 0)
+    """Available pods, never more than the set is scaled to: right after a scale-down its status
+    still counts the pods being deleted, and trusting that would scale down twice."""
+    return min(int((rs.get("status") or {}).get("availableReplicas") or 0), replicas_of(rs))
 
 
 def old_rs_scale_down(deploy: Obj, new_rs: Obj | None, old_rss: list[Obj]) -> dict[str, int]:

@@ -216,3 +216,18 @@ def test_progress_deadline_exceeded():
     st = rollout.deployment_status(d, new, [new], 1767225600.0 + 60)
     prog = next(c for c in st["conditions"] if c["type"] == "Progressing")
     assert (prog["status"], prog["reason"]) == ("False", "ProgressDeadlineExceeded")
+
+
+def test_stale_status_after_scale_down_does_not_scale_down_twice():
+    d, old = _rolling_cluster(replicas=4)
+    old3 = rs_obj("web-old", 3, uid="old", template=old["spec"]["template"], available=4, status_replicas=4)
+    new = rs_obj("web-new", 2, uid="new", available=1, template=deploy_obj(image="v2")["spec"]["template"],
+                 created="2026-01-02T00:00:00Z")
+    # 3 old (the 4th is terminating, still in the stale status) + 1 new available: only 1 may go
+    assert deployment.plan(d, [old3, new], 4).scale == {"web-old": 2}
+
+
+def test_relabelled_pod_is_released():
+    rs = rs_obj("rs", 2)
+    keep, moved = pod_obj("a"), pod_obj("b", labels={"app": "other"})
+    assert replicaset.pods_to_release(rs, [keep, moved]) == [moved]
