@@ -248,3 +248,30 @@ def test_jump_rules_exist_once_after_repeated_full_syncs(lab, backend):
                  if line.startswith(f"-A {rule.src_chain} ") and line.endswith(f"-j {rule.dst_chain}")]
         assert len(lines) == 1, (rule, lines)
     assert None not in requests(c.client.netns, CLUSTER_IP, 80, count=10)
+
+
+def _rules_only(save: str) -> list[str]:
+    """iptables-save without comments and counters: the state to compare."""
+    return [line.split(" [")[0] if line.startswith(":") else line
+            for line in save.splitlines() if not line.startswith("#")]
+
+
+def test_partial_syncs_leave_the_same_tables_as_a_full_sync(lab, backend):
+    c = Cluster(lab, backend)
+    web, other = endpoint_slice(c.pods), endpoint_slice(c.pods[:1], name="other")
+    c.proxier.load([service(), service("other", ip="10.96.0.21", proto="UDP")], [web, other])
+    assert c.proxier.sync().full
+    steps = [
+        lambda: c.proxier.on_slice_update(web, endpoint_slice(c.pods[1:])),
+        lambda: c.proxier.on_service_add(service("third", ip="10.96.0.22", type="NodePort", nodePort=30001)),
+        lambda: c.proxier.on_service_delete(service("other", ip="10.96.0.21", proto="UDP")),
+    ]
+    for step in steps:
+        step()
+        result = c.proxier.sync()
+        assert result.ok and not result.full, result
+    partial_state = {t: _rules_only(c.save(t)) for t in ("filter", "nat")}
+    c.proxier.need_full_sync = True
+    assert c.proxier.sync().full
+    assert {t: _rules_only(c.save(t)) for t in ("filter", "nat")} == partial_state
+    assert set(pod_names(requests(c.client.netns, CLUSTER_IP, 80, count=30))) == {"p1", "p2"}

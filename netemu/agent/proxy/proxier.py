@@ -7,6 +7,8 @@ chains, KEP-3453; full: everything, after a failure or once per ``full_sync_peri
 them with ONE ``iptables-restore --noflush --counters`` and, once the kernel has the new rules,
 deletes the UDP conntrack entries that would keep clients on removed endpoints.
 
+Partial syncs also leave out top-level chains whose rules did not change (upstream rewrites
+them every time; the kernel ends up the same, the restore is smaller: see AppliedChains).
 Missing jump rules from the built-in chains (checked on full syncs, like upstream) travel in
 that same restore as ``-I`` lines, so rules and jumps appear together.
 
@@ -26,7 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from netemu.agent.proxy.conntrack import Conntrack, plan_cleanup
-from netemu.agent.proxy.iptables.apply import Exec, Iptables, add_jumps, local_exec
+from netemu.agent.proxy.iptables.apply import AppliedChains, Exec, Iptables, add_jumps, local_exec
+from netemu.agent.proxy.iptables.builder import build as iptables_build
+from netemu.agent.proxy.iptables.chains import jump_rules
 from netemu.agent.proxy.metrics import ProxyMetrics
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
 from netemu.agent.proxy.runner import BoundedFrequencyRunner
@@ -193,21 +197,19 @@ class Proxier(ABC):
         """Program the kernel from ``service_map``/``endpoints_map``; return what happened."""
 
 
-def _default_builder():
-    from netemu.agent.proxy.iptables.builder import build  # the builder engineer's module
-    return build
-
-
 class IptablesProxier(Proxier):
     """iptables mode: one restore per sync, jump rules on full syncs, UDP conntrack cleanup."""
 
     def __init__(self, node: NodeInfo, config: ProxyConfig | None = None, *, backend: str = "iptables",
-                 exec_: Exec = local_exec, build: Callable[..., Any] | None = None, **kwargs):
+                 exec_: Exec = local_exec, build: Callable[..., Any] | None = None,
+                 trim_unchanged: bool = True, **kwargs):
         super().__init__(node, config, **kwargs)
         self.iptables = Iptables(backend, exec_)
         self.conntrack = Conntrack(exec_)
-        self.build = build or _default_builder()
+        self.build = build or iptables_build
         self.previous_chains: Any = None
+        self.applied = AppliedChains()      # top-level chains as the kernel holds them
+        self.trim_unchanged = trim_unchanged  # False: rewrite them every sync, as upstream does
         self._cleanup_backlog: list[tuple[UpdateServiceMapResult, UpdateEndpointsMapResult]] = []
 
     @property
@@ -226,10 +228,17 @@ class IptablesProxier(Proxier):
         t1 = self.clock()
         text = ruleset.text
         if full:  # upstream ensures the jumps from built-in chains on full syncs only
-            from netemu.agent.proxy.iptables.chains import jump_rules
+            self.applied.forget()
             text, leftovers = add_jumps(text, self.iptables.missing_jumps(jump_rules()))
             self.iptables.ensure_jumps(leftovers)
-        self.iptables.restore(text)
+        elif self.trim_unchanged:
+            text = self.applied.trim(text)
+        try:
+            self.iptables.restore(text)
+        except Exception:
+            self.applied.forget()
+            raise
+        self.applied.record(ruleset.text, full)
         t2 = self.clock()
         self.previous_chains = ruleset.chains
         counts = rule_counts(ruleset)

@@ -205,3 +205,84 @@ def add_jumps(text: str, rules: Iterable[JumpRule]) -> tuple[str, list[JumpRule]
         out.extend(inserts.get(i, ()))
         out.append(line)
     return "\n".join(out), leftovers
+
+
+_SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-")
+
+
+def _chain_bodies(text: str) -> tuple[dict[tuple[str, str], list[str]], set[tuple[str, str]]]:
+    """Declared top-level (non per-Service) chains of restore text -> their -A lines, and the
+    chains the text deletes (-X)."""
+    bodies: dict[tuple[str, str], list[str]] = {}
+    deleted: set[tuple[str, str]] = set()
+    table = ""
+    for line in text.split("\n"):
+        if not line:
+            continue
+        head = line[0]
+        if head == "-":
+            parts = line.split(" ", 2)
+            if len(parts) < 2:
+                continue
+            key = (table, parts[1])
+            if parts[0] == "-A":
+                body = bodies.get(key)
+                if body is not None:
+                    body.append(line)
+            elif parts[0] == "-X":
+                deleted.add(key)
+        elif head == ":":
+            chain = line[1:].split(" ", 1)[0]
+            if not chain.startswith(_SERVICE_CHAIN_PREFIXES):
+                bodies[(table, chain)] = []
+        elif head == "*":
+            table = line[1:].strip()
+    return bodies, deleted
+
+
+class AppliedChains:
+    """What our top-level chains (KUBE-SERVICES, KUBE-NODEPORTS, ...) hold in the kernel now.
+
+    A partial sync (KEP-3453) rewrites only the changed Services' chains, but upstream still
+    rewrites every top-level chain, and KUBE-SERVICES has a rule per Service port: at 10k
+    Services that rewrite is most of a one-endpoint change's cost (iptables-nft re-adds 10k
+    rules). Since the kernel holds exactly what the last successful restore wrote, a partial
+    sync may leave out a top-level chain whose rules are unchanged: the resulting tables are
+    the same, the restore is smaller. Full syncs always write everything (and repair any drift).
+    """
+
+    def __init__(self) -> None:
+        self.bodies: dict[tuple[str, str], list[str]] = {}
+
+    def trim(self, text: str) -> str:
+        """``text`` without the declarations and rules of top-level chains already in the kernel."""
+        bodies, deleted = _chain_bodies(text)
+        same = {key for key, body in bodies.items() if key not in deleted and self.bodies.get(key) == body}
+        if not same:
+            return text
+        out, table = [], ""
+        for line in text.split("\n"):
+            if line.startswith("*"):
+                table = line[1:].strip()
+            elif line.startswith(":"):
+                if (table, line[1:].split(" ", 1)[0]) in same:
+                    continue
+            elif line.startswith("-A "):
+                parts = line.split(" ", 2)
+                if (table, parts[1]) in same:
+                    continue
+            out.append(line)
+        return "\n".join(out)
+
+    def record(self, text: str, full: bool) -> None:
+        """After a successful restore of (untrimmed) ``text``: remember its top-level chains."""
+        bodies, deleted = _chain_bodies(text)
+        if full:
+            self.bodies = {}
+        self.bodies.update(bodies)
+        for key in deleted:
+            self.bodies.pop(key, None)
+
+    def forget(self) -> None:
+        """The kernel's state is unknown (a failure): the next restore must write everything."""
+        self.bodies = {}
