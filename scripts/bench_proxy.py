@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 import time
@@ -145,6 +146,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_proxy: run as root (it makes network namespaces)", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))  # clean up on kill
     scales = [int(s) for s in args.scales.split(",")]
     rows = []
     with Lab() as lab:
