@@ -2,13 +2,15 @@
 """Store benchmark: writes/s and watch delivery latency, embedded SQLite vs real etcd, one run.
 
     .venv/bin/python scripts/bench_store.py [--writes 1000] [--concurrency 32] [--watchers 100]
-                                            [--events 300] [--backends sqlite,etcd]
+        [--events 300] [--rounds 3] [--warmup 2000] [--backends sqlite,etcd]
 
-For each backend (SQLite in a temp file; etcd started privately on loopback with a temp dir):
+For each backend (SQLite in a temp file; etcd started privately on loopback with a temp dir),
+after ``--warmup`` unmeasured writes, ``--rounds`` rounds (backends interleaved; medians shown) of:
 
 1. sequential writes/s: one writer, each create awaited before the next (one fsync each);
 2. concurrent writes/s: ``--concurrency`` writers in flight (SQLite group-commits them);
-3. watch delivery: ``--watchers`` watchers on one prefix, one writer doing ``--events`` creates
+3. reads: sequential gets/s, and one list of the ``--writes`` objects written in step 1;
+4. watch delivery: ``--watchers`` watchers on one prefix, one writer doing ``--events`` creates
    one after another; for every (watcher, event) the time from the write's acknowledgement to
    the event reaching the watcher, and from the write's start (before the request) to delivery.
 
@@ -22,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -65,6 +69,18 @@ async def concurrent_writes(store: Store, prefix: str, n: int, concurrency: int)
     return n / (time.perf_counter() - start)
 
 
+async def reads(store: Store, prefix: str, n: int) -> dict[str, float]:
+    """Sequential gets/s over the objects written before, and one full list of them."""
+    start = time.perf_counter()
+    for i in range(n):
+        await store.get(f"{prefix}seq/cm{i}")
+    gets = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    listed = await store.list(f"{prefix}seq/")
+    assert len(listed.items) == n
+    return {"gets": gets, "list_ms": (time.perf_counter() - start) * 1000}
+
+
 async def watch_latency(store: Store, prefix: str, watchers: int, events: int) -> dict[str, float]:
     since = await store.current_revision()
     wprefix = f"{prefix}watch/"
@@ -97,15 +113,53 @@ async def watch_latency(store: Store, prefix: str, watchers: int, events: int) -
             "writes_s": events / (max(acked.values()) - min(started.values()))}
 
 
-async def bench(name: str, store: Store, args) -> dict[str, float]:
+def raw_fdatasync_rate(directory: str, n: int = 500) -> float:
+    """The disk's ceiling for one durable sequential writer: 4 KiB overwrite + fdatasync/s in
+    the same directory, measured in the same round (the machine is noisy; ratios hold)."""
+    path = os.path.join(directory, "fsync-probe")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        prefix = f"/bench{os.getpid()}/"
-        out = {"seq": await sequential_writes(store, prefix, args.writes),
-               "conc": await concurrent_writes(store, prefix, args.writes, args.concurrency)}
-        out.update(await watch_latency(store, prefix, args.watchers, args.events))
-        return out
+        block = b"x" * 4096
+        for i in range(256):
+            os.pwrite(fd, block, i * 4096)
+        os.fsync(fd)
+        start = time.perf_counter()
+        for i in range(n):
+            os.pwrite(fd, block, (i % 256) * 4096)
+            os.fdatasync(fd)
+        return n / (time.perf_counter() - start)
     finally:
-        await store.close()
+        os.close(fd)
+        os.unlink(path)
+
+
+async def one_round(store: Store, prefix: str, args, tmp: str) -> dict[str, float]:
+    disk = raw_fdatasync_rate(tmp)
+    seq = await sequential_writes(store, prefix, args.writes)
+    out = {"disk": disk, "seq": seq, "seq_vs_disk": seq / disk,
+           "conc": await concurrent_writes(store, prefix, args.writes, args.concurrency)}
+    out.update(await reads(store, prefix, args.writes))
+    out.update(await watch_latency(store, prefix, args.watchers, args.events))
+    return out
+
+
+async def run_all(factories: dict, args, tmp: str) -> dict[str, list[dict[str, float]]]:
+    """Warm every store up (grown WAL files, as on a running server), then interleave the
+    backends round by round so machine noise hits both alike."""
+    stores = {name: make() for name, make in factories.items()}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in stores}
+    try:
+        for name, store in stores.items():
+            print(f"warming up {name} ({args.warmup} writes) ...", file=sys.stderr)
+            await sequential_writes(store, f"/warmup{os.getpid()}/", args.warmup)
+        for r in range(args.rounds):
+            for name, store in stores.items():
+                print(f"round {r + 1}/{args.rounds}: {name} ...", file=sys.stderr)
+                results[name].append(await one_round(store, f"/bench{os.getpid()}/r{r}/", args, tmp))
+    finally:
+        for store in stores.values():
+            await store.close()
+    return results
 
 
 def ms(x: float) -> str:
@@ -119,28 +173,39 @@ def main() -> int:
     ap.add_argument("--watchers", type=int, default=100)
     ap.add_argument("--events", type=int, default=300)
     ap.add_argument("--backends", default="sqlite,etcd")
+    ap.add_argument("--rounds", type=int, default=3, help="report the median of this many rounds")
+    ap.add_argument("--warmup", type=int, default=2000, help="unmeasured writes first (0: cold)")
     args = ap.parse_args()
-    results: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="netemu-bench-") as tmp:
-        for name in args.backends.split(","):
-            print(f"running {name} ...", file=sys.stderr)
-            if name == "sqlite":
-                results[name] = asyncio.run(bench(name, SqliteStore(os.path.join(tmp, "s.db")), args))
-            elif name == "etcd":
-                with EtcdServer() as etcd:
-                    results[name] = asyncio.run(bench(name, EtcdStore(etcd.endpoints), args))
-            else:
-                ap.error(f"unknown backend {name!r} (sqlite, etcd)")
+    names = args.backends.split(",")
+    for name in names:
+        if name not in ("sqlite", "etcd"):
+            ap.error(f"unknown backend {name!r} (sqlite, etcd)")
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="netemu-bench-"))
+        factories = {"sqlite": lambda: SqliteStore(os.path.join(tmp, "s.db"))}
+        if "etcd" in names:
+            etcd = stack.enter_context(EtcdServer())
+            factories["etcd"] = lambda: EtcdStore(etcd.endpoints)
+        rounds = asyncio.run(run_all({n: factories[n] for n in names}, args, tmp))
+    results = {name: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+               for name, rs in rounds.items()}
     print(f"\n{platform.node()} ({os.cpu_count()} CPUs), python {platform.python_version()}; "
           f"--writes {args.writes} --concurrency {args.concurrency} --watchers {args.watchers} "
-          f"--events {args.events}\n")
-    print("| backend | writes/s sequential | writes/s, 32 in flight | write ms p50/p99 (100 watchers) "
+          f"--events {args.events} --rounds {args.rounds} --warmup {args.warmup}; medians of "
+          f"the rounds.\n\nPer round, sequential writes/s (raw 4 KiB overwrite+fdatasync/s of the "
+          f"disk measured just before): "
+          + "; ".join(f"{n} " + ", ".join(f"{r['seq']:.0f} ({r['disk']:.0f})" for r in rs)
+                      for n, rs in rounds.items()) + "\n")
+    print("| backend | writes/s sequential (x disk fdatasync/s) | writes/s, 32 in flight | write ms p50/p99 (100 watchers) "
           "| ack -> delivery ms p50/p99 | write start -> delivery ms p50/p99 |"
           .replace("32", str(args.concurrency)).replace("100", str(args.watchers)))
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['seq']:.0f} | {r['conc']:.0f} | {ms(r['write_p50'])} / {ms(r['write_p99'])} "
+        print(f"| {name} | {r['seq']:.0f} (x{r['seq_vs_disk']:.2f}) | {r['conc']:.0f} | {ms(r['write_p50'])} / {ms(r['write_p99'])} "
               f"| {ms(r['ack_p50'])} / {ms(r['ack_p99'])} | {ms(r['start_p50'])} / {ms(r['start_p99'])} |")
+    print(f"\n| backend | gets/s sequential | list of {args.writes} objects, ms |\n|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['gets']:.0f} | {r['list_ms']:.1f} |")
     if "sqlite" in results and "etcd" in results:
         s, e = results["sqlite"], results["etcd"]
         print(f"\nsqlite/etcd: sequential writes x{s['seq'] / e['seq']:.1f}, "

@@ -142,7 +142,7 @@ class SqliteStore(Store):
 
     def _commit(self, batch: list[_Op]) -> tuple[list, list[Change]]:
         w, conn = self._writer, self._wconn
-        saved = (w.revision, w.compacted)
+        saved = (w.revision, w.compacted, w.meta_dirty)
         results: list[Change | None | BaseException] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -164,7 +164,7 @@ class SqliteStore(Store):
         except Exception as exc:  # noqa: BLE001 - the whole batch failed (disk full, I/O)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            w.revision, w.compacted = saved
+            w.revision, w.compacted, w.meta_dirty = saved
             err = InternalError(f"store commit failed: {exc}")
             return [err] * len(batch), []
         changes = [r for r in results if isinstance(r, Change)]

@@ -31,7 +31,6 @@ CREATE TABLE IF NOT EXISTS log (
     rev INTEGER PRIMARY KEY, type TEXT NOT NULL, key TEXT NOT NULL,
     value TEXT, prev_value TEXT, prev_rev INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS log_key ON log (key, rev);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('revision', 0), ('compacted', 0);
 """
@@ -50,9 +49,11 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 def read_meta(conn: sqlite3.Connection) -> tuple[int, int]:
-    """(revision, compacted)."""
+    """(revision, compacted). The revision is the newest log row's (compaction always keeps the
+    newest event), so a write touches no meta page; ``meta.revision`` covers an empty log."""
     rows = dict(conn.execute("SELECT name, value FROM meta").fetchall())
-    return rows["revision"], rows["compacted"]
+    newest = conn.execute("SELECT MAX(rev) FROM log").fetchone()[0] or 0
+    return max(rows["revision"], newest), rows["compacted"]
 
 
 def _range_sql(prefix: str, start_after: str | None) -> tuple[str, list]:
@@ -71,11 +72,12 @@ def _range_sql(prefix: str, start_after: str | None) -> tuple[str, list]:
 @dataclass
 class Writer:
     """Applies writes inside the caller's transaction; tracks revision/compacted in memory so a
-    batch needs no meta reads (``flush_meta`` writes them once per batch)."""
+    batch needs no meta reads (``flush_meta`` writes them only after a compaction)."""
 
     conn: sqlite3.Connection
     revision: int
     compacted: int
+    meta_dirty: bool = False
 
     def _current(self, key: str) -> tuple[str, int, int] | None:
         return self.conn.execute(
@@ -126,6 +128,7 @@ class Writer:
             return
         self.conn.execute("DELETE FROM log WHERE rev < ?", (revision,))
         self.compacted = revision
+        self.meta_dirty = True
 
     def auto_compact(self, history: int) -> None:
         """Keep the newest ``history`` events; compact in steps of ~1/8 so it is amortised."""
@@ -134,6 +137,9 @@ class Writer:
             self.compact(self.revision - history + 1)
 
     def flush_meta(self) -> None:
+        if not self.meta_dirty:
+            return
+        self.meta_dirty = False
         self.conn.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (self.revision,))
         self.conn.execute("UPDATE meta SET value = ? WHERE name = 'compacted'", (self.compacted,))
 
