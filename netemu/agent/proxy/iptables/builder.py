@@ -262,7 +262,7 @@ def _count_service_chains(p: _Plan, info: ServicePortInfo, node: NodeInfo, cfg: 
     n = 1 if p.has_internal and (cfg.masquerade_all or node.detects_local) else 0
     if p.uses_ext:
         active.add(p.ext_chain)
-        n += (3 + (1 if node.detects_local else 0)) if info.external_policy_local else 1
+        n += (2 + (1 if node.detects_local else 0)) if info.external_policy_local else 1
         n += 1 if p.has_external else 0
     if p.uses_fw:
         active.add(p.fw_chain)
