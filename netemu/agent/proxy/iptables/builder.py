@@ -17,6 +17,7 @@ lists and joined once; chain names come from a memoised hash; there are no per-r
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
@@ -102,8 +103,7 @@ def _spn_str(spn: ServicePortName) -> str:
     return f"{spn.namespace}/{spn.name}:{spn.port}" if spn.port else f"{spn.namespace}/{spn.name}"
 
 
-def _top_rules(p: _Plan, info: ServicePortInfo, cfg: ProxyConfig, localhost_nfacct: bool,
-               fr: list[str], nr: list[str]) -> None:
+def _top_rules(p: _Plan, info: ServicePortInfo, localhost_nfacct: bool, fr: list[str], nr: list[str]) -> None:
     """Rules in the top-level chains (always written, also on partial syncs)."""
     name, proto = p.name, p.proto
     m = f"-m {proto} -p {proto}"
@@ -230,7 +230,6 @@ def _fw_chain(p: _Plan, info: ServicePortInfo, node: NodeInfo,
 def _any_contains(cidrs: Iterable[str], ip: str | None) -> bool:
     if not ip:
         return False
-    import ipaddress
     addr = ipaddress.ip_address(ip)
     return any(addr in ipaddress.ip_network(c, strict=False) for c in cidrs)
 
@@ -365,7 +364,7 @@ def build(services: Mapping[ServicePortName, ServicePortInfo],
         if p.has_any:
             no_local["internal"] += not p.has_internal
             no_local["external"] += not p.has_external
-        _top_rules(p, info, cfg, localhost_nfacct, fr, nr)
+        _top_rules(p, info, localhost_nfacct, fr, nr)
         if changed_set is not None and (spn.namespace, spn.name) not in changed_set:
             skipped_rules += _count_service_chains(p, info, node, cfg, active)
         else:
