@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 from typing import Any, Callable
 
-from netemu.api import defaults, errors, field, meta, service_update, validation as v
+from netemu.api import defaults, errors, field, meta, service_update, types, validation as v
 from netemu.api import validate_misc as misc, validate_pod, validate_service, validate_workloads as wl
 from netemu.api.field import Cause
 from netemu.api.kinds import ResourceType
@@ -63,8 +63,19 @@ def _checked_copy(rt: ResourceType, obj: Any) -> Obj:
     md = obj.get("metadata")
     if md is not None and not isinstance(md, dict):
         raise errors.BadRequest("metadata must be a JSON object")
+    types.check(rt.kind, rt.api_version, obj)
     rest = {k: val for k, val in obj.items() if k not in ("apiVersion", "kind")}
-    return {"apiVersion": rt.api_version, "kind": rt.kind, **meta.json_copy(rest)}
+    return {"apiVersion": rt.api_version, "kind": rt.kind, **_copy_without_nulls(rest)}
+
+
+def _copy_without_nulls(value: Any) -> Any:
+    """A copy with ``"field": null`` entries dropped: Go decodes them to zero values, which
+    the JSON encoder then omits, so a stored object never holds a null field."""
+    if isinstance(value, dict):
+        return {k: _copy_without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_copy_without_nulls(v) for v in value]
+    return value
 
 
 # -- create -------------------------------------------------------------------------------------

@@ -282,3 +282,35 @@ def test_changing_only_the_singular_cluster_ip_is_reported_as_a_change():
     with pytest.raises(errors.Invalid) as exc:
         strategy.prepare_update(SVC, old, patched)
     assert ("spec.clusterIPs[0]", 'Invalid value: []string{"10.96.5.5"}: may not change once set') in causes(exc)
+
+
+@pytest.mark.parametrize("rt, body, needle", [
+    (DEPLOY, {"metadata": {"name": "d", "namespace": "n"}, "spec": {"replicas": "3"}},
+     'Deployment in version "v1" cannot be handled as a Deployment: json: cannot unmarshal string '
+     "into Go struct field Deployment.spec.replicas of type int32"),
+    (SVC, {"metadata": {"name": "s", "namespace": "n"}, "spec": {"ports": {"port": 80}}},
+     "cannot unmarshal object into Go struct field Service.spec.ports of type []object"),
+    (SVC, {"metadata": {"name": "s", "namespace": "n"}, "spec": {"ports": [{"port": 80, "targetPort": True}]}},
+     "cannot unmarshal bool into Go struct field Service.spec.ports.targetPort of type intstr.IntOrString"),
+    (POD, {"metadata": {"name": "p", "namespace": "n", "labels": {"a": 1}}, "spec": {}},
+     "cannot unmarshal object into Go struct field Pod.metadata.labels of type map[string]string"),
+    (POD, {"metadata": {"name": "p", "namespace": "n"}, "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 1.5}]}]}},
+     "cannot unmarshal number 1.5 into Go struct field Pod.spec.containers.ports.containerPort of type int32"),
+    (DEPLOY, {"metadata": {"name": "d", "namespace": "n"}, "spec": {"replicas": 2 ** 31}},
+     "of type int32"),
+    (CM, {"metadata": {"name": "c", "namespace": "n"}, "data": {"k": 5}}, "ConfigMap.data of type map[string]string"),
+])
+def test_wrong_json_types_are_bad_requests_naming_the_field(rt, body, needle):
+    with pytest.raises(errors.BadRequest) as exc:
+        strategy.prepare_create(rt, body, now=NOW)
+    assert needle in exc.value.message
+
+
+def test_nulls_decode_as_zero_values():
+    obj = service()
+    obj["metadata"]["creationTimestamp"] = None   # what `kubectl create --dry-run -o yaml` writes
+    obj["metadata"]["labels"] = None
+    obj["spec"]["ports"][0]["nodePort"] = None
+    assert strategy.prepare_create(SVC, obj, now=NOW)["metadata"]["creationTimestamp"] == NOW
+    out = strategy.prepare_create(SVC, obj, now=NOW)
+    assert "labels" not in out["metadata"] and "nodePort" not in out["spec"]["ports"][0]
