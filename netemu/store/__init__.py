@@ -8,6 +8,7 @@ The contract is ``netemu.store.base.Store``; both backends pass tests/unit/test_
 
 from netemu.store.base import ADDED, DELETED, MODIFIED, ListResult, Store, WatchEvent
 from netemu.store.factory import StoreURLError, open_store, parse_store_url
+from netemu.store.sqlite import StoreLocked, StoreOpenError
 
 __all__ = ["ADDED", "DELETED", "MODIFIED", "ListResult", "Store", "WatchEvent", "StoreURLError",
-           "open_store", "parse_store_url"]
+           "StoreOpenError", "StoreLocked", "open_store", "parse_store_url"]

@@ -22,6 +22,7 @@ import asyncio
 import fcntl
 import os
 import queue
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable
@@ -37,7 +38,11 @@ DEFAULT_HISTORY = 10_000
 MAX_BATCH = 512
 
 
-class StoreLocked(Exception):
+class StoreOpenError(Exception):
+    """The database cannot be opened as a store (message says why; the file is left as it was)."""
+
+
+class StoreLocked(StoreOpenError):
     """Another process has this database open."""
 
 
@@ -71,7 +76,11 @@ class SqliteStore(Store):
         try:
             self._wconn = sqlite_db.connect(self.path)
             revision, compacted = sqlite_db.read_meta(self._wconn)
-        except Exception:
+        except (sqlite_db.NotOurDatabase, sqlite3.Error) as exc:
+            os.close(self._lock_fd)
+            raise StoreOpenError(str(exc) if isinstance(exc, sqlite_db.NotOurDatabase)
+                                 else f"cannot open {self.path}: {exc}") from None
+        except BaseException:
             os.close(self._lock_fd)
             raise
         self._writer = sqlite_db.Writer(self._wconn, revision, compacted)
@@ -265,7 +274,10 @@ class SqliteStore(Store):
 
 
 def _lock(path: str) -> int:
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreOpenError(f"cannot open {path}: {exc.strerror} ({path}.lock)") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

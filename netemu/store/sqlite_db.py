@@ -36,16 +36,47 @@ INSERT OR IGNORE INTO meta VALUES ('revision', 0), ('compacted', 0);
 """
 
 
+class NotOurDatabase(Exception):
+    """The file is not a netemu store (not SQLite, or another program's database)."""
+
+
+OUR_COLUMNS = {"kv": "key, value, create_rev, mod_rev",
+               "log": "rev, type, key, value, prev_value, prev_rev", "meta": "name, value"}
+
+
 def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection in WAL mode with ``synchronous=FULL``: COMMIT returns only after the WAL is
-    fsynced, so an acknowledged write survives kill -9 and power loss alike."""
+    fsynced, so an acknowledged write survives kill -9 and power loss alike.
+
+    The writer's connection first checks the file is empty or ours, before anything (even the
+    journal mode) is changed: pointing ``--store`` at the wrong file must not damage it."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA busy_timeout = 30000")
     if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.executescript(SCHEMA)
+        try:
+            _check_ours(conn, path)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.executescript(SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
     return conn
+
+
+def _check_ours(conn: sqlite3.Connection, path: str) -> None:
+    try:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise NotOurDatabase(f"{path} is not a netemu store: {exc}") from None
+    if not tables:
+        return
+    try:
+        for table, columns in OUR_COLUMNS.items():
+            conn.execute(f"SELECT {columns} FROM {table} LIMIT 0")
+    except sqlite3.DatabaseError:
+        raise NotOurDatabase(f"{path} is not a netemu store: it is another SQLite database "
+                             f"(tables: {', '.join(sorted(tables))})") from None
 
 
 def read_meta(conn: sqlite3.Connection) -> tuple[int, int]:

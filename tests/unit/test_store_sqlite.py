@@ -134,3 +134,25 @@ def test_failed_write_in_a_batch_leaves_the_others_committed(tmp_path):
         finally:
             await s.close()
     run(main())
+
+
+def test_a_file_that_is_not_a_store_is_refused_and_left_untouched(tmp_path):
+    import hashlib
+    import sqlite3
+
+    from netemu.store.sqlite import StoreOpenError
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"not a database at all\n" * 100)
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+    conn.execute("INSERT INTO users VALUES (1, 'ada')")
+    conn.commit()
+    conn.close()
+    for path, words in ((text, "not a netemu store"), (other, "another SQLite database")):
+        before = hashlib.sha256(path.read_bytes()).hexdigest()
+        with pytest.raises(StoreOpenError, match=words):
+            SqliteStore(str(path))
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    with pytest.raises(StoreOpenError, match="cannot open"):
+        SqliteStore(str(tmp_path / "no" / "such" / "dir.db"))
