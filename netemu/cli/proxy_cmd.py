@@ -5,7 +5,8 @@ Touches nothing: reads Services and EndpointSlices, prints the ``iptables-restor
 
 Exit codes: 0 rules printed from every object; 1 rules printed but some objects or fields
 were skipped (each reason on stderr); 2 unusable input (bad flag, unreadable or malformed
-file, unsupported mode) and nothing printed.
+file, unsupported mode) and nothing printed. With ``--compare SAVE_FILE`` the differences
+from another dump (a real node's ``iptables-save``) are printed instead: 0 none, 1 some.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="print sorted as upstream's proxier_test.go dumps (for diffing)")
     p.add_argument("--save-form", action="store_true",
                    help="print rules as iptables-save prints them back (diff against a node's iptables-save)")
+    p.add_argument("--compare", metavar="SAVE_FILE",
+                   help="instead of printing, compare with a dump (e.g. `iptables-save` of a real node; "
+                        "KUBE-* chains only) and print the differences")
 
 
 def _node(args: argparse.Namespace):
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mode != "iptables":
         raise UsageError(f"--mode {args.mode}: not yet implemented (iptables is)")
     from netemu.agent.proxy.iptables import render
-    from netemu.agent.proxy.iptables.normalize import save_form, sort_like_upstream
+    from netemu.agent.proxy.iptables.normalize import DumpError, compare, save_form, sort_like_upstream
     from netemu.agent.proxy.manifests import ManifestError, load
     from netemu.agent.proxy.model import ProxyConfig
 
@@ -85,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
                          localhost_nodeports=not args.no_localhost_nodeports, nfacct=args.nfacct)
     problems = list(manifests.problems)
     rules = render(manifests.services, manifests.endpoint_slices, node, config, problems=problems)
+    if args.compare:
+        return _compare(rules.text, args.compare, problems, compare, DumpError)
     text = sort_like_upstream(rules.text) if args.upstream_order else rules.text
     sys.stdout.write(save_form(text) if args.save_form else text)
     for p in problems:
@@ -93,6 +99,22 @@ def run(args: argparse.Namespace) -> int:
           f"from {len(manifests.files)} files -> filter {rules.rule_counts['filter']} rules, "
           f"nat {rules.rule_counts['nat']} rules", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _compare(ours: str, path: str, problems: list[str], compare, DumpError) -> int:
+    """--compare: 0 same KUBE-* rules, 1 differences (printed) or skipped objects, 2 bad file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            theirs = f.read()
+        diffs = compare(ours, theirs)
+    except (OSError, UnicodeDecodeError, DumpError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    for p in problems:
+        print(f"netemu: skipped: {p}", file=sys.stderr)
+    for d in diffs:
+        print(d)
+    print(f"netemu: {len(diffs)} differences between our rules and {path}", file=sys.stderr)
+    return 1 if diffs or problems else 0
 
 
 COMMANDS = [Command("proxy render", "print the rules kube-proxy would write on a node (touches nothing)",

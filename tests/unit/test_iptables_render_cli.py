@@ -124,3 +124,19 @@ def test_render_save_form(tmp_path, capsys):
     assert code == 0
     assert ('-A KUBE-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/web:http cluster IP" '
             '-m tcp --dport 80 -j KUBE-SVC-') in out
+
+
+def test_render_compare_against_a_save_file(tmp_path, capsys):
+    (tmp_path / "a.yaml").write_text(SERVICE + "---\n" + SLICE)
+    code, saved, _ = render(capsys, "--node", "node1", "-f", str(tmp_path / "a.yaml"), "--save-form")
+    (tmp_path / "node.save").write_text(saved)
+    code, out, err = render(capsys, "--node", "node1", "-f", str(tmp_path / "a.yaml"),
+                            "--compare", str(tmp_path / "node.save"))
+    assert code == 0 and out == "" and "0 differences" in err
+    (tmp_path / "node.save").write_text(saved.replace("--dport 30080", "--dport 30081"))
+    code, out, _ = render(capsys, "--node", "node1", "-f", str(tmp_path / "a.yaml"),
+                          "--compare", str(tmp_path / "node.save"))
+    assert code == 1 and "nat KUBE-NODEPORTS: only in theirs:" in out and "30081" in out
+    code, out, err = render(capsys, "--node", "node1", "-f", str(tmp_path / "a.yaml"),
+                            "--compare", str(tmp_path / "missing.save"))
+    assert code == 2 and "missing.save" in err

@@ -141,3 +141,23 @@ def test_save_form_details():
     assert text == "*nat\n:X - [0:0]\n-A X -s 10.0.0.1/32 -j Y\nCOMMIT\n"
     for line in SAVED.strip().splitlines():       # save form is a fixed point
         assert shlex.split(to_save_form(line)) == shlex.split(line)
+
+
+def test_compare_ignores_service_order_but_not_chain_order():
+    from netemu.agent.proxy.iptables.normalize import compare
+    rs = render(OVERALL_SERVICES + [EXTRA_SERVICE], OVERALL_SLICES + [EXTRA_SLICE], UPSTREAM_TEST_NODE, ProxyConfig())
+    theirs = save_form(rs.text).splitlines()
+    nat = theirs.index("*nat")
+    services = [i for i, line in enumerate(theirs) if i > nat and line.startswith("-A KUBE-SERVICES ")]
+    first, second = services[0], services[1]
+    theirs[first], theirs[second] = theirs[second], theirs[first]     # Go-map order: irrelevant
+    assert compare(rs.text, "\n".join(theirs)) == []
+
+    svc_rules = [i for i, line in enumerate(theirs) if line.startswith("-A KUBE-SVC-NUKIZ6OKUXPJNT4C ")]
+    swapped = list(theirs)
+    swapped[svc_rules[1]], swapped[svc_rules[2]] = swapped[svc_rules[2]], swapped[svc_rules[1]]
+    assert compare(rs.text, "\n".join(swapped)) == ["nat KUBE-SVC-NUKIZ6OKUXPJNT4C: same rules, different order"]
+
+    dropped = theirs[svc_rules[1]]
+    missing = [line for line in theirs if line != dropped]
+    assert compare(rs.text, "\n".join(missing)) == [f"nat KUBE-SVC-NUKIZ6OKUXPJNT4C: only in ours: {dropped}"]

@@ -237,3 +237,41 @@ def save_form(text: str) -> str:
     """A whole restore text with every ``-A`` rule in save form (other lines unchanged)."""
     return "\n".join(to_save_form(line) if line.startswith("-A ") else line
                      for line in text.split("\n"))
+
+
+# --------------------------------------------------------------------------- compare
+
+# Chains whose rule order between Services is arbitrary (upstream writes Services in Go-map
+# order): compared as multisets. Every other chain is compared rule by rule, in order.
+_UNORDERED = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES", "KUBE-PROXY-FIREWALL")
+_IGNORED = ("KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY")
+
+
+def _kube_chains(text: str) -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = {}
+    for t in parse(text):
+        for c in t.chains:
+            if c.name.startswith("KUBE-") and c.name not in _IGNORED and not c.deleted:
+                out[(t.name, c.name)] = [to_save_form(r) for r in c.rules]
+    return out
+
+
+def compare(ours: str, theirs: str) -> list[str]:
+    """Differences between our rules and another dump (e.g. a real node's iptables-save),
+    KUBE-* chains only, both in save form; [] when they hold the same rules."""
+    a, b = _kube_chains(ours), _kube_chains(theirs)
+    diffs = [f"{t} {c}: only in ours" for t, c in sorted(a.keys() - b.keys())]
+    diffs += [f"{t} {c}: only in theirs" for t, c in sorted(b.keys() - a.keys())]
+    for key in sorted(a.keys() & b.keys()):
+        ra, rb = a[key], b[key]
+        if key[1] in _UNORDERED:
+            ra, rb = sorted(ra), sorted(rb)
+        if ra == rb:
+            continue
+        extra = [r for r in ra if r not in rb]
+        missing = [r for r in rb if r not in ra]
+        if not extra and not missing:
+            diffs.append(f"{key[0]} {key[1]}: same rules, different order")
+        diffs += [f"{key[0]} {key[1]}: only in ours: {r}" for r in extra]
+        diffs += [f"{key[0]} {key[1]}: only in theirs: {r}" for r in missing]
+    return diffs
