@@ -38,6 +38,9 @@ def decode(raw: bytes, content_type: str | None) -> Any:
     if not raw.strip():
         raise errors.BadRequest("the request body is empty")
     kind = media_type(content_type)
+    if kind == "application/vnd.kubernetes.protobuf":
+        from netemu.apiserver import protobuf
+        return protobuf.decode(raw)
     try:
         if kind in ("application/yaml", "application/x-yaml", "text/yaml", APPLY_PATCH):
             return yaml.safe_load(raw.decode("utf-8"))

@@ -7,6 +7,7 @@ jsonpath, re-apply an edit (a patch), scale, label, watch a change, delete, and 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import queue
 import subprocess
@@ -184,3 +185,37 @@ def test_kubectl_bad_input(server, tmp_path):
     result = server.kubectl("apply", "--validate=false", "-f", str(unknown), check=False)
     assert result.returncode != 0 and 'no matches for kind "Widget" in version "v1"' in result.stderr
     assert server.kubectl("get", "configmaps", "-o", "name").stdout.split() == []
+
+
+def leaves(obj, path=""):
+    """(path, value) of every non-empty leaf: what the server must have kept."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from leaves(v, f"{path}/{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from leaves(v, f"{path}[{i}]")
+    elif obj not in (None, ""):
+        yield path, obj
+
+
+@pytest.mark.kubectl
+def test_kubectl_create_generators_send_protobuf(server):
+    """kubectl's typed clients send protobuf bodies; each stored object must hold everything
+    ``--dry-run=client -o json`` shows kubectl meant to send (the server adds defaults)."""
+    commands = [
+        ["create", "deployment", "gen", "--image=nginx:1.27", "--port=80", "--replicas=3"],
+        ["create", "service", "nodeport", "gen", "--tcp=80:8080", "--node-port=30080"],
+        ["create", "configmap", "gen", "--from-literal=a=b"],
+        ["create", "secret", "generic", "gen", "--from-literal=password=s3cret"],
+        ["create", "namespace", "gen"],
+        ["create", "serviceaccount", "gen"],
+        ["create", "role", "gen", "--verb=get", "--resource=pods"],
+    ]
+    for args in commands:
+        want = json.loads(server.kubectl(*args, "--dry-run=client", "-o", "json").stdout)
+        got = dict(leaves(json.loads(server.kubectl(*args, "-o", "json").stdout)))
+        missing = {p: v for p, v in leaves(want) if got.get(p) != v and p != "/metadata/creationTimestamp"}
+        assert not missing, (args, missing)
+    assert server.kubectl("get", "deploy", "gen", "-o", "jsonpath={.spec.replicas}").stdout == "3"
+    assert server.kubectl("get", "svc", "gen", "-o", "jsonpath={.spec.ports[0].nodePort}").stdout == "30080"
