@@ -40,6 +40,11 @@ def pod_spec(path: str, spec: Any) -> list[Cause]:
             if name in vol_names:
                 errs.append(field.duplicate(p, name))
             vol_names.add(name)
+        sources = [k for k in vol if k != "name"]
+        if len(sources) > 1:
+            errs.append(field.forbidden(f"{path}.volumes[{i}].{sources[1]}", "may not specify more than 1 volume type"))
+        elif not sources:
+            errs.append(field.required(f"{path}.volumes[{i}]", "must specify a volume type"))
     containers, cerrs = v.list_of_dicts(f"{path}.containers", spec.get("containers"))
     errs += cerrs
     if not containers and not cerrs:

@@ -97,6 +97,7 @@ def _ports(spec: dict, stype: Any) -> list[Cause]:
         errs.append(field.required("spec.ports"))
     names: set = set()
     seen: set = set()
+    node_ports: set = set()
     for i, port in enumerate(ports):
         p = f"spec.ports[{i}]"
         name = port.get("name", "")
@@ -121,6 +122,9 @@ def _ports(spec: dict, stype: Any) -> list[Cause]:
                 errs.append(field.forbidden(f"{p}.nodePort", f"may not be used when `type` is '{stype}'"))
             elif not v.is_int(node_port) or not 1 <= node_port <= 65535:
                 errs.append(field.invalid(f"{p}.nodePort", node_port, v.PORT_RANGE_MSG))
+            elif (node_port, port.get("protocol")) in node_ports:
+                errs.append(field.duplicate(f"{p}.nodePort", node_port))
+            node_ports.add((node_port, port.get("protocol")))
     return errs
 
 

@@ -223,3 +223,15 @@ def test_namespace_node_lease_ingress_rbac():
     got = fields("ClusterRoleBinding", crb)
     assert {"roleRef.kind", "subjects[0].namespace"} <= got
     assert causes("IngressClass", {"metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx"}}) == set()
+
+
+def test_duplicate_node_ports_and_volume_sources():
+    got = causes("Service", svc(type="NodePort", ports=[{"name": "a", "port": 80, "nodePort": 30080},
+                                                         {"name": "b", "port": 81, "nodePort": 30080},
+                                                         {"name": "c", "port": 81, "protocol": "UDP", "nodePort": 30080}]))
+    assert ("spec.ports[1].nodePort", "Duplicate value: 30080") in got
+    assert not any(f == "spec.ports[2].nodePort" for f, _ in got)  # same number, other protocol: fine
+    got = causes("Pod", pod(volumes=[{"name": "v", "emptyDir": {}, "configMap": {"name": "c"}}]))
+    assert ("spec.volumes[0].configMap", "Forbidden: may not specify more than 1 volume type") in got
+    assert causes("Pod", pod(volumes=[{"name": "v"}])) == set()  # defaulted to emptyDir
+    assert ("spec.volumes[0]", "Required value: must specify a volume type") in causes("Pod", pod(volumes=[{"name": "v"}]), defaults=False)
