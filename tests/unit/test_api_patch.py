@@ -222,3 +222,25 @@ def test_new_subtrees_lose_nulls_and_directives():
     out = strategic_merge_patch({}, {"spec": {"template": {"spec": {"containers": [
         {"name": "a", "image": "x", "$patch": "merge", "args": None}]}}}}, "Deployment")
     assert containers(out) == [{"name": "a", "image": "x"}]
+
+
+# Captured from kubectl 1.32 (`kubectl apply -v=8`) after editing a manifest of deployment():
+# replicas 2 -> 3, strategy RollingUpdate -> Recreate, env A and the sidecar removed.
+KUBECTL_132_APPLY = {
+    "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}\n"}},
+    "spec": {"replicas": 3, "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
+             "template": {"spec": {"$setElementOrder/containers": [{"name": "web"}],
+                                   "containers": [{"$setElementOrder/env": [{"name": "B"}],
+                                                   "env": [{"$patch": "delete", "name": "A"}], "name": "web"},
+                                                  {"$patch": "delete", "name": "side"}]}}}}
+
+
+def test_real_kubectl_apply_patch():
+    orig = deployment()
+    containers(orig)[1]["name"] = "side"
+    out = strategic_merge_patch(orig, KUBECTL_132_APPLY, "Deployment")
+    assert out["spec"]["replicas"] == 3 and out["spec"]["strategy"] == {"type": "Recreate"}
+    assert [c["name"] for c in containers(out)] == ["web"]
+    assert containers(out)[0]["env"] == [{"name": "B", "value": "2"}]
+    assert containers(out)[0]["image"] == "nginx:1.27"
+    assert out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] == "{...}\n"
