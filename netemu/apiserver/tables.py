@@ -178,7 +178,31 @@ def _endpointslice(o: Obj, now: dt.datetime) -> list[Any]:
     return [o.get("addressType", ""), ports, text or "<unset>", age(o, now)]
 
 
+def _since(text: str | None, now: dt.datetime) -> str:
+    if not text:
+        return "<unknown>"
+    return age({"metadata": {"creationTimestamp": text}}, now)
+
+
+def _event(o: Obj, now: dt.datetime) -> list[Any]:
+    """Upstream's event columns: LAST SEEN first, the name only with -o wide."""
+    inv, src = o.get("involvedObject") or {}, o.get("source") or {}
+    last = o.get("lastTimestamp") or o.get("eventTime") or o.get("firstTimestamp") \
+        or (o.get("metadata") or {}).get("creationTimestamp")
+    first = o.get("firstTimestamp") or o.get("eventTime") or last
+    source = ", ".join(p for p in (src.get("component") or o.get("reportingComponent"), src.get("host")) if p)
+    return [_since(last, now), o.get("type", ""), o.get("reason", ""),
+            f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}", inv.get("fieldPath", ""),
+            source, o.get("message", ""), _since(first, now), o.get("count", 1),
+            (o.get("metadata") or {}).get("name", "")]
+
+
 S, I = "string", "integer"
+# Kinds whose columns do not start with the name (the cells include it where upstream puts it).
+OWN_NAME_COLUMN: dict[str, tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]]] = {
+    "Event": ([("Last Seen", S, 0), ("Type", S, 0), ("Reason", S, 0), ("Object", S, 0), ("Subobject", S, 1),
+               ("Source", S, 1), ("Message", S, 0), ("First Seen", S, 1), ("Count", I, 1), ("Name", S, 1)], _event),
+}
 PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]]] = {
     "Service": ([("Type", S, 0), ("Cluster-IP", S, 0), ("External-IP", S, 0), ("Port(s)", S, 0),
                  ("Age", S, 0), ("Selector", S, 1)], _service),
@@ -208,7 +232,10 @@ _DEFAULT: tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]] = (
 
 
 def column_definitions(kind: str) -> list[dict[str, Any]]:
-    columns = [("Name", S, 0)] + PRINTERS.get(kind, _DEFAULT)[0]
+    if kind in OWN_NAME_COLUMN:
+        columns = OWN_NAME_COLUMN[kind][0]
+    else:
+        columns = [("Name", S, 0)] + PRINTERS.get(kind, _DEFAULT)[0]
     return [{"name": n, "type": t, "format": "name" if n == "Name" else "", "description": n, "priority": p}
             for n, t, p in columns]
 
@@ -223,7 +250,10 @@ def _row_object(obj: Obj, include: str) -> Obj | None:
 
 
 def row(kind: str, obj: Obj, now: dt.datetime, include: str = "Metadata") -> Obj:
-    cells = [(obj.get("metadata") or {}).get("name", "")] + PRINTERS.get(kind, _DEFAULT)[1](obj, now)
+    if kind in OWN_NAME_COLUMN:
+        cells = OWN_NAME_COLUMN[kind][1](obj, now)
+    else:
+        cells = [(obj.get("metadata") or {}).get("name", "")] + PRINTERS.get(kind, _DEFAULT)[1](obj, now)
     out: Obj = {"cells": cells}
     ro = _row_object(obj, include)
     if ro is not None:

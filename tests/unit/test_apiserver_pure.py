@@ -240,3 +240,14 @@ def test_token_is_created_once_with_mode_0600(tmp_path):
         with pytest.raises(errors.Unauthorized):
             auth.check(header, {token})
     assert auth.is_public("/healthz") and auth.is_public("/version") and not auth.is_public("/api")
+
+
+def test_event_columns_like_kubectl_get_events():
+    ev = {"metadata": {"name": "web.1"}, "type": "Normal", "reason": "Scheduled", "message": "assigned",
+          "involvedObject": {"kind": "Pod", "name": "web-1"}, "source": {"component": "default-scheduler"},
+          "firstTimestamp": "2026-01-01T11:58:00Z", "lastTimestamp": "2026-01-01T11:59:30Z", "count": 2}
+    t = tables.table("Event", [ev], NOW)
+    names = [c["name"] for c in t["columnDefinitions"] if c["priority"] == 0]
+    assert names == ["Last Seen", "Type", "Reason", "Object", "Message"]
+    assert t["rows"][0]["cells"] == ["30s", "Normal", "Scheduled", "pod/web-1", "", "default-scheduler",
+                                     "assigned", "2m", 2, "web.1"]
