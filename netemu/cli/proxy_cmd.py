@@ -90,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
     problems = list(manifests.problems)
     rules = render(manifests.services, manifests.endpoint_slices, node, config, problems=problems)
     if args.compare:
-        return _compare(rules.text, args.compare, problems, compare, DumpError)
+        return _compare(rules.text, args.compare, problems, node.ip_family == "IPv6", compare, DumpError)
     text = sort_like_upstream(rules.text) if args.upstream_order else rules.text
-    sys.stdout.write(save_form(text) if args.save_form else text)
+    sys.stdout.write(save_form(text, node.ip_family == "IPv6") if args.save_form else text)
     for p in problems:
         print(f"netemu: skipped: {p}", file=sys.stderr)
     print(f"netemu: {len(manifests.services)} Services, {len(manifests.endpoint_slices)} EndpointSlices "
@@ -101,12 +101,12 @@ def run(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _compare(ours: str, path: str, problems: list[str], compare, DumpError) -> int:
+def _compare(ours: str, path: str, problems: list[str], ipv6: bool, compare, DumpError) -> int:
     """--compare: 0 same KUBE-* rules, 1 differences (printed) or skipped objects, 2 bad file."""
     try:
         with open(path, encoding="utf-8") as f:
             theirs = f.read()
-        diffs = compare(ours, theirs)
+        diffs = compare(ours, theirs, ipv6)
     except (OSError, UnicodeDecodeError, DumpError) as exc:
         raise UsageError(f"{path}: {exc}") from None
     for p in problems:

@@ -161,3 +161,12 @@ def test_compare_ignores_service_order_but_not_chain_order():
     dropped = theirs[svc_rules[1]]
     missing = [line for line in theirs if line != dropped]
     assert compare(rs.text, "\n".join(missing)) == [f"nat KUBE-SVC-NUKIZ6OKUXPJNT4C: only in ours: {dropped}"]
+
+
+def test_ipv6_save_form():
+    # as ip6tables-save 1.8.9 printed it (checked in a scratch netns, both backends)
+    assert to_save_form("-A KUBE-SEP-X -m comment --comment ns/s6:p -s fd00:10::5 -j KUBE-MARK-MASQ", ipv6=True) == \
+        '-A KUBE-SEP-X -s fd00:10::5/128 -m comment --comment "ns/s6:p" -j KUBE-MARK-MASQ'
+    assert to_save_form("-A KUBE-SVC-X -m recent --name KUBE-SEP-X --rcheck --seconds 60 --reap -j KUBE-SEP-X",
+                        ipv6=True) == ("-A KUBE-SVC-X -m recent --rcheck --seconds 60 --reap --name KUBE-SEP-X "
+                                       "--mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff --rsource -j KUBE-SEP-X")

@@ -177,7 +177,7 @@ def _split_matches(words: list[str]) -> tuple[dict[str, list[str]], list[list[st
     return generic, matches, target
 
 
-def _match_save_form(block: list[str]) -> list[str]:
+def _match_save_form(block: list[str], ipv6: bool = False) -> list[str]:
     name, opts = block[1], block[2:]
     if name == "comment":
         return ["-m", "comment", "--comment", _quote(opts[opts.index("--comment") + 1])]
@@ -198,7 +198,8 @@ def _match_save_form(block: list[str]) -> list[str]:
                 rest.append(opts[j])
                 j += 1
         recent_name = opts[opts.index("--name") + 1] if "--name" in opts else "DEFAULT"
-        mask = opts[opts.index("--mask") + 1] if "--mask" in opts else "255.255.255.255"
+        full = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" if ipv6 else "255.255.255.255"
+        mask = opts[opts.index("--mask") + 1] if "--mask" in opts else full
         side = "--rdest" if "--rdest" in opts else "--rsource"
         return ["-m", "recent", *cmd, *rest, "--name", recent_name, "--mask", mask, side]
     if name == "statistic" and "--probability" in opts:
@@ -219,8 +220,9 @@ def _target_save_form(target: list[str]) -> list[str]:
     return target
 
 
-def to_save_form(rule: str) -> str:
-    """One ``-A`` rule of ours as ``iptables-save`` prints it back (see the comment above)."""
+def to_save_form(rule: str, ipv6: bool = False) -> str:
+    """One ``-A`` rule of ours as ``iptables-save`` (``ip6tables-save`` with ``ipv6``) prints it
+    back (see the comment above)."""
     words = shlex.split(rule)
     if len(words) < 2 or words[0] != "-A":
         return rule
@@ -229,13 +231,13 @@ def to_save_form(rule: str) -> str:
     for opt in _GENERIC:
         out += generic.get(opt, [])
     for block in matches:
-        out += _match_save_form(block)
+        out += _match_save_form(block, ipv6)
     return " ".join(out + _target_save_form(target))
 
 
-def save_form(text: str) -> str:
+def save_form(text: str, ipv6: bool = False) -> str:
     """A whole restore text with every ``-A`` rule in save form (other lines unchanged)."""
-    return "\n".join(to_save_form(line) if line.startswith("-A ") else line
+    return "\n".join(to_save_form(line, ipv6) if line.startswith("-A ") else line
                      for line in text.split("\n"))
 
 
@@ -247,19 +249,19 @@ _UNORDERED = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-EXTERNAL-SERVICES", "KUBE
 _IGNORED = ("KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY")
 
 
-def _kube_chains(text: str) -> dict[tuple[str, str], list[str]]:
+def _kube_chains(text: str, ipv6: bool) -> dict[tuple[str, str], list[str]]:
     out: dict[tuple[str, str], list[str]] = {}
     for t in parse(text):
         for c in t.chains:
             if c.name.startswith("KUBE-") and c.name not in _IGNORED and not c.deleted:
-                out[(t.name, c.name)] = [to_save_form(r) for r in c.rules]
+                out[(t.name, c.name)] = [to_save_form(r, ipv6) for r in c.rules]
     return out
 
 
-def compare(ours: str, theirs: str) -> list[str]:
+def compare(ours: str, theirs: str, ipv6: bool = False) -> list[str]:
     """Differences between our rules and another dump (e.g. a real node's iptables-save),
     KUBE-* chains only, both in save form; [] when they hold the same rules."""
-    a, b = _kube_chains(ours), _kube_chains(theirs)
+    a, b = _kube_chains(ours, ipv6), _kube_chains(theirs, ipv6)
     diffs = [f"{t} {c}: only in ours" for t, c in sorted(a.keys() - b.keys())]
     diffs += [f"{t} {c}: only in theirs" for t, c in sorted(b.keys() - a.keys())]
     for key in sorted(a.keys() & b.keys()):
