@@ -37,6 +37,13 @@ def validate(obj: dict[str, Any]) -> list[Cause]:
     for i, ip in enumerate(spec.get("externalIPs") or []):
         if not v.is_ip(ip):
             errs.append(field.invalid(f"spec.externalIPs[{i}]", ip, "must be a valid IP address"))
+    ranges = spec.get("loadBalancerSourceRanges") or []
+    if ranges and stype != "LoadBalancer":
+        errs.append(field.forbidden("spec.loadBalancerSourceRanges", "may only be used when `type` is 'LoadBalancer'"))
+    for i, cidr in enumerate(ranges if isinstance(ranges, list) else [ranges]):
+        if not v.is_cidr(str(cidr).strip()):
+            errs.append(field.invalid(f"spec.loadBalancerSourceRanges[{i}]", cidr,
+                                      "must be a list of IP ranges. For example, 10.240.0.0/24,10.250.0.0/24 "))
     hc = spec.get("healthCheckNodePort")
     if hc and not (stype == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"):
         errs.append(field.invalid("spec.healthCheckNodePort", hc,

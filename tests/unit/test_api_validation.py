@@ -235,3 +235,10 @@ def test_duplicate_node_ports_and_volume_sources():
     assert ("spec.volumes[0].configMap", "Forbidden: may not specify more than 1 volume type") in got
     assert causes("Pod", pod(volumes=[{"name": "v"}])) == set()  # defaulted to emptyDir
     assert ("spec.volumes[0]", "Required value: must specify a volume type") in causes("Pod", pod(volumes=[{"name": "v"}]), defaults=False)
+
+
+def test_load_balancer_source_ranges():
+    assert causes("Service", svc(type="LoadBalancer", loadBalancerSourceRanges=["10.0.0.0/8", " 192.168.0.0/16"])) == set()
+    got = fields("Service", svc(type="LoadBalancer", loadBalancerSourceRanges=["10.0.0.0/8", "nope"]))
+    assert "spec.loadBalancerSourceRanges[1]" in got
+    assert "spec.loadBalancerSourceRanges" in fields("Service", svc(loadBalancerSourceRanges=["10.0.0.0/8"]))
