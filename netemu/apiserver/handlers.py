@@ -273,35 +273,42 @@ class Handlers:
         return await self._bind(target.namespace, target.name, obj)
 
     async def scale(self, request: web.Request, target: Target) -> web.Response:
+        """The Scale view of a deployment/replicaset; PUT and PATCH write spec.replicas.
+
+        A PATCH is applied to the Scale view of the current object inside the retry loop, so
+        a concurrent write cannot be lost; a resourceVersion in the body is a precondition."""
         rt, ns, name = target.rt, target.namespace, target.name
         if request.method == "GET":
             return json_response(scale.to_scale(await self.registry.get(rt, ns, name)))
         if request.method == "PUT":
             doc = body.decode_object(await self._read(request), request.content_type)
             _check_type(target, doc, ("autoscaling/v1", "Scale"))
+
+            def desired(old: Obj) -> Obj:
+                return doc
         elif request.method == "PATCH":
             content_type = body.media_type(request.headers.get("Content-Type"))
             if content_type not in body.PATCH_TYPES:
                 raise errors.UnsupportedMediaType(f"unsupported patch type {content_type!r} for scale")
-            patch_doc = body.decode(await self._read(request), content_type)
-            current = scale.to_scale(await self.registry.get(rt, ns, name))
-            doc = apply_patch(content_type, current, patch_doc, "Scale")
-            if isinstance(doc, dict):
-                doc.setdefault("metadata", {}).pop("resourceVersion", None) if not (
-                    isinstance(patch_doc, dict) and (patch_doc.get("metadata") or {}).get("resourceVersion")) else None
+            doc = body.decode(await self._read(request), content_type)
+
+            def desired(old: Obj) -> Obj:
+                patched = apply_patch(content_type, scale.to_scale(old), doc, "Scale")
+                if not isinstance(patched, dict):
+                    raise errors.BadRequest("the patch did not produce a Scale object")
+                return patched
         else:
             raise errors.MethodNotAllowed(f"{request.method} is not supported on the scale subresource")
-        rv = (doc.get("metadata") or {}).get("resourceVersion")
+        rv = ((doc.get("metadata") or {}) if isinstance(doc, dict) else {}).get("resourceVersion")
         precondition = int(rv) if isinstance(rv, str) and rv.isdigit() else None
-        updated = await self.registry.guaranteed_update(
-            rt, ns, name, lambda old: _without_rv(scale.apply_scale(old, doc)),
-            subresource=None, precondition=precondition, dry_run=_dry_run(request))
+
+        def transform(old: Obj) -> Obj:
+            new = scale.apply_scale(old, desired(old))
+            new.get("metadata", {}).pop("resourceVersion", None)
+            return new
+        updated = await self.registry.guaranteed_update(rt, ns, name, transform, precondition=precondition,
+                                                        dry_run=_dry_run(request))
         return json_response(scale.to_scale(updated))
-
-
-def _without_rv(obj: Obj) -> Obj:
-    obj.get("metadata", {}).pop("resourceVersion", None)
-    return obj
 
 
 __all__ = ["Handlers", "kinds"]

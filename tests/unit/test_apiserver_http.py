@@ -460,3 +460,15 @@ def test_dry_run_writes_nothing(tmp_path):
             await c.request("POST", f"{base}/services", params={"dryRun": "All"},
                             body={"metadata": {"name": "real"}, "spec": {"ports": [{"port": 81}]}})
     run(tmp_path, scenario)
+
+
+def test_scale_patch_like_kubectl_scale(tmp_path):
+    async def scenario(srv):
+        c = srv.client
+        await c.create(DEPLOY, deployment("sp", 1))
+        out = await c.patch(DEPLOY, "sp", {"spec": {"replicas": 4}}, "default", subresource="scale")
+        assert out["kind"] == "Scale" and out["spec"]["replicas"] == 4
+        assert (await c.get(DEPLOY, "sp", "default"))["spec"]["replicas"] == 4
+        with pytest.raises(errors.Invalid):
+            await c.patch(DEPLOY, "sp", {"spec": {"replicas": -3}}, "default", subresource="scale")
+    run(tmp_path, scenario)
