@@ -170,3 +170,5 @@ def test_ipv6_save_form():
     assert to_save_form("-A KUBE-SVC-X -m recent --name KUBE-SEP-X --rcheck --seconds 60 --reap -j KUBE-SEP-X",
                         ipv6=True) == ("-A KUBE-SVC-X -m recent --rcheck --seconds 60 --reap --name KUBE-SEP-X "
                                        "--mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff --rsource -j KUBE-SEP-X")
+    assert to_save_form("-A KUBE-SERVICES -d fd00::6 -j REJECT", ipv6=True) == \
+        "-A KUBE-SERVICES -d fd00::6/128 -j REJECT --reject-with icmp6-port-unreachable"

@@ -209,14 +209,14 @@ def _match_save_form(block: list[str], ipv6: bool = False) -> list[str]:
     return ["-m", name, *opts]
 
 
-def _target_save_form(target: list[str]) -> list[str]:
+def _target_save_form(target: list[str], ipv6: bool = False) -> list[str]:
     if not target:
         return []
     if target[:2] == ["-j", "MARK"] and len(target) == 4 and target[2] in ("--or-mark", "--xor-mark"):
         mark = target[3]
         return ["-j", "MARK", "--set-xmark", f"{mark}/{mark}" if target[2] == "--or-mark" else f"{mark}/0x0"]
     if target == ["-j", "REJECT"]:
-        return ["-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
+        return ["-j", "REJECT", "--reject-with", "icmp6-port-unreachable" if ipv6 else "icmp-port-unreachable"]
     return target
 
 
@@ -232,7 +232,7 @@ def to_save_form(rule: str, ipv6: bool = False) -> str:
         out += generic.get(opt, [])
     for block in matches:
         out += _match_save_form(block, ipv6)
-    return " ".join(out + _target_save_form(target))
+    return " ".join(out + _target_save_form(target, ipv6))
 
 
 def save_form(text: str, ipv6: bool = False) -> str:
