@@ -161,3 +161,37 @@ def test_metrics_have_upstream_names():
                  'kubeproxy_sync_proxy_rules_iptables_total{table="nat"} 1.0',
                  "kubeproxy_sync_proxy_rules_last_timestamp_seconds"):
         assert name in text, name
+
+
+def test_sync_loop_syncs_after_events_and_retries_a_failure():
+    import threading
+
+    from netemu.agent.proxy.model import ProxyConfig
+
+    fake = FakeExec()
+    synced = threading.Semaphore(0)
+
+    class Signalling(RecordingBuilder):
+        def __call__(self, *a, **k):
+            out = super().__call__(*a, **k)
+            synced.release()
+            return out
+
+    proxier = IptablesProxier(NODE, ProxyConfig(min_sync_period=0.0, sync_period=0.05),
+                              exec_=fake, build=Signalling())
+    proxier.load([svc()], [eps()])
+    proxier.sync_loop()
+    try:
+        assert synced.acquire(timeout=10)                 # initial sync
+        fake.fail_restore = True
+        proxier.on_slice_update(eps(), eps(ips=("10.244.1.10", "10.244.1.11")))
+        assert synced.acquire(timeout=10)                 # the failing sync ...
+        fake.fail_restore = False
+        assert synced.acquire(timeout=10)                 # ... is retried after sync_period
+        for _ in range(50):
+            if not proxier.need_full_sync:
+                break
+            synced.acquire(timeout=1)
+        assert proxier.need_full_sync is False
+    finally:
+        proxier.stop()
