@@ -219,9 +219,9 @@ class IptablesProxier(Proxier):
     def _sync_rules(self, full: bool, changed: frozenset, services: UpdateServiceMapResult,
                     endpoints: UpdateEndpointsMapResult) -> SyncResult:
         self._cleanup_backlog.append((services, endpoints))
-        t0 = self.clock()
         if self.previous_chains is None:  # first sync: chains a previous run may have left
             self.previous_chains = self._kernel_nat_chains()
+        t0 = self.clock()
         ruleset = self.build(self.service_map, self.endpoints_map, self.node, self.config,
                              changed=None if full else set(changed),
                              previous_chains=self.previous_chains)
@@ -241,7 +241,7 @@ class IptablesProxier(Proxier):
         self.applied.record(ruleset.text, full)
         t2 = self.clock()
         self.previous_chains = ruleset.chains
-        counts = rule_counts(ruleset)
+        counts = dict(ruleset.rule_counts)
         for table, n in counts.items():
             self.metrics.rules_total.labels(table=table).set(n)
         plan = self._conntrack_plan()
@@ -269,19 +269,3 @@ class IptablesProxier(Proxier):
         self._cleanup_backlog.clear()
         return plan
 
-
-def rule_counts(ruleset: Any) -> dict[str, int]:
-    """Rules per table from the builder's RuleSet (its counts, else counted in its text)."""
-    for attr in ("rule_counts", "counts", "rules"):
-        counts = getattr(ruleset, attr, None)
-        if isinstance(counts, Mapping):
-            return dict(counts)
-    counts: dict[str, int] = {}
-    table = None
-    for line in ruleset.text.splitlines():
-        if line.startswith("*"):
-            table = line[1:].strip()
-            counts.setdefault(table, 0)
-        elif line.startswith("-A ") and table is not None:
-            counts[table] += 1
-    return counts
