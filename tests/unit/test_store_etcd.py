@@ -153,3 +153,35 @@ def test_watch_reports_etcd_going_away_instead_of_hanging():
         asyncio.run(main())
     finally:
         server.stop()
+
+
+@pytest.mark.etcd
+def test_api_server_on_etcd_stores_services_where_etcdctl_finds_them(etcd, tmp_path):
+    """The issue's seed: objects created through the API land under upstream's keys."""
+    if not shutil.which("etcdctl"):
+        pytest.skip("etcdctl not installed (Debian package etcd-client)")
+    from netemu.apiserver.testing import api_server
+    svc_kind = kinds.by_kind("v1", "Service")
+    root = f"/registry/services/specs/e2e{os.getpid()}/"
+
+    async def main():
+        store = EtcdStore(etcd.endpoints)
+        try:
+            async with api_server(tmp_path, store=store) as srv:
+                await srv.client.create(kinds.by_kind("v1", "Namespace"),
+                                        {"apiVersion": "v1", "kind": "Namespace",
+                                         "metadata": {"name": f"e2e{os.getpid()}"}})
+                return await srv.client.create(svc_kind, {
+                    "apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "web", "namespace": f"e2e{os.getpid()}"},
+                    "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+        finally:
+            await store.close()
+    made = asyncio.run(main())
+    out = subprocess.run(["etcdctl", "--endpoints", etcd.client_url, "get", root, "--prefix"],
+                         capture_output=True, text=True, timeout=30, check=True,
+                         env={**os.environ, "ETCDCTL_API": "3"}).stdout.splitlines()
+    assert out[0] == root + "web"
+    stored = json.loads(out[1])
+    assert stored["metadata"]["uid"] == made["metadata"]["uid"]
+    assert stored["spec"]["clusterIP"] == made["spec"]["clusterIP"]
