@@ -57,7 +57,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "externalName": STR, "sessionAffinity": STR, "externalTrafficPolicy": STR,
         "internalTrafficPolicy": STR, "healthCheckNodePort": I32, "publishNotReadyAddresses": BOOL,
         "allocateLoadBalancerNodePorts": BOOL, "loadBalancerIP": STR, "loadBalancerClass": STR,
-        "ipFamilies": [STR], "ipFamilyPolicy": STR,
+        "ipFamilies": [STR], "ipFamilyPolicy": STR, "loadBalancerSourceRanges": [STR],
         "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": I32}},
         "ports": [{"name": STR, "protocol": STR, "port": I32, "targetPort": INTSTR, "nodePort": I32,
                    "appProtocol": STR}]}},
