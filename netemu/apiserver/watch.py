@@ -88,6 +88,30 @@ async def _pump(source: AsyncIterator[WatchEvent], queue: asyncio.Queue) -> None
                 pass
 
 
+class _Encoded:
+    """The JSON line of each recent event, shared by every watcher that sends it: with 100
+    watchers one write is serialised once, not 100 times (events are immutable once written)."""
+
+    def __init__(self, size: int = 2048):
+        self.size = size
+        self.lines: dict[tuple, bytes] = {}
+
+    def line(self, rt: ResourceType, kind: str, obj: Obj) -> bytes:
+        meta = obj.get("metadata") or {}
+        key = (rt.resource, kind, meta.get("namespace"), meta.get("name"), meta.get("resourceVersion"))
+        cached = self.lines.get(key)
+        if cached is None or not meta.get("resourceVersion"):
+            obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+            cached = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+            if len(self.lines) >= self.size:
+                self.lines.pop(next(iter(self.lines)))
+            self.lines[key] = cached
+        return cached
+
+
+ENCODED = _Encoded()
+
+
 class _Writer:
     """Renders events (plain objects or Table rows) onto the response."""
 
@@ -95,13 +119,15 @@ class _Writer:
         self.resp, self.rt, self.params, self.first = resp, rt, params, True
 
     async def send(self, kind: str, obj: Obj) -> None:
+        if not self.params.as_table or kind not in (ADDED, MODIFIED, DELETED):
+            await self.resp.write(ENCODED.line(self.rt, kind, obj))
+            return
         obj["apiVersion"], obj["kind"] = self.rt.api_version, self.rt.kind
-        if self.params.as_table and kind in (ADDED, MODIFIED, DELETED):
-            obj = tables.table(self.rt.kind, [obj], dt.datetime.now(dt.timezone.utc),
-                               resource_version=(obj.get("metadata") or {}).get("resourceVersion", ""),
-                               include=self.params.include, headers=self.first)
-            self.first = False
-        await self.resp.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+        table = tables.table(self.rt.kind, [obj], dt.datetime.now(dt.timezone.utc),
+                             resource_version=(obj.get("metadata") or {}).get("resourceVersion", ""),
+                             include=self.params.include, headers=self.first)
+        self.first = False
+        await self.resp.write(json.dumps({"type": kind, "object": table}).encode() + b"\n")
 
     async def error(self, exc: errors.StatusError) -> None:
         await self.resp.write(json.dumps({"type": "ERROR", "object": exc.status()}).encode() + b"\n")
