@@ -327,7 +327,9 @@ def service_ports(service: Mapping[str, Any], node: NodeInfo | None = None, *,
 
     svc_type = spec.get("type") or "ClusterIP"
     external_ips = _ips_of_family(spec.get("externalIPs") or (), family, "externalIP", where, problems)
-    externally = svc_type in ("NodePort", "LoadBalancer") or (svc_type == "ClusterIP" and bool(external_ips))
+    # apiservice.ExternallyAccessible: the raw spec counts, whatever the IPs' family
+    externally = svc_type in ("NodePort", "LoadBalancer") or (
+        svc_type == "ClusterIP" and bool(spec.get("externalIPs")))
     etp_local = externally and spec.get("externalTrafficPolicy") == "Local"
     itp_local = spec.get("internalTrafficPolicy") == "Local"
     affinity = spec.get("sessionAffinity") or "None"
