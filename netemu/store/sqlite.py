@@ -74,6 +74,7 @@ class SqliteStore(Store):
         self.history = history
         self._lock_fd = _lock(self.path)
         try:
+            _create_private(self.path)
             self._wconn = sqlite_db.connect(self.path)
             revision, compacted = sqlite_db.read_meta(self._wconn)
         except (sqlite_db.NotOurDatabase, sqlite3.Error) as exc:
@@ -271,6 +272,17 @@ class SqliteStore(Store):
     @property
     def watcher_count(self) -> int:
         return len(self._hub)
+
+
+def _create_private(path: str) -> None:
+    """A new database is created 0600 (it holds Secrets); SQLite gives its -wal and -shm files
+    the database file's permissions."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise sqlite3.OperationalError(f"{exc.strerror}") from None
 
 
 def _lock(path: str) -> int:

@@ -156,3 +156,14 @@ def test_a_file_that_is_not_a_store_is_refused_and_left_untouched(tmp_path):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     with pytest.raises(StoreOpenError, match="cannot open"):
         SqliteStore(str(tmp_path / "no" / "such" / "dir.db"))
+
+
+def test_a_new_database_is_private_to_its_owner(tmp_path):
+    import stat
+
+    async def main():
+        async with SqliteStore(str(tmp_path / "db")) as s:
+            await s.create("/registry/secrets/default/s", {"kind": "Secret", "data": {"k": "djE="}})
+            for name in ("db", "db-wal", "db-shm"):      # while open, all three exist
+                assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    run(main())
