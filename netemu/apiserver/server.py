@@ -8,6 +8,7 @@ down (controllers, watches ended, socket closed, store closed last so no write i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +61,10 @@ def _url(host: str, port: int) -> str:
     return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
-async def _start_controllers(config: ServerConfig, url: str, token: str,
+async def _start_controllers(config: ServerConfig, url: str, token: str, kubeconfig_path: Path,
                              stop: asyncio.Event) -> asyncio.Task | None:
+    """The controllers in this process, as a task; they verify our certificate with the CA in
+    the kubeconfig just written (when their settings take one and name none)."""
     if not config.controllers:
         return None
     try:
@@ -69,7 +72,10 @@ async def _start_controllers(config: ServerConfig, url: str, token: str,
     except ImportError as exc:
         log.warning("controllers not available (%s): running the API server alone", exc)
         return None
-    return asyncio.ensure_future(run_controllers(url, token, stop, config.controller_settings))
+    settings = config.controller_settings
+    if dataclasses.is_dataclass(settings) and hasattr(settings, "kubeconfig") and not settings.kubeconfig:
+        settings = dataclasses.replace(settings, kubeconfig=str(kubeconfig_path))
+    return asyncio.ensure_future(run_controllers(url, token, stop, settings))
 
 
 async def serve(config: ServerConfig, stop: asyncio.Event,
@@ -97,7 +103,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
         path = Path(config.state_dir) / auth.KUBECONFIG_FILE
         kubeconfig.write(path, kubeconfig.render(url, token, ca_data=ca_pem))
         api.ready = True
-        controllers = await _start_controllers(config, url, token, controllers_stop)
+        controllers = await _start_controllers(config, url, token, path, controllers_stop)
         if on_ready:
             on_ready(Running(url, token, path, api))
         await stop.wait()
