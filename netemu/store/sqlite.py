@@ -141,7 +141,10 @@ class SqliteStore(Store):
                     stop = True
                     break
                 batch.append(nxt)
-            results, changes = self._commit(batch)
+            try:
+                results, changes = self._commit(batch)
+            except BaseException as exc:  # noqa: BLE001 - the writer thread must never die
+                results, changes = [InternalError(f"store write failed: {exc!r}")] * len(batch), []
             assert self._loop is not None
             try:
                 self._loop.call_soon_threadsafe(self._deliver, batch, results, changes)
@@ -172,8 +175,11 @@ class SqliteStore(Store):
             w.flush_meta()
             conn.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - the whole batch failed (disk full, I/O)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass            # SQLite rolls back by itself when it cannot
             w.revision, w.compacted, w.meta_dirty = saved
             err = InternalError(f"store commit failed: {exc}")
             return [err] * len(batch), []

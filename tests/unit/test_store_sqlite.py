@@ -167,3 +167,26 @@ def test_a_new_database_is_private_to_its_owner(tmp_path):
             for name in ("db", "db-wal", "db-shm"):      # while open, all three exist
                 assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
     run(main())
+
+
+def test_a_failing_commit_fails_its_writes_and_the_store_goes_on(tmp_path, monkeypatch):
+    """An I/O error at COMMIT (simulated) is a 500 for the writes in that batch, nothing of
+    them is visible or acknowledged, and the revision sequence continues without a gap."""
+    async def main():
+        async with SqliteStore(str(tmp_path / "db")) as s:
+            await s.create(PODS + "a", pod("a"))
+            real = s._writer.flush_meta
+
+            def broken():
+                raise OSError("disk I/O error (simulated)")
+            s._writer.flush_meta = broken
+            from netemu.api.errors import InternalError, NotFound
+            with pytest.raises(InternalError, match="simulated"):
+                await s.create(PODS + "b", pod("b"))
+            s._writer.flush_meta = real
+            with pytest.raises(NotFound):
+                await s.get(PODS + "b")
+            c = await s.create(PODS + "c", pod("c"))
+            assert c["metadata"]["resourceVersion"] == "2"
+            assert await s.current_revision() == 2
+    run(main())
