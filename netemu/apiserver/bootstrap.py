@@ -47,6 +47,11 @@ def _routable(host: str) -> bool:
 async def _ensure(registry: Registry, resource: str, namespace: str | None, obj: dict[str, Any]) -> None:
     rt = kinds.by_resource("", "v1", resource)
     try:
+        await registry.get(rt, namespace, obj["metadata"]["name"])
+        return                                      # kept from an earlier start
+    except errors.NotFound:
+        pass
+    try:
         await registry.create(rt, namespace, obj)
     except errors.AlreadyExists:
         pass

@@ -122,12 +122,14 @@ class Registry:
         raise errors.AlreadyExists(f"could not generate a unique name from {meta['generateName']!r}")
 
     async def _create_one(self, rt: ResourceType, namespace: str | None, obj: Obj, dry_run: bool) -> Obj:
-        obj.pop("status", None) if rt.kind in ("Deployment", "ReplicaSet") else None
         prepared = strategy.prepare_create(rt, obj, now=meta.now_rfc3339(self.clock()))
         name = _meta(prepared).get("name", "")
         key = rt.key(namespace, name)
-        release = await self.services.on_create(rt, prepared) if rt.kind == "Service" else None
+        release = None
         try:
+            if rt.kind == "Service":       # a duplicate is 409 AlreadyExists before its IP is 422 taken
+                await self._check_absent(key)
+                release = await self.services.on_create(rt, prepared)
             if dry_run:
                 await self._check_absent(key)
                 if release:

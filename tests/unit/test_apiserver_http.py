@@ -472,3 +472,15 @@ def test_scale_patch_like_kubectl_scale(tmp_path):
         with pytest.raises(errors.Invalid):
             await c.patch(DEPLOY, "sp", {"spec": {"replicas": -3}}, "default", subresource="scale")
     run(tmp_path, scenario)
+
+
+def test_duplicate_service_is_already_exists_not_ip_taken(tmp_path):
+    async def scenario(srv):
+        svc = {"metadata": {"name": "dup", "namespace": "default"},
+               "spec": {"clusterIP": "10.96.3.3", "ports": [{"port": 80}]}}
+        await srv.client.create(SVC, svc)
+        with pytest.raises(errors.AlreadyExists):
+            await srv.client.create(SVC, svc)
+        await srv.client.delete(SVC, "dup", "default")
+        await srv.client.create(SVC, svc)                 # the IP was not leaked by the failed create
+    run(tmp_path, scenario)
