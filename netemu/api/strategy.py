@@ -35,9 +35,10 @@ VALIDATORS: dict[str, Callable[[Obj], list[Cause]]] = {
     "ClusterRole": misc.cluster_role, "ClusterRoleBinding": misc.cluster_role_binding,
 }
 
-# kinds whose metadata.generation tracks spec changes (observedGeneration in their status)
-GENERATION_KINDS = frozenset({"Pod", "Service", "Deployment", "ReplicaSet", "Ingress",
-                              "IngressClass", "EndpointSlice"})
+# kinds whose strategy sets metadata.generation (1 on create, +1 per spec change), as upstream
+# 1.32 does: the ones with an observedGeneration or a generation-driven consumer. Services,
+# Pods (until 1.33), Nodes and Namespaces have no generation on a real cluster either.
+GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Ingress", "IngressClass", "EndpointSlice"})
 # the part of the object that counts as "spec" for generation (EndpointSlice has no spec)
 _SPEC_KEYS = {"EndpointSlice": ("addressType", "endpoints", "ports")}
 

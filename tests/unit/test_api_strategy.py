@@ -53,8 +53,10 @@ def test_create_sets_system_metadata_and_does_not_touch_input():
     out = strategy.prepare_create(SVC, original, now=NOW)
     assert original == before
     md = out["metadata"]
-    assert md["creationTimestamp"] == NOW and len(md["uid"]) == 36 and md["generation"] == 1
+    assert md["creationTimestamp"] == NOW and len(md["uid"]) == 36
+    assert "generation" not in md  # upstream Services have none
     assert out["status"] == {"loadBalancer": {}}
+    assert strategy.prepare_create(DEPLOY, deployment(), now=NOW)["metadata"]["generation"] == 1
     assert list(out)[:2] == ["apiVersion", "kind"]
 
 
