@@ -75,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(config, stop, ready)
 
+    from netemu.store.sqlite import StoreLocked
     try:
         asyncio.run(main())
-    except OSError as exc:
+    except (OSError, StoreLocked) as exc:      # port taken, store in use or unreachable
         print(f"netemu apiserver: error: {exc}", file=sys.stderr)
         return 1
     print("netemu apiserver: stopped", flush=True)

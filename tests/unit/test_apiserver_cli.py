@@ -27,3 +27,15 @@ def test_bad_flags_exit_2_before_starting(tmp_path, capsys):
                  "--store", "mysql:x"]) == 2
     assert "unknown store" in capsys.readouterr().err
     assert not (tmp_path / "kubeconfig").exists()
+
+
+def test_port_in_use_is_a_clear_error(tmp_path, capsys):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        code = main(["apiserver", "--listen", f"127.0.0.1:{port}", "--state-dir", str(tmp_path),
+                     "--no-controllers"])
+    assert code == 1
+    assert "error" in capsys.readouterr().err
