@@ -110,7 +110,22 @@ def secret(obj: dict) -> list[Cause]:
     elif obj["type"] == "kubernetes.io/service-account-token":
         if not ((obj.get("metadata") or {}).get("annotations") or {}).get("kubernetes.io/service-account.name"):
             errs.append(field.required("metadata.annotations[kubernetes.io/service-account.name]"))
+    elif isinstance(obj.get("data") or {}, dict):
+        data = obj.get("data") or {}
+        required = SECRET_KEYS.get(obj["type"], ())
+        if obj["type"] == "kubernetes.io/basic-auth":
+            required = () if ("username" in data or "password" in data) else ("username", "password")
+        errs += [field.required(f"data[{k}]") for k in required if k not in data]
     return errs
+
+
+# keys each well-known Secret type must carry (ValidateSecret)
+SECRET_KEYS = {
+    "kubernetes.io/tls": ("tls.crt", "tls.key"),
+    "kubernetes.io/dockerconfigjson": (".dockerconfigjson",),
+    "kubernetes.io/dockercfg": (".dockercfg",),
+    "kubernetes.io/ssh-auth": ("ssh-privatekey",),
+}
 
 
 def service_account(obj: dict) -> list[Cause]:

@@ -242,3 +242,10 @@ def test_load_balancer_source_ranges():
     got = fields("Service", svc(type="LoadBalancer", loadBalancerSourceRanges=["10.0.0.0/8", "nope"]))
     assert "spec.loadBalancerSourceRanges[1]" in got
     assert "spec.loadBalancerSourceRanges" in fields("Service", svc(loadBalancerSourceRanges=["10.0.0.0/8"]))
+
+
+def test_well_known_secret_types_need_their_keys():
+    got = causes("Secret", {"metadata": meta("s"), "type": "kubernetes.io/tls", "data": {"tls.crt": "YQ=="}})
+    assert got == {("data[tls.key]", "Required value")}
+    assert causes("Secret", {"metadata": meta("s"), "type": "kubernetes.io/basic-auth", "data": {"password": "YQ=="}}) == set()
+    assert fields("Secret", {"metadata": meta("s"), "type": "kubernetes.io/basic-auth"}) == {"data[username]", "data[password]"}
