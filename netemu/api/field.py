@@ -17,6 +17,8 @@ def go_repr(value: Any) -> str:
     """The value the way Go's ``%q`` / ``%v`` / ``%#v`` show it in upstream messages."""
     if value is None:
         return "null"
+    if isinstance(value, GoValue):
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -29,6 +31,31 @@ def go_repr(value: Any) -> str:
         return "map[string]string{" + ", ".join(f"{json.dumps(k)}:{json.dumps(v)}"
                                                  for k, v in sorted(value.items())) + "}"
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class GoValue(str):
+    """A value already rendered the way Go's ``%#v`` prints it (shown verbatim by ``go_repr``)."""
+
+
+def go_label_selector(sel: Any) -> GoValue:
+    """A metav1.LabelSelector as upstream prints it in "Invalid value: ..." messages."""
+    if not isinstance(sel, dict):
+        return GoValue("(*v1.LabelSelector)(nil)")
+    labels = sel.get("matchLabels")
+    labels_text = "map[string]string(nil)" if not labels else go_repr(labels)
+    exprs = sel.get("matchExpressions")
+    if not exprs:
+        exprs_text = "[]v1.LabelSelectorRequirement(nil)"
+    else:
+        items = []
+        for e in exprs if isinstance(exprs, list) else []:
+            e = e if isinstance(e, dict) else {}
+            values = e.get("values")
+            values_text = go_repr(values) if values else "[]string(nil)"
+            items.append(f'v1.LabelSelectorRequirement{{Key:{go_repr(e.get("key", ""))}, '
+                         f'Operator:{go_repr(e.get("operator", ""))}, Values:{values_text}}}')
+        exprs_text = "[]v1.LabelSelectorRequirement{" + ", ".join(items) + "}"
+    return GoValue(f"v1.LabelSelector{{MatchLabels:{labels_text}, MatchExpressions:{exprs_text}}}")
 
 
 def _cause(reason: str, path: str, body: str, detail: str = "") -> Cause:

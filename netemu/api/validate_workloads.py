@@ -25,7 +25,7 @@ def _template(spec: dict, kind: str) -> list[Cause]:
         serrs = selectors.validate_label_selector("spec.selector", sel)
         errs += serrs
         if not serrs and not (sel.get("matchLabels") or sel.get("matchExpressions")):
-            errs.append(field.invalid("spec.selector", sel, f"empty selector is invalid for {kind}"))
+            errs.append(field.invalid("spec.selector", field.go_label_selector(sel), f"empty selector is invalid for {kind}"))
     template = spec.get("template")
     if not isinstance(template, dict):
         return errs + [field.required("spec.template")]
@@ -128,5 +128,5 @@ def validate_update(old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
     o_sel = (old.get("spec") or {}).get("selector")
     n_sel = (new.get("spec") or {}).get("selector")
     if o_sel != n_sel:
-        return [field.invalid("spec.selector", n_sel, "field is immutable")]
+        return [field.invalid("spec.selector", field.go_label_selector(n_sel), "field is immutable")]
     return []

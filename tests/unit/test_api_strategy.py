@@ -316,3 +316,15 @@ def test_nulls_decode_as_zero_values():
     assert strategy.prepare_create(SVC, obj, now=NOW)["metadata"]["creationTimestamp"] == NOW
     out = strategy.prepare_create(SVC, obj, now=NOW)
     assert "labels" not in out["metadata"] and "nodePort" not in out["spec"]["ports"][0]
+
+
+def test_selector_immutable_message_prints_the_selector_like_go():
+    old = stored(DEPLOY, deployment())
+    new = copy.deepcopy(old)
+    new["spec"]["selector"] = {"matchLabels": {"app": "other"}}
+    new["spec"]["template"]["metadata"]["labels"] = {"app": "other"}
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_update(DEPLOY, old, new)
+    assert exc.value.message == (
+        'Deployment.apps "web" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:'
+        'map[string]string{"app":"other"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable')
