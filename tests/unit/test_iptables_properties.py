@@ -14,7 +14,7 @@ import random
 
 import pytest
 
-from netemu.agent.proxy.iptables import build
+from netemu.agent.proxy.iptables import BuildCache, build
 from netemu.agent.proxy.iptables.normalize import parse
 from netemu.agent.proxy.model import (NodeInfo, ProxyConfig, ServiceName, endpoints_by_service_port,
                                       service_port_map)
@@ -85,3 +85,31 @@ def test_invariants_hold_for_generated_clusters(seed):
     tables = {t.name: t for t in parse(full.text)}
     assert {name: sum(len(c.rules) for c in t.chains) for name, t in tables.items()} == full.rule_counts
     assert {c.name for c in tables["nat"].chains} == set(full.chains["nat"])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_build_cache_never_changes_the_output(seed):
+    rng = random.Random(1000 + seed)
+    services, slices = cluster(rng, rng.randint(1, 40))
+    cfg = ProxyConfig(large_cluster_threshold=rng.choice([1000, 8]))
+    sm, em = service_port_map(services, NODE), endpoints_by_service_port(slices, NODE)
+    cache = BuildCache()
+    full = build(sm, em, NODE, cfg)
+    assert build(sm, em, NODE, cfg, cache=cache) == full          # cold cache
+    assert build(sm, em, NODE, cfg, cache=cache) == full          # every entry reused
+
+    # one Service's endpoints change (a new tuple): partial syncs agree with and without cache
+    target = rng.choice(sorted(sm))
+    em2 = dict(em)
+    em2[target] = tuple(em.get(target, ()))[1:]
+    changed = {target.service}
+    plain = build(sm, em2, NODE, cfg, changed=changed, previous_chains=full.chains)
+    cached = build(sm, em2, NODE, cfg, changed=changed, previous_chains=full.chains, cache=cache)
+    assert cached == plain
+    # a Service removed: its entry is dropped and its chains are stale
+    sm3 = {k: v for k, v in sm.items() if k.service != target.service}
+    assert build(sm3, em2, NODE, cfg, cache=cache, previous_chains=full.chains) == \
+        build(sm3, em2, NODE, cfg, previous_chains=full.chains)
+    # another node or config starts the cache over
+    other = NodeInfo("n2", ("192.168.0.3",), "10.0.0.0/8")
+    assert build(sm, em, other, cfg, cache=cache) == build(sm, em, other, cfg)

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from ..model import NodeInfo, ProxyConfig, endpoints_by_service_port, service_port_map
-from .builder import RuleSet, build, probability
+from .builder import BuildCache, RuleSet, build, probability
 from .chains import JumpRule, canary_chains, jump_rules
 
 # Upstream proxier_test.go's fake node: lets tests reuse its IPs and expected dumps.
 UPSTREAM_TEST_NODE = NodeInfo("test-node", ("192.168.0.2",), "10.0.0.0/8")
 
-__all__ = ["RuleSet", "JumpRule", "build", "canary_chains", "jump_rules", "probability", "render", "UPSTREAM_TEST_NODE"]
+__all__ = ["BuildCache", "RuleSet", "JumpRule", "build", "canary_chains", "jump_rules", "probability", "render", "UPSTREAM_TEST_NODE"]
 
 
 def render(services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]],
