@@ -5,6 +5,7 @@ For each scale (Services x endpoints), in one run:
   cold    - full build with an empty chain-name cache (first sync after start)
   warm    - full build again (every later full sync; median of --repeats)
   partial - one Service changed (one endpoint replaced), KEP-3453 partial build
+  cached  - warm full / partial builds again with a BuildCache kept across syncs
 Ratios are taken within the run (warm/cold, partial/warm, warm against the 0.5 s budget).
 Kernel-side costs (restore, delta restore) are measured by scripts/bench_proxy.py.
 
@@ -19,7 +20,7 @@ import time
 
 from .. import hashing
 from ..model import NodeInfo, ProxyConfig, ServiceName, endpoints_by_service_port, service_port_map
-from .builder import build
+from .builder import BuildCache, build
 
 NODE = NodeInfo("bench", ("172.18.0.2",), "10.244.0.0/16")
 BUDGET_S = 0.5
@@ -63,10 +64,16 @@ def bench(n: int, eps: int, repeats: int) -> dict:
     partial = [_timed(build, sm, em2, NODE, cfg, changed={ServiceName("ns0", "svc0")},
                       previous_chains=full.chains)[0] for _ in range(repeats)]
     part_rs = build(sm, em2, NODE, cfg, changed={ServiceName("ns0", "svc0")}, previous_chains=full.chains)
+    cache = BuildCache()
+    build(sm, em, NODE, cfg, cache=cache)
+    warm_cached = [_timed(build, sm, em, NODE, cfg, cache=cache)[0] for _ in range(repeats)]
+    partial_cached = [_timed(build, sm, em2, NODE, cfg, changed={ServiceName("ns0", "svc0")},
+                             previous_chains=full.chains, cache=cache)[0] for _ in range(repeats)]
     return {"services": n, "endpoints": n * eps, "nat_rules": full.rule_counts["nat"],
             "mib": len(full.text) / 2**20, "parse": parse_s, "cold": cold_s, "warm": statistics.median(warm),
             "partial": statistics.median(partial), "partial_rules": part_rs.written_counts["nat"],
-            "large": full.large_cluster}
+            "large": full.large_cluster, "warm_cached": statistics.median(warm_cached),
+            "partial_cached": statistics.median(partial_cached)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,13 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
     print("| services | endpoints | nat rules | text MiB | parse (s) | build cold (s) | build warm (s) "
-          "| partial build (s) | partial/warm | warm/budget 0.5 s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| partial build (s) | partial/warm | warm/budget 0.5 s | warm, cached (s) | partial, cached (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in (int(s) for s in args.scales.split(",")):
         r = bench(n, args.endpoints, args.repeats)
         print(f"| {r['services']} | {r['endpoints']} | {r['nat_rules']} | {r['mib']:.1f} | {r['parse']:.3f} "
               f"| {r['cold']:.3f} | {r['warm']:.3f} | {r['partial']:.3f} ({r['partial_rules']} rules) "
-              f"| {r['partial'] / r['warm']:.2f} | {r['warm'] / BUDGET_S:.2f} |")
+              f"| {r['partial'] / r['warm']:.2f} | {r['warm'] / BUDGET_S:.2f} "
+              f"| {r['warm_cached']:.3f} | {r['partial_cached']:.3f} |")
     return 0
 
 
