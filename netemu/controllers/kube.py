@@ -8,6 +8,7 @@ they are kept minimal and pure so swapping them for netemu.api helpers changes n
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 from decimal import Decimal
 from typing import Any, Iterable
@@ -28,9 +29,15 @@ def quantity(value: Any) -> Decimal:
     """A resource.Quantity ("900m", "1Gi", "2", 3) as an exact Decimal; ValueError if malformed."""
     if isinstance(value, (int, float)):
         return Decimal(str(value))
-    m = _QTY.match(str(value).strip())
+    return _parse_quantity(str(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_quantity(text: str) -> Decimal:
+    """Parsed once per distinct text: a cluster repeats the same few quantities everywhere."""
+    m = _QTY.match(text.strip())
     if not m:
-        raise ValueError(f"quantities must match the regular expression: {value!r}")
+        raise ValueError(f"quantities must match the regular expression: {text!r}")
     return Decimal(m.group(1)) * _SUFFIX[m.group(2) or ""]
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from netemu.controllers.kube import (Obj, condition, is_deleting, labels_of, node_selector_term_matches,
                                      ns_of, selector_matches)
-from netemu.controllers.scheduler.snapshot import NodeInfo, Snapshot, has_affinity, pod_requests
+from netemu.controllers.scheduler.snapshot import NodeInfo, Snapshot, has_affinity
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
@@ -109,7 +109,7 @@ def node_ports(pod: Obj, ni: NodeInfo, snap: Snapshot) -> Reject | None:
     wanted = host_ports(pod)
     if not wanted:
         return None
-    used = set().union(*(host_ports(p) for p in ni.pods)) if ni.pods else set()
+    used = set().union(*(host_ports(p) for p in ni.pods_by_key.values()))
     for ip, proto, port in wanted:
         for uip, uproto, uport in used:
             if (proto, port) == (uproto, uport) and (ip == uip or "0.0.0.0" in (ip, uip)):
@@ -121,9 +121,9 @@ def node_ports(pod: Obj, ni: NodeInfo, snap: Snapshot) -> Reject | None:
 
 def node_resources_fit(pod: Obj, ni: NodeInfo, snap: Snapshot) -> Reject | None:
     """Requests vs allocatable minus the requests of pods already bound (upstream fitsRequest)."""
-    want, alloc, used = pod_requests(pod), ni.allocatable, ni.requested
+    want, alloc, used = snap.requests(pod), ni.allocatable, ni.requested
     reasons = []
-    if len(ni.pods) + 1 > alloc.pods:
+    if len(ni.pods_by_key) + 1 > alloc.pods:
         reasons.append("Too many pods")
     if want.milli_cpu and want.milli_cpu > alloc.milli_cpu - used.milli_cpu:
         reasons.append("Insufficient cpu")
@@ -155,7 +155,7 @@ def _spread_counts(pod: Obj, constraint: Obj, snap: Snapshot) -> Counter:
         domain = labels_of(ni.node).get(key)
         if domain is None or not required_node_affinity_matches(pod, ni.node):
             continue
-        counts[domain] += sum(1 for p in ni.pods if _spread_matches(pod, constraint, p))
+        counts[domain] += sum(1 for p in ni.pods_by_key.values() if _spread_matches(pod, constraint, p))
     return counts
 
 

@@ -60,7 +60,7 @@ class Scheduler(Controller):
         self.rng = random.Random()
         self._snapshot: Snapshot | None = None
         self.cache("Pod").add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
-        self.cache("Node").add_handler(lambda n: self._cluster_changed(),
+        self.cache("Node").add_handler(lambda n: self._cluster_changed(nodes_changed=True),
                                        lambda o, n: self._node_updated(o, n),
                                        lambda n: self._invalidate())
 
@@ -69,9 +69,10 @@ class Scheduler(Controller):
     def _invalidate(self) -> None:
         self._snapshot = None
 
-    def _cluster_changed(self) -> None:
+    def _cluster_changed(self, nodes_changed: bool = False) -> None:
         """Something that may make an unschedulable pod fit: move them all back to the queue."""
-        self._invalidate()
+        if nodes_changed:
+            self._invalidate()
         for key in list(self.unschedulable):
             self.queue.add(key)
         self.unschedulable.clear()
@@ -82,10 +83,15 @@ class Scheduler(Controller):
                 != (new.get("metadata") or {}).get("labels")
                 or _conditions(old) != _conditions(new)
                 or (old.get("status") or {}).get("allocatable") != (new.get("status") or {}).get("allocatable")):
-            self._cluster_changed()
+            self._cluster_changed(nodes_changed=True)
+
+    def _track(self, pod: Obj) -> None:
+        """Keep the snapshot current: one pod's change is one add/replace, not a rebuild."""
+        if self._snapshot is not None:
+            self._snapshot.add_pod(pod)
 
     def _pod_added(self, pod: Obj) -> None:
-        self._invalidate()
+        self._track(pod)
         if wants_scheduling(pod):
             self.queue.add(key_of(pod))
 
@@ -93,21 +99,20 @@ class Scheduler(Controller):
         key = key_of(new)
         if (new.get("spec") or {}).get("nodeName"):
             self.assumed.pop(key, None)
-        if (old.get("spec") or {}).get("nodeName") != (new.get("spec") or {}).get("nodeName") \
-                or pod_is_terminal(new) != pod_is_terminal(old) or is_deleting(new) != is_deleting(old):
-            self._invalidate()
+        self._track(new)
         if pod_is_terminal(new) and not pod_is_terminal(old):
             self._cluster_changed()
         if wants_scheduling(new) and key not in self.unschedulable:
             self.queue.add(key)
 
     def _pod_deleted(self, pod: Obj) -> None:
-        self.assumed.pop(key_of(pod), None)
-        self.unschedulable.discard(key_of(pod))
+        key = key_of(pod)
+        self.assumed.pop(key, None)
+        self.unschedulable.discard(key)
+        if self._snapshot is not None:
+            self._snapshot.remove_pod(key)
         if (pod.get("spec") or {}).get("nodeName"):
             self._cluster_changed()
-        else:
-            self._invalidate()
 
     async def resync_all(self) -> None:
         for pod in self.cache("Pod").list():
@@ -118,7 +123,7 @@ class Scheduler(Controller):
     async def _flush_unschedulable(self) -> None:
         while True:
             await asyncio.sleep(UNSCHEDULABLE_FLUSH)
-            self._cluster_changed()
+            self._cluster_changed(nodes_changed=True)  # and rebuild the snapshot from the caches
 
     # -- one cycle -------------------------------------------------------------------------
 
@@ -141,14 +146,13 @@ class Scheduler(Controller):
             return
         bound = dict(pod, spec=dict(pod.get("spec") or {}, nodeName=decision.node))
         self.assumed[key] = bound
-        for ni in snap.nodes:
-            if ni.name == decision.node:
-                ni.add_pod(bound)
+        snap.add_pod(bound)
         try:
             await self._bind(pod, decision)
         except errors.StatusError:
             self.assumed.pop(key, None)
-            self._invalidate()
+            if self._snapshot is not None:
+                self._snapshot.remove_pod(key)
             raise
         self.unschedulable.discard(key)
         self.recorder.event(pod, NORMAL, "Scheduled",

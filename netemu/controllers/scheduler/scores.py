@@ -14,7 +14,7 @@ from typing import Callable
 from netemu.controllers.kube import Obj, controller_ref, labels_of, node_selector_term_matches
 from netemu.controllers.scheduler.filters import (same_domain, spread_counts, term_matches_pod,
                                                   tolerated)
-from netemu.controllers.scheduler.snapshot import NodeInfo, Snapshot, has_affinity, pod_requests
+from netemu.controllers.scheduler.snapshot import NodeInfo, Snapshot, has_affinity
 
 MAX_SCORE = 100
 
@@ -30,15 +30,15 @@ def default_normalize(scores: list[float], reverse: bool = False) -> list[int]:
 
 # ---- NodeResourcesFit (LeastAllocated) and BalancedAllocation --------------------------------
 
-def _usage(pod: Obj, ni: NodeInfo) -> list[tuple[int, int]]:
-    want, used, alloc = pod_requests(pod, non_zero=True), ni.non_zero_requested, ni.allocatable
+def _usage(pod: Obj, ni: NodeInfo, snap: Snapshot) -> list[tuple[int, int]]:
+    want, used, alloc = snap.requests(pod, non_zero=True), ni.non_zero_requested, ni.allocatable
     return [(used.milli_cpu + want.milli_cpu, alloc.milli_cpu), (used.memory + want.memory, alloc.memory)]
 
 
 def least_allocated(pod: Obj, nodes: list[NodeInfo], snap: Snapshot) -> list[int]:
     out = []
     for ni in nodes:
-        parts = [0 if cap == 0 or req > cap else (cap - req) * MAX_SCORE // cap for req, cap in _usage(pod, ni)]
+        parts = [0 if cap == 0 or req > cap else (cap - req) * MAX_SCORE // cap for req, cap in _usage(pod, ni, snap)]
         out.append(sum(parts) // len(parts))
     return out
 
@@ -46,7 +46,7 @@ def least_allocated(pod: Obj, nodes: list[NodeInfo], snap: Snapshot) -> list[int
 def balanced_allocation(pod: Obj, nodes: list[NodeInfo], snap: Snapshot) -> list[int]:
     out = []
     for ni in nodes:
-        fractions = [min(req / cap, 1.0) if cap else 1.0 for req, cap in _usage(pod, ni)]
+        fractions = [min(req / cap, 1.0) if cap else 1.0 for req, cap in _usage(pod, ni, snap)]
         std = abs(fractions[0] - fractions[1]) / 2
         out.append(int((1 - std) * MAX_SCORE))
     return out

@@ -27,6 +27,10 @@ class Resources:
         return Resources(self.milli_cpu + other.milli_cpu, self.memory + other.memory,
                          self.pods + other.pods)
 
+    def __sub__(self, other: "Resources") -> "Resources":
+        return Resources(self.milli_cpu - other.milli_cpu, self.memory - other.memory,
+                         self.pods - other.pods)
+
 
 def _container_requests(c: Obj) -> tuple[int, int]:
     res = c.get("resources") or {}
@@ -69,33 +73,54 @@ def node_allocatable(node: Obj) -> Resources:
     return Resources(cpu, mem, pods)
 
 
+def _pod_key(pod: Obj) -> str:
+    m = pod.get("metadata") or {}
+    return f"{m.get('namespace', '')}/{m.get('name', '')}"
+
+
 @dataclass
 class NodeInfo:
     node: Obj
-    pods: list[Obj] = field(default_factory=list)
+    pods_by_key: dict[str, Obj] = field(default_factory=dict)
     requested: Resources = Resources()
     non_zero_requested: Resources = Resources()
+    _allocatable: Resources | None = None
 
     @property
     def name(self) -> str:
         return name_of(self.node)
 
     @property
+    def pods(self) -> list[Obj]:
+        return list(self.pods_by_key.values())
+
+    @property
     def allocatable(self) -> Resources:
-        return node_allocatable(self.node)
+        if self._allocatable is None:
+            self._allocatable = node_allocatable(self.node)
+        return self._allocatable
 
     def add_pod(self, pod: Obj) -> None:
-        self.pods.append(pod)
+        key = _pod_key(pod)
+        if key in self.pods_by_key:
+            self.remove_pod(key)
+        self.pods_by_key[key] = pod
         self.requested = self.requested + cached_requests(pod, False)
         self.non_zero_requested = self.non_zero_requested + cached_requests(pod, True)
+
+    def remove_pod(self, key: str) -> None:
+        pod = self.pods_by_key.pop(key, None)
+        if pod is not None:
+            self.requested = self.requested - cached_requests(pod, False)
+            self.non_zero_requested = self.non_zero_requested - cached_requests(pod, True)
 
 
 _REQUESTS: dict[tuple[str, str, bool], Resources] = {}
 
 
 def cached_requests(pod: Obj, non_zero: bool) -> Resources:
-    """pod_requests memoized by (uid, resourceVersion): a pod spec's requests never change, and
-    snapshots are rebuilt often (1000 bound pods re-parsed per decision would dominate)."""
+    """pod_requests memoized by (uid, resourceVersion): bound pods are counted again on every
+    snapshot change, and re-parsing their quantities each time would dominate a cycle."""
     m = pod.get("metadata") or {}
     if not m.get("uid"):
         return pod_requests(pod, non_zero=non_zero)
@@ -115,24 +140,54 @@ def has_affinity(pod: Obj) -> bool:
 
 @dataclass
 class Snapshot:
+    """Nodes (name order, so plugin runs are deterministic) with their bound, unfinished pods.
+
+    Kept up to date incrementally by the scheduler loop (``add_pod`` / ``remove_pod`` as pod
+    events arrive) like upstream's scheduler cache, so a cycle does not rebuild the cluster."""
+
     nodes: list[NodeInfo]
     memo: dict = field(default_factory=dict)  # per-cycle caches of the plugins
-
-    def pods_with_affinity(self) -> list[tuple[NodeInfo, Obj]]:
-        """Bound pods that carry pod (anti-)affinity: the only ones the symmetric checks read."""
-        if "affinity" not in self.memo:
-            self.memo["affinity"] = [(ni, p) for ni, p in self.all_pods() if has_affinity(p)]
-        return self.memo["affinity"]
+    by_name: dict[str, NodeInfo] = field(default_factory=dict)
+    placement: dict[str, str] = field(default_factory=dict)          # pod key -> node
+    affinity: dict[str, tuple[NodeInfo, Obj]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, nodes: list[Obj], pods: list[Obj]) -> "Snapshot":
-        """Nodes in name order (deterministic plugin runs), each with its bound, unfinished pods."""
-        infos = {name_of(n): NodeInfo(n) for n in sorted(nodes, key=name_of)}
+        infos = [NodeInfo(n) for n in sorted(nodes, key=name_of)]
+        snap = cls(infos, by_name={ni.name: ni for ni in infos})
         for pod in pods:
-            node_name = (pod.get("spec") or {}).get("nodeName")
-            if node_name in infos and not pod_is_terminal(pod):
-                infos[node_name].add_pod(pod)
-        return cls(list(infos.values()))
+            snap.add_pod(pod)
+        return snap
+
+    def add_pod(self, pod: Obj) -> None:
+        """Count a pod where it is bound (replacing what was known of it); unbound, finished or
+        on an unknown node it is simply not counted."""
+        key = _pod_key(pod)
+        self.remove_pod(key)
+        ni = self.by_name.get((pod.get("spec") or {}).get("nodeName") or "")
+        if ni is None or pod_is_terminal(pod):
+            return
+        ni.add_pod(pod)
+        self.placement[key] = ni.name
+        if has_affinity(pod):
+            self.affinity[key] = (ni, pod)
+
+    def remove_pod(self, key: str) -> None:
+        node = self.placement.pop(key, None)
+        if node is not None:
+            self.by_name[node].remove_pod(key)
+        self.affinity.pop(key, None)
+
+    def pods_with_affinity(self) -> list[tuple[NodeInfo, Obj]]:
+        """Bound pods that carry pod (anti-)affinity: the only ones the symmetric checks read."""
+        return list(self.affinity.values())
+
+    def requests(self, pod: Obj, non_zero: bool = False) -> Resources:
+        """The requests of the pod being scheduled, computed once per cycle."""
+        key = ("requests", id(pod), non_zero)
+        if key not in self.memo:
+            self.memo[key] = pod_requests(pod, non_zero=non_zero)
+        return self.memo[key]
 
     def all_pods(self) -> list[tuple[NodeInfo, Obj]]:
-        return [(ni, p) for ni in self.nodes for p in ni.pods]
+        return [(ni, p) for ni in self.nodes for p in ni.pods_by_key.values()]
