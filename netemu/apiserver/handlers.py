@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from netemu.api import errors, kinds
-from netemu.apiserver import body, listing, scale, tables, watch
+from netemu.apiserver import body, fieldcheck, listing, scale, tables, watch
 from netemu.apiserver.patching import apply_patch
 from netemu.apiserver.registry import PODS, Registry
 from netemu.apiserver.routing import Target
@@ -21,8 +21,16 @@ from netemu.apiserver.routing import Target
 Obj = dict[str, Any]
 
 
-def json_response(data: Obj, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status)
+def json_response(data: Obj, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    resp = web.json_response(data, status=status)
+    for text in warnings or ():                      # kubectl prints these as "Warning: ..."
+        escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+        resp.headers.add("Warning", f'299 - "{escaped}"')
+    return resp
+
+
+def _field_check(request: web.Request, target: Target, obj: Obj) -> list[str]:
+    return fieldcheck.check(target.rt.kind, target.rt.api_version, obj, request.query.get("fieldValidation"))
 
 
 def _bool(value: str | None) -> bool:
@@ -86,13 +94,15 @@ class Handlers:
         body.check_size(raw)
         return raw
 
-    def _render(self, request: web.Request, target: Target, obj: Obj, status: int = 200) -> web.Response:
+    def _render(self, request: web.Request, target: Target, obj: Obj, status: int = 200,
+                warnings: list[str] | None = None) -> web.Response:
         if tables.accepts_table(request.headers.get("Accept")) and obj.get("kind") == target.rt.kind:
             now = dt.datetime.now(dt.timezone.utc)
             rv = (obj.get("metadata") or {}).get("resourceVersion", "")
             return json_response(tables.table(target.rt.kind, [obj], now, resource_version=rv,
-                                              include=request.query.get("includeObject", "Metadata")), status)
-        return json_response(obj, status)
+                                              include=request.query.get("includeObject", "Metadata")),
+                                 status, warnings)
+        return json_response(obj, status, warnings)
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -181,8 +191,9 @@ class Handlers:
                 raise errors.BadRequest("a Binding needs metadata.name (the pod's name)")
             return await self._bind(target.namespace, name, obj)
         _check_type(target, obj)
+        warnings = _field_check(request, target, obj)
         created = await self.registry.create(target.rt, target.namespace, obj, dry_run=_dry_run(request))
-        return self._render(request, target, created, 201)
+        return self._render(request, target, created, 201, warnings)
 
     async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
         q = request.query
@@ -207,9 +218,10 @@ class Handlers:
     async def update(self, request: web.Request, target: Target) -> web.Response:
         obj = body.decode_object(await self._read(request), request.content_type)
         _check_type(target, obj)
+        warnings = _field_check(request, target, obj)
         updated = await self.registry.update(target.rt, target.namespace, target.name, obj,
                                              subresource=target.subresource, dry_run=_dry_run(request))
-        return self._render(request, target, updated)
+        return self._render(request, target, updated, warnings=warnings)
 
     async def patch(self, request: web.Request, target: Target) -> web.Response:
         content_type = body.media_type(request.headers.get("Content-Type"))
@@ -229,16 +241,19 @@ class Handlers:
                 patch_doc.get("metadata"), dict) else None
             precondition = int(rv) if isinstance(rv, str) and rv.isdigit() else None
 
+        warnings: list[str] = []
+
         def transform(old: Obj) -> Obj:
             new = apply_patch(content_type, old, patch_doc, rt.kind)
             if not isinstance(new, dict):
                 raise errors.BadRequest("the patch did not produce an object")
             _check_type(target, new)
+            warnings[:] = _field_check(request, target, new)
             return new
         updated = await self.registry.guaranteed_update(rt, target.namespace, target.name, transform,
                                                         subresource=target.subresource,
                                                         precondition=precondition, dry_run=_dry_run(request))
-        return self._render(request, target, updated)
+        return self._render(request, target, updated, warnings=warnings)
 
     async def _delete_options(self, request: web.Request) -> Obj:
         raw = await self._read(request) if request.can_read_body else b""

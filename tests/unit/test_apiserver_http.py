@@ -484,3 +484,28 @@ def test_duplicate_service_is_already_exists_not_ip_taken(tmp_path):
         await srv.client.delete(SVC, "dup", "default")
         await srv.client.create(SVC, svc)                 # the IP was not leaked by the failed create
     run(tmp_path, scenario)
+
+
+def test_field_validation_strict_warn_ignore(tmp_path):
+    pytest.importorskip("kubernetes")
+
+    async def scenario(srv):
+        typo = {"apiVersion": "apps/v1", "kind": "Deployment", **deployment("typo")}
+        typo["spec"]["replicass"] = 3
+        path = "/apis/apps/v1/namespaces/default/deployments"
+        rev = await srv.store.current_revision()
+        code, doc = await raw(srv, "POST", path + "?fieldValidation=Strict", json.dumps(typo).encode())
+        assert code == 400 and 'unknown field "spec.replicass"' in doc["message"]
+        assert await srv.store.current_revision() == rev
+        code, doc = await raw(srv, "POST", path + "?fieldValidation=Bogus", json.dumps(typo).encode())
+        assert code == 400
+        async with aiohttp.ClientSession() as s:
+            async with s.post(srv.url + path, data=json.dumps(typo),
+                              headers={"Authorization": f"Bearer {srv.token}",
+                                       "Content-Type": "application/json"}) as resp:
+                assert resp.status == 201
+                assert resp.headers.getall("Warning") == ['299 - "unknown field \\"spec.replicass\\""']
+        ok = {"apiVersion": "apps/v1", "kind": "Deployment", **deployment("fine")}
+        code, _ = await raw(srv, "POST", path + "?fieldValidation=Strict", json.dumps(ok).encode())
+        assert code == 201
+    run(tmp_path, scenario)
