@@ -33,6 +33,11 @@ def _models() -> Any:
     return client
 
 
+def warm_up() -> bool:
+    """Load the schemas (a second or so); True when unknown fields can be detected."""
+    return _models() is not None
+
+
 def _model_for(kind: str) -> Any:
     client = _models()
     if client is None:

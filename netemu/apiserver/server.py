@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from netemu.apiserver import auth, bootstrap, certs, watch
+from netemu.apiserver import auth, bootstrap, certs, fieldcheck, watch
 from netemu.apiserver.app import ApiServer
 from netemu.apiserver.registry import Registry
 from netemu.client import kubeconfig
@@ -89,6 +89,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
     try:
         registry = Registry(store)
         await registry.start()
+        fieldcheck.warm_up()                    # import the schemas now, not on the first write
         token = auth.load_or_create_token(config.state_dir)
         api = ApiServer(registry, {token}, server_address=f"{client_host(config.host)}:{config.port}",
                         bookmark_interval=config.bookmark_interval)
