@@ -291,3 +291,14 @@ def test_ipv6_node_uses_its_family_only():
 def test_canary_chains_in_three_tables():
     assert canary_chains() == [("mangle", "KUBE-PROXY-CANARY"), ("nat", "KUBE-PROXY-CANARY"),
                                ("filter", "KUBE-PROXY-CANARY")]
+
+
+@pytest.mark.parametrize("addresses, last", [
+    (("0.0.0.0/0",), "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"),           # zero CIDR: all
+    (("fd00::/64",), "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"),           # other family only
+    (("127.0.0.0/8", "192.168.0.0/24"), "-d 127.0.0.1 -j KUBE-NODEPORTS"),
+])
+def test_nodeport_addresses_like_upstream(addresses, last):
+    rs = render([svc()], [], config=ProxyConfig(nodeport_addresses=addresses))
+    assert chain(rs.text, "nat", "KUBE-SERVICES")[-1].endswith(last)
+    assert "KUBE-FIREWALL" in rs.text                                              # localhost admitted

@@ -53,24 +53,36 @@ class RuleSet:
 
 
 
+def _nodeport_cidrs(node: NodeInfo, cfg: ProxyConfig) -> tuple[str, ...] | None:
+    """--nodeport-addresses of the node's family; None means every address (upstream
+    NodePortAddresses: no CIDR of the family, or a zero-masked one, matches all)."""
+    v6 = node.ip_family == "IPv6"
+    cidrs = tuple(c for c in cfg.nodeport_addresses if (":" in c) == v6)
+    if not cidrs or any(c.strip().endswith("/0") for c in cidrs):
+        return None
+    return cidrs
+
+
 def _localhost_nodeports(node: NodeInfo, cfg: ProxyConfig) -> bool:
     """Upstream turns localhost NodePorts off unless nodePortAddresses admits 127.0.0.1 (IPv4 only)."""
     if not cfg.localhost_nodeports or node.ip_family != "IPv4":
         return False
-    return not cfg.nodeport_addresses or any_contains(cfg.nodeport_addresses, "127.0.0.1")
+    cidrs = _nodeport_cidrs(node, cfg)
+    return cidrs is None or any_contains(cidrs, "127.0.0.1")
 
 
 def _nodeport_jumps(node: NodeInfo, cfg: ProxyConfig, localhost: bool) -> list[str]:
     """The KUBE-SERVICES -> KUBE-NODEPORTS tail call(s); must be the chain's last rules."""
     comment = '-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain"'
-    if not cfg.nodeport_addresses:
+    cidrs = _nodeport_cidrs(node, cfg)
+    if cidrs is None:
         dest = "-m addrtype --dst-type LOCAL"
         if node.ip_family == "IPv6":
             dest += " ! -d ::1/128"
         elif not localhost:
             dest += " ! -d 127.0.0.0/8"
         return [f"-A KUBE-SERVICES {comment} {dest} -j KUBE-NODEPORTS"]
-    ips = [ip for ip in node.ips if any_contains(cfg.nodeport_addresses, ip)]
+    ips = [ip for ip in node.ips if any_contains(cidrs, ip)]
     if localhost:
         ips.append("127.0.0.1")
     return [f"-A KUBE-SERVICES {comment} -d {ip} -j KUBE-NODEPORTS" for ip in ips]
