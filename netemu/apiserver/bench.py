@@ -154,18 +154,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--watchers", type=int, default=100)
     parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="alternate the backends this many times and report medians (noisy machines)")
     args = parser.parse_args(argv)
-    rows = {}
-    for backend in args.backends.split(","):
-        rows[backend] = run_backend(backend, args)
-        r = rows[backend]
+    backends = args.backends.split(",")
+    runs: dict[str, list[dict[str, float]]] = {b: [] for b in backends}
+    for _ in range(args.repeats):
+        for backend in backends:
+            runs[backend].append(run_backend(backend, args))
+    rows = {b: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for b, rs in runs.items()}
+    print("| backend | creates/s sequential | creates/s, %d in flight | create ms p50/p99 (%d watchers) "
+          "| write start -> delivery ms p50/p99 | deliveries |" % (args.concurrency, args.watchers))
+    print("|---|---|---|---|---|---|")
+    for backend, r in rows.items():
         print(f"| {backend} | {r['seq']:.0f} | {r['par']:.0f} | {r['write_p50']:.2f} / {r['write_p99']:.2f} | "
-              f"{r['deliver_p50']:.2f} / {r['deliver_p99']:.2f} | {r['deliveries']} |", flush=True)
+              f"{r['deliver_p50']:.2f} / {r['deliver_p99']:.2f} | {r['deliveries']:.0f} |", flush=True)
     if "sqlite" in rows and "etcd" in rows:
         s, e = rows["sqlite"], rows["etcd"]
         print(f"ratios sqlite/etcd: sequential x{s['seq'] / e['seq']:.1f}, {args.concurrency} in flight "
               f"x{s['par'] / e['par']:.1f}, delivery p50 x{e['deliver_p50'] / s['deliver_p50']:.1f} sooner")
-    print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}")
+    print(f"repeats={args.repeats} (medians) cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}")
     return 0
 
 
