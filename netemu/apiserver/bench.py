@@ -127,9 +127,7 @@ async def watch_latency(api: ApiClient, watchers: int, events: int) -> dict[str,
 
 
 async def measure(kubeconfig: Path, args: argparse.Namespace) -> dict[str, float]:
-    # one session per watcher group would hide HTTP/1.1 connection limits; aiohttp pools 100
     async with ApiClient.from_kubeconfig(str(kubeconfig), timeout=120) as api:
-        api._get_session().connector._limit = 0                 # unlimited connections (benchmark only)
         seq = await writes_per_second(api, "seq", args.writes // 4, 1)
         par = await writes_per_second(api, "par", args.writes, args.concurrency)
         lat = await watch_latency(api, args.watchers, args.events)

@@ -83,8 +83,11 @@ class ApiClient:
             self._session = None
 
     def _get_session(self) -> aiohttp.ClientSession:
+        """One session; no connection limit, because every open watch holds a connection
+        (HTTP/1.1 has no multiplexing) and a capped pool would queue requests behind them."""
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self._headers)
+            self._session = aiohttp.ClientSession(headers=self._headers,
+                                                  connector=aiohttp.TCPConnector(limit=0))
         return self._session
 
     async def request(self, method: str, path: str, *, body: Any = None,

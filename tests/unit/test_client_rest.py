@@ -138,3 +138,23 @@ def test_client_against_https_kubeconfig_server(tmp_path):
             stop.set()
             await asyncio.wait_for(task, 20)
     asyncio.run(scenario())
+
+
+def test_many_open_watches_do_not_block_requests(tmp_path):
+    """HTTP/1.1 has no multiplexing: 120 watches hold 120 connections, and a get must still go."""
+    async def scenario():
+        async with api_server(tmp_path) as srv:
+            rv = (await srv.client.list(CM, "default")).resource_version
+            opened = []
+
+            async def hold():
+                async for _ in srv.client.watch(CM, "default", resource_version=rv, timeout_seconds=30):
+                    return
+            for _ in range(120):
+                opened.append(asyncio.ensure_future(hold()))
+            await asyncio.sleep(0.5)
+            ns = await asyncio.wait_for(srv.client.get(kinds.by_resource("", "v1", "namespaces"), "default"), 10)
+            assert ns["metadata"]["name"] == "default"
+            await srv.client.create(CM, cm("release"))
+            await asyncio.wait_for(asyncio.gather(*opened), 20)
+    asyncio.run(scenario())
