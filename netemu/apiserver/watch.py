@@ -26,6 +26,9 @@ from netemu.store.base import ADDED, DELETED, MODIFIED, Store, WatchEvent
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 _END = object()
+# A quiet watch still notices within this many seconds that its client disconnected (aiohttp
+# does not cancel handlers), so it does not hold a store subscription until its timeout.
+CLIENT_CHECK_INTERVAL = 5.0
 
 
 @dataclass
@@ -166,18 +169,25 @@ async def serve(request: web.Request, store: Store, rt: ResourceType, namespace:
     pump = asyncio.ensure_future(_pump(store.watch(rt.list_prefix(namespace), start), queue))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + params.timeout
+    next_bookmark = loop.time() + params.bookmark_interval
     last_rv = start
     try:
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            now = loop.time()
+            if now >= deadline:
                 break
-            wait = min(remaining, params.bookmark_interval) if params.bookmarks else remaining
+            wait = min(deadline - now, CLIENT_CHECK_INTERVAL)
+            if params.bookmarks:
+                wait = max(min(wait, next_bookmark - now), 0.001)
             try:
                 item = await asyncio.wait_for(queue.get(), timeout=wait)
             except asyncio.TimeoutError:
-                if params.bookmarks and loop.time() < deadline:
+                if request.transport is None or request.transport.is_closing():
+                    break                                  # the client went away
+                now = loop.time()
+                if params.bookmarks and next_bookmark <= now < deadline:
                     await out.send("BOOKMARK", {"metadata": {"resourceVersion": str(last_rv)}})
+                    next_bookmark = now + params.bookmark_interval
                 continue
             if item is _END:
                 break

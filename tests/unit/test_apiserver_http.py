@@ -509,3 +509,27 @@ def test_field_validation_strict_warn_ignore(tmp_path):
         code, _ = await raw(srv, "POST", path + "?fieldValidation=Strict", json.dumps(ok).encode())
         assert code == 201
     run(tmp_path, scenario)
+
+
+def test_watch_of_a_gone_client_is_released(tmp_path, monkeypatch):
+    from netemu.apiserver import watch as watch_mod
+    monkeypatch.setattr(watch_mod, "CLIENT_CHECK_INTERVAL", 0.1)
+
+    async def scenario(srv):
+        rv = (await srv.client.list(CM, "default")).resource_version
+        async with aiohttp.ClientSession() as s:
+            resp = await s.get(f"{srv.url}/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}",
+                               headers={"Authorization": f"Bearer {srv.token}"})
+            assert resp.status == 200
+            for _ in range(50):
+                if srv.api.handlers.active_watches:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(srv.api.handlers.active_watches) == 1
+            resp.close()                                   # the client disconnects, no event ever came
+        for _ in range(100):
+            if not srv.api.handlers.active_watches:
+                break
+            await asyncio.sleep(0.05)
+        assert not srv.api.handlers.active_watches
+    run(tmp_path, scenario)
