@@ -153,6 +153,13 @@ def namespace(obj: Obj) -> None:
 
 
 def node(obj: Obj) -> None:
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        # v1 conversion keeps podCIDR and podCIDRs[0] in step, so readers may use either
+        if spec.get("podCIDR") and not spec.get("podCIDRs"):
+            spec["podCIDRs"] = [spec["podCIDR"]]
+        elif isinstance(spec.get("podCIDRs"), list) and spec["podCIDRs"] and not spec.get("podCIDR"):
+            spec["podCIDR"] = spec["podCIDRs"][0]
     status = obj.get("status")
     if isinstance(status, dict) and isinstance(status.get("capacity"), dict):
         status.setdefault("allocatable", dict(status["capacity"]))

@@ -97,3 +97,8 @@ def test_defaulting_is_idempotent_and_survives_garbage():
                      {"roleRef": "x", "subjects": "y"}, {"spec": {"strategy": "x"}},
                      {"spec": {"sessionAffinity": "ClientIP", "sessionAffinityConfig": "x"}}):
             apply_defaults(kind, junk)
+
+
+def test_node_pod_cidr_fields_are_kept_in_step():
+    assert apply_defaults("Node", {"spec": {"podCIDR": "10.244.1.0/24"}})["spec"]["podCIDRs"] == ["10.244.1.0/24"]
+    assert apply_defaults("Node", {"spec": {"podCIDRs": ["10.244.2.0/24"]}})["spec"]["podCIDR"] == "10.244.2.0/24"
