@@ -134,15 +134,33 @@ async def measure(kubeconfig: Path, args: argparse.Namespace) -> dict[str, float
     return {"seq": seq, "par": par, **lat}
 
 
+async def store_writes_per_second(store_url: str, count: int) -> float:
+    """The same sequential creates straight into the store (no HTTP, TLS, strategy): the
+    baseline that shows what the API server path costs on top, measured in the same run."""
+    from netemu.store.factory import open_store
+    store = open_store(store_url)
+    try:
+        start = time.perf_counter()
+        for i in range(count):
+            await store.create(f"/registry/configmaps/default/direct-{i}", _cm(f"direct-{i}"))
+        return count / (time.perf_counter() - start)
+    finally:
+        await store.close()
+
+
 def run_backend(name: str, args: argparse.Namespace) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="netemu-bench-") as tmp:
         state = Path(tmp)
         if name == "sqlite":
+            direct = asyncio.run(store_writes_per_second(f"sqlite:{state / 'direct.db'}", args.writes // 4))
             with apiserver(f"sqlite:{state / 'state.db'}", state) as kc:
-                return asyncio.run(measure(kc, args))
+                return {"store_seq": direct, **asyncio.run(measure(kc, args))}
         from netemu.store.etcd_server import EtcdServer
-        with EtcdServer() as etcd, apiserver("etcd:" + ",".join(etcd.endpoints), state) as kc:
-            return asyncio.run(measure(kc, args))
+        with EtcdServer() as etcd:
+            url = "etcd:" + ",".join(etcd.endpoints)
+            direct = asyncio.run(store_writes_per_second(url, args.writes // 4))
+            with apiserver(url, state) as kc:
+                return {"store_seq": direct, **asyncio.run(measure(kc, args))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,11 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         for backend in backends:
             runs[backend].append(run_backend(backend, args))
     rows = {b: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for b, rs in runs.items()}
-    print("| backend | creates/s sequential | creates/s, %d in flight | create ms p50/p99 (%d watchers) "
-          "| write start -> delivery ms p50/p99 | deliveries |" % (args.concurrency, args.watchers))
-    print("|---|---|---|---|---|---|")
+    print("| backend | store creates/s (no HTTP) | API creates/s sequential | API/store | creates/s, %d in flight "
+          "| create ms p50/p99 (%d watchers) | write start -> delivery ms p50/p99 | deliveries |"
+          % (args.concurrency, args.watchers))
+    print("|---|---|---|---|---|---|---|---|")
     for backend, r in rows.items():
-        print(f"| {backend} | {r['seq']:.0f} | {r['par']:.0f} | {r['write_p50']:.2f} / {r['write_p99']:.2f} | "
+        print(f"| {backend} | {r['store_seq']:.0f} | {r['seq']:.0f} | {r['seq'] / r['store_seq']:.2f} | "
+              f"{r['par']:.0f} | {r['write_p50']:.2f} / {r['write_p99']:.2f} | "
               f"{r['deliver_p50']:.2f} / {r['deliver_p99']:.2f} | {r['deliveries']:.0f} |", flush=True)
     if "sqlite" in rows and "etcd" in rows:
         s, e = rows["sqlite"], rows["etcd"]
