@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 SCHEDULER_NAME = "default-scheduler"
 SCORES_ANNOTATION = "scheduler.netemu.io/decision"
 UNSCHEDULABLE_FLUSH = 30.0
+BIND_CONCURRENCY = 16
 
 
 def wants_scheduling(pod: Obj) -> bool:
@@ -56,6 +57,8 @@ class Scheduler(Controller):
 
     def setup(self) -> None:
         self.assumed: dict[str, Obj] = {}
+        self._binders = asyncio.Semaphore(BIND_CONCURRENCY)
+        self._binding: set[asyncio.Task] = set()
         self.unschedulable: set[str] = set()
         self.rng = random.Random()
         self._snapshot: Snapshot | None = None
@@ -147,14 +150,27 @@ class Scheduler(Controller):
         bound = dict(pod, spec=dict(pod.get("spec") or {}, nodeName=decision.node))
         self.assumed[key] = bound
         snap.add_pod(bound)
+        self.unschedulable.discard(key)
+        # the binding cycle runs beside the next scheduling cycles (upstream binds in a
+        # goroutine): the pod is assumed on its node meanwhile, so the next decision counts it
+        await self._binders.acquire()
+        task = asyncio.ensure_future(self._binding_cycle(key, pod, decision))
+        self._binding.add(task)
+        task.add_done_callback(self._binding.discard)
+
+    async def _binding_cycle(self, key: str, pod: Obj, decision: Decision) -> None:
+        ns, name = split_key(key)
         try:
             await self._bind(pod, decision)
-        except errors.StatusError:
+        except Exception as exc:  # forget the assumption and try this pod again later
+            log.info("binding %s to %s failed: %s", key, decision.node, exc)
             self.assumed.pop(key, None)
             if self._snapshot is not None:
                 self._snapshot.remove_pod(key)
-            raise
-        self.unschedulable.discard(key)
+            self.queue.add_after(key, 1.0)
+            return
+        finally:
+            self._binders.release()
         self.recorder.event(pod, NORMAL, "Scheduled",
                             f"Successfully assigned {ns}/{name} to {decision.node}", component=SCHEDULER_NAME)
 
