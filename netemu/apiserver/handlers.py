@@ -77,6 +77,13 @@ def _check_type(target: Target, obj: Obj, expected: tuple[str, str] | None = Non
     obj["apiVersion"], obj["kind"] = api_version, kind
 
 
+def _and_named(match, name: str | None):
+    """A watch filter that also keeps only the object called ``name`` (when given)."""
+    if name is None:
+        return match
+    return lambda obj: (obj.get("metadata") or {}).get("name") == name and (match is None or match(obj))
+
+
 class Handlers:
     """The request handlers of one API server (one registry, one store)."""
 
@@ -122,8 +129,11 @@ class Handlers:
                 _check_verb(target, "deletecollection")
                 return await self.delete_collection(request, target)
         else:
+            if target.watch and target.subresource is None and method == "GET":
+                _check_verb(target, "watch")            # legacy /watch/.../NAME: one object
+                return await self.watch(request, target)
             if target.watch:
-                raise errors.BadRequest("watch of a single object: use fieldSelector=metadata.name=NAME")
+                raise errors.MethodNotAllowed("only GET is allowed on a watch path")
             if target.subresource == "binding":
                 if method == "POST":
                     return await self.bind(request, target)
@@ -176,7 +186,8 @@ class Handlers:
             timeout=float(timeout) if timeout and timeout > 0 else 1800.0,
             bookmarks=_bool(q.get("allowWatchBookmarks")),
             bookmark_interval=self.bookmark_interval,
-            match=listing.object_filter(target.rt, q.get("labelSelector"), q.get("fieldSelector")),
+            match=_and_named(listing.object_filter(target.rt, q.get("labelSelector"), q.get("fieldSelector")),
+                             target.name),
             as_table=tables.accepts_table(request.headers.get("Accept")),
             include=q.get("includeObject", "Metadata"))
         return await watch.serve(request, self.registry.store, target.rt, target.namespace, params,

@@ -533,3 +533,19 @@ def test_watch_of_a_gone_client_is_released(tmp_path, monkeypatch):
             await asyncio.sleep(0.05)
         assert not srv.api.handlers.active_watches
     run(tmp_path, scenario)
+
+
+def test_legacy_watch_path_of_one_object(tmp_path):
+    async def scenario(srv):
+        a = await srv.client.create(CM, cm("one"))
+        rv = a["metadata"]["resourceVersion"]
+        await srv.client.create(CM, cm("other"))
+        a["data"] = {"k": "2"}
+        await srv.client.update(CM, a)
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{srv.url}/api/v1/watch/namespaces/default/configmaps/one?resourceVersion={rv}",
+                             headers={"Authorization": f"Bearer {srv.token}"}) as resp:
+                line = await asyncio.wait_for(resp.content.readline(), 10)
+        event = json.loads(line)
+        assert event["type"] == "MODIFIED" and event["object"]["metadata"]["name"] == "one"
+    run(tmp_path, scenario)
