@@ -156,6 +156,11 @@ def test_seven_pods_of_900m_on_three_2cpu_nodes(tmp_path):
         (ev,) = await eventually(failed_event, what="FailedScheduling event")
         assert ev["type"] == "Warning" and ev["involvedObject"]["kind"] == "Pod" and ev["count"] >= 1
         assert ev["source"]["component"] == "default-scheduler"
+        text = await _explain(c, ns, name_of(pending[0]))
+        assert "not scheduled: Unschedulable" in text and "3 Insufficient cpu" in text
+        text = await _explain(c, ns, name_of(bound[0]))
+        assert f"bound to node {bound[0]['spec']['nodeName']}" in text
+        assert "NodeResourcesFit(x1)" in text and "Successfully assigned" in text
         # a new node makes room: the pending pod is retried and lands there
         await c.kubelet.add_node(node_object("n3", cpu="2"))
         await eventually(lambda: _all_bound(c, ns, 7), what="7th pod bound after node add")
@@ -163,6 +168,15 @@ def test_seven_pods_of_900m_on_three_2cpu_nodes(tmp_path):
                                   "-o", "custom-columns=TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name")
         assert rc == 0 and "Scheduled" in out and "FailedScheduling" in out and "ScalingReplicaSet" in out
     run(body, tmp_path, three_nodes())
+
+
+async def _explain(c: Cluster, ns: str, pod: str) -> str:
+    p = await asyncio.create_subprocess_exec(sys.executable, "-m", "netemu", "explain", "pod", pod, "-n", ns,
+                                             "--kubeconfig", str(c.proc.kubeconfig),
+                                             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await p.communicate()
+    assert p.returncode == 0, out.decode()
+    return out.decode()
 
 
 async def _all_bound(c: Cluster, ns: str, n: int):
