@@ -1,7 +1,9 @@
 """Objects every cluster has from its first start (upstream's bootstrap controllers).
 
-The four system namespaces and the ``kubernetes`` Service (10.96.0.1:443) in ``default``. Run
-at every start; what exists already is left alone, so restarts are idempotent.
+The four system namespaces and the ``kubernetes`` Service (10.96.0.1:443) in ``default``, and,
+when the server listens on an address pods can reach, its Endpoints and EndpointSlice (so
+kube-proxy routes 10.96.0.1 to it). Run at every start: what exists is kept, only the
+endpoints follow the server's current address.
 """
 
 from __future__ import annotations
@@ -44,23 +46,45 @@ def _routable(host: str) -> bool:
     return not (ip.is_loopback or ip.is_unspecified)
 
 
-async def _ensure(registry: Registry, resource: str, namespace: str | None, obj: dict[str, Any]) -> None:
-    rt = kinds.by_resource("", "v1", resource)
+def kubernetes_endpoint_slice(ip: str, port: int) -> dict[str, Any]:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
+
+
+async def _ensure(registry: Registry, rt: kinds.ResourceType, namespace: str | None, obj: dict[str, Any],
+                  reconcile: tuple[str, ...] = ()) -> None:
+    """Create ``obj`` if missing; if present, bring the ``reconcile`` top-level fields up to
+    date (the API server's address may change between starts) and keep everything else."""
+    name = obj["metadata"]["name"]
     try:
-        await registry.get(rt, namespace, obj["metadata"]["name"])
-        return                                      # kept from an earlier start
+        current = await registry.get(rt, namespace, name)
     except errors.NotFound:
-        pass
-    try:
-        await registry.create(rt, namespace, obj)
-    except errors.AlreadyExists:
-        pass
+        try:
+            await registry.create(rt, namespace, obj)
+        except errors.AlreadyExists:
+            pass
+        return
+    if all(current.get(k) == obj.get(k) for k in reconcile):
+        return
+
+    def refresh(old: dict[str, Any]) -> dict[str, Any]:
+        for key in reconcile:
+            old[key] = obj[key]
+        return old
+    await registry.guaranteed_update(rt, namespace, name, refresh)
 
 
 async def bootstrap(registry: Registry, host: str, port: int) -> None:
+    core = lambda resource: kinds.by_resource("", "v1", resource)  # noqa: E731
     for name in SYSTEM_NAMESPACES:
-        await _ensure(registry, "namespaces", None,
+        await _ensure(registry, core("namespaces"), None,
                       {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    await _ensure(registry, "services", "default", kubernetes_service(port))
+    await _ensure(registry, core("services"), "default", kubernetes_service(port))
     if _routable(host):
-        await _ensure(registry, "endpoints", "default", kubernetes_endpoints(host, port))
+        await _ensure(registry, core("endpoints"), "default", kubernetes_endpoints(host, port), ("subsets",))
+        await _ensure(registry, kinds.by_resource("discovery.k8s.io", "v1", "endpointslices"), "default",
+                      kubernetes_endpoint_slice(host, port), ("endpoints", "ports"))

@@ -549,3 +549,23 @@ def test_legacy_watch_path_of_one_object(tmp_path):
         event = json.loads(line)
         assert event["type"] == "MODIFIED" and event["object"]["metadata"]["name"] == "one"
     run(tmp_path, scenario)
+
+
+def test_bootstrap_endpoints_follow_the_listen_address(tmp_path):
+    from netemu.apiserver import bootstrap
+    slices = kinds.by_resource("discovery.k8s.io", "v1", "endpointslices")
+    ep = kinds.by_resource("", "v1", "endpoints")
+
+    async def scenario(srv):
+        reg = srv.api.registry
+        await bootstrap.bootstrap(reg, "172.18.0.1", 6443)
+        es = await srv.client.get(slices, "kubernetes", "default")
+        assert es["endpoints"][0]["addresses"] == ["172.18.0.1"] and es["ports"][0]["port"] == 6443
+        assert es["metadata"]["labels"]["kubernetes.io/service-name"] == "kubernetes"
+        await bootstrap.bootstrap(reg, "172.18.0.2", 6443)              # a restart elsewhere
+        assert (await srv.client.get(slices, "kubernetes", "default"))["endpoints"][0]["addresses"] == ["172.18.0.2"]
+        assert (await srv.client.get(ep, "kubernetes", "default"))["subsets"][0]["addresses"] == [{"ip": "172.18.0.2"}]
+        rev = await srv.store.current_revision()
+        await bootstrap.bootstrap(reg, "172.18.0.2", 6443)              # nothing changed: no write
+        assert await srv.store.current_revision() == rev
+    run(tmp_path, scenario)
