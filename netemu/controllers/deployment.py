@@ -86,6 +86,16 @@ def plan(deploy: Obj, rss: list[Obj], pods_of_old: int) -> Step:
     return _history(deploy, old)
 
 
+def revision_bump(deploy: Obj, rss: list[Obj]) -> int | None:
+    """After a rollback (``kubectl rollout undo``) the new ReplicaSet is an old one: it takes
+    the next revision number, as upstream's getNewReplicaSet does. None: nothing to change."""
+    new_rs = rollout.find_new_rs(deploy, rss)
+    if new_rs is None:
+        return None
+    top = max((rollout.revision(rs) for rs in rss if rs is not new_rs), default=0)
+    return top + 1 if rollout.revision(new_rs) <= top else None
+
+
 def _history(deploy: Obj, old: list[Obj]) -> Step:
     """Old, empty ReplicaSets beyond revisionHistoryLimit (default 10), oldest first."""
     limit = (deploy.get("spec") or {}).get("revisionHistoryLimit", 10)
@@ -131,6 +141,12 @@ class DeploymentController(Controller):
         rss = [rs for rs in self.cache("ReplicaSet").list(ns) if (controller_ref(rs) or {}).get("uid") == uid]
         old_uids = {uid_of(rs) for rs in rss if rs is not rollout.find_new_rs(deploy, rss)}
         pods_of_old = sum(1 for p in self.cache("Pod").list(ns) if (controller_ref(p) or {}).get("uid") in old_uids)
+        bump = revision_bump(deploy, rss)
+        if bump is not None:
+            new_rs = rollout.find_new_rs(deploy, rss)
+            patched = await self.client.patch(rt("ReplicaSet"), name_of(new_rs),
+                                              {"metadata": {"annotations": {REVISION: str(bump)}}}, ns)
+            rss = [patched if rs is new_rs else rs for rs in rss]
         step = plan(deploy, rss, pods_of_old)
         rss, created = await self._apply(deploy, rss, step)
         new_rs = rollout.find_new_rs(deploy, rss)

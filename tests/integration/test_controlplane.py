@@ -289,6 +289,15 @@ def test_scale_and_rolling_update_keep_min_ready_and_rollout_status(tmp_path):
         assert sorted(r["spec"]["replicas"] for r in rss) == [0, 4]
         dep = await c.client.get(rt("Deployment"), "web", ns)
         assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+        # kubectl rollout undo: back to the first template, which becomes revision 3
+        rc, out = await c.kubectl("rollout", "undo", "deployment/web", "-n", ns)
+        assert rc == 0, out
+        rc, out = await c.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=60s")
+        assert rc == 0 and "successfully rolled out" in out, out
+        pods = [p for p in await c.pods(ns) if not is_deleting(p)]
+        assert {p["spec"]["containers"][0]["image"] for p in pods} == {"nginx:1"}
+        rc, out = await c.kubectl("rollout", "history", "deployment/web", "-n", ns)
+        assert rc == 0 and "2 " in out and "3 " in out, out
         # deleting the Deployment removes its ReplicaSets and pods (garbage collector)
         await c.client.delete(rt("Deployment"), "web", ns)
 

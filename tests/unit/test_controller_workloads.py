@@ -231,3 +231,11 @@ def test_relabelled_pod_is_released():
     rs = rs_obj("rs", 2)
     keep, moved = pod_obj("a"), pod_obj("b", labels={"app": "other"})
     assert replicaset.pods_to_release(rs, [keep, moved]) == [moved]
+
+
+def test_rollback_takes_the_next_revision():
+    d1 = deploy_obj(image="v1")
+    rs1 = deployment.new_replicaset(d1, 0, 1)
+    rs2 = deployment.new_replicaset(deploy_obj(image="v2"), 3, 2)
+    assert deployment.revision_bump(d1, [rs1, rs2]) == 3
+    assert deployment.revision_bump(deploy_obj(image="v2"), [rs1, rs2]) is None
