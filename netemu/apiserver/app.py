@@ -14,6 +14,7 @@ from aiohttp import web
 
 from netemu.api import errors
 from netemu.apiserver import auth, body, discovery, openapi, routing
+from netemu.apiserver.metrics import Metrics
 from netemu.apiserver.handlers import Handlers, json_response
 from netemu.apiserver.registry import Registry
 
@@ -61,9 +62,11 @@ class ApiServer:
         self.server_address = server_address
         self.handlers = Handlers(registry, bookmark_interval=bookmark_interval)
         self.ready = False
+        self.metrics = Metrics()
         self.app = web.Application(client_max_size=body.MAX_BODY_BYTES,
-                                   middlewares=[status_errors, authenticate(tokens)])
+                                   middlewares=[self.metrics.middleware(), status_errors, authenticate(tokens)])
         self.app.router.add_get("/version", self.version)
+        self.app.router.add_get("/metrics", self.metrics.serve)
         for path in ("/healthz", "/livez", "/readyz"):
             self.app.router.add_get(path, self.health)
         self.app.router.add_get("/openapi/v3", self.openapi_index)

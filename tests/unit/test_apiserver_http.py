@@ -569,3 +569,20 @@ def test_bootstrap_endpoints_follow_the_listen_address(tmp_path):
         await bootstrap.bootstrap(reg, "172.18.0.2", 6443)              # nothing changed: no write
         assert await srv.store.current_revision() == rev
     run(tmp_path, scenario)
+
+
+def test_metrics_count_requests_by_verb_resource_and_code(tmp_path):
+    async def scenario(srv):
+        await srv.client.create(CM, cm("m"))
+        with pytest.raises(errors.AlreadyExists):
+            await srv.client.create(CM, cm("m"))
+        await srv.client.list(CM, "default")
+        code, _ = await raw(srv, "GET", "/metrics", token=False)
+        assert code == 401
+        code, text = await raw(srv, "GET", "/metrics")
+        assert code == 200
+        assert ('apiserver_request_total{code="201",group="",resource="configmaps",subresource="",'
+                'verb="POST",version="v1"} 1.0') in text
+        assert 'code="409"' in text and 'verb="LIST"' in text
+        assert "apiserver_request_duration_seconds_bucket" in text
+    run(tmp_path, scenario)
