@@ -55,10 +55,12 @@ class Step:
 def plan(deploy: Obj, rss: list[Obj], pods_of_old: int) -> Step:
     """One step of the rollout. ``pods_of_old``: pods (terminating too) still owned by old
     ReplicaSets, which a Recreate waits for before it starts the new ones."""
-    if is_deleting(deploy) or (deploy.get("spec") or {}).get("paused"):
+    if is_deleting(deploy):
         return Step()
     new_rs = rollout.find_new_rs(deploy, rss)
     old = [rs for rs in rss if rs is not new_rs]
+    if rollout.is_scaling_event(deploy, rss) or (deploy.get("spec") or {}).get("paused"):
+        return Step(scale=rollout.proportional_scale(deploy, new_rs, old))
     next_rev = max((rollout.revision(rs) for rs in old), default=0) + 1
     recreate = ((deploy.get("spec") or {}).get("strategy") or {}).get("type") == "Recreate"
     want = replicas_of(deploy)

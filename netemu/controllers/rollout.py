@@ -229,3 +229,73 @@ def timed_out(deploy: Obj, progressing: Obj | None, now: float) -> bool:
         return False
     since = parse_time(progressing.get("lastUpdateTime"))
     return since is not None and since + int(deadline) < now
+
+
+# ---- scaling a Deployment mid-rollout (upstream sync + scale, proportional scaling) ----------
+
+def _annotation_int(rs: Obj, key: str) -> int | None:
+    try:
+        return int((meta(rs).get("annotations") or {})[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def is_scaling_event(deploy: Obj, rss: list[Obj]) -> bool:
+    """spec.replicas changed since the active ReplicaSets were last sized (their
+    desired-replicas annotation says otherwise)."""
+    want = replicas_of(deploy)
+    return any(_annotation_int(rs, DESIRED) not in (None, want) for rs in rss if replicas_of(rs) > 0)
+
+
+def _fraction(rs: Obj, deploy: Obj) -> int:
+    if replicas_of(deploy) == 0:
+        return -replicas_of(rs)
+    max_now = replicas_of(deploy) + fenceposts(deploy)[0]
+    max_before = _annotation_int(rs, MAX_REPLICAS) or int((deploy.get("status") or {}).get("replicas") or 0)
+    if not max_before:
+        return 0
+    return int(math.floor(replicas_of(rs) * max_now / max_before + 0.5)) - replicas_of(rs)
+
+
+def _proportion(rs: Obj, deploy: Obj, to_add: int, added: int) -> int:
+    if replicas_of(rs) == 0 or to_add == 0 or to_add == added:
+        return 0
+    fraction, allowed = _fraction(rs, deploy), to_add - added
+    return min(fraction, allowed) if to_add > 0 else max(fraction, allowed)
+
+
+def proportional_scale(deploy: Obj, new_rs: Obj | None, old_rss: list[Obj]) -> dict[str, int]:
+    """New sizes when the Deployment is scaled during a rollout (upstream DeploymentController
+    .scale): one active set takes the full count; a saturated new set means the old ones go to
+    zero; otherwise the surge-allowed total is shared in proportion to each set's size, the
+    leftover going to the largest. Sets whose size annotations are stale are included too."""
+    want = replicas_of(deploy)
+    every = [rs for rs in [new_rs, *old_rss] if rs is not None]
+    active = [rs for rs in every if replicas_of(rs) > 0]
+    if len(active) <= 1:
+        target = active[0] if active else (new_rs or max(every, key=_created, default=None))
+        if target is None or (replicas_of(target) == want and _annotation_int(target, DESIRED) == want):
+            return {}
+        return {name_of(target): want}
+    if new_rs is not None and replicas_of(new_rs) == want and _available(new_rs) == want \
+            and _annotation_int(new_rs, DESIRED) == want:
+        return {name_of(rs): 0 for rs in old_rss if replicas_of(rs) > 0}
+    if ((deploy.get("spec") or {}).get("strategy") or {}).get("type") == "Recreate":
+        return {}
+    allowed = want + fenceposts(deploy)[0] if want > 0 else 0
+    to_add = allowed - sum(replicas_of(rs) for rs in active)
+    if to_add > 0:   # bigger first, newer first among equals
+        active.sort(key=lambda rs: (-replicas_of(rs), -_created(rs)[0]))
+    elif to_add < 0:  # bigger first, older first among equals
+        active.sort(key=lambda rs: (-replicas_of(rs), _created(rs)))
+    sizes, added = {}, 0
+    for rs in active:
+        p = _proportion(rs, deploy, to_add, added)
+        sizes[name_of(rs)] = replicas_of(rs) + p
+        added += p
+    if to_add and active:
+        first = name_of(active[0])
+        sizes[first] = max(0, sizes[first] + to_add - added)
+    by_name = {name_of(rs): rs for rs in every}
+    return {n: v for n, v in sizes.items()
+            if v != replicas_of(by_name[n]) or _annotation_int(by_name[n], DESIRED) != want}

@@ -239,3 +239,33 @@ def test_rollback_takes_the_next_revision():
     rs2 = deployment.new_replicaset(deploy_obj(image="v2"), 3, 2)
     assert deployment.revision_bump(d1, [rs1, rs2]) == 3
     assert deployment.revision_bump(deploy_obj(image="v2"), [rs1, rs2]) is None
+
+
+def _annotated(rs, desired, max_replicas):
+    rs["metadata"]["annotations"].update({rollout.DESIRED: str(desired), rollout.MAX_REPLICAS: str(max_replicas)})
+    return rs
+
+
+def test_scaling_mid_rollout_is_proportional_like_upstream():
+    # upstream's documented example: 10 replicas, maxSurge 3, rollout in flight with 8 old + 5 new,
+    # scaled to 15: the 5 extra (allowed 18 - 13) go 3 to the old set and 2 to the new
+    d = deploy_obj(replicas=15, image="v2", strategy={"type": "RollingUpdate",
+                                                      "rollingUpdate": {"maxSurge": 3, "maxUnavailable": 2}})
+    old = _annotated(rs_obj("web-old", 8, uid="old", template=deploy_obj(image="v1")["spec"]["template"]), 10, 13)
+    new = _annotated(rs_obj("web-new", 5, uid="new", available=0, template=d["spec"]["template"],
+                            created="2026-01-02T00:00:00Z", revision=2), 10, 13)
+    assert rollout.is_scaling_event(d, [old, new])
+    step = deployment.plan(d, [old, new], 8)
+    assert step.scale == {"web-old": 11, "web-new": 7}
+
+
+def test_scaling_single_active_set_and_paused_deployment():
+    d = deploy_obj(replicas=6)
+    rs = _annotated(deployment.new_replicaset(deploy_obj(replicas=3), 3, 1), 3, 4)
+    assert deployment.plan(d, [rs], 0).scale == {rs["metadata"]["name"]: 6}
+    d["spec"]["paused"] = True
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = "v9"   # no rollout while paused
+    step = deployment.plan(d, [rs], 0)
+    assert step.create is None and step.scale == {rs["metadata"]["name"]: 6}
+    done = _annotated(deployment.new_replicaset(deploy_obj(replicas=6), 6, 1), 6, 8)
+    assert deployment.plan(d, [done], 0).scale == {}  # nothing to write: no churn
