@@ -39,9 +39,11 @@ def node_object(name: str, cpu: str = "2", memory: str = "8Gi", pods: int = 110,
                        "addresses": [{"type": "Hostname", "address": name}]}}
 
 
-def lease_object(node: str, now: float, duration: int = 40) -> Obj:
+def lease_object(node: str, now: float, duration: int = 40, node_uid: str = "") -> Obj:
+    """The kubelet's heartbeat Lease, owned by its Node (so it goes when the Node goes)."""
+    owners = [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid}] if node_uid else []
     return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": node, "namespace": LEASE_NAMESPACE},
+            "metadata": {"name": node, "namespace": LEASE_NAMESPACE, "ownerReferences": owners},
             "spec": {"holderIdentity": node, "leaseDurationSeconds": duration, "renewTime": rfc3339_micro(now)}}
 
 
@@ -75,9 +77,9 @@ class FakeKubelet:
     async def add_node(self, node: Obj) -> None:
         await self._ensure_namespace()
         try:
-            await self.client.create(rt("Node"), node)
+            node = await self.client.create(rt("Node"), node)
         except errors.AlreadyExists:
-            pass
+            node = await self.client.get(rt("Node"), name_of(node))
         self.nodes[name_of(node)] = node
         await self._renew(name_of(node))
 
@@ -97,12 +99,13 @@ class FakeKubelet:
 
     async def _renew(self, node: str) -> None:
         now = time.time()
+        uid = ((self.nodes.get(node) or {}).get("metadata") or {}).get("uid", "")
         try:
-            await self.client.update(rt("Lease"), dict(lease_object(node, now),
+            await self.client.update(rt("Lease"), dict(lease_object(node, now, node_uid=uid),
                                                        metadata=await self._lease_meta(node)))
         except errors.NotFound:
             try:
-                await self.client.create(rt("Lease"), lease_object(node, now), LEASE_NAMESPACE)
+                await self.client.create(rt("Lease"), lease_object(node, now, node_uid=uid), LEASE_NAMESPACE)
             except errors.AlreadyExists:
                 pass
         except errors.Conflict:

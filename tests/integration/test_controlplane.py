@@ -425,6 +425,14 @@ def test_silent_node_goes_not_ready_pods_evicted_and_endpoints_follow(tmp_path):
             eps = await _slice_endpoints(c, ns, "web")
             return len(eps) == 3 and all(e.get("nodeName") != "n0" for e in eps.values())
         await eventually(left, what="n0 endpoints gone after node delete")
+
+        async def lease_collected():  # the Lease is owned by its Node: the GC removes it
+            try:
+                await c.client.get(rt("Lease"), "n0", "kube-node-lease")
+                return False
+            except errors.NotFound:
+                return True
+        await eventually(lease_collected, what="n0 Lease collected")
     run(body, tmp_path, nodes)
 
 
@@ -484,4 +492,45 @@ def test_lb_pool_exhaustion_namespace_cascade_and_bootstrap_objects(tmp_path):
         await eventually(ns_gone, timeout=30, what="namespace removed")
         for kind in ("Pod", "Service", "Deployment", "ReplicaSet", "EndpointSlice", "ServiceAccount"):
             assert not (await c.client.list(rt(kind), ns)).items, kind
+    run(body, tmp_path, three_nodes())
+
+
+def test_garbage_collector_foreground_and_orphan(tmp_path):
+    async def body(c: Cluster):
+        ns = await namespace(c, "gc")
+        await c.client.create(rt("Deployment"), deployment("fg", 2), ns)
+        await c.client.create(rt("Deployment"), deployment("orph", 2), ns)
+        await eventually(lambda: _all_bound(c, ns, 4), what="pods")
+
+        async def rs_of(d):
+            return [r for r in (await c.client.list(rt("ReplicaSet"), ns)).items
+                    if r["metadata"]["labels"].get("app") == d]
+        # foreground: the Deployment stays (with its finalizer) until its dependents are gone
+        await c.client.delete(rt("Deployment"), "fg", ns, propagation_policy="Foreground")
+        dep = await c.client.get(rt("Deployment"), "fg", ns)
+        assert "foregroundDeletion" in dep["metadata"]["finalizers"]
+
+        async def fg_done():
+            try:
+                await c.client.get(rt("Deployment"), "fg", ns)
+                return False
+            except errors.NotFound:
+                pods = [p for p in await c.pods(ns) if p["metadata"]["labels"]["app"] == "fg"]
+                return not await rs_of("fg") and not pods
+        await eventually(fg_done, what="foreground deletion finished")
+        # orphan: the ReplicaSet and its pods stay, without the owner reference
+        (rs,) = await rs_of("orph")
+        await c.client.delete(rt("Deployment"), "orph", ns, propagation_policy="Orphan")
+
+        async def orphaned():
+            try:
+                await c.client.get(rt("Deployment"), "orph", ns)
+                return False
+            except errors.NotFound:
+                left = await rs_of("orph")
+                return left and not left[0]["metadata"].get("ownerReferences") and left
+        (left,) = await eventually(orphaned, what="orphaned ReplicaSet")
+        assert left["metadata"]["uid"] == rs["metadata"]["uid"]
+        pods = [p for p in await c.pods(ns) if p["metadata"]["labels"]["app"] == "orph"]
+        assert len(pods) == 2
     run(body, tmp_path, three_nodes())
