@@ -7,6 +7,8 @@ For each scale (Services x endpoints), in one run:
   partial - one Service changed (one endpoint replaced), KEP-3453 partial build
   cached  - warm full / partial builds again with a BuildCache kept across syncs
 Ratios are taken within the run (warm/cold, partial/warm, warm against the 0.5 s budget).
+Times are CPU seconds of this process (time.process_time): the builder is pure CPU, and on a
+shared machine wall-clock time mostly measures the neighbours.
 Kernel-side costs (restore, delta restore) are measured by scripts/bench_proxy.py.
 
     .venv/bin/python -m netemu.agent.proxy.iptables.bench [--scales 1000,5000,10000] [--endpoints 5]
@@ -44,9 +46,9 @@ def _objects(n: int, eps: int, shift: int = 0) -> tuple[list[dict], list[dict]]:
 
 
 def _timed(fn, *args, **kw):
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     out = fn(*args, **kw)
-    return time.perf_counter() - t0, out
+    return time.process_time() - t0, out
 
 
 def bench(n: int, eps: int, repeats: int) -> dict:
