@@ -140,3 +140,11 @@ def test_render_compare_against_a_save_file(tmp_path, capsys):
     code, out, err = render(capsys, "--node", "node1", "-f", str(tmp_path / "a.yaml"),
                             "--compare", str(tmp_path / "missing.save"))
     assert code == 2 and "missing.save" in err
+
+
+def test_render_reads_stdin(monkeypatch, capsys):
+    import io
+    listing = {"kind": "List", "items": [__import__("yaml").safe_load(SERVICE), __import__("yaml").safe_load(SLICE)]}
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(listing)))
+    code, out, err = render(capsys, "--node", "node1", "-f", "-")
+    assert code == 0 and "default/web:http" in out and "1 files" in err

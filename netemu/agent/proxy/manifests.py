@@ -1,8 +1,9 @@
 """Load Services and EndpointSlices from manifest files, for rendering rules without a cluster.
 
 Accepts what users have at hand: a YAML file with several documents, a JSON file, a
-``kubectl get -o yaml`` List (``kind: List`` or ``ServiceList``/``EndpointSliceList``), or a
-folder of such files (``*.yaml``, ``*.yml``, ``*.json``, recursively, in name order).
+``kubectl get -o yaml`` List (``kind: List`` or ``ServiceList``/``EndpointSliceList``), a
+folder of such files (``*.yaml``, ``*.yml``, ``*.json``, recursively, in name order), or
+``-`` for standard input (``kubectl get svc,endpointslices -A -o yaml | netemu proxy render -f -``).
 
 A file that cannot be read or parsed is an error naming the file (and line): nothing is
 rendered from half a file. An object that is not a Service or EndpointSlice is ignored; one
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, TextIO
 
 import yaml
 
@@ -47,9 +49,9 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
-def _documents(path: Path) -> list[Any]:
+def _documents(path: Path, stdin: TextIO | None = None) -> list[Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = stdin.read() if stdin is not None else path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: cannot read: {exc}") from None
     if path.suffix.lower() == ".json":
@@ -103,13 +105,16 @@ def _check(obj: dict, kind: str, where: str, problems: list[str]) -> bool:
     return True
 
 
-def load(paths: Iterable[str | Path]) -> Manifests:
-    """Services and EndpointSlices from files and folders (see module docstring)."""
+def load(paths: Iterable[str | Path], stdin: TextIO | None = None) -> Manifests:
+    """Services and EndpointSlices from files and folders (see module docstring); "-" reads
+    ``stdin`` (YAML, which also reads JSON), as kubectl's ``-f -``."""
     out = Manifests()
     for raw in paths:
-        for path in _files(Path(raw)):
+        from_stdin = str(raw) == "-"
+        for path in [Path("<stdin>")] if from_stdin else _files(Path(raw)):
             out.files.append(path)
-            for n, doc in enumerate(_documents(path), 1):
+            docs = _documents(path, (stdin or sys.stdin) if from_stdin else None)
+            for n, doc in enumerate(docs, 1):
                 for where, obj in _objects(doc, f"{path} document {n}", out.problems):
                     kind = obj.get("kind")
                     if kind == "Service":
