@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-label", action="append", default=[], metavar="KEY=VALUE",
                    help="node label, e.g. topology.kubernetes.io/zone=a (repeatable)")
     p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE_OR_DIR",
-                   help="YAML/JSON file or folder with Services and EndpointSlices (repeatable)")
+                   help="YAML/JSON file or folder with Services and EndpointSlices, - for stdin (repeatable)")
     p.add_argument("--masquerade-all", action="store_true", help="SNAT all Service traffic")
     p.add_argument("--no-random-fully", action="store_true", help="MASQUERADE without --random-fully")
     p.add_argument("--no-localhost-nodeports", action="store_true", help="NodePorts not on 127.0.0.1")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+import yaml
 
 from netemu.agent.proxy.manifests import ManifestError, load
 from netemu.cli.main import main
@@ -143,8 +145,7 @@ def test_render_compare_against_a_save_file(tmp_path, capsys):
 
 
 def test_render_reads_stdin(monkeypatch, capsys):
-    import io
-    listing = {"kind": "List", "items": [__import__("yaml").safe_load(SERVICE), __import__("yaml").safe_load(SLICE)]}
+    listing = {"kind": "List", "items": [yaml.safe_load(SERVICE), yaml.safe_load(SLICE)]}
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(listing)))
     code, out, err = render(capsys, "--node", "node1", "-f", "-")
     assert code == 0 and "default/web:http" in out and "1 files" in err
