@@ -1,6 +1,11 @@
-"""kube-proxy iptables mode: the pure rule builder (builder.py), fixed chains and jump rules
-(chains.py), and a parser/sorter for restore text (normalize.py). The applier (apply.py) is the
-only part that touches the kernel.
+"""kube-proxy iptables mode (upstream kubernetes v1.32 pkg/proxy/iptables).
+
+Where things are: builder.py assembles one sync's ``iptables-restore`` input from the rules of
+each service port (service_rules.py), optionally reusing them between syncs (cache.py);
+chains.py holds the fixed chains, jump rules and canaries; normalize.py sorts restore text
+like upstream's tests, rewrites it in ``iptables-save`` form and compares dumps; dump.py parses
+dumps for the tracer; verify.py checks this machine's iptables against the builder; bench.py
+times the builder. The applier (apply.py) is the only part that touches the kernel.
 
 ``render()`` is the one-call entry for fixtures, tracers and ``netemu proxy render``: lists of
 Service and EndpointSlice dicts in, RuleSet out.
@@ -17,7 +22,8 @@ from .chains import JumpRule, canary_chains, jump_rules
 # Upstream proxier_test.go's fake node: lets tests reuse its IPs and expected dumps.
 UPSTREAM_TEST_NODE = NodeInfo("test-node", ("192.168.0.2",), "10.0.0.0/8")
 
-__all__ = ["BuildCache", "RuleSet", "JumpRule", "build", "canary_chains", "jump_rules", "probability", "render", "UPSTREAM_TEST_NODE"]
+__all__ = ["BuildCache", "RuleSet", "JumpRule", "build", "canary_chains", "jump_rules", "probability", "render",
+           "UPSTREAM_TEST_NODE"]
 
 
 def render(services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]],
