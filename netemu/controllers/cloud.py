@@ -101,8 +101,10 @@ class LoadBalancerController(Controller):
             if svc is not None and ingress_ips(svc):
                 await self._write(svc, [])
                 self.recorder.event(svc, NORMAL, "DeletedLoadBalancer", "Deleted load balancer", component=COMPONENT)
-            elif released and svc is None:
-                pass
+            if released:  # an address came free: Services waiting for one try now
+                for other in self.cache("Service").list():
+                    if is_lb(other) and not ingress_ips(other) and key_of(other) != key:
+                        self.enqueue_obj(other)
             return
         current = ingress_ips(svc)
         wanted = (svc.get("spec") or {}).get("loadBalancerIP") or None

@@ -86,6 +86,19 @@ class FakeKubelet:
     def stop_node(self, name: str) -> None:
         self.silent.add(name)
 
+    async def resume_node(self, name: str) -> None:
+        """The kubelet is back: it reports Ready again and renews its Lease."""
+        self.silent.discard(name)
+        node = await self.client.get(rt("Node"), name)
+        stamp = rfc3339(time.time())
+        conds = set_condition((node.get("status") or {}).get("conditions") or [],
+                              {"type": "Ready", "status": "True", "reason": "KubeletReady",
+                               "message": "kubelet is posting ready status", "lastHeartbeatTime": stamp}, stamp)
+        await self.client.patch(rt("Node"), name, {"status": {"conditions": conds}}, subresource="status")
+        await self._renew(name)
+        for pod in self.pods.list():
+            self._pod(pod)
+
     def _pod(self, pod: Obj) -> None:
         if (pod.get("spec") or {}).get("nodeName") in self.nodes:
             self._pending.put_nowait(pod)

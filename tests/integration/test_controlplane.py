@@ -468,7 +468,23 @@ def test_lb_pool_exhaustion_namespace_cascade_and_bootstrap_objects(tmp_path):
             s = await c.client.get(rt("Service"), starving, ns)
             ing = (s.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
             return ing and ing[0]["ip"] == ips[holder]
-        await eventually(handed_over, timeout=30, what="released IP reused")
+        await eventually(handed_over, what="released IP reused")
+        # a type change away from LoadBalancer releases the address too
+        other = next(n for n in ips if n != holder)
+        await c.client.patch(rt("Service"), other, {"spec": {"type": "ClusterIP"}}, ns)
+
+        async def released():
+            s = await c.client.get(rt("Service"), other, ns)
+            return not (s.get("status") or {}).get("loadBalancer", {}).get("ingress")
+        await eventually(released, what="ingress cleared on type change")
+        await c.client.create(rt("Service"), {"metadata": {"name": "late"}, "spec": {
+            "type": "LoadBalancer", "selector": {"app": "x"}, "ports": [{"port": 80}]}}, ns)
+
+        async def late_gets_it():
+            s = await c.client.get(rt("Service"), "late", ns)
+            ing = (s.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+            return ing and ing[0]["ip"] == ips[other]
+        await eventually(late_gets_it, what="address of the ClusterIP'd Service reused")
 
         # every namespace gets a default ServiceAccount and its token Secret; nodes get podCIDRs
         async def sa_and_token():
@@ -533,4 +549,23 @@ def test_garbage_collector_foreground_and_orphan(tmp_path):
         assert left["metadata"]["uid"] == rs["metadata"]["uid"]
         pods = [p for p in await c.pods(ns) if p["metadata"]["labels"]["app"] == "orph"]
         assert len(pods) == 2
+    run(body, tmp_path, three_nodes())
+
+
+def test_node_that_comes_back_is_ready_and_untainted(tmp_path):
+    async def body(c: Cluster):
+        c.kubelet.stop_node("n1")
+
+        async def taints(want_unreachable: bool):
+            node = await c.client.get(rt("Node"), "n1")
+            keys = {t["key"] for t in node["spec"].get("taints") or []}
+            ready = condition(node, "Ready")["status"]
+            if want_unreachable:
+                return ready == "Unknown" and "node.kubernetes.io/unreachable" in keys
+            return ready == "True" and not keys
+        await eventually(lambda: taints(True), what="n1 unreachable")
+        events = (await c.client.list(rt("Event"), "default")).items
+        assert any(e["reason"] == "NodeNotReady" and e["involvedObject"]["name"] == "n1" for e in events)
+        await c.kubelet.resume_node("n1")
+        await eventually(lambda: taints(False), what="n1 Ready again, taints removed")
     run(body, tmp_path, three_nodes())
