@@ -251,3 +251,16 @@ def test_event_columns_like_kubectl_get_events():
     assert names == ["Last Seen", "Type", "Reason", "Object", "Message"]
     assert t["rows"][0]["cells"] == ["30s", "Normal", "Scheduled", "pod/web-1", "", "default-scheduler",
                                      "assigned", "2m", 2, "web.1"]
+
+
+def test_pod_with_finalizer_waits_for_both_kubelet_and_finalizer():
+    p = pod("node-1", finalizers=["example.com/hold"])
+    marked = deletion.plan("Pod", p, {}, NOW).updated
+    assert marked["metadata"]["deletionGracePeriodSeconds"] == 30
+    after_kubelet = deletion.plan("Pod", marked, {"gracePeriodSeconds": 0}, NOW)
+    assert not after_kubelet.remove                                   # the finalizer still holds it
+    md = after_kubelet.updated["metadata"]
+    assert md["deletionGracePeriodSeconds"] == 0 and md["deletionTimestamp"] == "2026-01-01T12:00:00Z"
+    md["finalizers"] = []
+    assert deletion.finalized(after_kubelet.updated)                  # removing the finalizer removes it
+    assert not deletion.finalized(marked | {"metadata": {**marked["metadata"], "finalizers": []}})
