@@ -32,18 +32,19 @@ def _write_private(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def san_ips(host: str) -> list[str]:
+def san_ips(*hosts: str) -> list[str]:
     ips = list(FIXED_IPS)
-    try:
-        ip = ipaddress.ip_address(host)
+    for host in hosts:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            continue
         if not ip.is_unspecified and str(ip) not in ips:
             ips.append(str(ip))
-    except ValueError:
-        pass
     return ips
 
 
-def ensure(state_dir: str | os.PathLike, host: str) -> tuple[Path, Path, Path]:
+def ensure(state_dir: str | os.PathLike, host: str, extra_ips: list[str] = ()) -> tuple[Path, Path, Path]:
     """(ca.crt, apiserver.crt, apiserver.key) in ``state_dir``: CA kept, serving cert renewed."""
     d = Path(state_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -52,13 +53,14 @@ def ensure(state_dir: str | os.PathLike, host: str) -> tuple[Path, Path, Path]:
         make = _with_cryptography
     except ImportError:
         make = _with_openssl
-    make(d, san_ips(host))
+    make(d, san_ips(host, *extra_ips))
     return d / CA_CERT, d / SERVING_CERT, d / SERVING_KEY
 
 
-def server_context(state_dir: str | os.PathLike, host: str) -> tuple[ssl.SSLContext, bytes]:
+def server_context(state_dir: str | os.PathLike, host: str,
+                   extra_ips: list[str] = ()) -> tuple[ssl.SSLContext, bytes]:
     """The TLS context to serve with and the CA certificate (PEM) clients must trust."""
-    ca, cert, key = ensure(state_dir, host)
+    ca, cert, key = ensure(state_dir, host, extra_ips)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     return ctx, ca.read_bytes()

@@ -34,6 +34,7 @@ class ServerConfig:
     controllers: bool = True
     controller_settings: Any = None
     bookmark_interval: float = 60.0
+    advertise_address: str | None = None   # the IP pods reach us at (kubernetes endpoints, cert)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,11 +96,13 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
                         bookmark_interval=config.bookmark_interval)
         runner = web.AppRunner(api.app, access_log=None, shutdown_timeout=3.0)
         await runner.setup()
-        ssl_context, ca_pem = certs.server_context(config.state_dir, client_host(config.host))
+        advertise = config.advertise_address or config.host
+        ssl_context, ca_pem = certs.server_context(config.state_dir, client_host(config.host),
+                                                   extra_ips=[advertise])
         site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
         await site.start()
         port = runner.addresses[0][1] if config.port == 0 else config.port
-        await bootstrap.bootstrap(registry, config.host, port)
+        await bootstrap.bootstrap(registry, advertise, port)
         url = _url(config.host, port)
         path = Path(config.state_dir) / auth.KUBECONFIG_FILE
         kubeconfig.write(path, kubeconfig.render(url, token, ca_data=ca_pem))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import signal
 import sys
 from pathlib import Path
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", default=None,
                         help="sqlite:PATH or etcd:URL[,URL...] (default: sqlite:STATE_DIR/state.db)")
     parser.add_argument("--state-dir", required=True, help="where the admin token and kubeconfig live")
+    parser.add_argument("--advertise-address", metavar="IP", default=None,
+                        help="IP pods reach the API server at: the kubernetes Service's endpoints and "
+                             "a certificate SAN (default: the --listen host when it is one)")
     parser.add_argument("--no-controllers", action="store_true", help="serve the API only")
     options = _controller_options()
     if options is not None:
@@ -60,8 +64,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     options = _controller_options()
     settings = options.settings_from_args(args) if options is not None and not args.no_controllers else None
+    if args.advertise_address is not None:
+        try:
+            ipaddress.ip_address(args.advertise_address)
+        except ValueError:
+            raise UsageError(f"--advertise-address {args.advertise_address!r} is not an IP address") from None
     config = ServerConfig(host, port, store_url, state_dir, controllers=not args.no_controllers,
-                          controller_settings=settings)
+                          controller_settings=settings, advertise_address=args.advertise_address)
 
     def ready(running) -> None:
         print(f"netemu apiserver: serving {running.url} (store {store_url})", flush=True)

@@ -39,3 +39,40 @@ def test_port_in_use_is_a_clear_error(tmp_path, capsys):
                      "--no-controllers"])
     assert code == 1
     assert "error" in capsys.readouterr().err
+
+
+def test_bad_advertise_address(tmp_path, capsys):
+    assert main(["apiserver", "--listen", "0.0.0.0:0", "--state-dir", str(tmp_path),
+                 "--advertise-address", "node-1"]) == 2
+    assert "--advertise-address 'node-1'" in capsys.readouterr().err
+
+
+def test_certificate_names_cover_listen_and_advertised_addresses(tmp_path):
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from netemu.apiserver import certs
+    ca, cert, _ = certs.ensure(tmp_path, "127.0.0.1", ["172.18.0.1"])
+    sans = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value
+    ips = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    assert ips == {"127.0.0.1", "10.96.0.1", "172.18.0.1"}
+    assert "kubernetes.default.svc" in sans.get_values_for_type(x509.DNSName)
+    first_ca = ca.read_bytes()
+    certs.ensure(tmp_path, "127.0.0.1")
+    assert ca.read_bytes() == first_ca                           # the CA is kept, kubeconfigs stay valid
+
+
+def test_openssl_fallback_makes_a_verifiable_serving_certificate(tmp_path):
+    import shutil
+    import subprocess
+    from netemu.apiserver import certs
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl binary")
+    certs._with_openssl(tmp_path, certs.san_ips("127.0.0.1"))
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / certs.CA_CERT),
+                             str(tmp_path / certs.SERVING_CERT)], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+    text = subprocess.run(["openssl", "x509", "-in", str(tmp_path / certs.SERVING_CERT), "-noout", "-text"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "IP Address:127.0.0.1" in text and "DNS:kubernetes.default.svc" in text
+    assert oct((tmp_path / certs.SERVING_KEY).stat().st_mode & 0o777) == "0o600"
