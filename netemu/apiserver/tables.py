@@ -197,7 +197,30 @@ def _event(o: Obj, now: dt.datetime) -> list[Any]:
             (o.get("metadata") or {}).get("name", "")]
 
 
+def _ingress(o: Obj, now: dt.datetime) -> list[Any]:
+    spec = _spec(o)
+    hosts = [r.get("host") for r in spec.get("rules") or [] if r.get("host")]
+    lb = [i.get("ip") or i.get("hostname") for i in ((_status(o).get("loadBalancer") or {}).get("ingress") or [])]
+    ports = "80, 443" if spec.get("tls") else "80"
+    return [spec.get("ingressClassName") or "<none>", ",".join(hosts) or "*", ",".join(x for x in lb if x),
+            ports, age(o, now)]
+
+
+def _binding(o: Obj, now: dt.datetime) -> list[Any]:
+    ref = o.get("roleRef") or {}
+    subjects = o.get("subjects") or []
+    of = lambda kind: ",".join(  # noqa: E731
+        (f"{s.get('namespace')}/{s.get('name')}" if kind == "ServiceAccount" else s.get("name", ""))
+        for s in subjects if s.get("kind") == kind)
+    return [f"{ref.get('kind', '')}/{ref.get('name', '')}", age(o, now), of("User"), of("Group"),
+            of("ServiceAccount")]
+
+
 S, I = "string", "integer"
+_BINDING_COLUMNS: list[Column] = [("Role", S, 0), ("Age", S, 0), ("Users", S, 1), ("Groups", S, 1),
+                                  ("ServiceAccounts", S, 1)]
+_CREATED_AT: tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]] = (
+    [("Created At", "date", 0)], lambda o, now: [(o.get("metadata") or {}).get("creationTimestamp", "")])
 # Kinds whose columns do not start with the name (the cells include it where upstream puts it).
 OWN_NAME_COLUMN: dict[str, tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]]] = {
     "Event": ([("Last Seen", S, 0), ("Type", S, 0), ("Reason", S, 0), ("Object", S, 0), ("Subobject", S, 1),
@@ -226,6 +249,15 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]]
                       _endpointslice),
     "Lease": ([("Holder", S, 0), ("Age", S, 0)],
               lambda o, now: [_spec(o).get("holderIdentity", ""), age(o, now)]),
+    "ServiceAccount": ([("Secrets", I, 0), ("Age", S, 0)],
+                       lambda o, now: [len(o.get("secrets") or []), age(o, now)]),
+    "Ingress": ([("Class", S, 0), ("Hosts", S, 0), ("Address", S, 0), ("Ports", S, 0), ("Age", S, 0)], _ingress),
+    "IngressClass": ([("Controller", S, 0), ("Parameters", S, 0), ("Age", S, 0)],
+                     lambda o, now: [_spec(o).get("controller", ""), "<none>", age(o, now)]),
+    "RoleBinding": (_BINDING_COLUMNS, _binding),
+    "ClusterRoleBinding": (_BINDING_COLUMNS, _binding),
+    "Role": _CREATED_AT,
+    "ClusterRole": _CREATED_AT,
 }
 _DEFAULT: tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]] = (
     [("Age", S, 0)], lambda o, now: [age(o, now)])

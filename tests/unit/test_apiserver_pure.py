@@ -264,3 +264,13 @@ def test_pod_with_finalizer_waits_for_both_kubelet_and_finalizer():
     md["finalizers"] = []
     assert deletion.finalized(after_kubelet.updated)                  # removing the finalizer removes it
     assert not deletion.finalized(marked | {"metadata": {**marked["metadata"], "finalizers": []}})
+
+
+def test_rbac_and_ingress_rows():
+    rb = {"metadata": {"name": "rb"}, "roleRef": {"kind": "Role", "name": "reader"},
+          "subjects": [{"kind": "User", "name": "bob"}, {"kind": "ServiceAccount", "name": "sa", "namespace": "ns"}]}
+    assert tables.row("RoleBinding", rb, NOW)["cells"] == ["rb", "Role/reader", "<unknown>", "bob", "", "ns/sa"]
+    role = {"metadata": {"name": "reader", "creationTimestamp": "2026-01-01T10:00:00Z"}}
+    assert tables.row("Role", role, NOW)["cells"] == ["reader", "2026-01-01T10:00:00Z"]
+    ing = {"metadata": {"name": "i"}, "spec": {"ingressClassName": "nginx", "rules": [{"host": "a.com"}]}}
+    assert tables.row("Ingress", ing, NOW)["cells"] == ["i", "nginx", "a.com", "", "80", "<unknown>"]
