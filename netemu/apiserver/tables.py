@@ -123,30 +123,70 @@ def _replicaset(o: Obj, now: dt.datetime) -> list[Any]:
             names, images, _or_none(selector_string(_spec(o).get("selector")))]
 
 
-def _pod_status(o: Obj) -> str:
+def _terminated_reason(term: Obj) -> str:
+    if term.get("reason"):
+        return term["reason"]
+    return f"Signal:{term['signal']}" if term.get("signal") else f"ExitCode:{term.get('exitCode', 0)}"
+
+
+def _init_status(o: Obj) -> str | None:
+    """``Init:1/3``, ``Init:CrashLoopBackOff``... while init containers run (upstream printPod)."""
+    inits = _status(o).get("initContainerStatuses") or []
+    total = len(_spec(o).get("initContainers") or [])
+    for i, cs in enumerate(inits):
+        state = cs.get("state") or {}
+        term, waiting = state.get("terminated"), state.get("waiting") or {}
+        if term is not None and term.get("exitCode", 0) == 0:
+            continue
+        if term is not None:
+            return "Init:" + _terminated_reason(term)
+        if waiting.get("reason") and waiting["reason"] != "PodInitializing":
+            return "Init:" + waiting["reason"]
+        return f"Init:{i}/{total}"
+    return None
+
+
+def _pod_status(o: Obj) -> tuple[str, int]:
+    """(STATUS column, ready containers) as upstream's printPod computes them."""
     st = _status(o)
     reason = st.get("reason") or st.get("phase") or "Pending"
-    for cs in st.get("containerStatuses") or []:
-        state = cs.get("state") or {}
-        if (state.get("waiting") or {}).get("reason"):
-            reason = state["waiting"]["reason"]
-        elif (state.get("terminated") or {}).get("reason") and reason == "Running":
-            reason = state["terminated"]["reason"]
+    ready, has_running = 0, False
+    init = _init_status(o)
+    if init is not None:
+        reason = init
+    else:
+        for cs in reversed(st.get("containerStatuses") or []):
+            state = cs.get("state") or {}
+            if (state.get("waiting") or {}).get("reason"):
+                reason = state["waiting"]["reason"]
+            elif state.get("terminated") is not None:
+                reason = _terminated_reason(state["terminated"])
+            elif cs.get("ready") and state.get("running") is not None:
+                has_running = True
+                ready += 1
+        if reason == "Completed" and has_running:
+            conditions = {c.get("type"): c.get("status") for c in st.get("conditions") or []}
+            reason = "Running" if conditions.get("Ready") == "True" else "NotReady"
     if (o.get("metadata") or {}).get("deletionTimestamp"):
-        reason = "Terminating"
-    return reason
+        if st.get("reason") == "NodeLost":
+            reason = "Unknown"
+        elif st.get("phase") not in ("Succeeded", "Failed"):
+            reason = "Terminating"
+    return reason, ready
 
 
 def _pod(o: Obj, now: dt.datetime) -> list[Any]:
     st = _status(o)
     statuses = st.get("containerStatuses") or []
     total = len(_spec(o).get("containers") or [])
-    ready = sum(1 for c in statuses if c.get("ready"))
+    status, ready = _pod_status(o)
     restarts = sum(int(c.get("restartCount", 0)) for c in statuses)
     gates = _spec(o).get("readinessGates") or []
-    return [f"{ready}/{total}", _pod_status(o), restarts, age(o, now), _or_none(st.get("podIP", "")),
+    conditions = {c.get("type"): c.get("status") for c in st.get("conditions") or []}
+    gates_ready = sum(1 for g in gates if conditions.get(g.get("conditionType")) == "True")
+    return [f"{ready}/{total}", status, restarts, age(o, now), _or_none(st.get("podIP", "")),
             _or_none(_spec(o).get("nodeName", "")), _or_none(st.get("nominatedNodeName", "")),
-            f"{0}/{len(gates)}" if gates else "<none>"]
+            f"{gates_ready}/{len(gates)}" if gates else "<none>"]
 
 
 def _node(o: Obj, now: dt.datetime) -> list[Any]:

@@ -274,3 +274,27 @@ def test_rbac_and_ingress_rows():
     assert tables.row("Role", role, NOW)["cells"] == ["reader", "2026-01-01T10:00:00Z"]
     ing = {"metadata": {"name": "i"}, "spec": {"ingressClassName": "nginx", "rules": [{"host": "a.com"}]}}
     assert tables.row("Ingress", ing, NOW)["cells"] == ["i", "nginx", "a.com", "", "80", "<unknown>"]
+
+
+def _pod_with(statuses, phase="Running", **extra):
+    return {"metadata": {"name": "p"}, "spec": {"containers": [{"name": f"c{i}"} for i in range(len(statuses))],
+                                                **extra.pop("spec", {})},
+            "status": {"phase": phase, "containerStatuses": statuses, **extra}}
+
+
+@pytest.mark.parametrize("statuses, phase, extra, ready_status", [
+    ([{"ready": True, "state": {"running": {}}}], "Running", {}, ("1/1", "Running")),
+    ([{"ready": False, "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "restartCount": 3}], "Running", {},
+     ("0/1", "CrashLoopBackOff")),
+    ([{"ready": False, "state": {"terminated": {"reason": "Completed", "exitCode": 0}}}], "Succeeded", {},
+     ("0/1", "Completed")),
+    ([{"ready": False, "state": {"terminated": {"exitCode": 3}}}], "Failed", {}, ("0/1", "ExitCode:3")),
+    ([{"ready": True, "state": {"running": {}}}, {"ready": False, "state": {"terminated": {"reason": "Completed"}}}],
+     "Running", {"conditions": [{"type": "Ready", "status": "False"}]}, ("1/2", "NotReady")),
+    ([], "Pending", {"initContainerStatuses": [{"state": {"terminated": {"exitCode": 0}}},
+                                               {"state": {"running": {}}}],
+                     "spec": {"initContainers": [{"name": "a"}, {"name": "b"}]}}, ("0/0", "Init:1/2")),
+])
+def test_pod_status_column_like_printpod(statuses, phase, extra, ready_status):
+    cells = tables.row("Pod", _pod_with(statuses, phase, **extra), NOW)["cells"]
+    assert (cells[1], cells[2]) == ready_status
