@@ -15,16 +15,23 @@ from netemu.api import errors, kinds
 from netemu.apiserver.registry import Registry
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 
 
-def kubernetes_service(target_port: int) -> dict[str, Any]:
+def service_ips(service_cidr: str) -> tuple[str, str]:
+    """(kubernetes Service IP, DNS IP): the first and the tenth address of the range, as
+    upstream and kubeadm choose them (10.96.0.1 and 10.96.0.10 for the default range)."""
+    net = ipaddress.ip_network(service_cidr)
+    return str(net.network_address + 1), str(net.network_address + 10)
+
+
+def kubernetes_service(target_port: int, ip: str = KUBERNETES_SERVICE_IP) -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default",
                      "labels": {"component": "apiserver", "provider": "kubernetes"}},
-        "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP,
-                 "clusterIPs": [KUBERNETES_SERVICE_IP], "sessionAffinity": "None",
+        "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip], "sessionAffinity": "None",
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": target_port}]},
     }
 
@@ -78,12 +85,13 @@ async def _ensure(registry: Registry, rt: kinds.ResourceType, namespace: str | N
     await registry.guaranteed_update(rt, namespace, name, refresh)
 
 
-async def bootstrap(registry: Registry, host: str, port: int) -> None:
+async def bootstrap(registry: Registry, host: str, port: int,
+                    service_cidr: str = DEFAULT_SERVICE_CIDR) -> None:
     core = lambda resource: kinds.by_resource("", "v1", resource)  # noqa: E731
     for name in SYSTEM_NAMESPACES:
         await _ensure(registry, core("namespaces"), None,
                       {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    await _ensure(registry, core("services"), "default", kubernetes_service(port))
+    await _ensure(registry, core("services"), "default", kubernetes_service(port, service_ips(service_cidr)[0]))
     if _routable(host):
         await _ensure(registry, core("endpoints"), "default", kubernetes_endpoints(host, port), ("subsets",))
         await _ensure(registry, kinds.by_resource("discovery.k8s.io", "v1", "endpointslices"), "default",

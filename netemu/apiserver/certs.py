@@ -23,7 +23,7 @@ CA_CERT, CA_KEY = "ca.crt", "ca.key"
 SERVING_CERT, SERVING_KEY = "apiserver.crt", "apiserver.key"
 DNS_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
              "kubernetes.default.svc.cluster.local")
-FIXED_IPS = ("127.0.0.1", "10.96.0.1")
+FIXED_IPS = ("127.0.0.1", "10.96.0.1")    # the kubernetes Service IP of another range comes as extra
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -19,6 +19,7 @@ from aiohttp import web
 from netemu.apiserver import auth, bootstrap, certs, fieldcheck, watch
 from netemu.apiserver.app import ApiServer
 from netemu.apiserver.registry import Registry
+from netemu.apiserver.services import ServiceIPs, allocations_for
 from netemu.client import kubeconfig
 from netemu.store.factory import open_store
 
@@ -35,6 +36,7 @@ class ServerConfig:
     controller_settings: Any = None
     bookmark_interval: float = 60.0
     advertise_address: str | None = None   # the IP pods reach us at (kubernetes endpoints, cert)
+    service_cidr: str = bootstrap.DEFAULT_SERVICE_CIDR
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,7 +90,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
     controllers_stop = asyncio.Event()
     api: ApiServer | None = None
     try:
-        registry = Registry(store)
+        registry = Registry(store, services=ServiceIPs(store, allocations_for(config.service_cidr)))
         await registry.start()
         fieldcheck.warm_up()                    # import the schemas now, not on the first write
         token = auth.load_or_create_token(config.state_dir)
@@ -98,11 +100,11 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
         await runner.setup()
         advertise = config.advertise_address or config.host
         ssl_context, ca_pem = certs.server_context(config.state_dir, client_host(config.host),
-                                                   extra_ips=[advertise])
+                                                   extra_ips=[advertise, bootstrap.service_ips(config.service_cidr)[0]])
         site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
         await site.start()
         port = runner.addresses[0][1] if config.port == 0 else config.port
-        await bootstrap.bootstrap(registry, advertise, port)
+        await bootstrap.bootstrap(registry, advertise, port, config.service_cidr)
         url = _url(config.host, port)
         path = Path(config.state_dir) / auth.KUBECONFIG_FILE
         kubeconfig.write(path, kubeconfig.render(url, token, ca_data=ca_pem))

@@ -18,6 +18,12 @@ Obj = dict[str, Any]
 SERVICES = kinds.by_resource("", "v1", "services")
 
 
+def allocations_for(service_cidr: str) -> ServiceAllocations:
+    """Allocations over ``service_cidr``, its kubernetes and DNS addresses reserved."""
+    from netemu.apiserver.bootstrap import service_ips
+    return ServiceAllocations(service_cidr, reserved=service_ips(service_cidr))
+
+
 class ServiceIPs:
     def __init__(self, store: Store, allocations: ServiceAllocations | None = None):
         self.store = store

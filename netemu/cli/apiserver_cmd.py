@@ -63,14 +63,16 @@ def run(args: argparse.Namespace) -> int:
     except StoreURLError as exc:
         raise UsageError(str(exc)) from None
     options = _controller_options()
-    settings = options.settings_from_args(args) if options is not None and not args.no_controllers else None
+    settings = options.settings_from_args(args) if options is not None else None
+    service_cidr = getattr(settings, "service_cidr", None) or "10.96.0.0/12"
     if args.advertise_address is not None:
         try:
             ipaddress.ip_address(args.advertise_address)
         except ValueError:
             raise UsageError(f"--advertise-address {args.advertise_address!r} is not an IP address") from None
     config = ServerConfig(host, port, store_url, state_dir, controllers=not args.no_controllers,
-                          controller_settings=settings, advertise_address=args.advertise_address)
+                          controller_settings=settings, advertise_address=args.advertise_address,
+                          service_cidr=service_cidr)
 
     def ready(running) -> None:
         print(f"netemu apiserver: serving {running.url} (store {store_url})", flush=True)

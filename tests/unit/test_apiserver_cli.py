@@ -76,3 +76,32 @@ def test_openssl_fallback_makes_a_verifiable_serving_certificate(tmp_path):
                           capture_output=True, text=True, check=True).stdout
     assert "IP Address:127.0.0.1" in text and "DNS:kubernetes.default.svc" in text
     assert oct((tmp_path / certs.SERVING_KEY).stat().st_mode & 0o777) == "0o600"
+
+
+def test_service_cidr_drives_allocation_and_the_kubernetes_service(tmp_path):
+    import asyncio
+    import ipaddress
+
+    from netemu.api import kinds
+    from netemu.apiserver.server import ServerConfig, serve
+    from netemu.client import ApiClient
+    svc = kinds.by_resource("", "v1", "services")
+
+    async def scenario():
+        stop = asyncio.Event()
+        ready = asyncio.get_running_loop().create_future()
+        config = ServerConfig("127.0.0.1", 0, f"sqlite:{tmp_path / 'db'}", tmp_path, controllers=False,
+                              service_cidr="10.100.0.0/16")
+        task = asyncio.ensure_future(serve(config, stop, ready.set_result))
+        running = await asyncio.wait_for(ready, 20)
+        try:
+            async with ApiClient.from_kubeconfig(str(running.kubeconfig)) as api:
+                assert (await api.get(svc, "kubernetes", "default"))["spec"]["clusterIP"] == "10.100.0.1"
+                made = await api.create(svc, {"metadata": {"name": "a", "namespace": "default"},
+                                              "spec": {"ports": [{"port": 80}]}})
+                ip = ipaddress.ip_address(made["spec"]["clusterIP"])
+                assert ip in ipaddress.ip_network("10.100.0.0/16") and str(ip) not in ("10.100.0.1", "10.100.0.10")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+    asyncio.run(scenario())
