@@ -37,6 +37,7 @@ class ServerConfig:
     bookmark_interval: float = 60.0
     advertise_address: str | None = None   # the IP pods reach us at (kubernetes endpoints, cert)
     service_cidr: str = bootstrap.DEFAULT_SERVICE_CIDR
+    node_ports: tuple[int, int] = (30000, 32767)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -90,7 +91,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
     controllers_stop = asyncio.Event()
     api: ApiServer | None = None
     try:
-        registry = Registry(store, services=ServiceIPs(store, allocations_for(config.service_cidr)))
+        registry = Registry(store, services=ServiceIPs(store, allocations_for(config.service_cidr, config.node_ports)))
         await registry.start()
         fieldcheck.warm_up()                    # import the schemas now, not on the first write
         token = auth.load_or_create_token(config.state_dir)

@@ -18,10 +18,11 @@ Obj = dict[str, Any]
 SERVICES = kinds.by_resource("", "v1", "services")
 
 
-def allocations_for(service_cidr: str) -> ServiceAllocations:
-    """Allocations over ``service_cidr``, its kubernetes and DNS addresses reserved."""
+def allocations_for(service_cidr: str, node_ports: tuple[int, int] = (30000, 32767)) -> ServiceAllocations:
+    """Allocations over ``service_cidr`` (its kubernetes and DNS addresses reserved) and the
+    NodePort range."""
     from netemu.apiserver.bootstrap import service_ips
-    return ServiceAllocations(service_cidr, reserved=service_ips(service_cidr))
+    return ServiceAllocations(service_cidr, node_ports, reserved=service_ips(service_cidr))
 
 
 class ServiceIPs:

@@ -25,6 +25,13 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_port_range(text: str) -> tuple[int, int]:
+    first, sep, last = text.partition("-")
+    if not sep or not first.isdigit() or not last.isdigit() or not 1 <= int(first) <= int(last) <= 65535:
+        raise UsageError(f"--service-node-port-range {text!r}: expected FIRST-LAST, e.g. 30000-32767")
+    return int(first), int(last)
+
+
 def _controller_options():
     try:
         from netemu.controllers import options
@@ -41,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--advertise-address", metavar="IP", default=None,
                         help="IP pods reach the API server at: the kubernetes Service's endpoints and "
                              "a certificate SAN (default: the --listen host when it is one)")
+    parser.add_argument("--service-node-port-range", metavar="FIRST-LAST", default="30000-32767",
+                        help="NodePorts to allocate from (default %(default)s)")
     parser.add_argument("--no-controllers", action="store_true", help="serve the API only")
     options = _controller_options()
     if options is not None:
@@ -72,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--advertise-address {args.advertise_address!r} is not an IP address") from None
     config = ServerConfig(host, port, store_url, state_dir, controllers=not args.no_controllers,
                           controller_settings=settings, advertise_address=args.advertise_address,
-                          service_cidr=service_cidr)
+                          service_cidr=service_cidr, node_ports=parse_port_range(args.service_node_port_range))
 
     def ready(running) -> None:
         print(f"netemu apiserver: serving {running.url} (store {store_url})", flush=True)

@@ -105,3 +105,17 @@ def test_service_cidr_drives_allocation_and_the_kubernetes_service(tmp_path):
             stop.set()
             await asyncio.wait_for(task, 20)
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("text", ["30000", "a-b", "40000-30000", "0-10", "30000-70000"])
+def test_bad_node_port_range(text):
+    with pytest.raises(UsageError):
+        apiserver_cmd.parse_port_range(text)
+
+
+def test_node_port_range_is_used():
+    from netemu.apiserver.services import allocations_for
+    alloc = allocations_for("10.96.0.0/12", (31000, 31001))
+    svc = {"metadata": {"name": "a"}, "spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 81}]}}
+    alloc.allocate(svc)
+    assert sorted(p["nodePort"] for p in svc["spec"]["ports"]) == [31000, 31001]
