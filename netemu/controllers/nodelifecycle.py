@@ -151,7 +151,7 @@ class NodeLifecycleController(Controller):
     async def resync_all(self) -> None:
         for node in self.cache("Node").list():
             self.enqueue_obj(node)
-        asyncio.ensure_future(self._monitor())
+        self.background(self._monitor())
 
     async def _monitor(self) -> None:
         """Every node monitor period: look at each node again (grace periods and evictions are

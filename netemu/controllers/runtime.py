@@ -74,7 +74,7 @@ class WorkQueue:
 
     def add_after(self, key: str, delay: float) -> None:
         """Enqueue ``key`` in ``delay`` seconds (the earliest of several requests wins)."""
-        loop = asyncio.get_event_loop()
+        loop = asyncio.get_running_loop()
         when = loop.time() + max(delay, 0.0)
         timer = self._timers.get(key)
         if timer is not None and timer.when() <= when:
@@ -121,6 +121,13 @@ class Controller:
     def __init__(self, client: ApiClient, informers: Informers, settings: Any, recorder: Any):
         self.client, self.informers, self.settings, self.recorder = client, informers, settings, recorder
         self.queue = WorkQueue()
+        self._background: set[asyncio.Task] = set()
+
+    def background(self, coro: Any) -> None:
+        """Run a helper task (periodic checks) for as long as the controller runs."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def setup(self) -> None:
         """Register informer handlers (called before the informers start)."""
@@ -143,9 +150,10 @@ class Controller:
         try:
             await stop.wait()
         finally:
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            helpers = workers + list(self._background)
+            for t in helpers:
+                t.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             self.queue.close()
 
     async def resync_all(self) -> None:

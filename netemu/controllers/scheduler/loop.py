@@ -58,7 +58,6 @@ class Scheduler(Controller):
     def setup(self) -> None:
         self.assumed: dict[str, Obj] = {}
         self._binders = asyncio.Semaphore(BIND_CONCURRENCY)
-        self._binding: set[asyncio.Task] = set()
         self.unschedulable: set[str] = set()
         self.rng = random.Random()
         self._snapshot: Snapshot | None = None
@@ -121,7 +120,7 @@ class Scheduler(Controller):
         for pod in self.cache("Pod").list():
             if wants_scheduling(pod):
                 self.queue.add(key_of(pod))
-        asyncio.ensure_future(self._flush_unschedulable())
+        self.background(self._flush_unschedulable())
 
     async def _flush_unschedulable(self) -> None:
         while True:
@@ -154,9 +153,7 @@ class Scheduler(Controller):
         # the binding cycle runs beside the next scheduling cycles (upstream binds in a
         # goroutine): the pod is assumed on its node meanwhile, so the next decision counts it
         await self._binders.acquire()
-        task = asyncio.ensure_future(self._binding_cycle(key, pod, decision))
-        self._binding.add(task)
-        task.add_done_callback(self._binding.discard)
+        self.background(self._binding_cycle(key, pod, decision))
 
     async def _binding_cycle(self, key: str, pod: Obj, decision: Decision) -> None:
         ns, name = split_key(key)
