@@ -61,27 +61,29 @@ def run(args: argparse.Namespace) -> int:
     from netemu.store.factory import StoreURLError, parse_store_url
 
     host, port = parse_listen(args.listen)
-    state_dir = Path(args.state_dir)
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--state-dir {args.state_dir}: {exc.strerror}") from None
-    store_url = args.store or f"sqlite:{state_dir / 'state.db'}"
-    try:
-        parse_store_url(store_url)
-    except StoreURLError as exc:
-        raise UsageError(str(exc)) from None
-    options = _controller_options()
-    settings = options.settings_from_args(args) if options is not None else None
-    service_cidr = getattr(settings, "service_cidr", None) or "10.96.0.0/12"
+    node_ports = parse_port_range(args.service_node_port_range)
     if args.advertise_address is not None:
         try:
             ipaddress.ip_address(args.advertise_address)
         except ValueError:
             raise UsageError(f"--advertise-address {args.advertise_address!r} is not an IP address") from None
+    options = _controller_options()
+    settings = options.settings_from_args(args) if options is not None else None
+    service_cidr = getattr(settings, "service_cidr", None) or "10.96.0.0/12"
+    state_dir = Path(args.state_dir)
+    store_url = args.store or f"sqlite:{state_dir / 'state.db'}"
+    if args.store:
+        try:
+            parse_store_url(store_url)
+        except StoreURLError as exc:
+            raise UsageError(str(exc)) from None
+    try:                                  # every flag checked: now the state dir may be made
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--state-dir {args.state_dir}: {exc.strerror}") from None
     config = ServerConfig(host, port, store_url, state_dir, controllers=not args.no_controllers,
                           controller_settings=settings, advertise_address=args.advertise_address,
-                          service_cidr=service_cidr, node_ports=parse_port_range(args.service_node_port_range))
+                          service_cidr=service_cidr, node_ports=node_ports)
 
     def ready(running) -> None:
         print(f"netemu apiserver: serving {running.url} (store {store_url})", flush=True)

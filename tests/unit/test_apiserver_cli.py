@@ -119,3 +119,10 @@ def test_node_port_range_is_used():
     svc = {"metadata": {"name": "a"}, "spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 81}]}}
     alloc.allocate(svc)
     assert sorted(p["nodePort"] for p in svc["spec"]["ports"]) == [31000, 31001]
+
+
+def test_bad_flags_leave_no_state_dir(tmp_path):
+    target = tmp_path / "never"
+    assert main(["apiserver", "--state-dir", str(target), "--service-node-port-range", "x"]) == 2
+    assert main(["apiserver", "--state-dir", str(target), "--store", "mysql:x"]) == 2
+    assert not target.exists()
