@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netemu.client import ApiClient  # noqa: E402
 from netemu.controllers.fakenodes import FakeKubelet, node_object  # noqa: E402
-from netemu.controllers.kube import is_deleting, labels_of, name_of  # noqa: E402
+from netemu.controllers.kube import labels_of, name_of  # noqa: E402
 from netemu.controllers.runtime import rt  # noqa: E402
 
 

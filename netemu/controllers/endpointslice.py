@@ -162,8 +162,8 @@ def reconcile(service: Obj, pods: list[Obj], nodes: dict[str, Obj], slices: list
             buckets.append((s, keep))
             used.add(name_of(s))
         rest = [e for e in eps if _ep_id(e) in wanted]
-        for i, (s, keep) in enumerate(buckets):
-            room = MAX_ENDPOINTS - len(keep)
+        for s, keep in buckets:  # then fill slices that have room, before making new ones
+            room = max(0, MAX_ENDPOINTS - len(keep))
             keep.extend(rest[:room])
             rest = rest[room:]
         while rest:

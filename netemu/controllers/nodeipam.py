@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 
 from netemu.controllers.events import NORMAL
-from netemu.controllers.kube import Obj, name_of
+from netemu.controllers.kube import Obj
 from netemu.controllers.runtime import Controller, rt
 
 
