@@ -8,10 +8,14 @@ go to ``addresses``, not-ready ones to ``notReadyAddresses``, terminating pods a
 from __future__ import annotations
 
 import json
+import math
 
 from netemu.controllers.endpointslice import (TRIGGER_TIME, endpoint_ports, in_endpoints, pod_ip,
                                               selected_pods)
 from netemu.controllers.kube import Obj, is_deleting, labels_of, meta, name_of, ns_of, pod_is_ready, uid_of
+
+MAX_CAPACITY = 1000
+OVER_CAPACITY = "endpoints.kubernetes.io/over-capacity"
 
 
 def subsets_for(service: Obj, pods: list[Obj]) -> list[Obj]:
@@ -44,18 +48,45 @@ def subsets_for(service: Obj, pods: list[Obj]) -> list[Obj]:
     return out
 
 
+def truncate(subsets: list[Obj], limit: int = MAX_CAPACITY) -> tuple[list[Obj], bool]:
+    """At most ``limit`` addresses, shared over the subsets in proportion, ready ones kept
+    first (upstream truncateEndpoints). Returns (subsets, truncated)."""
+    ready = sum(len(s.get("addresses") or []) for s in subsets)
+    not_ready = sum(len(s.get("notReadyAddresses") or []) for s in subsets)
+    if ready + not_ready <= limit:
+        return subsets, False
+    cut_ready = ready > limit
+    budget, total = (limit, ready) if cut_ready else (limit - ready, not_ready)
+    field = "addresses" if cut_ready else "notReadyAddresses"
+    left, out = budget, []
+    for i, subset in enumerate(subsets):
+        subset = dict(subset)
+        share = left if i == len(subsets) - 1 else math.ceil(len(subset.get(field) or []) / total * budget)
+        subset[field] = (subset.get(field) or [])[:min(share, left)]
+        if cut_ready:
+            subset.pop("notReadyAddresses", None)
+        left -= len(subset[field])
+        out.append({k: v for k, v in subset.items() if v != []})
+    return out, True
+
+
 def desired_endpoints_object(service: Obj, pods: list[Obj], current: Obj | None,
                              trigger_time: str | None) -> Obj | None:
     """The Endpoints to write, or None when ``current`` already says the same."""
-    subsets = subsets_for(service, pods)
+    subsets, truncated = truncate(subsets_for(service, pods))
     labels = {k: v for k, v in labels_of(service).items()}
     labels["endpointslice.kubernetes.io/skip-mirror"] = "true"
-    if current is not None and (current.get("subsets") or []) == subsets and labels_of(current) == labels:
+    annotations = {k: v for k, v in (meta(current or {}).get("annotations") or {}).items() if k != OVER_CAPACITY}
+    if truncated:
+        annotations[OVER_CAPACITY] = "truncated"
+    if current is not None and (current.get("subsets") or []) == subsets and labels_of(current) == labels \
+            and (meta(current).get("annotations") or {}).get(OVER_CAPACITY) == annotations.get(OVER_CAPACITY):
         return None
     new = json.loads(json.dumps(current)) if current else {
         "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name_of(service), "namespace": ns_of(service)}}
     new["subsets"] = subsets
     new["metadata"]["labels"] = labels
     if trigger_time:
-        new["metadata"]["annotations"] = dict(meta(new).get("annotations") or {}, **{TRIGGER_TIME: trigger_time})
+        annotations[TRIGGER_TIME] = trigger_time
+    new["metadata"]["annotations"] = annotations or None
     return new

@@ -53,7 +53,8 @@ class EndpointSliceController(Controller):
         pods = self.cache("Pod").list(ns)
         nodes = {name_of(n): n for n in self.cache("Node").list()}
         trigger = rfc3339(time.time())
-        changes = eps.reconcile(svc, pods, nodes, slices, lambda: f"{name}-{random_suffix()}", trigger)
+        changes = eps.reconcile(svc, pods, nodes, slices, lambda: f"{name}-{random_suffix()}", trigger,
+                                max_per_slice=self.settings.max_endpoints_per_slice)
         es = rt("EndpointSlice")
         for s in changes.create:
             self.slices_written.wrote(await self.client.create(es, s, ns))

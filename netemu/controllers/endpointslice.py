@@ -144,7 +144,8 @@ def _new_slice(service: Obj, name: str, ports: list[Obj] | None, eps: list[Obj])
 
 
 def reconcile(service: Obj, pods: list[Obj], nodes: dict[str, Obj], slices: list[Obj],
-              new_name: Callable[[], str], trigger_time: str | None = None) -> SliceChanges:
+              new_name: Callable[[], str], trigger_time: str | None = None,
+              max_per_slice: int = MAX_ENDPOINTS) -> SliceChanges:
     """What to write so the Service's managed slices hold exactly the desired endpoints."""
     desired = desired_endpoints(service, pods, nodes)
     existing = sorted(managed_slices(service, slices), key=name_of)
@@ -163,12 +164,12 @@ def reconcile(service: Obj, pods: list[Obj], nodes: dict[str, Obj], slices: list
             used.add(name_of(s))
         rest = [e for e in eps if _ep_id(e) in wanted]
         for s, keep in buckets:  # then fill slices that have room, before making new ones
-            room = max(0, MAX_ENDPOINTS - len(keep))
+            room = max(0, max_per_slice - len(keep))
             keep.extend(rest[:room])
             rest = rest[room:]
         while rest:
-            buckets.append((None, rest[:MAX_ENDPOINTS]))
-            rest = rest[MAX_ENDPOINTS:]
+            buckets.append((None, rest[:max_per_slice]))
+            rest = rest[max_per_slice:]
         results.extend((s, ports, keep) for s, keep in buckets)
     if not desired:  # upstream placeholder: one empty slice stands for "no endpoints"
         placeholder = next((s for s in existing if not s.get("endpoints")), existing[0] if existing else None)

@@ -23,6 +23,7 @@ class Settings:
     cluster_cidr: str = "10.244.0.0/16"
     node_cidr_mask_size: int = 24
     service_cidr: str = "10.96.0.0/12"
+    max_endpoints_per_slice: int = 100
     kubeconfig: str | None = None        # when set, the loops connect with it (CA included)
     extra: dict = field(default_factory=dict)
 
@@ -91,6 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="pod network; each node gets a podCIDR from it (default %(default)s)")
     g.add_argument("--node-cidr-mask-size", type=int, default=d.node_cidr_mask_size, metavar="N",
                    help="prefix length of each node's podCIDR (default %(default)s)")
+    g.add_argument("--max-endpoints-per-slice", type=int, default=d.max_endpoints_per_slice, metavar="N",
+                   help="endpoints per EndpointSlice, 1-1000 (default %(default)s)")
     g.add_argument("--service-cidr", type=_cidr, default=d.service_cidr, metavar="CIDR",
                    help="Service ClusterIP range the controllers assume (default %(default)s)")
 
@@ -101,6 +104,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if not net.prefixlen <= args.node_cidr_mask_size <= net.max_prefixlen:
         raise UsageError(f"--node-cidr-mask-size {args.node_cidr_mask_size} does not fit in --cluster-cidr "
                          f"{args.cluster_cidr}")
+    if not 1 <= args.max_endpoints_per_slice <= 1000:
+        raise UsageError(f"--max-endpoints-per-slice {args.max_endpoints_per_slice}: must be 1-1000")
     if args.node_monitor_period <= 0 or args.node_monitor_grace_period <= 0:
         raise UsageError("--node-monitor-period and --node-monitor-grace-period must be positive")
     return Settings(controllers=tuple(args.controllers),
@@ -109,4 +114,5 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
                     default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
                     lb_pool=args.lb_pool, cluster_cidr=args.cluster_cidr,
-                    node_cidr_mask_size=args.node_cidr_mask_size, service_cidr=args.service_cidr)
+                    node_cidr_mask_size=args.node_cidr_mask_size, service_cidr=args.service_cidr,
+                    max_endpoints_per_slice=args.max_endpoints_per_slice)

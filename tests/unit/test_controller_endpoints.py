@@ -130,3 +130,24 @@ def test_legacy_endpoints_ready_not_ready_and_terminating():
     assert desired_endpoints_object(svc(), pods, ep, "t2") is None
     published = desired_endpoints_object(svc(publish=True), pods, None, None)
     assert len(published["subsets"][0]["addresses"]) == 3
+
+
+def test_legacy_endpoints_truncated_at_1000_ready_first():
+    from netemu.controllers.endpoints import OVER_CAPACITY, truncate
+    pods = [pod(f"r{i}", f"10.1.{i // 250}.{i % 250 + 1}") for i in range(900)]
+    pods += [pod(f"n{i}", f"10.2.{i // 250}.{i % 250 + 1}", ready=False) for i in range(300)]
+    ep = desired_endpoints_object(svc(), pods, None, None)
+    (subset,) = ep["subsets"]
+    assert len(subset["addresses"]) == 900 and len(subset["notReadyAddresses"]) == 100
+    assert ep["metadata"]["annotations"][OVER_CAPACITY] == "truncated"
+    two = [{"addresses": [{"ip": str(i)} for i in range(900)]}, {"addresses": [{"ip": str(i)} for i in range(300)]}]
+    out, cut = truncate(two)
+    assert cut and [len(s["addresses"]) for s in out] == [750, 250]
+    small = desired_endpoints_object(svc(), pods[:3], ep, None)
+    assert OVER_CAPACITY not in (small["metadata"].get("annotations") or {})
+
+
+def test_max_endpoints_per_slice_is_configurable():
+    pods = [pod(f"p{i}", f"10.244.1.{i + 1}") for i in range(25)]
+    ch = eps.reconcile(svc(), pods, NODES, [], names(), max_per_slice=10)
+    assert sorted(len(s["endpoints"]) for s in ch.create) == [5, 10, 10]
