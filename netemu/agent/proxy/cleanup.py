@@ -33,7 +33,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Callable
 
-from netemu.agent.proxy.iptables.dump import parse
+from netemu.agent.proxy.iptables.dump import no_gc, parse
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,11 @@ class IptablesPlan:
 
 def plan_iptables(save_text: str, prefix: str = PREFIX) -> IptablesPlan:
     """Plan the removal of every ``prefix`` chain and every rule jumping to one (pure)."""
-    dump = parse(save_text)
+    with no_gc():
+        return _plan_iptables(parse(save_text), prefix)
+
+
+def _plan_iptables(dump, prefix: str) -> IptablesPlan:
     plan = IptablesPlan(problems=list(dump.problems))
     blocks: list[str] = []
     for table in dump.tables.values():

@@ -26,12 +26,11 @@ does not use them for service traffic).
 from __future__ import annotations
 
 import functools
-import gc
 import ipaddress
 import json
 from dataclasses import asdict, dataclass, field, replace
 
-from netemu.agent.proxy.iptables.dump import Chain, Dump, Rule, Table, parse, parse_rule
+from netemu.agent.proxy.iptables.dump import Chain, Dump, Rule, Table, no_gc, parse, parse_rule
 
 MASQ_MARK = 0x4000
 MAX_BRANCHES = 5000
@@ -182,13 +181,8 @@ class Tracer:
             raise TraceError(f"origin must be pod, node or external, not {origin!r}")
         hook = "OUTPUT" if origin == "node" else "PREROUTING"
         start = _State(1.0, packet.src, packet.dst, packet.dport, mark)
-        gc_was_on = gc.isenabled()
-        gc.disable()      # rules split on first use create many small acyclic objects
-        try:
+        with no_gc():     # rules split on first use create many small acyclic objects
             outcomes = run.through_node(start, hook)
-        finally:
-            if gc_was_on:
-                gc.enable()
         return TraceResult(packet, origin, hook, list(node_ips), _merge(outcomes),
                            run.affinity, sorted(set(run.unevaluated)), self.notes + run.notes)
 
