@@ -146,3 +146,46 @@ def test_json_and_human_renderings():
     assert data["packet"]["proto"] == "udp" and data["hook"] == "PREROUTING"
     text = r.render()
     assert " 50.00%  DNAT -> 10.1.0.1:53" in text and "nat:PREROUTING" in text
+
+
+def test_malformed_values_are_reported_never_a_crash():
+    t = nat("-A PREROUTING -m statistic --mode random --probability abc -j DNAT --to-destination 10.1.0.1",
+            "-A PREROUTING -p udp -m udp --dport 5x -j DNAT --to-destination 10.1.0.2",
+            "-A PREROUTING -m mark --mark zz -j DNAT --to-destination 10.1.0.3",
+            "-A PREROUTING -j MARK --set-xmark qq",
+            "-A PREROUTING -j DNAT --to-destination 10.1.0.4:http",
+            "-A PREROUTING -m statistic --mode nth --every 0 -j DNAT --to-destination 10.1.0.5",
+            "-A PREROUTING -j DNAT --to-destination 10.1.0.6:53")
+    r = t.trace(PKT)
+    assert [o.destination for o in r.outcomes] == ["10.1.0.6:53"]
+    text = "\n".join(r.unevaluated)
+    for bad in ("--probability abc", "--dport 5x", "--mark zz", "--set-xmark qq", "10.1.0.4:http", "--every 0"):
+        assert bad in text, bad
+
+
+def test_fuzzed_rules_never_crash_parse_trace_or_plan():
+    import random
+
+    from netemu.agent.proxy.cleanup import plan_iptables
+
+    vocab = ["-s", "-d", "!", "-p", "tcp", "udp", "-m", "mark", "--mark", "0x4000/0x4000", "statistic",
+             "--mode", "random", "--probability", "0.5", "2", "-j", "-g", "A", "B", "KUBE-X", "DNAT",
+             "--to-destination", "10.0.0.1:80", "[::1]:x", "MARK", "--set-xmark", "recent", "--rcheck",
+             "--name", "--set", "addrtype", "--dst-type", "LOCAL", "UNICAST", "conntrack", "--ctstate",
+             "NEW,DNAT", "set", "--match-set", "S", "src", "multiport", "--dports", "1:2,x", "10.0.0.0/8",
+             "300.1.1.1", '"quoted word"', '"', "'", "\\", "-i", "eth+", "--comment", "RETURN", "ACCEPT",
+             "REJECT", "DROP", "MASQUERADE", "REDIRECT", "--to-ports", "8080-8090", "-c", "1", "-1"]
+    rng = random.Random(20261127)
+    for round_ in range(40):
+        lines = ["*nat", ":PREROUTING ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]", ":A - [0:0]",
+                 ":B - [0:0]", ":KUBE-X - [0:0]"]
+        for _ in range(25):
+            chain = rng.choice(["PREROUTING", "A", "B", "KUBE-X", "POSTROUTING", "NOPE"])
+            lines.append(f"-A {chain} " + " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 12))))
+        lines.append("COMMIT")
+        text = "\n".join(lines) + "\n"
+        dump = parse(text)
+        result = Tracer(dump).trace(Packet("10.0.0.2", "10.96.0.1", 80), ["192.168.0.2"])
+        assert abs(sum(o.probability for o in result.outcomes) - 1.0) < 1e-6 or any(
+            "cut short" in n or "depth" in n for n in result.notes), round_
+        plan_iptables(text)

@@ -142,10 +142,6 @@ class _State:
     rules: tuple[str, ...] = ()
 
 
-def tracer_for(text: str) -> "Tracer":
-    return Tracer(parse(text))
-
-
 class Tracer:
     """Holds a parsed dump (plus synthesized standard jumps) and traces packets through it."""
 
@@ -163,7 +159,7 @@ class Tracer:
                 continue
             rules = [parse_rule(cname, s) for s in specs]
             rules = [r for r in rules if r.target in table.chains]
-            table.chains = {cname: _new_builtin(cname, rules), **table.chains}
+            table.chains[cname] = _new_builtin(cname, rules)   # order of chains is irrelevant
             if rules:
                 added.append(f"{tname} {cname}")
         if added:
@@ -183,8 +179,8 @@ class Tracer:
         start = _State(1.0, packet.src, packet.dst, packet.dport, mark)
         with no_gc():     # rules split on first use create many small acyclic objects
             outcomes = run.through_node(start, hook)
-        return TraceResult(packet, origin, hook, list(node_ips), _merge(outcomes),
-                           run.affinity, sorted(set(run.unevaluated)), self.notes + run.notes)
+        return TraceResult(packet, origin, hook, list(node_ips), _merge(outcomes), run.affinity,
+                           sorted(set(run.unevaluated)), list(dict.fromkeys(self.notes + run.notes)))
 
 
 def _copy_table(t: Table) -> Table:
@@ -314,7 +310,12 @@ class _Run:
             s = replace(s, rules=s.rules + (f"{table} {chain} #{i}: {rule.raw}",))
             if rule.target is None:
                 continue
-            done = self.terminal(table, chain, rule, s)
+            try:
+                done = self.terminal(table, chain, rule, s)
+            except (ValueError, IndexError, TypeError, ArithmeticError):
+                self.unevaluated.append(f"{table} {chain}: malformed target options, rule ignored: "
+                                        f"{rule.raw}")
+                continue
             if done is not None:
                 out.append(done)
                 return
@@ -327,7 +328,11 @@ class _Run:
                         returned.append(s2)
                 stack.extend((s2, i) for s2 in reversed(returned))
                 return
-            s = self.nonterminal(table, chain, rule, s)
+            try:
+                s = self.nonterminal(table, chain, rule, s)
+            except (ValueError, IndexError, TypeError, ArithmeticError):
+                self.unevaluated.append(f"{table} {chain}: malformed target options, rule ignored: "
+                                        f"{rule.raw}")
         out.append((s, None))
 
     # ---- targets -----------------------------------------------------------------------------
@@ -407,7 +412,10 @@ class _Run:
         return 1.0
 
     def option(self, table, chain, rule: Rule, module: str, opt, s: _State) -> float:
-        ok = self._option(module, opt, s)
+        try:
+            ok = self._option(module, opt, s)
+        except (ValueError, IndexError, TypeError, ArithmeticError):     # a malformed value: report, never crash
+            ok = None
         if ok is None:
             dash = "-" if len(opt.name) == 1 else "--"
             hint = " (give the input interface)" if opt.name == "i" else ""
@@ -459,7 +467,8 @@ class _Run:
             return True if n.startswith("limit-iface") else None
         if module == "statistic":
             if n == "probability":
-                return float(v)
+                p = float(v)
+                return p if 0.0 <= p <= 1.0 else None
             if n == "every":
                 self.notes.append("-m statistic --mode nth: the packet counter is unknown; "
                                   f"treated as probability 1/{v}")
