@@ -23,6 +23,14 @@ the virtual servers it created (the ones whose addresses are on kube-ipvs0, via 
 iptables rule cannot be destroyed, so ipsets go after the iptables step).
 
 Idempotent: a second run plans nothing and runs nothing but the read-only listings.
+
+Difference from upstream: upstream's iptables CleanupLeftovers deletes its own jump rules by
+their known specs and only the chains it owns (KUBE-SERVICES, KUBE-NODEPORTS, KUBE-POSTROUTING,
+KUBE-EXTERNAL-SERVICES, KUBE-FORWARD, KUBE-PROXY-FIREWALL and the hashed per-Service chains),
+leaving the kubelet's (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-MARK-MASQ/DROP). Here every
+KUBE-* chain goes, and every rule of any other chain that jumps to one, whatever its spec: in
+the emulator our own agents own all of them, and a hand-edited or older-version rule must not
+survive a cleanup (``prefix`` narrows it).
 """
 
 from __future__ import annotations
