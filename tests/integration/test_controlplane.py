@@ -250,18 +250,12 @@ def test_scale_and_rolling_update_keep_min_ready_and_rollout_status(tmp_path):
         await c.client.create(rt("Deployment"), d, ns)
         rc, out = await c.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=60s")
         assert rc == 0 and "successfully rolled out" in out, out
-        rc, _ = await c.kubectl("scale", "deployment/web", "-n", ns, "--replicas=6")
-        assert rc == 0
-        await eventually(lambda: _ready_count(c, ns, 6), what="6 ready")
-        await c.kubectl("scale", "deployment/web", "-n", ns, "--replicas=4")
-        await eventually(lambda: _ready_count(c, ns, 4, exact_total=True), what="4 pods")
-
         listed = await c.client.list(rt("Pod"), ns)
         state = {name_of(p): p for p in listed.items}
         low = [len(_ready_names(state))]
         stop = asyncio.Event()
 
-        async def watch():
+        async def watch():  # every pod change from here on, as a watcher sees it
             async for kind, obj in c.client.watch(rt("Pod"), ns, resource_version=listed.resource_version):
                 if kind == "BOOKMARK":
                     continue
@@ -273,6 +267,11 @@ def test_scale_and_rolling_update_keep_min_ready_and_rollout_status(tmp_path):
                 if stop.is_set():
                     return
         watcher = asyncio.ensure_future(watch())
+        rc, _ = await c.kubectl("scale", "deployment/web", "-n", ns, "--replicas=6")
+        assert rc == 0
+        await eventually(lambda: _ready_count(c, ns, 6), what="6 ready")
+        await c.kubectl("scale", "deployment/web", "-n", ns, "--replicas=4")
+        await eventually(lambda: _ready_count(c, ns, 4, exact_total=True), what="4 pods")
         await c.client.patch(rt("Deployment"), "web", {"spec": {"template": {"spec": {"containers": [
             {"name": "c", "image": "nginx:2", "resources": {"requests": {"cpu": "100m"}},
              "ports": [{"name": "http", "containerPort": 8080}]}]}}}}, ns, patch_type="strategic")
@@ -282,7 +281,8 @@ def test_scale_and_rolling_update_keep_min_ready_and_rollout_status(tmp_path):
         await asyncio.sleep(0.5)
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
-        assert min(low) >= 4 - 1, low
+        # replicas 4 (6 while scaled up), maxUnavailable 1: never fewer than 3 ready pods
+        assert min(low) >= 4 - 1 and max(low) >= 6, low
         pods = [p for p in await c.pods(ns) if not is_deleting(p)]
         assert {p["spec"]["containers"][0]["image"] for p in pods} == {"nginx:2"}
         rss = (await c.client.list(rt("ReplicaSet"), ns)).items
