@@ -75,8 +75,14 @@ def ipvs_service(vip: str, reals: list[str], scheduler: str = "rr"):
 
 
 def fetch(ns: str, address: str) -> str:
-    done = subprocess.run(["ip", "netns", "exec", ns, "socat", "-T", "5", "-", f"TCP:{address}:{PORT}"],
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=True)
+    """One TCP connection from ``ns``: what the server says before closing.
+
+    -u (read only from the connection) rather than "-": with stdin at EOF, socat would give a slow
+    server just 0.5 s before hanging up, and an emulated CPU under load needs more.
+    """
+    done = subprocess.run(["ip", "netns", "exec", ns, "socat", "-u", "-T", "20",
+                           f"TCP:{address}:{PORT},connect-timeout=10", "STDOUT"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=True)
     return done.stdout.strip()
 
 
