@@ -97,10 +97,11 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(config, stop, ready)
 
-    from netemu.store.sqlite import StoreLocked
+    from netemu.api.errors import ServiceUnavailable
+    from netemu.store.sqlite import StoreOpenError
     try:
         asyncio.run(main())
-    except (OSError, StoreLocked) as exc:      # port taken, store in use or unreachable
+    except (OSError, StoreOpenError, ServiceUnavailable) as exc:  # port taken; store in use, foreign or unreachable
         print(f"netemu apiserver: error: {exc}", file=sys.stderr)
         return 1
     print("netemu apiserver: stopped", flush=True)

@@ -68,6 +68,7 @@ class EtcdServer:
         if self.data_dir is None:
             self._tmp = tempfile.mkdtemp(prefix="netemu-etcd-")
             self.data_dir = self._tmp
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)   # a named dir may not exist yet
         data = os.path.join(self.data_dir, "member-data")
         last_error = ""
         for _ in range(3):                      # a free port can be taken before etcd binds it

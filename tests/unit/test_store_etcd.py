@@ -121,8 +121,7 @@ def test_missing_binary_is_a_clear_error():
 
 @pytest.mark.etcd
 def test_restart_on_the_same_data_dir_keeps_the_data(tmp_path):
-    data = str(tmp_path / "etcd")
-    os.mkdir(data)
+    data = str(tmp_path / "etcd" / "fresh")      # not there yet: the server makes it
 
     async def write(endpoints):
         async with EtcdStore(endpoints) as s:
