@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import logging
 from typing import Type
 from urllib.parse import urlparse
@@ -55,7 +56,7 @@ def make_client(server: str, token: str, settings: Settings) -> ApiClient:
     (``netemu apiserver`` starts us next to itself), so its self-signed certificate is accepted;
     any other https server must come with a kubeconfig."""
     agent = "netemu-controller-manager"
-    if settings.kubeconfig:
+    if settings.kubeconfig and os.path.exists(settings.kubeconfig):
         return ApiClient.from_kubeconfig(settings.kubeconfig, user_agent=agent)
     insecure = server.startswith("https://") and _is_loopback(server)
     return ApiClient(server, token, insecure=insecure, user_agent=agent)

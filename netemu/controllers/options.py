@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -108,7 +109,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise UsageError(f"--max-endpoints-per-slice {args.max_endpoints_per_slice}: must be 1-1000")
     if args.node_monitor_period <= 0 or args.node_monitor_grace_period <= 0:
         raise UsageError("--node-monitor-period and --node-monitor-grace-period must be positive")
-    return Settings(controllers=tuple(args.controllers),
+    kubeconfig = None
+    if getattr(args, "state_dir", None):  # ``netemu apiserver`` writes it there before starting us
+        from netemu.apiserver.auth import KUBECONFIG_FILE
+        kubeconfig = os.path.join(args.state_dir, KUBECONFIG_FILE)
+    return Settings(controllers=tuple(args.controllers), kubeconfig=kubeconfig,
                     node_monitor_grace_period=args.node_monitor_grace_period,
                     node_monitor_period=args.node_monitor_period,
                     default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
