@@ -209,3 +209,18 @@ def test_explain_renders_scores_rejections_and_events():
     assert "*b" in text and "NodeResourcesFit(x1)" in text
     assert "c: node(s) had untolerated taint {k: v}" in text
     assert "Scheduled: Successfully assigned default/p to b" in text and "Other" not in text
+
+
+def test_which_pods_the_scheduler_takes():
+    from netemu.controllers.scheduler.loop import unschedulable_status, wants_scheduling
+    assert wants_scheduling(pod("p"))
+    assert not wants_scheduling(pod("p", node_name="n1"))
+    assert not wants_scheduling(pod("p", schedulerName="other"))
+    assert not wants_scheduling(pod("p", schedulingGates=[{"name": "wait"}]))
+    gone = pod("p")
+    gone["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert not wants_scheduling(gone)
+    conds = unschedulable_status(pod("p"), "0/1 nodes are available: 1 Too many pods.", 1767225600.0)
+    assert conds == [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                      "message": "0/1 nodes are available: 1 Too many pods.", "lastProbeTime": None,
+                      "lastTransitionTime": "2026-01-01T00:00:00Z"}]

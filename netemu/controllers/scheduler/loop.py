@@ -32,9 +32,11 @@ BIND_CONCURRENCY = 16
 
 
 def wants_scheduling(pod: Obj) -> bool:
+    """Unbound, alive, ours (schedulerName) and not held back by spec.schedulingGates."""
     spec = pod.get("spec") or {}
     return (not spec.get("nodeName") and not is_deleting(pod) and not pod_is_terminal(pod)
-            and (spec.get("schedulerName") or SCHEDULER_NAME) == SCHEDULER_NAME)
+            and (spec.get("schedulerName") or SCHEDULER_NAME) == SCHEDULER_NAME
+            and not spec.get("schedulingGates"))
 
 
 def decision_record(decision: Decision) -> str:
