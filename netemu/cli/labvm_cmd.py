@@ -72,24 +72,29 @@ def _add_doctor_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_doctor(args: argparse.Namespace) -> int:
-    """Exit 0 when everything asked for works here, 1 when something needs the lab VM."""
+    """Exit 1 when something asked for (or pods, or the default iptables mode) needs the lab VM.
+
+    Without --proxy-mode every mode is reported, but only iptables (the default) decides the
+    exit code: a kernel without ip_vs is a fine place to run iptables mode.
+    """
     link = parse_link_options(args.link)
     modes = [args.proxy_mode] if args.proxy_mode else list(features.PROXY_MODES)
+    decisive = args.proxy_mode or "iptables"
     verdicts = features.detect(probe=False if args.no_probe else None)
     fatal = False
-    checks = [(f"proxy mode {m}", features.wants_for(proxy_mode=m)) for m in modes]
+    checks = [(f"proxy mode {m}", features.wants_for(proxy_mode=m), m == decisive) for m in modes]
     if args.switch:
-        checks.append((f"switch {args.switch}", features.wants_for(switch=args.switch)))
+        checks.append((f"switch {args.switch}", features.wants_for(switch=args.switch), True))
     if link:
-        checks.append((f"link {args.link}", features.wants_for(link=link)))
-    checks.append(("pods", ["pods"]))
-    for label, wants in checks:
+        checks.append((f"link {args.link}", features.wants_for(link=link), True))
+    checks.append(("pods", ["pods"], True))
+    for label, wants, counts in checks:
         found = features.problems(verdicts, wants)
         status = "NEEDS THE LAB VM" if any(p.fatal for p in found) else ("unverified" if found else "ok")
         print(f"{label}: {status}")
         for problem in found:
             print(f"  {'error' if problem.fatal else 'warning'}: {problem.message}")
-        fatal = fatal or any(p.fatal for p in found)
+        fatal = fatal or (counts and any(p.fatal for p in found))
     if fatal and os.environ.get("NETEMU_IN_LABVM") == "1":
         print("note: this is the lab VM already; its kernel lacks the feature", file=sys.stderr)
     return 1 if fatal else 0

@@ -54,3 +54,12 @@ def test_features_json_lists_every_feature(kernel_without_netem, capsys):
     report = json.loads(capsys.readouterr().out)
     assert set(report["features"]) == set(features.FEATURES)
     assert report["features"]["sch_netem"]["available"] is False
+
+
+def test_doctor_without_a_mode_reports_ipvs_but_only_the_default_mode_decides(monkeypatch, capsys):
+    verdicts = {name: Verdict(name, True, "test") for name in features.FEATURES}
+    verdicts["ip_vs"] = Verdict("ip_vs", False, "CONFIG_IP_VS is not set")
+    monkeypatch.setattr(features, "detect", lambda runner=None, probe=None: verdicts)
+    assert main(["doctor"]) == 0
+    assert "proxy mode ipvs: NEEDS THE LAB VM" in capsys.readouterr().out
+    assert main(["doctor", "--proxy-mode", "ipvs"]) == 1
