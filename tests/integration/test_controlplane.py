@@ -130,6 +130,7 @@ def three_nodes(**kw) -> list[dict]:
 
 # ---- scheduling --------------------------------------------------------------------------------
 
+@pytest.mark.kubectl
 def test_seven_pods_of_900m_on_three_2cpu_nodes(tmp_path):
     async def body(c: Cluster):
         ns = await namespace(c, "sched")
@@ -201,6 +202,7 @@ def test_taints_avoided_unless_tolerated(tmp_path):
     run(body, tmp_path, nodes)
 
 
+@pytest.mark.kubectl
 def test_anti_affinity_and_topology_spread(tmp_path):
     nodes = [node_object(f"n{i}", cpu="8", labels={"topology.kubernetes.io/zone": f"z{i % 2}"}) for i in range(4)]
 
@@ -240,6 +242,7 @@ def _ready_names(state: dict[str, dict]) -> set[str]:
     return {n for n, p in state.items() if pod_is_ready(p) and not is_deleting(p)}
 
 
+@pytest.mark.kubectl
 def test_scale_and_rolling_update_keep_min_ready_and_rollout_status(tmp_path):
     nodes = [node_object(f"n{i}", cpu="16") for i in range(3)]
 
