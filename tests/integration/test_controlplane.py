@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import subprocess
 import sys
 import time
@@ -572,3 +573,34 @@ def test_node_that_comes_back_is_ready_and_untainted(tmp_path):
         await c.kubelet.resume_node("n1")
         await eventually(lambda: taints(False), what="n1 Ready again, taints removed")
     run(body, tmp_path, three_nodes())
+
+
+def test_fake_nodes_command_runs_pods_and_cleans_up(tmp_path):
+    proc = ControlPlaneProcess(tmp_path / "state").start()
+    fake = subprocess.Popen([sys.executable, "-m", "netemu", "fake-nodes", "--kubeconfig", str(proc.kubeconfig),
+                             "--count", "2", "--zones", "2", "--prefix", "kw-", "--heartbeat", "0.5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    async def body():
+        async with ApiClient.from_kubeconfig(str(proc.kubeconfig)) as client:
+            async def nodes():
+                items = (await client.list(rt("Node"))).items
+                return len(items) == 2 and items
+            items = await eventually(nodes, what="fake nodes registered")
+            assert {labels_of(n)["topology.kubernetes.io/zone"] for n in items} == {"zone-0", "zone-1"}
+            await client.create(rt("Deployment"), deployment("web", 2), "default")
+
+            async def running():
+                pods = (await client.list(rt("Pod"), "default")).items
+                return len(pods) == 2 and all(pod_is_ready(p) and p["status"].get("podIP") for p in pods)
+            await eventually(running, what="pods Running and Ready on fake nodes")
+            fake.send_signal(signal.SIGTERM)
+            assert fake.wait(20) == 0
+            assert not (await client.list(rt("Node"))).items
+    try:
+        asyncio.run(body())
+    finally:
+        if fake.poll() is None:
+            fake.kill()
+            fake.wait()
+        assert proc.stop() == 0
