@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import math
 
-from netemu.controllers.endpointslice import (TRIGGER_TIME, endpoint_ports, in_endpoints, pod_ip,
-                                              selected_pods)
+from netemu.controllers.endpointslice import (HEADLESS_LABEL, TRIGGER_TIME, endpoint_ports, in_endpoints,
+                                              is_headless, pod_ip, selected_pods)
 from netemu.controllers.kube import Obj, is_deleting, labels_of, meta, name_of, ns_of, pod_is_ready, uid_of
 
 MAX_CAPACITY = 1000
@@ -76,6 +76,8 @@ def desired_endpoints_object(service: Obj, pods: list[Obj], current: Obj | None,
     subsets, truncated = truncate(subsets_for(service, pods))
     labels = {k: v for k, v in labels_of(service).items()}
     labels["endpointslice.kubernetes.io/skip-mirror"] = "true"
+    if is_headless(service):
+        labels[HEADLESS_LABEL] = ""
     annotations = {k: v for k, v in (meta(current or {}).get("annotations") or {}).items() if k != OVER_CAPACITY}
     if truncated:
         annotations[OVER_CAPACITY] = "truncated"

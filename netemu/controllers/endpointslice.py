@@ -23,6 +23,7 @@ MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 MANAGED_BY = "endpointslice-controller.k8s.io"
 TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
 ZONE_LABEL = "topology.kubernetes.io/zone"
+HEADLESS_LABEL = "service.kubernetes.io/headless"
 
 
 def selected_pods(service: Obj, pods: list[Obj]) -> list[Obj]:
@@ -111,9 +112,18 @@ def managed_slices(service: Obj, slices: list[Obj]) -> list[Obj]:
             and labels_of(s).get(MANAGED_BY_LABEL) == MANAGED_BY]
 
 
+def is_headless(service: Obj) -> bool:
+    return (service.get("spec") or {}).get("clusterIP") == "None"
+
+
 def slice_labels(service: Obj) -> dict[str, str]:
-    labels = {k: v for k, v in labels_of(service).items() if k not in (SERVICE_NAME_LABEL, MANAGED_BY_LABEL)}
+    """The Service's labels plus upstream's: service name, managed-by, and the headless marker
+    kube-proxy uses to ignore slices of headless Services."""
+    labels = {k: v for k, v in labels_of(service).items()
+              if k not in (SERVICE_NAME_LABEL, MANAGED_BY_LABEL, HEADLESS_LABEL)}
     labels.update({SERVICE_NAME_LABEL: name_of(service), MANAGED_BY_LABEL: MANAGED_BY})
+    if is_headless(service):
+        labels[HEADLESS_LABEL] = ""
     return labels
 
 

@@ -151,3 +151,12 @@ def test_max_endpoints_per_slice_is_configurable():
     pods = [pod(f"p{i}", f"10.244.1.{i + 1}") for i in range(25)]
     ch = eps.reconcile(svc(), pods, NODES, [], names(), max_per_slice=10)
     assert sorted(len(s["endpoints"]) for s in ch.create) == [5, 10, 10]
+
+
+def test_headless_services_marked_for_kube_proxy():
+    headless = svc()
+    headless["spec"]["clusterIP"] = "None"
+    ch = eps.reconcile(headless, [pod("a", "10.244.1.2")], NODES, [], names())
+    assert ch.create[0]["metadata"]["labels"]["service.kubernetes.io/headless"] == ""
+    assert desired_endpoints_object(headless, [], None, None)["metadata"]["labels"]["service.kubernetes.io/headless"] == ""
+    assert "service.kubernetes.io/headless" not in eps.slice_labels(svc())
