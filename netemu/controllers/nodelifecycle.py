@@ -29,6 +29,9 @@ from netemu.controllers.scheduler.filters import (NOT_READY_TAINT, UNREACHABLE_T
 LEASE_NAMESPACE = "kube-node-lease"
 NODE_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
 COMPONENT = "node-controller"
+# what upstream's taint eviction writes on a pod before deleting it
+DISRUPTION = {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+              "message": "Taint manager: deleting due to NoExecute taint"}
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,9 @@ class NodeLifecycleController(Controller):
                 self.queue.add_after(name_of(node), deadline - now + 0.05)
                 continue
             try:
+                conds = set_condition((pod.get("status") or {}).get("conditions") or [], DISRUPTION, rfc3339(now))
+                await self.client.patch(rt("Pod"), name_of(pod), {"status": {"conditions": conds}}, ns_of(pod),
+                                        subresource="status")
                 await self.client.delete(rt("Pod"), name_of(pod), ns_of(pod))
             except errors.NotFound:
                 continue

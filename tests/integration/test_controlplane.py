@@ -420,6 +420,7 @@ def test_silent_node_goes_not_ready_pods_evicted_and_endpoints_follow(tmp_path):
         await eventually(moved, what="replacements ready elsewhere, n0 endpoints not ready")
         evicted = [p for p in await c.pods(ns) if p["spec"].get("nodeName") == "n0"]
         assert evicted and all(is_deleting(p) for p in evicted)
+        assert all(condition(p, "DisruptionTarget")["reason"] == "DeletionByTaintManager" for p in evicted)
         events = (await c.client.list(rt("Event"), ns)).items
         assert any(e["reason"] == "TaintManagerEviction" for e in events)
         # the node is removed for good: its pods are collected and leave the slices
