@@ -57,6 +57,9 @@ class GarbageCollector(Controller):
     kinds = WATCHED
 
     def setup(self) -> None:
+        # owner uid -> {dependent key: kind}: upstream's dependency graph, reduced to one edge list
+        self.graph: dict[str, dict[str, str]] = {}
+        self._edges: dict[str, set[str]] = {}   # dependent key -> owner uids it is filed under
         for kind in WATCHED:
             self.cache(kind).add_handler(lambda o, k=kind: self._changed(k, o),
                                          lambda old, new, k=kind: self._changed(k, new),
@@ -65,19 +68,38 @@ class GarbageCollector(Controller):
     def _key(self, kind: str, obj: Obj) -> str:
         return f"{kind}|{ns_of(obj)}/{name_of(obj)}"
 
+    def _file(self, kind: str, obj: Obj) -> None:
+        key = self._key(kind, obj)
+        uids = {r.get("uid", "") for r in owners(obj)}
+        for uid in self._edges.get(key, set()) - uids:
+            self.graph.get(uid, {}).pop(key, None)
+        for uid in uids:
+            self.graph.setdefault(uid, {})[key] = kind
+        self._edges[key] = uids
+
     def _changed(self, kind: str, obj: Obj) -> None:
+        self._file(kind, obj)
         if owners(obj) or (is_deleting(obj) and {FOREGROUND, ORPHAN} & set(meta(obj).get("finalizers") or [])):
             self.queue.add(self._key(kind, obj))
 
     def _deleted(self, kind: str, obj: Obj) -> None:
-        for dep_kind, dep in self._all_dependents(uid_of(obj)):
-            self.queue.add(self._key(dep_kind, dep))
+        key = self._key(kind, obj)
+        for uid in self._edges.pop(key, set()):
+            self.graph.get(uid, {}).pop(key, None)
+        for dep_key in self.graph.pop(uid_of(obj), {}):
+            self.queue.add(dep_key)
 
     def _all_objects(self) -> list[tuple[str, Obj]]:
         return [(k, o) for k in WATCHED for o in self.cache(k).list()]
 
     def _all_dependents(self, uid: str) -> list[tuple[str, Obj]]:
-        return dependents_of(uid, self._all_objects())
+        out = []
+        for key, kind in list(self.graph.get(uid, {}).items()):
+            ns, _, name = key.partition("|")[2].rpartition("/")
+            obj = self.cache(kind).get(name, ns or None)
+            if obj is not None:
+                out.append((kind, obj))
+        return dependents_of(uid, out)  # re-checked against the objects themselves
 
     async def resync_all(self) -> None:
         for kind, obj in self._all_objects():
