@@ -224,3 +224,17 @@ def test_which_pods_the_scheduler_takes():
     assert conds == [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                       "message": "0/1 nodes are available: 1 Too many pods.", "lastProbeTime": None,
                       "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+
+
+def test_spread_match_label_keys_counts_only_the_same_revision():
+    nodes = [node("a", cpu="8"), node("b", cpu="8")]
+    tsc = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "s"}}, "matchLabelKeys": ["pod-template-hash"]}]
+    old = [pod(f"o{i}", cpu="100m", node_name="a", labels={"app": "s", "pod-template-hash": "v1"}) for i in range(3)]
+    new = pod("n", cpu="100m", labels={"app": "s", "pod-template-hash": "v2"}, topologySpreadConstraints=tsc)
+    # the three old-revision pods on "a" do not count against the new revision: both nodes fit
+    d = schedule(new, Snapshot.build(nodes, old))
+    assert not d.rejected
+    without = dict(new, spec=dict(new["spec"], topologySpreadConstraints=[dict(tsc[0], matchLabelKeys=[])]))
+    assert schedule(without, Snapshot.build(nodes, old)).node == "b"
+    assert "a" in schedule(without, Snapshot.build(nodes, old)).rejected

@@ -134,9 +134,21 @@ def node_resources_fit(pod: Obj, ni: NodeInfo, snap: Snapshot) -> Reject | None:
 
 # ---- topology spread ---------------------------------------------------------------------------
 
+def spread_selector(pod: Obj, constraint: Obj) -> Obj | None:
+    """The constraint's labelSelector, narrowed by matchLabelKeys to the pod's own values
+    (upstream: e.g. pod-template-hash, so each rollout revision spreads on its own)."""
+    selector = constraint.get("labelSelector")
+    keys = constraint.get("matchLabelKeys") or []
+    if selector is None or not keys:
+        return selector
+    labels = labels_of(pod)
+    extra = [{"key": k, "operator": "In", "values": [labels[k]]} for k in keys if k in labels]
+    return dict(selector, matchExpressions=list(selector.get("matchExpressions") or []) + extra)
+
+
 def _spread_matches(pod: Obj, constraint: Obj, other: Obj) -> bool:
     return (ns_of(other) == ns_of(pod) and not is_deleting(other)
-            and selector_matches(constraint.get("labelSelector"), labels_of(other)))
+            and selector_matches(spread_selector(pod, constraint), labels_of(other)))
 
 
 def spread_counts(pod: Obj, constraint: Obj, snap: Snapshot) -> Counter:
@@ -172,7 +184,7 @@ def pod_topology_spread(pod: Obj, ni: NodeInfo, snap: Snapshot) -> Reject | None
         min_count = min(counts.values()) if counts else 0
         if len(counts) < int(c.get("minDomains") or 1):
             min_count = 0
-        self_match = 1 if selector_matches(c.get("labelSelector"), labels_of(pod)) else 0
+        self_match = 1 if selector_matches(spread_selector(pod, c), labels_of(pod)) else 0
         if counts.get(domain, 0) + self_match - min_count > int(c.get("maxSkew", 1)):
             return Reject("PodTopologySpread", ("node(s) didn't match pod topology spread constraints",))
     return None

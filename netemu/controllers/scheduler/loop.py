@@ -106,6 +106,10 @@ class Scheduler(Controller):
         self._track(new)
         if pod_is_terminal(new) and not pod_is_terminal(old):
             self._cluster_changed()
+        if key in self.unschedulable and (old.get("spec") != new.get("spec")
+                                          or (old.get("metadata") or {}).get("labels")
+                                          != (new.get("metadata") or {}).get("labels")):
+            self.unschedulable.discard(key)  # e.g. a toleration added: worth another try
         if wants_scheduling(new) and key not in self.unschedulable:
             self.queue.add(key)
 
