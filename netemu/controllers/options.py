@@ -7,7 +7,7 @@ import argparse
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 ALL_CONTROLLERS = ("scheduler", "deployment", "replicaset", "endpointslice", "nodelifecycle", "namespace",
                    "garbagecollector", "serviceaccount", "nodeipam", "cloud-lb", "podgc")
@@ -26,7 +26,6 @@ class Settings:
     service_cidr: str = "10.96.0.0/12"
     max_endpoints_per_slice: int = 100
     kubeconfig: str | None = None        # when set, the loops connect with it (CA included)
-    extra: dict = field(default_factory=dict)
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
