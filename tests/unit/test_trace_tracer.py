@@ -189,3 +189,38 @@ def test_fuzzed_rules_never_crash_parse_trace_or_plan():
         assert abs(sum(o.probability for o in result.outcomes) - 1.0) < 1e-6 or any(
             "cut short" in n or "depth" in n for n in result.notes), round_
         plan_iptables(text)
+
+
+def test_ipv6_dump():
+    text = """*nat
+:PREROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-V6 - [0:0]
+-A PREROUTING -j KUBE-SERVICES
+-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-V6
+-A KUBE-SERVICES -d fd00:10:96::1/128 -p tcp -m tcp --dport 80 -j KUBE-SVC-V6
+-A KUBE-SVC-V6 ! -s fd00:10::/64 -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-SVC-V6 -p tcp -m statistic --mode random --probability 0.5000000000 -j DNAT --to-destination [fd00:10::2]:8080
+-A KUBE-SVC-V6 -p tcp -j DNAT --to-destination [fd00:10::3]:8080
+COMMIT
+"""
+    r = Tracer(parse(text)).trace(Packet("fd00:10::9", "fd00:10:96::1", 80), ["2001:db8::1"])
+    assert r.endpoints() == {"[fd00:10::2]:8080": 0.5, "[fd00:10::3]:8080": 0.5}
+    assert not any(o.masquerade_mark for o in r.outcomes)
+    outside = Tracer(parse(text)).trace(Packet("2001:db8::7", "fd00:10:96::1", 80), ["2001:db8::1"])
+    assert all(o.masquerade_mark for o in outside.outcomes) and outside.origin == "pod-or-external"
+    assert Tracer(parse(text)).trace(Packet("::1", "fd00:10:96::1", 80)).origin == "node"
+
+
+def test_rendering_of_drop_and_local_delivery():
+    text = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+-A FORWARD -d 1.2.3.4/32 -j DROP
+COMMIT
+"""
+    t = Tracer(parse(text))
+    dropped = t.trace(Packet("203.0.113.9", "1.2.3.4", 80), ["192.168.0.2"]).render()
+    assert "100.00%  no DNAT" in dropped and "DROP by filter FORWARD: -A FORWARD -d 1.2.3.4/32 -j DROP" in dropped
+    local = t.trace(Packet("203.0.113.9", "192.168.0.2", 22), ["192.168.0.2"]).render()
+    assert "delivered locally" in local and "filter:INPUT" in local
