@@ -221,7 +221,7 @@ class _Run:
         self.branches = 0
 
     def is_local(self, ip: str) -> bool:
-        addr = ipaddress.ip_address(ip)
+        addr = _address(ip)
         return addr in self.local or addr.is_loopback
 
     # ---- the hooks a new connection's first packet passes ------------------------------------
