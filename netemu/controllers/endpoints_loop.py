@@ -11,7 +11,8 @@ import time
 from netemu.api import errors
 from netemu.controllers import endpointslice as eps
 from netemu.controllers.endpoints import desired_endpoints_object
-from netemu.controllers.kube import Obj, labels_of, map_selector_matches, name_of, ns_of, rfc3339
+from netemu.controllers import hints
+from netemu.controllers.kube import Obj, condition, labels_of, map_selector_matches, name_of, ns_of, rfc3339
 from netemu.controllers.replicaset import random_suffix
 from netemu.controllers.runtime import Controller, WriteOverlay, rt, split_key
 
@@ -22,10 +23,26 @@ class EndpointSliceController(Controller):
 
     def setup(self) -> None:
         self.slices_written = WriteOverlay()
+        self.hinted: set[str] = set()  # Services whose slices carry topology hints
         self.endpoints_written = WriteOverlay()
         self.cache("Service").add_handler(self.enqueue_obj, lambda o, n: self.enqueue_obj(n), self.enqueue_obj)
         self.cache("Pod").add_handler(self._pod, lambda o, n: self._pod(n, o), self._pod)
         self.cache("EndpointSlice").add_handler(None, lambda o, n: self._slice(n), self._slice)
+        self.cache("Node").add_handler(self._node, lambda o, n: self._node_changed(o, n), self._node)
+
+    def _node(self, node: Obj) -> None:
+        """Zones and CPU of nodes decide topology hints (and endpoint zones): recheck Services
+        that use hints or zones; a heartbeat alone changes neither."""
+        for svc in self.cache("Service").list():
+            if hints.topology_mode_auto(svc) or (svc.get("spec") or {}).get("trafficDistribution"):
+                self.enqueue_obj(svc)
+
+    def _node_changed(self, old: Obj, new: Obj) -> None:
+        def shape(n: Obj) -> tuple:
+            return (labels_of(n).get(eps.ZONE_LABEL), ((n.get("status") or {}).get("allocatable") or {}).get("cpu"),
+                    (condition(n, "Ready") or {}).get("status"))
+        if shape(old) != shape(new):
+            self._node(new)
 
     def _pod(self, pod: Obj, old: Obj | None = None) -> None:
         for svc in self.cache("Service").list(ns_of(pod)):
@@ -54,7 +71,11 @@ class EndpointSliceController(Controller):
         nodes = {name_of(n): n for n in self.cache("Node").list()}
         trigger = rfc3339(time.time())
         changes = eps.reconcile(svc, pods, nodes, slices, lambda: f"{name}-{random_suffix()}", trigger,
-                                max_per_slice=self.settings.max_endpoints_per_slice)
+                                max_per_slice=self.settings.max_endpoints_per_slice,
+                                had_hints=key in self.hinted)
+        (self.hinted.add if changes.hinted else self.hinted.discard)(key)
+        for etype, reason, message in changes.events:
+            self.recorder.event(svc, etype, reason, message, component="endpoint-slice-controller")
         es = rt("EndpointSlice")
         for s in changes.create:
             self.slices_written.wrote(await self.client.create(es, s, ns))

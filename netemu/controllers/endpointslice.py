@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
+from netemu.controllers import hints
 from netemu.controllers.kube import (Obj, is_deleting, labels_of, map_selector_matches, meta, name_of, ns_of,
                                      owner_ref, pod_is_ready, pod_is_terminal, uid_of)
 
@@ -132,6 +133,8 @@ class SliceChanges:
     create: list[Obj] = field(default_factory=list)
     update: list[Obj] = field(default_factory=list)
     delete: list[Obj] = field(default_factory=list)
+    hinted: bool = False                                   # topology hints populated (Auto mode)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
     def __bool__(self) -> bool:
         return bool(self.create or self.update or self.delete)
@@ -155,7 +158,7 @@ def _new_slice(service: Obj, name: str, ports: list[Obj] | None, eps: list[Obj])
 
 def reconcile(service: Obj, pods: list[Obj], nodes: dict[str, Obj], slices: list[Obj],
               new_name: Callable[[], str], trigger_time: str | None = None,
-              max_per_slice: int = MAX_ENDPOINTS) -> SliceChanges:
+              max_per_slice: int = MAX_ENDPOINTS, had_hints: bool = False) -> SliceChanges:
     """What to write so the Service's managed slices hold exactly the desired endpoints."""
     desired = desired_endpoints(service, pods, nodes)
     existing = sorted(managed_slices(service, slices), key=name_of)
@@ -184,6 +187,8 @@ def reconcile(service: Obj, pods: list[Obj], nodes: dict[str, Obj], slices: list
     if not desired:  # upstream placeholder: one empty slice stands for "no endpoints"
         placeholder = next((s for s in existing if not s.get("endpoints")), existing[0] if existing else None)
         results.append((placeholder, None, []))
+    changes.hinted, changes.events = hints.apply_hints(
+        service, [e for _, _, eps in results for e in eps], list(nodes.values()), had_hints)
     referenced = set()
     for old, ports, eps in results:
         if old is not None:

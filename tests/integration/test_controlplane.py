@@ -605,3 +605,38 @@ def test_fake_nodes_command_runs_pods_and_cleans_up(tmp_path):
             fake.kill()
             fake.wait()
         assert proc.stop() == 0
+
+
+def test_topology_aware_hints_follow_zones(tmp_path):
+    nodes = [node_object(f"n{i}", cpu="4", labels={"topology.kubernetes.io/zone": f"z{i % 2}"}) for i in range(4)]
+
+    async def body(c: Cluster):
+        ns = await namespace(c, "hints")
+        spread = {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                                 "whenUnsatisfiable": "DoNotSchedule",
+                                                 "labelSelector": {"matchLabels": {"app": "web"}}}]}
+        await c.client.create(rt("Deployment"), deployment("web", 4, pod=spread), ns)
+        await c.client.create(rt("Service"), {"metadata": {"name": "web", "annotations": {
+            "service.kubernetes.io/topology-mode": "Auto"}}, "spec": {
+            "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}, ns)
+
+        async def hinted():
+            eps = await _slice_endpoints(c, ns, "web")
+            ok = len(eps) == 4 and all(e["conditions"]["ready"] and e.get("hints") for e in eps.values())
+            return ok and eps
+        eps = await eventually(hinted, what="4 ready endpoints with hints")
+        assert all(e["hints"]["forZones"] == [{"name": e["zone"]}] for e in eps.values())
+        events = (await c.client.list(rt("Event"), ns)).items
+        assert any(e["reason"] == "TopologyAwareHintsEnabled" for e in events)
+        # one endpoint per zone is too few for two zones at the 20 % overload threshold: hints go
+        await c.client.patch(rt("Deployment"), "web", {"spec": {"replicas": 1}}, ns)
+
+        async def unhinted():
+            eps = await _slice_endpoints(c, ns, "web")
+            ready = [e for e in eps.values() if e["conditions"]["ready"]]
+            return len(ready) == 1 and not any(e.get("hints") for e in eps.values())
+        await eventually(unhinted, what="hints removed")
+        events = (await c.client.list(rt("Event"), ns)).items
+        assert any(e["reason"] == "TopologyAwareHintsDisabled" and "Insufficient number of endpoints" in e["message"]
+                   for e in events)
+    run(body, tmp_path, nodes)
