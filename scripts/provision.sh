@@ -67,9 +67,11 @@ install_packages() {
 }
 
 configure_lab_kernel() {   # only for lab machines (NETEMU_LABVM_PACKAGES=1), never the host
-  mkdir -p /etc/modules-load.d /etc/sysctl.d
+  mkdir -p /etc/modules-load.d /etc/modprobe.d /etc/sysctl.d
   printf '# netemu lab (scripts/provision.sh)\n' > /etc/modules-load.d/netemu.conf
   printf '%s\n' "${LAB_MODULES[@]}" >> /etc/modules-load.d/netemu.conf
+  # no stray dummy0 when the module loads: kube-proxy (and the tests) make the dummies they need
+  printf '# netemu lab (scripts/provision.sh)\noptions dummy numdummies=0\n' > /etc/modprobe.d/netemu.conf
   printf '# netemu lab (scripts/provision.sh)\n' > /etc/sysctl.d/90-netemu.conf
   printf '%s\n' "${LAB_SYSCTLS[@]/=/ = }" >> /etc/sysctl.d/90-netemu.conf
   if [ "$image" = 0 ]; then   # a running lab machine: apply now, no reboot needed
