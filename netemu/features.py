@@ -19,6 +19,7 @@ Detection is the effectful edge (``detect``); the decisions (``judge``, ``wants_
 from __future__ import annotations
 
 import errno
+import functools
 import gzip
 import os
 import platform
@@ -197,6 +198,14 @@ class FeatureMissing(RuntimeError):
     """Raised by ``require`` with every fatal problem's message, one a line."""
 
 
+def require_for(*, proxy_mode: str | None = None, switch: str | None = None,
+                link: Mapping[str, object] | None = None) -> list[Problem]:
+    """The one call for code about to use a mode, switch or link option (``netemu up``, the
+    emulator's TCLinks): raises FeatureMissing, else returns warnings. Detection runs once per
+    process (``detected``), so calling this per link costs nothing."""
+    return require(wants_for(proxy_mode=proxy_mode, switch=switch, link=link), detected())
+
+
 def require(wants: Iterable[str], verdicts: Mapping[str, Verdict] | None = None) -> list[Problem]:
     """Raise FeatureMissing if a want cannot work here; return the unverified (warning) problems."""
     found = problems(detect() if verdicts is None else verdicts, wants)
@@ -310,6 +319,12 @@ def detect(runner: Runner = run, probe: bool | None = None) -> dict[str, Verdict
         verdicts[name] = judge(name, config=config, loaded=loaded, loadable=loadable,
                                probe=probes.get(name))
     return verdicts
+
+
+@functools.lru_cache(maxsize=1)
+def detected() -> dict[str, Verdict]:
+    """``detect()`` once per process: the kernel does not change under us."""
+    return detect()
 
 
 def detect_tools(runner: Runner = run) -> dict[str, str | None]:

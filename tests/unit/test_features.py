@@ -158,3 +158,21 @@ def test_netns_probes_record_results_and_skip_missing_tools():
     assert results["veth"][0] is True
     assert "sch_netem" not in results and "sch_htb" not in results   # no tc: no evidence
     assert all("nfeat1" in argv for argv in calls)
+
+
+def test_require_for_uses_the_cached_detection(monkeypatch):
+    calls = []
+
+    def fake_detect():
+        calls.append(1)
+        return _kernel(sch_netem=False)
+
+    monkeypatch.setattr(features, "detect", fake_detect)
+    features.detected.cache_clear()
+    try:
+        assert features.require_for(link={"bw": 10}) == []
+        with pytest.raises(features.FeatureMissing, match="sch_netem"):
+            features.require_for(link={"delay": "5ms"})
+        assert len(calls) == 1
+    finally:
+        features.detected.cache_clear()
