@@ -19,7 +19,7 @@ from netemu.controllers.kube import (Obj, controller_ref, is_deleting, meta, nam
                                      parse_time, uid_of)
 from netemu.controllers.replicaset import status_changed
 from netemu.controllers.rollout import DESIRED, HASH_LABEL, MAX_REPLICAS, REVISION, replicas_of
-from netemu.controllers.runtime import Controller, rt, split_key
+from netemu.controllers.runtime import Controller, WriteOverlay, rt, split_key
 
 COMPONENT = "deployment-controller"
 
@@ -113,6 +113,7 @@ class DeploymentController(Controller):
     kinds = ("Deployment", "ReplicaSet", "Pod")
 
     def setup(self) -> None:
+        self.written = WriteOverlay()  # ReplicaSets this controller just wrote, until the cache has them
         self.cache("Deployment").add_handler(self.enqueue_obj, lambda o, n: self.enqueue_obj(n))
         self.cache("ReplicaSet").add_handler(self._rs_changed, lambda o, n: self._rs_changed(n),
                                              self._rs_changed)
@@ -140,7 +141,8 @@ class DeploymentController(Controller):
         if deploy is None:
             return
         uid = uid_of(deploy)
-        rss = [rs for rs in self.cache("ReplicaSet").list(ns) if (controller_ref(rs) or {}).get("uid") == uid]
+        rss = [rs for rs in self.written.merge(self.cache("ReplicaSet").list(ns), ns or "")
+               if (controller_ref(rs) or {}).get("uid") == uid]
         old_uids = {uid_of(rs) for rs in rss if rs is not rollout.find_new_rs(deploy, rss)}
         pods_of_old = sum(1 for p in self.cache("Pod").list(ns) if (controller_ref(p) or {}).get("uid") in old_uids)
         bump = revision_bump(deploy, rss)
@@ -148,6 +150,7 @@ class DeploymentController(Controller):
             new_rs = rollout.find_new_rs(deploy, rss)
             patched = await self.client.patch(rt("ReplicaSet"), name_of(new_rs),
                                               {"metadata": {"annotations": {REVISION: str(bump)}}}, ns)
+            self.written.wrote(patched)
             rss = [patched if rs is new_rs else rs for rs in rss]
         step = plan(deploy, rss, pods_of_old)
         rss, created = await self._apply(deploy, rss, step)
@@ -170,6 +173,7 @@ class DeploymentController(Controller):
             except errors.AlreadyExists:
                 return rss, False  # hash collision or a stale cache: the next sync sees it
             by_name[name_of(made)] = made
+            self.written.wrote(made)
             created = True
             if replicas_of(made):
                 self._scaled(deploy, made, 0, replicas_of(made))
@@ -180,12 +184,14 @@ class DeploymentController(Controller):
                                                   MAX_REPLICAS: str(replicas_of(deploy) + surge)}},
                      "spec": {"replicas": replicas}}
             by_name[rs_name] = await self.client.patch(rt("ReplicaSet"), rs_name, patch, ns_of(deploy))
+            self.written.wrote(by_name[rs_name])
             self._scaled(deploy, rs, replicas_of(rs), replicas)
         for rs_name in step.delete:
             try:
                 await self.client.delete(rt("ReplicaSet"), rs_name, ns_of(deploy))
             except errors.NotFound:
                 pass
+            self.written.deleted(by_name[rs_name])
             by_name.pop(rs_name, None)
         return list(by_name.values()), created
 

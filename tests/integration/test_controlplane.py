@@ -181,6 +181,11 @@ async def _explain(c: Cluster, ns: str, pod: str) -> str:
     return out.decode()
 
 
+async def _event_with(c: Cluster, ns: str, reason: str, text: str = "") -> list[dict]:
+    """Events are recorded in the background: tests wait for them like for any other state."""
+    return [e for e in (await c.client.list(rt("Event"), ns)).items if e["reason"] == reason and text in e["message"]]
+
+
 async def _all_bound(c: Cluster, ns: str, n: int):
     pods = await c.pods(ns)
     return len(pods) == n and all(p["spec"].get("nodeName") for p in pods) and pods
@@ -421,8 +426,7 @@ def test_silent_node_goes_not_ready_pods_evicted_and_endpoints_follow(tmp_path):
         evicted = [p for p in await c.pods(ns) if p["spec"].get("nodeName") == "n0"]
         assert evicted and all(is_deleting(p) for p in evicted)
         assert all(condition(p, "DisruptionTarget")["reason"] == "DeletionByTaintManager" for p in evicted)
-        events = (await c.client.list(rt("Event"), ns)).items
-        assert any(e["reason"] == "TaintManagerEviction" for e in events)
+        await eventually(lambda: _event_with(c, ns, "TaintManagerEviction"), what="eviction event")
         # the node is removed for good: its pods are collected and leave the slices
         await c.client.delete(rt("Node"), "n0")
 
@@ -569,8 +573,7 @@ def test_node_that_comes_back_is_ready_and_untainted(tmp_path):
                 return ready == "Unknown" and "node.kubernetes.io/unreachable" in keys
             return ready == "True" and not keys
         await eventually(lambda: taints(True), what="n1 unreachable")
-        events = (await c.client.list(rt("Event"), "default")).items
-        assert any(e["reason"] == "NodeNotReady" and e["involvedObject"]["name"] == "n1" for e in events)
+        await eventually(lambda: _event_with(c, "default", "NodeNotReady", "Node n1 "), what="NodeNotReady event")
         await c.kubelet.resume_node("n1")
         await eventually(lambda: taints(False), what="n1 Ready again, taints removed")
     run(body, tmp_path, three_nodes())
@@ -626,8 +629,7 @@ def test_topology_aware_hints_follow_zones(tmp_path):
             return ok and eps
         eps = await eventually(hinted, what="4 ready endpoints with hints")
         assert all(e["hints"]["forZones"] == [{"name": e["zone"]}] for e in eps.values())
-        events = (await c.client.list(rt("Event"), ns)).items
-        assert any(e["reason"] == "TopologyAwareHintsEnabled" for e in events)
+        await eventually(lambda: _event_with(c, ns, "TopologyAwareHintsEnabled"), what="enabled event")
         # one endpoint per zone is too few for two zones at the 20 % overload threshold: hints go
         await c.client.patch(rt("Deployment"), "web", {"spec": {"replicas": 1}}, ns)
 
@@ -636,7 +638,6 @@ def test_topology_aware_hints_follow_zones(tmp_path):
             ready = [e for e in eps.values() if e["conditions"]["ready"]]
             return len(ready) == 1 and not any(e.get("hints") for e in eps.values())
         await eventually(unhinted, what="hints removed")
-        events = (await c.client.list(rt("Event"), ns)).items
-        assert any(e["reason"] == "TopologyAwareHintsDisabled" and "Insufficient number of endpoints" in e["message"]
-                   for e in events)
+        await eventually(lambda: _event_with(c, ns, "TopologyAwareHintsDisabled", "Insufficient number of endpoints"),
+                         what="disabled event")
     run(body, tmp_path, nodes)
