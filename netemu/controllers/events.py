@@ -84,13 +84,23 @@ class Recorder:
                         return
                     except errors.NotFound:
                         pass
-                self._seen[key] = await self.client.create(events, ev, ev["metadata"]["namespace"])
+                self._seen[key] = await self._create(events, ev)
                 if len(self._seen) > 4096:
                     self._seen.pop(next(iter(self._seen)))
             except errors.StatusError as exc:
                 log.info("event %s %s not recorded: %s", ev["reason"], ev["involvedObject"]["name"], exc)
             except Exception as exc:  # connection trouble: an Event is best-effort
                 log.info("event %s not recorded: %s", ev["reason"], exc)
+
+    async def _create(self, events: Any, ev: Obj) -> Obj:
+        """Create; two Events of one object in the same nanosecond tick get distinct names."""
+        for _ in range(3):
+            try:
+                return await self.client.create(events, ev, ev["metadata"]["namespace"])
+            except errors.AlreadyExists:
+                base, _, stamp = ev["metadata"]["name"].rpartition(".")
+                ev["metadata"]["name"] = f"{base}.{int(stamp, 16) + 1:x}"
+        return await self.client.create(events, ev, ev["metadata"]["namespace"])
 
     async def flush(self) -> None:
         if self._tasks:

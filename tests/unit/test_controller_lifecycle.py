@@ -149,3 +149,42 @@ def test_options_parse_and_reject():
                 ["--node-monitor-period", "soon"]):
         with pytest.raises(SystemExit):
             p.parse_args(bad)
+
+
+def test_recorder_aggregates_repeats_and_survives_name_clashes():
+    import asyncio
+
+    from netemu.api import errors
+    from netemu.controllers.events import Recorder
+
+    class FakeClient:
+        def __init__(self):
+            self.objects, self.patches, self.clashed = {}, [], []
+
+        async def create(self, rt, obj, ns):
+            name = obj["metadata"]["name"]
+            if obj["reason"] == "clash" and not self.clashed:  # someone took this name first
+                self.clashed.append(name)
+                raise errors.AlreadyExists(name)
+            if name in self.objects:
+                raise errors.AlreadyExists(name)
+            self.objects[name] = dict(obj)
+            return self.objects[name]
+
+        async def patch(self, rt, name, patch, ns):
+            self.patches.append(patch)
+            self.objects[name].update(patch)
+            return self.objects[name]
+
+    async def main():
+        client = FakeClient()
+        rec = Recorder(client)
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns", "uid": "u"}}
+        rec.event(pod, "Warning", "FailedScheduling", "0/1 nodes")
+        rec.event(pod, "Warning", "FailedScheduling", "0/1 nodes")
+        await rec.flush()
+        assert len(client.objects) == 1 and client.patches[0]["count"] == 2
+        rec.event(pod, "Normal", "clash", "x")
+        await rec.flush()
+        assert len(client.objects) == 2 and client.clashed and client.clashed[0] not in client.objects
+    asyncio.run(main())
