@@ -90,9 +90,13 @@ class Scheduler(Controller):
             self._cluster_changed(nodes_changed=True)
 
     def _track(self, pod: Obj) -> None:
-        """Keep the snapshot current: one pod's change is one add/replace, not a rebuild."""
-        if self._snapshot is not None:
-            self._snapshot.add_pod(pod)
+        """Keep the snapshot current: one pod's change is one add/replace, not a rebuild. A pod
+        assumed on a node stays counted there until the cache shows it bound."""
+        if self._snapshot is None:
+            return
+        if not (pod.get("spec") or {}).get("nodeName") and key_of(pod) in self.assumed:
+            return
+        self._snapshot.add_pod(pod)
 
     def _pod_added(self, pod: Obj) -> None:
         self._track(pod)
