@@ -238,3 +238,19 @@ def test_spread_match_label_keys_counts_only_the_same_revision():
     without = dict(new, spec=dict(new["spec"], topologySpreadConstraints=[dict(tsc[0], matchLabelKeys=[])]))
     assert schedule(without, Snapshot.build(nodes, old)).node == "b"
     assert "a" in schedule(without, Snapshot.build(nodes, old)).rejected
+
+
+def test_preferred_pod_affinity_and_existing_pods_required_affinity_score():
+    nodes = [node("a", cpu="8"), node("b", cpu="8")]
+    cache = pod("cache", cpu="100m", node_name="b", labels={"app": "cache"})
+    pref = {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 50, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                           "labelSelector": {"matchLabels": {"app": "cache"}}}}]}}
+    d = schedule(pod("p", cpu="100m", affinity=pref), Snapshot.build(nodes, [cache]))
+    assert d.node == "b" and d.scores["b"]["InterPodAffinity"] == 200 and d.scores["a"]["InterPodAffinity"] == 0
+    # symmetry: a pod on "a" that requires pods like the incoming one near it draws it to "a"
+    needy = pod("needy", cpu="100m", node_name="a", affinity={"podAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [
+            {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "web"}}}]}})
+    d = schedule(pod("w", cpu="100m", labels={"app": "web"}), Snapshot.build(nodes, [needy]))
+    assert d.scores["a"]["InterPodAffinity"] == 200 and d.scores["b"]["InterPodAffinity"] == 0

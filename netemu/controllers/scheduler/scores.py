@@ -17,6 +17,7 @@ from netemu.controllers.scheduler.filters import (same_domain, spread_counts, te
 from netemu.controllers.scheduler.snapshot import NodeInfo, Snapshot, has_affinity
 
 MAX_SCORE = 100
+HARD_POD_AFFINITY_WEIGHT = 1  # upstream InterPodAffinityArgs.hardPodAffinityWeight default
 
 
 def default_normalize(scores: list[float], reverse: bool = False) -> list[int]:
@@ -134,6 +135,11 @@ def inter_pod_affinity_preferred(pod: Obj, nodes: list[NodeInfo], snap: Snapshot
                     term = wt.get("podAffinityTerm") or {}
                     if term_matches_pod(term, o, pod) and same_domain(oni.node, ni.node, term["topologyKey"]):
                         total += sign * int(wt.get("weight", 0))
+        for oni, o in snap.pods_with_affinity():  # existing pods' required affinity: weight 1
+            for term in ((((o.get("spec") or {}).get("affinity") or {}).get("podAffinity") or {})
+                         .get("requiredDuringSchedulingIgnoredDuringExecution") or []):
+                if term_matches_pod(term, o, pod) and same_domain(oni.node, ni.node, term["topologyKey"]):
+                    total += HARD_POD_AFFINITY_WEIGHT
         raw.append(total)
     top, low = max(raw, default=0), min(raw, default=0)
     if top == low:
