@@ -97,13 +97,19 @@ def bench_scale(lab: Lab, backend: str, n: int, repeats: int, change: bool) -> d
         ns_proxy, ns_raw = lab.netns(f"{backend[0]}{n // 1000}p{r}"), lab.netns(f"{backend[0]}{n // 1000}r{r}")
         proxier = IptablesProxier(NODE, ProxyConfig(), backend=backend, exec_=netns_exec(ns_proxy))
         load_s, _ = timed(proxier.load, services, slices)
+        # raw: the same text, built outside the timing; alternate which of the two goes first
+        # (a shared, noisy machine drifts over minutes)
+        if r % 2 == 0:
+            raws.append(raw_restore(netns_exec(ns_raw), backend, _full_text(services, slices)))
         result = proxier.sync()
         if not result.ok:
             raise SystemExit(f"sync failed: {result.error}")
+        if r % 2 == 1:
+            raws.append(raw_restore(netns_exec(ns_raw), backend, _full_text(services, slices)))
         build_s, ruleset = timed(build, proxier.service_map, proxier.endpoints_map, NODE, ProxyConfig())
         builds.append(build_s)
         syncs.append(result.duration)
-        raws.append(raw_restore(netns_exec(ns_raw), backend, ruleset.text))
+        row["sync_build"] = result.build_seconds   # the builder's part of the (last) sync
         row["load"] = load_s
         row["rules"] = sum(result.rules.values())
         if change and r == repeats - 1:
@@ -115,6 +121,21 @@ def bench_scale(lab: Lab, backend: str, n: int, repeats: int, change: bool) -> d
     row["sync"] = statistics.median(syncs)
     row["raw"] = statistics.median(raws)
     return row
+
+
+def _full_text(services: list[dict], slices: list[dict]) -> str:
+    """The full restore text for these objects, as the Proxier's first sync builds it."""
+    from netemu.agent.proxy.tracker import EndpointsChangeTracker, ServiceChangeTracker
+
+    service_map, endpoints_map = {}, {}
+    svc, eps = ServiceChangeTracker(NODE), EndpointsChangeTracker(NODE)
+    for obj in services:
+        svc.update(None, obj)
+    for obj in slices:
+        eps.update(None, obj)
+    svc.apply(service_map)
+    eps.apply(endpoints_map)
+    return build(service_map, endpoints_map, NODE, ProxyConfig()).text
 
 
 def bench_change(proxier: IptablesProxier, ns_raw: str, backend: str, slices: list[dict]) -> dict:

@@ -219,8 +219,12 @@ class IptablesProxier(Proxier):
     def _sync_rules(self, full: bool, changed: frozenset, services: UpdateServiceMapResult,
                     endpoints: UpdateEndpointsMapResult) -> SyncResult:
         self._cleanup_backlog.append((services, endpoints))
-        if self.previous_chains is None:  # first sync: chains a previous run may have left
-            self.previous_chains = self._kernel_nat_chains()
+        saved = None
+        if self.previous_chains is None:  # first sync: what a previous run may have left
+            saved = self._kernel_tables()
+            self.previous_chains = {"nat": frozenset(
+                line[1:].split()[0] for line in saved.get("nat", "").splitlines()
+                if line.startswith(":") and len(line) > 1)}
         t0 = self.clock()
         ruleset = self.build(self.service_map, self.endpoints_map, self.node, self.config,
                              changed=None if full else set(changed),
@@ -229,7 +233,7 @@ class IptablesProxier(Proxier):
         text = ruleset.text
         if full:  # upstream ensures the jumps from built-in chains on full syncs only
             self.applied.forget()
-            text, leftovers = add_jumps(text, self.iptables.missing_jumps(jump_rules()))
+            text, leftovers = add_jumps(text, self.iptables.missing_jumps(jump_rules(), saved))
             self.iptables.ensure_jumps(leftovers)
         elif self.trim_unchanged:
             text = self.applied.trim(text)
@@ -249,15 +253,16 @@ class IptablesProxier(Proxier):
         return SyncResult(ok=True, full=full, changed=changed, build_seconds=t1 - t0,
                           apply_seconds=t2 - t1, conntrack_commands=len(plan), rules=counts)
 
-    def _kernel_nat_chains(self) -> dict[str, frozenset[str]]:
-        """Chains now in the nat table (``iptables-save -t nat``), so stale ones get deleted."""
-        try:
-            text = self.iptables.save("nat")
-        except Exception as exc:
-            log.warning("iptables-save failed, stale chains will not be deleted: %s", exc)
-            return {"nat": frozenset()}
-        return {"nat": frozenset(line[1:].split()[0] for line in text.splitlines()
-                                 if line.startswith(":") and len(line) > 1)}
+    def _kernel_tables(self) -> dict[str, str]:
+        """``iptables-save`` of nat and filter: stale chains to delete, jumps already there."""
+        saved = {}
+        for table in ("nat", "filter"):
+            try:
+                saved[table] = self.iptables.save(table)
+            except Exception as exc:
+                log.warning("iptables-save -t %s failed (stale chains stay, jumps checked one by one): %s",
+                            table, exc)
+        return saved
 
     def _conntrack_plan(self) -> list[list[str]]:
         """Cleanup for this sync and any earlier failed ones (their rules are in only now)."""

@@ -130,17 +130,23 @@ class Iptables:
                                 insert)
         return True
 
-    def missing_jumps(self, rules: Iterable[JumpRule]) -> list[JumpRule]:
-        """Jump rules not in the kernel: one ``-S CHAIN`` per built-in chain, not one ``-C`` per
-        rule (each iptables call re-reads the table: costly at 10k Services). A chain holding a
-        jump to the same target that does not print exactly like ours is settled by ``-C``."""
+    def missing_jumps(self, rules: Iterable[JumpRule], saved: dict[str, str] | None = None) -> list[JumpRule]:
+        """Jump rules not in the kernel: one ``-S CHAIN`` per built-in chain (or the lines of an
+        ``iptables-save`` per table already at hand in ``saved``), not one ``-C`` per rule (each
+        iptables call re-reads the table: costly at 10k Services). A chain holding a jump to the
+        same target that does not print exactly like ours is settled by ``-C``."""
         rules = list(rules)
         listed: dict[tuple[str, str], list[tuple[str, ...]]] = {}
         for key in dict.fromkeys((r.table, r.src_chain) for r in rules):
-            result = self.exec([self.iptables, *_WAIT, "-t", key[0], "-S", key[1]])
-            if result.returncode != 0:
-                raise IptablesError(f"{self.iptables} -t {key[0]} -S {key[1]}", result)
-            listed[key] = [tuple(shlex.split(line)) for line in result.stdout.splitlines() if line.startswith("-A")]
+            if saved is not None and key[0] in saved:
+                text = saved[key[0]]
+            else:
+                result = self.exec([self.iptables, *_WAIT, "-t", key[0], "-S", key[1]])
+                if result.returncode != 0:
+                    raise IptablesError(f"{self.iptables} -t {key[0]} -S {key[1]}", result)
+                text = result.stdout
+            prefix = f"-A {key[1]} "
+            listed[key] = [tuple(shlex.split(line)) for line in text.splitlines() if line.startswith(prefix)]
         missing = []
         for rule in rules:
             lines = listed[(rule.table, rule.src_chain)]
