@@ -1,44 +1,37 @@
 """Small readers of Kubernetes objects shared by the scheduler and the controllers.
 
-Private to the control plane: quantities, label/node selectors, owner references, conditions and
-timestamps. The object model (netemu/api) was being written in parallel when these were needed;
-they are kept minimal and pure so swapping them for netemu.api helpers changes no behaviour.
+Private to the control plane: quantities and label selectors (read with netemu.api's parsers,
+cached, because the scheduler evaluates the same few thousands of times per cycle), node selector
+terms (Gt/Lt, matchFields), owner references, conditions and timestamps.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import functools
-import re
+import json
 from decimal import Decimal
 from typing import Any, Iterable
 
-Obj = dict[str, Any]
+from netemu.api import errors
+from netemu.api import quantity as api_quantity
+from netemu.api import selectors as api_selectors
 
-_SUFFIX = {
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-}
-_QTY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+Obj = dict[str, Any]
 
 
 def quantity(value: Any) -> Decimal:
-    """A resource.Quantity ("900m", "1Gi", "2", 3) as an exact Decimal; ValueError if malformed."""
-    if isinstance(value, (int, float)):
-        return Decimal(str(value))
-    return _parse_quantity(str(value))
+    """A resource.Quantity ("900m", "1Gi", "2", 3) as an exact Decimal; ValueError if malformed
+    (netemu.api.quantity's reading, cached per distinct text)."""
+    if isinstance(value, str):
+        return _parse_quantity(value)
+    return api_quantity.parse_decimal(value)
 
 
 @functools.lru_cache(maxsize=4096)
 def _parse_quantity(text: str) -> Decimal:
     """Parsed once per distinct text: a cluster repeats the same few quantities everywhere."""
-    m = _QTY.match(text.strip())
-    if not m:
-        raise ValueError(f"quantities must match the regular expression: {text!r}")
-    return Decimal(m.group(1)) * _SUFFIX[m.group(2) or ""]
+    return api_quantity.parse_decimal(text)
 
 
 def milli(value: Any) -> int:
@@ -74,16 +67,24 @@ def _expr_matches(labels: dict[str, str], key: str, op: str, values: Iterable[st
     raise ValueError(f"unknown selector operator {op!r}")
 
 
-def selector_matches(selector: Obj | None, labels: dict[str, str] | None) -> bool:
-    """metav1.LabelSelector semantics: an empty selector matches everything, None nothing."""
+def compile_selector(selector: Obj | None) -> Any:
+    """A matcher (``.matches(labels)``) for a metav1.LabelSelector, built by netemu.api.selectors:
+    empty matches everything, None or malformed nothing. Compile once, match many times."""
     if selector is None:
-        return False
-    labels = labels or {}
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    return all(_expr_matches(labels, e["key"], e["operator"], e.get("values"))
-               for e in selector.get("matchExpressions") or [])
+        return api_selectors.NOTHING
+    try:
+        return _compiled_selector(json.dumps(selector, sort_keys=True))
+    except (errors.StatusError, KeyError, TypeError, ValueError):
+        return api_selectors.NOTHING
+
+
+def selector_matches(selector: Obj | None, labels: dict[str, str] | None) -> bool:
+    return compile_selector(selector).matches(labels or {})
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_selector(text: str) -> Any:
+    return api_selectors.from_label_selector(json.loads(text))
 
 
 def map_selector_matches(selector: dict[str, str] | None, labels: dict[str, str] | None) -> bool:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
-from netemu.controllers.kube import (Obj, condition, is_deleting, labels_of, node_selector_term_matches,
-                                     ns_of, selector_matches)
+from netemu.controllers.kube import (Obj, compile_selector, condition, is_deleting, labels_of,
+                                     node_selector_term_matches, ns_of, selector_matches)
 from netemu.controllers.scheduler.snapshot import NodeInfo, Snapshot, has_affinity
 
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
@@ -146,9 +146,8 @@ def spread_selector(pod: Obj, constraint: Obj) -> Obj | None:
     return dict(selector, matchExpressions=list(selector.get("matchExpressions") or []) + extra)
 
 
-def _spread_matches(pod: Obj, constraint: Obj, other: Obj) -> bool:
-    return (ns_of(other) == ns_of(pod) and not is_deleting(other)
-            and selector_matches(spread_selector(pod, constraint), labels_of(other)))
+def _spread_matches(pod: Obj, matcher: Any, other: Obj) -> bool:
+    return ns_of(other) == ns_of(pod) and not is_deleting(other) and matcher.matches(labels_of(other))
 
 
 def spread_counts(pod: Obj, constraint: Obj, snap: Snapshot) -> Counter:
@@ -162,12 +161,13 @@ def spread_counts(pod: Obj, constraint: Obj, snap: Snapshot) -> Counter:
 
 def _spread_counts(pod: Obj, constraint: Obj, snap: Snapshot) -> Counter:
     key = constraint["topologyKey"]
+    matcher = compile_selector(spread_selector(pod, constraint))
     counts: Counter = Counter()
     for ni in snap.nodes:
         domain = labels_of(ni.node).get(key)
         if domain is None or not required_node_affinity_matches(pod, ni.node):
             continue
-        counts[domain] += sum(1 for p in ni.pods_by_key.values() if _spread_matches(pod, constraint, p))
+        counts[domain] += sum(1 for p in ni.pods_by_key.values() if _spread_matches(pod, matcher, p))
     return counts
 
 
