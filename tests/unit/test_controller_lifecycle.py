@@ -188,3 +188,15 @@ def test_recorder_aggregates_repeats_and_survives_name_clashes():
         await rec.flush()
         assert len(client.objects) == 2 and client.clashed and client.clashed[0] not in client.objects
     asyncio.run(main())
+
+
+def test_node_that_never_reported_gets_never_updated_conditions():
+    fresh = {"metadata": {"name": "n9"}, "spec": {}, "status": {}}
+    obs = nl.observe(None, fresh, None, T0)
+    conds = nl.stale_conditions(fresh, obs, T0 + 41, 40)
+    by_type = {c["type"]: c for c in conds}
+    assert set(by_type) == {"Ready", "MemoryPressure", "DiskPressure", "PIDPressure"}
+    assert by_type["Ready"]["reason"] == "NodeStatusNeverUpdated"
+    assert by_type["Ready"]["message"] == "Kubelet never posted node status."
+    # already Unknown: nothing more to write
+    assert nl.stale_conditions({"status": {"conditions": conds}}, obs, T0 + 90, 40) is None
