@@ -41,6 +41,8 @@ class FakeRuleSet:
     text: str
     chains: dict
     rule_counts: dict
+    written_counts: dict
+    no_local_endpoints: dict
 
 
 class RecordingBuilder:
@@ -51,7 +53,8 @@ class RecordingBuilder:
         self.calls.append({"services": dict(services), "endpoints": dict(endpoints),
                            "changed": changed, "previous_chains": previous_chains})
         text = f"*nat\n-A KUBE-SERVICES -j RETURN\nCOMMIT\n# {len(self.calls)}\n"
-        return FakeRuleSet(text, {"nat": {f"chain{len(self.calls)}"}}, {"nat": 1, "filter": 0})
+        return FakeRuleSet(text, {"nat": {f"chain{len(self.calls)}"}}, {"nat": 1, "filter": 0},
+                           {"nat": 1, "filter": 0}, {"internal": 0, "external": 0})
 
 
 def make(backend="iptables"):
@@ -159,7 +162,10 @@ def test_metrics_have_upstream_names():
                  "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 0.0",
                  "kubeproxy_network_programming_duration_seconds_count 1.0",
                  'kubeproxy_sync_proxy_rules_iptables_total{table="nat"} 1.0',
-                 "kubeproxy_sync_proxy_rules_last_timestamp_seconds"):
+                 "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+                 "kubeproxy_sync_proxy_rules_endpoint_changes_total 1.0",
+                 "kubeproxy_sync_proxy_rules_service_changes_total 1.0",
+                 "kubeproxy_sync_proxy_rules_endpoint_changes_pending 0.0"):
         assert name in text, name
 
 

@@ -64,6 +64,24 @@ class ProxyMetrics:
         self.partial_restore_failures = Counter(
             "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures",
             "Cumulative proxy iptables partial restore failures", registry=r)
+        self.rules_last = Gauge(
+            "kubeproxy_sync_proxy_rules_iptables_last",
+            "Number of iptables rules written by kube-proxy in last sync", ["table"], registry=r)
+        self.no_local_endpoints = Gauge(
+            "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+            "Number of services with a Local traffic policy and no endpoints", ["traffic_policy"], registry=r)
+        self.endpoint_changes = Counter(
+            "kubeproxy_sync_proxy_rules_endpoint_changes",
+            "Cumulative proxy rules EndpointSlice changes", registry=r)
+        self.service_changes = Counter(
+            "kubeproxy_sync_proxy_rules_service_changes",
+            "Cumulative proxy rules Service changes", registry=r)
+        self.endpoint_changes_pending = Gauge(
+            "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
+            "Pending proxy rules EndpointSlice changes", registry=r)
+        self.service_changes_pending = Gauge(
+            "kubeproxy_sync_proxy_rules_service_changes_pending",
+            "Pending proxy rules Service changes", registry=r)
         self.last_queued_timestamp = Gauge(
             "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
             "The last time a sync of proxy rules was queued", registry=r)

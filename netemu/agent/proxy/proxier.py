@@ -91,7 +91,10 @@ class Proxier(ABC):
         self.on_service_update(None, service)
 
     def on_service_update(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> None:
-        if self.service_changes.update(old, new) and self.initialized:
+        self.metrics.service_changes.inc()
+        due = self.service_changes.update(old, new)
+        self.metrics.service_changes_pending.set(self.service_changes.pending_count())
+        if due and self.initialized:
             self.request_sync()
 
     def on_service_delete(self, service: Mapping[str, Any]) -> None:
@@ -106,7 +109,10 @@ class Proxier(ABC):
         self.on_slice_update(None, endpoint_slice)
 
     def on_slice_update(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> None:
-        if self.endpoint_changes.update(old, new) and self.initialized:
+        self.metrics.endpoint_changes.inc()
+        due = self.endpoint_changes.update(old, new)
+        self.metrics.endpoint_changes_pending.set(self.endpoint_changes.pending_count())
+        if due and self.initialized:
             self.request_sync()
 
     def on_slice_delete(self, endpoint_slice: Mapping[str, Any]) -> None:
@@ -168,6 +174,8 @@ class Proxier(ABC):
             start = self.clock()
             services = self.service_changes.apply(self.service_map)
             endpoints = self.endpoint_changes.apply(self.endpoints_map)
+            self.metrics.service_changes_pending.set(0)
+            self.metrics.endpoint_changes_pending.set(0)
             full = self.need_full_sync or self.last_full_sync is None or (
                 start - self.last_full_sync >= self.full_sync_period)
             changed = frozenset(services.updated_services | endpoints.updated_services)
@@ -248,6 +256,10 @@ class IptablesProxier(Proxier):
         counts = dict(ruleset.rule_counts)
         for table, n in counts.items():
             self.metrics.rules_total.labels(table=table).set(n)
+        for table, n in ruleset.written_counts.items():
+            self.metrics.rules_last.labels(table=table).set(n)
+        for policy, n in ruleset.no_local_endpoints.items():
+            self.metrics.no_local_endpoints.labels(traffic_policy=policy).set(n)
         plan = self._conntrack_plan()
         self.conntrack.run(plan)
         return SyncResult(ok=True, full=full, changed=changed, build_seconds=t1 - t0,
