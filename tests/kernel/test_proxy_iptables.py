@@ -132,6 +132,27 @@ def test_node_port_answers_from_another_node_masqueraded_to_the_node(lab, backen
     assert {a.split()[0] for a in answers} <= {"p0", "p1", "p2"}
 
 
+def test_pod_to_pod_across_nodes_is_routed_not_masqueraded(lab, backend):
+    c = Cluster(lab, backend, second_node=True)
+    remote = lab.pod(c.n2, "q0")
+    c.proxier.load([service(type="NodePort", nodePort=30080)], [endpoint_slice(c.pods)])
+    assert c.proxier.sync().ok
+    # through n2 -> n1 (which carries our rules, MASQUERADE in POSTROUTING): source kept
+    assert requests(remote.netns, c.pods[0].ip, 8080, count=3) == [f"p0 {remote.ip}"] * 3
+
+
+def test_external_traffic_policy_local_without_local_endpoints_drops(lab, backend):
+    c = Cluster(lab, backend, second_node=True)
+    elsewhere = endpoint_slice(c.pods)
+    for ep in elsewhere["endpoints"]:
+        ep["nodeName"] = "n9"            # the endpoints are not on this node (as far as it knows)
+    c.proxier.load([service(type="NodePort", nodePort=30080, externalTrafficPolicy="Local")], [elsewhere])
+    assert c.proxier.sync().ok
+    assert requests(c.n2.netns, N1_IP, 30080, count=3, timeout=0.5) == [None] * 3
+    # internal traffic (ClusterIP, internalTrafficPolicy Cluster) still reaches them
+    assert None not in requests(c.client.netns, CLUSTER_IP, 80, count=10)
+
+
 def test_external_traffic_policy_local_keeps_the_client_source_ip(lab, backend):
     c = Cluster(lab, backend, second_node=True)
     c.proxier.load([service(type="NodePort", nodePort=30080, externalTrafficPolicy="Local")],
