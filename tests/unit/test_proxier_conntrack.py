@@ -112,3 +112,8 @@ def test_applied_chains_trim_leaves_out_only_unchanged_top_level_chains():
     assert ":KUBE-SERVICES - [0:0]\n-A" not in applied.trim(changed).split("*nat")[0]
     applied.forget()
     assert applied.trim(partial) == partial
+
+
+def test_deleted_udp_node_port_clears_flows_to_it():
+    plan = plan_cleanup({}, UpdateServiceMapResult(deleted_udp_node_ports={30053}), UpdateEndpointsMapResult())
+    assert plan == [["conntrack", "-D", "-p", "udp", "--dport", "30053"]]

@@ -159,3 +159,19 @@ def test_slice_without_service_label_is_ignored():
     del bad["metadata"]["labels"]
     assert t.update(None, bad) is False
     assert t.problems
+
+
+def test_udp_node_port_that_goes_away_is_reported():
+    t = ServiceChangeTracker(NODE)
+    dns = svc("dns", ip="10.96.0.53", ports=(("dns", 53, "UDP"),), type="NodePort")
+    dns["spec"]["ports"][0]["nodePort"] = 30053
+    t.update(None, dns)
+    m = {}
+    t.apply(m)
+    moved = copy.deepcopy(dns)
+    moved["spec"]["ports"][0]["nodePort"] = 30054
+    t.update(dns, moved)
+    assert t.apply(m).deleted_udp_node_ports == {30053}
+    t.update(moved, None)
+    result = t.apply(m)
+    assert result.deleted_udp_node_ports == {30054} and result.deleted_udp_cluster_ips == {"10.96.0.53"}

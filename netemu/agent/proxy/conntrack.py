@@ -28,7 +28,7 @@ def clear_entries_for_ip(ip: str, protocol: str = "udp") -> list[str]:
 
 
 def clear_entries_for_port(port: int, protocol: str = "udp") -> list[str]:
-    """Every flow to destination port ``port`` (a UDP NodePort that became active)."""
+    """Every flow to destination port ``port`` (a UDP NodePort that became active or went away)."""
     return ["conntrack", "-D", "-p", protocol, "--dport", str(port)]
 
 
@@ -53,6 +53,8 @@ def plan_cleanup(service_map: Mapping[ServicePortName, ServicePortInfo],
     plan: list[list[str]] = []
     for ip in sorted(services.deleted_udp_cluster_ips):
         plan.append(clear_entries_for_ip(ip))
+    for port in sorted(services.deleted_udp_node_ports):
+        plan.append(clear_entries_for_port(port))
     for spn in endpoints.newly_active_udp_services:
         info = service_map.get(spn)
         if info is None:

@@ -52,6 +52,9 @@ class UpdateServiceMapResult:
 
     updated_services: set[ServiceName] = field(default_factory=set)
     deleted_udp_cluster_ips: set[str] = field(default_factory=set)
+    # UDP NodePorts that went away (Service or port deleted, nodePort changed): their flows
+    # DNATed to the old endpoints would otherwise live on while clients keep sending
+    deleted_udp_node_ports: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -124,11 +127,17 @@ class ServiceChangeTracker:
                 info = service_map.pop(spn, None)
                 if info is not None and info.protocol == "UDP":
                     result.deleted_udp_cluster_ips.add(info.cluster_ip)
-            # a port that survived with a different ClusterIP leaves the old one stale too
+                    if info.node_port:
+                        result.deleted_udp_node_ports.add(info.node_port)
+            # a port that survived with another ClusterIP or NodePort leaves the old one stale too
             for spn in previous.keys() & current.keys():
-                old = previous[spn]
-                if old.protocol == "UDP" and old.cluster_ip != current[spn].cluster_ip:
+                old, new = previous[spn], current[spn]
+                if old.protocol != "UDP":
+                    continue
+                if old.cluster_ip != new.cluster_ip:
                     result.deleted_udp_cluster_ips.add(old.cluster_ip)
+                if old.node_port and old.node_port != new.node_port:
+                    result.deleted_udp_node_ports.add(old.node_port)
         return result
 
 
