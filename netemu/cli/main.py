@@ -24,6 +24,10 @@ COMMAND_MODULES = (
     "netemu.cli.demo_cmd",
     "netemu.cli.labvm_cmd",
     "netemu.cli.controlplane_cmd",
+    "netemu.cli.agent_cmd",
+    "netemu.cli.cluster_cmd",
+    "netemu.cli.workload_cmd",
+    "netemu.cli.cluster_demo_cmd",
 )
 
 
