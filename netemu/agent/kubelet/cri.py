@@ -1,0 +1,47 @@
+"""What the kubelet needs from a container runtime (our CRI): a small async contract.
+
+``netemu.agent.kubelet.runtime_adapter`` maps it onto netemu.agent.runtime (namespaces, veths,
+in-process built-in images, real processes); unit tests use a fake. Keeping the contract here
+lets the pod worker be tested without root and without a kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+Obj = dict[str, Any]
+
+
+class ContainerHandle(Protocol):
+    """One running container instance."""
+
+    id: str
+
+    async def wait(self) -> int:
+        """Until the container exits; its exit code (128+signal when killed by a signal)."""
+
+    def signal(self, signum: int) -> None:
+        """Send SIGTERM / SIGKILL (built-in images stop their servers: 143 / 137)."""
+
+
+class Runtime(Protocol):
+    async def setup_node(self, pod_cidr: str) -> None:
+        """cni0 bridge with the CIDR's gateway, forwarding and br_netfilter on."""
+
+    async def set_routes(self, routes: dict[str, str]) -> None:
+        """Exactly these routes to other nodes' podCIDRs ({cidr: via node IP})."""
+
+    def unsupported(self, image: str, container: Obj) -> str | None:
+        """None when the runtime can run the container, else a message naming what it supports."""
+
+    async def create_sandbox(self, pod: Obj) -> str:
+        """The pod's namespace, veth and IP (idempotent per pod uid); returns the pod IP."""
+
+    async def remove_sandbox(self, pod: Obj) -> None:
+        """Remove the pod's namespace and veth (idempotent)."""
+
+    async def start_container(self, pod: Obj, container: Obj, log_path: str) -> ContainerHandle:
+        """Start one container in the pod's sandbox, its output appended to ``log_path``."""
+
+    async def exec(self, pod: Obj, container: Obj, argv: list[str], timeout: float) -> tuple[int, bytes]:
+        """Run argv in the pod's namespace (exec probes); (exit code, output)."""

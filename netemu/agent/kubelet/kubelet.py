@@ -1,0 +1,253 @@
+"""The kubelet: registers this node, heartbeats, sets up the node network, runs bound pods.
+
+Startup follows upstream's order: register the Node (NotReady), wait for node IPAM to give
+spec.podCIDR, set up cni0 and routes (the runtime), then report Ready and start taking pods.
+Every API call is retried with backoff: when the API server is unreachable (a cut link) the pods
+keep running, and the Lease and statuses resume when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from netemu.agent.kubelet import nodestatus as ns_
+from netemu.agent.kubelet.backoff import Backoff
+from netemu.agent.kubelet.cri import Runtime
+from netemu.agent.kubelet.worker import PodWorker, WorkerContext
+from netemu.api import errors
+from netemu.api.kinds import by_kind
+from netemu.client import ApiClient, Informer
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+NODE, POD, LEASE, NAMESPACE = (by_kind("v1", "Node"), by_kind("v1", "Pod"),
+                               by_kind("coordination.k8s.io/v1", "Lease"), by_kind("v1", "Namespace"))
+TRANSIENT = (aiohttp.ClientError, asyncio.TimeoutError, OSError, errors.StatusError)
+
+
+@dataclass
+class KubeletConfig:
+    node_name: str
+    node_ip: str
+    capacity: dict[str, str] = field(default_factory=lambda: dict(ns_.DEFAULT_CAPACITY))
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[Obj] = field(default_factory=list)
+    heartbeat_interval: float = 10.0           # Lease renewals (upstream: 10 s)
+    lease_duration: int = 40
+    status_report_interval: float = 300.0      # unchanged Node status rewritten (upstream: 5 min)
+    log_dir: str = "/var/lib/netemu/pods"
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
+
+
+async def retrying(what: str, call, stop: asyncio.Event, max_delay: float = 5.0) -> Any:
+    """Call until it succeeds or ``stop`` is set; transient errors back off (0.2 s doubling)."""
+    delay = 0.2
+    while not stop.is_set():
+        try:
+            return await call()
+        except TRANSIENT as exc:
+            if isinstance(exc, (errors.Invalid, errors.Forbidden, errors.Unauthorized)):
+                raise
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay * (1 + random.random() / 4))
+            except asyncio.TimeoutError:
+                pass
+            delay = min(delay * 2, max_delay)
+    return None
+
+
+class Kubelet:
+    def __init__(self, api: ApiClient, runtime: Runtime, config: KubeletConfig):
+        self.api, self.runtime, self.config = api, runtime, config
+        self.node: Obj | None = None
+        self.ready = False
+        self.routes: dict[str, str] = {}
+        self.workers: dict[str, PodWorker] = {}
+        self.nodes = Informer(api, NODE)
+        self.pods = Informer(api, POD, field_selector=f"spec.nodeName={config.node_name}")
+        self.ctx = WorkerContext(runtime, self._write_status, self._finish_delete, config.node_ip,
+                                 config.log_dir, Backoff(config.backoff_initial, config.backoff_max))
+        self._node_changed = asyncio.Event()
+        self._last_report = 0.0
+
+    # -- node --------------------------------------------------------------------------------
+
+    async def register(self) -> Obj:
+        """Create the Node, or take over an existing one (labels, taints, addresses refreshed)."""
+        c = self.config
+        want = ns_.node_object(c.node_name, c.node_ip, c.capacity, c.labels, c.taints, time.time())
+        try:
+            return await self.api.create(NODE, want)
+        except errors.AlreadyExists:
+            pass
+        cur = await self.api.get(NODE, c.node_name)
+        labels = dict((cur.get("metadata") or {}).get("labels") or {}, **want["metadata"]["labels"])
+        await self.api.patch(NODE, c.node_name, {"metadata": {"labels": labels}})
+        status = ns_.node_status(c.node_ip, c.node_name, c.capacity,
+                                 (cur.get("status") or {}).get("conditions") or [])
+        return await self.api.patch(NODE, c.node_name, {"status": status}, subresource="status")
+
+    async def report_status(self, ready: bool, message: str = "") -> None:
+        c = self.config
+        node = self.nodes.get(c.node_name) or self.node or {}
+        conds = ns_.node_conditions((node.get("status") or {}).get("conditions") or [], ready, time.time(), message)
+        status = ns_.node_status(c.node_ip, c.node_name, c.capacity, conds)
+        self.node = await self.api.patch(NODE, c.node_name, {"status": status}, subresource="status")
+        self._last_report = time.monotonic()
+
+    def _needs_report(self) -> bool:
+        """Post the Node status when Ready differs from ours (e.g. the lifecycle controller set
+        Unknown while we were cut off) or the report interval passed."""
+        node = self.nodes.get(self.config.node_name) or self.node or {}
+        ready = next((cd for cd in (node.get("status") or {}).get("conditions") or []
+                      if cd.get("type") == "Ready"), {})
+        want = "True" if self.ready else "False"
+        return ready.get("status") != want or \
+            time.monotonic() - self._last_report >= self.config.status_report_interval
+
+    async def renew_lease(self) -> None:
+        c = self.config
+        uid = ((self.node or {}).get("metadata") or {}).get("uid", "")
+        lease = ns_.lease_object(c.node_name, uid, time.time(), c.lease_duration)
+        try:
+            cur = await self.api.get(LEASE, c.node_name, ns_.LEASE_NAMESPACE)
+        except errors.NotFound:
+            try:
+                await self.api.create(LEASE, lease, ns_.LEASE_NAMESPACE)
+            except errors.NotFound:      # the namespace is made by the control plane; make it if not
+                await self._ensure_lease_namespace()
+                await self.api.create(LEASE, lease, ns_.LEASE_NAMESPACE)
+            return
+        lease["metadata"] = dict(cur["metadata"], ownerReferences=lease["metadata"]["ownerReferences"])
+        await self.api.update(LEASE, lease)
+
+    async def _ensure_lease_namespace(self) -> None:
+        try:
+            await self.api.create(NAMESPACE, {"metadata": {"name": ns_.LEASE_NAMESPACE}})
+        except errors.AlreadyExists:
+            pass
+
+    async def wait_pod_cidr(self, stop: asyncio.Event) -> str | None:
+        while not stop.is_set():
+            node = self.nodes.get(self.config.node_name)
+            cidr = ((node or {}).get("spec") or {}).get("podCIDR")
+            if cidr:
+                return cidr
+            self._node_changed.clear()
+            try:
+                await asyncio.wait_for(self._node_changed.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+        return None
+
+    async def sync_routes(self) -> None:
+        routes = ns_.pod_routes(self.nodes.list(), self.config.node_name)
+        if routes != self.routes:
+            await self.runtime.set_routes(routes)
+            self.routes = routes
+
+    # -- pods --------------------------------------------------------------------------------
+
+    def _on_pod(self, pod: Obj) -> None:
+        uid = (pod.get("metadata") or {}).get("uid")
+        if not uid or not self.ready:
+            return
+        worker = self.workers.get(uid)
+        if worker is None:
+            if (pod.get("metadata") or {}).get("deletionTimestamp") and not (pod.get("status") or {}).get("podIP"):
+                pass      # never started here: the worker still finishes the delete
+            worker = self.workers[uid] = PodWorker(self.ctx, pod)
+            task = asyncio.ensure_future(worker.run())
+            task.add_done_callback(lambda _t, uid=uid: self.workers.pop(uid, None))
+        else:
+            worker.update(pod)
+
+    def _on_pod_delete(self, pod: Obj) -> None:
+        worker = self.workers.get((pod.get("metadata") or {}).get("uid"))
+        if worker is not None:
+            worker.removed()
+
+    async def _write_status(self, pod: Obj, status: Obj) -> None:
+        meta = pod["metadata"]
+        await self.api.patch(POD, meta["name"], {"metadata": {"uid": meta["uid"]}, "status": status},
+                             meta.get("namespace"), subresource="status")
+
+    async def _finish_delete(self, pod: Obj) -> None:
+        meta = pod["metadata"]
+        await self.api.delete(POD, meta["name"], meta.get("namespace"), grace_period_seconds=0,
+                              preconditions={"uid": meta["uid"]})
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.nodes.add_handler(lambda n: self._node_event(), lambda o, n: self._node_event(),
+                               lambda n: self._node_event())
+        self.pods.add_handler(self._on_pod, lambda old, new: self._on_pod(new), self._on_pod_delete)
+        self.node = await retrying("registering the node", self.register, stop)
+        if self.node is None:
+            return
+        tasks = [asyncio.ensure_future(self.nodes.run(stop)), asyncio.ensure_future(self._heartbeats(stop))]
+        try:
+            cidr = await self.wait_pod_cidr(stop)
+            if cidr is None:
+                return
+            await self.runtime.setup_node(cidr)
+            await self.sync_routes()
+            self.ready = True
+            await retrying("reporting Ready", lambda: self.report_status(True), stop)
+            log.info("node %s ready (podCIDR %s)", self.config.node_name, cidr)
+            tasks.append(asyncio.ensure_future(self._node_sync(stop)))
+            tasks.append(asyncio.ensure_future(self.pods.run(stop)))
+            for pod in self.pods.list():
+                self._on_pod(pod)
+            await stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _node_event(self) -> None:
+        self._node_changed.set()
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        """Renew the Lease every interval, whatever else happens (the node lifecycle controller
+        reads only this); a failure is logged and the next beat tries again."""
+        while not stop.is_set():
+            try:
+                await self.renew_lease()
+            except TRANSIENT as exc:
+                log.warning("lease renewal failed (%s); the pods keep running", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), self.config.heartbeat_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _node_sync(self, stop: asyncio.Event) -> None:
+        """On node changes (and at least every heartbeat interval): routes to the other nodes'
+        podCIDRs, and Ready re-posted when the API shows something else (the lifecycle controller
+        set Unknown while this node was cut off)."""
+        while not stop.is_set():
+            self._node_changed.clear()
+            try:
+                await self.sync_routes()
+                if self._needs_report():
+                    await self.report_status(True)
+            except TRANSIENT as exc:
+                log.warning("node sync failed (%s); retrying", exc)
+            except Exception:
+                log.exception("node sync failed")
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._node_changed.wait())]
+            await asyncio.wait(waiters, timeout=self.config.heartbeat_interval,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for t in waiters:
+                t.cancel()
+            await asyncio.sleep(0.1)      # coalesce bursts of node events

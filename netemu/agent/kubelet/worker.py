@@ -1,0 +1,314 @@
+"""One pod's life on this node: sandbox, containers, restarts, probes, status, termination.
+
+Like upstream's pod workers (pkg/kubelet/pod_workers.go), each pod gets one task that serialises
+everything done to it. ``sync`` is one reconcile pass; it is driven by pod updates, container
+exits, probe results and timers (back-off, probe periods). The API is touched only to write
+pods/status and to finish a graceful delete; when the API server is unreachable the pod keeps
+running and the status is written again later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from netemu.agent.kubelet import probes as pr
+from netemu.agent.kubelet.backoff import Backoff
+from netemu.agent.kubelet.cri import ContainerHandle, Runtime
+from netemu.agent.kubelet.probing import run_probe
+from netemu.agent.kubelet.status import ContainerRecord, comparable, pod_status
+from netemu.agent.kubelet.termination import Termination
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+
+@dataclass
+class WorkerContext:
+    """What every pod worker shares: the API writer, the runtime and this node's settings."""
+
+    runtime: Runtime
+    write_status: Callable[[Obj, Obj], Any]        # async (pod, status)
+    finish_delete: Callable[[Obj], Any]            # async (pod): DELETE grace 0
+    node_ip: str
+    log_dir: str
+    backoff: Backoff = field(default_factory=Backoff)
+    clock: Callable[[], float] = time.time
+    retry: float = 2.0                             # after a failed API write or sandbox
+
+
+def should_restart(policy: str, exit_code: int) -> bool:
+    return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+
+
+def log_path(log_dir: str, pod: Obj, container: str, restart: int) -> str:
+    """Upstream's layout: <dir>/<ns>_<name>_<uid>/<container>/<restartCount>.log"""
+    meta = pod["metadata"]
+    return os.path.join(log_dir, f"{meta.get('namespace', 'default')}_{meta['name']}_{meta['uid']}",
+                        container, f"{restart}.log")
+
+
+class PodWorker:
+    def __init__(self, ctx: WorkerContext, pod: Obj):
+        self.ctx, self.pod = ctx, pod
+        self.uid = pod["metadata"]["uid"]
+        spec = pod.get("spec") or {}
+        self.containers = {c["name"]: c for c in spec.get("containers") or []}
+        self.records = {n: ContainerRecord(n, c.get("image", "")) for n, c in self.containers.items()}
+        self.handles: dict[str, ContainerHandle] = {}
+        self.probes: dict[str, dict[str, pr.ProbeState]] = {}
+        self.tasks: dict[str, list[asyncio.Task]] = {}
+        self.pod_ip: str | None = None
+        self.sandbox_error = ""
+        self.start_time = ctx.clock()
+        self.gone = False                # deleted from the API (no DELETE to finish)
+        self.termination: Termination | None = None
+        self.last_status: Obj | None = None
+        self.wake = asyncio.Event()
+        self.done = asyncio.Event()
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def update(self, pod: Obj) -> None:
+        self.pod = pod
+        self.wake.set()
+
+    def removed(self) -> None:
+        self.gone = True
+        self.wake.set()
+
+    @property
+    def policy(self) -> str:
+        return (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
+
+    def _key(self, name: str) -> str:
+        return f"{self.uid}/{name}"
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.wake.clear()
+                deleting = self.gone or bool((self.pod.get("metadata") or {}).get("deletionTimestamp"))
+                if deleting:
+                    await self._terminate()
+                    return
+                next_at = await self.sync()
+                timeout = None if next_at is None else max(0.05, next_at - self.ctx.clock())
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            for tasks in self.tasks.values():
+                for t in tasks:
+                    t.cancel()
+            self.done.set()
+
+    async def sync(self) -> float | None:
+        """One reconcile pass; returns when the next timer (back-off, retry) is due."""
+        now = self.ctx.clock()
+        timers: list[float] = []
+        if self.pod_ip is None:
+            try:
+                self.pod_ip = await self.ctx.runtime.create_sandbox(self.pod)
+                self.sandbox_error = ""
+            except Exception as exc:  # a runtime failure is reported on the pod, then retried
+                log.warning("sandbox for %s failed: %s", self._name(), exc)
+                self.sandbox_error = str(exc)
+                timers.append(now + self.ctx.retry)
+        if self.pod_ip is not None:
+            for name in self.containers:
+                at = await self._sync_container(name, now)
+                if at:
+                    timers.append(at)
+        if not await self._write_status(now):
+            timers.append(now + self.ctx.retry)
+        return min(timers) if timers else None
+
+    async def _sync_container(self, name: str, now: float) -> float | None:
+        rec, container = self.records[name], self.containers[name]
+        if name in self.handles:
+            return None
+        problem = self.ctx.runtime.unsupported(container.get("image", ""), container)
+        if problem:
+            rec.state, rec.reason, rec.message = "waiting", "UnsupportedImage", problem
+            return None
+        if rec.state == "terminated" or rec.last_terminated is not None and rec.state == "waiting":
+            code = rec.exit_code if rec.state == "terminated" else rec.last_terminated.get("exitCode", 1)
+            if not should_restart(self.policy, code or 0):
+                return None
+            ready_at = self.ctx.backoff.ready_at(self._key(name))
+            if now < ready_at:
+                if rec.state == "terminated":
+                    rec.last_terminated = rec.terminated_state()
+                rec.state, rec.reason = "waiting", "CrashLoopBackOff"
+                rec.message = (f"back-off {int(ready_at - (rec.finished_at or now))}s restarting failed "
+                               f"container={name} pod={self._name()}_{self.pod['metadata'].get('namespace')}({self.uid})")
+                return ready_at
+            if rec.state == "terminated":
+                rec.last_terminated = rec.terminated_state()
+            rec.restart_count += 1
+        await self._start(name, now)
+        return None
+
+    async def _start(self, name: str, now: float) -> None:
+        rec, container = self.records[name], self.containers[name]
+        path = log_path(self.ctx.log_dir, self.pod, name, rec.restart_count)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            handle = await self.ctx.runtime.start_container(self.pod, container, path)
+        except Exception as exc:
+            log.warning("starting %s/%s failed: %s", self._name(), name, exc)
+            rec.state, rec.reason, rec.message = "terminated", "StartError", str(exc)
+            rec.exit_code, rec.started_at, rec.finished_at = 128, now, now
+            self.ctx.backoff.record_exit(self._key(name), now)
+            return
+        self.handles[name] = handle
+        rec.state, rec.reason, rec.message, rec.exit_code = "running", "", "", None
+        rec.started_at, rec.finished_at, rec.container_id = now, None, f"netemu://{handle.id}"
+        states = {}
+        for kind in pr.KINDS:
+            spec = pr.ProbeSpec.from_container(container, kind)
+            if spec is not None:
+                states[kind] = pr.ProbeState(spec, started_at=now)
+        self.probes[name] = states
+        self._refresh_flags(name)
+        self.tasks[name] = [asyncio.ensure_future(self._watch_exit(name, handle))]
+        if states:
+            self.tasks[name].append(asyncio.ensure_future(self._probe_loop(name, handle)))
+
+    def _refresh_flags(self, name: str) -> None:
+        rec = self.records[name]
+        running = rec.state == "running"
+        rec.ready = pr.container_ready(self.probes.get(name, {}), running)
+        rec.started = pr.container_started(self.probes.get(name, {}), running)
+
+    async def _watch_exit(self, name: str, handle: ContainerHandle) -> None:
+        code = await handle.wait()
+        now = self.ctx.clock()
+        rec = self.records[name]
+        if self.handles.get(name) is not handle:
+            return
+        del self.handles[name]
+        for t in self.tasks.get(name, [])[1:]:
+            t.cancel()
+        killed_by_probe = rec.reason == "Killing"
+        rec.state, rec.exit_code, rec.finished_at = "terminated", code, now
+        rec.reason = "Completed" if code == 0 else "Error"
+        rec.message = "" if not killed_by_probe else rec.message
+        rec.ready = False
+        self.ctx.backoff.record_exit(self._key(name), now, now - (rec.started_at or now))
+        self.wake.set()
+
+    async def _probe_loop(self, name: str, handle: ContainerHandle) -> None:
+        container = self.containers[name]
+        states = self.probes[name]
+
+        async def exec_(argv: list[str], timeout: float) -> tuple[int, bytes]:
+            return await self.ctx.runtime.exec(self.pod, container, argv, timeout)
+
+        while self.handles.get(name) is handle:
+            active = pr.active_probes(states)
+            if not active:
+                return
+            due = min(active, key=lambda s: s.due_at())
+            delay = due.due_at() - self.ctx.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            ok = await run_probe(due.spec, container, self.pod_ip or "", exec_)
+            before = due.result
+            due.record(ok, self.ctx.clock())
+            if due.result != before:
+                self._refresh_flags(name)
+                self.wake.set()
+            if due.wants_restart and self.handles.get(name) is handle:
+                rec = self.records[name]
+                rec.reason = "Killing"
+                rec.message = f"Container {name} failed {due.spec.kind} probe, will be restarted"
+                log.info("%s/%s: %s", self._name(), name, rec.message)
+                handle.signal(signal.SIGKILL)
+                return
+
+    # -- status ------------------------------------------------------------------------------
+
+    async def _write_status(self, now: float) -> bool:
+        records = [self.records[n] for n in self.containers]
+        if self.sandbox_error:
+            for r in records:
+                if r.state == "waiting":
+                    r.reason, r.message = "ContainerCreating", f"sandbox: {self.sandbox_error}"
+        status = pod_status(self.pod, records, pod_ip=self.pod_ip, host_ip=self.ctx.node_ip,
+                            sandbox_ready=self.pod_ip is not None, start_time=self.start_time, now=now)
+        if self.last_status is not None and comparable(status) == comparable(self.last_status):
+            return True
+        try:
+            await self.ctx.write_status(self.pod, status)
+        except Exception as exc:  # unreachable API, conflict, gone: keep running, retry later
+            log.info("status of %s not written (%s); retrying", self._name(), exc)
+            return False
+        self.last_status = status
+        return True
+
+    # -- termination -------------------------------------------------------------------------
+
+    async def _terminate(self) -> None:
+        now = self.ctx.clock()
+        if self.termination is None:
+            self.termination = Termination.begin(self.pod if not self.gone else _no_grace(self.pod), now)
+            for handle in list(self.handles.values()):
+                handle.signal(signal.SIGTERM)
+        while True:
+            if self.gone:
+                self.termination.shorten(_no_grace(self.pod), self.ctx.clock())
+            else:
+                self.termination.shorten(self.pod, self.ctx.clock())
+            action = self.termination.action(self.ctx.clock(), bool(self.handles))
+            if action == "finish":
+                break
+            if action == "kill":
+                for handle in list(self.handles.values()):
+                    handle.signal(signal.SIGKILL)
+            self.wake.clear()
+            wait = max(0.05, min(self.termination.deadline - self.ctx.clock(), 1.0))
+            try:
+                await asyncio.wait_for(self.wake.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+        try:
+            await self.ctx.runtime.remove_sandbox(self.pod)
+        except Exception as exc:
+            log.warning("removing the sandbox of %s failed: %s", self._name(), exc)
+        self.ctx.backoff.forget_prefix(f"{self.uid}/")
+        while not self.gone:
+            try:
+                await self.ctx.finish_delete(self.pod)
+                return
+            except Exception as exc:
+                if _is_not_found(exc):
+                    return
+                log.info("finishing the delete of %s failed (%s); retrying", self._name(), exc)
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), self.ctx.retry)
+                except asyncio.TimeoutError:
+                    pass
+
+    def _name(self) -> str:
+        return self.pod["metadata"]["name"]
+
+
+def _no_grace(pod: Obj) -> Obj:
+    return dict(pod, metadata=dict(pod.get("metadata") or {}, deletionGracePeriodSeconds=0))
+
+
+def _is_not_found(exc: Exception) -> bool:
+    from netemu.api import errors
+    return isinstance(exc, errors.NotFound)

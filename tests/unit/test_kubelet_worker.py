@@ -1,0 +1,211 @@
+"""The pod worker against a fake runtime and a fake API: sandbox + start, restart with back-off,
+liveness kill, unsupported image, graceful termination, status writes retried after API errors.
+Probes here are exec probes answered by the fake runtime (no sockets, no root)."""
+
+import asyncio
+import signal
+
+import pytest
+
+from netemu.agent.kubelet.backoff import Backoff
+from netemu.agent.kubelet.worker import PodWorker, WorkerContext
+
+
+class FakeHandle:
+    counter = 0
+
+    def __init__(self):
+        FakeHandle.counter += 1
+        self.id = f"c{FakeHandle.counter}"
+        self.exit = asyncio.get_running_loop().create_future()
+        self.signals = []
+        self.ignore_term = False
+
+    async def wait(self):
+        return await asyncio.shield(self.exit)
+
+    def signal(self, signum):
+        self.signals.append(signum)
+        if signum == signal.SIGKILL or not self.ignore_term:
+            if not self.exit.done():
+                self.exit.set_result(128 + signum)
+
+    def finish(self, code):
+        self.exit.set_result(code)
+
+
+class FakeRuntime:
+    def __init__(self):
+        self.started, self.sandboxes, self.removed = [], [], []
+        self.exec_code = 0
+        self.ignore_term = False
+
+    def unsupported(self, image, container):
+        return None if image != "unknown:1" else "image unknown:1 is not supported; supported: agnhost, nginx"
+
+    async def create_sandbox(self, pod):
+        self.sandboxes.append(pod["metadata"]["uid"])
+        return "10.244.1.7"
+
+    async def remove_sandbox(self, pod):
+        self.removed.append(pod["metadata"]["uid"])
+
+    async def start_container(self, pod, container, log_path):
+        h = FakeHandle()
+        h.ignore_term = self.ignore_term
+        self.started.append((container["name"], h))
+        return h
+
+    async def exec(self, pod, container, argv, timeout):
+        return self.exec_code, b""
+
+
+class FakeApi:
+    def __init__(self):
+        self.statuses, self.deleted = [], []
+        self.fail = 0
+
+    async def write_status(self, pod, status):
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("api unreachable")
+        self.statuses.append(status)
+
+    async def finish_delete(self, pod):
+        self.deleted.append(pod["metadata"]["uid"])
+
+
+def make_pod(containers=None, policy="Always", **meta):
+    return {"metadata": {"name": "p", "namespace": "default", "uid": "u1", **meta},
+            "spec": {"restartPolicy": policy, "terminationGracePeriodSeconds": 30,
+                     "containers": containers or [{"name": "app", "image": "agnhost"}]}}
+
+
+@pytest.fixture
+def env(tmp_path):
+    rt, api = FakeRuntime(), FakeApi()
+    ctx = WorkerContext(rt, api.write_status, api.finish_delete, "172.18.0.3", str(tmp_path),
+                        Backoff(initial=0.2, maximum=0.4), retry=0.1)
+    return rt, api, ctx
+
+
+async def until(cond, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.01)
+
+
+def last(api, name="app"):
+    return next(c for c in api.statuses[-1]["containerStatuses"] if c["name"] == name)
+
+
+def test_runs_pod_then_restarts_with_backoff(env):
+    rt, api, ctx = env
+
+    async def main():
+        w = PodWorker(ctx, make_pod())
+        task = asyncio.ensure_future(w.run())
+        await until(lambda: api.statuses and api.statuses[-1]["phase"] == "Running"
+                    and "running" in last(api)["state"])
+        st = api.statuses[-1]
+        assert st["podIP"] == "10.244.1.7" and last(api)["ready"] is True
+        assert (tmp := w.records["app"]).container_id.startswith("netemu://")
+        rt.started[-1][1].finish(1)
+        await until(lambda: "waiting" in last(api)["state"])
+        assert last(api)["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+        assert last(api)["lastState"]["terminated"]["exitCode"] == 1
+        await until(lambda: len(rt.started) == 2 and "running" in last(api)["state"])
+        assert last(api)["restartCount"] == 1
+        w.removed()
+        await task
+        assert rt.removed == ["u1"] and api.deleted == []      # gone from the API: nothing to finish
+    asyncio.run(main())
+
+
+def test_never_policy_completes(env):
+    rt, api, ctx = env
+
+    async def main():
+        w = PodWorker(ctx, make_pod(policy="Never"))
+        task = asyncio.ensure_future(w.run())
+        await until(lambda: rt.started)
+        rt.started[0][1].finish(0)
+        await until(lambda: api.statuses[-1]["phase"] == "Succeeded")
+        await asyncio.sleep(0.5)
+        assert len(rt.started) == 1
+        w.removed()
+        await task
+    asyncio.run(main())
+
+
+def test_failing_readiness_and_liveness(env):
+    rt, api, ctx = env
+    probe = {"exec": {"command": ["check"]}, "periodSeconds": 0.05, "failureThreshold": 2}
+    containers = [{"name": "app", "image": "agnhost", "readinessProbe": dict(probe),
+                   "livenessProbe": dict(probe, failureThreshold=3)}]
+
+    async def main():
+        w = PodWorker(ctx, make_pod(containers))
+        task = asyncio.ensure_future(w.run())
+        await until(lambda: api.statuses and last(api)["ready"])
+        ready = [c for c in api.statuses[-1]["conditions"] if c["type"] == "Ready"][0]
+        assert ready["status"] == "True"
+        rt.exec_code = 1
+        await until(lambda: not last(api)["ready"])
+        await until(lambda: len(rt.started) >= 2)           # liveness killed and restarted it
+        assert rt.started[0][1].signals == [signal.SIGKILL]
+        rt.exec_code = 0
+        await until(lambda: last(api)["ready"] and last(api)["restartCount"] >= 1)
+        assert last(api)["lastState"]["terminated"]["exitCode"] == 137
+        w.removed()
+        await task
+    asyncio.run(main())
+
+
+def test_unsupported_image_waits_with_clear_reason(env):
+    rt, api, ctx = env
+
+    async def main():
+        w = PodWorker(ctx, make_pod([{"name": "app", "image": "unknown:1"}]))
+        task = asyncio.ensure_future(w.run())
+        await until(lambda: api.statuses)
+        waiting = last(api)["state"]["waiting"]
+        assert waiting["reason"] == "UnsupportedImage" and "agnhost" in waiting["message"]
+        assert api.statuses[-1]["phase"] == "Pending" and rt.started == []
+        w.removed()
+        await task
+    asyncio.run(main())
+
+
+def test_graceful_delete_sigterm_then_sigkill_then_finish(env):
+    rt, api, ctx = env
+    rt.ignore_term = True
+
+    async def main():
+        w = PodWorker(ctx, make_pod())
+        task = asyncio.ensure_future(w.run())
+        await until(lambda: rt.started)
+        w.update(make_pod(deletionTimestamp="2026-01-01T00:00:00Z", deletionGracePeriodSeconds=1))
+        await until(lambda: rt.started[0][1].signals == [signal.SIGTERM])
+        await asyncio.sleep(0.3)
+        assert api.deleted == []                             # still inside its grace period
+        await asyncio.wait_for(task, 3)
+        assert rt.started[0][1].signals == [signal.SIGTERM, signal.SIGKILL]
+        assert rt.removed == ["u1"] and api.deleted == ["u1"]
+    asyncio.run(main())
+
+
+def test_status_write_retried_after_api_error(env):
+    rt, api, ctx = env
+    api.fail = 2
+
+    async def main():
+        w = PodWorker(ctx, make_pod())
+        task = asyncio.ensure_future(w.run())
+        await until(lambda: api.statuses and api.statuses[-1]["phase"] == "Running")
+        assert api.fail == 0 and len(rt.started) == 1          # the container was never touched
+        w.removed()
+        await task
+    asyncio.run(main())
