@@ -85,7 +85,7 @@ def cluster(tmp_path):
 
 
 def netemu(capsys, kubeconfig_path, *argv):
-    code = main([*argv, "--kubeconfig", kubeconfig_path])
+    code = main([argv[0], "--kubeconfig", kubeconfig_path, *argv[1:]])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -221,3 +221,31 @@ def test_no_kubeconfig_is_a_clear_error(tmp_path, capsys, monkeypatch):
     code = main(["get", "pods", "--state-dir", str(tmp_path)])
     assert code == 2
     assert "no kubeconfig" in capsys.readouterr().err
+
+
+def test_logs_needs_a_valid_container_of_a_multi_container_pod(cluster, tmp_path, capsys):
+    kc, _, _ = cluster
+    pod = tmp_path / "pod.yaml"
+    pod.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: two}\nspec:\n  containers:\n"
+                   "  - {name: a, image: nginx}\n  - {name: b, image: nginx}\n")
+    assert netemu(capsys, kc, "apply", "-f", str(pod))[0] == 0
+    code, _, err = netemu(capsys, kc, "logs", "two")
+    assert code == 2 and "choose one of: ['a', 'b']" in err
+    code, _, err = netemu(capsys, kc, "logs", "two", "-c", "z")
+    assert code == 2 and "container z is not valid" in err
+    code, _, err = netemu(capsys, kc, "logs", "missing")
+    assert code == 1 and "NotFound" in err
+
+
+def test_exec_pod_without_a_sandbox_here(cluster, tmp_path, capsys):
+    kc, _, _ = cluster
+    pod = tmp_path / "pod.yaml"
+    pod.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: lonely}\nspec:\n  containers:\n"
+                   "  - {name: a, image: nginx}\n")
+    assert netemu(capsys, kc, "apply", "-f", str(pod))[0] == 0
+    code, _, err = netemu(capsys, kc, "exec", "lonely", "--", "true")
+    assert code == 2 and "no sandbox" in err and "/run/netns/nep-" in err
+    code, _, err = netemu(capsys, kc, "exec", "lonely", "-c", "zz", "--", "true")
+    assert code == 2 and "container zz" in err
+    code, _, err = netemu(capsys, kc, "exec", "nobody", "--", "true")
+    assert code == 2 and "not found" in err
