@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from netemu.api import errors
-from netemu.apiserver import auth, body, discovery, openapi, routing
+from netemu.apiserver import auth, body, discovery, openapi, podlog, routing
 from netemu.apiserver.metrics import Metrics
 from netemu.apiserver.handlers import Handlers, json_response
 from netemu.apiserver.registry import Registry
@@ -101,6 +101,8 @@ class ApiServer:
             if request.method != "GET":
                 raise errors.MethodNotAllowed(f"{request.method} is not allowed on discovery documents")
             return json_response(self._discovery(target))
+        if target.subresource == "log" and target.rt.kind == "Pod":
+            return await podlog.serve(self.registry, request, target.namespace or "default", target.name)
         return await self.handlers.handle(request, target)
 
     def _discovery(self, gv: routing.GroupVersion) -> dict[str, Any]:

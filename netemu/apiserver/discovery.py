@@ -46,6 +46,7 @@ _SUB_SHAPES = {
     "scale": lambda rt: {"kind": "Scale", "group": "autoscaling", "version": "v1",
                          "verbs": ["get", "patch", "update"]},
     "binding": lambda rt: {"kind": "Binding", "verbs": ["create"]},
+    "log": lambda rt: {"kind": "Pod", "verbs": ["get"]},
 }
 
 

@@ -171,6 +171,17 @@ class Kubelet:
         else:
             worker.update(pod)
 
+    def find_pod(self, namespace: str, name: str) -> Obj | None:
+        return self.pods.get(name, namespace)
+
+    def restart_count(self, pod: Obj, container: str) -> int | None:
+        """The current instance's number (its log file), None before it first started."""
+        worker = self.workers.get((pod.get("metadata") or {}).get("uid"))
+        rec = worker.records.get(container) if worker else None
+        if rec is None or rec.started_at is None:
+            return None
+        return rec.restart_count
+
     def _on_pod_delete(self, pod: Obj) -> None:
         worker = self.workers.get((pod.get("metadata") or {}).get("uid"))
         if worker is not None:
@@ -202,8 +213,8 @@ class Kubelet:
                 return
             await self.runtime.setup_node(cidr)
             await self.sync_routes()
-            self.ready = True
             await retrying("reporting Ready", lambda: self.report_status(True), stop)
+            self.ready = True
             log.info("node %s ready (podCIDR %s)", self.config.node_name, cidr)
             tasks.append(asyncio.ensure_future(self._node_sync(stop)))
             tasks.append(asyncio.ensure_future(self.pods.run(stop)))

@@ -52,7 +52,7 @@ class LogServer:
         self.host, self.port = host, port
         self.app = web.Application()
         self.app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self.container_logs)
-        self.app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
+        self.app.router.add_get("/healthz", self.healthz)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -63,6 +63,9 @@ class LogServer:
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
 
     def path_for(self, ns: str, name: str, container: str, previous: bool) -> str:
         pod = self.find_pod(ns, name)
