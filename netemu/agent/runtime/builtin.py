@@ -1,0 +1,225 @@
+"""Built-in images served in-process: agnhost netexec and serve-hostname, nginx, pause.
+
+Each running container is a few asyncio servers on sockets created inside the pod's network
+namespace (see nsenter.py), answering as upstream's agnhost does (test/images/agnhost/netexec,
+serve-hostname in kubernetes/kubernetes): HTTP /hostname, /clientip ("ip:port" of the peer),
+/echo?msg=&code=, /healthz (200 once the UDP server runs, 412 without one, as upstream),
+/exit?code= and /shutdown (the container exits), / ("NOW: <time>"); UDP "hostname",
+"echo X" (lower-cased, as upstream), "clientip". serve-hostname: --http (default), or --tcp
+and/or --udp raw, on --port (9376). nginx: HTTP on 80, every path answers the pod name + "\\n".
+pause: no socket at all.
+
+Stopping one is closing its sockets: its exit code mirrors the real image's reaction to
+SIGTERM: netexec has no handler (143, 128 + SIGTERM); pause, nginx and serve-hostname handle it
+and exit 0 (serve-hostname's 60 s "awaiting pod deletion" sleep is left out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from .httpserve import HTTPProtocol, Request, Response, format_addr
+from .images import Builtin
+from .logs import LogFile
+from .nsenter import socket_in_netns
+
+SIGTERM_EXIT = {"netexec": 143, "serve-hostname": 0, "nginx": 0, "pause": 0}
+
+
+class ContainerStartError(RuntimeError):
+    """The container could not start; ``reason`` for its state, ``exit_code`` as a real one's."""
+
+    def __init__(self, reason: str, message: str, exit_code: int = 128):
+        super().__init__(message)
+        self.reason, self.message, self.exit_code = reason, message, exit_code
+
+
+class UDPApp(asyncio.DatagramProtocol):
+    """A UDP server answering each datagram with ``answer(text, peer)`` (None: no reply)."""
+
+    __slots__ = ("answer", "transport")
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.transport = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        reply = self.answer(data, addr)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+
+class BuiltinContainer:
+    """One running built-in container of a pod. ``start`` then ``wait``/``stop``."""
+
+    pid = None  # no process: the agent serves it
+
+    def __init__(self, spec: Builtin, netns: str | None, hostname: str, log_path: str):
+        self.spec, self.netns, self.hostname = spec, netns, hostname
+        self.log = LogFile(log_path)
+        self.log_path = log_path
+        self.servers: list = []
+        self.udp_ready = False
+        self.exited: asyncio.Future | None = None
+        self.started_at: float | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.exited = loop.create_future()
+        app, opts = self.spec.app, self.spec.options
+        try:
+            if app == "netexec":
+                if opts["udp-port"] != -1:
+                    await self._udp(opts["udp-port"], self._netexec_udp)
+                    self.udp_ready = True
+                    self.log.write(f"Started UDP server on port  {opts['udp-port']}")
+                await self._http(opts["http-port"], self._netexec_http)
+                self.log.write(f"Started HTTP server on port {opts['http-port']}")
+            elif app == "serve-hostname":
+                await self._serve_hostname(opts)
+                self.log.write(f"Serving on port {opts['port']}.")
+            elif app == "nginx":
+                await self._http(opts["port"], self._nginx_http)
+                self.log.write("start worker processes")
+        except OSError as exc:
+            self._close_servers()
+            self.log.write(f"Error: listen: {exc.strerror or exc}")
+            raise ContainerStartError("Error", f"{app}: listen: {exc.strerror or exc}", 1) from exc
+        self.started_at = time.time()
+
+    async def wait(self) -> int:
+        """The exit code, once the container exits (by ``stop`` or its own /exit)."""
+        return await asyncio.shield(self.exited)
+
+    async def stop(self, grace: float = 30.0) -> int:
+        """SIGTERM's equivalent: close every socket now (no connection needs draining)."""
+        if not self.exited.done():
+            self.log.write("Shutting down after receiving signal: terminated.")
+            self._exit(SIGTERM_EXIT.get(self.spec.app, 0))
+        return await self.wait()
+
+    def _exit(self, code: int) -> None:
+        self._close_servers()
+        if not self.exited.done():
+            self.exited.set_result(code)
+
+    def _close_servers(self) -> None:
+        for srv in self.servers:
+            srv.close()
+        self.servers.clear()
+        self.udp_ready = False
+
+    # -- sockets -------------------------------------------------------------------------
+    async def _http(self, port: int, handler) -> None:
+        sock = self._listen(port)
+        loop = asyncio.get_running_loop()
+        self.servers.append(await loop.create_server(lambda: HTTPProtocol(handler), sock=sock))
+
+    async def _udp(self, port: int, answer) -> None:
+        sock = socket_in_netns(self.netns, socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            sock.close()
+            raise
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: UDPApp(answer), sock=sock)
+        self.servers.append(transport)
+
+    async def _tcp_raw(self, port: int, payload: bytes) -> None:
+        sock = self._listen(port)
+        loop = asyncio.get_running_loop()
+        log = self.log
+
+        class Raw(asyncio.Protocol):
+            def connection_made(self, transport):
+                log.write(f"TCP request from {format_addr(transport.get_extra_info('peername'))}")
+                transport.write(payload)
+                transport.close()
+        self.servers.append(await loop.create_server(Raw, sock=sock))
+
+    def _listen(self, port: int) -> socket.socket:
+        sock = socket_in_netns(self.netns, socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", port))
+            sock.listen(1024)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    # -- apps ----------------------------------------------------------------------------
+    def _netexec_http(self, req: Request) -> Response:
+        path = req.path
+        if path in ("/hostname", "/hostName"):
+            self.log.write(f"GET {path}")
+            return Response(body=self.hostname.encode())
+        if path == "/clientip":
+            self.log.write("GET /clientip")
+            return Response(body=req.remote_addr.encode())
+        if path == "/echo":
+            form = req.form()
+            msg, code = form.get("msg", ""), form.get("code", "")
+            self.log.write(f"GET /echo?msg={msg}&code={code}")
+            status = 200
+            if code:
+                try:
+                    status = int(code)
+                except ValueError:
+                    return Response(body=f"argument 'code' must be an integer or empty, got {code!r}\n".encode())
+            return Response(status, msg.encode())
+        if path == "/healthz":
+            self.log.write("GET /healthz")
+            return Response(200 if self.udp_ready else 412)
+        if path in ("/exit", "/shutdown"):
+            return self._netexec_exit(req)
+        self.log.write("GET /")
+        return Response(body=f"NOW: {time.strftime('%Y-%m-%d %H:%M:%S %z')}".encode())
+
+    def _netexec_exit(self, req: Request) -> Response:
+        code = 0
+        if req.path == "/exit":
+            text = req.form().get("code", "")
+            try:
+                code = int(text) if text else 0
+            except ValueError:
+                return Response(body=f"argument 'code' must be an integer [0-127] or empty, got {text!r}\n".encode())
+        self.log.write(f"GET {req.path}: exiting with {code}")
+        asyncio.get_running_loop().call_soon(self._exit, code)
+        return Response(close=True)
+
+    def _netexec_udp(self, data: bytes, addr) -> bytes | None:
+        text = data.decode(errors="replace").strip().lower()
+        if text == "hostname":
+            return self.hostname.encode()
+        if text.startswith("echo "):
+            return text.split(" ", 1)[1].encode()
+        if text == "clientip":
+            return format_addr(addr).encode()
+        return None
+
+    async def _serve_hostname(self, opts: dict) -> None:
+        name = self.hostname.encode()
+        port = opts["port"]
+        if opts["tcp"]:
+            await self._tcp_raw(port, name)
+        if opts["udp"]:
+            await self._udp(port, lambda data, addr: name)
+        if opts["http"]:
+            close = opts["close"]
+
+            def handler(req: Request) -> Response:
+                self.log.write(f"HTTP request from {req.remote_addr}")
+                return Response(body=name, headers={"Connection": "close"} if close else {},
+                                close=close)
+            await self._http(port, handler)
+
+    def _nginx_http(self, req: Request) -> Response:
+        return Response(body=(self.hostname + "\n").encode(), headers={"Server": "nginx"})

@@ -1,0 +1,100 @@
+"""NodeRuntime: the one object the kubelet holds per node (network, sandboxes, containers).
+
+It only wires the pieces together; each decision lives in a small module (images.resolve,
+ipam.next_free, nodenet.plan_routes) and each kernel effect in one place (sandbox, nodenet).
+State that must survive an agent restart (IP allocations) is under ``state_dir/runtime``;
+container logs under ``state_dir/pods`` (see logs.py).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+
+from .builtin import BuiltinContainer, ContainerStartError
+from .images import Builtin, Process, Unsupported, resolve
+from .ipam import PodIPAM
+from .logs import container_log_path
+from .nodenet import NodeNetwork, peer_routes
+from .process import ProcessContainer, container_env
+from .sandbox import Sandbox, SandboxManager
+
+
+def raise_fd_limit() -> int:
+    """Every built-in pod holds 1-3 sockets in the agent: lift the soft fd limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+class NodeRuntime:
+    """Pods on one node. ``node_netns`` None: the agent's own namespace is the node's."""
+
+    def __init__(self, state_dir: str, pod_cidr: str, node_netns: str | None = None):
+        self.state_dir = state_dir
+        self.node_netns = node_netns
+        self.network = NodeNetwork(pod_cidr, node_netns)
+        self.ipam = PodIPAM(pod_cidr, os.path.join(state_dir, "runtime", "ipam.json"))
+        self.sandboxes = SandboxManager(self.ipam, node_netns)
+        self.log_root = os.path.join(state_dir, "pods")
+        raise_fd_limit()
+
+    # -- node ------------------------------------------------------------------------------
+    async def setup_node(self) -> None:
+        """cni0 + gateway, br_netfilter, ip_forward (idempotent)."""
+        await self.network.setup()
+
+    async def sync_routes(self, nodes: list[dict], own_name: str):
+        """Routes to every other node's podCIDR via its InternalIP, from Node objects."""
+        return await self.network.sync_routes(peer_routes(nodes, own_name))
+
+    # -- sandboxes -------------------------------------------------------------------------
+    async def create_sandbox(self, pod: dict) -> Sandbox:
+        return await self.sandboxes.create(pod)
+
+    async def remove_sandbox(self, uid: str) -> None:
+        """Delete the pod's netns and free its IP. Stop its containers first."""
+        await self.sandboxes.delete(uid)
+
+    # -- containers ------------------------------------------------------------------------
+    def log_path(self, pod: dict, container: str, restart_count: int = 0) -> str:
+        meta = pod["metadata"]
+        return container_log_path(self.log_root, meta.get("namespace", "default"), meta["name"],
+                                  meta["uid"], container, restart_count)
+
+    async def start_container(self, sandbox: Sandbox, pod: dict, container: dict,
+                              restart_count: int = 0, extra_env: dict[str, str] | None = None):
+        """Start one container in ``sandbox``; returns a handle with ``pid``, ``log_path``,
+        ``started_at``, ``async wait() -> exit code`` and ``async stop(grace) -> exit code``.
+
+        Raises ContainerStartError (``reason``/``message``/``exit_code``): reason
+        "ImageNotSupported" (Waiting: nothing to run; the message names what is supported),
+        "InvalidArgs", "StartError" (binary not found) or "Error" (port in use).
+        """
+        how = resolve(container)
+        path = self.log_path(pod, container["name"], restart_count)
+        if isinstance(how, Unsupported):
+            raise ContainerStartError(how.reason, how.message, 128)
+        if isinstance(how, Builtin):
+            handle = BuiltinContainer(how, sandbox.netns, sandbox.hostname, path)
+        else:
+            assert isinstance(how, Process)
+            fields = pod_fields(pod, sandbox)
+            env = container_env(container, sandbox.hostname, extra_env, fields)
+            handle = ProcessContainer(how.argv, sandbox.netns, sandbox.hostname, path, env,
+                                      container.get("workingDir"))
+        await handle.start()
+        return handle
+
+
+def pod_fields(pod: dict, sandbox: Sandbox) -> dict[str, str]:
+    """Values for env ``valueFrom.fieldRef`` (the downward API's common fields). Pure."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    fields = {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", ""),
+              "metadata.uid": meta.get("uid", ""), "spec.nodeName": spec.get("nodeName", ""),
+              "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
+              "status.podIP": sandbox.ip}
+    for k, v in (meta.get("labels") or {}).items():
+        fields[f"metadata.labels['{k}']"] = v
+    return fields

@@ -1,0 +1,88 @@
+"""Entering a network namespace from Python: sockets made inside a pod, processes started in it.
+
+Why not a process per pod: a socket belongs to the network namespace it was *created* in, for
+its whole life, whatever thread later uses it. So one short-lived setns() on one helper thread
+is enough to create a pod's listening sockets, and the agent's asyncio loop then serves them
+with no process, no thread and no namespace switch per pod.
+
+setns(CLONE_NEWNET) changes only the calling thread. The helper thread always switches back to
+its original namespace (the node's) before it returns; Python 3.11 has no os.setns, so libc's is
+called through ctypes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import os
+import socket
+
+CLONE_NEWNET = 0x40000000
+CLONE_NEWUTS = 0x04000000
+NETNS_RUN_DIR = "/run/netns"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="netns")
+
+
+def netns_path(name: str) -> str:
+    """``/run/netns/NAME`` (``ip netns`` names); a path is returned unchanged."""
+    if "/" in name:
+        return name
+    if not name or name in (".", ".."):
+        raise ValueError(f"bad network namespace name {name!r}")
+    return os.path.join(NETNS_RUN_DIR, name)
+
+
+def setns(fd: int, nstype: int) -> None:
+    if _libc.setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def _socket_in(path: str, family: int, type_: int) -> socket.socket:
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(path, os.O_RDONLY)
+        try:
+            setns(target, CLONE_NEWNET)
+        finally:
+            os.close(target)
+        try:
+            sock = socket.socket(family, type_)
+        finally:
+            setns(own, CLONE_NEWNET)  # if this fails the thread is unusable: let it raise
+        return sock
+    finally:
+        os.close(own)
+
+
+def socket_in_netns(netns: str | None, family: int = socket.AF_INET,
+                    type_: int = socket.SOCK_STREAM) -> socket.socket:
+    """A new non-blocking socket living in ``netns`` (None: this thread's own namespace)."""
+    if netns is None:
+        sock = socket.socket(family, type_)
+    else:
+        sock = _executor.submit(_socket_in, netns_path(netns), family, type_).result()
+    sock.setblocking(False)
+    return sock
+
+
+def preexec_enter(netns: str | None, hostname: str | None):
+    """A ``preexec_fn`` for subprocess: join ``netns`` and, with ``hostname``, a private UTS
+    namespace carrying the pod's hostname (so ``hostname`` in a pod prints the pod's name).
+    Runs in the forked child only: nothing here touches the agent's own namespaces."""
+    path = netns_path(netns) if netns else None
+
+    def enter() -> None:
+        os.setsid()
+        if path:
+            fd = os.open(path, os.O_RDONLY)
+            setns(fd, CLONE_NEWNET)
+            os.close(fd)
+        if hostname:
+            if _libc.unshare(CLONE_NEWUTS) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUTS)")
+            socket.sethostname(hostname)
+
+    return enter

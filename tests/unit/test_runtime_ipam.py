@@ -1,0 +1,45 @@
+"""Pod IPAM: next free address (skipping network, gateway, broadcast), persistence, release."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+
+from netemu.agent.runtime.ipam import IPAMExhausted, PodIPAM, next_free
+
+
+def test_first_address_skips_network_and_gateway():
+    assert next_free(ipaddress.ip_network("10.244.1.0/24"), set(), None) == "10.244.1.2"
+
+
+def test_round_robin_after_last_and_wraps_past_broadcast():
+    net = ipaddress.ip_network("10.244.1.0/29")  # .2 .. .6 usable
+    assert next_free(net, {"10.244.1.2"}, "10.244.1.5") == "10.244.1.6"
+    assert next_free(net, {"10.244.1.2"}, "10.244.1.6") == "10.244.1.3"  # wrapped, .7 is broadcast
+    with pytest.raises(IPAMExhausted):
+        next_free(net, {f"10.244.1.{i}" for i in range(2, 7)}, None)
+
+
+def test_allocations_survive_a_restart_and_are_idempotent(tmp_path):
+    path = str(tmp_path / "ipam.json")
+    ipam = PodIPAM("10.244.3.0/24", path)
+    a = ipam.allocate("uid-a", netns="nep-a", pod="default/a")
+    b = ipam.allocate("uid-b")
+    assert (a, b) == ("10.244.3.2", "10.244.3.3")
+    assert ipam.allocate("uid-a") == a
+    again = PodIPAM("10.244.3.0/24", path)  # the agent restarted
+    assert again.ip_of("uid-a") == a and again.allocations[a].pod == "default/a"
+    assert again.allocate("uid-c") == "10.244.3.4"
+    assert again.release("uid-a") == a and again.release("uid-a") is None
+    # a just-released address is not handed out again at once (stale conntrack)
+    assert again.allocate("uid-d") == "10.244.3.5"
+    assert set(json.load(open(path))["allocations"]) == {"10.244.3.3", "10.244.3.4", "10.244.3.5"}
+
+
+def test_a_new_pod_cidr_drops_stale_entries(tmp_path):
+    path = str(tmp_path / "ipam.json")
+    PodIPAM("10.244.3.0/24", path).allocate("uid-a")
+    moved = PodIPAM("10.244.9.0/24", path)
+    assert moved.allocations == {} and moved.allocate("uid-a") == "10.244.9.2"
