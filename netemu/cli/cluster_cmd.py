@@ -1,0 +1,320 @@
+"""Cluster lifetime commands: ``netemu up``, ``down``, ``cleanup``, ``status`` and ``link``.
+
+``up`` checks everything it can before anything is made (topology, node count, node network,
+kernel features, a cluster already running), then starts the supervisor detached and renders its
+progress until every node is Ready. The state dir (``--state-dir``, else $NETEMU_STATE_DIR, else
+/var/lib/netemu/default) is how the other commands find the cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from netemu.cli.main import Command, UsageError
+
+DEFAULT_TOPO = "topologies/cluster.py:ClusterTopo"
+
+
+def default_state_dir() -> str:
+    from netemu.emulator.state import DEFAULT_STATE_DIR
+    return os.environ.get("NETEMU_STATE_DIR") or DEFAULT_STATE_DIR
+
+
+def add_state_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", default=None,
+                   help="the cluster's state dir (default $NETEMU_STATE_DIR or /var/lib/netemu/default)")
+
+
+def state_dir_of(args) -> str:
+    return os.path.abspath(args.state_dir or default_state_dir())
+
+
+# ---- up ----
+
+def add_up_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nodes", type=int, default=None, help="worker nodes of the default topology (default 2)")
+    p.add_argument("--topo", default=None, metavar="FILE.py:Class[,args]",
+                   help="any Mininet Topo, mn --custom style (e.g. topologies/zones.py:TwoZoneTopo,2)")
+    p.add_argument("--proxy-mode", default="iptables", help="kube-proxy mode (default %(default)s)")
+    p.add_argument("--iptables-backend", choices=["auto", "nft", "legacy"], default="auto")
+    p.add_argument("--store", choices=["sqlite", "etcd"], default="sqlite", help="API server store (default %(default)s)")
+    p.add_argument("--node-network", default="172.18.0.0/16", metavar="CIDR",
+                   help="the nodes' network; the root namespace gets its .1 (default %(default)s)")
+    p.add_argument("--switch", choices=["auto", "linuxbridge", "ovs"], default="auto",
+                   help="switch kind (auto: Open vSwitch when the kernel has it, else Linux bridges)")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for Ready nodes (default %(default)s)")
+    p.add_argument("--apiserver-arg", action="append", default=[], metavar="--FLAG=VALUE",
+                   help="extra flag for netemu apiserver, e.g. --apiserver-arg=--node-monitor-grace-period=4s")
+    p.add_argument("--agent-arg", action="append", default=[], metavar="--FLAG=VALUE",
+                   help="extra flag for every netemu agent, e.g. --agent-arg=--heartbeat-interval=1")
+    p.add_argument("--fake-agents", action="store_true",
+                   help="KWOK-style stand-in agents: nodes register and heartbeat, no pods run "
+                        "(emulator and control-plane experiments)")
+    p.add_argument("--foreground", action="store_true", help="run the cluster in this terminal until Ctrl-C")
+    p.add_argument("--supervise", action="store_true", help=argparse.SUPPRESS)
+    add_state_dir(p)
+
+
+def prepare(args):
+    """(plan, topo, options) from the flags; every bad input a UsageError, nothing made yet."""
+    from netemu import features
+    from netemu.emulator import network
+    from netemu.emulator.plan import PlanError, make_plan
+    from netemu.emulator.supervisor import Options
+    from netemu.emulator.topoload import TopologyError, load_topo
+
+    if args.topo and args.nodes is not None:
+        raise UsageError("give --nodes or --topo, not both (a topology's size is one of its args)")
+    if args.nodes is not None and not 1 <= args.nodes <= 500:
+        raise UsageError(f"--nodes {args.nodes}: a cluster needs 1 to 500 worker nodes")
+    if args.proxy_mode != "iptables":
+        raise UsageError(f"--proxy-mode {args.proxy_mode!r}: the node agent runs the iptables mode for now")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be > 0")
+    spec = args.topo or f"{DEFAULT_TOPO},{args.nodes if args.nodes is not None else 2}"
+    try:
+        topo = load_topo(spec)
+        plan = make_plan(topo, state_dir_of(args), args.node_network)
+        switch = network.choose_switch(args.switch)
+        features.require_for(proxy_mode=args.proxy_mode)
+    except (TopologyError, PlanError, features.FeatureMissing, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return plan, topo, Options(proxy_mode=args.proxy_mode, iptables_backend=args.iptables_backend,
+                               store=args.store, switch=switch, timeout=args.timeout,
+                               apiserver_args=list(args.apiserver_arg), agent_args=list(args.agent_arg),
+                               fake_agents=args.fake_agents)
+
+
+def check_can_start(plan, options) -> None:
+    from netemu.emulator import network
+    from netemu.emulator.state import Busy, check_free
+
+    if not options.fake_agents and importlib.util.find_spec("netemu.cli.agent_cmd") is None:
+        raise UsageError("`netemu agent` is not installed in this netemu: nodes cannot run")
+    try:
+        check_free(Path(plan.state_dir), plan.node_network)
+        network.check_network_free(plan.node_network)
+    except (Busy, network.NetworkError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from netemu.emulator.supervisor import Supervisor
+
+    if os.geteuid() != 0:
+        raise UsageError("netemu up needs root (network namespaces, bridges, Mininet)")
+    plan, topo, options = prepare(args)
+    if args.supervise:
+        return Supervisor(plan, topo, options).run()
+    check_can_start(plan, options)
+    Path(plan.state_dir, "logs").mkdir(parents=True, exist_ok=True)
+    if args.foreground:
+        return run_foreground(plan, topo, options)
+    return run_detached(args, plan)
+
+
+def _argv_for_supervisor(args) -> list[str]:
+    argv = [sys.executable, "-m", "netemu", "up", "--supervise", "--state-dir", state_dir_of(args),
+            "--proxy-mode", args.proxy_mode, "--iptables-backend", args.iptables_backend, "--store", args.store,
+            "--node-network", args.node_network, "--switch", args.switch, "--timeout", str(args.timeout)]
+    argv += ["--topo", args.topo] if args.topo else ["--nodes", str(args.nodes if args.nodes is not None else 2)]
+    argv += ["--fake-agents"] if args.fake_agents else []
+    argv += [f"--apiserver-arg={a}" for a in args.apiserver_arg] + [f"--agent-arg={a}" for a in args.agent_arg]
+    return argv
+
+
+def run_detached(args, plan) -> int:
+    from netemu.emulator.state import STATUS_FILE, read_json
+
+    state = Path(plan.state_dir)
+    (state / STATUS_FILE).unlink(missing_ok=True)
+    with open(state / "logs" / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen(_argv_for_supervisor(args), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    with Display(len(plan.workers)) as display:
+        while True:
+            status = read_json(state / STATUS_FILE)
+            if status and status.get("pid") == proc.pid:
+                display.update(status)
+                if status["phase"] in ("ready", "error"):
+                    break
+            if proc.poll() is not None:
+                status = {"phase": "error", "message": f"the supervisor exited (code {proc.returncode}); "
+                                                        f"see {state / 'logs' / 'supervisor.log'}"}
+                break
+            time.sleep(0.1)
+    if status["phase"] != "ready":
+        print(f"netemu up: error: {status['message']}", file=sys.stderr)
+        proc.wait()                        # it tears down what it made before exiting
+        return 1
+    print_ready(plan)
+    return 0
+
+
+def run_foreground(plan, topo, options) -> int:
+    from netemu.emulator.supervisor import Supervisor
+
+    with Display(len(plan.workers)) as display:
+        def report(status: dict) -> None:
+            display.update(status)
+            if status["phase"] == "ready":
+                display.close()
+                print_ready(plan)
+                print("running in the foreground: Ctrl-C stops the cluster", flush=True)
+            elif status["phase"] == "error":
+                display.close()
+                print(f"netemu up: error: {status['message']}", file=sys.stderr, flush=True)
+        return Supervisor(plan, topo, options, report=report).run()
+
+
+def print_ready(plan) -> None:
+    kubeconfig = Path(plan.state_dir) / "kubeconfig"
+    print(f"cluster {plan.name!r} is up: {len(plan.workers)} node(s) Ready, API server {plan.apiserver_url}")
+    print(f"  export KUBECONFIG={kubeconfig}")
+    print("  netemu status   |   netemu down", flush=True)
+
+
+class Display:
+    """The rich progress line: phase, message and nodes Ready out of N."""
+
+    def __init__(self, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+        self.task = self.progress.add_task("starting", total=total)
+        self.open = False
+
+    def __enter__(self):
+        self.progress.start()
+        self.open = True
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def update(self, status: dict) -> None:
+        if self.open:
+            text = f"{status['phase']}: {status.get('message', '')}".strip().rstrip(":")
+            total = self.progress.tasks[0].total
+            done = total if status["phase"] == "ready" else status.get("ready", 0)
+            self.progress.update(self.task, description=text[:70], completed=done)
+
+    def close(self) -> None:
+        if self.open:
+            self.progress.stop()
+            self.open = False
+
+
+# ---- down / cleanup / status / link ----
+
+def running_supervisor(state: str) -> tuple[dict | None, int | None]:
+    """(cluster.json, supervisor pid if that process is alive and is ours)."""
+    from netemu.emulator import processes
+    from netemu.emulator.state import CLUSTER_FILE, read_json
+
+    doc = read_json(Path(state) / CLUSTER_FILE)
+    pid = (doc or {}).get("supervisor_pid")
+    if isinstance(pid, int) and processes.matches(pid, "netemu", "--supervise"):
+        return doc, pid
+    return doc, None
+
+
+def run_down(args: argparse.Namespace) -> int:
+    from netemu.emulator import cleanup, processes
+    from netemu.emulator.state import pid_alive
+
+    state = state_dir_of(args)
+    doc, pid = running_supervisor(state)
+    if pid is None:
+        removed = cleanup.cleanup(state)
+        print("no cluster running" + ("" if removed.empty() else f"; removed leftovers: {summary(removed)}"))
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(pid):
+        processes.kill([pid])
+    removed = cleanup.cleanup(state)
+    extra = "" if removed.empty() else f" (and removed leftovers: {summary(removed)})"
+    print(f"cluster {doc.get('name', '?')!r} stopped{extra}")
+    return 0
+
+
+def summary(c) -> str:
+    return (f"{len(c.kill)} processes, {len(c.pod_netns)} pod namespaces, {len(c.node_netns)} node namespaces, "
+            f"{len(c.links)} links")
+
+
+def run_cleanup(args: argparse.Namespace) -> int:
+    from netemu.emulator import cleanup
+
+    state = state_dir_of(args)
+    _doc, pid = running_supervisor(state)
+    if pid is not None and not args.force:
+        raise UsageError(f"a cluster is running here (supervisor pid {pid}): use `netemu down` "
+                         f"(or `netemu cleanup --force` to kill it)")
+    removed = cleanup.cleanup(state)
+    print("nothing to clean up" if removed.empty() else f"removed {summary(removed)}")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from netemu.emulator.status import show_status
+
+    state = state_dir_of(args)
+    doc, pid = running_supervisor(state)
+    if pid is None:
+        print("no cluster running" + (" (stale state: run `netemu cleanup`)" if doc else ""))
+        return 1
+    return show_status(doc)
+
+
+def run_link(args: argparse.Namespace) -> int:
+    from netemu.emulator.supervisor import control_request
+
+    state = state_dir_of(args)
+    doc, pid = running_supervisor(state)
+    if pid is None:
+        raise UsageError("no cluster running")
+    if args.node not in (doc.get("nodes") or {}):
+        raise UsageError(f"no node {args.node!r} (nodes: {', '.join(doc.get('nodes') or {})})")
+    answer = control_request(state, {"op": "link", "node": args.node, "status": args.status})
+    if "error" in answer:
+        print(f"netemu link: error: {answer['error']}", file=sys.stderr)
+        return 1
+    print(f"{args.node}: link(s) {args.status}: {', '.join(answer.get('links', []))}")
+    return 0
+
+
+def add_down_arguments(p):
+    add_state_dir(p)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a clean stop")
+
+
+def add_cleanup_arguments(p):
+    add_state_dir(p)
+    p.add_argument("--force", action="store_true", help="also kill a cluster that is still running")
+
+
+def add_link_arguments(p):
+    p.add_argument("node", help="the node whose links to set")
+    p.add_argument("status", choices=["up", "down"])
+    add_state_dir(p)
+
+
+COMMANDS = [
+    Command("up", "start a cluster on Mininet; returns when every node is Ready", add_up_arguments, run_up),
+    Command("down", "stop the running cluster and remove everything it made", add_down_arguments, run_down),
+    Command("cleanup", "remove what a crashed cluster left (idempotent)", add_cleanup_arguments, run_cleanup),
+    Command("status", "the running cluster's nodes and pods", add_state_dir, run_status),
+    Command("link", "cut or restore a node's network links (Mininet link down/up)", add_link_arguments, run_link),
+]

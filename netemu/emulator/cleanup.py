@@ -1,0 +1,165 @@
+"""``netemu cleanup``: remove what a crashed cluster left, found from the state dir alone.
+
+What belongs to the cluster (all derived from its 4-hex id, see plan.py, plus cluster.json):
+- processes: those recorded in cluster.json whose /proc/PID/cmdline still matches what was
+  started, the supervisor (by its cmdline), Mininet host shells ``mininet:n<id>h<k>``, and every
+  process living in one of the cluster's network namespaces (pods' containers included);
+- node namespaces ``nen-<id>-*``; pod namespaces ``nep-*`` whose veth peer is in one of them,
+  and ``nep-*`` left with no peer at all for over a minute (their node namespace is already gone);
+- root-namespace links and bridges named ``n<id>s<k>[-ethN]`` / ``n<id>h<k>-ethN`` (the .1
+  address goes with its bridge). KUBE-* rules lived inside the node namespaces and die with them.
+
+``plan_cleanup`` is pure (unit-tested with made-up machines); ``gather`` and ``apply`` are the
+edges. Running it twice is harmless: the second run finds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netemu.emulator import processes
+from netemu.emulator.plan import cluster_id, mn_prefix
+from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, read_json
+
+NETNS_DIR = Path("/run/netns")
+POD_NETNS_PREFIX = "nep-"
+ORPHAN_AGE = 60.0
+
+
+@dataclass
+class Machine:
+    """What cleanup saw: inputs of the pure planner."""
+
+    netns: list[str]                                  # names under /run/netns
+    pod_peers: dict[str, set[str]]                    # pod netns -> names of its links' peer netns
+    netns_age: dict[str, float]                       # netns -> seconds since created
+    netns_keys: dict[str, tuple[int, int]]            # netns -> (dev, inode)
+    procs: list[tuple[int, list[str], tuple[int, int] | None]]  # pid, argv, its netns (dev, inode)
+    links: list[str]                                  # root namespace link names
+
+
+@dataclass
+class Cleanup:
+    kill: list[int] = field(default_factory=list)
+    pod_netns: list[str] = field(default_factory=list)
+    node_netns: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.kill or self.pod_netns or self.node_netns or self.links)
+
+
+def recorded_processes(doc: dict | None) -> list[tuple[int, tuple[str, ...]]]:
+    """(pid, words its cmdline must hold) for each process cluster.json names."""
+    if not doc:
+        return []
+    found = [(doc.get("supervisor_pid"), ("netemu", "--supervise")),
+             (doc.get("apiserver_pid"), ("netemu", "apiserver")), (doc.get("etcd_pid"), ("etcd",))]
+    for node in (doc.get("nodes") or {}).values():
+        found.append((node.get("agent_pid"), ("netemu", "agent")))
+        if node.get("mn_name"):
+            found.append((node.get("pid"), (f"mininet:{node['mn_name']}",)))
+    return [(pid, words) for pid, words in found if isinstance(pid, int) and pid > 0]
+
+
+def plan_cleanup(cid: str, state_dir: str, doc: dict | None, machine: Machine, me: int) -> Cleanup:
+    plan = Cleanup()
+    node_ns = sorted(n for n in machine.netns if n.startswith(f"nen-{cid}-"))
+    pods = sorted(p for p in machine.netns if p.startswith(POD_NETNS_PREFIX) and (
+        machine.pod_peers.get(p, set()) & set(node_ns)
+        or (not machine.pod_peers.get(p) and machine.netns_age.get(p, 0) > ORPHAN_AGE)))
+    ours = {machine.netns_keys[n] for n in node_ns + pods if n in machine.netns_keys}
+    shell = re.compile(rf"^mininet:{mn_prefix(cid)}h\d+$")
+    by_pid = {pid: argv for pid, argv, _ in machine.procs}
+    kill = {pid for pid, words in recorded_processes(doc)
+            if all(any(w in part for part in by_pid.get(pid, [])) for w in words)}
+    for pid, argv, ns in machine.procs:
+        if ns is not None and ns in ours:
+            kill.add(pid)
+        elif any(shell.match(part) for part in argv):
+            kill.add(pid)
+        elif "--supervise" in argv and "netemu" in " ".join(argv) and state_dir in argv:
+            kill.add(pid)
+    kill.discard(me)
+    plan.kill = sorted(kill)
+    plan.pod_netns, plan.node_netns = pods, node_ns
+    link = re.compile(rf"^{mn_prefix(cid)}[hs]\d+(-eth\d+)?$")
+    plan.links = sorted(name for name in machine.links if link.match(name))
+    return plan
+
+
+# ---- effects ----
+
+def _ip_json(argv: list[str]) -> list:
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    try:
+        return json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
+    except ValueError:
+        return []
+
+
+def _key(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def pod_peers(name: str) -> set[str]:
+    if not any("link_netnsid" in link for link in _ip_json(["ip", "-n", name, "-j", "link", "show"])):
+        return set()
+    return {entry.get("name", "") for entry in _ip_json(["ip", "-n", name, "-j", "netns", "list-id"])} - {""}
+
+
+def gather() -> Machine:
+    names = sorted(os.listdir(NETNS_DIR)) if NETNS_DIR.is_dir() else []
+    now = time.time()
+    ages, keys = {}, {}
+    for n in names:
+        try:
+            ages[n] = now - os.stat(NETNS_DIR / n).st_mtime
+        except OSError:
+            continue
+        key = _key(str(NETNS_DIR / n))
+        if key:
+            keys[n] = key
+    peers = {n: pod_peers(n) for n in names if n.startswith(POD_NETNS_PREFIX)}
+    procs = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            argv = processes.cmdline(int(entry))
+            procs.append((int(entry), argv, _key(f"/proc/{entry}/ns/net")))
+    links = [link["ifname"] for link in _ip_json(["ip", "-j", "link", "show"])]
+    return Machine(names, peers, ages, keys, procs, links)
+
+
+def apply(plan: Cleanup) -> None:
+    processes.kill(plan.kill)
+    for name in plan.pod_netns + plan.node_netns:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+    for name in plan.links:            # a veth's peer may have gone with the previous one
+        subprocess.run(["ip", "link", "delete", name], capture_output=True)
+
+
+def cleanup(state_dir: str) -> Cleanup:
+    """Find and remove everything of the cluster at ``state_dir``; returns what was removed."""
+    state = Path(os.path.abspath(state_dir))
+    doc = read_json(state / CLUSTER_FILE)
+    cid = (doc or {}).get("id") or cluster_id(str(state))
+    supervisor = [p for p, words in recorded_processes(doc) if "--supervise" in words and p != os.getpid()]
+    processes.kill([p for p in supervisor if processes.matches(p, "netemu", "--supervise")])
+    plan = plan_cleanup(cid, str(state), doc, gather(), os.getpid())
+    apply(plan)
+    for leftover in (CLUSTER_FILE, STATUS_FILE, CONTROL_SOCKET):
+        try:
+            (state / leftover).unlink()
+        except FileNotFoundError:
+            pass
+    return plan

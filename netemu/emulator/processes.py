@@ -1,0 +1,80 @@
+"""Starting the cluster's processes in node namespaces, and stopping them by PID only.
+
+Each process is ``nsenter --net=... -- argv`` (nsenter execs, so the PID we record is the
+program's own), in a new session (a terminal's Ctrl-C reaches the supervisor only, which stops
+the children in order), output appended to a log file in the state dir.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from netemu.emulator.state import cmdline, pid_alive
+
+
+def start(argv: list[str], log_path: Path) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+
+
+def matches(pid: int, *words: str) -> bool:
+    """Is ``pid`` still the process we started (its cmdline has all ``words``)? A recycled PID
+    of someone else's process never matches, so it is never signalled."""
+    line = cmdline(pid)
+    return bool(line) and all(any(w in part for part in line) for w in words)
+
+
+def stop(pids: list[int], grace: float = 10.0) -> None:
+    """SIGTERM each, wait up to ``grace`` seconds for all, then SIGKILL the rest (and reap)."""
+    live = [p for p in pids if pid_alive(p)]
+    for pid in live:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while live and time.monotonic() < deadline:
+        _reap(live)
+        live = [p for p in live if pid_alive(p) and not _zombie(p)]
+        if live:
+            time.sleep(0.05)
+    for pid in live:
+        _signal(pid, signal.SIGKILL)
+    _reap(live)
+
+
+def kill(pids: list[int]) -> int:
+    """SIGKILL (for cleanup after a crash); returns how many were signalled."""
+    count = 0
+    for pid in pids:
+        if pid_alive(pid) and not _zombie(pid):
+            _signal(pid, signal.SIGKILL)
+            count += 1
+    _reap(pids)
+    return count
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def _reap(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass

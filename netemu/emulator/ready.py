@@ -1,0 +1,57 @@
+"""Waiting for the cluster: the API server answering, then every node Ready (polled via the API).
+
+``node_ready`` and ``readiness`` are pure; ``wait_nodes`` polls and reports progress, and gives
+up early when a process it depends on has died (``alive`` says which one, by name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from netemu.api.kinds import by_kind_name
+
+
+class NotReady(RuntimeError):
+    """The cluster did not become ready; the message says what is missing."""
+
+
+def node_ready(node: dict) -> bool:
+    conds = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+def readiness(nodes: list[dict], expected: list[str]) -> tuple[list[str], list[str]]:
+    """(ready, not yet ready) among the expected node names."""
+    ready = {n["metadata"]["name"] for n in nodes if node_ready(n)}
+    return [e for e in expected if e in ready], [e for e in expected if e not in ready]
+
+
+async def wait_nodes(kubeconfig: str, expected: list[str], timeout: float,
+                     progress: Callable[[int, int, list[str]], None],
+                     dead: Callable[[], str | None]) -> None:
+    """Poll until every expected node is Ready; raise NotReady on timeout or a dead process."""
+    from netemu.client import ApiClient
+
+    nodes_rt = by_kind_name("Node")
+    deadline = time.monotonic() + timeout
+    last_error = "API server not answering yet"
+    async with ApiClient.from_kubeconfig(kubeconfig) as client:
+        client.timeout = 5
+        while True:
+            gone = dead()
+            if gone:
+                raise NotReady(gone)
+            try:
+                listed = await client.list(nodes_rt)
+                ready, waiting = readiness(listed.items, expected)
+                progress(len(ready), len(expected), waiting)
+                if not waiting:
+                    return
+                last_error = f"nodes not Ready: {', '.join(waiting)}"
+            except Exception as exc:  # connection refused while the API server starts, TLS, 5xx
+                last_error = f"API server: {type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                raise NotReady(f"timed out after {timeout:.0f}s: {last_error}")
+            await asyncio.sleep(0.3)

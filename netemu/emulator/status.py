@@ -1,0 +1,80 @@
+"""``netemu status``: the running cluster's nodes and pods, read through the API server.
+
+``node_rows`` and ``pod_rows`` are pure (API objects -> table rows); ``show_status`` fetches and
+prints. When the API server does not answer, the nodes cluster.json records are shown instead,
+with the error, so a user still sees what is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from netemu.api.kinds import by_kind_name
+from netemu.emulator.ready import node_ready
+
+
+def node_rows(nodes: list[dict], doc: dict) -> list[list[str]]:
+    recorded = doc.get("nodes") or {}
+    rows = []
+    for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+        name = node["metadata"]["name"]
+        labels = node["metadata"].get("labels") or {}
+        roles = ",".join(sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))) or "<none>"
+        ip = next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
+                   if a.get("type") == "InternalIP"), (recorded.get(name) or {}).get("ip", ""))
+        rows.append([name, "Ready" if node_ready(node) else "NotReady", roles, ip,
+                     (node.get("spec") or {}).get("podCIDR", "")])
+    return rows
+
+
+def pod_rows(pods: list[dict]) -> list[list[str]]:
+    rows = []
+    for pod in sorted(pods, key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"]["name"])):
+        status, spec = pod.get("status") or {}, pod.get("spec") or {}
+        statuses = status.get("containerStatuses") or []
+        ready = f"{sum(1 for c in statuses if c.get('ready'))}/{len(spec.get('containers') or [])}"
+        phase = "Terminating" if pod["metadata"].get("deletionTimestamp") else status.get("phase", "Pending")
+        rows.append([pod["metadata"].get("namespace", ""), pod["metadata"]["name"], ready, phase,
+                     str(sum(int(c.get("restartCount", 0)) for c in statuses)),
+                     status.get("podIP", ""), spec.get("nodeName", "")])
+    return rows
+
+
+async def fetch(kubeconfig: str) -> tuple[list[dict], list[dict]]:
+    from netemu.client import ApiClient
+
+    async with ApiClient.from_kubeconfig(kubeconfig) as client:
+        client.timeout = 5
+        nodes = await client.list(by_kind_name("Node"))
+        pods = await client.list(by_kind_name("Pod"))
+        return nodes.items, pods.items
+
+
+def table(title: str, header: list[str], rows: list[list[str]]):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", box=None, header_style="bold")
+    for column in header:
+        t.add_column(column)
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def show_status(doc: dict) -> int:
+    from rich.console import Console
+
+    console = Console()
+    console.print(f"cluster {doc.get('name')!r}: API server {doc.get('apiserver')}, node network "
+                  f"{doc.get('node_network')}, supervisor pid {doc.get('supervisor_pid')}")
+    console.print(f"  export KUBECONFIG={doc.get('kubeconfig')}")
+    try:
+        nodes, pods = asyncio.run(fetch(doc["kubeconfig"]))
+    except Exception as exc:  # API down or unreachable: still show what runs
+        console.print(f"API server not answering: {type(exc).__name__}: {exc}")
+        rows = [[n, "?", i.get("role", ""), i.get("ip", ""), ""] for n, i in (doc.get("nodes") or {}).items()]
+        console.print(table("nodes (recorded)", ["NAME", "STATUS", "ROLES", "IP", "POD CIDR"], rows))
+        return 1
+    console.print(table("nodes", ["NAME", "STATUS", "ROLES", "INTERNAL-IP", "POD CIDR"], node_rows(nodes, doc)))
+    console.print(table("pods", ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "IP", "NODE"], pod_rows(pods)))
+    return 0

@@ -1,0 +1,280 @@
+"""The supervisor: the one process that holds a running cluster.
+
+Mininet's host shells die with the Python process that made them, so ``netemu up`` starts this
+detached (``netemu up --foreground`` runs it in the terminal). It takes the locks, builds the
+network, starts the control plane and the agents through nsenter, waits until every node is
+Ready, writes cluster.json, then serves link commands on a Unix socket until SIGTERM/SIGINT,
+when it stops agents, control plane and Mininet, and removes the rest with cleanup. It restarts
+nothing: a dead process is the user's signal that something is wrong (its log says what).
+
+Progress goes to status.json (``report``), which ``netemu up`` renders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from netemu.emulator import cleanup, network, processes, ready
+from netemu.emulator.plan import ClusterPlan, agent_argv, apiserver_argv, nsenter
+from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, lock_cluster, write_json
+
+log = logging.getLogger(__name__)
+ETCD_PORT = 2379
+
+
+@dataclass
+class Options:
+    proxy_mode: str = "iptables"
+    iptables_backend: str = "auto"
+    store: str = "sqlite"
+    switch: str = "linuxbridge"
+    timeout: float = 120.0
+    apiserver_args: list = field(default_factory=list)
+    agent_args: list = field(default_factory=list)
+    fake_agents: bool = False      # KWOK-style stand-ins (fakeagent.py) instead of `netemu agent`
+
+
+class Stopped(Exception):
+    """SIGTERM/SIGINT arrived while the cluster was still coming up."""
+
+
+class Supervisor:
+    def __init__(self, plan: ClusterPlan, topo, options: Options, report: Callable[[dict], None] | None = None):
+        self.plan, self.topo, self.options = plan, topo, options
+        self.state = Path(plan.state_dir)
+        self.logs = self.state / "logs"
+        self.on_report = report
+        self.net = None
+        self.host_pids: dict[str, int] = {}
+        self.procs: dict[str, subprocess.Popen] = {}     # "apiserver", "etcd", "agent/<node>"
+        self.stop_event = threading.Event()
+        self.starting = True
+        self.net_lock = threading.Lock()
+
+    # ---- reporting ----
+
+    def report(self, phase: str, message: str = "", **extra) -> None:
+        status = {"pid": os.getpid(), "phase": phase, "message": message, "time": time.time(), **extra}
+        write_json(self.state / STATUS_FILE, status)
+        if self.on_report:
+            self.on_report(status)
+
+    def cluster_doc(self) -> dict:
+        nodes = {}
+        for node in self.plan.nodes:
+            agent = self.procs.get(f"agent/{node.name}")
+            nodes[node.name] = {"ip": node.ip, "netns": node.netns, "pid": self.host_pids.get(node.name),
+                                "mn_name": node.mn_name, "role": node.role,
+                                "agent_pid": agent.pid if agent else None}
+        api, etcd = self.procs.get("apiserver"), self.procs.get("etcd")
+        return {"name": self.plan.name, "id": self.plan.cluster_id, "node_network": self.plan.node_network,
+                "root_ip": self.plan.root_ip, "apiserver": self.plan.apiserver_url,
+                "kubeconfig": str(self.state / "kubeconfig"), "supervisor_pid": os.getpid(),
+                "apiserver_pid": api.pid if api else None, "etcd_pid": etcd.pid if etcd else None,
+                "proxy_mode": self.options.proxy_mode, "store": self.options.store,
+                "switches": list(self.plan.switches.values()), "nodes": nodes}
+
+    def write_cluster(self) -> None:
+        write_json(self.state / CLUSTER_FILE, self.cluster_doc())
+
+    # ---- lifetime ----
+
+    def run(self) -> int:
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        try:
+            locks = lock_cluster(self.state, self.plan.node_network)
+        except Exception as exc:
+            self.report("error", str(exc))
+            return 1
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        try:
+            self.bring_up()
+            self.starting = False
+            self.report("ready", f"{len(self.plan.workers)} nodes Ready", kubeconfig=str(self.state / "kubeconfig"))
+            server = threading.Thread(target=self.serve_control, daemon=True)
+            server.start()
+            while not self.stop_event.wait(1.0):
+                pass
+            code = 0
+        except Stopped:
+            self.report("error", "stopped by a signal while coming up")
+            code = 1
+        except Exception as exc:  # anything that went wrong on the way up: say it, then take all down
+            log.debug("bring-up failed", exc_info=True)
+            self.report("error", f"{exc}")
+            code = 1
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self.tear_down()
+            for fd in locks:
+                os.close(fd)
+        return code
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.stop_event.set()
+        if self.starting:
+            self.starting = False          # raise once; tear_down runs in the finally
+            raise Stopped()
+
+    def bring_up(self) -> None:
+        self.report("network", "checking the node network")
+        network.check_network_free(self.plan.node_network)
+        self.report("network", f"building {len(self.plan.nodes)} hosts, {len(self.plan.switches)} switch(es)")
+        self.net = network.build(self.plan, self.topo, self.options.switch)
+        self.host_pids = network.attach(self.plan, self.net)
+        network.give_root_address(self.plan)
+        self.write_cluster()
+        self.report("control-plane", f"starting the API server on {self.plan.control_plane.ip}")
+        kubeconfig = self.start_control_plane()
+        self.write_cluster()
+        self.report("agents", f"starting {len(self.plan.workers)} node agents")
+        for node in self.plan.workers:
+            argv = agent_argv(self.plan, node, sys.executable, kubeconfig, self.options.proxy_mode,
+                              self.options.iptables_backend, self.options.agent_args)
+            if self.options.fake_agents:
+                argv = [sys.executable, "-m", "netemu.emulator.fakeagent", *argv[4:]]
+            self.procs[f"agent/{node.name}"] = processes.start(nsenter(self.host_pids[node.name], argv),
+                                                              self.logs / f"agent-{node.name}.log")
+        self.write_cluster()
+        expected = [n.name for n in self.plan.workers]
+        self.report("nodes", "waiting for nodes to be Ready", ready=0, total=len(expected))
+        asyncio.run(ready.wait_nodes(
+            kubeconfig, expected, self.options.timeout,
+            lambda k, n, waiting: self.report("nodes", "waiting for " + ", ".join(waiting[:5]) if waiting else "",
+                                              ready=k, total=n),
+            self.dead_process))
+
+    def start_control_plane(self) -> str:
+        cp = self.plan.control_plane
+        store_url = None
+        if self.options.store == "etcd":
+            store_url = self.start_etcd()
+        cp_state = self.state / "controlplane"
+        cp_state.mkdir(exist_ok=True)
+        (cp_state / "kubeconfig").unlink(missing_ok=True)
+        argv = apiserver_argv(self.plan, sys.executable, store_url, self.options.apiserver_args)
+        self.procs["apiserver"] = processes.start(nsenter(self.host_pids[cp.name], argv), self.logs / "apiserver.log")
+        deadline = time.monotonic() + self.options.timeout
+        while not (cp_state / "kubeconfig").exists():
+            gone = self.dead_process()
+            if gone:
+                raise RuntimeError(gone)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API server did not start in {self.options.timeout:.0f}s "
+                                   f"(see {self.logs / 'apiserver.log'})")
+            time.sleep(0.1)
+        shutil.copyfile(cp_state / "kubeconfig", self.state / "kubeconfig")
+        os.chmod(self.state / "kubeconfig", 0o600)
+        return str(self.state / "kubeconfig")
+
+    def start_etcd(self) -> str:
+        cp = self.plan.control_plane
+        client, peer = f"http://{cp.ip}:{ETCD_PORT}", f"http://127.0.0.1:{ETCD_PORT + 1}"
+        argv = ["etcd", "--name", "netemu", "--data-dir", str(self.state / "etcd"),
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", f"netemu={peer}"]
+        self.procs["etcd"] = processes.start(nsenter(self.host_pids[cp.name], argv), self.logs / "etcd.log")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection((cp.ip, ETCD_PORT), timeout=1).close()
+                return f"etcd:{client}"
+            except OSError:
+                gone = self.dead_process()
+                if gone or time.monotonic() > deadline:
+                    raise RuntimeError(gone or f"etcd did not start (see {self.logs / 'etcd.log'})")
+                time.sleep(0.1)
+
+    def dead_process(self) -> str | None:
+        """Which started process has exited, with the end of its log (None if all run)."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                logfile = self.logs / (name.replace("/", "-") + ".log")
+                try:
+                    tail = logfile.read_text(errors="replace").strip().splitlines()[-5:]
+                except OSError:
+                    tail = []
+                return (f"{name} exited with code {proc.returncode} (log {logfile})"
+                        + ("".join(f"\n  {line}" for line in tail)))
+        return None
+
+    def tear_down(self) -> None:
+        """Agents first (they may finish pods), then the control plane, then Mininet; whatever is
+        left (pod namespaces, attached node namespaces, links) goes by cleanup's rules."""
+        self.report("stopping", "stopping agents, control plane and network")
+        agents = [p.pid for n, p in self.procs.items() if n.startswith("agent/")]
+        processes.stop(agents, grace=10)
+        processes.stop([p.pid for n, p in self.procs.items() if not n.startswith("agent/")], grace=10)
+        found = cleanup.gather()
+        plan = cleanup.plan_cleanup(self.plan.cluster_id, str(self.state), None, found, os.getpid())
+        host_shells = set(self.host_pids.values())
+        plan.kill = [pid for pid in plan.kill if pid not in host_shells]   # Mininet stops its own shells
+        cleanup.apply(cleanup.Cleanup(kill=plan.kill, pod_netns=plan.pod_netns))
+        if self.net is not None:
+            with self.net_lock:
+                network.stop(self.net)
+        network.detach(self.plan)
+        cleanup.cleanup(str(self.state))    # leftovers by name; removes cluster.json
+        self.report("stopped", "cluster stopped")
+
+    # ---- control socket: `netemu link NODE up|down` ----
+
+    def serve_control(self) -> None:
+        path = self.state / CONTROL_SOCKET
+        path.unlink(missing_ok=True)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(path))
+        os.chmod(path, 0o600)
+        server.listen(8)
+        server.settimeout(1.0)
+        with server:
+            while not self.stop_event.is_set():
+                try:
+                    conn, _ = server.accept()
+                except socket.timeout:
+                    continue
+                with conn:
+                    conn.settimeout(10)
+                    try:
+                        request = json.loads(conn.makefile("r").readline() or "{}")
+                        answer = self.handle(request)
+                    except Exception as exc:
+                        answer = {"error": f"{type(exc).__name__}: {exc}"}
+                    conn.sendall((json.dumps(answer) + "\n").encode())
+
+    def handle(self, request: dict) -> dict:
+        op = request.get("op")
+        if op == "ping":
+            return {"ok": True}
+        if op == "link":
+            with self.net_lock:
+                touched = network.set_node_links(self.plan, self.net, str(request.get("node")),
+                                                 str(request.get("status")))
+            return {"ok": True, "links": touched}
+        return {"error": f"unknown operation {op!r}"}
+
+
+def control_request(state_dir: str, request: dict, timeout: float = 15.0) -> dict:
+    """Send one request to a running supervisor (client side of ``serve_control``)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(str(Path(state_dir) / CONTROL_SOCKET))
+        conn.sendall((json.dumps(request) + "\n").encode())
+        return json.loads(conn.makefile("r").readline() or "{}")
