@@ -160,6 +160,14 @@ def test_process_container_logs_env_exec_and_stop(node):
         await asyncio.sleep(0.2)
         assert await hold.stop(0.3) == 137
 
+        # kill: SIGKILL now, for a process and a built-in app alike
+        victim = await node.start_container(sc, pod, {"name": "v", "image": "busybox", "command": ["sleep", "600"]})
+        victim.kill()
+        assert await asyncio.wait_for(victim.wait(), 5) == 137
+        pause = await node.start_container(sc, pod, {"name": "p", "image": "registry.k8s.io/pause:3.9"})
+        pause.kill()
+        assert await asyncio.wait_for(pause.wait(), 1) == 137
+
         missing = {"name": "x", "image": "busybox", "command": ["no-such-binary-netemu"]}
         with pytest.raises(ContainerStartError) as err:
             await node.start_container(sc, pod, missing)

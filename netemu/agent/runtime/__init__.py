@@ -10,6 +10,7 @@ Typical use by the kubelet (all coroutines run on the agent's asyncio loop)::
         # raises ContainerStartError(reason, message, exit_code): ImageNotSupported -> Waiting
     code = await c.wait()                        # exit code (built-in /exit, process exit)
     code = await c.stop(grace_seconds)           # SIGTERM, SIGKILL after grace
+    c.kill()                                     # SIGKILL now (wait() then gives 137)
     await rt.remove_sandbox(pod_uid)             # after its containers stopped
     rt.log_path(pod, container_name, restart_count)   # the file /containerLogs serves
 

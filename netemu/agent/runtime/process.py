@@ -110,6 +110,10 @@ class ProcessContainer:
             self._signal(signal.SIGKILL)
         return await self.wait()
 
+    def kill(self) -> None:
+        """SIGKILL to the whole process group now (``wait`` then reports 137)."""
+        self._signal(signal.SIGKILL)
+
     def _signal(self, sig: int) -> None:
         try:
             os.killpg(self.proc.pid, sig)  # its own session: the group id is its pid
