@@ -4,12 +4,14 @@ writes its status, learns routes to other nodes, serves logs through pods/log, a
 graceful delete; API errors do not stop it."""
 
 import asyncio
+import os
 import socket
 
 import aiohttp
 
 from netemu.agent.kubelet import kubelet as kl
 from netemu.agent.kubelet.logserver import LogServer
+from netemu.agent.kubelet.worker import log_path
 from netemu.apiserver import podlog
 from netemu.apiserver.testing import api_server
 from tests.unit.test_kubelet_worker import FakeRuntime, until
@@ -26,10 +28,12 @@ class NodeRuntime(FakeRuntime):
     async def set_routes(self, routes):
         self.route_sets.append(dict(routes))
 
-    async def start_container(self, pod, container, log_path):
-        with open(log_path, "a") as f:
+    async def start_container(self, pod, container, restart_count):
+        path = log_path(self.log_dir, pod, container["name"], restart_count)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a") as f:
             f.write(f"hello from {container['name']}\nline two\n")
-        return await super().start_container(pod, container, log_path)
+        return await super().start_container(pod, container, restart_count)
 
 
 def free_port():
@@ -52,6 +56,7 @@ def test_kubelet_end_to_end_with_fake_runtime(tmp_path, monkeypatch):
         async with api_server(tmp_path) as srv:
             api = srv.client
             runtime = NodeRuntime()
+            runtime.log_dir = str(tmp_path / "logs")
             config = kl.KubeletConfig("w1", "127.0.0.1", heartbeat_interval=0.2, log_dir=str(tmp_path / "logs"))
             kubelet = kl.Kubelet(api, runtime, config)
             logs = LogServer(kubelet.find_pod, kubelet.restart_count, config.log_dir, "127.0.0.1", port)

@@ -40,8 +40,10 @@ class FakeRuntime:
         self.exec_code = 0
         self.ignore_term = False
 
-    def unsupported(self, image, container):
-        return None if image != "unknown:1" else "image unknown:1 is not supported; supported: agnhost, nginx"
+    def unsupported(self, container):
+        if container["image"] == "unknown:1":
+            return "ImageNotSupported", "image unknown:1 is not supported; supported: agnhost, nginx"
+        return None
 
     async def create_sandbox(self, pod):
         self.sandboxes.append(pod["metadata"]["uid"])
@@ -50,7 +52,7 @@ class FakeRuntime:
     async def remove_sandbox(self, pod):
         self.removed.append(pod["metadata"]["uid"])
 
-    async def start_container(self, pod, container, log_path):
+    async def start_container(self, pod, container, restart_count):
         h = FakeHandle()
         h.ignore_term = self.ignore_term
         self.started.append((container["name"], h))
@@ -172,7 +174,7 @@ def test_unsupported_image_waits_with_clear_reason(env):
         task = asyncio.ensure_future(w.run())
         await until(lambda: api.statuses)
         waiting = last(api)["state"]["waiting"]
-        assert waiting["reason"] == "UnsupportedImage" and "agnhost" in waiting["message"]
+        assert waiting["reason"] == "ImageNotSupported" and "agnhost" in waiting["message"]
         assert api.statuses[-1]["phase"] == "Pending" and rt.started == []
         w.removed()
         await task

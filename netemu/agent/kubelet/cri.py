@@ -31,8 +31,9 @@ class Runtime(Protocol):
     async def set_routes(self, routes: dict[str, str]) -> None:
         """Exactly these routes to other nodes' podCIDRs ({cidr: via node IP})."""
 
-    def unsupported(self, image: str, container: Obj) -> str | None:
-        """None when the runtime can run the container, else a message naming what it supports."""
+    def unsupported(self, container: Obj) -> tuple[str, str] | None:
+        """None when the runtime can run the container, else (Waiting reason, message naming
+        what it supports)."""
 
     async def create_sandbox(self, pod: Obj) -> str:
         """The pod's namespace, veth and IP (idempotent per pod uid); returns the pod IP."""
@@ -40,8 +41,10 @@ class Runtime(Protocol):
     async def remove_sandbox(self, pod: Obj) -> None:
         """Remove the pod's namespace and veth (idempotent)."""
 
-    async def start_container(self, pod: Obj, container: Obj, log_path: str) -> ContainerHandle:
-        """Start one container in the pod's sandbox, its output appended to ``log_path``."""
+    async def start_container(self, pod: Obj, container: Obj, restart_count: int) -> ContainerHandle:
+        """Start one container in the pod's sandbox; its output goes to the log file of
+        ``worker.log_path(log_dir, pod, name, restart_count)``. A failure raises an exception
+        with ``reason``, ``message`` and ``exit_code`` when it has them."""
 
     async def exec(self, pod: Obj, container: Obj, argv: list[str], timeout: float) -> tuple[int, bytes]:
         """Run argv in the pod's namespace (exec probes); (exit code, output)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -225,6 +226,16 @@ class Kubelet:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Agent exit: stop every container now. Built-in apps die with the agent anyway; real
+        processes would be orphans nobody tracks (a restarted agent does not adopt them), so
+        they get SIGKILL. Namespaces stay for `netemu cleanup` / `netemu down`."""
+        handles = [h for w in self.workers.values() for h in w.handles.values()]
+        for h in handles:
+            h.signal(signal.SIGKILL)
+        if handles:
+            await asyncio.wait([asyncio.ensure_future(h.wait()) for h in handles], timeout=timeout)
 
     def _node_event(self) -> None:
         self._node_changed.set()

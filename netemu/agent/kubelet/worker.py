@@ -136,9 +136,9 @@ class PodWorker:
         rec, container = self.records[name], self.containers[name]
         if name in self.handles:
             return None
-        problem = self.ctx.runtime.unsupported(container.get("image", ""), container)
+        problem = self.ctx.runtime.unsupported(container)
         if problem:
-            rec.state, rec.reason, rec.message = "waiting", "UnsupportedImage", problem
+            rec.state, (rec.reason, rec.message) = "waiting", problem
             return None
         if rec.state == "terminated" or rec.last_terminated is not None and rec.state == "waiting":
             code = rec.exit_code if rec.state == "terminated" else rec.last_terminated.get("exitCode", 1)
@@ -160,14 +160,13 @@ class PodWorker:
 
     async def _start(self, name: str, now: float) -> None:
         rec, container = self.records[name], self.containers[name]
-        path = log_path(self.ctx.log_dir, self.pod, name, rec.restart_count)
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            handle = await self.ctx.runtime.start_container(self.pod, container, path)
-        except Exception as exc:
+            handle = await self.ctx.runtime.start_container(self.pod, container, rec.restart_count)
+        except Exception as exc:   # reported on the container, retried with back-off
             log.warning("starting %s/%s failed: %s", self._name(), name, exc)
-            rec.state, rec.reason, rec.message = "terminated", "StartError", str(exc)
-            rec.exit_code, rec.started_at, rec.finished_at = 128, now, now
+            rec.state, rec.reason = "terminated", getattr(exc, "reason", "StartError")
+            rec.message = getattr(exc, "message", str(exc))
+            rec.exit_code, rec.started_at, rec.finished_at = getattr(exc, "exit_code", 128), now, now
             self.ctx.backoff.record_exit(self._key(name), now)
             return
         self.handles[name] = handle

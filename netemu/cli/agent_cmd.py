@@ -1,0 +1,82 @@
+"""``netemu agent``: the per-node process (kubelet + kube-proxy), started by `netemu up` inside
+each node's network namespace. Flags are validated before anything is touched, so bad input
+costs nothing."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+
+from netemu.cli.main import Command, UsageError
+
+DEFAULT_STATE = "/var/lib/netemu/default"
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node", required=True, help="this node's name (the Node object)")
+    p.add_argument("--node-ip", required=True, help="this node's IP on the node network (InternalIP)")
+    p.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
+    p.add_argument("--proxy-mode", default="iptables", choices=["iptables", "none"],
+                   help="kube-proxy mode (iptables), or none for a kubelet alone")
+    p.add_argument("--iptables-backend", default="auto", choices=["auto", "nft", "legacy"],
+                   help="iptables binaries kube-proxy uses (auto: the system's alternative)")
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16", help="pod CIDR for kube-proxy's local traffic detection")
+    p.add_argument("--capacity", default="", help="e.g. cpu=2,memory=4Gi,pods=110")
+    p.add_argument("--labels", default="", help="extra node labels k=v,...")
+    p.add_argument("--taints", default="", help="taints k=v:NoSchedule,...")
+    p.add_argument("--heartbeat-interval", type=float, default=10.0, help="seconds between Lease renewals")
+    p.add_argument("--state-dir", default=None,
+                   help=f"where pod logs and IP allocations live (default {DEFAULT_STATE}/nodes/NODE)")
+    p.add_argument("--metrics-bind-address", default="127.0.0.1:10249",
+                   help="kube-proxy /metrics HOST:PORT in the node namespace ('' disables)")
+    p.add_argument("--restart-backoff", type=float, default=10.0,
+                   help="first container restart back-off in seconds (doubles up to 5 min)")
+
+
+def build_config(args: argparse.Namespace):
+    """Flags -> AgentConfig, with one clear error for each bad value."""
+    from netemu.agent.agent import AgentConfig
+    from netemu.agent.kubelet import nodestatus
+    from netemu.agent.kubelet.kubelet import KubeletConfig
+    try:
+        node_ip = str(ipaddress.ip_address(args.node_ip))
+        cidr = str(ipaddress.ip_network(args.cluster_cidr, strict=False))
+        capacity = nodestatus.parse_capacity(args.capacity)
+        labels = nodestatus.parse_labels(args.labels)
+        taints = nodestatus.parse_taints(args.taints)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.heartbeat_interval <= 0:
+        raise UsageError("--heartbeat-interval must be > 0")
+    if args.restart_backoff <= 0:
+        raise UsageError("--restart-backoff must be > 0")
+    if not os.path.isfile(args.kubeconfig):
+        raise UsageError(f"kubeconfig {args.kubeconfig} does not exist")
+    if args.metrics_bind_address:
+        from netemu.agent.proxy.metrics import parse_bind_address
+        try:
+            parse_bind_address(args.metrics_bind_address)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    state_dir = args.state_dir or os.path.join(DEFAULT_STATE, "nodes", args.node)
+    kubelet = KubeletConfig(args.node, node_ip, capacity=capacity, labels=labels, taints=taints,
+                            heartbeat_interval=args.heartbeat_interval,
+                            lease_duration=max(40, int(args.heartbeat_interval * 4)),
+                            backoff_initial=args.restart_backoff)
+    return AgentConfig(kubelet=kubelet, kubeconfig=args.kubeconfig, state_dir=state_dir,
+                       proxy_mode=None if args.proxy_mode == "none" else args.proxy_mode,
+                       iptables_backend={"auto": "iptables"}.get(args.iptables_backend, args.iptables_backend),
+                       cluster_cidr=cidr, metrics_bind_address=args.metrics_bind_address or None)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    from netemu.agent.agent import run_agent
+    logging.getLogger("netemu").setLevel(min(logging.getLogger().level, logging.INFO))
+    print(f"netemu agent for node {args.node} ({args.node_ip}); state in {config.state_dir}", flush=True)
+    return run_agent(config)
+
+
+COMMANDS = [Command("agent", "run a node's kubelet and kube-proxy (one process per node)", _add_arguments, run)]
