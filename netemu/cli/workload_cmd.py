@@ -33,7 +33,7 @@ from netemu.cli.main import Command, UsageError
 from netemu.client import ApiClient
 from netemu.client import paths as api_paths
 
-DEFAULT_STATE_DIR = "/var/lib/netemu/default"
+DEFAULT_STATE_DIR = os.environ.get("NETEMU_STATE_DIR") or "/var/lib/netemu/default"   # as netemu up
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # Fields the server owns: a manifest never sets them, so they never make a change.
