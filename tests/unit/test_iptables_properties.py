@@ -16,7 +16,7 @@ import pytest
 
 from netemu.agent.proxy.iptables import BuildCache, build
 from netemu.agent.proxy.iptables.normalize import parse
-from netemu.agent.proxy.model import (NodeInfo, ProxyConfig, ServiceName, endpoints_by_service_port,
+from netemu.agent.proxy.model import (EndpointInfo, NodeInfo, ProxyConfig, ServiceName, endpoints_by_service_port,
                                       service_port_map)
 
 from .test_iptables_builder import check_jumps
@@ -113,3 +113,109 @@ def test_build_cache_never_changes_the_output(seed):
     # another node or config starts the cache over
     other = NodeInfo("n2", ("192.168.0.3",), "10.0.0.0/8")
     assert build(sm, em, other, cfg, cache=cache) == build(sm, em, other, cfg)
+
+
+def _mutate(rng: random.Random, services: list[dict], slices: list[dict], step: int) -> set[ServiceName]:
+    """One random change of the kind informers deliver; returns the Services it touched."""
+    i = rng.randrange(len(services))
+    name = ServiceName(services[i]["metadata"]["namespace"], services[i]["metadata"]["name"])
+    what = rng.choice(["endpoint", "endpoint", "no-endpoints", "type", "remove", "add", "ports"])
+    if what == "endpoint":
+        eps = slices[i]["endpoints"]
+        slices[i]["endpoints"] = eps[1:] + [{"addresses": [f"10.250.{step % 250}.{rng.randint(1, 250)}"],
+                                             "conditions": {"ready": True}, "nodeName": rng.choice(["n1", "n2"])}]
+    elif what == "no-endpoints":
+        slices[i]["endpoints"] = []
+    elif what == "type":
+        spec = services[i]["spec"]
+        spec["type"] = "NodePort"
+        for k, port in enumerate(spec["ports"]):
+            port["nodePort"] = 31000 + step * 3 + k
+    elif what == "ports":
+        services[i]["spec"]["ports"][0]["port"] += 1
+    elif what == "remove" and len(services) > 1:
+        del services[i], slices[i]
+    else:
+        extra_s, extra_sl = cluster(rng, 1)
+        extra_s[0]["metadata"]["name"] = extra_sl[0]["metadata"]["labels"]["kubernetes.io/service-name"] = f"new{step}"
+        extra_s[0]["spec"]["clusterIP"] = f"172.31.{step // 200}.{step % 200 + 1}"
+        services.append(extra_s[0])
+        slices.append(extra_sl[0])
+        name = ServiceName(extra_s[0]["metadata"]["namespace"], f"new{step}")
+    return {name}
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_cached_partial_builds_equal_uncached_over_a_history_of_changes(seed):
+    """A BuildCache followed through a random history (endpoint changes, Services gaining or
+    losing all endpoints, becoming NodePorts, changing ports, removed, added): every partial
+    build equals the uncached partial build (text, counts, chains, deleted chains), and its
+    delta equals AppliedChains.trim() of that text after recording the previous build."""
+    from netemu.agent.proxy.iptables.apply import AppliedChains
+
+    rng = random.Random(5000 + seed)
+    services, slices = cluster(rng, rng.randint(2, 30))
+    cfg = ProxyConfig(large_cluster_threshold=rng.choice([1000, 30]), nfacct=rng.random() < 0.5)
+    node = NodeInfo("n1", ("192.168.0.2",), "10.0.0.0/8", {"topology.kubernetes.io/zone": "a"})
+    cache = BuildCache()
+    sm, em = service_port_map(services, node), endpoints_by_service_port(slices, node)
+    previous = build(sm, em, node, cfg, cache=cache)
+    assert previous == build(sm, em, node, cfg)
+    for step in range(12):
+        changed = set()
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            changed |= _mutate(rng, services, slices, step)
+        sm2, em2 = service_port_map(services, node), endpoints_by_service_port(slices, node)
+        # as the change trackers do: unchanged Services keep their very objects
+        sm2 = {k: (sm[k] if sm.get(k) == v and k.service not in changed else v) for k, v in sm2.items()}
+        em2 = {k: (em[k] if em.get(k) == v and k.service not in changed else v) for k, v in em2.items()}
+        plain = build(sm2, em2, node, cfg, changed=changed, previous_chains=previous.chains)
+        cached = build(sm2, em2, node, cfg, changed=changed, previous_chains=previous.chains, cache=cache)
+        assert cached == plain
+        assert cached.no_local_endpoints == plain.no_local_endpoints
+        applied = AppliedChains()
+        applied.record(previous.text, True)
+        if cached.delta is not None:
+            assert cached.delta == applied.trim(plain.text)
+        previous, sm, em = cached, sm2, em2
+    assert build(sm, em, node, cfg, cache=cache) == build(sm, em, node, cfg)   # and a full build
+
+
+def test_cache_notices_changes_outside_changed():
+    """A caller that names the wrong Service still gets the uncached builder's output: the
+    cache's C-speed comparison catches the difference and checks every port."""
+    rng = random.Random(7)
+    services, slices = cluster(rng, 12)
+    sm, em = service_port_map(services, NODE), endpoints_by_service_port(slices, NODE)
+    cache = BuildCache()
+    full = build(sm, em, NODE, cache=cache)
+    target = sorted(sm)[3]
+    em2 = dict(em)
+    em2[target] = tuple(em.get(target, ()))[:1]
+    wrong = {ServiceName("nowhere", "nothing")}
+    assert build(sm, em2, NODE, changed=wrong, previous_chains=full.chains, cache=cache) == \
+        build(sm, em2, NODE, changed=wrong, previous_chains=full.chains)
+
+
+def test_one_service_partial_build_renders_only_that_service(monkeypatch):
+    """The point of the cache: a partial build renders the changed Service and nothing else,
+    and its delta holds only that Service's chains."""
+    from netemu.agent.proxy.iptables import cache as cache_mod
+
+    rng = random.Random(11)
+    services, slices = cluster(rng, 30)
+    sm, em = service_port_map(services, NODE), endpoints_by_service_port(slices, NODE)
+    target = next(k for k in sorted(sm) if not sm[k].internal_policy_local)
+    em[target] = (EndpointInfo("10.99.0.1", 80), EndpointInfo("10.99.0.2", 80))
+    cache = BuildCache()
+    full = build(sm, em, NODE, cache=cache)
+    em2 = dict(em)
+    em2[target] = tuple(em[target])[1:]
+    rendered = []
+    real = cache_mod.make_entry
+    monkeypatch.setattr(cache_mod, "make_entry", lambda spn, *a: rendered.append(spn) or real(spn, *a))
+    part = build(sm, em2, NODE, changed={target.service}, previous_chains=full.chains, cache=cache)
+    assert rendered == [target]
+    assert "KUBE-SERVICES" not in part.delta and "KUBE-NODEPORTS" not in part.delta
+    assert part.delta.startswith("*filter\nCOMMIT\n*nat\n:KUBE-")
+    assert part.deleted_chains and all(f"-X {c}" in part.delta for c in part.deleted_chains)

@@ -201,3 +201,39 @@ def test_sync_loop_syncs_after_events_and_retries_a_failure():
         assert proxier.need_full_sync is False
     finally:
         proxier.stop()
+
+
+def _restored(fake):
+    return [text for argv, text in fake.calls if argv[0].endswith("-restore")]
+
+
+def test_real_builder_partial_sync_restores_only_the_changed_service_with_its_cache():
+    """With our builder the proxier keeps a BuildCache: a one-Service change restores that
+    Service's chains (the builder's delta), never KUBE-SERVICES; a failed restore invalidates
+    the cache, and the full resync after it writes everything again."""
+    fake = FakeExec()
+    proxier = IptablesProxier(NODE, backend="nft", exec_=fake)
+    assert proxier.cache is not None
+    other = eps("other", ips=("10.244.2.10",))
+    proxier.load([svc(), svc("other", ip="10.96.0.11")], [eps(), other])
+    assert proxier.sync().full
+    full_text = _restored(fake)[-1]
+    assert "-A KUBE-SERVICES" in full_text and "-I PREROUTING" in full_text
+
+    fake.calls.clear()
+    proxier.on_slice_update(eps(), eps(ips=("10.244.1.10", "10.244.1.11")))
+    result = proxier.sync()
+    assert result.ok and not result.full
+    [delta] = _restored(fake)
+    assert "KUBE-SERVICES" not in delta and "10.244.1.11" in delta and "10.244.2.10" not in delta
+    assert proxier.metrics.rules_total.labels(table="nat")._value.get() == result.rules["nat"]
+
+    fake.fail_restore = True
+    proxier.on_slice_update(other, eps("other", ips=("10.244.2.11",)))
+    assert not proxier.sync().ok
+    assert proxier.cache.entries == {}                       # invalidated: kernel state unknown
+    fake.fail_restore = False
+    fake.calls.clear()
+    retry = proxier.sync()
+    assert retry.ok and retry.full
+    assert "-A KUBE-SERVICES" in _restored(fake)[-1] and "10.244.2.11" in _restored(fake)[-1]

@@ -8,7 +8,9 @@ them with ONE ``iptables-restore --noflush --counters`` and, once the kernel has
 deletes the UDP conntrack entries that would keep clients on removed endpoints.
 
 Partial syncs also leave out top-level chains whose rules did not change (upstream rewrites
-them every time; the kernel ends up the same, the restore is smaller: see AppliedChains).
+them every time; the kernel ends up the same, the restore is smaller): the builder's ``delta``,
+from the BuildCache the proxier keeps across syncs (invalidated by a failed restore and before
+every full sync), or AppliedChains' trim for an injected builder.
 Missing jump rules from the built-in chains (checked on full syncs, like upstream) travel in
 that same restore as ``-I`` lines, so rules and jumps appear together.
 
@@ -29,7 +31,7 @@ from typing import Any, Callable, Mapping
 
 from netemu.agent.proxy.conntrack import Conntrack, plan_cleanup
 from netemu.agent.proxy.iptables.apply import AppliedChains, Exec, Iptables, add_jumps, local_exec
-from netemu.agent.proxy.iptables.builder import build as iptables_build
+from netemu.agent.proxy.iptables.builder import BuildCache, build as iptables_build
 from netemu.agent.proxy.iptables.chains import jump_rules
 from netemu.agent.proxy.metrics import ProxyMetrics
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
@@ -215,6 +217,8 @@ class IptablesProxier(Proxier):
         self.iptables = Iptables(backend, exec_)
         self.conntrack = Conntrack(exec_)
         self.build = build or iptables_build
+        # our builder keeps each Service's rules here between syncs (an injected one does not)
+        self.cache: BuildCache | None = BuildCache() if build is None else None
         self.previous_chains: Any = None
         self.applied = AppliedChains()      # top-level chains as the kernel holds them
         self.trim_unchanged = trim_unchanged  # False: rewrite them every sync, as upstream does
@@ -234,23 +238,19 @@ class IptablesProxier(Proxier):
                 line[1:].split()[0] for line in saved.get("nat", "").splitlines()
                 if line.startswith(":") and len(line) > 1)}
         t0 = self.clock()
-        ruleset = self.build(self.service_map, self.endpoints_map, self.node, self.config,
-                             changed=None if full else set(changed),
-                             previous_chains=self.previous_chains)
-        t1 = self.clock()
-        text = ruleset.text
-        if full:  # upstream ensures the jumps from built-in chains on full syncs only
-            self.applied.forget()
-            text, leftovers = add_jumps(text, self.iptables.missing_jumps(jump_rules(), saved))
-            self.iptables.ensure_jumps(leftovers)
-        elif self.trim_unchanged:
-            text = self.applied.trim(text)
         try:
+            ruleset, text, used_delta = self._build(full, changed, saved)
+            t1 = self.clock()
             self.iptables.restore(text)
         except Exception:
             self.applied.forget()
+            if self.cache is not None:   # the kernel does not hold what the cache last built
+                self.cache.invalidate()
             raise
-        self.applied.record(ruleset.text, full)
+        if used_delta:
+            self.applied.forget()         # the cache knows the kernel's top-level chains now
+        else:
+            self.applied.record(ruleset.text, full)
         t2 = self.clock()
         self.previous_chains = ruleset.chains
         counts = dict(ruleset.rule_counts)
@@ -264,6 +264,30 @@ class IptablesProxier(Proxier):
         self.conntrack.run(plan)
         return SyncResult(ok=True, full=full, changed=changed, build_seconds=t1 - t0,
                           apply_seconds=t2 - t1, conntrack_commands=len(plan), rules=counts)
+
+    def _build(self, full: bool, changed: frozenset, saved: dict[str, str] | None) -> tuple[Any, str, bool]:
+        """The RuleSet, the text to restore and whether it is the builder's delta: on full syncs
+        everything plus missing jumps; on partial ones only what differs from the kernel (the
+        builder's delta when it has one, else AppliedChains' trim of the text)."""
+        kwargs: dict[str, Any] = {}
+        if self.cache is not None:
+            if full:                      # a full resync re-renders from scratch, as upstream
+                self.cache.invalidate()
+            kwargs["cache"] = self.cache
+        ruleset = self.build(self.service_map, self.endpoints_map, self.node, self.config,
+                             changed=None if full else set(changed),
+                             previous_chains=self.previous_chains, **kwargs)
+        text = ruleset.text
+        if full:  # upstream ensures the jumps from built-in chains on full syncs only
+            self.applied.forget()
+            text, leftovers = add_jumps(text, self.iptables.missing_jumps(jump_rules(), saved))
+            self.iptables.ensure_jumps(leftovers)
+        elif self.trim_unchanged:
+            delta = getattr(ruleset, "delta", None)
+            if delta is not None:
+                return ruleset, delta, True
+            text = self.applied.trim(text)
+        return ruleset, text, False
 
     def _kernel_tables(self) -> dict[str, str]:
         """``iptables-save`` of nat and filter: stale chains to delete, jumps already there."""

@@ -13,16 +13,21 @@ input -- only counted, like upstream's discard buffers -- so iptables keeps them
 
 Speed: 10k Services x 5 endpoints is the target scale, so rules are f-strings appended to
 lists and joined once; chain names come from a memoised hash; there are no per-rule objects.
+With a BuildCache (cache.py; the proxier keeps one) a build renders only the service ports whose
+inputs changed and joins the others' cached lines, so a one-Service partial build at 10k costs
+milliseconds; it then also returns ``delta``, the text minus unchanged top-level chains.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
 from typing import Iterable, Mapping, Sequence
 
 from ..hashing import is_service_chain
 from ..model import EndpointInfo, NodeInfo, ProxyConfig, ServiceName, ServicePortInfo, ServicePortName
-from .cache import BuildCache, make_entry
+from .cache import BuildCache
 from .chains import (FILTER_TOP_CHAINS, KUBELET_FIREWALL, NAT_TOP_CHAINS, NFACCT_CT_INVALID)
 from .service_rules import (any_contains, count_service_chains, plan_service_port, probability, spn_str,
                             write_service_chains, write_top_rules)
@@ -50,6 +55,10 @@ class RuleSet:
     partial: bool
     large_cluster: bool
     no_local_endpoints: Mapping[str, int]  # {"internal": n, "external": n}
+    # Partial builds with a BuildCache that saw the previous build: ``text`` without the
+    # top-level chains whose rules did not change since then (what a restore on top of the
+    # previous build needs; equals AppliedChains.trim(text)). None otherwise. Not compared.
+    delta: str | None = field(default=None, compare=False)
 
 
 
@@ -140,33 +149,19 @@ def build(services: Mapping[ServicePortName, ServicePortInfo],
         fr.append('-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" '
                   "-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP")
 
+    if cache is not None:
+        return _build_cached(services, endpoints, node, cfg, changed_set, previous_chains, cache,
+                             localhost, localhost_nfacct, fc, fr, nc, nr)
     active: set[str] = set()
     order = sorted(services)
     total_eps = sum(len(endpoints.get(spn, ())) for spn in order)
     large = total_eps > cfg.large_cluster_threshold
     skipped_rules = 0
     no_local = {"internal": 0, "external": 0}
-    entries = cache.begin((node, cfg, large, localhost_nfacct)) if cache is not None else None
     for spn in order:
         info = services[spn]
         eps = endpoints.get(spn, ())
         skip = changed_set is not None and (spn.namespace, spn.name) not in changed_set
-        if entries is not None:
-            e = cache.get(spn, info, eps)
-            if e is None:
-                e = make_entry(spn, info, eps, node, cfg, large, localhost_nfacct)
-            entries[spn] = e
-            no_local["internal"] += e.no_local[0]
-            no_local["external"] += e.no_local[1]
-            fr.extend(e.top_filter)
-            nr.extend(e.top_nat)
-            active.update(e.chains)
-            if skip:
-                skipped_rules += len(e.chain_rules)
-            else:
-                nc.extend(e.chain_lines)
-                nr.extend(e.chain_rules)
-            continue
         p = plan_service_port(spn_str(spn), info, eps, labels)
         if p.has_any:
             no_local["internal"] += not p.has_internal
@@ -176,15 +171,13 @@ def build(services: Mapping[ServicePortName, ServicePortInfo],
             skipped_rules += count_service_chains(p, info, node, cfg, active)
         else:
             write_service_chains(p, info, node, cfg, large, nc, nr, active)
-    if cache is not None:
-        cache.commit(entries)
 
     if isinstance(previous_chains, Mapping):  # a previous RuleSet.chains
         previous_chains = previous_chains.get("nat", ())
     deleted = tuple(sorted(c for c in set(previous_chains or ()) - active if is_service_chain(c)))
-    for chain in deleted:
-        nc.append(f":{chain} - [0:0]")
-        nr.append(f"-X {chain}")
+    for c in deleted:
+        nc.append(f":{c} - [0:0]")
+        nr.append(f"-X {c}")
     nr.extend(_nodeport_jumps(node, cfg, localhost))
     fr.extend(_forward_rules(cfg))
 
@@ -197,3 +190,113 @@ def build(services: Mapping[ServicePortName, ServicePortInfo],
         written_counts={"filter": len(fr), "nat": len(nr) - len(deleted)},
         deleted_chains=deleted, partial=changed_set is not None, large_cluster=large,
         no_local_endpoints=no_local)
+
+
+def _build_cached(services, endpoints, node: NodeInfo, cfg: ProxyConfig, changed_set, previous_chains,
+                  cache: BuildCache, localhost: bool, localhost_nfacct: bool,
+                  fc: list[str], fr: list[str], nc: list[str], nr: list[str]) -> RuleSet:
+    """build() with a BuildCache: only changed service ports are rendered, in Python; the rest
+    of the text is the cached lines joined at C speed (map/attrgetter/chain, no Python loop
+    over 10k Services). Same text, counts and chains as the uncached path."""
+    if isinstance(previous_chains, Mapping):
+        previous_chains = previous_chains.get("nat", ())
+    prev_nat = cache.nat_chains
+    ref = cache.refresh(services, endpoints, node, cfg, localhost_nfacct, changed_set)
+    ents = list(map(cache.entries.__getitem__, cache.order))
+    active = cache.active
+    if not ref.rebuilt and previous_chains is not None and previous_chains is prev_nat:
+        gone: set[str] = set()   # the previous build's chains: only replaced entries lost any
+        for old, _ in ref.replaced.values():
+            if old is not None:
+                gone.update(old.chains)
+        deleted = tuple(sorted(c for c in gone - active if is_service_chain(c)))
+    else:
+        deleted = tuple(sorted(c for c in set(previous_chains or ()) - active if is_service_chain(c)))
+
+    fr.extend(chain.from_iterable(map(attrgetter("top_filter"), ents)))
+    fr.extend(_forward_rules(cfg))
+    n_top = len(nc)
+    written_rules: list[str] = []
+    if changed_set is None:
+        nc.extend(chain.from_iterable(map(attrgetter("chain_lines"), ents)))
+        nr.extend(chain.from_iterable(chain.from_iterable(map(attrgetter("top_nat", "chain_rules"), ents))))
+        skipped = 0
+    else:
+        parts = list(map(attrgetter("top_nat"), ents))
+        for i in sorted({cache.position(spn) for s in changed_set for spn in cache.ports_of(s)}):
+            e = ents[i]
+            parts[i] = [*e.top_nat, *e.chain_rules]
+            nc.extend(e.chain_lines)
+            written_rules.extend(e.chain_rules)
+        nr.extend(chain.from_iterable(parts))
+        skipped = cache.totals[2] - len(written_rules)
+    for c in deleted:
+        nc.append(f":{c} - [0:0]")
+    drops = [f"-X {c}" for c in deleted]
+    nr.extend(drops)
+    nr.extend(_nodeport_jumps(node, cfg, localhost))
+
+    text = "\n".join(["*filter", *fc, *fr, "COMMIT", "*nat", *nc, *nr, "COMMIT", ""])
+    delta = None
+    if changed_set is not None and not ref.rebuilt:
+        delta = _delta(_top_changed(ref.replaced), localhost, text, fc, fr, nc, nr,
+                       [*nc[n_top:], *written_rules, *drops])
+    cache.nat_chains = frozenset(NAT_TOP_CHAINS) | active
+    filter_chains = frozenset(FILTER_TOP_CHAINS) | ({KUBELET_FIREWALL} if localhost else frozenset())
+    t = cache.totals
+    return RuleSet(
+        text=text, chains={"filter": filter_chains, "nat": cache.nat_chains},
+        rule_counts={"filter": len(fr), "nat": len(nr) + skipped - len(deleted)},
+        written_counts={"filter": len(fr), "nat": len(nr) - len(deleted)},
+        deleted_chains=deleted, partial=changed_set is not None, large_cluster=cache.large,
+        no_local_endpoints={"internal": t[3], "external": t[4]}, delta=delta)
+
+
+def _rule_chain(line: str) -> str:
+    return line.split(" ", 2)[1]
+
+
+def _top_changed(replaced) -> set[tuple[str, str]]:
+    """(table, chain) of top-level chains whose rules differ from the previous build: only the
+    replaced entries' lines can differ, chain by chain."""
+    out: set[tuple[str, str]] = set()
+    for old, new in replaced.values():
+        for table, attr in (("filter", "top_filter"), ("nat", "top_nat")):
+            a = getattr(old, attr) if old is not None else []
+            b = getattr(new, attr) if new is not None else []
+            if a == b:
+                continue
+            for c in {_rule_chain(line) for line in (*a, *b)}:
+                if [x for x in a if _rule_chain(x) == c] != [x for x in b if _rule_chain(x) == c]:
+                    out.add((table, c))
+    return out
+
+
+def _delta(changed_top: set[tuple[str, str]], localhost: bool, text: str, fc: list[str], fr: list[str],
+           nc: list[str], nr: list[str], nat_tail: list[str]) -> str:
+    """The restore text minus the top-level chains (declaration and rules) whose rules are the
+    same as in the previous build, i.e. as in the kernel once that build was restored: the same
+    as AppliedChains.trim() in apply.py, computed from what changed instead of from the text.
+    The usual one-Service change touches no top-level chain: then the delta is only that
+    Service's chains, built without visiting the others."""
+    same_f = {c for c in (*FILTER_TOP_CHAINS, *((KUBELET_FIREWALL,) if localhost else ()))
+              if ("filter", c) not in changed_top}
+    same_n = {c for c in NAT_TOP_CHAINS if ("nat", c) not in changed_top}
+    if not same_f and not same_n:
+        return text
+    if not changed_top:
+        return "\n".join(["*filter", "COMMIT", "*nat", *nat_tail, "COMMIT", ""])
+    return "\n".join(["*filter", *_keep(fc + fr, same_f), "COMMIT",
+                      "*nat", *_keep(nc + nr, same_n), "COMMIT", ""])
+
+
+def _keep(lines: list[str], same: set[str]) -> list[str]:
+    out = []
+    for line in lines:
+        if line.startswith(":"):
+            if line[1:].split(" ", 1)[0] in same:
+                continue
+        elif line.startswith("-A ") and _rule_chain(line) in same:
+            continue
+        out.append(line)
+    return out
