@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import socket
 import subprocess
@@ -102,6 +103,20 @@ def test_builtin_pods_talk_over_the_bridge(node):
                 "'http://127.0.0.1:8080/hostname',timeout=3).read().decode())")
         res = await exec_in(sa.netns, [sys.executable, "-c", code], timeout=10)
         assert (res.exit_code, res.stdout.strip()) == (0, b"pod-a")
+
+        # /dial: pod a's netexec makes the requests from pod a (upstream e2e's favourite)
+        r = await http_get(sa.ip, 8080, f"/dial?request=hostname&protocol=http&host={sb.ip}&port=80&tries=2",
+                           netns=sb.netns, timeout=10)
+        assert json.loads(r.body) == {"responses": ["pod-b\n", "pod-b\n"]}
+        r = await http_get(sa.ip, 8080, f"/dial?request=hostname&protocol=udp&host={sb.ip}&port=9376",
+                           netns=sb.netns, timeout=10)
+        assert json.loads(r.body) == {"responses": ["pod-b"]}
+        r = await http_get(sa.ip, 8080, f"/dial?request=clientip&host={sa.ip}&port=8080", netns=sb.netns)
+        assert json.loads(r.body)["responses"][0].startswith(sa.ip + ":")  # the client was pod a
+        r = await http_get(sa.ip, 8080, f"/dial?request=x&host={sb.ip}&port=1", netns=sb.netns, timeout=10)
+        out = json.loads(r.body)
+        assert "responses" not in out and "connection refused" in out["errors"][0]
+        assert (await http_get(sa.ip, 8080, "/dial?host=1.2.3.4&port=1", netns=sb.netns)).status == 400
 
         # the same port twice in one pod fails like a real bind would
         with pytest.raises(ContainerStartError) as err:

@@ -96,3 +96,25 @@ def test_http_handler_error_answers_500():
         raise RuntimeError("bad")
     t = _serve([b"GET / HTTP/1.1\r\n\r\n"], boom)
     assert t.out.startswith(b"HTTP/1.1 500")
+
+
+def test_http_async_handler_keeps_pipelined_order():
+    import asyncio
+
+    async def slow():
+        await asyncio.sleep(0.01)
+        return Response(body=b"first")
+
+    def handler(req):
+        return slow() if req.path == "/slow" else Response(body=b"second")
+
+    async def run():
+        t = _serve([b"GET /slow HTTP/1.1\r\n\r\nGET /fast HTTP/1.1\r\n\r\n"], handler)
+        assert t.out == b""  # nothing before the slow answer is ready
+        for _ in range(100):
+            if t.out.count(b"HTTP/1.1") == 2:
+                break
+            await asyncio.sleep(0.005)
+        return t.out
+    out = asyncio.run(run())
+    assert out.index(b"first") < out.index(b"second")

@@ -4,7 +4,7 @@ Each running container is a few asyncio servers on sockets created inside the po
 namespace (see nsenter.py), answering as upstream's agnhost does (test/images/agnhost/netexec,
 serve-hostname in kubernetes/kubernetes): HTTP /hostname, /clientip ("ip:port" of the peer),
 /echo?msg=&code=, /healthz (200 once the UDP server runs, 412 without one, as upstream),
-/exit?code= and /shutdown (the container exits), / ("NOW: <time>"); UDP "hostname",
+/exit?code= and /shutdown (the container exits), /dial (dial.py), / ("NOW: <time>"); UDP "hostname",
 "echo X" (lower-cased, as upstream), "clientip". serve-hostname: --http (default), or --tcp
 and/or --udp raw, on --port (9376). nginx: HTTP on 80, every path answers the pod name + "\\n".
 pause: no socket at all.
@@ -20,6 +20,7 @@ import asyncio
 import socket
 import time
 
+from .dial import dial
 from .httpserve import HTTPProtocol, Request, Response, format_addr
 from .images import Builtin
 from .logs import LogFile
@@ -183,6 +184,9 @@ class BuiltinContainer:
         if path == "/healthz":
             self.log.write("GET /healthz")
             return Response(200 if self.udp_ready else 412)
+        if path == "/dial":
+            self.log.write(f"GET /dial?{req.target.partition('?')[2]}")
+            return dial(self.netns, req)  # a coroutine: the protocol answers when it is done
         if path in ("/exit", "/shutdown"):
             return self._netexec_exit(req)
         self.log.write("GET /")

@@ -76,13 +76,14 @@ def render(resp: Response, keep_alive: bool) -> bytes:
 class HTTPProtocol(asyncio.Protocol):
     """One connection: parse requests (keep-alive, pipelining), answer each with ``handler``."""
 
-    __slots__ = ("handler", "transport", "buf", "peer")
+    __slots__ = ("handler", "transport", "buf", "peer", "busy")
 
     def __init__(self, handler):
         self.handler = handler
         self.transport = None
         self.buf = b""
         self.peer = ("", 0)
+        self.busy = False  # an async handler is running: later pipelined requests wait
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -90,7 +91,10 @@ class HTTPProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        while self.transport is not None and not self.transport.is_closing():
+        self._process()
+
+    def _process(self) -> None:
+        while not self.busy and self.transport is not None and not self.transport.is_closing():
             req = self._parse()
             if req is None:
                 return
@@ -126,10 +130,30 @@ class HTTPProtocol(asyncio.Protocol):
         return Request(parts[0], parts[1], parts[2], headers, body, self.peer)
 
     def _answer(self, req: Request) -> None:
+        """Answer now, or (a handler returning an awaitable, e.g. netexec's /dial) when done."""
         try:
             resp = self.handler(req)
         except Exception as exc:  # an app bug answers 500, it never kills the agent's loop
             resp = Response(500, f"internal error: {exc}".encode())
+        if not isinstance(resp, Response):
+            self.busy = True
+            task = asyncio.ensure_future(resp)
+            task.add_done_callback(lambda t: self._finish(req, t))
+            return
+        self._send(req, resp)
+
+    def _finish(self, req: Request, task: asyncio.Future) -> None:
+        self.busy = False
+        if self.transport is None:
+            return
+        try:
+            resp = task.result()
+        except Exception as exc:
+            resp = Response(500, f"internal error: {exc}".encode())
+        self._send(req, resp)
+        self._process()
+
+    def _send(self, req: Request, resp: Response) -> None:
         conn = req.headers.get("connection", "").lower()
         keep = (conn != "close") if req.version == "HTTP/1.1" else (conn == "keep-alive")
         keep = keep and not resp.close

@@ -78,26 +78,58 @@ async def http_get(ip: str, port: int, path: str = "/", timeout: float = 1.0,
 
 
 async def _http_get(ip, port, path, timeout, netns, headers, host) -> ProbeResult:
-    sock = await _connect(netns, ip, port, timeout)
-    reader, writer = await asyncio.open_connection(sock=sock)
-    try:
-        lines = [f"GET {path or '/'} HTTP/1.1", f"Host: {host or _hostport(ip, port)}",
-                 "User-Agent: kube-probe/1.32", "Accept: */*", "Connection: close"]
-        lines += [f"{k}: {v}" for k, v in headers.items() if "\r" not in k + v and "\n" not in k + v]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        await writer.drain()
-        status_line = await reader.readline()
-        parts = status_line.decode("latin-1").split()
-        if len(parts) < 2 or not parts[1].isdigit():
-            raise ValueError(f"malformed HTTP response {status_line[:80]!r}")
-        status = int(parts[1])
-        rest = await reader.read(MAX_BODY + 8192)
-        body = rest.split(b"\r\n\r\n", 1)[1][:MAX_BODY] if b"\r\n\r\n" in rest else b""
-    finally:
-        writer.close()
+    status, body = await fetch(ip, port, path or "/", timeout, netns,
+                               {"User-Agent": "kube-probe/1.32", "Accept": "*/*", **headers},
+                               host, limit=MAX_BODY)
     if 200 <= status < 400:
         return ProbeResult(True, status=status, body=body)
     return ProbeResult(False, f"HTTP probe failed with statuscode: {status}", status, body)
+
+
+async def fetch(ip: str, port: int, target: str, timeout: float, netns: str | None = None,
+                headers: dict[str, str] | None = None, host: str | None = None,
+                limit: int = 1 << 20) -> tuple[int, bytes]:
+    """One HTTP/1.1 GET from ``netns`` (status, body up to ``limit`` bytes).
+
+    Raises OSError (connect), asyncio.TimeoutError (connect) or ValueError (bad answer); the
+    caller bounds the whole exchange with its own timeout.
+    """
+    sock = await _connect(netns, ip, port, timeout)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        lines = [f"GET {target} HTTP/1.1", f"Host: {host or _hostport(ip, port)}", "Connection: close"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()
+                  if "\r" not in k + v and "\n" not in k + v]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        first, *rest = head.decode("latin-1").split("\r\n")
+        parts = first.split()
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise ValueError(f"malformed HTTP response {first[:80]!r}")
+        fields = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in rest if h)}
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            body = await _read_chunked(reader, limit)
+        elif "content-length" in fields:
+            body = await reader.readexactly(min(int(fields["content-length"]), limit))
+        else:
+            body = await reader.read(limit)
+        return int(parts[1]), body
+    except asyncio.IncompleteReadError as exc:
+        raise ValueError("unexpected EOF") from exc
+    finally:
+        writer.close()
+
+
+async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
+    body = b""
+    while len(body) < limit:
+        size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            break
+        body += await reader.readexactly(size)
+        await reader.readline()
+    return body[:limit]
 
 
 @dataclass(frozen=True)
