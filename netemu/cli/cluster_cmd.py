@@ -42,7 +42,7 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=int, default=None, help="worker nodes of the default topology (default 2)")
     p.add_argument("--topo", default=None, metavar="FILE.py:Class[,args]",
                    help="any Mininet Topo, mn --custom style (e.g. topologies/zones.py:TwoZoneTopo,2)")
-    p.add_argument("--proxy-mode", default="iptables", help="kube-proxy mode (default %(default)s)")
+    p.add_argument("--proxy-mode", default="iptables", help="kube-proxy mode: iptables, or none for kubelets alone (default %(default)s)")
     p.add_argument("--iptables-backend", choices=["auto", "nft", "legacy"], default="auto")
     p.add_argument("--store", choices=["sqlite", "etcd"], default="sqlite", help="API server store (default %(default)s)")
     p.add_argument("--node-network", default="172.18.0.0/16", metavar="CIDR",
@@ -74,8 +74,8 @@ def prepare(args):
         raise UsageError("give --nodes or --topo, not both (a topology's size is one of its args)")
     if args.nodes is not None and not 1 <= args.nodes <= 500:
         raise UsageError(f"--nodes {args.nodes}: a cluster needs 1 to 500 worker nodes")
-    if args.proxy_mode != "iptables":
-        raise UsageError(f"--proxy-mode {args.proxy_mode!r}: the node agent runs the iptables mode for now")
+    if args.proxy_mode not in ("iptables", "none"):
+        raise UsageError(f"--proxy-mode {args.proxy_mode!r}: the node agent runs iptables (or none) for now")
     if args.timeout <= 0:
         raise UsageError("--timeout must be > 0")
     spec = args.topo or f"{DEFAULT_TOPO},{args.nodes if args.nodes is not None else 2}"
@@ -83,7 +83,8 @@ def prepare(args):
         topo = load_topo(spec)
         plan = make_plan(topo, state_dir_of(args), args.node_network)
         switch = network.choose_switch(args.switch)
-        features.require_for(proxy_mode=args.proxy_mode)
+        if args.proxy_mode != "none":
+            features.require_for(proxy_mode=args.proxy_mode)
     except (TopologyError, PlanError, features.FeatureMissing, ValueError) as exc:
         raise UsageError(str(exc)) from None
     return plan, topo, Options(proxy_mode=args.proxy_mode, iptables_backend=args.iptables_backend,

@@ -183,8 +183,8 @@ def svc_chain_excerpt(save_text: str, svc_chain: str) -> list[str]:
     rule_lines = [ln for ln in lines if ln.startswith(f"-A {svc_chain} ")]
     chains = [svc_chain] + [m.group(1) for ln in rule_lines for m in [_JUMP.search(ln)] if m]
     wanted = set(chains)
-    out = [ln for ln in lines if ln.startswith("-A KUBE-SERVICES ") and f"-j {svc_chain}" in ln]
-    out += [ln for ln in lines if ln.startswith(":") and ln[1:].split(" ", 1)[0] in wanted]
+    out = [ln for ln in lines if ln.startswith(":") and ln[1:].split(" ", 1)[0] in wanted]
+    out += [ln for ln in lines if ln.startswith("-A KUBE-SERVICES ") and f"-j {svc_chain}" in ln]
     for chain in chains:
         out += [ln for ln in lines if ln.startswith(f"-A {chain} ")]
     return out

@@ -110,6 +110,19 @@ def attach(plan: ClusterPlan, net) -> dict[str, int]:
     return pids
 
 
+def default_routes(plan: ClusterPlan, net) -> None:
+    """Every node gets an on-link default route on its node-network interface.
+
+    Why: a node reaches a ClusterIP from its own processes (OUTPUT DNAT) only if the route lookup,
+    which happens before the nat hook, finds some route; real nodes have a default route, Mininet
+    hosts none. An on-link route (no gateway) never leaves the emulated segment: a destination
+    nobody on it owns is simply unanswered ARP, so nothing reaches the root namespace's routing.
+    """
+    for node in plan.nodes:
+        intf = net.get(node.mn_name).defaultIntf()
+        run(["ip", "-n", node.netns, "route", "replace", "default", "dev", intf.name, "scope", "link"])
+
+
 def give_root_address(plan: ClusterPlan) -> None:
     for bridge in plan.switches.values():
         run(["ip", "link", "set", "dev", bridge, "type", "bridge", "nf_call_iptables", "0"], check=False)

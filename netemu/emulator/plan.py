@@ -230,7 +230,7 @@ def apiserver_argv(plan: ClusterPlan, python: str, store_url: str | None, extra:
 def agent_argv(plan: ClusterPlan, node: NodePlan, python: str, kubeconfig: str, proxy_mode: str = "iptables",
                iptables_backend: str = "auto", extra: list[str] = ()) -> list[str]:
     argv = [python, "-m", "netemu", "agent", "--node", node.name, "--node-ip", node.ip, "--kubeconfig", kubeconfig,
-            "--proxy-mode", proxy_mode, "--iptables-backend", iptables_backend,
+            "--proxy-mode", proxy_mode, "--iptables-backend", iptables_backend, "--cluster-cidr", POD_CIDR,
             "--state-dir", os.path.join(plan.state_dir, "nodes", node.name)]
     if node.capacity:
         argv += ["--capacity", ",".join(f"{k}={v}" for k, v in node.capacity.items())]

@@ -138,6 +138,7 @@ class Supervisor:
         self.report("network", f"building {len(self.plan.nodes)} hosts, {len(self.plan.switches)} switch(es)")
         self.net = network.build(self.plan, self.topo, self.options.switch)
         self.host_pids = network.attach(self.plan, self.net)
+        network.default_routes(self.plan, self.net)
         network.give_root_address(self.plan)
         self.write_cluster()
         self.report("control-plane", f"starting the API server on {self.plan.control_plane.ip}")
