@@ -31,14 +31,7 @@ class Handle:
 
     def signal(self, signum: int) -> None:
         if signum == signal.SIGKILL:
-            pid = getattr(self.c, "pid", None)
-            if pid:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            elif hasattr(self.c, "_exit"):
-                self.c._exit(128 + signal.SIGKILL)        # built-in: close its sockets now
+            self.c.kill()             # a process group: SIGKILL; a built-in app: sockets closed, 137
             return
         if self._stopping is None:
             self._stopping = asyncio.ensure_future(self.c.stop(NO_DEADLINE))
