@@ -223,3 +223,39 @@ def test_node_network_and_routes(node):
     assert show("sysctl", "-n", "net.ipv4.ip_forward").strip() == "1"
     assert show("sysctl", "-n", "net.bridge.bridge-nf-call-iptables").strip() == "1"
     assert "10.244.7.1/24" in show("ip", "-o", "addr", "show", "dev", "cni0")
+
+
+def test_agent_restart_keeps_ips_and_kills_old_processes(node, tmp_path):
+    pod = _pod("pod-r", {"name": "c", "image": "busybox", "command": ["sleep", "600"]})
+    other = _pod("pod-gone", {"name": "c", "image": "nginx"})
+
+    async def first_run():
+        await node.setup_node()
+        sb = await node.create_sandbox(pod)
+        await node.create_sandbox(other)
+        proc = await node.start_container(sb, pod, pod["spec"]["containers"][0])
+        return sb, proc.pid  # the agent "dies" here: its handles are gone, the process is not
+
+    sb, pid = asyncio.run(first_run())
+    os.kill(pid, 0)  # still running
+    again = NodeRuntime(node.state_dir, "10.244.7.0/24", node_netns=node.node_netns)
+
+    async def second_run():
+        known = await again.recover()
+        assert known == {pod["metadata"]["uid"]: sb.ip, other["metadata"]["uid"]: known[other["metadata"]["uid"]]}
+        for _ in range(50):
+            if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("old container process survived recover()")
+        assert await again.gc_sandboxes({pod["metadata"]["uid"]}) == [other["metadata"]["uid"]]
+        sb2 = await again.create_sandbox(pod)  # reused, same address
+        assert sb2.ip == sb.ip
+        r = await exec_in(sb2.netns, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"], timeout=5)
+        assert f" {sb.ip}/24 " in r.stdout.decode()
+        await again.remove_sandbox(pod["metadata"]["uid"])
+
+    asyncio.run(second_run())
+    assert pod_netns(other["metadata"]["uid"]) not in _netns_list()
+    assert pod_netns(pod["metadata"]["uid"]) not in _netns_list()

@@ -4,6 +4,8 @@ Typical use by the kubelet (all coroutines run on the agent's asyncio loop)::
 
     rt = NodeRuntime(state_dir, pod_cidr)        # after node IPAM gave node.spec.podCIDR
     await rt.setup_node()                        # cni0 + .1 gateway, br_netfilter, ip_forward
+    await rt.recover()                           # restarted agent: kill last run's processes
+    await rt.gc_sandboxes(uids_of_my_pods)       # sandboxes of pods no longer here
     await rt.sync_routes(node_objects, my_name)  # other nodes' podCIDRs via their InternalIP
     sb = await rt.create_sandbox(pod)            # netns nep-<uid11>, veth, IP -> sb.ip, sb.netns
     c = await rt.start_container(sb, pod, container_spec, restart_count)

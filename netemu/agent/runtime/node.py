@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 
 from .builtin import BuiltinContainer, ContainerStartError
 from .images import Builtin, Process, Unsupported, resolve
 from .ipam import PodIPAM
+from .cmd import run
 from .logs import container_log_path
+from .names import pod_netns
 from .nodenet import NodeNetwork, peer_routes
 from .process import ProcessContainer, container_env
+from .nsenter import NETNS_RUN_DIR
 from .sandbox import Sandbox, SandboxManager
 
 
@@ -57,6 +61,24 @@ class NodeRuntime:
         """Delete the pod's netns and free its IP. Stop its containers first."""
         await self.sandboxes.delete(uid)
 
+    async def recover(self) -> dict[str, str]:
+        """After an agent restart: kill every process left in this node's known sandboxes
+        (containers of the previous run, whose handles died with it; built-in apps died with
+        the agent anyway), so the kubelet can start them afresh without port clashes.
+        Returns {pod uid: IP} of the sandboxes kept (create_sandbox then reuses them)."""
+        known = self.sandboxes.known()
+        for uid in known:
+            await kill_netns_processes(pod_netns(uid))
+        return known
+
+    async def gc_sandboxes(self, keep: set[str]) -> list[str]:
+        """Remove the sandboxes (processes, veth, netns, IP) of pods not in ``keep``."""
+        gone = [uid for uid in self.sandboxes.known() if uid not in keep]
+        for uid in gone:
+            await kill_netns_processes(pod_netns(uid))
+            await self.sandboxes.delete(uid)
+        return gone
+
     # -- containers ------------------------------------------------------------------------
     def log_path(self, pod: dict, container: str, restart_count: int = 0) -> str:
         meta = pod["metadata"]
@@ -86,6 +108,21 @@ class NodeRuntime:
                                       container.get("workingDir"))
         await handle.start()
         return handle
+
+
+async def kill_netns_processes(netns: str) -> list[int]:
+    """SIGKILL every process inside pod namespace ``netns`` (``ip netns pids``): only
+    container processes this runtime started live there."""
+    if not os.path.exists(os.path.join(NETNS_RUN_DIR, netns)):
+        return []
+    code, out, _ = await run(["ip", "netns", "pids", netns], check=False)
+    pids = [int(p) for p in out.split() if p.isdigit()] if code == 0 else []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
 
 
 def pod_fields(pod: dict, sandbox: Sandbox) -> dict[str, str]:
