@@ -202,7 +202,7 @@ def _build_cached(services, endpoints, node: NodeInfo, cfg: ProxyConfig, changed
         previous_chains = previous_chains.get("nat", ())
     prev_nat = cache.nat_chains
     ref = cache.refresh(services, endpoints, node, cfg, localhost_nfacct, changed_set)
-    ents = list(map(cache.entries.__getitem__, cache.order))
+    ents = cache.ordered
     active = cache.active
     if not ref.rebuilt and previous_chains is not None and previous_chains is prev_nat:
         gone: set[str] = set()   # the previous build's chains: only replaced entries lost any
@@ -213,41 +213,50 @@ def _build_cached(services, endpoints, node: NodeInfo, cfg: ProxyConfig, changed
     else:
         deleted = tuple(sorted(c for c in set(previous_chains or ()) - active if is_service_chain(c)))
 
-    fr.extend(chain.from_iterable(map(attrgetter("top_filter"), ents)))
-    fr.extend(_forward_rules(cfg))
-    n_top = len(nc)
+    fwd, jumps = _forward_rules(cfg), _nodeport_jumps(node, cfg, localhost)
+    drops = [f"-X {c}" for c in deleted]
+    t = cache.totals
+    n_top, n_fixed = len(nc), len(nr)
     written_rules: list[str] = []
     if changed_set is None:
+        fr.extend(chain.from_iterable(map(attrgetter("top_filter"), ents)))
+        fr.extend(fwd)
         nc.extend(chain.from_iterable(map(attrgetter("chain_lines"), ents)))
         nr.extend(chain.from_iterable(chain.from_iterable(map(attrgetter("top_nat", "chain_rules"), ents))))
-        skipped = 0
+        nc.extend(f":{c} - [0:0]" for c in deleted)
+        text = "\n".join(["*filter", *fc, *fr, "COMMIT", "*nat", *nc, *nr, *drops, *jumps, "COMMIT", ""])
+        written_chain_rules = t[2]
     else:
-        parts = list(map(attrgetter("top_nat"), ents))
+        # the cached top-level text, with the written ports' chain rules spliced in after
+        # their own top-level lines (where the uncached builder writes them)
+        nat_top, ends, filter_top = cache.top_texts()
+        pieces, last = [], 0
         for i in sorted({cache.position(spn) for s in changed_set for spn in cache.ports_of(s)}):
             e = ents[i]
-            parts[i] = [*e.top_nat, *e.chain_rules]
             nc.extend(e.chain_lines)
-            written_rules.extend(e.chain_rules)
-        nr.extend(chain.from_iterable(parts))
-        skipped = cache.totals[2] - len(written_rules)
-    for c in deleted:
-        nc.append(f":{c} - [0:0]")
-    drops = [f"-X {c}" for c in deleted]
-    nr.extend(drops)
-    nr.extend(_nodeport_jumps(node, cfg, localhost))
+            if e.chain_rules:
+                written_rules.extend(e.chain_rules)
+                pieces += [nat_top[last:ends[i]], "\n".join(e.chain_rules), "\n"]
+                last = ends[i]
+        pieces.append(nat_top[last:])
+        nc.extend(f":{c} - [0:0]" for c in deleted)
+        text = "".join(["\n".join(["*filter", *fc, *fr, ""]), filter_top,
+                        "\n".join([*fwd, "COMMIT", "*nat", *nc, *nr, ""]), *pieces,
+                        "\n".join([*drops, *jumps, "COMMIT", ""])])
+        fr.extend(fwd)   # for the count: the filter table holds these plus the cached lines
+        written_chain_rules = len(written_rules)
+    n_filter = len(fr) + (t[0] if changed_set is not None else 0)
+    n_nat = n_fixed + t[1] + len(jumps)
 
-    text = "\n".join(["*filter", *fc, *fr, "COMMIT", "*nat", *nc, *nr, "COMMIT", ""])
     delta = None
     if changed_set is not None and not ref.rebuilt:
-        delta = _delta(_top_changed(ref.replaced), localhost, text, fc, fr, nc, nr,
-                       [*nc[n_top:], *written_rules, *drops])
+        delta = _delta(_top_changed(ref.replaced), localhost, text, [*nc[n_top:], *written_rules, *drops])
     cache.nat_chains = frozenset(NAT_TOP_CHAINS) | active
     filter_chains = frozenset(FILTER_TOP_CHAINS) | ({KUBELET_FIREWALL} if localhost else frozenset())
-    t = cache.totals
     return RuleSet(
         text=text, chains={"filter": filter_chains, "nat": cache.nat_chains},
-        rule_counts={"filter": len(fr), "nat": len(nr) + skipped - len(deleted)},
-        written_counts={"filter": len(fr), "nat": len(nr) - len(deleted)},
+        rule_counts={"filter": n_filter, "nat": n_nat + t[2]},
+        written_counts={"filter": n_filter, "nat": n_nat + written_chain_rules},
         deleted_chains=deleted, partial=changed_set is not None, large_cluster=cache.large,
         no_local_endpoints={"internal": t[3], "external": t[4]}, delta=delta)
 
@@ -272,31 +281,32 @@ def _top_changed(replaced) -> set[tuple[str, str]]:
     return out
 
 
-def _delta(changed_top: set[tuple[str, str]], localhost: bool, text: str, fc: list[str], fr: list[str],
-           nc: list[str], nr: list[str], nat_tail: list[str]) -> str:
+def _delta(changed_top: set[tuple[str, str]], localhost: bool, text: str, nat_tail: list[str]) -> str:
     """The restore text minus the top-level chains (declaration and rules) whose rules are the
     same as in the previous build, i.e. as in the kernel once that build was restored: the same
     as AppliedChains.trim() in apply.py, computed from what changed instead of from the text.
     The usual one-Service change touches no top-level chain: then the delta is only that
-    Service's chains, built without visiting the others."""
-    same_f = {c for c in (*FILTER_TOP_CHAINS, *((KUBELET_FIREWALL,) if localhost else ()))
-              if ("filter", c) not in changed_top}
-    same_n = {c for c in NAT_TOP_CHAINS if ("nat", c) not in changed_top}
-    if not same_f and not same_n:
+    Service's chains (``nat_tail``), built without visiting the others."""
+    same = {("filter", c) for c in (*FILTER_TOP_CHAINS, *((KUBELET_FIREWALL,) if localhost else ()))}
+    same |= {("nat", c) for c in NAT_TOP_CHAINS}
+    same -= changed_top
+    if not same:
         return text
     if not changed_top:
         return "\n".join(["*filter", "COMMIT", "*nat", *nat_tail, "COMMIT", ""])
-    return "\n".join(["*filter", *_keep(fc + fr, same_f), "COMMIT",
-                      "*nat", *_keep(nc + nr, same_n), "COMMIT", ""])
+    return "\n".join(_keep(text.split("\n"), same))
 
 
-def _keep(lines: list[str], same: set[str]) -> list[str]:
-    out = []
+def _keep(lines: list[str], same: set[tuple[str, str]]) -> list[str]:
+    """``lines`` without the declarations and rules of the (table, chain)s in ``same``."""
+    out, table = [], ""
     for line in lines:
-        if line.startswith(":"):
-            if line[1:].split(" ", 1)[0] in same:
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith(":"):
+            if (table, line[1:].split(" ", 1)[0]) in same:
                 continue
-        elif line.startswith("-A ") and _rule_chain(line) in same:
+        elif line.startswith("-A ") and (table, _rule_chain(line)) in same:
             continue
         out.append(line)
     return out

@@ -16,7 +16,8 @@ is an optimisation, never a trust.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
+from itertools import accumulate
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from ..model import EndpointInfo, NodeInfo, ProxyConfig, ServiceName, ServicePortInfo, ServicePortName
@@ -80,6 +81,8 @@ class BuildCache:
         self.large = False
         self.entries: dict[ServicePortName, _Entry] = {}
         self.order: list[ServicePortName] = []       # sorted, as the builder writes them
+        self.ordered: list[_Entry] = []               # entries in that order
+        self._tops: tuple[str, list[int], str] | None = None  # see top_texts()
         self._infos: dict = {}                        # the services map of the last build
         self._eps: dict = {}                          # the endpoints map of the last build
         self._index: dict[ServiceName, set[ServicePortName]] = {}  # keys of both maps by Service
@@ -175,24 +178,45 @@ class BuildCache:
         return Refresh(True, replaced)
 
     def _apply(self, replaced) -> None:
-        """Swap entries, keeping order, totals and the active chain set in step."""
+        """Swap entries, keeping order, totals, the active chain set and the top texts in step."""
         moved = sum(1 for old, new in replaced.values() if (old is None) != (new is None))
         for spn, (old, new) in replaced.items():
             if old is not None:
                 self._count(old, -1)
                 self.active.difference_update(old.chains)
+            if old is None or new is None or old.top_nat != new.top_nat or old.top_filter != new.top_filter:
+                self._tops = None
             if new is None:
                 del self.entries[spn]
                 if moved <= _RESORT_ABOVE:
-                    del self.order[bisect_left(self.order, spn)]
+                    i = bisect_left(self.order, spn)
+                    del self.order[i], self.ordered[i]
             else:
                 self.entries[spn] = new
                 self._count(new, 1)
                 self.active.update(new.chains)
-                if old is None and moved <= _RESORT_ABOVE:
-                    insort(self.order, spn)
+                if moved > _RESORT_ABOVE:
+                    continue
+                i = bisect_left(self.order, spn)
+                if old is None:
+                    self.order.insert(i, spn)
+                    self.ordered.insert(i, new)
+                else:
+                    self.ordered[i] = new
         if moved > _RESORT_ABOVE:
             self.order = sorted(self.entries)
+            self.ordered = list(map(self.entries.__getitem__, self.order))
+
+    def top_texts(self) -> tuple[str, list[int], str]:
+        """All service ports' top-level rules as text, in order: nat (with the offset where
+        each port's lines end, to splice written chains in) and filter. Lines end in newline.
+        Recomputed (O(ports)) only after a change in some port's top-level rules or the order;
+        a usual endpoint change leaves them as they are."""
+        if self._tops is None:
+            nat = ["".join([line + "\n" for line in e.top_nat]) for e in self.ordered]
+            filt = "".join([line + "\n" for e in self.ordered for line in e.top_filter])
+            self._tops = ("".join(nat), list(accumulate(map(len, nat))), filt)
+        return self._tops
 
     def _count(self, e: _Entry, sign: int) -> None:
         t = self.totals
