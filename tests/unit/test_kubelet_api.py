@@ -67,8 +67,13 @@ def test_kubelet_end_to_end_with_fake_runtime(tmp_path, monkeypatch):
                 await until(lambda: kubelet.node is not None)
                 node = await api.get(kl.NODE, "w1")
                 assert node["status"]["addresses"][0] == {"type": "InternalIP", "address": "127.0.0.1"}
-                lease = await api.get(kl.LEASE, "w1", "kube-node-lease")
-                assert lease["spec"]["holderIdentity"] == "w1"
+                for _ in range(100):
+                    leases = (await api.list(kl.LEASE, "kube-node-lease")).items
+                    if leases:
+                        break
+                    await asyncio.sleep(0.05)
+                lease = leases[0]
+                assert lease["metadata"]["name"] == lease["spec"]["holderIdentity"] == "w1"
                 # node IPAM's job, done by hand here (no controllers)
                 await api.patch(kl.NODE, "w1", {"spec": {"podCIDR": "10.244.1.0/24"}})
                 await api.create(kl.NODE, {"metadata": {"name": "w2"}, "spec": {"podCIDR": "10.244.2.0/24"},
@@ -97,6 +102,19 @@ def test_kubelet_end_to_end_with_fake_runtime(tmp_path, monkeypatch):
                 assert web["status"]["podIP"] == "10.244.1.7" and web["status"]["hostIP"] == "127.0.0.1"
                 assert [c["type"] for c in web["status"]["conditions"] if c["status"] == "True"] == [
                     "PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+                # the lifecycle controller marks the pod not Ready (node cut off): the kubelet restores it
+                conds = [dict(c, status="False") if c["type"] == "Ready" else c for c in web["status"]["conditions"]]
+                await api.patch(kl.POD, "web", {"status": {"conditions": conds}}, "default", subresource="status")
+                for _ in range(100):
+                    p = await api.get(kl.POD, "web", "default")
+                    if [c["status"] for c in p["status"]["conditions"] if c["type"] == "Ready"] == ["True"]:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("overwritten status not restored")
+                rv = p["metadata"]["resourceVersion"]
+                await asyncio.sleep(0.5)                             # and no write loop follows
+                assert (await api.get(kl.POD, "web", "default"))["metadata"]["resourceVersion"] == rv
                 other = await api.get(kl.POD, "other", "default")
                 assert not other.get("status", {}).get("podIP")          # another node's pod is not ours
 

@@ -188,9 +188,9 @@ class Kubelet:
         if worker is not None:
             worker.removed()
 
-    async def _write_status(self, pod: Obj, status: Obj) -> None:
+    async def _write_status(self, pod: Obj, status: Obj) -> Obj:
         meta = pod["metadata"]
-        await self.api.patch(POD, meta["name"], {"metadata": {"uid": meta["uid"]}, "status": status},
+        return await self.api.patch(POD, meta["name"], {"metadata": {"uid": meta["uid"]}, "status": status},
                              meta.get("namespace"), subresource="status")
 
     async def _finish_delete(self, pod: Obj) -> None:

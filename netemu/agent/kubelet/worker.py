@@ -69,6 +69,7 @@ class PodWorker:
         self.gone = False                # deleted from the API (no DELETE to finish)
         self.termination: Termination | None = None
         self.last_status: Obj | None = None
+        self.written_rv: str | None = None     # resourceVersion our last status write produced
         self.wake = asyncio.Event()
         self.done = asyncio.Event()
 
@@ -246,15 +247,27 @@ class PodWorker:
                     r.reason, r.message = "ContainerCreating", f"sandbox: {self.sandbox_error}"
         status = pod_status(self.pod, records, pod_ip=self.pod_ip, host_ip=self.ctx.node_ip,
                             sandbox_ready=self.pod_ip is not None, start_time=self.start_time, now=now)
-        if self.last_status is not None and comparable(status) == comparable(self.last_status):
+        if self.last_status is not None and comparable(status) == comparable(self.last_status) \
+                and not self._overwritten():
             return True
         try:
-            await self.ctx.write_status(self.pod, status)
+            written = await self.ctx.write_status(self.pod, status)
         except Exception as exc:  # unreachable API, conflict, gone: keep running, retry later
             log.info("status of %s not written (%s); retrying", self._name(), exc)
             return False
         self.last_status = status
+        self.written_rv = ((written or {}).get("metadata") or {}).get("resourceVersion")
         return True
+
+    def _overwritten(self) -> bool:
+        """Someone else changed the status we wrote (the node lifecycle controller marks pods
+        not Ready while this node is cut off): write ours again."""
+        rv = (self.pod.get("metadata") or {}).get("resourceVersion")
+        if not rv or not self.written_rv or rv == self.written_rv or "status" not in self.pod:
+            return False
+        api = comparable(self.pod["status"])
+        ours = comparable(self.last_status or {})
+        return any(api.get(k) != ours.get(k) for k in ("phase", "conditions", "podIP", "containerStatuses"))
 
     # -- termination -------------------------------------------------------------------------
 
