@@ -2,7 +2,7 @@
 
 What belongs to the cluster (all derived from its 4-hex id, see plan.py, plus cluster.json):
 - processes: those recorded in cluster.json whose /proc/PID/cmdline still matches what was
-  started, the supervisor (by its cmdline), Mininet host shells ``mininet:n<id>h<k>``, and every
+  started, the supervisor (by its cmdline), Mininet host and switch shells ``mininet:n<id>[hs]<k>``, and every
   process living in one of the cluster's network namespaces (pods' containers included);
 - node namespaces ``nen-<id>-*``; pod namespaces ``nep-*`` whose veth peer is in one of them,
   and ``nep-*`` left with no peer at all for over a minute (their node namespace is already gone);
@@ -75,7 +75,7 @@ def plan_cleanup(cid: str, state_dir: str, doc: dict | None, machine: Machine, m
         machine.pod_peers.get(p, set()) & set(node_ns)
         or (not machine.pod_peers.get(p) and machine.netns_age.get(p, 0) > ORPHAN_AGE)))
     ours = {machine.netns_keys[n] for n in node_ns + pods if n in machine.netns_keys}
-    shell = re.compile(rf"^mininet:{mn_prefix(cid)}h\d+$")
+    shell = re.compile(rf"^mininet:{mn_prefix(cid)}[hs]\d+$")
     by_pid = {pid: argv for pid, argv, _ in machine.procs}
     kill = {pid for pid, words in recorded_processes(doc)
             if all(any(w in part for part in by_pid.get(pid, [])) for w in words)}

@@ -225,8 +225,8 @@ class Supervisor:
         processes.stop([p.pid for n, p in self.procs.items() if not n.startswith("agent/")], grace=10)
         found = cleanup.gather()
         plan = cleanup.plan_cleanup(self.plan.cluster_id, str(self.state), None, found, os.getpid())
-        host_shells = set(self.host_pids.values())
-        plan.kill = [pid for pid in plan.kill if pid not in host_shells]   # Mininet stops its own shells
+        shells = {pid for pid, argv, _ in found.procs if any(a.startswith("mininet:") for a in argv)}
+        plan.kill = [pid for pid in plan.kill if pid not in shells]   # Mininet stops its own shells
         cleanup.apply(cleanup.Cleanup(kill=plan.kill, pod_netns=plan.pod_netns))
         if self.net is not None:
             with self.net_lock:

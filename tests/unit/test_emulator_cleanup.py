@@ -27,6 +27,7 @@ def machine(**kw) -> Machine:
                (106, ["python", "-m", "netemu", "up", "--supervise", "--state-dir", STATE], (4, 0)),
                (107, ["python", "-m", "netemu", "up", "--supervise", "--state-dir", "/other"], (4, 0)),
                (108, ["vim"], (4, 0)),
+               (109, ["bash", "--norc", "-is", "mininet:nab12s1"], (4, 0)),           # our switch's shell
                (1, ["init"], (4, 0))],
         links=["lo", "eth0", "nab12s1", "nab12s1-eth1", "nab12s1-eth12", "nab12h3-eth0", "nffffs1",
                "nab12s1x", "xnab12s1", "docker0"])
@@ -36,7 +37,7 @@ def machine(**kw) -> Machine:
 
 def test_takes_only_this_clusters_things():
     plan = plan_cleanup(CID, STATE, None, machine(), me=999)
-    assert plan.kill == [100, 101, 102, 103, 106]
+    assert plan.kill == [100, 101, 102, 103, 106, 109]
     assert plan.node_netns == ["nen-ab12-control-plane", "nen-ab12-worker"]
     # ours by veth peer; an orphan older than a minute; not a fresh one, not another cluster's
     assert plan.pod_netns == ["nep-00000000001", "nep-00000000003"]
