@@ -22,6 +22,10 @@ CLONE_NEWUTS = 0x04000000
 NETNS_RUN_DIR = "/run/netns"
 
 _libc = ctypes.CDLL(None, use_errno=True)
+# resolved now, not on first use: a forked child (preexec_fn) must not run dlsym, whose lock
+# another thread of the agent may have held at fork time
+_setns = _libc.setns
+_unshare = _libc.unshare
 _executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="netns")
 
 
@@ -35,7 +39,7 @@ def netns_path(name: str) -> str:
 
 
 def setns(fd: int, nstype: int) -> None:
-    if _libc.setns(fd, nstype) != 0:
+    if _setns(fd, nstype) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
 
@@ -81,7 +85,7 @@ def preexec_enter(netns: str | None, hostname: str | None):
             setns(fd, CLONE_NEWNET)
             os.close(fd)
         if hostname:
-            if _libc.unshare(CLONE_NEWUTS) != 0:
+            if _unshare(CLONE_NEWUTS) != 0:
                 raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUTS)")
             socket.sethostname(hostname)
 
