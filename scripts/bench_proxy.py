@@ -6,9 +6,9 @@ here and removed at the end (also on failure):
   build   - the builder alone turning the service/endpoint maps into restore text
   sync    - our Proxier's first (full) sync: fold tracker changes + build + jumps + restore
   raw     - plain `iptables-restore --noflush --counters` of the very same text in a fresh netns
-  and at the largest scale a one-Service change (one endpoint replaced):
-  partial - our Proxier's partial sync
-  raw-partial - raw restore of the same partial text
+  and at the largest scale one-Service changes (one endpoint replaced; 7 rounds, medians):
+  partial - our Proxier's partial sync (it restores the BuildCache's delta)
+  raw-partial - raw restore of upstream's partial text (top-level chains rewritten; round 1)
   raw-delta   - raw restore of the minimal delta (only the changed Service's chains)
 Ratios compare numbers from the same run. Run as root:
   .venv/bin/python scripts/bench_proxy.py [--scales 1000,5000,10000] [--backends nft,legacy]
@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from netemu.agent.proxy.iptables.apply import netns_exec  # noqa: E402
 from netemu.agent.proxy.iptables.builder import build  # noqa: E402
-from netemu.agent.proxy.model import NodeInfo, ProxyConfig  # noqa: E402
+from netemu.agent.proxy.model import NodeInfo, ProxyConfig, endpoints_by_service_port  # noqa: E402
 from netemu.agent.proxy.proxier import IptablesProxier  # noqa: E402
 from netemu.agent.runtime.netns import Lab, run  # noqa: E402
 
@@ -139,24 +139,45 @@ def _full_text(services: list[dict], slices: list[dict]) -> str:
     return build(service_map, endpoints_map, NODE, ProxyConfig()).text
 
 
-def bench_change(proxier: IptablesProxier, ns_raw: str, backend: str, slices: list[dict]) -> dict:
-    """Replace one endpoint of one Service; partial sync vs raw restores of the same change."""
-    i = len(slices) // 2
-    new = endpoint_slice(i, first_ep=1)
-    before = proxier.previous_chains
-    proxier.on_slice_update(slices[i], new)
+def bench_change(proxier: IptablesProxier, ns_raw: str, backend: str, slices: list[dict],
+                 rounds: int = 7) -> dict:
+    """Replace one endpoint of one Service (a different Service each round): our partial sync
+    vs the raw restore of the minimal delta for the same change, which of the two goes first
+    alternating per round (medians). The raw namespace applies the same deltas, so both keep
+    the same tables; the first round also restores upstream's partial text there (top-level
+    chains rewritten, as upstream does)."""
+    partial, delta, builds, raw_partial = [], [], [], None
+    for k in range(rounds):
+        i = len(slices) // 2 + k
+        new = endpoint_slice(i, first_ep=1)
+        before = proxier.previous_chains
+        proxier.on_slice_update(slices[i], new)
+        slices[i] = new
+        if k % 2 == 1:
+            result = _partial_sync(proxier)
+        # the same change as text for the raw namespace: the uncached builder's partial text
+        # (the slice is the Service's only one, so it replaces its entry in the maps)
+        eps_map = dict(proxier.endpoints_map)
+        eps_map.update(endpoints_by_service_port([new], NODE))
+        text = build(proxier.service_map, eps_map, NODE, ProxyConfig(), changed={("bench", f"svc-{i}")},
+                     previous_chains=before).text
+        delta.append(raw_restore(netns_exec(ns_raw), backend, minimal_delta(text)))
+        if k % 2 == 0:
+            result = _partial_sync(proxier)
+        partial.append(result.duration)
+        builds.append(result.build_seconds)
+        if raw_partial is None:
+            raw_partial = raw_restore(netns_exec(ns_raw), backend, text)
+    return {"partial": statistics.median(partial), "raw_partial": raw_partial,
+            "raw_delta": statistics.median(delta), "partial_build": statistics.median(builds),
+            "change_rounds": " ".join(f"{a * 1000:.0f}/{b * 1000:.0f}" for a, b in zip(partial, delta))}
+
+
+def _partial_sync(proxier: IptablesProxier):
     result = proxier.sync()
     if not result.ok or result.full:
         raise SystemExit(f"partial sync failed or was full: {result}")
-    # the same partial text for the raw namespace (which holds the same full state)
-    partial = build(proxier.service_map, proxier.endpoints_map, NODE, ProxyConfig(),
-                    changed={("bench", f"svc-{i}")}, previous_chains=before)
-    delta = minimal_delta(partial.text)
-    raw_delta = raw_restore(netns_exec(ns_raw), backend, delta)
-    # undo in raw ns is not needed: the partial text is idempotent on top of the delta
-    raw_partial = raw_restore(netns_exec(ns_raw), backend, partial.text)
-    return {"partial": result.duration, "raw_partial": raw_partial, "raw_delta": raw_delta,
-            "partial_build": result.build_seconds}
+    return result
 
 
 def main() -> int:
@@ -188,7 +209,8 @@ def format_row(r: dict) -> str:
          f"(first-sync build {r['sync_build']:.3f}s; rounds sync/raw {r['all']})")
     if "partial" in r:
         s += (f" | change: partial {r['partial']:.3f}s raw-partial {r['raw_partial']:.3f}s "
-              f"raw-delta {r['raw_delta']:.3f}s partial/raw-delta {r['partial'] / r['raw_delta']:.2f}")
+              f"raw-delta {r['raw_delta']:.3f}s partial/raw-delta {r['partial'] / r['raw_delta']:.2f} "
+              f"(partial build {r['partial_build'] * 1000:.1f} ms; rounds partial/raw-delta ms {r['change_rounds']})")
     return s
 
 
