@@ -259,3 +259,19 @@ def test_agent_restart_keeps_ips_and_kills_old_processes(node, tmp_path):
     asyncio.run(second_run())
     assert pod_netns(other["metadata"]["uid"]) not in _netns_list()
     assert pod_netns(pod["metadata"]["uid"]) not in _netns_list()
+
+
+def test_failed_sandbox_leaves_nothing(node):
+    """No cni0 on the node (setup_node not called): the veth cannot join the bridge."""
+    pod = _pod("pod-f", {"name": "c", "image": "nginx"})
+
+    async def scenario():
+        with pytest.raises(Exception) as err:
+            await node.create_sandbox(pod)
+        assert "cni0" in str(err.value)
+
+    asyncio.run(scenario())
+    assert pod_netns(pod["metadata"]["uid"]) not in _netns_list()
+    assert node.ipam.allocations == {}
+    links = subprocess.run(["ip", "-n", node.node_netns, "-o", "link"], capture_output=True, text=True).stdout
+    assert "veth" not in links

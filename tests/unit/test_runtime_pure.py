@@ -118,3 +118,22 @@ def test_http_async_handler_keeps_pipelined_order():
         return t.out
     out = asyncio.run(run())
     assert out.index(b"first") < out.index(b"second")
+
+
+def test_dial_rejects_bad_parameters_before_dialing():
+    import asyncio
+    import json
+
+    from netemu.agent.runtime.dial import dial
+    from netemu.agent.runtime.httpserve import Request
+
+    def ask(query):
+        req = Request("GET", "/dial?" + query, "HTTP/1.1", {}, b"", ("10.0.0.1", 1))
+        return asyncio.run(dial(None, req))
+    assert ask("host=10.0.0.2&port=80").status == 400                      # no request
+    assert b"request parameter not specified" in ask("host=10.0.0.2&port=80").body
+    assert ask("request=x&host=10.0.0.2&port=80&tries=z").status == 400
+    assert ask("request=x&host=10.0.0.2&port=80&protocol=sctp").status == 400
+    bad_host = ask("request=x&host=web.default.svc&port=80")
+    assert bad_host.status == 400 and b"no DNS" in bad_host.body
+    assert json.loads(ask("request=x&host=10.0.0.2&port=80&tries=0").body) == {}

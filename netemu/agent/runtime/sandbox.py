@@ -53,7 +53,9 @@ class SandboxManager:
         if os.path.exists(os.path.join(NETNS_RUN_DIR, netns)):
             if await self._complete(sandbox):
                 return sandbox
-            await self._delete_netns(netns)  # a half-made leftover: start again
+            # a half-made leftover: start again
+            await run(ip_argv(self.node_netns, "link", "del", veth), check=False)
+            await self._delete_netns(netns)
         try:
             # its own process: ``ip -n NODE`` enters a private mount namespace, where a new
             # /run/netns bind mount would stay invisible to everyone else
@@ -72,8 +74,7 @@ class SandboxManager:
                 f"route add default via {self.ipam.gateway}",
             ])
         except BaseException:
-            await self._delete_netns(netns)
-            self.ipam.release(uid)
+            await self._teardown(uid)
             raise
         return sandbox
 
@@ -89,6 +90,9 @@ class SandboxManager:
         The veth is deleted first, explicitly: a deleted namespace is torn down later by the
         kernel (and only once no socket refers to it), and the node's bridge port would linger.
         """
+        await self._teardown(uid)
+
+    async def _teardown(self, uid: str) -> None:
         await run(ip_argv(self.node_netns, "link", "del", host_veth(uid)), check=False)
         await self._delete_netns(pod_netns(uid))
         self.ipam.release(uid)
