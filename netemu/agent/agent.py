@@ -43,7 +43,9 @@ class AgentConfig:
 class Agent:
     def __init__(self, config: AgentConfig):
         self.config = config
-        self.api = ApiClient.from_kubeconfig(config.kubeconfig, user_agent=f"netemu-agent/{config.kubelet.node_name}")
+        # 10 s per call (not 30): a cut link must not stall heartbeats and status writes for long
+        self.api = ApiClient.from_kubeconfig(config.kubeconfig, timeout=10.0,
+                                             user_agent=f"netemu-agent/{config.kubelet.node_name}")
         self.runtime = AgentRuntime(config.state_dir)
         config.kubelet.log_dir = self.runtime.log_dir
         self.kubelet = Kubelet(self.api, self.runtime, config.kubelet)

@@ -230,3 +230,34 @@ def test_agent_runs_a_node_and_its_pods(cluster):
     c.kubectl("delete", "pod", "web", "--wait=false")
     c.wait("web gone", lambda: c.get("pod", "web") is None)
     assert not os.path.exists(f"/run/netns/{pod_netns(uid)}")
+
+
+def _renew_time(c: Cluster) -> str:
+    r = c.kubectl("get", "lease", "-n", "kube-node-lease", "n1", "-o", "json", check=False)
+    return json.loads(r.stdout)["spec"]["renewTime"] if r.returncode == 0 else ""
+
+
+def test_agent_survives_a_cut_link(cluster):
+    """The node's only link goes down: the control plane marks it not Ready, its pod keeps
+    serving; the link comes back: Lease renewals resume and the node and pod are Ready again."""
+    c = cluster
+    c.wait("node Ready", lambda: _cond(c.get("node", "n1"), "Ready") == "True")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+           "spec": {"nodeName": "n1", "containers": [
+               {"name": "web", "image": AGNHOST, "args": ["netexec", "--http-port=8080"]}]}}
+    c.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    web = c.wait("web Ready", lambda: (p := c.get("pod", "web")) and _cond(p, "Ready") == "True" and p)
+    ip = web["status"]["podIP"]
+
+    _run("ip", "-n", c.node_ns, "link", "set", "eth1", "down")
+    try:
+        c.wait("node not Ready", lambda: _cond(c.get("node", "n1"), "Ready") not in ("True", None), timeout=60)
+        answer = asyncio.run(http_get(ip, 8080, "/hostname", timeout=3, netns=c.node_ns))
+        assert answer.ok and answer.body == b"web"           # the pod kept running
+        before = _renew_time(c)
+    finally:
+        _run("ip", "-n", c.node_ns, "link", "set", "eth1", "up")
+    c.wait("node Ready again", lambda: _cond(c.get("node", "n1"), "Ready") == "True", timeout=60)
+    c.wait("lease renewed", lambda: _renew_time(c) > before, timeout=30)
+    c.wait("pod Ready again", lambda: _cond(c.get("pod", "web"), "Ready") == "True", timeout=30)
+    assert c.get("pod", "web")["metadata"]["uid"] == web["metadata"]["uid"]

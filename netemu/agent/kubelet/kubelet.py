@@ -79,6 +79,7 @@ class Kubelet:
                                  config.log_dir, Backoff(config.backoff_initial, config.backoff_max))
         self._node_changed = asyncio.Event()
         self._last_report = 0.0
+        self._force_report = False
 
     # -- node --------------------------------------------------------------------------------
 
@@ -104,6 +105,7 @@ class Kubelet:
         status = ns_.node_status(c.node_ip, c.node_name, c.capacity, conds)
         self.node = await self.api.patch(NODE, c.node_name, {"status": status}, subresource="status")
         self._last_report = time.monotonic()
+        self._force_report = False
 
     def _needs_report(self) -> bool:
         """Post the Node status when Ready differs from ours (e.g. the lifecycle controller set
@@ -112,7 +114,7 @@ class Kubelet:
         ready = next((cd for cd in (node.get("status") or {}).get("conditions") or []
                       if cd.get("type") == "Ready"), {})
         want = "True" if self.ready else "False"
-        return ready.get("status") != want or \
+        return self._force_report or ready.get("status") != want or \
             time.monotonic() - self._last_report >= self.config.status_report_interval
 
     async def renew_lease(self) -> None:
@@ -243,11 +245,18 @@ class Kubelet:
     async def _heartbeats(self, stop: asyncio.Event) -> None:
         """Renew the Lease every interval, whatever else happens (the node lifecycle controller
         reads only this); a failure is logged and the next beat tries again."""
+        failing = False
         while not stop.is_set():
             try:
-                await self.renew_lease()
+                await asyncio.wait_for(self.renew_lease(), max(2.0, 2 * self.config.heartbeat_interval))
+                if failing:       # back in touch: the API may show us Unknown; say Ready again
+                    log.info("lease renewed again; re-reporting node status")
+                    self._force_report = True
+                    self._node_changed.set()
+                failing = False
             except TRANSIENT as exc:
-                log.warning("lease renewal failed (%s); the pods keep running", exc)
+                failing = True
+                log.warning("lease renewal failed (%s); the pods keep running", str(exc) or type(exc).__name__)
             try:
                 await asyncio.wait_for(stop.wait(), self.config.heartbeat_interval)
             except asyncio.TimeoutError:
