@@ -70,6 +70,9 @@ def test_builtin_pods_talk_over_the_bridge(node):
                  {"name": "sh", "image": AGNHOST, "args": ["serve-hostname", "--udp", "--http=false", "--port=9376"]})
         sa, sb = await node.create_sandbox(a), await node.create_sandbox(b)
         assert sa.ip != sb.ip and sa.ip.startswith("10.244.7.") and sa.netns == pod_netns(a["metadata"]["uid"])
+        detail = subprocess.run(["ip", "-n", node.node_netns, "-d", "link", "show", sa.veth],
+                                capture_output=True, text=True).stdout
+        assert "master cni0" in detail and "hairpin on" in detail
         web = await node.start_container(sa, a, a["spec"]["containers"][0])
         ngx = await node.start_container(sb, b, b["spec"]["containers"][0])
         shn = await node.start_container(sb, b, b["spec"]["containers"][1])
