@@ -430,16 +430,19 @@ def _pod_netns(args: argparse.Namespace, pod_name: str) -> str:
 
 def run_exec(args: argparse.Namespace) -> int:
     pod, extra, command = split_exec_words(args.pod, args.command, args.node)
-    if extra:
+    if extra:  # options typed after POD: parsed with the same definitions
         more = argparse.ArgumentParser(prog="netemu exec", add_help=False)
-        more.add_argument("-n", "--namespace")
+        _common(more)
         more.add_argument("-c", "--container")
-        try:
-            parsed = more.parse_args(extra)
-        except SystemExit:
-            raise UsageError(f"unknown options before --: {' '.join(extra)}") from None
-        args.namespace = parsed.namespace or args.namespace
-        args.container = parsed.container or args.container
+        more.add_argument("--node")
+        parsed, unknown = more.parse_known_args(extra)
+        if unknown:
+            raise UsageError(f"unknown options before --: {' '.join(unknown)}")
+        for key, value in vars(parsed).items():
+            if value is not None and value != more.get_default(key):
+                setattr(args, key, value)
+        if args.node is not None:
+            raise UsageError("give either POD or --node NODE, not both")
     if not command:
         raise UsageError("exec needs a command after --, e.g. netemu exec POD -- ip addr")
     if args.node is not None:

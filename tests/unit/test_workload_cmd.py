@@ -249,3 +249,8 @@ def test_exec_pod_without_a_sandbox_here(cluster, tmp_path, capsys):
     assert code == 2 and "container zz" in err
     code, _, err = netemu(capsys, kc, "exec", "nobody", "--", "true")
     assert code == 2 and "not found" in err
+    # options typed after the pod are read the same way
+    code = main(["exec", "lonely", "--kubeconfig", kc, "-c", "zz", "--", "true"])
+    assert code == 2 and "container zz" in capsys.readouterr().err
+    code = main(["exec", "lonely", "--kubeconfig", kc, "--bogus", "--", "true"])
+    assert code == 2 and "--bogus" in capsys.readouterr().err
