@@ -7,6 +7,7 @@ zone A. Node names: ``control-plane``, ``a1..aN``, ``b1..bN``.
 
     netemu up --topo topologies/zones.py:TwoZoneTopo,2
     netemu up --topo topologies/zones.py:TwoZoneTopo,per_zone=3,zone_a=east,zone_b=west
+    netemu up --topo topologies/zones.py:TwoZoneTopo,2,cross_bw=100
 """
 
 from mininet.topo import Topo
@@ -17,7 +18,9 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 class TwoZoneTopo(Topo):
     """``per_zone`` workers in each of two zones; one switch per zone, one link between them."""
 
-    def build(self, per_zone=2, zone_a="zone-a", zone_b="zone-b"):
+    def build(self, per_zone=2, zone_a="zone-a", zone_b="zone-b", cross_bw=None, cross_delay=None):
+        """cross_bw (Mbit/s) and cross_delay ("5ms") shape the inter-zone link (Mininet TCLink;
+        netemu refuses them up front where the kernel lacks htb/netem)."""
         per_zone = int(per_zone)
         rack_a, rack_b = self.addSwitch("s1"), self.addSwitch("s2")
         self.addLink(self.addHost("control-plane", role="control-plane"), rack_a)
@@ -25,7 +28,8 @@ class TwoZoneTopo(Topo):
             for i in range(1, per_zone + 1):
                 host = self.addHost(f"{prefix}{i}", role="worker", labels={ZONE_LABEL: zone})
                 self.addLink(host, rack)
-        self.addLink(rack_a, rack_b)
+        shaping = {k: v for k, v in (("bw", cross_bw), ("delay", cross_delay)) if v not in (None, "")}
+        self.addLink(rack_a, rack_b, **shaping)
 
 
 topos = {"zones": TwoZoneTopo}

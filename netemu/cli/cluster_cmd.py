@@ -66,7 +66,7 @@ def prepare(args):
     """(plan, topo, options) from the flags; every bad input a UsageError, nothing made yet."""
     from netemu import features
     from netemu.emulator import network
-    from netemu.emulator.plan import PlanError, make_plan
+    from netemu.emulator.plan import PlanError, link_params, make_plan
     from netemu.emulator.supervisor import Options
     from netemu.emulator.topoload import TopologyError, load_topo
 
@@ -83,6 +83,8 @@ def prepare(args):
         topo = load_topo(spec)
         plan = make_plan(topo, state_dir_of(args), args.node_network)
         switch = network.choose_switch(args.switch)
+        for params in link_params(topo):     # TCLink options this kernel cannot apply: refuse now
+            features.require_for(link=params)
         if args.proxy_mode != "none":
             features.require_for(proxy_mode=args.proxy_mode)
     except (TopologyError, PlanError, features.FeatureMissing, ValueError) as exc:

@@ -84,7 +84,7 @@ def build(plan: ClusterPlan, topo, switch: str = "linuxbridge"):
 
     from netemu import features
 
-    setLogLevel("warning")
+    setLogLevel("error")                 # its br_netfilter warnings are about the root namespace
     shaped = any(p for p in link_params(topo))
     for params in link_params(topo):
         features.require_for(link=params)

@@ -100,6 +100,7 @@ class Supervisor:
         except Exception as exc:
             self.report("error", str(exc))
             return 1
+        self.fresh_state()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         try:
@@ -125,6 +126,13 @@ class Supervisor:
             for fd in locks:
                 os.close(fd)
         return code
+
+    def fresh_state(self) -> None:
+        """Every ``up`` starts an empty cluster: the previous run's store, certificates (their
+        SANs name the old addresses) and node state (pod IPAM, logs) go; logs/ stays."""
+        for name in ("controlplane", "etcd", "nodes"):
+            shutil.rmtree(self.state / name, ignore_errors=True)
+        (self.state / "kubeconfig").unlink(missing_ok=True)
 
     def _on_signal(self, signum, _frame) -> None:
         self.stop_event.set()

@@ -138,3 +138,10 @@ def test_topologies_that_cannot_make_a_cluster(topo, message):
 def test_node_network_too_small_for_the_nodes():
     with pytest.raises(P.PlanError, match="too small"):
         P.make_plan(Plain(hosts=250), "/tmp/x", "172.31.10.0/24")
+
+
+def test_zone_link_shaping_is_reported_for_the_features_check():
+    plain = load_topo("topologies/zones.py:TwoZoneTopo,1")
+    shaped = load_topo("topologies/zones.py:TwoZoneTopo,1,cross_bw=100,cross_delay=5ms")
+    assert not any(P.link_params(plain))
+    assert {"bw": 100, "delay": "5ms"} in P.link_params(shaped)
