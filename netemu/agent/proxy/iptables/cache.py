@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from itertools import accumulate
+from operator import attrgetter, itemgetter
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from ..model import EndpointInfo, NodeInfo, ProxyConfig, ServiceName, ServicePortInfo, ServicePortName
@@ -85,7 +86,7 @@ class BuildCache:
         self._tops: tuple[str, list[int], str] | None = None  # see top_texts()
         self._infos: dict = {}                        # the services map of the last build
         self._eps: dict = {}                          # the endpoints map of the last build
-        self._index: dict[ServiceName, set[ServicePortName]] = {}  # keys of both maps by Service
+        self._extra: dict[ServiceName, set[ServicePortName]] = {}  # endpoint-only ports by Service
         self._total_eps = 0
         self.active: set[str] = set()                 # service chains of all entries
         self.totals = [0, 0, 0, 0, 0]                 # top filter, top nat, chain rules, no-local int/ext
@@ -127,7 +128,8 @@ class BuildCache:
         """Ports that may differ from the last build (see the module docstring)."""
         cands: set[ServicePortName] = set()
         for s in changed or ():
-            cands |= self._index.get(s, set())
+            cands.update(self.ports_of(s))
+            cands |= self._extra.get(s, set())
         self._patch(cands, services, endpoints)
         if self._infos == services and self._eps == endpoints:
             return cands
@@ -145,37 +147,42 @@ class BuildCache:
         return cands
 
     def _patch(self, spns, services, endpoints) -> None:
-        """Bring the snapshots (and the by-Service index) up to date for ``spns``."""
+        """Bring the snapshots (and the index of endpoint-only ports) up to date for ``spns``."""
         for spn in spns:
             _patch(self._infos, services, spn)
             _patch(self._eps, endpoints, spn)
-            if spn in services or spn in endpoints:
-                self._index.setdefault(spn.service, set()).add(spn)
+            if spn in endpoints and spn not in services:
+                self._extra.setdefault(spn.service, set()).add(spn)
             else:
-                ports = self._index.get(spn.service)
+                ports = self._extra.get(spn.service)
                 if ports is not None:
                     ports.discard(spn)
                     if not ports:
-                        del self._index[spn.service]
+                        del self._extra[spn.service]
 
     def _snapshot(self, services, endpoints) -> None:
         self._infos, self._eps = dict(services), dict(endpoints)
-        self._index = {}
-        for spn in (*self._infos, *self._eps):
-            self._index.setdefault(spn.service, set()).add(spn)
+        self._extra = {}
+        for spn in endpoints.keys() - services.keys():
+            self._extra.setdefault(spn.service, set()).add(spn)
 
     def _rebuild(self, services, endpoints, env) -> Refresh:
+        """Render every port, in bulk (the first sync's cost: keep it near the uncached build's)."""
         node, cfg, localhost_nfacct = env
         self.invalidate()
         self._env = env
         self._snapshot(services, endpoints)
         self._total_eps = sum(len(endpoints.get(spn, ())) for spn in services)
-        self.large = self._total_eps > cfg.large_cluster_threshold
-        replaced = {spn: (None, make_entry(spn, info, endpoints.get(spn, ()), node, cfg, self.large,
-                                           localhost_nfacct))
-                    for spn, info in services.items()}
-        self._apply(replaced)
-        return Refresh(True, replaced)
+        large = self.large = self._total_eps > cfg.large_cluster_threshold
+        self.order = sorted(services)
+        self.ordered = [make_entry(spn, services[spn], endpoints.get(spn, ()), node, cfg, large, localhost_nfacct)
+                        for spn in self.order]
+        self.entries = dict(zip(self.order, self.ordered))
+        self.active = set().union(*map(attrgetter("chains"), self.ordered))
+        self.totals = [sum(map(len, map(attrgetter(a), self.ordered)))
+                       for a in ("top_filter", "top_nat", "chain_rules")]
+        self.totals += [sum(map(itemgetter(k), map(attrgetter("no_local"), self.ordered))) for k in (0, 1)]
+        return Refresh(True, {})
 
     def _apply(self, replaced) -> None:
         """Swap entries, keeping order, totals, the active chain set and the top texts in step."""
@@ -230,8 +237,14 @@ class BuildCache:
         return bisect_left(self.order, spn)
 
     def ports_of(self, service: ServiceName) -> list[ServicePortName]:
-        """The cached ports of ``service`` (those with an entry), for a partial build."""
-        return [spn for spn in self._index.get(service, ()) if spn in self.entries]
+        """The cached ports of ``service``: a run in the sorted order (a ServiceName sorts just
+        before its own ServicePortNames), found by bisection instead of an index."""
+        order, out = self.order, []
+        i = bisect_left(order, service)
+        while i < len(order) and order[i][:2] == service:
+            out.append(order[i])
+            i += 1
+        return out
 
 
 def _patch(snapshot: dict, current: Mapping, key) -> None:
