@@ -12,23 +12,20 @@ import ipaddress
 import json
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import asdict
 
 from netemu.agent.proxy.cleanup import BACKENDS, Cleaner
+from netemu.agent.proxy.iptables.apply import exec_in
 from netemu.agent.proxy.iptables.dump import parse
 from netemu.agent.proxy.trace import Packet, TraceError, Tracer
 from netemu.cli.main import Command, UsageError
 
 
-def _in_netns(netns: str | None, argv: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", netns, *argv] if netns else argv
-
-
-def _run(argv: list[str]) -> str:
+def _run(netns: str | None, argv: list[str]) -> str:
+    """stdout of argv (inside ``netns`` if given, via the proxier's Exec); failure -> UsageError."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        done = exec_in(netns)(argv)
     except FileNotFoundError:
         raise UsageError(f"{argv[0]} is not installed") from None
     if done.returncode != 0:
@@ -39,7 +36,7 @@ def _run(argv: list[str]) -> str:
 def _local_addresses(netns: str | None) -> list[str]:
     """The addresses `addrtype LOCAL` matches in that namespace (`ip -o addr show`)."""
     ips = []
-    for line in _run(_in_netns(netns, ["ip", "-o", "addr", "show"])).splitlines():
+    for line in _run(netns, ["ip", "-o", "addr", "show"]).splitlines():
         words = line.split()
         if len(words) > 3 and words[2] in ("inet", "inet6"):
             ips.append(words[3].split("/")[0])
@@ -53,14 +50,14 @@ def _read_live(netns: str | None, backend: str | None) -> tuple[str, str | None]
     (upstream picks the one with more rules). Reading the system default blindly would trace an
     empty table on a node whose kube-proxy uses the other backend."""
     if backend:
-        return _run(_in_netns(netns, [f"iptables-{backend}-save"])), None
+        return _run(netns, [f"iptables-{backend}-save"]), None
     found = {}
     for b in BACKENDS:
         if shutil.which(f"iptables-{b}-save"):
-            found[b] = _run(_in_netns(netns, [f"iptables-{b}-save"]))
+            found[b] = _run(netns, [f"iptables-{b}-save"])
     counts = {b: text.count("-A KUBE-") for b, text in found.items()}
     if not counts or max(counts.values()) == 0:
-        return _run(_in_netns(netns, ["iptables-save"])), "no KUBE- rules in either iptables backend"
+        return _run(netns, ["iptables-save"]), "no KUBE- rules in either iptables backend"
     best = max(counts, key=counts.get)
     other = [b for b in counts if b != best and counts[b]]
     note = f"read iptables-{best}-save (it holds kube-proxy's rules)"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 
 from netemu.agent.proxy.cleanup import Cleaner, plan_iptables, plan_ipvs, plan_nft
+from netemu.agent.proxy.iptables.apply import Result
 from netemu.agent.proxy.iptables.dump import parse
 from tests.unit.test_trace_fixtures import REAL_LEGACY_SAVE, REAL_NFT_SAVE_COUNTERS
 
@@ -111,45 +111,49 @@ class FakeKernel:
         self.saves = saves
         self.calls: list[tuple[list[str], str | None]] = []
 
-    def __call__(self, argv, stdin):
-        self.calls.append((argv, stdin))
+    def __call__(self, argv, input=None):
+        self.calls.append((argv, input))
         prog = argv[4] if argv[:3] == ["ip", "netns", "exec"] else argv[0]
         if prog.endswith("-save"):
             out = self.saves.get(prog, "")
-            return subprocess.CompletedProcess(argv, 0, out, "")
+            return Result(0, out, "")
         if prog.endswith("-restore"):
             self.saves = {k: "" for k in self.saves}   # "the kernel" is clean after the restore
-            return subprocess.CompletedProcess(argv, 0, "", "")
+            return Result(0, "", "")
         if argv[-3:] == ["nft", "list", "tables"]:
-            return subprocess.CompletedProcess(argv, 0, "table ip kube-proxy\n", "")
-        return subprocess.CompletedProcess(argv, 0, "", "")
+            return Result(0, "table ip kube-proxy\n", "")
+        return Result(0, "", "")
 
 
-def test_cleaner_runs_in_the_netns_and_is_idempotent():
+def test_cleaner_runs_in_the_netns_and_is_idempotent(monkeypatch):
+    from netemu.agent.proxy.iptables import apply
+
     kernel = FakeKernel({"iptables-legacy-save": SAVE})
-    cleaner = Cleaner(netns="ntpX", backends=("legacy",), run=kernel, which=lambda p: "/usr/sbin/" + p)
+    monkeypatch.setattr(apply, "local_exec", kernel)    # under the proxier's netns_exec
+    cleaner = Cleaner(netns="ntpX", backends=("legacy",), which=lambda p: "/usr/sbin/" + p)
     report = cleaner.cleanup()
     assert report.errors == []
     assert all(argv[:4] == ["ip", "netns", "exec", "ntpX"] for argv, _ in kernel.calls)
     restores = [(argv, stdin) for argv, stdin in kernel.calls if argv[4].endswith("-restore")]
-    assert [a[4:] for a, _ in restores] == [["iptables-legacy-restore", "--noflush"]]
+    # the proxier's Iptables: same binary, waiting for the xtables lock, no counters
+    assert [a[4:] for a, _ in restores] == [["iptables-legacy-restore", "-w", "5", "-W", "100000", "--noflush"]]
     assert restores[0][1] == plan_iptables(SAVE).restore_text
     assert "legacy ipv4 filter KUBE-SERVICES" in report.removed_chains
     assert ["nft", "delete", "table", "ip", "kube-proxy"] in report.commands
     kernel2 = FakeKernel({"iptables-legacy-save": ""})
-    again = Cleaner(netns="ntpX", backends=("legacy",), run=kernel2,
+    again = Cleaner(netns="ntpX", backends=("legacy",), exec_=kernel2,
                     which=lambda p: None if p == "nft" else "/x").cleanup()
     assert again.nothing_to_do and "nft: not installed" in again.skipped
 
 
 def test_cleaner_reports_a_failed_restore():
-    def run(argv, stdin):
+    def run(argv, input=None):
         if argv[0].endswith("-restore"):
-            return subprocess.CompletedProcess(argv, 1, "", "iptables-restore: line 3 failed")
+            return Result(1, "", "iptables-restore: line 3 failed")
         if argv[0].endswith("-save"):
-            return subprocess.CompletedProcess(argv, 0, SAVE if argv[0].startswith("iptables-") else "", "")
-        return subprocess.CompletedProcess(argv, 0, "", "")
-    report = Cleaner(backends=("nft",), run=run, which=lambda p: "/x").cleanup()
+            return Result(0, SAVE if argv[0].startswith("iptables-") else "", "")
+        return Result(0, "", "")
+    report = Cleaner(backends=("nft",), exec_=run, which=lambda p: "/x").cleanup()
     assert report.errors == ["iptables-nft-restore failed: iptables-restore: line 3 failed"]
     assert report.removed_chains == []
 
@@ -157,3 +161,16 @@ def test_cleaner_reports_a_failed_restore():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="unknown iptables backend 'foo'"):
         Cleaner(backends=("foo",))
+
+
+def test_cleaner_uses_the_families_binaries_and_reports_a_failed_save():
+    seen = []
+
+    def run(argv, input=None):
+        seen.append(argv[0])
+        if argv[0] == "ip6tables-legacy-save":
+            return Result(1, "", "can't initialize ip6tables table")
+        return Result(0, "", "")
+    report = Cleaner(backends=("legacy",), exec_=run, which=lambda p: "/x").cleanup()
+    assert {"iptables-legacy-save", "ip6tables-legacy-save"} <= set(seen)
+    assert report.skipped == ["ip6tables-legacy-save failed: can't initialize ip6tables table"]

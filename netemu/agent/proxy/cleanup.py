@@ -37,19 +37,16 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from typing import Callable
 
+from netemu.agent.proxy.iptables.apply import FAMILIES, Exec, Iptables, IptablesError, Result, exec_in
 from netemu.agent.proxy.iptables.dump import no_gc, parse
 
 log = logging.getLogger(__name__)
 
 PREFIX = "KUBE-"
 BACKENDS = ("nft", "legacy")
-FAMILIES = ("ipv4", "ipv6")
-
-Runner = Callable[[list[str], str | None], subprocess.CompletedProcess]
 
 
 @dataclass
@@ -119,14 +116,6 @@ def _link_name(line: str) -> str | None:
     return parts[1].strip().split("@")[0] if len(parts) == 3 else None
 
 
-def iptables_commands(backend: str, family: str) -> tuple[str, str]:
-    """(save, restore) program names for a backend and family."""
-    if backend not in BACKENDS or family not in FAMILIES:
-        raise ValueError(f"backend must be one of {BACKENDS} and family one of {FAMILIES}")
-    base = "iptables" if family == "ipv4" else "ip6tables"
-    return f"{base}-{backend}-save", f"{base}-{backend}-restore"
-
-
 @dataclass
 class CleanupReport:
     removed_chains: list[str] = field(default_factory=list)     # "backend family table chain"
@@ -140,28 +129,23 @@ class CleanupReport:
         return not self.commands and not self.errors
 
 
-def _default_run(argv: list[str], stdin: str | None) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
-
-
 class Cleaner:
-    """Runs the listings and the planned removals, optionally inside a named netns."""
+    """Runs the listings and the planned removals through an Exec (apply.py's: ``ip netns exec
+    NAME`` with a netns, this namespace's otherwise; tests pass a fake), with the proxier's
+    Iptables for save and restore (same binaries, same xtables-lock wait)."""
 
     def __init__(self, netns: str | None = None, backends: tuple[str, ...] = BACKENDS,
-                 run: Runner = _default_run, which: Callable[[str], str | None] = shutil.which):
+                 exec_: Exec | None = None, which: Callable[[str], str | None] = shutil.which):
         for b in backends:
             if b not in BACKENDS:
                 raise ValueError(f"unknown iptables backend {b!r} (choose from {', '.join(BACKENDS)})")
         self.netns = netns
         self.backends = backends
-        self._run = run
+        self.exec = exec_ or exec_in(netns)
         self._which = which
 
-    def _argv(self, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.netns, *argv] if self.netns else argv
-
-    def run(self, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
-        return self._run(self._argv(argv), stdin)
+    def run(self, argv: list[str], stdin: str | None = None) -> Result:
+        return self.exec(argv, stdin)
 
     def cleanup(self) -> CleanupReport:
         report = CleanupReport()
@@ -173,23 +157,24 @@ class Cleaner:
         return report
 
     def _iptables(self, backend: str, family: str, report: CleanupReport) -> None:
-        save, restore = iptables_commands(backend, family)
-        if not self._which(save):
-            report.skipped.append(f"{save}: not installed")
+        ipt = Iptables(backend, self.exec, family=family)
+        if not self._which(ipt.save_bin):
+            report.skipped.append(f"{ipt.save_bin}: not installed")
             return
-        listed = self.run([save])
-        if listed.returncode != 0:
-            report.skipped.append(f"{save} failed: {listed.stderr.strip()[:200]}")
+        try:
+            listed = ipt.save()
+        except IptablesError as exc:
+            report.skipped.append(f"{ipt.save_bin} failed: {exc.result.stderr.strip()[:200]}")
             return
-        plan = plan_iptables(listed.stdout)
-        report.errors += [f"{save}: {p}" for p in plan.problems]
+        plan = plan_iptables(listed)
+        report.errors += [f"{ipt.save_bin}: {p}" for p in plan.problems]
         if plan.empty:
             return
-        argv = [restore, "--noflush"]
-        report.commands.append(argv)
-        done = self.run(argv, plan.restore_text)
-        if done.returncode != 0:
-            report.errors.append(f"{restore} failed: {done.stderr.strip()[:500]}")
+        report.commands.append(ipt.restore_argv(counters=False))
+        try:
+            ipt.restore(plan.restore_text, counters=False)
+        except IptablesError as exc:
+            report.errors.append(f"{ipt.restore_bin} failed: {exc.result.stderr.strip()[:500]}")
             return
         where = f"{backend} {family}"
         report.removed_chains += [f"{where} {t} {c}" for t, c in plan.chains]

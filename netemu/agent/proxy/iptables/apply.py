@@ -52,6 +52,11 @@ def netns_exec(netns: str) -> Exec:
     return run
 
 
+def exec_in(netns: str | None) -> Exec:
+    """``netns_exec(netns)``, or this namespace's ``local_exec`` for None (commands with --netns)."""
+    return netns_exec(netns) if netns else local_exec
+
+
 class IptablesError(RuntimeError):
     """An iptables command failed; the message names it and carries the kernel's words."""
 
@@ -89,19 +94,28 @@ class JumpRule(Protocol):
     args: tuple[str, ...]
 
 
-class Iptables:
-    """One backend's binaries behind an Exec: restore, save, and the -N/-C/-I of jump rules."""
+FAMILIES = {"ipv4": "iptables", "ipv6": "ip6tables"}
 
-    def __init__(self, backend: str = "iptables", exec_: Exec = local_exec):
+
+class Iptables:
+    """One backend's binaries (of one family) behind an Exec: restore, save, and the -N/-C/-I
+    of jump rules. The proxier and ``netemu proxy cleanup`` both go through here."""
+
+    def __init__(self, backend: str = "iptables", exec_: Exec = local_exec, *, family: str = "ipv4"):
+        if family not in FAMILIES:
+            raise ValueError(f"unknown IP family {family!r}: choose one of {', '.join(FAMILIES)}")
         self.exec = exec_
         self.backend = resolve_backend(backend, exec_)
-        self.iptables = f"iptables-{self.backend}"
-        self.restore_bin = f"iptables-{self.backend}-restore"
-        self.save_bin = f"iptables-{self.backend}-save"
+        self.iptables = f"{FAMILIES[family]}-{self.backend}"
+        self.restore_bin = f"{self.iptables}-restore"
+        self.save_bin = f"{self.iptables}-save"
+
+    def restore_argv(self, counters: bool = True) -> list[str]:
+        return [self.restore_bin, *_WAIT, "--noflush"] + (["--counters"] if counters else [])
 
     def restore(self, text: str, *, counters: bool = True) -> None:
         """One atomic ``iptables-restore --noflush``: all of ``text`` applies, or none of it."""
-        argv = [self.restore_bin, *_WAIT, "--noflush"] + (["--counters"] if counters else [])
+        argv = self.restore_argv(counters)
         result = self.exec(argv, text)
         if result.returncode != 0:
             raise IptablesError(" ".join(argv), result)
