@@ -1,0 +1,84 @@
+"""Cluster lifecycle from the outside: bad input refused with nothing made, and a cluster whose
+every netemu process was killed with SIGKILL removed by ``netemu cleanup`` (twice: idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.e2e import _cluster as c
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+def _refused(tmp_path, *flags: str) -> str:
+    state = tmp_path / "st"
+    proc = c.netemu("up", "--state-dir", str(state), "--node-network", c.node_network(31), *flags,
+                    check=False, timeout=120)
+    assert proc.returncode != 0
+    message = (proc.stderr + proc.stdout).strip()
+    assert "Traceback" not in message, message
+    assert c.nothing_left(state, set()), c.leftovers(state, set())
+    return message
+
+
+def test_zero_nodes_is_refused(tmp_path):
+    assert "--nodes" in _refused(tmp_path, "--nodes", "0")
+
+
+def test_unknown_topology_file_and_class_are_refused(tmp_path):
+    assert "nope.py" in _refused(tmp_path, "--topo", "topologies/nope.py:Topo")
+    assert "NoSuchTopo" in _refused(tmp_path, "--topo", "topologies/cluster.py:NoSuchTopo")
+
+
+def _netemu_pids(cl: c.Cluster) -> list[int]:
+    """The supervisor, API server and agents of this cluster (what `kill -9` of every netemu
+    process means); Mininet's host shells are left for cleanup to find."""
+    doc = cl.doc()
+    pids = {int(doc["supervisor_pid"])}
+    pids |= {int(n["agent_pid"]) for n in doc["nodes"].values() if n.get("agent_pid")}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "netemu" in cmd and str(cl.state_dir) in cmd:
+                pids.add(int(entry))
+    pids.discard(os.getpid())
+    return sorted(pids)
+
+
+def test_kill9_then_cleanup_leaves_nothing(tmp_path):
+    cl = c.Cluster(tmp_path / "st", 1, c.node_network(41))
+    pod_netns: set[str] = set()
+    try:
+        cl.up()
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "victim"},
+               "spec": {"containers": [{"name": "a", "image": c.AGNHOST, "args": ["netexec"]}]}}
+        cl.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        running = c.wait_until("the pod running", lambda: (lambda p: p if c.ready(p) else None)(
+            cl.get("pod", "victim")), 120)
+        pod_netns.add(c.pod_netns(running))
+        assert not c.nothing_left(cl.state_dir, pod_netns)
+        for pid in _netemu_pids(cl):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(1)
+        cl.is_up = False
+        for _ in range(2):
+            proc = c.netemu("cleanup", "--state-dir", str(cl.state_dir), check=False, timeout=300)
+            assert proc.returncode == 0, proc.stderr
+        left = c.leftovers(cl.state_dir, pod_netns)
+        assert not any(left.values()), left
+    finally:
+        cl.down()
+        c.netemu("cleanup", "--state-dir", str(cl.state_dir), check=False, timeout=300)
