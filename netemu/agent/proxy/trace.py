@@ -20,17 +20,17 @@ A dump rendered by our builder (restore text) holds only kube-proxy's own chains
 has no built-in chain at all, the tracer adds upstream kube-proxy's standard jumps into them
 (the ones it installs with ``iptables -I``), in the order a real node shows, and says so.
 Pure: no kernel, no root. The mangle and raw tables are not walked (kube-proxy's iptables mode
-does not use them for service traffic).
+does not use them for service traffic). Whether one rule matches is trace_match.py's business.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
 from dataclasses import asdict, dataclass, field, replace
 
 from netemu.agent.proxy.iptables.dump import Chain, Dump, Rule, Table, no_gc, parse, parse_rule
+from netemu.agent.proxy.trace_match import PROTO_NUMBERS, MatchEvaluator, address, mark_mask
 
 MASQ_MARK = 0x4000
 MAX_BRANCHES = 5000
@@ -61,7 +61,6 @@ STANDARD_JUMPS: dict[tuple[str, str], tuple[str, ...]] = {
     ("nat", "POSTROUTING"): ('-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',),
 }
 
-_PROTO_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "udplite": 136}
 _SILENT_TARGETS = {"LOG", "NFLOG", "TRACE", "CONNMARK", "NOTRACK", "CT", "CHECKSUM", "TCPMSS", "AUDIT"}
 
 
@@ -198,14 +197,14 @@ def _check_packet(packet: Packet, node_ips) -> None:
             ipaddress.ip_address(ip)
         except ValueError:
             raise TraceError(f"{label} {ip!r} is not an IP address") from None
-    if packet.proto.lower() not in _PROTO_NUMBERS:
+    if packet.proto.lower() not in PROTO_NUMBERS:
         raise TraceError(f"protocol {packet.proto!r} is not one of tcp, udp, sctp")
     for label, port in (("destination port", packet.dport), ("source port", packet.sport)):
         if not 0 <= int(port) <= 65535:
             raise TraceError(f"{label} {port} is out of range 0-65535")
 
 
-class _Run:
+class _Run(MatchEvaluator):
     """One trace: the packet's fixed facts plus what the walk learned (affinity, unknowns)."""
 
     def __init__(self, tracer: Tracer, packet: Packet, node_ips: list[str], ipsets: dict):
@@ -221,7 +220,7 @@ class _Run:
         self.branches = 0
 
     def is_local(self, ip: str) -> bool:
-        addr = _address(ip)
+        addr = address(ip)
         return addr in self.local or addr.is_loopback
 
     # ---- the hooks a new connection's first packet passes ------------------------------------
@@ -373,188 +372,15 @@ class _Run:
                                     f"nor a known target: treated as doing nothing")
         return s
 
-    # ---- matches -----------------------------------------------------------------------------
-
-    def match(self, table: str, chain: str, rule: Rule, s: _State) -> tuple[float, _State]:
-        """Probability that ``rule`` matches (0, 1, or a statistic's p) and the state after it."""
-        prob = 1.0
-        recent = []
-        for m in rule.matches:
-            if m.module == "recent":
-                recent.append(m)
-                continue
-            for opt in m.options:
-                p = self.option(table, chain, rule, m.module, opt, s)
-                if p <= 0.0:
-                    return 0.0, s
-                prob *= p
-        for m in recent:                 # only reached when everything else matched
-            p = self.recent(m, s)
-            if p <= 0.0:
-                return 0.0, s
-            prob *= p
-        return prob, s
-
-    def recent(self, m, s: _State) -> float:
-        name = m.get("name").value if m.get("name") else "DEFAULT"
-        if m.get("set"):
-            return 0.0 if m.get("set").negated else 1.0
-        check = m.get("rcheck") or m.get("update")
-        if check:
-            secs = m.get("seconds")
-            if self.affinity is None:
-                self.affinity = ("affinity: first connection goes as below, later ones stick to the "
-                                 f"endpoint chosen (-m recent --name {name}"
-                                 + (f", {secs.value} s" if secs else "") + ")")
-            return 1.0 if check.negated else 0.0   # a first connection has no entry yet
-        if m.get("remove"):
-            return 1.0 if m.get("remove").negated else 0.0
-        return 1.0
-
-    def option(self, table, chain, rule: Rule, module: str, opt, s: _State) -> float:
-        try:
-            ok = self._option(module, opt, s)
-        except (ValueError, IndexError, TypeError, ArithmeticError):     # a malformed value: report, never crash
-            ok = None
-        if ok is None:
-            dash = "-" if len(opt.name) == 1 else "--"
-            hint = " (give the input interface)" if opt.name == "i" else ""
-            self.unevaluated.append(f"{table} {chain}: cannot evaluate "
-                                    f"{'! ' if opt.negated else ''}{dash}{opt.name} {' '.join(opt.values)}"
-                                    f"{' (-m ' + module + ')' if module else ''}{hint}: assumed no "
-                                    f"match in: {rule.raw}")
-            return 0.0
-        if isinstance(ok, float):
-            return 1.0 - ok if opt.negated else ok
-        return 1.0 if ok != opt.negated else 0.0
-
-    def _option(self, module: str, opt, s: _State):
-        """True/False, a probability (float), or None when it cannot be evaluated."""
-        n, v = opt.name, opt.value
-        if module == "":
-            if n in ("s", "d"):
-                return _in_net(s.src if n == "s" else s.dst, v)
-            if n == "p":
-                return _proto_matches(v, self.proto)
-            if n in ("i", "o"):
-                iface = self.packet.iif if n == "i" else self.packet.oif
-                return None if iface is None else _iface_matches(v, iface)
-            if n == "f":
-                return False
-        if module in ("tcp", "udp", "sctp", "udplite", "multiport"):
-            if n in ("dport", "dports"):
-                return _port_in(s.dport, v)
-            if n in ("sport", "sports"):
-                return _port_in(self.packet.sport, v)
-            if n == "ports":
-                return _port_in(s.dport, v) or _port_in(self.packet.sport, v)
-            if n == "syn":
-                return self.proto == "tcp"
-            if n == "tcp-flags" and len(opt.values) == 2:
-                mask, comp = (_tcp_flags(x) for x in opt.values)
-                return ({"SYN"} & mask) == comp      # the first packet carries SYN alone
-        if module in ("comment", "nfacct", "limit"):
-            return True
-        if module == "addrtype" and n in ("src-type", "dst-type"):
-            types = set(v.split(","))
-            local = self.is_local(s.src if n == "src-type" else s.dst)
-            if types <= {"LOCAL"}:
-                return local
-            if types <= {"LOCAL", "UNICAST"}:
-                return True if local or "UNICAST" in types else local
-            return None
-        if module == "addrtype":
-            return True if n.startswith("limit-iface") else None
-        if module == "statistic":
-            if n == "probability":
-                p = float(v)
-                return p if 0.0 <= p <= 1.0 else None
-            if n == "every":
-                self.notes.append("-m statistic --mode nth: the packet counter is unknown; "
-                                  f"treated as probability 1/{v}")
-                return 1.0 / float(v)
-            return True                  # --mode / --packet ride along with the above
-        if module == "mark" and n == "mark":
-            value, mask = _mark_mask(v)
-            return (s.mark & mask) == value
-        if (module, n) in (("conntrack", "ctstate"), ("state", "state")):
-            states = {"NEW"} | ({"DNAT"} if s.dnat else set()) | ({"SNAT"} if s.snat else set())
-            return bool(states & set(v.split(",")))
-        if module == "set" and n == "match-set":
-            return self._ipset(opt, s)
-        return None
-
-    def _ipset(self, opt, s: _State):
-        name, dirs = opt.values[0], opt.values[1].split(",")
-        members = self.ipsets.get(name)
-        if members is None or len(dirs) != 1:
-            return None
-        ip = s.src if dirs[0] == "src" else s.dst
-        return any(_in_net(ip, m) for m in members)
-
-
-@functools.lru_cache(maxsize=65536)
-def _network(net: str):
-    """Parsed once per distinct -s/-d value: a 10k-Service KUBE-SERVICES repeats few of them."""
-    try:
-        return ipaddress.ip_network(net.strip(), strict=False)
-    except ValueError:
-        return None
-
-
-@functools.lru_cache(maxsize=4096)
-def _address(ip: str):
-    return ipaddress.ip_address(ip)
-
-
-def _in_net(ip: str, net: str) -> bool:
-    network = _network(net)
-    if network is None:
-        return False
-    addr = _address(ip)
-    return addr.version == network.version and addr in network
-
-
-def _proto_matches(value: str, proto: str) -> bool:
-    value = value.lower()
-    return value in ("all", "0", proto) or value == str(_PROTO_NUMBERS.get(proto))
-
-
-def _iface_matches(pattern: str, iface: str) -> bool:
-    return iface.startswith(pattern[:-1]) if pattern.endswith("+") else iface == pattern
-
-
-def _port_in(port: int, spec: str) -> bool:
-    for part in spec.split(","):
-        lo, colon, hi = part.partition(":")
-        if colon and int(lo or 0) <= port <= int(hi or 65535):
-            return True
-        if not colon and port == int(lo):
-            return True
-    return False
-
-
-_ALL_FLAGS = {"FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"}
-
-
-def _tcp_flags(spec: str) -> set[str]:
-    flags = set(spec.upper().split(","))
-    return _ALL_FLAGS if "ALL" in flags else flags - {"NONE"}
-
-
-def _mark_mask(v: str) -> tuple[int, int]:
-    value, _, mask = v.partition("/")
-    return int(value, 0), int(mask, 0) if mask else 0xFFFFFFFF
-
 
 def _apply_mark(rule: Rule, mark: int) -> int:
     """The MARK target in its iptables-save spellings (--set-xmark is what save prints)."""
     for opt in rule.target_options:
         if opt.name == "set-xmark":
-            value, mask = _mark_mask(opt.value)
+            value, mask = mark_mask(opt.value)
             return (mark & ~mask & 0xFFFFFFFF) ^ value
         if opt.name == "set-mark":
-            value, mask = _mark_mask(opt.value)
+            value, mask = mark_mask(opt.value)
             return (mark & ~mask & 0xFFFFFFFF) | value
         if opt.name == "or-mark":
             return mark | int(opt.value, 0)
