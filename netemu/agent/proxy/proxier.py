@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping
 from netemu.agent.proxy.conntrack import Conntrack, plan_cleanup
 from netemu.agent.proxy.iptables.apply import AppliedChains, Exec, Iptables, add_jumps, local_exec
 from netemu.agent.proxy.iptables.builder import BuildCache, build as iptables_build
+from netemu.agent.proxy.iptables.canary import CanaryMonitor
 from netemu.agent.proxy.iptables.chains import jump_rules
 from netemu.agent.proxy.metrics import ProxyMetrics
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
@@ -212,7 +213,7 @@ class IptablesProxier(Proxier):
 
     def __init__(self, node: NodeInfo, config: ProxyConfig | None = None, *, backend: str = "iptables",
                  exec_: Exec = local_exec, build: Callable[..., Any] | None = None,
-                 trim_unchanged: bool = True, **kwargs):
+                 trim_unchanged: bool = True, monitor_canaries: bool = True, **kwargs):
         super().__init__(node, config, **kwargs)
         self.iptables = Iptables(backend, exec_)
         self.conntrack = Conntrack(exec_)
@@ -223,10 +224,42 @@ class IptablesProxier(Proxier):
         self.applied = AppliedChains()      # top-level chains as the kernel holds them
         self.trim_unchanged = trim_unchanged  # False: rewrite them every sync, as upstream does
         self._cleanup_backlog: list[tuple[UpdateServiceMapResult, UpdateEndpointsMapResult]] = []
+        # upstream's ipt.Monitor: KUBE-PROXY-CANARY in mangle/nat/filter, polled every sync_period
+        # by a thread sync_loop() starts; a vanished canary means a flush: full resync
+        self.canary = CanaryMonitor(self.iptables)
+        self.monitor_canaries = monitor_canaries
+        self._monitor: threading.Thread | None = None
+        self._monitor_stop = threading.Event()
 
     @property
     def backend(self) -> str:
         return self.iptables.backend
+
+    def sync_loop(self) -> BoundedFrequencyRunner:
+        runner = super().sync_loop()
+        if self.monitor_canaries and self._monitor is None:
+            self._monitor_stop.clear()
+            self._monitor = threading.Thread(
+                target=self.canary.run, args=(self.force_full_sync, self.config.sync_period, self._monitor_stop),
+                name=f"iptables-monitor-{self.node.name}", daemon=True)
+            self._monitor.start()
+        return runner
+
+    def stop(self) -> None:
+        if self._monitor is not None:
+            self._monitor_stop.set()
+            self._monitor.join(timeout=10)
+            self._monitor = None
+        super().stop()
+
+    def force_full_sync(self) -> None:
+        """Upstream forceSyncProxyRules (the canary monitor's reload): the next sync is full."""
+        with self._sync_lock:   # not while a sync runs: it would reset the flag when it ends
+            self.need_full_sync = True
+        if self.runner is not None:
+            self.runner.run()
+        else:
+            self.sync()
 
     def _sync_rules(self, full: bool, changed: frozenset, services: UpdateServiceMapResult,
                     endpoints: UpdateEndpointsMapResult) -> SyncResult:

@@ -133,6 +133,18 @@ class Iptables:
         if result.returncode != 0 and "exist" not in result.stderr.lower():
             raise IptablesError(f"{self.iptables} -t {table} -N {chain}", result)
 
+    def chain_exists(self, table: str, chain: str) -> bool | None:
+        """``-S CHAIN`` (upstream chainExists); None when iptables had a resource problem
+        (exit 4: the xtables lock was busy), which says nothing about the chain."""
+        result = self.exec([self.iptables, *_WAIT, "-t", table, "-S", chain])
+        if result.returncode == 4:
+            return None
+        return result.returncode == 0
+
+    def delete_chain(self, table: str, chain: str) -> bool:
+        """``-X CHAIN``; False if it could not be deleted (absent, or still referenced)."""
+        return self.exec([self.iptables, *_WAIT, "-t", table, "-X", chain]).returncode == 0
+
     def ensure_rule_prepended(self, rule: JumpRule) -> bool:
         """``-C`` then ``-I`` if missing (upstream EnsureRule(Prepend)); True if inserted."""
         base = [self.iptables, *_WAIT, "-t", rule.table]
