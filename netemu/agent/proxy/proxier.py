@@ -18,6 +18,9 @@ A failed restore changes nothing in the kernel (the restore is atomic), but the 
 carried were already folded into the maps, so the next sync must be full; it is retried after
 ``sync_period``. Unlike upstream we also keep the failed sync's conntrack cleanup and run it
 after the next successful sync, so a failure never leaves a UDP blackhole behind.
+
+Like upstream, sync_loop() also starts the canary monitor (iptables/canary.py): empty
+KUBE-PROXY-CANARY chains whose disappearance means someone flushed iptables: full resync.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ each service port (service_rules.py), optionally reusing them between syncs (cac
 chains.py holds the fixed chains, jump rules and canaries; normalize.py sorts restore text
 like upstream's tests, rewrites it in ``iptables-save`` form and compares dumps; dump.py parses
 dumps for the tracer; verify.py checks this machine's iptables against the builder; bench.py
-times the builder. The applier (apply.py) is the only part that touches the kernel.
+times the builder. The applier (apply.py) is the only part that touches the kernel;
+canary.py watches it for flushes (upstream's Monitor) through the applier.
 
 ``render()`` is the one-call entry for fixtures, tracers and ``netemu proxy render``: lists of
 Service and EndpointSlice dicts in, RuleSet out.
