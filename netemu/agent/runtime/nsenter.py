@@ -26,6 +26,10 @@ _libc = ctypes.CDLL(None, use_errno=True)
 # another thread of the agent may have held at fork time
 _setns = _libc.setns
 _unshare = _libc.unshare
+_mount = _libc.mount
+_mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+_umount2 = _libc.umount2
+_umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="netns")
 
 
@@ -42,6 +46,29 @@ def setns(fd: int, nstype: int) -> None:
     if _setns(fd, nstype) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def unshare(flags: int) -> None:
+    if _unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare: {os.strerror(err)}")
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int) -> None:
+    if _mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def umount_detach(target: str) -> None:
+    if _umount2(target.encode(), 2) != 0:  # MNT_DETACH
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def in_helper_thread(fn, *args):
+    """Run ``fn`` on the one namespace-switching helper thread; a concurrent Future."""
+    return _executor.submit(fn, *args)
 
 
 def _socket_in(path: str, family: int, type_: int) -> socket.socket:
@@ -85,8 +112,7 @@ def preexec_enter(netns: str | None, hostname: str | None):
             setns(fd, CLONE_NEWNET)
             os.close(fd)
         if hostname:
-            if _unshare(CLONE_NEWUTS) != 0:
-                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUTS)")
+            unshare(CLONE_NEWUTS)
             socket.sethostname(hostname)
 
     return enter

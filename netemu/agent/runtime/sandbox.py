@@ -1,24 +1,30 @@
 """Pod sandboxes: a named network namespace per pod, a veth into the node's cni0, one IP.
 
-The CNI bridge plugin's job, done in three ``ip`` processes (DESIGN: ``ip -batch`` makes 100
-namespaces with veths in 0.3 s against 1.8 s for pyroute2 one by one):
-  1. ``ip netns add nep-…``; on the node: the veth pair (peer ``eth0`` moved into the pod), its
-     host end into cni0 with hairpin on, up;
-  2. in the pod: lo up, eth0 with the allocated IP, up, default route via the cni0 gateway.
-Any failure deletes the namespace (its veth goes with it) and releases the IP: nothing half-made.
-Deleting a sandbox is ``ip link del`` of the veth, then ``ip netns del``.
+The CNI bridge plugin's job, done in-process by plumb.py (no ``ip`` process: ~1 ms against
+~15 ms for three of them on this VM): a new namespace pinned at /run/netns/nep-…, the veth with
+its peer ``eth0`` in the pod, host end in cni0 with hairpin on, up; in the pod lo up, eth0's
+address, up, default route via the cni0 gateway.
+Any failure removes the veth and the namespace and releases the IP: nothing half-made.
+Deleting a sandbox is unpinning its namespace (``ip netns del``'s umount + unlink); the kernel
+removes the veth with the namespace.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 
-from .cmd import RuntimeCommandError, ip_argv, ip_batch, run
+from .cmd import ip_argv, run
 from .ipam import PodIPAM
 from .names import host_veth, pod_hostname, pod_netns
 from .nodenet import BRIDGE
-from .nsenter import NETNS_RUN_DIR
+from .nsenter import NETNS_RUN_DIR, netns_path
+from .plumb import delete_netns, plumb_sandbox
+
+
+class SandboxError(RuntimeError):
+    """The kernel refused part of a sandbox; nothing of it is left behind."""
 
 
 @dataclass(frozen=True)
@@ -56,23 +62,14 @@ class SandboxManager:
             # a half-made leftover: start again
             await run(ip_argv(self.node_netns, "link", "del", veth), check=False)
             await self._delete_netns(netns)
+        node_path = netns_path(self.node_netns) if self.node_netns else None
         try:
-            # its own process: ``ip -n NODE`` enters a private mount namespace, where a new
-            # /run/netns bind mount would stay invisible to everyone else
-            await run(["ip", "netns", "add", netns])
-            await ip_batch(self.node_netns, [
-                f"link add {veth} type veth peer name eth0 netns {netns}",
-                f"link set {veth} master {BRIDGE}",
-                f"link set {veth} type bridge_slave hairpin on",
-                f"link set {veth} up",
-            ])
-            cidr = self.ipam.cidr
-            await ip_batch(netns, [
-                "link set lo up",
-                f"addr add {ip}/{cidr.prefixlen} dev eth0",
-                "link set eth0 up",
-                f"route add default via {self.ipam.gateway}",
-            ])
+            await asyncio.wrap_future(plumb_sandbox(node_path, netns, veth, ip,
+                                                    self.ipam.cidr.prefixlen, self.ipam.gateway))
+        except OSError as exc:
+            await self._teardown(uid)
+            raise SandboxError(f"sandbox {netns} for pod {key}: {exc.strerror or exc}"
+                               f"{' (no ' + BRIDGE + ' on the node?)' if exc.errno == 19 else ''}") from exc
         except BaseException:
             await self._teardown(uid)
             raise
@@ -85,26 +82,25 @@ class SandboxManager:
         return code == 0 and f" {sandbox.ip}/" in out
 
     async def delete(self, uid: str) -> None:
-        """Remove the pod's veth and namespace and free its IP. Idempotent.
+        """Remove the pod's namespace and free its IP. Idempotent.
 
-        The veth is deleted first, explicitly: a deleted namespace is torn down later by the
-        kernel (and only once no socket refers to it), and the node's bridge port would linger.
+        Only the namespace is deleted: the kernel then tears it down, and the veth pair with
+        it, asynchronously and in batches (50 pods: ~5 ms each, against ~20 ms each for an
+        explicit ``ip link del``, which waits for RCU grace periods one veth at a time). The
+        node-side veth so disappears a moment later; it stays only if something still holds
+        the namespace (a leaked socket), which makes such a leak visible on cni0.
         """
-        await self._teardown(uid)
+        await self._delete_netns(pod_netns(uid))
+        self.ipam.release(uid)
 
     async def _teardown(self, uid: str) -> None:
+        """A failed create: the veth goes now (a retry re-creates the same name at once)."""
         await run(ip_argv(self.node_netns, "link", "del", host_veth(uid)), check=False)
         await self._delete_netns(pod_netns(uid))
         self.ipam.release(uid)
 
     async def _delete_netns(self, netns: str) -> None:
-        if not os.path.exists(os.path.join(NETNS_RUN_DIR, netns)):
-            return
-        try:
-            await run(["ip", "netns", "del", netns])
-        except RuntimeCommandError:
-            if os.path.exists(os.path.join(NETNS_RUN_DIR, netns)):
-                raise
+        delete_netns(netns)
 
     def known(self) -> dict[str, str]:
         """{pod uid: IP} of every sandbox this node's IPAM remembers (after a restart too)."""
