@@ -80,3 +80,27 @@ def run(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [Command("agent", "run a node's kubelet and kube-proxy (one process per node)", _add_arguments, run)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m netemu.cli.agent_cmd ...``: the same command without loading every other
+    command module first (`netemu`'s parser imports them all, ~2 MB more per node agent)."""
+    from netemu.cli.main import Command as _C, build_parser
+    import sys
+    parser = build_parser([_C(c.path, c.help, c.add_arguments, c.run) for c in COMMANDS])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = [a for a in argv if a in ("-v", "-vv")]
+    args = parser.parse_args([*verbose, "agent", *(a for a in argv if a not in verbose)])
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except UsageError as exc:
+        print(f"netemu: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -42,10 +42,14 @@ def _stop(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
 class AgentLab:
     """An API server namespace and one node namespace running `netemu agent` (see module doc)."""
 
-    def __init__(self, tmp: Path, agent_args: tuple[str, ...] = (), subnet: str = "172.31.251"):
+    CLI = ("-m", "netemu", "-v", "agent")            # the `netemu agent` command as users see it
+    LEAN = ("-m", "netemu.cli.agent_cmd", "-v")      # the same without loading other commands
+
+    def __init__(self, tmp: Path, agent_args: tuple[str, ...] = (), subnet: str = "172.31.251",
+                 entry: tuple[str, ...] = CLI):
         n = f"{os.getpid()}{next(_COUNTER)}"
         self.api_ip, self.node_ip = f"{subnet}.1", f"{subnet}.2"
-        self.agent_args = agent_args
+        self.agent_args, self.entry = agent_args, entry
         self.api_ns, self.node_ns = f"nta{n}", f"ntn{n}"
         self.tmp = tmp
         self.kubeconfig = tmp / "api" / "kubeconfig"
@@ -80,7 +84,7 @@ class AgentLab:
             time.sleep(0.1)
         agent_log = open(self.tmp / "agent.log", "wb")
         self.agent = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{self.node_ns}", "--", sys.executable, "-m", "netemu", "-v", "agent",
+            ["nsenter", f"--net=/run/netns/{self.node_ns}", "--", sys.executable, *self.entry,
              "--node", "n1", "--node-ip", self.node_ip, "--kubeconfig", str(self.kubeconfig),
              "--state-dir", str(self.agent_state), "--heartbeat-interval", "1", "--restart-backoff", "0.5",
              "--metrics-bind-address", "", *self.agent_args],

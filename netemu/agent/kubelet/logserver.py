@@ -2,8 +2,11 @@
 
 ``GET /containerLogs/<ns>/<pod>/<container>?tailLines=N&follow=true&previous=true&limitBytes=N``
 answers the container's log file like upstream's kubelet server; the API server's pods/log
-subresource proxies here. Plain HTTP on the emulated network (upstream uses TLS + authn; the
-emulated node network is private to the emulator). ``select_lines`` is the pure part.
+subresource proxies here. Plain HTTP/1.1 on the emulated network (upstream uses TLS + authn; the
+node network is private to the emulator), one request per connection, the body delimited by
+the connection's close (so ``follow`` can stream). Written on asyncio streams rather than
+aiohttp.web: the web framework would cost the agent ~2 MB of its 40 MB budget for one route.
+``select_lines`` and ``LogServer.resolve`` are the pure parts.
 """
 
 from __future__ import annotations
@@ -11,97 +14,128 @@ from __future__ import annotations
 import asyncio
 import os
 from typing import Any, Callable
-
-from aiohttp import web
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from netemu.agent.kubelet.worker import log_path
 
 Obj = dict[str, Any]
 PORT = 10250
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, text: str):
+        super().__init__(text)
+        self.status, self.text = status, text
 
 
 def select_lines(data: bytes, tail_lines: int | None, limit_bytes: int | None) -> bytes:
     """The last ``tail_lines`` lines, then at most ``limit_bytes`` bytes (upstream's order)."""
     if tail_lines is not None:
-        if tail_lines <= 0:
-            data = b""
-        else:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-tail_lines:])
+        data = b"".join(data.splitlines(keepends=True)[-tail_lines:]) if tail_lines > 0 else b""
     if limit_bytes is not None and limit_bytes >= 0:
         data = data[:limit_bytes]
     return data
 
 
-def _int_param(request: web.Request, name: str) -> int | None:
-    value = request.query.get(name)
-    if value is None or value == "":
+def _int_param(query: dict[str, list[str]], name: str) -> int | None:
+    value = (query.get(name) or [""])[0]
+    if value == "":
         return None
     try:
         return int(value)
     except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} must be an integer, got {value!r}") from None
+        raise HTTPError(400, f"{name} must be an integer, got {value!r}") from None
+
+
+def _head(status: int, extra: str = "") -> bytes:
+    return (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: text/plain\r\n"
+            f"Connection: close\r\n{extra}\r\n").encode()
 
 
 class LogServer:
     """Serves the log files of the pods ``find_pod(ns, name)`` knows (the kubelet's cache)."""
 
     def __init__(self, find_pod: Callable[[str, str], Obj | None], restart_count: Callable[[Obj, str], int | None],
-                 log_dir: str, host: str, port: int = PORT):
+                 log_dir: str, host: str, port: int = PORT, follow_poll: float = 0.5):
         self.find_pod, self.restart_count, self.log_dir = find_pod, restart_count, log_dir
-        self.host, self.port = host, port
-        self.app = web.Application()
-        self.app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self.container_logs)
-        self.app.router.add_get("/healthz", self.healthz)
-        self._runner: web.AppRunner | None = None
+        self.host, self.port, self.follow_poll = host, port, follow_poll
+        self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port, reuse_address=True).start()
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, reuse_address=True)
+
+    @property
+    def bound_port(self) -> int:
+        return self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
 
-    async def healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    def path_for(self, ns: str, name: str, container: str, previous: bool) -> str:
+    def resolve(self, target: str) -> tuple[str, dict[str, list[str]]]:
+        """Request target -> (log file, query); HTTPError for anything else."""
+        url = urlsplit(target)
+        parts = [unquote(p) for p in url.path.split("/") if p]
+        if parts == ["healthz"]:
+            return "", {}
+        if len(parts) != 4 or parts[0] != "containerLogs":
+            raise HTTPError(404, f"404 page not found: {url.path}")
+        _, ns, name, container = parts
+        query = parse_qs(url.query)
         pod = self.find_pod(ns, name)
         if pod is None:
-            raise web.HTTPNotFound(text=f"pod {ns}/{name} not found on this node")
+            raise HTTPError(404, f"pod {ns}/{name} not found on this node")
         names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
         if container not in names:
-            raise web.HTTPNotFound(text=f"container {container} is not valid for pod {name}")
+            raise HTTPError(404, f"container {container} is not valid for pod {name}")
         count = self.restart_count(pod, container)
         if count is None:
-            raise web.HTTPBadRequest(text=f"container {container!r} in pod {name!r} is waiting to start")
-        if previous:
+            raise HTTPError(400, f"container {container!r} in pod {name!r} is waiting to start")
+        if (query.get("previous") or [""])[0] == "true":
             if count == 0:
-                raise web.HTTPBadRequest(
-                    text=f"previous terminated container {container!r} in pod {name!r} not found")
+                raise HTTPError(400, f"previous terminated container {container!r} in pod {name!r} not found")
             count -= 1
-        return log_path(self.log_dir, pod, container, count)
+        return log_path(self.log_dir, pod, container, count), query
 
-    async def container_logs(self, request: web.Request) -> web.StreamResponse:
-        m = request.match_info
-        previous = request.query.get("previous") == "true"
-        path = self.path_for(m["ns"], m["pod"], m["container"], previous)
-        tail, limit = _int_param(request, "tailLines"), _int_param(request, "limitBytes")
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            method, target, _ = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            if method != "GET":
+                raise HTTPError(405, f"{method} is not allowed")
+            path, query = self.resolve(target)
+            if not path:
+                writer.write(_head(200) + b"ok")
+            else:
+                await self._send_log(writer, path, query)
+        except HTTPError as exc:
+            writer.write(_head(exc.status) + exc.text.encode() + b"\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ValueError):
+            writer.write(_head(400) + b"bad request\n")
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            try:
+                await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            writer.close()
+
+    async def _send_log(self, writer: asyncio.StreamWriter, path: str, query: dict[str, list[str]]) -> None:
+        tail, limit = _int_param(query, "tailLines"), _int_param(query, "limitBytes")
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             data = b""
-        if request.query.get("follow") != "true" or previous:
-            return web.Response(body=select_lines(data, tail, limit), content_type="text/plain")
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await resp.prepare(request)
-        await resp.write(select_lines(data, tail, None))
+        follow = (query.get("follow") or [""])[0] == "true" and (query.get("previous") or [""])[0] != "true"
+        writer.write(_head(200) + select_lines(data, tail, None if follow else limit))
         offset = len(data)
-        while os.path.exists(path):       # follow until the client leaves or the pod goes
-            await asyncio.sleep(0.5)
+        while follow and os.path.exists(path) and not writer.is_closing():
+            await writer.drain()
+            await asyncio.sleep(self.follow_poll)
             try:
                 with open(path, "rb") as f:
                     f.seek(offset)
@@ -110,5 +144,4 @@ class LogServer:
                 break
             if more:
                 offset += len(more)
-                await resp.write(more)
-        return resp
+                writer.write(more)

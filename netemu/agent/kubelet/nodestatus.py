@@ -13,7 +13,7 @@ import platform
 import re
 from typing import Any
 
-from netemu.controllers.kube import rfc3339, rfc3339_micro, set_condition
+from netemu.agent.kubelet.conditions import rfc3339, rfc3339_micro, set_condition
 
 Obj = dict[str, Any]
 LEASE_NAMESPACE = "kube-node-lease"

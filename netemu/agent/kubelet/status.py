@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from netemu.controllers.kube import rfc3339, set_condition
+from netemu.agent.kubelet.conditions import rfc3339, set_condition
 
 Obj = dict[str, Any]
 
