@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -29,6 +30,17 @@ AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 def _netns_list() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def _veths_gone(node_ns: str, *veths: str) -> None:
+    """The kernel removes a deleted namespace's veth asynchronously: wait (bounded) for it.
+    A veth that stays means something still holds the pod's namespace (a leaked socket)."""
+    for _ in range(100):
+        links = subprocess.run(["ip", "-n", node_ns, "-o", "link"], capture_output=True, text=True).stdout
+        if not any(v in links for v in veths):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"veths still on the node after 5 s: {links}")
 
 
 def _pod(name: str, *containers: dict, namespace: str = "default") -> dict:
@@ -142,8 +154,7 @@ def test_builtin_pods_talk_over_the_bridge(node):
     sa, sb = asyncio.run(scenario())
     left = _netns_list()
     assert sa.netns not in left and sb.netns not in left
-    links = subprocess.run(["ip", "-n", node.node_netns, "-o", "link"], capture_output=True, text=True).stdout
-    assert sa.veth not in links and sb.veth not in links
+    _veths_gone(node.node_netns, sa.veth, sb.veth)
     assert node.ipam.allocations == {}
 
 
@@ -262,6 +273,7 @@ def test_agent_restart_keeps_ips_and_kills_old_processes(node, tmp_path):
     asyncio.run(second_run())
     assert pod_netns(other["metadata"]["uid"]) not in _netns_list()
     assert pod_netns(pod["metadata"]["uid"]) not in _netns_list()
+    _veths_gone(node.node_netns, sb.veth)
 
 
 def test_failed_sandbox_leaves_nothing(node):
