@@ -290,3 +290,18 @@ def test_failed_sandbox_leaves_nothing(node):
     assert node.ipam.allocations == {}
     links = subprocess.run(["ip", "-n", node.node_netns, "-o", "link"], capture_output=True, text=True).stdout
     assert "veth" not in links
+
+
+def test_concurrent_creates_of_one_pod_make_one_sandbox(node):
+    pod = _pod("pod-twice", {"name": "c", "image": "nginx"})
+
+    async def scenario():
+        await node.setup_node()
+        one, two = await asyncio.gather(node.create_sandbox(pod), node.create_sandbox(pod))
+        assert one == two
+        r = await exec_in(one.netns, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"], timeout=5)
+        assert f" {one.ip}/24 " in r.stdout.decode()
+        await node.remove_sandbox(pod["metadata"]["uid"])
+
+    asyncio.run(scenario())
+    assert pod_netns(pod["metadata"]["uid"]) not in _netns_list()

@@ -46,11 +46,21 @@ class SandboxManager:
     def __init__(self, ipam: PodIPAM, node_netns: str | None = None):
         self.ipam = ipam
         self.node_netns = node_netns
+        self._busy: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, uid: str) -> asyncio.Lock:
+        """One create/delete at a time per pod: a retried create must not tear down the
+        sandbox a concurrent one is finishing."""
+        return self._busy.setdefault(uid, asyncio.Lock())
 
     async def create(self, pod: dict) -> Sandbox:
         """Make (or find, when it already exists) the sandbox for ``pod``."""
+        uid = (pod.get("metadata") or {})["uid"]
+        async with self._lock(uid):
+            return await self._create(pod, uid)
+
+    async def _create(self, pod: dict, uid: str) -> Sandbox:
         meta = pod.get("metadata") or {}
-        uid = meta["uid"]
         netns, veth = pod_netns(uid), host_veth(uid)
         key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
         ip = self.ipam.allocate(uid, netns=netns, pod=key)
@@ -90,8 +100,10 @@ class SandboxManager:
         node-side veth so disappears a moment later; it stays only if something still holds
         the namespace (a leaked socket), which makes such a leak visible on cni0.
         """
-        await self._delete_netns(pod_netns(uid))
-        self.ipam.release(uid)
+        async with self._lock(uid):
+            await self._delete_netns(pod_netns(uid))
+            self.ipam.release(uid)
+        self._busy.pop(uid, None)
 
     async def _teardown(self, uid: str) -> None:
         """A failed create: the veth goes now (a retry re-creates the same name at once)."""
