@@ -147,3 +147,31 @@ def test_agent_survives_a_cut_link(cluster):
     c.wait("lease renewed", lambda: _renew_time(c) > before, timeout=30)
     c.wait("pod Ready again", lambda: _cond(c.get("pod", "web"), "Ready") == "True", timeout=30)
     assert c.get("pod", "web")["metadata"]["uid"] == web["metadata"]["uid"]
+
+
+def test_host_network_pod_and_orphans_after_agent_restart(cluster):
+    """A hostNetwork pod serves on the node's own address; a pod force-deleted while the agent
+    is down has its namespace removed when the agent comes back; the agent exits 0 on SIGTERM."""
+    c = cluster
+    c.wait("node Ready", lambda: _cond(c.get("node", "n1"), "Ready") == "True")
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+             "spec": {"nodeName": "n1", "hostNetwork": host, "containers": [
+                 {"name": "c", "image": AGNHOST, "args": ["netexec", f"--http-port={port}", "--udp-port=-1"]}]}}
+            for name, host, port in (("hostpod", True, 18080), ("doomed", False, 8080))]
+    for pod in pods:
+        c.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    host = c.wait("hostpod Ready", lambda: (p := c.get("pod", "hostpod")) and _cond(p, "Ready") == "True" and p)
+    assert host["status"]["podIP"] == c.node_ip
+    answer = asyncio.run(http_get(c.node_ip, 18080, "/hostname", timeout=3, netns=c.node_ns))
+    assert answer.ok and answer.body == b"hostpod"
+    doomed = c.wait("doomed Ready", lambda: (p := c.get("pod", "doomed")) and _cond(p, "Ready") == "True" and p)
+    netns = pod_netns(doomed["metadata"]["uid"])
+    assert os.path.exists(f"/run/netns/{netns}")
+
+    assert c.stop_agent() == 0
+    c.kubectl("delete", "pod", "doomed", "--grace-period=0", "--force")
+    assert os.path.exists(f"/run/netns/{netns}")            # nobody was there to clean up
+    c.start_agent()
+    c.wait("orphan sandbox removed", lambda: not os.path.exists(f"/run/netns/{netns}"), timeout=30)
+    c.wait("hostpod serving again", lambda: asyncio.run(
+        http_get(c.node_ip, 18080, "/hostname", timeout=3, netns=c.node_ns)).body == b"hostpod")

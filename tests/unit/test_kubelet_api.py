@@ -20,10 +20,14 @@ from tests.unit.test_kubelet_worker import FakeRuntime, until
 class NodeRuntime(FakeRuntime):
     def __init__(self):
         super().__init__()
-        self.cidr, self.route_sets = None, []
+        self.cidr, self.route_sets, self.orphan_checks = None, [], []
 
     async def setup_node(self, pod_cidr):
         self.cidr = pod_cidr
+
+    async def remove_orphans(self, live):
+        self.orphan_checks.append(set(live))
+        return []
 
     async def set_routes(self, routes):
         self.route_sets.append(dict(routes))

@@ -41,6 +41,9 @@ class Runtime(Protocol):
     async def remove_sandbox(self, pod: Obj) -> None:
         """Remove the pod's namespace and veth (idempotent)."""
 
+    async def remove_orphans(self, live_uids: set[str]) -> list[str]:
+        """Remove sandboxes of pods not in ``live_uids`` (deleted while the agent was down)."""
+
     async def start_container(self, pod: Obj, container: Obj, restart_count: int) -> ContainerHandle:
         """Start one container in the pod's sandbox; its output goes to the log file of
         ``worker.log_path(log_dir, pod, name, restart_count)``. A failure raises an exception

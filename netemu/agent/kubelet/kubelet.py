@@ -223,6 +223,7 @@ class Kubelet:
             tasks.append(asyncio.ensure_future(self.pods.run(stop)))
             for pod in self.pods.list():
                 self._on_pod(pod)
+            await self._collect_orphans(stop)
             await stop.wait()
         finally:
             for t in tasks:
@@ -238,6 +239,22 @@ class Kubelet:
             h.signal(signal.SIGKILL)
         if handles:
             await asyncio.wait([asyncio.ensure_future(h.wait()) for h in handles], timeout=timeout)
+
+    async def _collect_orphans(self, stop: asyncio.Event) -> None:
+        """Once the pod list is known: free the sandboxes of pods deleted while we were down."""
+        synced = asyncio.ensure_future(self.pods.wait_synced())
+        await asyncio.wait([synced, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if not synced.done():
+            synced.cancel()
+            return
+        live = {(p.get("metadata") or {}).get("uid") for p in self.pods.list()}
+        try:
+            gone = await self.runtime.remove_orphans(live)
+        except Exception:
+            log.exception("removing orphaned sandboxes failed")
+            return
+        if gone:
+            log.info("removed %d sandboxes of pods deleted while the agent was down", len(gone))
 
     def _node_event(self) -> None:
         self._node_changed.set()

@@ -82,13 +82,21 @@ class AgentLab:
             if self.api.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("netemu apiserver did not start:\n" + self.logs())
             time.sleep(0.1)
-        agent_log = open(self.tmp / "agent.log", "wb")
-        self.agent = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{self.node_ns}", "--", sys.executable, *self.entry,
-             "--node", "n1", "--node-ip", self.node_ip, "--kubeconfig", str(self.kubeconfig),
-             "--state-dir", str(self.agent_state), "--heartbeat-interval", "1", "--restart-backoff", "0.5",
-             "--metrics-bind-address", "", *self.agent_args],
-            stdout=agent_log, stderr=subprocess.STDOUT)
+        self.start_agent()
+
+    def start_agent(self) -> None:
+        with open(self.tmp / "agent.log", "ab") as agent_log:
+            self.agent = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{self.node_ns}", "--", sys.executable, *self.entry,
+                 "--node", "n1", "--node-ip", self.node_ip, "--kubeconfig", str(self.kubeconfig),
+                 "--state-dir", str(self.agent_state), "--heartbeat-interval", "1", "--restart-backoff", "0.5",
+                 "--metrics-bind-address", "", *self.agent_args],
+                stdout=agent_log, stderr=subprocess.STDOUT)
+
+    def stop_agent(self) -> int | None:
+        """SIGTERM (SIGKILL after 15 s); the exit code."""
+        _stop(self.agent)
+        return self.agent.returncode if self.agent else None
 
     def close(self) -> None:
         _stop(self.agent)

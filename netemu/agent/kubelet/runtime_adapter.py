@@ -37,9 +37,16 @@ class Handle:
             self._stopping = asyncio.ensure_future(self.c.stop(NO_DEADLINE))
 
 
+def host_network(pod: Obj) -> bool:
+    return bool((pod.get("spec") or {}).get("hostNetwork"))
+
+
 class AgentRuntime:
-    def __init__(self, state_dir: str, node_netns: str | None = None):
-        self.state_dir, self.node_netns = state_dir, node_netns
+    """``node_ip``: the address hostNetwork pods get (they share the node's namespace: no netns,
+    no veth, no pod IP of their own, like upstream)."""
+
+    def __init__(self, state_dir: str, node_ip: str = "", node_netns: str | None = None):
+        self.state_dir, self.node_ip, self.node_netns = state_dir, node_ip, node_netns
         self.node: rt.NodeRuntime | None = None
         self.sandboxes: dict[str, rt.Sandbox] = {}
         self._ids = 0
@@ -60,15 +67,32 @@ class AgentRuntime:
         return (how.reason, how.message) if isinstance(how, rt.Unsupported) else None
 
     async def create_sandbox(self, pod: Obj) -> str:
+        if host_network(pod):
+            meta = pod["metadata"]
+            sandbox = rt.Sandbox(uid=meta["uid"], netns=self.node_netns, ip=self.node_ip, veth="",
+                                 hostname=rt.pod_hostname(pod), namespace=meta.get("namespace", ""),
+                                 name=meta.get("name", ""))
+            self.sandboxes[sandbox.uid] = sandbox
+            return sandbox.ip
         sandbox = await self.node.create_sandbox(pod)
         self.sandboxes[sandbox.uid] = sandbox
         return sandbox.ip
 
     async def remove_sandbox(self, pod: Obj) -> None:
         uid = pod["metadata"]["uid"]
-        if self.node is not None:
+        if self.node is not None and not host_network(pod):
             await self.node.remove_sandbox(uid)
         self.sandboxes.pop(uid, None)
+
+    async def remove_orphans(self, live_uids: set[str]) -> list[str]:
+        """Sandboxes of pods that are gone from the API (deleted while the agent was down):
+        their namespaces and IPs are freed. Returns the uids removed."""
+        if self.node is None:
+            return []
+        gone = [uid for uid in self.node.sandboxes.known() if uid not in live_uids]
+        for uid in gone:
+            await self.node.remove_sandbox(uid)
+        return gone
 
     async def start_container(self, pod: Obj, container: Obj, restart_count: int) -> Handle:
         sandbox = self.sandboxes[pod["metadata"]["uid"]]
