@@ -96,13 +96,16 @@ def prepare(args):
 
 
 def check_can_start(plan, options) -> None:
-    from netemu.emulator import network
+    from netemu.emulator import cleanup, network
     from netemu.emulator.state import Busy, check_free
 
     if not options.fake_agents and importlib.util.find_spec("netemu.cli.agent_cmd") is None:
         raise UsageError("`netemu agent` is not installed in this netemu: nodes cannot run")
     try:
         check_free(Path(plan.state_dir), plan.node_network)
+        removed = cleanup.cleanup(plan.state_dir)      # no supervisor holds this state dir: a crash's
+        if not removed.empty():                         # leftovers would be in the way
+            print(f"removed what a crashed run left: {summary(removed)}", flush=True)
         network.check_network_free(plan.node_network)
     except (Busy, network.NetworkError) as exc:
         raise UsageError(str(exc)) from None
@@ -225,7 +228,7 @@ def running_supervisor(state: str) -> tuple[dict | None, int | None]:
 
     doc = read_json(Path(state) / CLUSTER_FILE)
     pid = (doc or {}).get("supervisor_pid")
-    if isinstance(pid, int) and processes.matches(pid, "netemu", "--supervise"):
+    if isinstance(pid, int) and processes.matches(pid, "netemu", "--supervise", state):
         return doc, pid
     return doc, None
 

@@ -154,7 +154,7 @@ def cleanup(state_dir: str) -> Cleanup:
     doc = read_json(state / CLUSTER_FILE)
     cid = (doc or {}).get("id") or cluster_id(str(state))
     supervisor = [p for p, words in recorded_processes(doc) if "--supervise" in words and p != os.getpid()]
-    processes.kill([p for p in supervisor if processes.matches(p, "netemu", "--supervise")])
+    processes.kill([p for p in supervisor if processes.matches(p, "netemu", "--supervise", str(state))])
     plan = plan_cleanup(cid, str(state), doc, gather(), os.getpid())
     apply(plan)
     for leftover in (CLUSTER_FILE, STATUS_FILE, CONTROL_SOCKET):

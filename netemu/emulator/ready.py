@@ -54,4 +54,4 @@ async def wait_nodes(kubeconfig: str, expected: list[str], timeout: float,
                 last_error = f"API server: {type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
                 raise NotReady(f"timed out after {timeout:.0f}s: {last_error}")
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.5)

@@ -63,11 +63,15 @@ class Supervisor:
         self.stop_event = threading.Event()
         self.starting = True
         self.net_lock = threading.Lock()
+        self.t0 = time.monotonic()
+        self.timings: dict[str, float] = {}     # phase -> seconds after start when it began
 
     # ---- reporting ----
 
     def report(self, phase: str, message: str = "", **extra) -> None:
-        status = {"pid": os.getpid(), "phase": phase, "message": message, "time": time.time(), **extra}
+        self.timings.setdefault(phase, round(time.monotonic() - self.t0, 3))
+        status = {"pid": os.getpid(), "phase": phase, "message": message, "time": time.time(),
+                  "timings": self.timings, **extra}
         write_json(self.state / STATUS_FILE, status)
         if self.on_report:
             self.on_report(status)
@@ -85,7 +89,7 @@ class Supervisor:
                 "kubeconfig": str(self.state / "kubeconfig"), "supervisor_pid": os.getpid(),
                 "apiserver_pid": api.pid if api else None, "etcd_pid": etcd.pid if etcd else None,
                 "proxy_mode": self.options.proxy_mode, "store": self.options.store,
-                "switches": list(self.plan.switches.values()), "nodes": nodes}
+                "switches": list(self.plan.switches.values()), "timings": self.timings, "nodes": nodes}
 
     def write_cluster(self) -> None:
         write_json(self.state / CLUSTER_FILE, self.cluster_doc())
@@ -107,6 +111,7 @@ class Supervisor:
             self.bring_up()
             self.starting = False
             self.report("ready", f"{len(self.plan.workers)} nodes Ready", kubeconfig=str(self.state / "kubeconfig"))
+            self.write_cluster()
             server = threading.Thread(target=self.serve_control, daemon=True)
             server.start()
             while not self.stop_event.wait(1.0):

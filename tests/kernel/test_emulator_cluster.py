@@ -215,6 +215,19 @@ def test_kill_9_then_cleanup_leaves_nothing(cluster):
     assert second.returncode == 0 and second.stdout.strip() == "nothing to clean up"
 
 
+def test_up_after_a_crash_on_the_same_state_dir_clears_the_leftovers_first(cluster):
+    c = cluster
+    assert netemu("up", "--nodes", "1", "--node-network", c.net, *c.args()).returncode == 0
+    c.remember()
+    os.kill(c.doc()["supervisor_pid"], signal.SIGKILL)
+    again = netemu("up", "--nodes", "1", "--node-network", c.net, *c.args())
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "removed what a crashed run left" in again.stdout
+    c.remember()
+    assert netemu("down", *c.args()).returncode == 0
+    assert c.leftovers() == {"node netns": [], "pod netns": [], "links": [], "processes": [], "root address": []}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--nodes", "0"], "1 to 500 worker nodes"),
     (["--topo", "topologies/nosuch.py:ClusterTopo"], "not found"),
