@@ -143,3 +143,43 @@ def test_kubelet_end_to_end_with_fake_runtime(tmp_path, monkeypatch):
                 await asyncio.wait_for(task, 10)
                 await logs.close()
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+class FlakyNetwork(NodeRuntime):
+    def __init__(self):
+        super().__init__()
+        self.failures = 1
+
+    async def setup_node(self, pod_cidr):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("br_netfilter is not available")
+        await super().setup_node(pod_cidr)
+
+
+def test_network_setup_failure_keeps_node_not_ready_with_reason_then_recovers(tmp_path):
+    async def main():
+        async with api_server(tmp_path) as srv:
+            api = srv.client
+            runtime = FlakyNetwork()
+            kubelet = kl.Kubelet(api, runtime, kl.KubeletConfig("w1", "127.0.0.1", heartbeat_interval=0.2,
+                                                                log_dir=str(tmp_path / "logs")))
+            stop = asyncio.Event()
+            task = asyncio.ensure_future(kubelet.run(stop))
+            try:
+                await until(lambda: kubelet.node is not None)
+                await api.patch(kl.NODE, "w1", {"spec": {"podCIDR": "10.244.1.0/24"}})
+                messages = []
+                for _ in range(100):
+                    node = await api.get(kl.NODE, "w1")
+                    ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"][0]
+                    messages.append((ready["status"], ready.get("message", "")))
+                    if ready["status"] == "True":
+                        break
+                    await asyncio.sleep(0.05)
+                assert ("False", "container runtime network not ready: br_netfilter is not available") in messages
+                assert messages[-1][0] == "True" and runtime.cidr == "10.244.1.0/24"
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 10)
+    asyncio.run(asyncio.wait_for(main(), 60))

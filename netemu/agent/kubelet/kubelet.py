@@ -214,8 +214,8 @@ class Kubelet:
             cidr = await self.wait_pod_cidr(stop)
             if cidr is None:
                 return
-            await self.runtime.setup_node(cidr)
-            await self.sync_routes()
+            if not await self._setup_network(cidr, stop):
+                return
             await retrying("reporting Ready", lambda: self.report_status(True), stop)
             self.ready = True
             log.info("node %s ready (podCIDR %s)", self.config.node_name, cidr)
@@ -239,6 +239,28 @@ class Kubelet:
             h.signal(signal.SIGKILL)
         if handles:
             await asyncio.wait([asyncio.ensure_future(h.wait()) for h in handles], timeout=timeout)
+
+    async def _setup_network(self, cidr: str, stop: asyncio.Event) -> bool:
+        """cni0 and routes; until they work the Node says NotReady with the reason (upstream:
+        "container runtime network not ready"), retried with back-off."""
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await self.runtime.setup_node(cidr)
+                await self.sync_routes()
+                return True
+            except Exception as exc:  # a kernel/tool failure: reported on the Node, retried
+                log.error("node network setup failed: %s", exc)
+                try:
+                    await self.report_status(False, f"container runtime network not ready: {exc}")
+                except TRANSIENT:
+                    pass
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            delay = min(delay * 2, 30.0)
+        return False
 
     async def _collect_orphans(self, stop: asyncio.Event) -> None:
         """Once the pod list is known: free the sandboxes of pods deleted while we were down."""
