@@ -109,6 +109,9 @@ def check_can_start(plan, options) -> None:
         network.check_network_free(plan.node_network)
     except (Busy, network.NetworkError) as exc:
         raise UsageError(str(exc)) from None
+    warning = network.root_forward_warning()
+    if warning:
+        print(f"netemu up: warning: {warning}", file=sys.stderr, flush=True)
 
 
 def run_up(args: argparse.Namespace) -> int:

@@ -52,6 +52,27 @@ def check_network_free(node_network: str) -> None:
                            f"choose another with --node-network")
 
 
+def forward_warning(call_iptables: str, forward_rules: str) -> str | None:
+    """Pure: a warning when the root namespace would drop the cluster's bridged traffic.
+
+    With br_netfilter's global bridge-nf-call-iptables=1 (a bridge's own nf_call_iptables cannot
+    turn it off), frames between nodes cross the root namespace's FORWARD chain; a DROP policy
+    there (Docker sets one) silently cuts nodes off. netemu never edits root rules, so it says so.
+    """
+    if call_iptables.strip() != "1" or "-P FORWARD DROP" not in forward_rules:
+        return None
+    return ("the root namespace's FORWARD policy is DROP and net.bridge.bridge-nf-call-iptables=1: "
+            "traffic between nodes may be dropped (netemu does not change root rules; the lab VM has none)")
+
+
+def root_forward_warning() -> str | None:
+    try:
+        value = open("/proc/sys/net/bridge/bridge-nf-call-iptables").read()
+    except OSError:
+        return None                       # br_netfilter not loaded in the root namespace: nothing crosses it
+    return forward_warning(value, run(["iptables", "-S", "FORWARD"], check=False).stdout)
+
+
 def switch_class(name: str):
     if name == "ovs":
         import functools

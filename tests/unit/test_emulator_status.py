@@ -65,3 +65,11 @@ def test_json_files_round_trip_and_bad_ones_read_as_none(tmp_path):
     assert state.read_json(tmp_path / "c.json") == {"a": 1}
     (tmp_path / "bad.json").write_text("{half")
     assert state.read_json(tmp_path / "bad.json") is None and state.read_json(tmp_path / "none.json") is None
+
+
+def test_forward_warning_only_when_the_root_namespace_would_drop_bridged_traffic():
+    from netemu.emulator.network import forward_warning
+
+    assert forward_warning("1\n", "-P FORWARD DROP\n-A FORWARD -j DOCKER-USER\n")
+    assert forward_warning("0\n", "-P FORWARD DROP\n") is None
+    assert forward_warning("1\n", "-P FORWARD ACCEPT\n") is None
