@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_round_robin_after_last_and_wraps_past_broadcast():
 
 
 def test_allocations_survive_a_restart_and_are_idempotent(tmp_path):
-    path = str(tmp_path / "ipam.json")
+    path = str(tmp_path / "ipam")
     ipam = PodIPAM("10.244.3.0/24", path)
     a = ipam.allocate("uid-a", netns="nep-a", pod="default/a")
     b = ipam.allocate("uid-b")
@@ -35,11 +36,28 @@ def test_allocations_survive_a_restart_and_are_idempotent(tmp_path):
     assert again.release("uid-a") == a and again.release("uid-a") is None
     # a just-released address is not handed out again at once (stale conntrack)
     assert again.allocate("uid-d") == "10.244.3.5"
-    assert set(json.load(open(path))["allocations"]) == {"10.244.3.3", "10.244.3.4", "10.244.3.5"}
+    assert set(os.listdir(path)) == {"10.244.3.3", "10.244.3.4", "10.244.3.5"}
+    assert json.load(open(os.path.join(path, "10.244.3.5")))["uid"] == "uid-d"
+
+
+def test_restart_continues_after_the_newest_and_skips_junk(tmp_path):
+    path = str(tmp_path / "ipam")
+    ipam = PodIPAM("10.244.3.0/24", path)
+    for uid in ("a", "b", "c"):
+        ipam.allocate(uid)
+    ipam.release("a")
+    open(os.path.join(path, "10.244.3.9"), "w").write("{half")  # a crash mid-write
+    open(os.path.join(path, "notes.txt"), "w").write("x")
+    os.utime(os.path.join(path, "10.244.3.3"), ns=(1, 1))      # b is older than c
+    again = PodIPAM("10.244.3.0/24", path)
+    assert again.last == "10.244.3.4" and set(again.allocations) == {"10.244.3.3", "10.244.3.4"}
+    assert again.allocate("d") == "10.244.3.5"
+    assert not os.path.exists(os.path.join(path, "10.244.3.9"))  # the crash leftover is freed
 
 
 def test_a_new_pod_cidr_drops_stale_entries(tmp_path):
-    path = str(tmp_path / "ipam.json")
+    path = str(tmp_path / "ipam")
     PodIPAM("10.244.3.0/24", path).allocate("uid-a")
     moved = PodIPAM("10.244.9.0/24", path)
     assert moved.allocations == {} and moved.allocate("uid-a") == "10.244.9.2"
+    assert os.listdir(path) == ["10.244.9.2"]

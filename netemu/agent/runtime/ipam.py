@@ -3,8 +3,11 @@
 Like the host-local CNI plugin: skip the network address, the gateway (.1) and broadcast; hand
 out the next free address after the last one handed out (round robin), so an IP that was just
 released is not reused at once (stale conntrack entries for it would hit the new pod).
-The state file is rewritten atomically (write + rename) on every change, so a crash never
-leaves a half-written file and a restarted agent never hands out an IP that is in use.
+Persisted like host-local too: one small file per address in use (named by the IP, holding the
+pod's uid), created with O_EXCL and removed on release. Why not one JSON file rewritten per
+change: its cost grows with the pod count, and ext4 flushes data on every rename-over
+(auto_da_alloc): measured 3-20 ms per allocation at 400 pods on a busy disk.
+After a restart the newest file is the last address handed out.
 """
 
 from __future__ import annotations
@@ -55,34 +58,52 @@ class Allocation:
 
 
 class PodIPAM:
-    """Allocations of one node's podCIDR; ``path`` None keeps them in memory only."""
+    """Allocations of one node's podCIDR; ``path`` (a directory) None keeps them in memory."""
 
     def __init__(self, cidr: str, path: str | None = None):
         self.cidr = ipaddress.ip_network(cidr)
         self.path = path
         self.allocations: dict[str, Allocation] = {}
         self.last: str | None = None
-        if path and os.path.exists(path):
+        if path:
+            os.makedirs(path, exist_ok=True)
             self._load()
 
     def _load(self) -> None:
-        with open(self.path) as f:
-            data = json.load(f)
-        self.last = data.get("last")
-        for ip, rec in (data.get("allocations") or {}).items():
-            if ipaddress.ip_address(ip) in self.cidr:  # a changed podCIDR drops stale entries
-                self.allocations[ip] = Allocation(**rec)
+        newest = -1
+        for name in os.listdir(self.path):
+            try:
+                ip = ipaddress.ip_address(name)
+            except ValueError:
+                continue  # not ours (a temp file, a README)
+            full = os.path.join(self.path, name)
+            if ip not in self.cidr:  # the node got another podCIDR: the entry is stale
+                os.unlink(full)
+                continue
+            try:
+                with open(full) as f:
+                    rec = json.load(f)
+                mtime = os.stat(full).st_mtime_ns
+            except (OSError, ValueError, TypeError):
+                os.unlink(full)  # half-written by a crash: the address is free again
+                continue
+            self.allocations[str(ip)] = Allocation(**rec)
+            if mtime > newest:
+                newest, self.last = mtime, str(ip)
 
-    def _save(self) -> None:
+    def _write(self, ip: str, alloc: Allocation) -> None:
         if not self.path:
             return
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        tmp = f"{self.path}.tmp{os.getpid()}"
-        data = {"cidr": str(self.cidr), "last": self.last,
-                "allocations": {ip: vars(a) for ip, a in sorted(self.allocations.items())}}
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, self.path)
+        fd = os.open(os.path.join(self.path, ip), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w") as f:
+            json.dump(vars(alloc), f)
+
+    def _remove(self, ip: str) -> None:
+        if self.path:
+            try:
+                os.unlink(os.path.join(self.path, ip))
+            except FileNotFoundError:
+                pass
 
     def ip_of(self, uid: str) -> str | None:
         for ip, alloc in self.allocations.items():
@@ -96,9 +117,10 @@ class PodIPAM:
         if existing:
             return existing
         ip = next_free(self.cidr, set(self.allocations), self.last)
-        self.allocations[ip] = Allocation(uid=uid, netns=netns, pod=pod)
+        alloc = Allocation(uid=uid, netns=netns, pod=pod)
+        self._write(ip, alloc)
+        self.allocations[ip] = alloc
         self.last = ip
-        self._save()
         return ip
 
     def release(self, uid: str) -> str | None:
@@ -106,7 +128,7 @@ class PodIPAM:
         ip = self.ip_of(uid)
         if ip is not None:
             del self.allocations[ip]
-            self._save()
+            self._remove(ip)
         return ip
 
     @property

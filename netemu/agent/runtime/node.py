@@ -39,7 +39,7 @@ class NodeRuntime:
         self.state_dir = state_dir
         self.node_netns = node_netns
         self.network = NodeNetwork(pod_cidr, node_netns)
-        self.ipam = PodIPAM(pod_cidr, os.path.join(state_dir, "runtime", "ipam.json"))
+        self.ipam = PodIPAM(pod_cidr, os.path.join(state_dir, "runtime", "ipam"))
         self.sandboxes = SandboxManager(self.ipam, node_netns)
         self.log_root = os.path.join(state_dir, "pods")
         raise_fd_limit()
