@@ -140,14 +140,33 @@ def _argv_for_supervisor(args) -> list[str]:
 
 
 def run_detached(args, plan) -> int:
-    from netemu.emulator.state import STATUS_FILE, read_json
+    from netemu.emulator.state import STATUS_FILE
 
     state = Path(plan.state_dir)
     (state / STATUS_FILE).unlink(missing_ok=True)
     with open(state / "logs" / "supervisor.log", "ab") as log:
         proc = subprocess.Popen(_argv_for_supervisor(args), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    with Display(len(plan.workers)) as display:
+    try:
+        status = follow(proc, state, len(plan.workers))
+    except KeyboardInterrupt:             # Ctrl-C while coming up: the cluster must not linger
+        print("netemu up: interrupted: stopping what was started...", file=sys.stderr, flush=True)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        return 130
+    if status["phase"] != "ready":
+        print(f"netemu up: error: {status['message']}", file=sys.stderr)
+        proc.wait()                        # it tears down what it made before exiting
+        return 1
+    print_ready(plan)
+    return 0
+
+
+def follow(proc: subprocess.Popen, state: Path, total: int) -> dict:
+    """Render the supervisor's status.json until it is ready, failed or gone; the last status."""
+    from netemu.emulator.state import STATUS_FILE, read_json
+
+    with Display(total) as display:
         while True:
             status = read_json(state / STATUS_FILE)
             if status and status.get("pid") == proc.pid:
@@ -159,12 +178,7 @@ def run_detached(args, plan) -> int:
                                                         f"see {state / 'logs' / 'supervisor.log'}"}
                 break
             time.sleep(0.1)
-    if status["phase"] != "ready":
-        print(f"netemu up: error: {status['message']}", file=sys.stderr)
-        proc.wait()                        # it tears down what it made before exiting
-        return 1
-    print_ready(plan)
-    return 0
+    return status
 
 
 def run_foreground(plan, topo, options) -> int:

@@ -244,3 +244,20 @@ def test_bad_input_is_one_clear_line_and_makes_nothing(tmp_path, args, message):
     assert not os.path.exists(state)
     after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     assert not [n for n in after - before if n.startswith(f"nen-{cluster_id(state)}")]
+
+
+def test_ctrl_c_while_coming_up_takes_everything_down(cluster):
+    c = cluster
+    proc = subprocess.Popen([*NETEMU, "up", "--nodes", "4", "--node-network", c.net, *c.args()],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status = Path(c.state, "status.json")
+    deadline = time.monotonic() + 60
+    while not status.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the cluster was Ready before the interrupt arrived")
+    assert proc.returncode == 130 and "interrupted" in err
+    assert json.loads(status.read_text())["phase"] == "stopped"
+    assert c.leftovers() == {"node netns": [], "pod netns": [], "links": [], "processes": [], "root address": []}
