@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +27,20 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(pid: int, seconds: float = 10.0) -> float:
+    """Share of one core the agent uses while nothing changes (heartbeats, resyncs)."""
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / seconds
 
 
 def uss_kb(pid: int) -> int:
@@ -73,7 +88,8 @@ def main() -> int:
             print(f"node Ready after {time.monotonic() - t0:.1f} s (agent start to Ready, incl. registration)")
             time.sleep(2)
             base = rss_kb(lab.agent.pid)
-            print(f"agent RSS, no pods: {base / 1024:.1f} MB (USS {uss_kb(lab.agent.pid) / 1024:.1f} MB)")
+            print(f"agent RSS, no pods: {base / 1024:.1f} MB (USS {uss_kb(lab.agent.pid) / 1024:.1f} MB); "
+                  f"idle (heartbeat 1 s): {100 * idle_cpu(lab.agent.pid):.1f} % of one core")
             have = 0
             for target in steps:
                 t = time.monotonic()
@@ -86,6 +102,7 @@ def main() -> int:
                       f"(USS {uss_kb(lab.agent.pid) / 1024:.1f} MB) "
                       f"({(rss - base) / target:.0f} KB per pod over the empty agent)")
                 have = target
+            print(f"idle with {have} pods (heartbeat 1 s): {100 * idle_cpu(lab.agent.pid):.1f} % of one core")
             t = time.monotonic()
             lab.kubectl("delete", "pods", "-l", "app=bench", "--wait=false")
             lab.wait("pods gone", lambda: ready_count(lab)[1] == 0, timeout=600)

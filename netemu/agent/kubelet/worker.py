@@ -10,6 +10,8 @@ running and the status is written again later.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -68,7 +70,8 @@ class PodWorker:
         self.start_time = ctx.clock()
         self.gone = False                # deleted from the API (no DELETE to finish)
         self.termination: Termination | None = None
-        self.last_status: Obj | None = None
+        self.last_digest: str | None = None     # of the last status written (not the status:
+                                                # a digest keeps ~10 KB per pod out of the agent)
         self.written_rv: str | None = None     # resourceVersion our last status write produced
         self.wake = asyncio.Event()
         self.done = asyncio.Event()
@@ -247,15 +250,15 @@ class PodWorker:
                     r.reason, r.message = "ContainerCreating", f"sandbox: {self.sandbox_error}"
         status = pod_status(self.pod, records, pod_ip=self.pod_ip, host_ip=self.ctx.node_ip,
                             sandbox_ready=self.pod_ip is not None, start_time=self.start_time, now=now)
-        if self.last_status is not None and comparable(status) == comparable(self.last_status) \
-                and not self._overwritten():
+        digest = status_digest(status)
+        if digest == self.last_digest and not self._overwritten():
             return True
         try:
             written = await self.ctx.write_status(self.pod, status)
         except Exception as exc:  # unreachable API, conflict, gone: keep running, retry later
             log.info("status of %s not written (%s); retrying", self._name(), exc)
             return False
-        self.last_status = status
+        self.last_digest = digest
         self.written_rv = ((written or {}).get("metadata") or {}).get("resourceVersion")
         return True
 
@@ -265,9 +268,7 @@ class PodWorker:
         rv = (self.pod.get("metadata") or {}).get("resourceVersion")
         if not rv or not self.written_rv or rv == self.written_rv or "status" not in self.pod:
             return False
-        api = comparable(self.pod["status"])
-        ours = comparable(self.last_status or {})
-        return any(api.get(k) != ours.get(k) for k in ("phase", "conditions", "podIP", "containerStatuses"))
+        return status_digest(self.pod["status"]) != self.last_digest
 
     # -- termination -------------------------------------------------------------------------
 
@@ -315,6 +316,15 @@ class PodWorker:
 
     def _name(self) -> str:
         return self.pod["metadata"]["name"]
+
+
+def status_digest(status: Obj) -> str:
+    """What a status says (phase, conditions without timestamps, IP, containers), as a short
+    digest: equal digests mean nothing worth writing changed."""
+    c = comparable(status)
+    keys = ("phase", "conditions", "podIP", "containerStatuses")
+    text = json.dumps({k: c.get(k) for k in keys}, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _no_grace(pod: Obj) -> Obj:
