@@ -305,3 +305,22 @@ def test_concurrent_creates_of_one_pod_make_one_sandbox(node):
 
     asyncio.run(scenario())
     assert pod_netns(pod["metadata"]["uid"]) not in _netns_list()
+
+
+def test_host_network_pod_listens_in_the_node_namespace(node):
+    host_pod = _pod("hostnet", {"name": "c", "image": AGNHOST, "args": ["netexec", "--http-port=18080", "--udp-port=-1"]})
+    client = _pod("client", {"name": "c", "image": "registry.k8s.io/pause:3.9"})
+
+    async def scenario():
+        await node.setup_node()
+        hs = node.host_sandbox(host_pod, "10.244.7.1", "node-1")
+        app = await node.start_container(hs, host_pod, host_pod["spec"]["containers"][0])
+        cs = await node.create_sandbox(client)
+        r = await http_get("10.244.7.1", 18080, "/hostname", netns=cs.netns)  # the node's cni0 IP
+        assert r.body == b"node-1"
+        assert (await http_get("10.244.7.1", 18080, "/healthz", netns=cs.netns)).status == 412  # no UDP server
+        await app.stop(1)
+        await node.remove_sandbox(host_pod["metadata"]["uid"])  # nothing to remove: no error
+        await node.remove_sandbox(client["metadata"]["uid"])
+
+    asyncio.run(scenario())

@@ -8,6 +8,7 @@ Typical use by the kubelet (all coroutines run on the agent's asyncio loop)::
     await rt.gc_sandboxes(uids_of_my_pods)       # sandboxes of pods no longer here
     await rt.sync_routes(node_objects, my_name)  # other nodes' podCIDRs via their InternalIP
     sb = await rt.create_sandbox(pod)            # netns nep-<uid11>, veth, IP -> sb.ip, sb.netns
+    sb = rt.host_sandbox(pod, node_ip, node_name)   # spec.hostNetwork: the node's own namespace
     c = await rt.start_container(sb, pod, container_spec, restart_count)
         # raises ContainerStartError(reason, message, exit_code): ImageNotSupported -> Waiting
     code = await c.wait()                        # exit code (built-in /exit, process exit)

@@ -57,6 +57,15 @@ class NodeRuntime:
     async def create_sandbox(self, pod: dict) -> Sandbox:
         return await self.sandboxes.create(pod)
 
+    def host_sandbox(self, pod: dict, node_ip: str, node_name: str) -> Sandbox:
+        """The "sandbox" of a hostNetwork pod: the node's own namespace (nothing is created;
+        remove_sandbox is then a no-op). Its containers listen on the node's addresses and
+        see the node's name as hostname, as upstream."""
+        meta = pod.get("metadata") or {}
+        return Sandbox(uid=meta.get("uid", ""), netns=self.node_netns or "", ip=node_ip, veth="",
+                       hostname=node_name, namespace=meta.get("namespace", ""),
+                       name=meta.get("name", ""))
+
     async def remove_sandbox(self, uid: str) -> None:
         """Delete the pod's netns and free its IP. Stop its containers first."""
         await self.sandboxes.delete(uid)

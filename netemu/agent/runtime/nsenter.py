@@ -90,8 +90,8 @@ def _socket_in(path: str, family: int, type_: int) -> socket.socket:
 
 def socket_in_netns(netns: str | None, family: int = socket.AF_INET,
                     type_: int = socket.SOCK_STREAM) -> socket.socket:
-    """A new non-blocking socket living in ``netns`` (None: this thread's own namespace)."""
-    if netns is None:
+    """A new non-blocking socket living in ``netns`` (None or "": this thread's own namespace)."""
+    if not netns:
         sock = socket.socket(family, type_)
     else:
         sock = _executor.submit(_socket_in, netns_path(netns), family, type_).result()

@@ -32,7 +32,7 @@ class Sandbox:
     """A running pod sandbox: what containers, probes and exec need to reach the pod."""
 
     uid: str
-    netns: str       # ``ip netns`` name (/run/netns/NAME)
+    netns: str       # ``ip netns`` name (/run/netns/NAME); "" = the agent's own (hostNetwork)
     ip: str
     veth: str        # node-side interface name
     hostname: str
