@@ -4,8 +4,10 @@ What belongs to the cluster (all derived from its 4-hex id, see plan.py, plus cl
 - processes: those recorded in cluster.json whose /proc/PID/cmdline still matches what was
   started, the supervisor (by its cmdline), Mininet host and switch shells ``mininet:n<id>[hs]<k>``, and every
   process living in one of the cluster's network namespaces (pods' containers included);
-- node namespaces ``nen-<id>-*``; pod namespaces ``nep-*`` whose veth peer is in one of them,
-  and ``nep-*`` left with no peer at all for over a minute (their node namespace is already gone);
+- node namespaces ``nen-<id>-*``; pod namespaces ``nep-*`` whose veth peer is in one of them, or
+  that the cluster's node state (``nodes/*/runtime/ipam.json``, ``nodes/*/pods/NS_NAME_UID``)
+  records, even when their node namespace is already gone. Never a ``nep-*`` on a guess: other
+  clusters' pods on this machine look the same;
 - root-namespace links and bridges named ``n<id>s<k>[-ethN]`` / ``n<id>h<k>-ethN`` (the .1
   address goes with its bridge). KUBE-* rules lived inside the node namespaces and die with them.
 
@@ -29,7 +31,6 @@ from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, rea
 
 NETNS_DIR = Path("/run/netns")
 POD_NETNS_PREFIX = "nep-"
-ORPHAN_AGE = 60.0
 
 
 @dataclass
@@ -68,12 +69,13 @@ def recorded_processes(doc: dict | None) -> list[tuple[int, tuple[str, ...]]]:
     return [(pid, words) for pid, words in found if isinstance(pid, int) and pid > 0]
 
 
-def plan_cleanup(cid: str, state_dir: str, doc: dict | None, machine: Machine, me: int) -> Cleanup:
+def plan_cleanup(cid: str, state_dir: str, doc: dict | None, machine: Machine, me: int,
+                 known_pods: set[str] = frozenset()) -> Cleanup:
+    """``known_pods``: pod netns names the cluster's node state records (``recorded_pod_netns``)."""
     plan = Cleanup()
     node_ns = sorted(n for n in machine.netns if n.startswith(f"nen-{cid}-"))
     pods = sorted(p for p in machine.netns if p.startswith(POD_NETNS_PREFIX) and (
-        machine.pod_peers.get(p, set()) & set(node_ns)
-        or (not machine.pod_peers.get(p) and machine.netns_age.get(p, 0) > ORPHAN_AGE)))
+        machine.pod_peers.get(p, set()) & set(node_ns) or p in known_pods))
     ours = {machine.netns_keys[n] for n in node_ns + pods if n in machine.netns_keys}
     shell = re.compile(rf"^mininet:{mn_prefix(cid)}[hs]\d+$")
     by_pid = {pid: argv for pid, argv, _ in machine.procs}
@@ -110,6 +112,19 @@ def _key(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def recorded_pod_netns(state: Path) -> set[str]:
+    """Pod netns names the node agents' state under ``state/nodes`` records (IPAM and pod dirs)."""
+    names = set()
+    for ipam in state.glob("nodes/*/runtime/ipam.json"):
+        doc = read_json(ipam) or {}
+        names |= {a.get("netns") for a in (doc.get("allocations") or {}).values() if isinstance(a, dict)}
+    for pod_dir in state.glob("nodes/*/pods/*"):
+        uid = pod_dir.name.rpartition("_")[2].replace("-", "")
+        if len(uid) >= 11:
+            names.add(POD_NETNS_PREFIX + uid[:11])
+    return {n for n in names if isinstance(n, str) and n.startswith(POD_NETNS_PREFIX)}
 
 
 def pod_peers(name: str) -> set[str]:
@@ -155,7 +170,7 @@ def cleanup(state_dir: str) -> Cleanup:
     cid = (doc or {}).get("id") or cluster_id(str(state))
     supervisor = [p for p, words in recorded_processes(doc) if "--supervise" in words and p != os.getpid()]
     processes.kill([p for p in supervisor if processes.matches(p, "netemu", "--supervise", str(state))])
-    plan = plan_cleanup(cid, str(state), doc, gather(), os.getpid())
+    plan = plan_cleanup(cid, str(state), doc, gather(), os.getpid(), recorded_pod_netns(state))
     apply(plan)
     for leftover in (CLUSTER_FILE, STATUS_FILE, CONTROL_SOCKET):
         try:

@@ -236,17 +236,22 @@ class Supervisor:
         agents = [p.pid for n, p in self.procs.items() if n.startswith("agent/")]
         processes.stop(agents, grace=10)
         processes.stop([p.pid for n, p in self.procs.items() if not n.startswith("agent/")], grace=10)
+        self.report("stopping pods", "removing pod namespaces")
         found = cleanup.gather()
-        plan = cleanup.plan_cleanup(self.plan.cluster_id, str(self.state), None, found, os.getpid())
+        plan = cleanup.plan_cleanup(self.plan.cluster_id, str(self.state), None, found, os.getpid(),
+                                    cleanup.recorded_pod_netns(self.state))
         shells = {pid for pid, argv, _ in found.procs if any(a.startswith("mininet:") for a in argv)}
         plan.kill = [pid for pid in plan.kill if pid not in shells]   # Mininet stops its own shells
         cleanup.apply(cleanup.Cleanup(kill=plan.kill, pod_netns=plan.pod_netns))
+        self.report("stopping network", "stopping Mininet")
         if self.net is not None:
             with self.net_lock:
                 network.stop(self.net)
         network.detach(self.plan)
+        self.report("final cleanup", "removing leftovers")
         cleanup.cleanup(str(self.state))    # leftovers by name; removes cluster.json
         self.report("stopped", "cluster stopped")
+        print(f"netemu supervisor: stopped; phase start times (s): {json.dumps(self.timings)}", flush=True)
 
     # ---- control socket: `netemu link NODE up|down` ----
 

@@ -36,11 +36,11 @@ def machine(**kw) -> Machine:
 
 
 def test_takes_only_this_clusters_things():
-    plan = plan_cleanup(CID, STATE, None, machine(), me=999)
+    plan = plan_cleanup(CID, STATE, None, machine(), me=999, known_pods={"nep-00000000004", "nep-gone"})
     assert plan.kill == [100, 101, 102, 103, 106, 109]
     assert plan.node_netns == ["nen-ab12-control-plane", "nen-ab12-worker"]
-    # ours by veth peer; an orphan older than a minute; not a fresh one, not another cluster's
-    assert plan.pod_netns == ["nep-00000000001", "nep-00000000003"]
+    # ours by veth peer, or recorded by our node state; never another cluster's, never an orphan on a guess
+    assert plan.pod_netns == ["nep-00000000001", "nep-00000000004"]
     assert plan.links == ["nab12h3-eth0", "nab12s1", "nab12s1-eth1", "nab12s1-eth12"]
 
 
@@ -61,3 +61,15 @@ def test_recorded_pids_are_killed_only_while_their_cmdline_still_matches():
              (303, ["bash", "-is", "mininet:nab12h1"], None)]
     m = Machine([], {}, {}, {}, procs, [])
     assert plan_cleanup(CID, STATE, doc, m, me=1).kill == [300, 301, 303]
+
+
+def test_pod_netns_recorded_by_the_node_state(tmp_path):
+    from netemu.emulator.cleanup import recorded_pod_netns
+    from netemu.emulator.state import write_json
+
+    (tmp_path / "nodes/w/runtime").mkdir(parents=True)
+    write_json(tmp_path / "nodes/w/runtime/ipam.json",
+               {"allocations": {"10.244.0.2": {"uid": "u", "netns": "nep-aaaaaaaaaaa"}, "x": "junk"}})
+    (tmp_path / "nodes/w2/pods/default_web-1_edbc5a70-15f2-4919-8c70-f3b05b477612").mkdir(parents=True)
+    assert recorded_pod_netns(tmp_path) == {"nep-aaaaaaaaaaa", "nep-edbc5a7015f"}
+    assert recorded_pod_netns(tmp_path / "nothing") == set()
