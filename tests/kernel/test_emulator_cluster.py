@@ -215,6 +215,21 @@ def test_kill_9_then_cleanup_leaves_nothing(cluster):
     assert second.returncode == 0 and second.stdout.strip() == "nothing to clean up"
 
 
+@pytest.mark.etcd
+def test_etcd_store_runs_in_the_control_plane_host_and_goes_with_down(cluster):
+    c = cluster
+    up = netemu("up", "--nodes", "1", "--store", "etcd", "--node-network", c.net, *c.args())
+    assert up.returncode == 0, up.stdout + up.stderr
+    c.remember()
+    doc = c.doc()
+    etcd = doc["etcd_pid"]
+    assert etcd and Path(f"/proc/{etcd}/cmdline").read_bytes().split(b"\0")[0].endswith(b"etcd")
+    assert os.stat(f"/proc/{etcd}/ns/net").st_ino == os.stat(f"/run/netns/{doc['nodes']['control-plane']['netns']}").st_ino
+    c.pids.add(etcd)
+    assert netemu("down", *c.args()).returncode == 0
+    assert c.leftovers() == {"node netns": [], "pod netns": [], "links": [], "processes": [], "root address": []}
+
+
 def test_up_after_a_crash_on_the_same_state_dir_clears_the_leftovers_first(cluster):
     c = cluster
     assert netemu("up", "--nodes", "1", "--node-network", c.net, *c.args()).returncode == 0
