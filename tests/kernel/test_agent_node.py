@@ -107,6 +107,9 @@ def test_agent_runs_a_node_and_its_pods(cluster):
     assert _container(live, "app")["lastState"]["terminated"]["exitCode"] == 137
     alive_file.touch()
 
+    described = c.kubectl("describe", "pod", "live").stdout
+    assert "Started container app" in described and "Liveness probe failed" in described
+
     logs = c.kubectl("logs", "web")
     assert "Started HTTP server on port 8080" in logs.stdout
     assert c.kubectl("logs", "web", "-c", "nope", check=False).returncode != 0

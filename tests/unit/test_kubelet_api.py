@@ -119,6 +119,9 @@ def test_kubelet_end_to_end_with_fake_runtime(tmp_path, monkeypatch):
                 rv = p["metadata"]["resourceVersion"]
                 await asyncio.sleep(0.5)                             # and no write loop follows
                 assert (await api.get(kl.POD, "web", "default"))["metadata"]["resourceVersion"] == rv
+                events = (await api.list(kl.by_kind("v1", "Event"), "default")).items
+                started = [e for e in events if e["reason"] == "Started" and e["involvedObject"]["name"] == "web"]
+                assert started and started[0]["source"] == {"component": "kubelet", "host": "w1"}
                 other = await api.get(kl.POD, "other", "default")
                 assert not other.get("status", {}).get("podIP")          # another node's pod is not ours
 

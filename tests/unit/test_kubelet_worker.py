@@ -64,7 +64,7 @@ class FakeRuntime:
 
 class FakeApi:
     def __init__(self):
-        self.statuses, self.deleted = [], []
+        self.statuses, self.deleted, self.events = [], [], []
         self.fail = 0
 
     async def write_status(self, pod, status):
@@ -87,7 +87,8 @@ def make_pod(containers=None, policy="Always", **meta):
 def env(tmp_path):
     rt, api = FakeRuntime(), FakeApi()
     ctx = WorkerContext(rt, api.write_status, api.finish_delete, "172.18.0.3", str(tmp_path),
-                        Backoff(initial=0.2, maximum=0.4), retry=0.1)
+                        Backoff(initial=0.2, maximum=0.4), retry=0.1,
+                        event=lambda pod, etype, reason, message: api.events.append((etype, reason, message)))
     return rt, api, ctx
 
 
@@ -120,6 +121,8 @@ def test_runs_pod_then_restarts_with_backoff(env):
         assert last(api)["lastState"]["terminated"]["exitCode"] == 1
         await until(lambda: len(rt.started) == 2 and "running" in last(api)["state"])
         assert last(api)["restartCount"] == 1
+        reasons = [r for _, r, _ in api.events]
+        assert reasons[:3] == ["Pulled", "Created", "Started"] and "BackOff" in reasons
         w.removed()
         await task
         assert rt.removed == ["u1"] and api.deleted == []      # gone from the API: nothing to finish
@@ -161,6 +164,8 @@ def test_failing_readiness_and_liveness(env):
         rt.exec_code = 0
         await until(lambda: last(api)["ready"] and last(api)["restartCount"] >= 1)
         assert last(api)["lastState"]["terminated"]["exitCode"] == 137
+        assert ("Warning", "Unhealthy", "Readiness probe failed") in api.events
+        assert ("Normal", "Killing", "Container app failed liveness probe, will be restarted") in api.events
         w.removed()
         await task
     asyncio.run(main())
@@ -176,6 +181,7 @@ def test_unsupported_image_waits_with_clear_reason(env):
         waiting = last(api)["state"]["waiting"]
         assert waiting["reason"] == "ImageNotSupported" and "agnhost" in waiting["message"]
         assert api.statuses[-1]["phase"] == "Pending" and rt.started == []
+        assert [r for _, r, _ in api.events] == ["Failed"]
         w.removed()
         await task
     asyncio.run(main())

@@ -21,6 +21,7 @@ import aiohttp
 from netemu.agent.kubelet import nodestatus as ns_
 from netemu.agent.kubelet.backoff import Backoff
 from netemu.agent.kubelet.cri import Runtime
+from netemu.agent.kubelet.events import EventRecorder
 from netemu.agent.kubelet.worker import PodWorker, WorkerContext
 from netemu.api import errors
 from netemu.api.kinds import by_kind
@@ -75,8 +76,10 @@ class Kubelet:
         self.workers: dict[str, PodWorker] = {}
         self.nodes = Informer(api, NODE)
         self.pods = Informer(api, POD, field_selector=f"spec.nodeName={config.node_name}")
+        self.events = EventRecorder(api, config.node_name)
         self.ctx = WorkerContext(runtime, self._write_status, self._finish_delete, config.node_ip,
-                                 config.log_dir, Backoff(config.backoff_initial, config.backoff_max))
+                                 config.log_dir, Backoff(config.backoff_initial, config.backoff_max),
+                                 event=self.events)
         self._node_changed = asyncio.Event()
         self._last_report = 0.0
         self._force_report = False
@@ -170,9 +173,13 @@ class Kubelet:
                 pass      # never started here: the worker still finishes the delete
             worker = self.workers[uid] = PodWorker(self.ctx, pod)
             task = asyncio.ensure_future(worker.run())
-            task.add_done_callback(lambda _t, uid=uid: self.workers.pop(uid, None))
+            task.add_done_callback(lambda _t, uid=uid: self._worker_done(uid))
         else:
             worker.update(pod)
+
+    def _worker_done(self, uid: str) -> None:
+        self.workers.pop(uid, None)
+        self.events.forget(uid)
 
     def find_pod(self, namespace: str, name: str) -> Obj | None:
         return self.pods.get(name, namespace)

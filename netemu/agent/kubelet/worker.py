@@ -42,6 +42,7 @@ class WorkerContext:
     backoff: Backoff = field(default_factory=Backoff)
     clock: Callable[[], float] = time.time
     retry: float = 2.0                             # after a failed API write or sandbox
+    event: Callable[[Obj, str, str, str], None] = lambda pod, etype, reason, message: None
 
 
 def should_restart(policy: str, exit_code: int) -> bool:
@@ -142,6 +143,8 @@ class PodWorker:
             return None
         problem = self.ctx.runtime.unsupported(container)
         if problem:
+            if rec.reason != problem[0]:
+                self.ctx.event(self.pod, "Warning", "Failed", f"Error: {problem[0]}: {problem[1]}")
             rec.state, (rec.reason, rec.message) = "waiting", problem
             return None
         if rec.state == "terminated" or rec.last_terminated is not None and rec.state == "waiting":
@@ -152,6 +155,9 @@ class PodWorker:
             if now < ready_at:
                 if rec.state == "terminated":
                     rec.last_terminated = rec.terminated_state()
+                    self.ctx.event(self.pod, "Warning", "BackOff",
+                                   f"Back-off restarting failed container {name} in pod {self._name()}_"
+                                   f"{self.pod['metadata'].get('namespace')}({self.uid})")
                 rec.state, rec.reason = "waiting", "CrashLoopBackOff"
                 rec.message = (f"back-off {int(ready_at - (rec.finished_at or now))}s restarting failed "
                                f"container={name} pod={self._name()}_{self.pod['metadata'].get('namespace')}({self.uid})")
@@ -172,7 +178,12 @@ class PodWorker:
             rec.message = getattr(exc, "message", str(exc))
             rec.exit_code, rec.started_at, rec.finished_at = getattr(exc, "exit_code", 128), now, now
             self.ctx.backoff.record_exit(self._key(name), now)
+            self.ctx.event(self.pod, "Warning", "Failed", f"Error: {rec.message}")
             return
+        image = container.get("image", "")
+        self.ctx.event(self.pod, "Normal", "Pulled", f'Container image "{image}" already present on machine')
+        self.ctx.event(self.pod, "Normal", "Created", f"Created container {name}")
+        self.ctx.event(self.pod, "Normal", "Started", f"Started container {name}")
         self.handles[name] = handle
         rec.state, rec.reason, rec.message, rec.exit_code = "running", "", "", None
         rec.started_at, rec.finished_at, rec.container_id = now, None, f"netemu://{handle.id}"
@@ -227,6 +238,8 @@ class PodWorker:
                 await asyncio.sleep(delay)
                 continue
             ok = await run_probe(due.spec, container, self.pod_ip or "", exec_)
+            if not ok:
+                self.ctx.event(self.pod, "Warning", "Unhealthy", f"{due.spec.kind.capitalize()} probe failed")
             before = due.result
             due.record(ok, self.ctx.clock())
             if due.result != before:
@@ -237,6 +250,7 @@ class PodWorker:
                 rec.reason = "Killing"
                 rec.message = f"Container {name} failed {due.spec.kind} probe, will be restarted"
                 log.info("%s/%s: %s", self._name(), name, rec.message)
+                self.ctx.event(self.pod, "Normal", "Killing", rec.message)
                 handle.signal(signal.SIGKILL)
                 return
 
@@ -276,7 +290,9 @@ class PodWorker:
         now = self.ctx.clock()
         if self.termination is None:
             self.termination = Termination.begin(self.pod if not self.gone else _no_grace(self.pod), now)
-            for handle in list(self.handles.values()):
+            for cname, handle in list(self.handles.items()):
+                if not self.gone:
+                    self.ctx.event(self.pod, "Normal", "Killing", f"Stopping container {cname}")
                 handle.signal(signal.SIGTERM)
         while True:
             if self.gone:
