@@ -317,7 +317,7 @@ def test_host_network_pod_listens_in_the_node_namespace(node):
         app = await node.start_container(hs, host_pod, host_pod["spec"]["containers"][0])
         cs = await node.create_sandbox(client)
         r = await http_get("10.244.7.1", 18080, "/hostname", netns=cs.netns)  # the node's cni0 IP
-        assert r.body == b"node-1"
+        assert r.body == b"node-1", r.message
         assert (await http_get("10.244.7.1", 18080, "/healthz", netns=cs.netns)).status == 412  # no UDP server
         await app.stop(1)
         await node.remove_sandbox(host_pod["metadata"]["uid"])  # nothing to remove: no error

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from netemu.agent.runtime.ipam import IPAMExhausted, PodIPAM, next_free
+from netemu.agent.runtime.ipam import IPAMExhausted, PodIPAM, next_free, recorded
 
 
 def test_first_address_skips_network_and_gateway():
@@ -38,6 +38,10 @@ def test_allocations_survive_a_restart_and_are_idempotent(tmp_path):
     assert again.allocate("uid-d") == "10.244.3.5"
     assert set(os.listdir(path)) == {"10.244.3.3", "10.244.3.4", "10.244.3.5"}
     assert json.load(open(os.path.join(path, "10.244.3.5")))["uid"] == "uid-d"
+    summary = json.load(open(path + ".json"))  # what cleanup tools read
+    assert set(summary["allocations"]) == set(os.listdir(path)) and summary["last"] == "10.244.3.5"
+    assert summary["allocations"]["10.244.3.3"]["uid"] == "uid-b"
+    assert set(recorded(path)) == set(os.listdir(path))
 
 
 def test_restart_continues_after_the_newest_and_skips_junk(tmp_path):
@@ -61,3 +65,6 @@ def test_a_new_pod_cidr_drops_stale_entries(tmp_path):
     moved = PodIPAM("10.244.9.0/24", path)
     assert moved.allocations == {} and moved.allocate("uid-a") == "10.244.9.2"
     assert os.listdir(path) == ["10.244.9.2"]
+    assert list(json.load(open(path + ".json"))["allocations"]) == ["10.244.9.2"]
+    moved.release("uid-a")
+    assert json.load(open(path + ".json"))["allocations"] == {}  # shorter rewrite: no tail left

@@ -14,9 +14,9 @@ from netemu.agent.runtime import netlink as nl
 class FakeSock:
     """Records requests; answers each with an ACK carrying ``errno_`` (0: success)."""
 
-    def __init__(self, errno_: int = 0, link_index: int | None = None):
+    def __init__(self, errno_: int = 0, link_index: int | None = None, extra: bytes = b""):
         self.sent: list[bytes] = []
-        self.errno_, self.link_index = errno_, link_index
+        self.errno_, self.link_index, self.extra = errno_, link_index, extra
         self.reply = b""
 
     def setblocking(self, flag):
@@ -33,7 +33,7 @@ class FakeSock:
         _, kind, _, seq, _ = struct.unpack_from("=IHHII", msg)
         out = b""
         if kind == nl.RTM_GETLINK and self.link_index is not None:
-            body = nl.ifinfo(self.link_index)
+            body = nl.ifinfo(self.link_index) + self.extra
             out += struct.pack("=IHHII", 16 + len(body), nl.RTM_NEWLINK, 0, seq, 0) + body
         err = struct.pack("=i", -self.errno_) + msg[:16]
         out += struct.pack("=IHHII", 16 + len(err), nl.NLMSG_ERROR, 0, seq, 0) + err
@@ -81,3 +81,9 @@ def test_link_index_reads_the_reply_and_address_carries_broadcast():
     sock = FakeSock()
     nl.RTNL(sock).default_route("10.244.1.1", 3)
     assert nl.attr(nl.RTA_GATEWAY, bytes([10, 244, 1, 1])) in sock.sent[0]
+
+
+def test_operstate_is_read_from_the_link_attributes():
+    extra = nl.attr(nl.IFLA_IFNAME, b"eth0\0") + nl.attr(nl.IFLA_OPERSTATE, bytes([nl.IF_OPER_UP]))
+    assert nl.RTNL(FakeSock(link_index=3, extra=extra)).operstate(3) == nl.IF_OPER_UP
+    assert nl.RTNL(FakeSock(link_index=3, extra=nl.attr(nl.IFLA_OPERSTATE, b"\x02"))).operstate(3) == 2

@@ -8,6 +8,12 @@ pod's uid), created with O_EXCL and removed on release. Why not one JSON file re
 change: its cost grows with the pod count, and ext4 flushes data on every rename-over
 (auto_da_alloc): measured 3-20 ms per allocation at 400 pods on a busy disk.
 After a restart the newest file is the last address handed out.
+
+Tools that only want the list (``netemu cleanup``, test labs) read ``<dir>.json`` (e.g.
+runtime/ipam.json): {"cidr", "last", "allocations": {ip: {uid, netns, pod}}}, a summary
+rewritten in place after each change (no rename-over, no truncate to zero: neither triggers
+ext4's flush). A crash mid-write can leave it torn: readers must tolerate that; the
+per-address files stay the truth. ``recorded(dir)`` reads the truth.
 """
 
 from __future__ import annotations
@@ -90,6 +96,20 @@ class PodIPAM:
             self.allocations[str(ip)] = Allocation(**rec)
             if mtime > newest:
                 newest, self.last = mtime, str(ip)
+        self._write_summary()
+
+    def _write_summary(self) -> None:
+        if not self.path:
+            return
+        data = json.dumps({"cidr": str(self.cidr), "last": self.last,
+                           "allocations": {ip: vars(a) for ip, a in sorted(self.allocations.items())}},
+                          indent=1).encode()
+        fd = os.open(self.path.rstrip("/") + ".json", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
 
     def _write(self, ip: str, alloc: Allocation) -> None:
         if not self.path:
@@ -121,6 +141,7 @@ class PodIPAM:
         self._write(ip, alloc)
         self.allocations[ip] = alloc
         self.last = ip
+        self._write_summary()
         return ip
 
     def release(self, uid: str) -> str | None:
@@ -129,8 +150,24 @@ class PodIPAM:
         if ip is not None:
             del self.allocations[ip]
             self._remove(ip)
+            self._write_summary()
         return ip
 
     @property
     def gateway(self) -> str:
         return str(self.cidr.network_address + 1)
+
+
+def recorded(path: str) -> dict[str, Allocation]:
+    """{ip: Allocation} recorded in an IPAM directory, read-only (for cleanup tools)."""
+    out = {}
+    if not os.path.isdir(path):
+        return out
+    for name in os.listdir(path):
+        try:
+            ipaddress.ip_address(name)
+            with open(os.path.join(path, name)) as f:
+                out[name] = Allocation(**json.load(f))
+        except (OSError, ValueError, TypeError):
+            continue
+    return out

@@ -20,7 +20,8 @@ RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 18, 19, 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLA_F_NESTED = 0x8000
-IFLA_IFNAME, IFLA_MASTER, IFLA_PROTINFO, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 10, 12, 18, 28
+IFLA_IFNAME, IFLA_MASTER, IFLA_PROTINFO, IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 10, 12, 16, 18, 28
+IF_OPER_UP = 6
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFLA_BRPORT_MODE = 4  # hairpin
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
@@ -47,6 +48,17 @@ def nested(kind: int, *attrs: bytes) -> bytes:
 
 def ifinfo(index: int = 0, flags: int = 0, change: int = 0, family: int = socket.AF_UNSPEC) -> bytes:
     return _IFINFO.pack(family, 0, index, flags, change)
+
+
+def attrs(data: bytes):
+    """Yield (type, payload) of the attributes packed in ``data``."""
+    off = 0
+    while off + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, off)
+        if length < 4:
+            return
+        yield kind & ~NLA_F_NESTED, data[off + 4:off + length]
+        off += (length + 3) & ~3
 
 
 def _name(name: str) -> bytes:
@@ -101,6 +113,15 @@ class RTNL:
         if not reply:
             raise OSError(19, f"no device {name}")
         return _IFINFO.unpack_from(reply[0])[2]
+
+    def operstate(self, index: int) -> int:
+        """The link's RFC 2863 operational state (IF_OPER_UP = 6 once the kernel's linkwatch
+        has handled its carrier: qdisc attached, bridge port enabled)."""
+        reply = self.request(RTM_GETLINK, ifinfo(index))
+        for kind, payload in attrs(reply[0][_IFINFO.size:]) if reply else ():
+            if kind == IFLA_OPERSTATE:
+                return payload[0]
+        return 0
 
     def veth_add(self, name: str, peer: str, peer_netns_fd: int, master: int | None = None,
                  up: bool = True) -> None:
