@@ -5,7 +5,8 @@ For each scale (Services x 5 endpoints) and each iptables backend, in scratch na
 here and removed at the end (also on failure):
   build   - the builder alone turning the service/endpoint maps into restore text
   sync    - our Proxier's first (full) sync: fold tracker changes + build + jumps + restore
-  raw     - plain `iptables-restore --noflush --counters` of the very same text in a fresh netns
+  raw     - plain `iptables-restore --noflush --counters` of the very same text (rules and jump
+            rules, as the first sync restores them) in a fresh netns
   and at the largest scale one-Service changes (one endpoint replaced; 7 rounds, medians):
   partial - our Proxier's partial sync (it restores the BuildCache's delta)
   raw-partial - raw restore of upstream's partial text (top-level chains rewritten; round 1)
@@ -25,7 +26,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from netemu.agent.proxy.iptables.apply import netns_exec  # noqa: E402
+from netemu.agent.proxy.iptables.apply import Iptables, add_jumps, netns_exec  # noqa: E402
+from netemu.agent.proxy.iptables.chains import jump_rules  # noqa: E402
 from netemu.agent.proxy.iptables.builder import build  # noqa: E402
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig, endpoints_by_service_port  # noqa: E402
 from netemu.agent.proxy.proxier import IptablesProxier  # noqa: E402
@@ -100,12 +102,12 @@ def bench_scale(lab: Lab, backend: str, n: int, repeats: int, change: bool) -> d
         # raw: the same text, built outside the timing; alternate which of the two goes first
         # (a shared, noisy machine drifts over minutes)
         if r % 2 == 0:
-            raws.append(raw_restore(netns_exec(ns_raw), backend, _full_text(services, slices)))
+            raws.append(raw_full(ns_raw, backend, services, slices))
         result = proxier.sync()
         if not result.ok:
             raise SystemExit(f"sync failed: {result.error}")
         if r % 2 == 1:
-            raws.append(raw_restore(netns_exec(ns_raw), backend, _full_text(services, slices)))
+            raws.append(raw_full(ns_raw, backend, services, slices))
         build_s, ruleset = timed(build, proxier.service_map, proxier.endpoints_map, NODE, ProxyConfig())
         builds.append(build_s)
         syncs.append(result.duration)
@@ -122,6 +124,18 @@ def bench_scale(lab: Lab, backend: str, n: int, repeats: int, change: bool) -> d
     row["sync"] = statistics.median(syncs)
     row["raw"] = statistics.median(raws)
     return row
+
+
+def raw_full(ns: str, backend: str, services: list[dict], slices: list[dict]) -> float:
+    """Raw restore of exactly what the proxier's first sync restores in a fresh namespace: the
+    rules plus the jump rules from the built-in chains (-I lines in the same restore; the two
+    whose target we do not declare are added untimed). The jumps matter to the floor: with
+    them, nft validates every chain reachable from the hooks on each later transaction, so a
+    namespace without them would make later (delta) restores look cheaper than they are."""
+    text, leftovers = add_jumps(_full_text(services, slices), jump_rules())
+    seconds = raw_restore(netns_exec(ns), backend, text)
+    Iptables(backend, netns_exec(ns)).ensure_jumps(leftovers)
+    return seconds
 
 
 def _full_text(services: list[dict], slices: list[dict]) -> str:
