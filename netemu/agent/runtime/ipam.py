@@ -103,7 +103,7 @@ class PodIPAM:
             return
         data = json.dumps({"cidr": str(self.cidr), "last": self.last,
                            "allocations": {ip: vars(a) for ip, a in sorted(self.allocations.items())}},
-                          indent=1).encode()
+                          separators=(",", ":")).encode()
         fd = os.open(self.path.rstrip("/") + ".json", os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             os.pwrite(fd, data, 0)
