@@ -22,10 +22,11 @@ PASSED_ON = ("tailLines", "limitBytes", "previous", "follow", "timestamps", "sin
 
 
 def pick_container(pod: Obj, requested: str | None) -> str:
-    names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    spec = pod.get("spec") or {}
+    names = [c.get("name") for c in spec.get("containers") or []]
     name = (pod.get("metadata") or {}).get("name")
     if requested:
-        if requested not in names:
+        if requested not in names + [c.get("name") for c in spec.get("initContainers") or []]:
             raise errors.BadRequest(f"container {requested} is not valid for pod {name}")
         return requested
     if len(names) == 1:

@@ -66,7 +66,9 @@ def test_agent_runs_a_node_and_its_pods(cluster):
     alive_file.touch()
     pods = [
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
-         "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 5, "containers": [
+         "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 5,
+                  "initContainers": [{"name": "setup", "image": "busybox", "command": ["sh", "-c", "echo setting up"]}],
+                  "containers": [
              {"name": "web", "image": AGNHOST, "args": ["netexec", "--http-port=8080"],
               "ports": [{"name": "http", "containerPort": 8080}],
               "startupProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1},
@@ -110,8 +112,10 @@ def test_agent_runs_a_node_and_its_pods(cluster):
     described = c.kubectl("describe", "pod", "live").stdout
     assert "Started container app" in described and "Liveness probe failed" in described
 
-    logs = c.kubectl("logs", "web")
+    logs = c.kubectl("logs", "web", "-c", "web")
     assert "Started HTTP server on port 8080" in logs.stdout
+    assert c.kubectl("logs", "web", "-c", "setup").stdout == "setting up\n"     # a real process, run first
+    assert web["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
     assert c.kubectl("logs", "web", "-c", "nope", check=False).returncode != 0
 
     uid = web["metadata"]["uid"]

@@ -217,3 +217,55 @@ def test_status_write_retried_after_api_error(env):
         w.removed()
         await task
     asyncio.run(main())
+
+
+def test_init_containers_run_in_order_before_the_app(env):
+    rt, api, ctx = env
+    pod = make_pod()
+    pod["spec"]["initContainers"] = [{"name": "i1", "image": "agnhost"}, {"name": "i2", "image": "agnhost"}]
+
+    def cond(t):
+        return [c for c in api.statuses[-1]["conditions"] if c["type"] == t][0]
+
+    async def main():
+        w = PodWorker(ctx, pod)
+        task = asyncio.ensure_future(w.run())
+        await until(lambda: rt.started)
+        assert [n for n, _ in rt.started] == ["i1"]
+        await until(lambda: api.statuses)
+        assert cond("Initialized")["status"] == "False" and "[i1 i2]" in cond("Initialized")["message"]
+        assert api.statuses[-1]["phase"] == "Pending"
+        assert last(api)["state"]["waiting"]["reason"] == "PodInitializing"
+        rt.started[0][1].finish(1)                          # fails: retried after back-off
+        await until(lambda: len(rt.started) == 2)
+        assert [n for n, _ in rt.started] == ["i1", "i1"]
+        rt.started[1][1].finish(0)
+        await until(lambda: len(rt.started) == 3)
+        assert rt.started[2][0] == "i2"
+        rt.started[2][1].finish(0)
+        await until(lambda: len(rt.started) == 4 and api.statuses[-1]["phase"] == "Running"
+                    and cond("Initialized")["status"] == "True")
+        assert rt.started[3][0] == "app"
+        inits = {c["name"]: c for c in api.statuses[-1]["initContainerStatuses"]}
+        assert inits["i1"]["restartCount"] == 1 and inits["i2"]["state"]["terminated"]["reason"] == "Completed"
+        w.removed()
+        await task
+    asyncio.run(main())
+
+
+def test_failed_init_container_with_never_fails_the_pod(env):
+    rt, api, ctx = env
+    pod = make_pod(policy="Never")
+    pod["spec"]["initContainers"] = [{"name": "i1", "image": "agnhost"}]
+
+    async def main():
+        w = PodWorker(ctx, pod)
+        task = asyncio.ensure_future(w.run())
+        await until(lambda: rt.started)
+        rt.started[0][1].finish(2)
+        await until(lambda: api.statuses[-1]["phase"] == "Failed")
+        await asyncio.sleep(0.5)
+        assert [n for n, _ in rt.started] == ["i1"]              # the app never started
+        w.removed()
+        await task
+    asyncio.run(main())

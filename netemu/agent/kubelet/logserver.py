@@ -87,7 +87,8 @@ class LogServer:
         pod = self.find_pod(ns, name)
         if pod is None:
             raise HTTPError(404, f"pod {ns}/{name} not found on this node")
-        names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        spec = pod.get("spec") or {}
+        names = [c.get("name") for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])]
         if container not in names:
             raise HTTPError(404, f"container {container} is not valid for pod {name}")
         count = self.restart_count(pod, container)

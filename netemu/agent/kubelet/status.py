@@ -99,15 +99,23 @@ def _not_ready_message(names: list[str]) -> str:
     return f"containers with unready status: [{' '.join(names)}]"
 
 
+def init_done(rec: ContainerRecord) -> bool:
+    return rec.state == "terminated" and rec.exit_code == 0
+
+
 def pod_conditions(previous: list[Obj], records: list[ContainerRecord], phase: str,
-                   sandbox_ready: bool, now: float) -> list[Obj]:
+                   sandbox_ready: bool, now: float, init_records: list[ContainerRecord] = ()) -> list[Obj]:
     stamp = rfc3339(now)
     unready = [r.name for r in records if not r.ready]
     conds = list(previous or [])
     done = phase in ("Succeeded", "Failed")
+    incomplete = [r.name for r in init_records if not init_done(r)]
+    initialized = ({"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized",
+                    "message": f"containers with incomplete status: [{' '.join(incomplete)}]"}
+                   if incomplete else {"type": "Initialized", "status": "True"})
     sets: list[Obj] = [
         {"type": "PodReadyToStartContainers", "status": "True" if sandbox_ready and not done else "False"},
-        {"type": "Initialized", "status": "True"},
+        initialized,
     ]
     if done:
         ready = {"status": "False", "reason": "PodCompleted"}
@@ -129,16 +137,22 @@ def pod_conditions(previous: list[Obj], records: list[ContainerRecord], phase: s
 
 
 def pod_status(pod: Obj, records: list[ContainerRecord], *, pod_ip: str | None, host_ip: str,
-               sandbox_ready: bool, start_time: float, now: float) -> Obj:
+               sandbox_ready: bool, start_time: float, now: float,
+               init_records: list[ContainerRecord] = ()) -> Obj:
     """The whole status the kubelet writes (pods/status); deterministic for the same inputs
     apart from condition transition times, so an unchanged pod is not rewritten."""
     previous = (pod.get("status") or {}).get("conditions") or []
     restart_policy = (pod.get("spec") or {}).get("restartPolicy") or "Always"
     phase = pod_phase(records, restart_policy)
-    status: Obj = {"phase": phase, "conditions": pod_conditions(previous, records, phase, sandbox_ready, now),
+    if restart_policy == "Never" and any(r.state == "terminated" and r.exit_code for r in init_records):
+        phase = "Failed"              # upstream: a failed init container with Never fails the pod
+    conds = pod_conditions(previous, records, phase, sandbox_ready, now, init_records)
+    status: Obj = {"phase": phase, "conditions": conds,
                    "hostIP": host_ip, "hostIPs": [{"ip": host_ip}], "startTime": rfc3339(start_time),
                    "qosClass": qos_class(pod),
                    "containerStatuses": [r.api_status() for r in records]}
+    if init_records:
+        status["initContainerStatuses"] = [r.api_status() for r in init_records]
     if pod_ip:
         status["podIP"] = pod_ip
         status["podIPs"] = [{"ip": pod_ip}]

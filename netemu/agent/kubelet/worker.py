@@ -61,8 +61,13 @@ class PodWorker:
         self.ctx, self.pod = ctx, pod
         self.uid = pod["metadata"]["uid"]
         spec = pod.get("spec") or {}
-        self.containers = {c["name"]: c for c in spec.get("containers") or []}
+        self.init_names = [c["name"] for c in spec.get("initContainers") or []]
+        self.main_names = [c["name"] for c in spec.get("containers") or []]
+        self.containers = {c["name"]: c for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])}
         self.records = {n: ContainerRecord(n, c.get("image", "")) for n, c in self.containers.items()}
+        for n in self.main_names:
+            if self.init_names:
+                self.records[n].reason = "PodInitializing"
         self.handles: dict[str, ContainerHandle] = {}
         self.probes: dict[str, dict[str, pr.ProbeState]] = {}
         self.tasks: dict[str, list[asyncio.Task]] = {}
@@ -129,13 +134,34 @@ class PodWorker:
                 self.sandbox_error = str(exc)
                 timers.append(now + self.ctx.retry)
         if self.pod_ip is not None:
-            for name in self.containers:
+            pending = self._next_init()
+            for name in [pending] if pending else ([] if self._init_failed() else self.main_names):
                 at = await self._sync_container(name, now)
                 if at:
                     timers.append(at)
         if not await self._write_status(now):
             timers.append(now + self.ctx.retry)
         return min(timers) if timers else None
+
+    def _next_init(self) -> str | None:
+        """The init container to run now: init containers run one at a time, in order, each
+        to completion (exit 0) before the next; None once all have succeeded."""
+        for name in self.init_names:
+            rec = self.records[name]
+            if not (rec.state == "terminated" and rec.exit_code == 0):
+                return None if self._init_failed() else name
+        return None
+
+    def _init_failed(self) -> bool:
+        """restartPolicy Never and an init container failed: the pod has failed."""
+        return self.policy == "Never" and any(
+            self.records[n].state == "terminated" and self.records[n].exit_code for n in self.init_names)
+
+    def _restart_policy(self, name: str) -> str:
+        """Init containers are retried on failure unless the pod's policy is Never (upstream)."""
+        if name in self.init_names:
+            return "Never" if self.policy == "Never" else "OnFailure"
+        return self.policy
 
     async def _sync_container(self, name: str, now: float) -> float | None:
         rec, container = self.records[name], self.containers[name]
@@ -149,7 +175,7 @@ class PodWorker:
             return None
         if rec.state == "terminated" or rec.last_terminated is not None and rec.state == "waiting":
             code = rec.exit_code if rec.state == "terminated" else rec.last_terminated.get("exitCode", 1)
-            if not should_restart(self.policy, code or 0):
+            if not should_restart(self._restart_policy(name), code or 0):
                 return None
             ready_at = self.ctx.backoff.ready_at(self._key(name))
             if now < ready_at:
@@ -257,13 +283,19 @@ class PodWorker:
     # -- status ------------------------------------------------------------------------------
 
     async def _write_status(self, now: float) -> bool:
-        records = [self.records[n] for n in self.containers]
+        records = [self.records[n] for n in self.main_names]
+        inits = [self.records[n] for n in self.init_names]
         if self.sandbox_error:
-            for r in records:
+            for r in records + inits:
                 if r.state == "waiting":
                     r.reason, r.message = "ContainerCreating", f"sandbox: {self.sandbox_error}"
+        elif inits and self._next_init() is None and not self._init_failed():
+            for r in records:
+                if r.state == "waiting" and r.reason == "PodInitializing":
+                    r.reason = "ContainerCreating"
         status = pod_status(self.pod, records, pod_ip=self.pod_ip, host_ip=self.ctx.node_ip,
-                            sandbox_ready=self.pod_ip is not None, start_time=self.start_time, now=now)
+                            sandbox_ready=self.pod_ip is not None, start_time=self.start_time, now=now,
+                            init_records=inits)
         digest = status_digest(status)
         if digest == self.last_digest and not self._overwritten():
             return True
@@ -338,7 +370,7 @@ def status_digest(status: Obj) -> str:
     """What a status says (phase, conditions without timestamps, IP, containers), as a short
     digest: equal digests mean nothing worth writing changed."""
     c = comparable(status)
-    keys = ("phase", "conditions", "podIP", "containerStatuses")
+    keys = ("phase", "conditions", "podIP", "containerStatuses", "initContainerStatuses")
     text = json.dumps({k: c.get(k) for k in keys}, sort_keys=True, separators=(",", ":"))
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
