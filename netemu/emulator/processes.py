@@ -57,6 +57,11 @@ def kill(pids: list[int]) -> int:
     return count
 
 
+def running(pid) -> bool:
+    """Alive and not a zombie (a child the supervisor has not reaped yet has exited all the same)."""
+    return pid_alive(pid) and not _zombie(pid)
+
+
 def _signal(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)

@@ -40,6 +40,19 @@ def pod_rows(pods: list[dict]) -> list[list[str]]:
     return rows
 
 
+def dead_processes(doc: dict, alive) -> list[str]:
+    """Pure: a line for each process cluster.json records that is no longer running (the
+    supervisor restarts nothing, so the user must hear about it, with the log to read)."""
+    lines = []
+    if doc.get("apiserver_pid") and not alive(doc["apiserver_pid"]):
+        lines.append(f"the API server (pid {doc['apiserver_pid']}) is not running: see logs/apiserver.log")
+    for name, node in sorted((doc.get("nodes") or {}).items()):
+        pid = node.get("agent_pid")
+        if pid and not alive(pid):
+            lines.append(f"the agent of node {name} (pid {pid}) is not running: see logs/agent-{name}.log")
+    return lines
+
+
 async def fetch(kubeconfig: str) -> tuple[list[dict], list[dict]]:
     from netemu.client import ApiClient
 
@@ -68,6 +81,10 @@ def show_status(doc: dict) -> int:
     console.print(f"cluster {doc.get('name')!r}: API server {doc.get('apiserver')}, node network "
                   f"{doc.get('node_network')}, supervisor pid {doc.get('supervisor_pid')}")
     console.print(f"  export KUBECONFIG={doc.get('kubeconfig')}")
+    from netemu.emulator.processes import running
+
+    for line in dead_processes(doc, running):
+        console.print(f"[yellow]warning:[/] {line}")
     try:
         nodes, pods = asyncio.run(fetch(doc["kubeconfig"]))
     except Exception as exc:  # API down or unreachable: still show what runs

@@ -73,3 +73,13 @@ def test_forward_warning_only_when_the_root_namespace_would_drop_bridged_traffic
     assert forward_warning("1\n", "-P FORWARD DROP\n-A FORWARD -j DOCKER-USER\n")
     assert forward_warning("0\n", "-P FORWARD DROP\n") is None
     assert forward_warning("1\n", "-P FORWARD ACCEPT\n") is None
+
+
+def test_dead_processes_are_named_with_their_log():
+    from netemu.emulator.status import dead_processes
+
+    doc = {"apiserver_pid": 10, "nodes": {"worker": {"agent_pid": 11}, "worker2": {"agent_pid": 12},
+                                          "control-plane": {"agent_pid": None}}}
+    assert dead_processes(doc, lambda pid: pid != 12) == [
+        "the agent of node worker2 (pid 12) is not running: see logs/agent-worker2.log"]
+    assert len(dead_processes(doc, lambda pid: False)) == 3
