@@ -138,8 +138,10 @@ def test_never_policy_completes(env):
         await until(lambda: rt.started)
         rt.started[0][1].finish(0)
         await until(lambda: api.statuses[-1]["phase"] == "Succeeded")
+        await until(lambda: rt.removed == ["u1"])           # the finished pod's sandbox and IP are freed
         await asyncio.sleep(0.5)
-        assert len(rt.started) == 1
+        assert len(rt.started) == 1 and rt.removed == ["u1"]
+        assert api.statuses[-1]["podIP"] == "10.244.1.7"
         w.removed()
         await task
     asyncio.run(main())

@@ -8,7 +8,7 @@ and each containerStatus carries state, lastState, ready, started and restartCou
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from netemu.agent.kubelet.conditions import rfc3339, set_condition

@@ -73,6 +73,8 @@ class PodWorker:
         self.tasks: dict[str, list[asyncio.Task]] = {}
         self.pod_ip: str | None = None
         self.sandbox_error = ""
+        self.phase = "Pending"
+        self.released = False            # a finished pod's sandbox was removed
         self.start_time = ctx.clock()
         self.gone = False                # deleted from the API (no DELETE to finish)
         self.termination: Termination | None = None
@@ -141,7 +143,18 @@ class PodWorker:
                     timers.append(at)
         if not await self._write_status(now):
             timers.append(now + self.ctx.retry)
+        elif self.phase in ("Succeeded", "Failed") and not self.handles and not self.released:
+            await self._release_sandbox()
         return min(timers) if timers else None
+
+    async def _release_sandbox(self) -> None:
+        """A finished pod keeps its status (podIP included, like upstream) but not its sandbox:
+        the namespace and the IP go at once, so completed Jobs do not exhaust the node's /24."""
+        try:
+            await self.ctx.runtime.remove_sandbox(self.pod)
+            self.released = True
+        except Exception as exc:
+            log.warning("releasing the sandbox of finished pod %s failed: %s", self._name(), exc)
 
     def _next_init(self) -> str | None:
         """The init container to run now: init containers run one at a time, in order, each
@@ -296,6 +309,7 @@ class PodWorker:
         status = pod_status(self.pod, records, pod_ip=self.pod_ip, host_ip=self.ctx.node_ip,
                             sandbox_ready=self.pod_ip is not None, start_time=self.start_time, now=now,
                             init_records=inits)
+        self.phase = status["phase"]
         digest = status_digest(status)
         if digest == self.last_digest and not self._overwritten():
             return True
@@ -344,7 +358,8 @@ class PodWorker:
             except asyncio.TimeoutError:
                 pass
         try:
-            await self.ctx.runtime.remove_sandbox(self.pod)
+            if not self.released:
+                await self.ctx.runtime.remove_sandbox(self.pod)
         except Exception as exc:
             log.warning("removing the sandbox of %s failed: %s", self._name(), exc)
         self.ctx.backoff.forget_prefix(f"{self.uid}/")
