@@ -7,6 +7,8 @@ from netemu.agent.runtime.logs import container_log_path
 from netemu.agent.runtime.nodenet import peer_routes, plan_routes
 from netemu.agent.runtime.process import container_env, expand
 
+import os
+
 import pytest
 
 
@@ -137,3 +139,28 @@ def test_dial_rejects_bad_parameters_before_dialing():
     bad_host = ask("request=x&host=web.default.svc&port=80")
     assert bad_host.status == 400 and b"no DNS" in bad_host.body
     assert json.loads(ask("request=x&host=10.0.0.2&port=80&tries=0").body) == {}
+
+
+def test_log_lines_are_buffered_flushed_and_rotated(tmp_path, monkeypatch):
+    import asyncio
+
+    from netemu.agent.runtime import logs
+
+    path = str(tmp_path / "ns_p_u" / "c" / "0.log")
+
+    async def run():
+        log = logs.LogFile(path)
+        log.write("GET /hostname")
+        assert open(path).read() == ""          # waits in memory...
+        await asyncio.sleep(logs.FLUSH_AFTER + 0.1)
+        assert open(path).read().endswith(" GET /hostname\n")  # ...and is written soon after
+        monkeypatch.setattr(logs, "MAX_BYTES", 100)
+        for i in range(logs.FLUSH_LINES):        # a full buffer is written at once
+            log.write(f"line {i}")
+        assert os.path.getsize(path + ".1") > 100 and os.path.getsize(path) == 0
+        log.write("after rotation")
+        log.flush()
+        assert open(path).read().endswith("after rotation\n")
+    asyncio.run(run())
+    logs.LogFile(path).write("no loop: written at once")
+    assert open(path).read().endswith("no loop: written at once\n")

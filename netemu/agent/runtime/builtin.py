@@ -91,7 +91,9 @@ class BuiltinContainer:
         except OSError as exc:
             self._close_servers()
             self.log.write(f"Error: listen: {exc.strerror or exc}")
+            self.log.flush()
             raise ContainerStartError("Error", f"{app}: listen: {exc.strerror or exc}", 1) from exc
+        self.log.flush()  # the start lines are visible at once
         self.started_at = time.time()
 
     async def wait(self) -> int:
@@ -112,6 +114,7 @@ class BuiltinContainer:
 
     def _exit(self, code: int) -> None:
         self._close_servers()
+        self.log.flush()
         if not self.exited.done():
             self.exited.set_result(code)
 
