@@ -46,7 +46,7 @@ class Agent:
         # 10 s per call (not 30): a cut link must not stall heartbeats and status writes for long
         self.api = ApiClient.from_kubeconfig(config.kubeconfig, timeout=10.0,
                                              user_agent=f"netemu-agent/{config.kubelet.node_name}")
-        self.runtime = AgentRuntime(config.state_dir, config.kubelet.node_ip)
+        self.runtime = AgentRuntime(config.state_dir, config.kubelet.node_ip, config.kubelet.node_name)
         config.kubelet.log_dir = self.runtime.log_dir
         self.kubelet = Kubelet(self.api, self.runtime, config.kubelet)
         self.logs = LogServer(self.kubelet.find_pod, self.kubelet.restart_count, self.runtime.log_dir,

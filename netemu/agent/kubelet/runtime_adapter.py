@@ -45,8 +45,8 @@ class AgentRuntime:
     """``node_ip``: the address hostNetwork pods get (they share the node's namespace: no netns,
     no veth, no pod IP of their own, like upstream)."""
 
-    def __init__(self, state_dir: str, node_ip: str = "", node_netns: str | None = None):
-        self.state_dir, self.node_ip, self.node_netns = state_dir, node_ip, node_netns
+    def __init__(self, state_dir: str, node_ip: str = "", node_name: str = "", node_netns: str | None = None):
+        self.state_dir, self.node_ip, self.node_name, self.node_netns = state_dir, node_ip, node_name, node_netns
         self.node: rt.NodeRuntime | None = None
         self.sandboxes: dict[str, rt.Sandbox] = {}
         self._ids = 0
@@ -58,6 +58,7 @@ class AgentRuntime:
     async def setup_node(self, pod_cidr: str) -> None:
         self.node = rt.NodeRuntime(self.state_dir, pod_cidr, self.node_netns)
         await self.node.setup_node()
+        await self.node.recover()     # processes a previous agent left in kept sandboxes
 
     async def set_routes(self, routes: dict[str, str]) -> None:
         await self.node.network.sync_routes(routes)
@@ -68,10 +69,7 @@ class AgentRuntime:
 
     async def create_sandbox(self, pod: Obj) -> str:
         if host_network(pod):
-            meta = pod["metadata"]
-            sandbox = rt.Sandbox(uid=meta["uid"], netns=self.node_netns, ip=self.node_ip, veth="",
-                                 hostname=rt.pod_hostname(pod), namespace=meta.get("namespace", ""),
-                                 name=meta.get("name", ""))
+            sandbox = self.node.host_sandbox(pod, self.node_ip, self.node_name)
             self.sandboxes[sandbox.uid] = sandbox
             return sandbox.ip
         sandbox = await self.node.create_sandbox(pod)
@@ -89,10 +87,7 @@ class AgentRuntime:
         their namespaces and IPs are freed. Returns the uids removed."""
         if self.node is None:
             return []
-        gone = [uid for uid in self.node.sandboxes.known() if uid not in live_uids]
-        for uid in gone:
-            await self.node.remove_sandbox(uid)
-        return gone
+        return await self.node.gc_sandboxes(live_uids)
 
     async def start_container(self, pod: Obj, container: Obj, restart_count: int) -> Handle:
         sandbox = self.sandboxes[pod["metadata"]["uid"]]
