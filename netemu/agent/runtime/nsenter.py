@@ -30,7 +30,10 @@ _mount = _libc.mount
 _mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
 _umount2 = _libc.umount2
 _umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="netns")
+# Two helper threads: sockets (microseconds; the loop may wait for one synchronously) and
+# sandbox plumbing (milliseconds; always awaited), so a sandbox being made never stalls the loop.
+_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="netns-sock")
+_plumber = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="netns-plumb")
 
 
 def netns_path(name: str) -> str:
@@ -67,8 +70,8 @@ def umount_detach(target: str) -> None:
 
 
 def in_helper_thread(fn, *args):
-    """Run ``fn`` on the one namespace-switching helper thread; a concurrent Future."""
-    return _executor.submit(fn, *args)
+    """Run ``fn`` on the namespace-switching plumbing thread; a concurrent Future to await."""
+    return _plumber.submit(fn, *args)
 
 
 def _socket_in(path: str, family: int, type_: int) -> socket.socket:
