@@ -8,6 +8,7 @@ Typical use by the kubelet (all coroutines run on the agent's asyncio loop)::
     await rt.gc_sandboxes(uids_of_my_pods)       # sandboxes of pods no longer here
     await rt.sync_routes(node_objects, my_name)  # other nodes' podCIDRs via their InternalIP
     sb = await rt.create_sandbox(pod)            # netns nep-<uid11>, veth, IP -> sb.ip, sb.netns
+        # raises SandboxError (nothing left behind) or IPAMExhausted
     sb = rt.host_sandbox(pod, node_ip, node_name)   # spec.hostNetwork: the node's own namespace
     c = await rt.start_container(sb, pod, container_spec, restart_count)
         # raises ContainerStartError(reason, message, exit_code): ImageNotSupported -> Waiting
@@ -34,12 +35,12 @@ from .node import NodeRuntime
 from .nodenet import NodeNetwork, peer_routes, plan_routes
 from .probe import ExecResult, ProbeResult, exec_in, http_get, tcp_connect
 from .process import ProcessContainer
-from .sandbox import Sandbox, SandboxManager
+from .sandbox import Sandbox, SandboxError, SandboxManager
 
 __all__ = [
     "BuiltinContainer", "ContainerStartError", "SUPPORTED_TEXT", "Builtin", "Process",
     "Unsupported", "resolve", "IPAMExhausted", "PodIPAM", "host_veth", "pod_hostname",
     "pod_netns", "NodeRuntime", "NodeNetwork", "peer_routes", "plan_routes", "ExecResult",
     "ProbeResult", "exec_in", "http_get", "tcp_connect", "ProcessContainer", "Sandbox",
-    "SandboxManager",
+    "SandboxError", "SandboxManager",
 ]
