@@ -111,7 +111,11 @@ class PodWorker:
                 if deleting:
                     await self._terminate()
                     return
-                next_at = await self.sync()
+                try:
+                    next_at = await self.sync()
+                except Exception:  # a bug must not orphan the pod: log it and try again later
+                    log.exception("syncing pod %s failed", self._name())
+                    next_at = self.ctx.clock() + self.ctx.retry
                 timeout = None if next_at is None else max(0.05, next_at - self.ctx.clock())
                 try:
                     await asyncio.wait_for(self.wake.wait(), timeout)
