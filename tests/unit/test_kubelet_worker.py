@@ -166,7 +166,7 @@ def test_failing_readiness_and_liveness(env):
         rt.exec_code = 0
         await until(lambda: last(api)["ready"] and last(api)["restartCount"] >= 1)
         assert last(api)["lastState"]["terminated"]["exitCode"] == 137
-        assert ("Warning", "Unhealthy", "Readiness probe failed") in api.events
+        assert ("Warning", "Unhealthy", "Readiness probe failed: command exited with code 1") in api.events
         assert ("Normal", "Killing", "Container app failed liveness probe, will be restarted") in api.events
         w.removed()
         await task

@@ -280,9 +280,9 @@ class PodWorker:
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
-            ok = await run_probe(due.spec, container, self.pod_ip or "", exec_)
+            ok, why = await run_probe(due.spec, container, self.pod_ip or "", exec_)
             if not ok:
-                self.ctx.event(self.pod, "Warning", "Unhealthy", f"{due.spec.kind.capitalize()} probe failed")
+                self.ctx.event(self.pod, "Warning", "Unhealthy", f"{due.spec.kind.capitalize()} probe failed: {why}")
             before = due.result
             due.record(ok, self.ctx.clock())
             if due.result != before:
