@@ -115,7 +115,7 @@ class Supervisor:
             server = threading.Thread(target=self.serve_control, daemon=True)
             server.start()
             while not self.stop_event.wait(1.0):
-                pass
+                self.note_exits()
             code = 0
         except Stopped:
             self.report("error", "stopped by a signal while coming up")
@@ -215,6 +215,13 @@ class Supervisor:
                 if gone or time.monotonic() > deadline:
                     raise RuntimeError(gone or f"etcd did not start (see {self.logs / 'etcd.log'})")
                 time.sleep(0.1)
+
+    def note_exits(self) -> None:
+        """Reap and log (once) a process that exited while the cluster runs; nothing is restarted."""
+        for name, proc in self.procs.items():
+            if proc.returncode is None and proc.poll() is not None:
+                print(f"netemu supervisor: {name} (pid {proc.pid}) exited with code {proc.returncode}; "
+                      f"not restarted (its log: {self.logs / (name.replace('/', '-') + '.log')})", flush=True)
 
     def dead_process(self) -> str | None:
         """Which started process has exited, with the end of its log (None if all run)."""
