@@ -21,7 +21,6 @@ import json
 import os
 import re
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +37,7 @@ class Machine:
     """What cleanup saw: inputs of the pure planner."""
 
     netns: list[str]                                  # names under /run/netns
-    pod_peers: dict[str, set[str]]                    # pod netns -> names of its links' peer netns
-    netns_age: dict[str, float]                       # netns -> seconds since created
+    pod_peers: dict[str, set[str]]                    # pod netns -> our node netns its veths lead to
     netns_keys: dict[str, tuple[int, int]]            # netns -> (dev, inode)
     procs: list[tuple[int, list[str], tuple[int, int] | None]]  # pid, argv, its netns (dev, inode)
     links: list[str]                                  # root namespace link names
@@ -127,32 +125,35 @@ def recorded_pod_netns(state: Path) -> set[str]:
     return {n for n in names if isinstance(n, str) and n.startswith(POD_NETNS_PREFIX)}
 
 
-def pod_peers(name: str) -> set[str]:
-    if not any("link_netnsid" in link for link in _ip_json(["ip", "-n", name, "-j", "link", "show"])):
+def pods_linked_to(node: str) -> set[str]:
+    """Pod netns names that have a veth peer in ``node`` (asked from the node's side: two ``ip``
+    calls per node of ours, however many pods other clusters run on the machine)."""
+    ids = {link["link_netnsid"] for link in _ip_json(["ip", "-n", node, "-j", "link", "show"])
+           if "link_netnsid" in link}
+    if not ids:
         return set()
-    return {entry.get("name", "") for entry in _ip_json(["ip", "-n", name, "-j", "netns", "list-id"])} - {""}
+    return {e.get("name", "") for e in _ip_json(["ip", "-n", node, "-j", "netns", "list-id"])
+            if e.get("nsid") in ids and e.get("name", "").startswith(POD_NETNS_PREFIX)}
 
 
-def gather() -> Machine:
+def gather(cid: str) -> Machine:
     names = sorted(os.listdir(NETNS_DIR)) if NETNS_DIR.is_dir() else []
-    now = time.time()
-    ages, keys = {}, {}
+    keys = {}
     for n in names:
-        try:
-            ages[n] = now - os.stat(NETNS_DIR / n).st_mtime
-        except OSError:
-            continue
         key = _key(str(NETNS_DIR / n))
         if key:
             keys[n] = key
-    peers = {n: pod_peers(n) for n in names if n.startswith(POD_NETNS_PREFIX)}
+    peers: dict[str, set[str]] = {}
+    for node in (n for n in names if n.startswith(f"nen-{cid}-")):
+        for pod in pods_linked_to(node):
+            peers.setdefault(pod, set()).add(node)
     procs = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             argv = processes.cmdline(int(entry))
             procs.append((int(entry), argv, _key(f"/proc/{entry}/ns/net")))
     links = [link["ifname"] for link in _ip_json(["ip", "-j", "link", "show"])]
-    return Machine(names, peers, ages, keys, procs, links)
+    return Machine(names, peers, keys, procs, links)
 
 
 def apply(plan: Cleanup) -> None:
@@ -170,7 +171,7 @@ def cleanup(state_dir: str) -> Cleanup:
     cid = (doc or {}).get("id") or cluster_id(str(state))
     supervisor = [p for p, words in recorded_processes(doc) if "--supervise" in words and p != os.getpid()]
     processes.kill([p for p in supervisor if processes.matches(p, "netemu", "--supervise", str(state))])
-    plan = plan_cleanup(cid, str(state), doc, gather(), os.getpid(), recorded_pod_netns(state))
+    plan = plan_cleanup(cid, str(state), doc, gather(cid), os.getpid(), recorded_pod_netns(state))
     apply(plan)
     for leftover in (CLUSTER_FILE, STATUS_FILE, CONTROL_SOCKET):
         try:

@@ -244,7 +244,7 @@ class Supervisor:
         processes.stop(agents, grace=10)
         processes.stop([p.pid for n, p in self.procs.items() if not n.startswith("agent/")], grace=10)
         self.report("stopping pods", "removing pod namespaces")
-        found = cleanup.gather()
+        found = cleanup.gather(self.plan.cluster_id)
         plan = cleanup.plan_cleanup(self.plan.cluster_id, str(self.state), None, found, os.getpid(),
                                     cleanup.recorded_pod_netns(self.state))
         shells = {pid for pid, argv, _ in found.procs if any(a.startswith("mininet:") for a in argv)}

@@ -14,7 +14,6 @@ def machine(**kw) -> Machine:
                "nep-00000000002", "nep-00000000003", "nep-00000000004", "kp123a"],
         pod_peers={"nep-00000000001": {"nen-ab12-worker"}, "nep-00000000002": {"nen-ffff-worker"},
                    "nep-00000000003": set(), "nep-00000000004": set()},
-        netns_age={"nep-00000000003": 600.0, "nep-00000000004": 5.0},
         netns_keys={"nen-ab12-control-plane": (4, 1), "nen-ab12-worker": (4, 2), "nen-ffff-worker": (4, 3),
                     "nep-00000000001": (4, 4), "nep-00000000002": (4, 5), "nep-00000000003": (4, 6),
                     "nep-00000000004": (4, 7), "kp123a": (4, 8)},
@@ -47,7 +46,7 @@ def test_takes_only_this_clusters_things():
 def test_never_kills_itself_and_nothing_there_is_empty():
     m = machine(procs=[(106, ["python", "-m", "netemu", "up", "--supervise", "--state-dir", STATE], (4, 0))])
     assert plan_cleanup(CID, STATE, None, m, me=106).kill == []
-    empty = Machine([], {}, {}, {}, [], ["lo"])
+    empty = Machine([], {}, {}, [], ["lo"])
     assert plan_cleanup(CID, STATE, None, empty, me=1).empty()
 
 
@@ -59,7 +58,7 @@ def test_recorded_pids_are_killed_only_while_their_cmdline_still_matches():
              (301, ["python", "-m", "netemu", "apiserver", "--listen", "x"], None),
              (302, ["nginx"], None),                                    # recycled pid: not ours now
              (303, ["bash", "-is", "mininet:nab12h1"], None)]
-    m = Machine([], {}, {}, {}, procs, [])
+    m = Machine([], {}, {}, procs, [])
     assert plan_cleanup(CID, STATE, doc, m, me=1).kill == [300, 301, 303]
 
 
