@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,7 +123,13 @@ def run_up(args: argparse.Namespace) -> int:
     plan, topo, options = prepare(args)
     if args.supervise:
         return Supervisor(plan, topo, options).run()
-    check_can_start(plan, options)
+    existed = os.path.exists(plan.state_dir)
+    try:
+        check_can_start(plan, options)
+    except UsageError:
+        if not existed:                    # refused: leave no trace, not even the lock file
+            shutil.rmtree(plan.state_dir, ignore_errors=True)
+        raise
     Path(plan.state_dir, "logs").mkdir(parents=True, exist_ok=True)
     if args.foreground:
         return run_foreground(plan, topo, options)

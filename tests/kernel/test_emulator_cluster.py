@@ -173,7 +173,7 @@ def test_up_status_link_down_leaves_nothing(cluster, tmp_path):
     other = str(tmp_path / "other")
     clash = netemu("up", "--nodes", "1", "--node-network", c.net, "--state-dir", other)
     assert clash.returncode == 2 and f"node network {c.net}" in clash.stderr
-    assert not Path(other, "cluster.json").exists()
+    assert not Path(other).exists()
     assert not [n for n in os.listdir("/run/netns") if n.startswith(f"nen-{cluster_id(other)}-")]
 
     # link cut and back: the worker's interface really goes down, then up
