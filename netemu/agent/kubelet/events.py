@@ -40,8 +40,10 @@ def pod_event(pod: Obj, etype: str, reason: str, message: str, node: str, t: flo
 
 
 class EventRecorder:
-    def __init__(self, api: Any, node: str, max_pending: int = 200, max_keys: int = 4096):
+    def __init__(self, api: Any, node: str, max_pending: int = 200, max_keys: int = 4096,
+                 slots: asyncio.Semaphore | None = None):
         self.api, self.node = api, node
+        self.slots = slots or asyncio.Semaphore(8)
         self.max_pending, self.max_keys = max_pending, max_keys
         self._seen: dict[tuple, tuple[str, int]] = {}      # key -> (event name, count)
         self._pending: set[asyncio.Task] = set()
@@ -61,6 +63,10 @@ class EventRecorder:
             del self._seen[key]
 
     async def _write(self, ev: Obj) -> None:
+        async with self.slots:
+            await self._write_now(ev)
+
+    async def _write_now(self, ev: Obj) -> None:
         key = (ev["involvedObject"]["uid"], ev["type"], ev["reason"], ev["message"])
         ns = ev["metadata"]["namespace"]
         try:

@@ -43,6 +43,10 @@ class WorkerContext:
     clock: Callable[[], float] = time.time
     retry: float = 2.0                             # after a failed API write or sandbox
     event: Callable[[Obj, str, str, str], None] = lambda pod, etype, reason, message: None
+    # Sandboxes made or removed at once: each is a few `ip` processes, serialised by the kernel
+    # anyway (no faster with 8 at once on 2 cores), while 100 at once cost the agent ~10 MB of
+    # child-watcher threads and pipes that malloc keeps afterwards.
+    sandbox_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
 
 
 def should_restart(policy: str, exit_code: int) -> bool:
@@ -133,7 +137,8 @@ class PodWorker:
         timers: list[float] = []
         if self.pod_ip is None:
             try:
-                self.pod_ip = await self.ctx.runtime.create_sandbox(self.pod)
+                async with self.ctx.sandbox_slots:
+                    self.pod_ip = await self.ctx.runtime.create_sandbox(self.pod)
                 self.sandbox_error = ""
             except Exception as exc:  # a runtime failure is reported on the pod, then retried
                 log.warning("sandbox for %s failed: %s", self._name(), exc)
@@ -155,7 +160,8 @@ class PodWorker:
         """A finished pod keeps its status (podIP included, like upstream) but not its sandbox:
         the namespace and the IP go at once, so completed Jobs do not exhaust the node's /24."""
         try:
-            await self.ctx.runtime.remove_sandbox(self.pod)
+            async with self.ctx.sandbox_slots:
+                await self.ctx.runtime.remove_sandbox(self.pod)
             self.released = True
         except Exception as exc:
             log.warning("releasing the sandbox of finished pod %s failed: %s", self._name(), exc)
@@ -363,7 +369,8 @@ class PodWorker:
                 pass
         try:
             if not self.released:
-                await self.ctx.runtime.remove_sandbox(self.pod)
+                async with self.ctx.sandbox_slots:
+                    await self.ctx.runtime.remove_sandbox(self.pod)
         except Exception as exc:
             log.warning("removing the sandbox of %s failed: %s", self._name(), exc)
         self.ctx.backoff.forget_prefix(f"{self.uid}/")
