@@ -271,3 +271,36 @@ def test_failed_init_container_with_never_fails_the_pod(env):
         w.removed()
         await task
     asyncio.run(main())
+
+
+def test_restarted_agent_adopts_counts_and_does_not_rerun_finished_pods(env):
+    rt, api, ctx = env
+    running = make_pod()
+    running["status"] = {"phase": "Running", "hostIP": "172.18.0.3", "podIP": "10.244.1.7",
+                         "startTime": "2026-01-01T00:00:00Z",
+                         "containerStatuses": [{"name": "app", "restartCount": 2,
+                                                "state": {"running": {"startedAt": "2026-01-01T00:00:01Z"}}}]}
+    done = make_pod(policy="Never")
+    done["metadata"]["uid"] = "u2"
+    done["status"] = {"phase": "Succeeded", "hostIP": "172.18.0.3", "podIP": "10.244.1.8",
+                      "containerStatuses": [{"name": "app", "restartCount": 0, "state": {"terminated": {
+                          "exitCode": 0, "reason": "Completed", "finishedAt": "2026-01-01T00:00:02Z"}}}]}
+
+    async def main():
+        w = PodWorker(ctx, running)
+        task = asyncio.ensure_future(w.run())
+        await until(lambda: rt.started and api.statuses and "running" in last(api)["state"])
+        assert last(api)["restartCount"] == 3
+        assert last(api)["lastState"]["terminated"]["reason"] == "Unknown"
+        assert api.statuses[-1]["startTime"] == "2026-01-01T00:00:00Z"
+        w.removed()
+        await task
+        n = len(rt.started)
+        w2 = PodWorker(ctx, done)
+        task2 = asyncio.ensure_future(w2.run())
+        await until(lambda: "u2" in rt.removed)
+        assert len(rt.started) == n and "u2" not in rt.sandboxes          # nothing ran, no new sandbox
+        assert api.statuses[-1]["phase"] == "Succeeded" and api.statuses[-1]["podIP"] == "10.244.1.8"
+        w2.removed()
+        await task2
+    asyncio.run(main())

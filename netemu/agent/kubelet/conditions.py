@@ -36,3 +36,13 @@ def set_condition(conditions: list[Obj], new: Obj, now: str) -> list[Obj]:
     if not found:
         out.append(dict(new, lastTransitionTime=now))
     return out
+
+
+def parse_time(text: str | None) -> float | None:
+    """metav1.Time / MicroTime text to seconds since the epoch (None when absent or bad)."""
+    if not text:
+        return None
+    try:
+        return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

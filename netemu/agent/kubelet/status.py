@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from netemu.agent.kubelet.conditions import rfc3339, set_condition
+from netemu.agent.kubelet.conditions import parse_time, rfc3339, set_condition
 
 Obj = dict[str, Any]
 
@@ -183,3 +183,31 @@ def comparable(status: Obj) -> Obj:
     out["conditions"] = [{k: v for k, v in c.items() if k not in ("lastTransitionTime", "lastProbeTime")}
                          for c in status.get("conditions") or []]
     return out
+
+
+def adopt(records: dict[str, ContainerRecord], pod: Obj, node_ip: str, now: float) -> tuple[bool, float | None]:
+    """A pod this node already ran (its status names our hostIP) seen by a restarted agent:
+    carry over what the API recorded, so restart counts do not reset and a finished container
+    is not run again. A container that was running is counted as restarted with upstream's
+    lastState after a lost runtime (Unknown, exit 255). Returns (adopted, the pod's startTime
+    if recorded). Mutates ``records``."""
+    status = pod.get("status") or {}
+    if not node_ip or status.get("hostIP") != node_ip:
+        return False, None
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        rec = records.get(cs.get("name"))
+        if rec is None:
+            continue
+        state, last = cs.get("state") or {}, (cs.get("lastState") or {}).get("terminated")
+        rec.restart_count = int(cs.get("restartCount") or 0)
+        rec.last_terminated = dict(last) if last else None
+        if "terminated" in state:
+            t = state["terminated"]
+            rec.state, rec.exit_code = "terminated", int(t.get("exitCode") or 0)
+            rec.reason, rec.message = t.get("reason") or "", t.get("message") or ""
+            rec.started_at, rec.finished_at = parse_time(t.get("startedAt")), parse_time(t.get("finishedAt"))
+        elif "running" in state:
+            started = state["running"].get("startedAt")
+            rec.last_terminated = {"exitCode": 255, "reason": "Unknown", "startedAt": started,
+                                   "finishedAt": rfc3339(now)}      # the restart itself counts it
+    return True, parse_time(status.get("startTime"))

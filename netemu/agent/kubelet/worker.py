@@ -23,7 +23,7 @@ from netemu.agent.kubelet import probes as pr
 from netemu.agent.kubelet.backoff import Backoff
 from netemu.agent.kubelet.cri import ContainerHandle, Runtime
 from netemu.agent.kubelet.probing import run_probe
-from netemu.agent.kubelet.status import ContainerRecord, comparable, pod_status
+from netemu.agent.kubelet.status import ContainerRecord, adopt, comparable, pod_status
 from netemu.agent.kubelet.termination import Termination
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,11 @@ class PodWorker:
         self.written_rv: str | None = None     # resourceVersion our last status write produced
         self.wake = asyncio.Event()
         self.done = asyncio.Event()
+        adopted, started = adopt(self.records, pod, ctx.node_ip, ctx.clock())
+        if adopted:
+            self.start_time = started or self.start_time
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                self.pod_ip = (pod.get("status") or {}).get("podIP") or ""   # finished: no new sandbox
 
     # -- inputs ------------------------------------------------------------------------------
 
