@@ -182,3 +182,6 @@ def test_host_network_pod_and_orphans_after_agent_restart(cluster):
     c.wait("orphan sandbox removed", lambda: not os.path.exists(f"/run/netns/{netns}"), timeout=30)
     c.wait("hostpod serving again", lambda: asyncio.run(
         http_get(c.node_ip, 18080, "/hostname", timeout=3, netns=c.node_ns)).body == b"n1")
+    status = c.wait("hostpod restart counted", lambda: (p := c.get("pod", "hostpod")) and
+                    _container(p, "c").get("restartCount") == 1 and p)
+    assert _container(status, "c")["lastState"]["terminated"]["reason"] == "Unknown"
