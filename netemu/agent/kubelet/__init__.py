@@ -1,4 +1,14 @@
-"""The kubelet: Node registration and Lease heartbeats (kubelet.py, nodestatus.py), one worker per
-pod (worker.py) with pure status (status.py), probe (probes.py), back-off (backoff.py) and
-termination (termination.py) logic, the runtime contract it drives (cri.py), and the container
-log server the API server's pods/log proxies to (logserver.py)."""
+"""The kubelet of netemu's node agent.
+
+- kubelet.py: registers the Node, heartbeats its Lease, sets up the node network, one worker per
+  bound pod; nodestatus.py: the Node / Lease objects and the flags that shape them (pure).
+- worker.py: one pod's life (sandbox, containers, restarts, probes, status, termination), with
+  pure status.py (phase, conditions, containerStatuses, adoption after an agent restart),
+  probes.py (probe state machines), backoff.py, termination.py; probing.py runs one probe.
+- cri.py: the runtime contract the worker drives; runtime_adapter.py maps it onto
+  netemu.agent.runtime.
+- logserver.py: /containerLogs on the node IP's port 10250 (the API server's pods/log proxies to
+  it); events.py: the kubelet's Events; conditions.py: condition/time helpers.
+- lab.py + bench.py: an API server and one agent in namespaces of their own, for kernel tests
+  and the agent benchmark.
+"""
