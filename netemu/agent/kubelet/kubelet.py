@@ -173,8 +173,6 @@ class Kubelet:
             return
         worker = self.workers.get(uid)
         if worker is None:
-            if (pod.get("metadata") or {}).get("deletionTimestamp") and not (pod.get("status") or {}).get("podIP"):
-                pass      # never started here: the worker still finishes the delete
             worker = self.workers[uid] = PodWorker(self.ctx, pod)
             task = asyncio.ensure_future(worker.run())
             task.add_done_callback(lambda _t, uid=uid: self._worker_done(uid))
