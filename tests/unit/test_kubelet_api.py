@@ -71,7 +71,7 @@ def test_kubelet_end_to_end_with_fake_runtime(tmp_path, monkeypatch):
                 await until(lambda: kubelet.node is not None)
                 node = await api.get(kl.NODE, "w1")
                 assert node["status"]["addresses"][0] == {"type": "InternalIP", "address": "127.0.0.1"}
-                for _ in range(100):
+                for _ in range(600):
                     leases = (await api.list(kl.LEASE, "kube-node-lease")).items
                     if leases:
                         break
@@ -98,7 +98,7 @@ def test_kubelet_end_to_end_with_fake_runtime(tmp_path, monkeypatch):
                 async def running():
                     p = await api.get(kl.POD, "web", "default")
                     return (p.get("status") or {}).get("phase") == "Running" and p["status"].get("podIP")
-                for _ in range(100):
+                for _ in range(600):
                     if await running():
                         break
                     await asyncio.sleep(0.05)
@@ -109,7 +109,7 @@ def test_kubelet_end_to_end_with_fake_runtime(tmp_path, monkeypatch):
                 # the lifecycle controller marks the pod not Ready (node cut off): the kubelet restores it
                 conds = [dict(c, status="False") if c["type"] == "Ready" else c for c in web["status"]["conditions"]]
                 await api.patch(kl.POD, "web", {"status": {"conditions": conds}}, "default", subresource="status")
-                for _ in range(100):
+                for _ in range(600):
                     p = await api.get(kl.POD, "web", "default")
                     if [c["status"] for c in p["status"]["conditions"] if c["type"] == "Ready"] == ["True"]:
                         break
@@ -134,7 +134,7 @@ def test_kubelet_end_to_end_with_fake_runtime(tmp_path, monkeypatch):
                         assert r.status == 500 and "127.0.0.2" in await r.text()
 
                 await api.delete(kl.POD, "web", "default")
-                for _ in range(100):
+                for _ in range(600):
                     if not any(p["metadata"]["name"] == "web" for p in (await api.list(kl.POD, "default")).items):
                         break
                     await asyncio.sleep(0.05)
@@ -143,9 +143,9 @@ def test_kubelet_end_to_end_with_fake_runtime(tmp_path, monkeypatch):
                 assert runtime.removed and runtime.started[0][1].signals
             finally:
                 stop.set()
-                await asyncio.wait_for(task, 10)
+                await asyncio.wait_for(task, 30)
                 await logs.close()
-    asyncio.run(asyncio.wait_for(main(), 60))
+    asyncio.run(asyncio.wait_for(main(), 180))
 
 
 class FlakyNetwork(NodeRuntime):
@@ -173,7 +173,7 @@ def test_network_setup_failure_keeps_node_not_ready_with_reason_then_recovers(tm
                 await until(lambda: kubelet.node is not None)
                 await api.patch(kl.NODE, "w1", {"spec": {"podCIDR": "10.244.1.0/24"}})
                 messages = []
-                for _ in range(100):
+                for _ in range(600):
                     node = await api.get(kl.NODE, "w1")
                     ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"][0]
                     messages.append((ready["status"], ready.get("message", "")))
@@ -184,5 +184,5 @@ def test_network_setup_failure_keeps_node_not_ready_with_reason_then_recovers(tm
                 assert messages[-1][0] == "True" and runtime.cidr == "10.244.1.0/24"
             finally:
                 stop.set()
-                await asyncio.wait_for(task, 10)
-    asyncio.run(asyncio.wait_for(main(), 60))
+                await asyncio.wait_for(task, 30)
+    asyncio.run(asyncio.wait_for(main(), 180))

@@ -47,7 +47,7 @@ def test_log_endpoint(tmp_path):
                     assert await r.content.readline() == b"three\n"
                     with open(current, "a") as f:
                         f.write("four\n")
-                    assert await asyncio.wait_for(r.content.readline(), 5) == b"four\n"
+                    assert await asyncio.wait_for(r.content.readline(), 20) == b"four\n"
         finally:
             await server.close()
     asyncio.run(asyncio.wait_for(main(), 30))
