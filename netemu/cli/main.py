@@ -48,9 +48,16 @@ class UsageError(Exception):
     """Bad input from the user: printed as one clear line, exit code 2, no traceback."""
 
 
-def _load_commands() -> list[Command]:
+# Commands run once per node (100 nodes: 100 processes) load only their own module: every
+# other command module costs the process memory it never uses.
+LEAN_COMMANDS = {"agent": "netemu.cli.agent_cmd"}
+
+
+def _load_commands(argv: list[str] | None = None) -> list[Command]:
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    lean = LEAN_COMMANDS.get(words[0]) if words else None
     commands: list[Command] = []
-    for name in COMMAND_MODULES:
+    for name in (lean,) if lean else COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -83,7 +90,7 @@ def build_parser(commands: list[Command]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(_load_commands())
+    parser = build_parser(_load_commands(argv))
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

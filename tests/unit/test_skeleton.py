@@ -50,3 +50,12 @@ def test_cli_groups_commands_from_many_modules():
     assert args._run(args) == 0 and ran == ["iptables"]
     with pytest.raises(SystemExit):
         parser.parse_args(["proxy"])
+
+
+def test_lean_commands_load_only_their_module():
+    from netemu.cli import main as cli_main
+
+    paths = {c.path for c in cli_main._load_commands(["agent", "--node", "n1"])}
+    assert paths == {"agent"}
+    everything = {c.path for c in cli_main._load_commands(["proxy", "render"])}
+    assert "agent" in everything and "proxy render" in everything
