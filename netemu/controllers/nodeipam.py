@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from netemu.api.errors import Invalid
 from netemu.controllers.events import NORMAL
 from netemu.controllers.kube import Obj
 from netemu.controllers.runtime import Controller, rt
@@ -77,6 +78,14 @@ class NodeIpamController(Controller):
             return
         try:
             await self.client.patch(rt("Node"), key, {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
+        except Invalid:
+            # podCIDR is immutable once set: an earlier sync of ours already gave this node one and
+            # the cache has not seen it yet. Take the node's real CIDR instead of a second one.
+            self.allocator.release(cidr)
+            fresh = await self.client.get(rt("Node"), key)
+            if not (fresh.get("spec") or {}).get("podCIDR"):
+                raise
+            self.allocator.occupy(fresh["spec"]["podCIDR"])
         except Exception:
             self.allocator.release(cidr)
             raise
