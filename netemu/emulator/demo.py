@@ -23,6 +23,7 @@ import asyncio
 import collections
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -397,5 +398,11 @@ def run(opts: DemoOptions, console: Console | None = None) -> Obj:
     finally:
         if not opts.keep:
             console.print("netemu down")
-            if down(opts.state_dir) != 0:
-                console.print(f"[red]netemu down failed: run netemu cleanup --state-dir {opts.state_dir}[/]")
+            # a second Ctrl-C (or SIGTERM) must not cut the teardown short
+            previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                if down(opts.state_dir) != 0:
+                    console.print(f"[red]netemu down failed: run netemu cleanup --state-dir {opts.state_dir}[/]")
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
