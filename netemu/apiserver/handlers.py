@@ -189,7 +189,8 @@ class Handlers:
             match=_and_named(listing.object_filter(target.rt, q.get("labelSelector"), q.get("fieldSelector")),
                              target.name),
             as_table=tables.accepts_table(request.headers.get("Accept")),
-            include=q.get("includeObject", "Metadata"))
+            include=q.get("includeObject", "Metadata"),
+            queue_size=watch.WATCH_QUEUE, slow_timeout=watch.SLOW_WATCHER_TIMEOUT)
         return await watch.serve(request, self.registry.store, target.rt, target.namespace, params,
                                  self.active_watches)
 

@@ -29,6 +29,12 @@ _END = object()
 # A quiet watch still notices within this many seconds that its client disconnected (aiohttp
 # does not cancel handlers), so it does not hold a store subscription until its timeout.
 CLIENT_CHECK_INTERVAL = 5.0
+# Events queued for one client (references to shared events, not copies), and how long that
+# queue may stay full before the client counts as stalled and is cut off with 410.
+WATCH_QUEUE = 1000
+SLOW_WATCHER_TIMEOUT = 5.0
+# At most this many queued events go out in one write (one TLS record batch, one syscall).
+WRITE_BATCH = 64
 
 
 @dataclass
@@ -40,6 +46,8 @@ class WatchParams:
     match: Callable[[Obj], bool] | None = None
     as_table: bool = False
     include: str = "Metadata"
+    queue_size: int = WATCH_QUEUE
+    slow_timeout: float = SLOW_WATCHER_TIMEOUT
 
 
 def filtered(event: WatchEvent, match: Callable[[Obj], bool] | None) -> tuple[str, Obj] | None:
@@ -71,11 +79,52 @@ def _parse_rv(text: str) -> int:
     return value
 
 
-async def _pump(source: AsyncIterator[WatchEvent], queue: asyncio.Queue) -> None:
-    """Move store events into a queue, so waiting has a timeout without cancelling the source."""
+class TooSlow(errors.Gone):
+    """A watcher whose client did not take its events in time: its queue is dropped and its
+    stream ends with 410 (the client relists), so a stalled client cannot hold memory."""
+
+
+@dataclass
+class _PumpState:
+    last_rv: int               # every event up to here is queued or filtered out
+
+
+def _drain(queue: asyncio.Queue) -> None:
+    while not queue.empty():
+        queue.get_nowait()
+
+
+async def _pump(source: AsyncIterator[WatchEvent], queue: asyncio.Queue, params: WatchParams,
+                state: _PumpState, abort: Callable[[], None]) -> None:
+    """Move the store events this watcher sends into its bounded queue.
+
+    Filtering happens here, before the queue, so a watcher of one node's pods queues and wakes
+    for its own pods only. A queue that stays full for ``params.slow_timeout`` seconds ends the
+    watch (upstream's cacher does the same with an unresponsive watcher): the queue is emptied,
+    the store subscription released, a 410 is queued for the client, and if the handler is still
+    stuck writing to a client that does not read, the connection is aborted."""
     try:
         async for event in source:
-            await queue.put(event)
+            seen = filtered(event, params.match)
+            if seen is not None:
+                item = (seen[0], seen[1], event.revision)
+                try:
+                    queue.put_nowait(item)
+                except asyncio.QueueFull:
+                    try:
+                        await asyncio.wait_for(queue.put(item), params.slow_timeout)
+                    except asyncio.TimeoutError:
+                        _drain(queue)
+                        queue.put_nowait(TooSlow(f"watch client too slow: {queue.maxsize} events not taken "
+                                                 f"in {params.slow_timeout:g}s"))
+                        log.warning("watch cut off: client took no event for %.0fs with %d queued",
+                                    params.slow_timeout, queue.maxsize)
+                        await _close(source)
+                        await asyncio.sleep(params.slow_timeout)
+                        if not queue.empty():           # still not even taking the error
+                            abort()
+                        return
+            state.last_rv = event.revision
         await queue.put(_END)
     except errors.StatusError as exc:
         await queue.put(exc)
@@ -83,17 +132,22 @@ async def _pump(source: AsyncIterator[WatchEvent], queue: asyncio.Queue) -> None
         log.exception("watch source failed")
         await queue.put(errors.InternalError(f"watch failed: {exc}"))
     finally:
-        closer = getattr(source, "aclose", None)
-        if closer is not None:
-            try:
-                await closer()
-            except Exception:  # already closed or failed: nothing left to release
-                pass
+        await _close(source)
+
+
+async def _close(source: AsyncIterator[WatchEvent]) -> None:
+    closer = getattr(source, "aclose", None)
+    if closer is not None:
+        try:
+            await closer()
+        except Exception:  # already closed or failed: nothing left to release
+            pass
 
 
 class _Encoded:
     """The JSON line of each recent event, shared by every watcher that sends it: with 100
-    watchers one write is serialised once, not 100 times (events are immutable once written)."""
+    watchers one write is serialised once, not 100 times (events are immutable once written).
+    The event's object is shared too, so it is never modified here."""
 
     def __init__(self, size: int = 2048):
         self.size = size
@@ -104,8 +158,8 @@ class _Encoded:
         key = (rt.resource, kind, meta.get("namespace"), meta.get("name"), meta.get("resourceVersion"))
         cached = self.lines.get(key)
         if cached is None or not meta.get("resourceVersion"):
-            obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
-            cached = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+            typed = {**obj, "apiVersion": rt.api_version, "kind": rt.kind}
+            cached = json.dumps({"type": kind, "object": typed}).encode() + b"\n"
             if len(self.lines) >= self.size:
                 self.lines.pop(next(iter(self.lines)))
             self.lines[key] = cached
@@ -116,24 +170,21 @@ ENCODED = _Encoded()
 
 
 class _Writer:
-    """Renders events (plain objects or Table rows) onto the response."""
+    """Renders events (plain objects or Table rows) as JSON lines; never modifies the objects."""
 
-    def __init__(self, resp: web.StreamResponse, rt: ResourceType, params: WatchParams):
-        self.resp, self.rt, self.params, self.first = resp, rt, params, True
+    def __init__(self, request: web.Request, resp: web.StreamResponse, rt: ResourceType, params: WatchParams):
+        self.request, self.resp, self.rt, self.params, self.first = request, resp, rt, params, True
 
-    async def send(self, kind: str, obj: Obj) -> None:
+    def render(self, kind: str, obj: Obj) -> bytes:
         if not self.params.as_table or kind not in (ADDED, MODIFIED, DELETED):
-            await self.resp.write(ENCODED.line(self.rt, kind, obj))
-            return
-        obj["apiVersion"], obj["kind"] = self.rt.api_version, self.rt.kind
+            return ENCODED.line(self.rt, kind, obj)
+        obj = {**obj, "apiVersion": self.rt.api_version, "kind": self.rt.kind}
         table = tables.table(self.rt.kind, [obj], dt.datetime.now(dt.timezone.utc),
                              resource_version=(obj.get("metadata") or {}).get("resourceVersion", ""),
                              include=self.params.include, headers=self.first)
         self.first = False
-        await self.resp.write(json.dumps({"type": kind, "object": table}).encode() + b"\n")
+        return json.dumps({"type": kind, "object": table}).encode() + b"\n"
 
-    async def error(self, exc: errors.StatusError) -> None:
-        await self.resp.write(json.dumps({"type": "ERROR", "object": exc.status()}).encode() + b"\n")
 
 
 def end_all(queues: set[asyncio.Queue]) -> None:
@@ -152,54 +203,53 @@ async def serve(request: web.Request, store: Store, rt: ResourceType, namespace:
                 params: WatchParams, active: set[asyncio.Queue] | None = None) -> web.StreamResponse:
     """Stream a watch until timeout, client disconnect, or the store closing."""
     start: int | None = _parse_rv(params.resource_version) if params.resource_version not in ("", "0") else None
-    initial: list[Obj] = []
-    if start is None:
-        page = await listing.list_page(store, rt, namespace, match=params.match)
-        initial, start = page.items, page.revision
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                    "Cache-Control": "no-cache"})
+    out = _Writer(request, resp, rt, params)
+    chunks: list[bytes] = []
+    if start is None:
+        chunks, start = await _initial(store, rt, namespace, out)
     resp.enable_chunked_encoding()
     await resp.prepare(request)
-    out = _Writer(resp, rt, params)
-    for obj in initial:
-        await out.send(ADDED, obj)
-    queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
+    try:
+        for i, chunk in enumerate(chunks):
+            chunks[i] = b""
+            await _write(request, resp, chunk, params.slow_timeout)
+    except ConnectionResetError:
+        return resp
+    queue: asyncio.Queue = asyncio.Queue(maxsize=max(1, params.queue_size))
     if active is not None:
         active.add(queue)
-    pump = asyncio.ensure_future(_pump(store.watch(rt.list_prefix(namespace), start), queue))
+    state = _PumpState(start)
+    pump = asyncio.ensure_future(_pump(store.watch(rt.list_prefix(namespace), start, shared=True), queue,
+                                       params, state, lambda: _abort(request)))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + params.timeout
     next_bookmark = loop.time() + params.bookmark_interval
-    last_rv = start
     try:
         while True:
             now = loop.time()
             if now >= deadline:
                 break
-            wait = min(deadline - now, CLIENT_CHECK_INTERVAL)
-            if params.bookmarks:
-                wait = max(min(wait, next_bookmark - now), 0.001)
-            try:
-                item = await asyncio.wait_for(queue.get(), timeout=wait)
-            except asyncio.TimeoutError:
-                if request.transport is None or request.transport.is_closing():
-                    break                                  # the client went away
-                now = loop.time()
-                if params.bookmarks and next_bookmark <= now < deadline:
-                    await out.send("BOOKMARK", {"metadata": {"resourceVersion": str(last_rv)}})
-                    next_bookmark = now + params.bookmark_interval
-                continue
-            if item is _END:
+            if queue.empty():
+                wait = min(deadline - now, CLIENT_CHECK_INTERVAL)
+                if params.bookmarks:
+                    wait = max(min(wait, next_bookmark - now), 0.001)
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=wait)
+                except asyncio.TimeoutError:
+                    if request.transport is None or request.transport.is_closing():
+                        break                                  # the client went away
+                    now = loop.time()
+                    if params.bookmarks and next_bookmark <= now < deadline:
+                        mark = out.render("BOOKMARK", {"metadata": {"resourceVersion": str(state.last_rv)}})
+                        await _write(request, resp, mark, params.slow_timeout)
+                        next_bookmark = now + params.bookmark_interval
+                    continue
+            else:
+                item = queue.get_nowait()
+            if not await _write_batch(out, queue, item, start):
                 break
-            if isinstance(item, errors.StatusError):
-                if isinstance(item, errors.Gone):
-                    item = errors.Gone(f"too old resource version: {start} ({item.message})")
-                await out.error(item)
-                break
-            last_rv = item.revision
-            seen = filtered(item, params.match)
-            if seen is not None:
-                await out.send(*seen)
     except ConnectionResetError:
         pass
     finally:
@@ -207,8 +257,59 @@ async def serve(request: web.Request, store: Store, rt: ResourceType, namespace:
             active.discard(queue)
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
+        _drain(queue)
     try:
         await resp.write_eof()
     except (ConnectionResetError, RuntimeError):
         pass
     return resp
+
+
+async def _initial(store: Store, rt: ResourceType, namespace: str | None,
+                   out: _Writer) -> tuple[list[bytes], int]:
+    """The current state as ADDED lines, rendered now, so a client slow to take it holds ~1 KB
+    per object here rather than the decoded objects (several times that)."""
+    page = await listing.list_page(store, rt, namespace, match=out.params.match)
+    items = page.items
+    return [b"".join(out.render(ADDED, obj) for obj in items[i:i + WRITE_BATCH])
+            for i in range(0, len(items), WRITE_BATCH)], page.revision
+
+
+async def _write_batch(out: _Writer, queue: asyncio.Queue, item: Any, start: int) -> bool:
+    """Write ``item`` and the events queued behind it in one write; False when the stream ends."""
+    lines: list[bytes] = []
+    going = True
+    for _ in range(WRITE_BATCH):
+        if item is _END:
+            going = False
+            break
+        if isinstance(item, errors.StatusError):
+            if isinstance(item, errors.Gone) and not isinstance(item, TooSlow):
+                item = errors.Gone(f"too old resource version: {start} ({item.message})")
+            lines.append(json.dumps({"type": "ERROR", "object": item.status()}).encode() + b"\n")
+            going = False
+            break
+        lines.append(out.render(item[0], item[1]))
+        if queue.empty():
+            break
+        item = queue.get_nowait()
+    if lines:
+        await _write(out.request, out.resp, b"".join(lines), out.params.slow_timeout)
+    return going
+
+
+async def _write(request: web.Request, resp: web.StreamResponse, data: bytes, timeout: float) -> None:
+    """One write that a client must take within ``timeout`` (it waits only when the socket's
+    buffer is full): a client that stops reading is disconnected, and its buffers freed."""
+    try:
+        await asyncio.wait_for(resp.write(data), timeout)
+    except asyncio.TimeoutError:
+        log.warning("watch client took no data for %.0fs: disconnected", timeout)
+        _abort(request)
+        raise ConnectionResetError("watch client stalled") from None
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None and not transport.is_closing():
+        transport.abort()

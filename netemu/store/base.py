@@ -13,7 +13,8 @@ Like etcd's MVCC model, which the Kubernetes API server is built on:
 - errors are ``netemu.api.errors`` StatusErrors: NotFound, AlreadyExists, Conflict, Gone, and
   BadRequest for malformed keys, values, limits or revisions (nothing is written then).
 
-Returned objects (and watch event objects) are fresh dicts the caller may mutate.
+Returned objects (and watch event objects, unless watched with ``shared=True``) are fresh dicts
+the caller may mutate.
 
 Values are the objects' JSON (dicts). Keys follow upstream's layout, from ``netemu.api.kinds``.
 The interface is asyncio: the API server serves many watchers from one event loop.
@@ -81,8 +82,12 @@ class Store(abc.ABC):
         """Remove an object, returning its last value; raises ``NotFound`` / ``Conflict``."""
 
     @abc.abstractmethod
-    def watch(self, prefix: str, since: int) -> AsyncIterator[WatchEvent]:
+    def watch(self, prefix: str, since: int, *, shared: bool = False) -> AsyncIterator[WatchEvent]:
         """Changes under ``prefix`` with revision > ``since``, history first, then live.
+
+        ``shared=True``: the caller promises not to mutate the events' objects, so a backend
+        may hand the same decoded event to every such watcher (the API server's watch path:
+        one decode per write instead of one per watcher).
 
         Raises ``Gone`` (at the first ``__anext__``) when ``since`` is older than the history.
         The iterator ends only when the store closes or the consumer stops iterating.

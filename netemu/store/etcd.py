@@ -241,7 +241,9 @@ class EtcdStore(Store):
             raise InternalError(f"etcd deleted {key} without returning its value")
         return kv_object(prev[0])
 
-    async def watch(self, prefix: str, since: int) -> AsyncIterator[WatchEvent]:
+    async def watch(self, prefix: str, since: int, *, shared: bool = False) -> AsyncIterator[WatchEvent]:
+        """Every watcher has its own etcd stream, so its events are its own (``shared`` allows
+        sharing, it does not require it)."""
         prefix = check_prefix(prefix)
         check_revision(since, "watch revision", optional=False)
         request = {"create_request": {**key_range(prefix), "start_revision": str(since + 1),

@@ -46,6 +46,18 @@ class StoreLocked(StoreOpenError):
     """Another process has this database open."""
 
 
+def shared_event(ch: Change) -> WatchEvent:
+    """The one WatchEvent of a live change, decoded on first use and kept on the change itself:
+    with 100 watchers of pods, a pod write is parsed once instead of 100 times (twice each, with
+    its previous value), and watchers that queue it hold references, not copies. Its dicts are
+    shared, so only ``watch(..., shared=True)`` callers (who promise not to mutate) get it."""
+    event = ch.__dict__.get("_event")
+    if event is None:
+        event = to_event(ch)
+        object.__setattr__(ch, "_event", event)        # a cache, not state: Change stays frozen
+    return event
+
+
 def to_event(ch: Change) -> WatchEvent:
     """A fresh WatchEvent; a DELETED event carries the last value at the delete's revision."""
     prev = decode_object(ch.prev_value, ch.prev_revision) if ch.prev_value is not None else None
@@ -232,13 +244,15 @@ class SqliteStore(Store):
         ch = await self._write(lambda w: w.delete(key, expected_revision))
         return decode_object(ch.prev_value, ch.prev_revision)
 
-    async def watch(self, prefix: str, since: int) -> AsyncIterator[WatchEvent]:
+    async def watch(self, prefix: str, since: int, *, shared: bool = False) -> AsyncIterator[WatchEvent]:
         """History from the log, then live changes from the hub, without gaps or duplicates:
-        subscribe first, read history second, and skip live changes already replayed."""
+        subscribe first, read history second, and skip live changes already replayed.
+        ``shared``: live events are decoded once for all shared watchers (read-only objects)."""
         prefix = check_prefix(prefix)
         check_revision(since, "watch revision", optional=False)
         self._check_open()
         sub = self._hub.subscribe(prefix)
+        decode = shared_event if shared else to_event
         try:
             last = since
             batch: list[Change] | None = await self._read(sqlite_db.history, prefix, since)
@@ -246,7 +260,7 @@ class SqliteStore(Store):
                 for ch in batch:
                     if ch.revision > last:
                         last = ch.revision
-                        yield to_event(ch)
+                        yield decode(ch)
                 if sub.overflowed:   # fell behind: catch up from the log (or Gone)
                     sub.reset_overflow()
                     batch = await self._read(sqlite_db.history, prefix, last)
