@@ -82,6 +82,28 @@ async def _start_controllers(config: ServerConfig, url: str, token: str, kubecon
     return asyncio.ensure_future(run_controllers(url, token, stop, settings))
 
 
+TRIM_PERIOD = 30.0
+
+
+def trim_malloc() -> None:
+    """Hand freed heap pages back to the kernel. Bursts (100 agents registering, a list of
+    every pod, a stalled watcher cut off) free their memory, but glibc keeps the pages, so the
+    RSS would show the worst burst forever instead of what the server holds."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+async def trim_periodically(stop: asyncio.Event, period: float = TRIM_PERIOD) -> None:
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), period)
+        except asyncio.TimeoutError:
+            trim_malloc()
+
+
 async def serve(config: ServerConfig, stop: asyncio.Event,
                 on_ready: Callable[[Running], None] | None = None) -> None:
     """Serve until ``stop`` is set, then shut everything down in order."""
@@ -113,7 +135,9 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
         controllers = await _start_controllers(config, url, token, path, controllers_stop)
         if on_ready:
             on_ready(Running(url, token, path, api))
+        trimmer = asyncio.ensure_future(trim_periodically(stop))
         await stop.wait()
+        trimmer.cancel()
     finally:
         controllers_stop.set()
         if controllers is not None:

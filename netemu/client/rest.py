@@ -226,13 +226,26 @@ class ApiClient:
 
 
 async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """Newline-separated records of any length (StreamReader.readline caps the line size)."""
-    buf = b""
+    """Newline-separated records of any length (StreamReader.readline caps the line size).
+
+    A chunk is split once (linear): the server batches many events per write, and splitting
+    off one line at a time would copy the rest of the chunk for every event."""
+    pending: list[bytes] = []                 # pieces of a record that spans chunks
     async for chunk in stream.iter_any():
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
+        parts = chunk.split(b"\n")
+        if len(parts) == 1:
+            pending.append(chunk)
+            continue
+        if pending:
+            pending.append(parts[0])
+            parts[0] = b"".join(pending)
+            pending = []
+        tail = parts.pop()
+        if tail:
+            pending.append(tail)
+        for line in parts:
             if line.strip():
                 yield line
-    if buf.strip():
-        yield buf
+    rest = b"".join(pending)
+    if rest.strip():
+        yield rest
