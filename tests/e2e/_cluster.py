@@ -45,8 +45,15 @@ class Cluster:
         self.is_up = False
 
     def up(self) -> subprocess.CompletedProcess:
-        proc = netemu("up", "--nodes", str(self.nodes), "--state-dir", str(self.state_dir),
-                      "--node-network", self.network, *self.extra, timeout=600, check=False)
+        """``netemu up``; a node network some other cluster (another test run) holds is
+        swapped for the next free-looking one, up to 3 times."""
+        for attempt in range(3):
+            proc = netemu("up", "--nodes", str(self.nodes), "--state-dir", str(self.state_dir),
+                          "--node-network", self.network, *self.extra, timeout=600, check=False)
+            taken = f"node network {self.network} is" in proc.stderr
+            if proc.returncode == 0 or not taken:
+                break
+            self.network = node_network(37 * (attempt + 1) + int(self.network.split(".")[2]))
         self.is_up = proc.returncode == 0
         if not self.is_up:
             logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
