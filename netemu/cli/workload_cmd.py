@@ -157,6 +157,14 @@ def render_table(table: Obj, *, wide: bool = False, namespace_column: bool = Fal
     return "\n".join(lines)
 
 
+def fallback_table(answer: Obj) -> Obj:
+    """A NAME-only Table from a plain object or list, for a server that serves no Table."""
+    items = answer.get("items") if "items" in answer else [answer]
+    return {"kind": "Table", "columnDefinitions": [{"name": "Name", "priority": 0}],
+            "rows": [{"cells": [(o.get("metadata") or {}).get("name", "")], "object": o}
+                     for o in items or []]}
+
+
 def split_exec_words(pod: str | None, words: list[str], node: str | None) -> tuple[str | None, list[str], list[str]]:
     """(pod, options given after the pod, command) from what argparse left.
 
@@ -251,7 +259,7 @@ async def get_objects(client: ApiClient, rt: ResourceType, name: str | None, nam
     path = api_paths.resource_path(rt, ns, name)
     table = await _raw_get(client, path, {"labelSelector": selector}, TABLE_ACCEPT)
     if not table or table.get("kind") != "Table":
-        raise UsageError(f"the API server at {client.server} did not answer with a Table")
+        table = fallback_table(table or {})
     count = len(table.get("rows") or [])
     return render_table(table, wide=output == "wide",
                         namespace_column=rt.namespaced and namespace is None and not name), count

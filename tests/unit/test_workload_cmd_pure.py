@@ -109,3 +109,12 @@ def test_exec_errors_before_touching_anything(tmp_path, capsys, monkeypatch):
     assert "worker1" in capsys.readouterr().err
     assert main(["exec", "--node", "worker1", "--state-dir", str(tmp_path)]) == 2
     assert "needs a command" in capsys.readouterr().err
+
+
+def test_fallback_table_for_a_server_without_tables():
+    from netemu.cli.workload_cmd import fallback_table
+    listed = {"kind": "PodList", "items": [{"metadata": {"name": "a", "namespace": "x"}},
+                                           {"metadata": {"name": "bb", "namespace": "y"}}]}
+    assert render_table(fallback_table(listed), namespace_column=True).splitlines() == [
+        "NAMESPACE   NAME", "x           a", "y           bb"]
+    assert render_table(fallback_table({"metadata": {"name": "one"}})).splitlines() == ["NAME", "one"]
