@@ -158,8 +158,9 @@ def run_cleanup(args: argparse.Namespace) -> int:
         where = f"netns {args.netns}" if args.netns else "this host"
         if report.nothing_to_do:
             print(f"nothing to clean in {where}")
-        print(f"removed {len(report.removed_chains)} KUBE-* chains and "
-              f"{len(report.removed_jumps)} jump rules in {where}")
+        else:
+            print(f"removed {len(report.removed_chains)} KUBE-* chains and "
+                  f"{len(report.removed_jumps)} jump rules in {where}")
         for argv in report.commands:
             if not argv[0].endswith("-restore"):
                 print("ran: " + " ".join(argv))
