@@ -28,8 +28,12 @@ def node_network(offset: int = 0) -> str:
     return f"172.31.{20 + (os.getpid() + offset) % 200}.0/24"
 
 
+def netemu_argv(*words: str) -> list[str]:
+    return [sys.executable, "-m", "netemu", *words]
+
+
 def netemu(*words: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "netemu", *words], capture_output=True, text=True,
+    proc = subprocess.run(netemu_argv(*words), capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
     if check and proc.returncode != 0:
         raise AssertionError(f"netemu {' '.join(words)}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")

@@ -143,6 +143,16 @@ def test_two_containers_of_a_pod_talk_over_localhost(cluster):
     assert "got duo" in log
     kubectl_log = cluster.kubectl("logs", "duo", "-c", "fetcher").stdout
     assert "got duo" in kubectl_log
+    # -f follows: lines written after the call started arrive too (the fetcher prints every second)
+    follow = subprocess.Popen([*c.netemu_argv("logs", "duo", "-c", "fetcher", "-f", "--tail", "1",
+                                              "--kubeconfig", cluster.kubeconfig)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, _ = follow.communicate(timeout=4)
+    except subprocess.TimeoutExpired:
+        follow.terminate()
+        out, _ = follow.communicate(timeout=10)
+    assert out.count("got duo") >= 2, out
 
 
 def test_failing_readiness_takes_a_pod_out_and_back(cluster, web):
