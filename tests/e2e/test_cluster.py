@@ -121,6 +121,14 @@ def test_nodeport_from_another_node(cluster, web):
     answers = c.http(cluster.node_netns(web["client_node"]), cluster.node_ip(replica_node), port,
                      "/hostname", 30)
     assert None not in answers and set(answers) <= names
+    # masqueraded as upstream does for NodePort traffic: the source is the receiving node's
+    # address on the way out (its node IP, or its cni0 gateway for a local endpoint), never the caller
+    import ipaddress
+    cidr = ipaddress.ip_network(cluster.get("node", replica_node)["spec"]["podCIDR"])
+    allowed = {cluster.node_ip(replica_node), str(cidr.network_address + 1)}
+    sources = c.http(cluster.node_netns(web["client_node"]), cluster.node_ip(replica_node), port,
+                     "/clientip", 20)
+    assert {s.rsplit(":", 1)[0] for s in sources if s} <= allowed and None not in sources, sources
 
 
 def test_two_containers_of_a_pod_talk_over_localhost(cluster):
