@@ -165,6 +165,16 @@ def fallback_table(answer: Obj) -> Obj:
                      for o in items or []]}
 
 
+def prefixed(table: Obj, kind_name: str) -> Obj:
+    """The table with its Name cells as ``kind/name`` (kubectl's form when several kinds print)."""
+    index = next((i for i, c in enumerate(table.get("columnDefinitions") or []) if c["name"] == "Name"), None)
+    if index is None:
+        return table
+    rows = [{**r, "cells": [f"{kind_name}/{v}" if i == index else v for i, v in enumerate(r["cells"])]}
+            for r in table.get("rows") or []]
+    return {**table, "rows": rows}
+
+
 def split_exec_words(pod: str | None, words: list[str], node: str | None) -> tuple[str | None, list[str], list[str]]:
     """(pod, options given after the pod, command) from what argparse left.
 
@@ -236,31 +246,57 @@ async def _raw_get(client: ApiClient, path: str, params: dict[str, object], acce
         return decoded
 
 
+def _dump(doc: Obj, output: str) -> str:
+    return json.dumps(doc, indent=4) if output == "json" else yaml.safe_dump(doc, sort_keys=False).rstrip("\n")
+
+
+async def _items(client: ApiClient, rt: ResourceType, name: str | None, ns: str | None,
+                 selector: str | None) -> list[Obj]:
+    if name:
+        return [await client.get(rt, name, ns)]
+    return (await client.list_all(rt, ns, label_selector=selector)).items
+
+
+async def get_many(client: ApiClient, rts: list[ResourceType], name: str | None, namespace: str | None,
+                   output: str, selector: str | None = None) -> tuple[str, int]:
+    """``get deploy,svc``: one table per kind with kind/name names (as kubectl), or one List."""
+    if len(rts) == 1:
+        return await get_objects(client, rts[0], name, namespace, output, selector)
+    if output in ("yaml", "json"):
+        items = [o for rt in rts for o in await _items(client, rt, name, namespace if rt.namespaced else None,
+                                                         selector)]
+        return _dump({"apiVersion": "v1", "kind": "List", "items": items,
+                      "metadata": {"resourceVersion": ""}}, output), len(items)
+    parts, total = [], 0
+    for rt in rts:
+        text, count = await get_objects(client, rt, name, namespace, output, selector, prefix_names=True)
+        if count:
+            parts.append(text)
+            total += count
+    return ("\n" if output != "name" else "").join(p + "\n" for p in parts).rstrip("\n"), total
+
+
 async def get_objects(client: ApiClient, rt: ResourceType, name: str | None, namespace: str | None,
-                      output: str, selector: str | None = None) -> tuple[str, int]:
-    """What ``get`` prints and its item count."""
+                      output: str, selector: str | None = None, *,
+                      prefix_names: bool = False) -> tuple[str, int]:
+    """What ``get`` prints for one kind and its item count."""
     ns = namespace if rt.namespaced else None
     if output in ("yaml", "json"):
         if name:
-            doc = await client.get(rt, name, ns)
-            count = 1
-        else:
-            listed = await client.list_all(rt, ns, label_selector=selector)
-            doc = {"apiVersion": "v1", "kind": "List", "items": listed.items,
-                   "metadata": {"resourceVersion": ""}}
-            count = len(listed.items)
-        if output == "json":
-            return json.dumps(doc, indent=4), count
-        return yaml.safe_dump(doc, sort_keys=False).rstrip("\n"), count
+            return _dump(await client.get(rt, name, ns), output), 1
+        items = await _items(client, rt, None, ns, selector)
+        return _dump({"apiVersion": "v1", "kind": "List", "items": items,
+                      "metadata": {"resourceVersion": ""}}, output), len(items)
     if output == "name":
-        items = [await client.get(rt, name, ns)] if name else \
-            (await client.list_all(rt, ns, label_selector=selector)).items
+        items = await _items(client, rt, name, ns, selector)
         return "\n".join(f"{qualified(rt)}/{o['metadata']['name']}" for o in items), len(items)
     path = api_paths.resource_path(rt, ns, name)
     table = await _raw_get(client, path, {"labelSelector": selector}, TABLE_ACCEPT)
     if not table or table.get("kind") != "Table":
         table = fallback_table(table or {})
     count = len(table.get("rows") or [])
+    if prefix_names:
+        table = prefixed(table, qualified(rt))
     return render_table(table, wide=output == "wide",
                         namespace_column=rt.namespaced and namespace is None and not name), count
 
@@ -342,7 +378,8 @@ def run_apply(args: argparse.Namespace) -> int:
 
 def _args_get(p: argparse.ArgumentParser) -> None:
     _common(p)
-    p.add_argument("kind", help="kind, plural or short name (pods, po, deploy, svc, nodes, ...)")
+    p.add_argument("kind", help="kind, plural or short name (pods, po, deploy, svc, nodes, ...); "
+                   "several with commas (deploy,svc)")
     p.add_argument("name", nargs="?", help="one object's name (default: all)")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     p.add_argument("-o", "--output", choices=("wide", "yaml", "json", "name"), help="output format")
@@ -350,16 +387,18 @@ def _args_get(p: argparse.ArgumentParser) -> None:
 
 
 def run_get(args: argparse.Namespace) -> int:
-    rt = resolve_kind(args.kind)
+    rts = [resolve_kind(word) for word in args.kind.split(",") if word]
+    if not rts:
+        raise UsageError("get needs a KIND (pods, svc, deploy, nodes, ...)")
     if args.all_namespaces and args.name:
         raise UsageError("a resource cannot be retrieved by name across all namespaces")
     ns = None if args.all_namespaces else (args.namespace or "default")
 
     async def go() -> int:
         async with _client(args) as client:
-            text, count = await get_objects(client, rt, args.name, ns, args.output or "", args.selector)
+            text, count = await get_many(client, rts, args.name, ns, args.output or "", args.selector)
         if count == 0 and not args.output:
-            where = f" in {ns} namespace" if rt.namespaced and ns else ""
+            where = f" in {ns} namespace" if any(rt.namespaced for rt in rts) and ns else ""
             print(f"No resources found{where}.", file=sys.stderr)
         else:
             print(text)

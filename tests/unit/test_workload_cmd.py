@@ -254,3 +254,21 @@ def test_exec_pod_without_a_sandbox_here(cluster, tmp_path, capsys):
     assert code == 2 and "container zz" in capsys.readouterr().err
     code = main(["exec", "lonely", "--kubeconfig", kc, "--bogus", "--", "true"])
     assert code == 2 and "--bogus" in capsys.readouterr().err
+
+
+def test_get_several_kinds_at_once(cluster, tmp_path, capsys):
+    kc, _, _ = cluster
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(DEPLOYMENT)
+    assert netemu(capsys, kc, "apply", "-f", str(manifest))[0] == 0
+    code, out, _ = netemu(capsys, kc, "get", "deploy,svc")
+    sections = out.split("\n\n")
+    assert len(sections) == 2
+    assert sections[0].splitlines()[1].split()[0] == "deployment.apps/web"
+    assert [line.split()[0] for line in sections[1].splitlines()[1:]] == ["service/kubernetes", "service/web"]
+    code, out, _ = netemu(capsys, kc, "get", "deploy,svc", "-o", "name")
+    assert out.split() == ["deployment.apps/web", "service/kubernetes", "service/web"]
+    code, out, _ = netemu(capsys, kc, "get", "deploy,svc", "-o", "json")
+    assert [i["kind"] for i in json.loads(out)["items"]] == ["Deployment", "Service", "Service"]
+    code, _, err = netemu(capsys, kc, "get", "deploy,widgets")
+    assert code == 2 and "widgets" in err
