@@ -21,6 +21,7 @@ from netemu.apiserver.app import ApiServer
 from netemu.apiserver.registry import Registry
 from netemu.apiserver.services import ServiceIPs, allocations_for
 from netemu.client import kubeconfig
+from netemu.client.tlsmem import shrink_tls_read_buffers
 from netemu.store.factory import open_store
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ async def trim_periodically(stop: asyncio.Event, period: float = TRIM_PERIOD) ->
 async def serve(config: ServerConfig, stop: asyncio.Event,
                 on_ready: Callable[[Running], None] | None = None) -> None:
     """Serve until ``stop`` is set, then shut everything down in order."""
+    shrink_tls_read_buffers()                   # ~190 KB less per client connection
     store = open_store(config.store_url)
     runner: web.AppRunner | None = None
     controllers: asyncio.Task | None = None
