@@ -46,8 +46,13 @@ class Informer:
 
     def __init__(self, client: ApiClient, rt: ResourceType, namespace: str | None = None, *,
                  label_selector: str | None = None, field_selector: str | None = None,
-                 watch_timeout: int = 300, max_backoff: float = 5.0):
+                 watch_timeout: int = 300, max_backoff: float = 5.0,
+                 transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None):
+        """``transform`` (client-go's SetTransform) trims each object before it is cached and
+        handed to handlers: a kubelet that needs only podCIDR and addresses of 100 Nodes need
+        not keep their whole status. It must keep metadata (name, namespace, resourceVersion)."""
         self.client, self.rt, self.namespace = client, rt, namespace
+        self.transform = transform
         self.label_selector, self.field_selector = label_selector, field_selector
         self.watch_timeout, self.max_backoff = watch_timeout, max_backoff
         self.cache: dict[Key, dict[str, Any]] = {}
@@ -124,7 +129,8 @@ class Informer:
     async def _relist(self) -> None:
         result = await self.client.list_all(self.rt, self.namespace, label_selector=self.label_selector,
                                             field_selector=self.field_selector)
-        fresh = {object_key(o): o for o in result.items}
+        items = result.items if self.transform is None else [self.transform(o) for o in result.items]
+        fresh = {object_key(o): o for o in items}
         old = self.cache
         self.cache = fresh
         self.resource_version = result.resource_version
@@ -153,6 +159,8 @@ class Informer:
             self.resource_version = rv
         if kind == "BOOKMARK":
             return
+        if self.transform is not None:
+            obj = self.transform(obj)
         key = object_key(obj)
         old = self.cache.get(key)
         if kind == "DELETED":
