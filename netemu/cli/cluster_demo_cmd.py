@@ -63,5 +63,5 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [Command("cluster demo", "the full demo: a Mininet cluster, a Service, 300 requests, "
+COMMANDS = [Command("demo", "the full demo: a Mininet cluster, a Service, 300 requests, "
                     "the counts and the rules; netemu down at the end", _add_arguments, run_demo)]

@@ -1,4 +1,4 @@
-"""``netemu demo``: real traffic through a Service's kube-proxy rules, on this box, in a minute.
+"""``netemu proxy demo``: real traffic through a Service's kube-proxy rules, on this box, in a minute.
 
 Until the full cluster demo exists this is the README's main command: it builds, in namespaces
 it creates and removes (also on Ctrl-C or failure), one node with a cni0 bridge, three pods each
@@ -74,7 +74,7 @@ def _raise_interrupt(signum, frame):
 
 def run_demo(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
-        raise UsageError("netemu demo makes network namespaces: run it as root")
+        raise UsageError("netemu proxy demo makes network namespaces: run it as root")
     if not 1 <= args.pods <= 50:
         raise UsageError(f"--pods must be 1..50, got {args.pods}")
     if not 1 <= args.requests <= 100000:
@@ -126,5 +126,5 @@ def _demo(lab: Lab, args: argparse.Namespace) -> int:
     return 0 if not counts.get("(no answer)") else 1
 
 
-COMMANDS = [Command("demo", "real traffic through a Service's kube-proxy rules (namespaces on this box)",
+COMMANDS = [Command("proxy demo", "kube-proxy alone: real traffic through a Service's kube-proxy rules (namespaces on this box)",
                     _add_arguments, run_demo)]

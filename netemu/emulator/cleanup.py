@@ -173,7 +173,9 @@ def cleanup(state_dir: str) -> Cleanup:
     processes.kill([p for p in supervisor if processes.matches(p, "netemu", "--supervise", str(state))])
     plan = plan_cleanup(cid, str(state), doc, gather(cid), os.getpid(), recorded_pod_netns(state))
     apply(plan)
-    for leftover in (CLUSTER_FILE, STATUS_FILE, CONTROL_SOCKET):
+    # The kubeconfig goes too: its server is an address on a node network that no longer exists
+    # here, so a kubectl still pointed at it would send its requests out of the default route.
+    for leftover in (CLUSTER_FILE, STATUS_FILE, CONTROL_SOCKET, "kubeconfig"):
         try:
             (state / leftover).unlink()
         except FileNotFoundError:

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 def test_cluster_demo_counts_every_replica_shows_the_chain_and_cleans_up(tmp_path):
     state = tmp_path / "demo"
-    proc = c.netemu("cluster", "demo", "--state-dir", str(state), "--node-network", c.node_network(53),
+    proc = c.netemu("demo", "--state-dir", str(state), "--node-network", c.node_network(53),
                     "--requests", "90", "--timeout", "120", check=False, timeout=600)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr

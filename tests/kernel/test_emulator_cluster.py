@@ -190,6 +190,7 @@ def test_up_status_link_down_leaves_nothing(cluster, tmp_path):
     assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr
     assert c.leftovers() == {"node netns": [], "pod netns": [], "links": [], "processes": [], "root address": []}
     assert netemu("status", *c.args()).stdout.strip() == "no cluster running"
+    assert not Path(c.state, "kubeconfig").exists(), "a stale kubeconfig would send kubectl out of the default route"
     assert not network_lock_path(c.net).exists() or not _locked(c.net)
 
 
@@ -210,6 +211,7 @@ def test_kill_9_then_cleanup_leaves_nothing(cluster):
 
     first = netemu("cleanup", *c.args())
     assert first.returncode == 0 and first.stdout.startswith("removed"), first.stdout + first.stderr
+    assert not Path(c.state, "kubeconfig").exists()
     assert c.leftovers() == {"node netns": [], "pod netns": [], "links": [], "processes": [], "root address": []}
     second = netemu("cleanup", *c.args())
     assert second.returncode == 0 and second.stdout.strip() == "nothing to clean up"

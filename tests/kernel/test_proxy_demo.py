@@ -1,4 +1,4 @@
-"""`netemu demo` end to end: traffic answered by every pod, and nothing left behind."""
+"""`netemu proxy demo` end to end: traffic answered by every pod, and nothing left behind."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _our_netns() -> set[str]:
 @pytest.mark.parametrize("backend", ["nft", "legacy"])
 def test_demo_spreads_requests_and_cleans_up(backend, capsys):
     before = _our_netns()
-    assert main(["demo", "--backend", backend, "--requests", "60"]) == 0
+    assert main(["proxy", "demo", "--backend", backend, "--requests", "60"]) == 0
     out = capsys.readouterr().out
     for pod in ("web-0", "web-1", "web-2"):
         assert pod in out

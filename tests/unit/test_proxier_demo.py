@@ -1,4 +1,4 @@
-"""Pure parts of `netemu demo`: the objects it feeds the proxier and the chain excerpt it prints."""
+"""Pure parts of `netemu proxy demo`: the objects it feeds the proxier and the chain excerpt it prints."""
 
 from __future__ import annotations
 

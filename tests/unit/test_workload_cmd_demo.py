@@ -138,6 +138,6 @@ def test_http_client_counts_answers_of_a_loopback_server():
 def test_demo_command_refuses_bad_counts(capsys, monkeypatch):
     from netemu.cli.main import main
     monkeypatch.setattr("os.geteuid", lambda: 0)
-    assert main(["cluster", "demo", "--nodes", "0"]) == 2
+    assert main(["demo", "--nodes", "0"]) == 2
     assert "--nodes" in capsys.readouterr().err
-    assert main(["cluster", "demo", "--requests", "0"]) == 2
+    assert main(["demo", "--requests", "0"]) == 2
