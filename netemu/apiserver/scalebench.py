@@ -50,12 +50,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def apiserver(tree: Path, state_dir: Path) -> Iterator[tuple[Path, int]]:
+def apiserver(tree: Path, state_dir: Path, store_url: str = "") -> Iterator[tuple[Path, int]]:
     """A ``netemu apiserver`` process importing netemu from ``tree``; yields (kubeconfig, pid)."""
     log = open(state_dir / "apiserver.log", "wb")
     env = dict(os.environ, PYTHONPATH=str(tree.resolve()))
     argv = [sys.executable, "-m", "netemu", "apiserver", "--listen", f"127.0.0.1:{_free_port()}",
-            "--store", f"sqlite:{state_dir / 'state.db'}", "--state-dir", str(state_dir), "--no-controllers"]
+            "--store", store_url or f"sqlite:{state_dir / 'state.db'}", "--state-dir", str(state_dir), "--no-controllers"]
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(tree))
     try:
         deadline = time.monotonic() + 30
@@ -205,8 +205,12 @@ async def run_load(kc: Path, pid: int, args: argparse.Namespace) -> dict[str, fl
 
 
 def run_tree(name: str, tree: Path, args: argparse.Namespace) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="netemu-scale-") as tmp:
-        with apiserver(tree, Path(tmp)) as (kc, pid):
+    with tempfile.TemporaryDirectory(prefix="netemu-scale-") as tmp, contextlib.ExitStack() as stack:
+        url = ""
+        if args.store == "etcd":
+            from netemu.store.etcd_server import EtcdServer
+            url = "etcd:" + ",".join(stack.enter_context(EtcdServer()).endpoints)
+        with apiserver(tree, Path(tmp), url) as (kc, pid):
             spy = None
             if args.py_spy:       # collapsed stacks of the API server: py-spy installed apart
                 spy = subprocess.Popen([args.py_spy, "record", "--format", "raw", "--rate", "50", "-p", str(pid),
@@ -236,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stalled", type=int, default=20, help="watchers of all pods that never read")
     parser.add_argument("--steady", type=float, default=20.0, help="seconds of heartbeats after the pods are up")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--store", choices=("sqlite", "etcd"), default="sqlite",
+                        help="etcd: a private etcd on loopback per run")
     parser.add_argument("--py-spy", default="", help="path of a py-spy binary: profile the API server")
     parser.add_argument("--profile-prefix", default="/tmp/scalebench-profile-")
     args = parser.parse_args(argv)
