@@ -70,6 +70,29 @@ def event_from(ev: dict[str, Any]) -> WatchEvent:
     return WatchEvent(kind, key, kv_object(kv), rev, prev_obj)
 
 
+class SharedEvents:
+    """The decoded events recently seen on any etcd watch stream of this store, by (key,
+    revision): over etcd every API watch has its own stream, and 100 watchers of pods would
+    each base64-decode and parse every pod write (and its previous value). With ``shared``
+    watches the first stream to see a change decodes it and the others reuse that (read-only)
+    event. Bounded: a slow stream that arrives after eviction decodes its own copy."""
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self._events: dict[tuple[str, str, str], WatchEvent] = {}
+
+    def get(self, ev: dict[str, Any]) -> WatchEvent:
+        kv = ev["kv"]
+        ident = (kv["key"], str(kv.get("mod_revision")), ev.get("type") or "PUT")
+        event = self._events.get(ident)
+        if event is None:
+            event = event_from(ev)
+            if len(self._events) >= self.size:
+                self._events.pop(next(iter(self._events)))
+            self._events[ident] = event
+        return event
+
+
 def raise_for(status: int, body: dict[str, Any], what: str,
               default: type[StatusError] = InternalError) -> None:
     """Map a gateway error onto our Status errors. Unary calls answer
@@ -107,6 +130,7 @@ class EtcdStore(Store):
         self._current = 0
         self._session: aiohttp.ClientSession | None = None
         self._streams: set[aiohttp.ClientResponse] = set()
+        self._shared_events = SharedEvents()
         self._closed = False
 
     # ---- HTTP plumbing --------------------------------------------------------------------
@@ -242,8 +266,9 @@ class EtcdStore(Store):
         return kv_object(prev[0])
 
     async def watch(self, prefix: str, since: int, *, shared: bool = False) -> AsyncIterator[WatchEvent]:
-        """Every watcher has its own etcd stream, so its events are its own (``shared`` allows
-        sharing, it does not require it)."""
+        """Every watcher has its own etcd stream; ``shared`` watchers reuse one decoded event
+        per change (``SharedEvents``), the others decode their own copy."""
+        decode = self._shared_events.get if shared else event_from
         prefix = check_prefix(prefix)
         check_revision(since, "watch revision", optional=False)
         request = {"create_request": {**key_range(prefix), "start_revision": str(since + 1),
@@ -266,7 +291,7 @@ class EtcdStore(Store):
                     raise ServiceUnavailable(f"etcd cancelled the watch on {prefix}: "
                                              f"{result.get('cancel_reason', '')}")
                 for ev in result.get("events", ()):
-                    yield event_from(ev)
+                    yield decode(ev)
             if not self._closed:
                 raise ServiceUnavailable(f"etcd ended the watch stream on {prefix}")
         except aiohttp.ClientError as exc:
