@@ -20,6 +20,7 @@ from netemu.agent.kubelet.logserver import PORT as LOG_PORT, LogServer
 from netemu.agent.kubelet.runtime_adapter import AgentRuntime
 from netemu.api.kinds import by_kind
 from netemu.client import ApiClient, Informer
+from netemu.client.tlsmem import shrink_tls_read_buffers
 
 log = logging.getLogger(__name__)
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -144,6 +145,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 def run_agent(config: AgentConfig) -> int:
     """Run until SIGTERM / SIGINT."""
     limit_malloc_arenas()
+    shrink_tls_read_buffers()     # asyncio's 256 KiB per TLS connection is most of an idle agent's heap
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
