@@ -63,14 +63,16 @@ def running_status(pod: Obj, ip: str, ready: bool, now: float) -> Obj:
 class FakeKubelet:
     """Pretend kubelets for a set of nodes, all in one task."""
 
-    def __init__(self, client: ApiClient, heartbeat: float = 1.0):
+    def __init__(self, client: ApiClient, heartbeat: float = 1.0, field_selector: str | None = None):
+        """``field_selector`` (e.g. ``spec.nodeName=n1``) narrows the pod watch: one process per
+        fake node must not watch every pod of the cluster (N agents x all pods)."""
         self.client = client
         self.heartbeat = heartbeat
         self.nodes: dict[str, Obj] = {}
         self.silent: set[str] = set()
         self.not_ready_pods: set[str] = set()     # "ns/name" kept Ready=False
         self._ips: dict[str, set[str]] = {}
-        self.pods = Informer(client, rt("Pod"))
+        self.pods = Informer(client, rt("Pod"), field_selector=field_selector)
         self.pods.add_handler(self._pod, lambda o, n: self._pod(n))
         self._pending: asyncio.Queue[Obj] = asyncio.Queue()
 

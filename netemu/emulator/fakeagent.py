@@ -55,7 +55,8 @@ async def main(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with ApiClient.from_kubeconfig(args.kubeconfig) as client:
-        kubelet = FakeKubelet(client, heartbeat=args.heartbeat_interval)
+        kubelet = FakeKubelet(client, heartbeat=args.heartbeat_interval,
+                              field_selector=f"spec.nodeName={args.node}")
         while not stop.is_set():            # the API server may still be starting
             try:
                 await kubelet.add_node(node)
