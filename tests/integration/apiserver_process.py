@@ -23,7 +23,12 @@ def free_port() -> int:
 
 
 class ApiServerProcess:
-    def __init__(self, state_dir: Path, store_url: str | None = None):
+    def __init__(self, state_dir: Path, store_url: str | None = None, *,
+                 controllers: bool = False, extra_args: list[str] | tuple[str, ...] = ()):
+        """``controllers`` runs the scheduler and controllers in the process (off by default: most
+        API tests want a quiet server); ``extra_args`` go to ``netemu apiserver`` as they are."""
+        self.controllers = controllers
+        self.extra_args = list(extra_args)
         self.state_dir = Path(state_dir)
         self.port = free_port()
         self.store_url = store_url or f"sqlite:{self.state_dir / 'state.db'}"
@@ -33,7 +38,9 @@ class ApiServerProcess:
 
     def start(self, timeout: float = 30.0) -> "ApiServerProcess":
         argv = [sys.executable, "-m", "netemu", "apiserver", "--listen", f"127.0.0.1:{self.port}",
-                "--store", self.store_url, "--state-dir", str(self.state_dir), "--no-controllers"]
+                "--store", self.store_url, "--state-dir", str(self.state_dir), *self.extra_args]
+        if not self.controllers:
+            argv.append("--no-controllers")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)

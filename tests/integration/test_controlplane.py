@@ -32,28 +32,13 @@ FAST_FLAGS = ["--node-monitor-grace-period", "2s", "--node-monitor-period", "200
               "--lb-pool", "172.18.255.200-172.18.255.201"]
 
 
-class ControlPlaneProcess(ApiServerProcess):
-    """``netemu apiserver`` with the controllers in it (the shared helper starts it without)."""
-
-    def start(self, timeout: float = 30.0) -> "ControlPlaneProcess":
-        argv = [sys.executable, "-m", "netemu", "apiserver", "--listen", f"127.0.0.1:{self.port}",
-                "--store", self.store_url, "--state-dir", str(self.state_dir), *FAST_FLAGS]
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"netemu apiserver exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            if "kubeconfig:" in self.log.read_text():
-                return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"netemu apiserver did not start in {timeout}s")
+def control_plane(state_dir: Path) -> ApiServerProcess:
+    """``netemu apiserver`` with the controllers in it, on timings short enough for tests."""
+    return ApiServerProcess(state_dir, controllers=True, extra_args=FAST_FLAGS)
 
 
 class Cluster:
-    def __init__(self, proc: ControlPlaneProcess, client: ApiClient, kubelet: FakeKubelet):
+    def __init__(self, proc: ApiServerProcess, client: ApiClient, kubelet: FakeKubelet):
         self.proc, self.client, self.kubelet = proc, client, kubelet
 
     async def pods(self, ns: str) -> list[dict]:
@@ -69,7 +54,7 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def cluster(tmp_path: Path, nodes: list[dict]) -> AsyncIterator[Cluster]:
-    proc = ControlPlaneProcess(tmp_path / "state").start()
+    proc = control_plane(tmp_path / "state").start()
     stop = asyncio.Event()
     client = ApiClient.from_kubeconfig(str(proc.kubeconfig))
     task = None
@@ -580,7 +565,7 @@ def test_node_that_comes_back_is_ready_and_untainted(tmp_path):
 
 
 def test_fake_nodes_command_runs_pods_and_cleans_up(tmp_path):
-    proc = ControlPlaneProcess(tmp_path / "state").start()
+    proc = control_plane(tmp_path / "state").start()
     fake = subprocess.Popen([sys.executable, "-m", "netemu", "fake-nodes", "--kubeconfig", str(proc.kubeconfig),
                              "--count", "2", "--zones", "2", "--prefix", "kw-", "--heartbeat", "0.5"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
