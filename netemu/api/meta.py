@@ -155,3 +155,23 @@ def remove_owner_reference(obj: dict[str, Any], uid: str) -> bool:
     else:
         md.pop("ownerReferences", None)
     return True
+
+
+def rfc3339(t: float) -> str:
+    """Seconds since the epoch as metav1.Time text (second precision, UTC)."""
+    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime(RFC3339)
+
+
+def rfc3339_micro(t: float) -> str:
+    """metav1.MicroTime text, used by Lease renewTime and Event eventTime."""
+    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str | None) -> float | None:
+    """metav1.Time or MicroTime text to seconds since the epoch (None when absent or bad)."""
+    if not text:
+        return None
+    try:
+        return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

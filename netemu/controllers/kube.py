@@ -7,7 +7,6 @@ terms (Gt/Lt, matchFields), owner references, conditions and timestamps.
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import json
 from decimal import Decimal
@@ -16,6 +15,8 @@ from typing import Any, Iterable
 from netemu.api import errors
 from netemu.api import quantity as api_quantity
 from netemu.api import selectors as api_selectors
+from netemu.api.conditions import condition, condition_true, set_condition  # noqa: F401 (re-exported)
+from netemu.api.meta import parse_time, rfc3339, rfc3339_micro  # noqa: F401 (re-exported)
 
 Obj = dict[str, Any]
 
@@ -153,57 +154,6 @@ def is_deleting(obj: Obj) -> bool:
 
 
 # ---- conditions and time ----------------------------------------------------------------------
-
-def condition(obj: Obj, ctype: str) -> Obj | None:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == ctype:
-            return c
-    return None
-
-
-def condition_true(obj: Obj, ctype: str) -> bool:
-    c = condition(obj, ctype)
-    return bool(c) and c.get("status") == "True"
-
-
-def set_condition(conditions: list[Obj], new: Obj, now: str) -> list[Obj]:
-    """Return conditions with ``new`` merged in; lastTransitionTime moves only when status changes."""
-    out, found = [], False
-    for c in conditions or []:
-        if c.get("type") == new["type"]:
-            found = True
-            merged = dict(c, **new)
-            if c.get("status") != new.get("status"):
-                merged["lastTransitionTime"] = now
-            else:
-                merged["lastTransitionTime"] = c.get("lastTransitionTime") or now
-            out.append(merged)
-        else:
-            out.append(c)
-    if not found:
-        out.append(dict(new, lastTransitionTime=now))
-    return out
-
-
-def rfc3339(t: float) -> str:
-    """Seconds since the epoch as Kubernetes' metav1.Time text (second precision, UTC)."""
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def rfc3339_micro(t: float) -> str:
-    """metav1.MicroTime text, used by Lease renewTime and Event eventTime."""
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str | None) -> float | None:
-    """metav1.Time or MicroTime text to seconds since the epoch (None when absent or bad)."""
-    if not text:
-        return None
-    try:
-        return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
 
 def pod_is_ready(pod: Obj) -> bool:
     return condition_true(pod, "Ready")
