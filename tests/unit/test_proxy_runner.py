@@ -115,3 +115,51 @@ def test_thread_loop_runs_on_request_and_stops():
     finally:
         runner.stop()
     assert runner._thread is not None and not runner._thread.is_alive()
+
+
+def drain(runner, clock, at):
+    """Two back-to-back runs at ``at``: the bucket (burst 2) is empty afterwards."""
+    clock.now = at
+    for _ in range(2):
+        runner.run()
+        runner.step()
+
+
+def test_first_change_after_a_quiet_period_runs_at_once_and_its_follow_up_too():
+    """A Service create is two syncs (the Service, then its EndpointSlice): after min_interval *
+    burst of quiet both go at once, as upstream's token bucket (minSyncPeriod 1 s, burst 2) does."""
+    runner, clock, calls = make(min_interval=1.0, burst=2)
+    drain(runner, clock, 0.0)
+    clock.now = 2.0
+    runner.run()
+    assert runner.step() > 0            # ran, then idle until the periodic time
+    clock.now = 2.05
+    runner.run()
+    runner.step()
+    assert calls == [0.0, 0.0, 2.0, 2.05]
+
+
+def test_one_quiet_min_interval_refills_one_run_only():
+    runner, clock, calls = make(min_interval=1.0, burst=2)
+    drain(runner, clock, 0.0)
+    clock.now = 1.0
+    runner.run()
+    runner.step()
+    clock.now = 1.05
+    runner.run()
+    assert runner.step() == pytest.approx(0.95)   # the follow-up waits for the next token
+    assert calls == [0.0, 0.0, 1.0]
+
+
+def test_a_change_half_a_period_after_an_empty_bucket_waits_the_other_half():
+    """What a benchmark pacing changes 0.5 s after each became live measures: the rate limit,
+    min_interval - 0.5 s every time (upstream's nextPossible = minInterval - elapsed), not a
+    fixed delay in the proxier."""
+    runner, clock, calls = make(min_interval=1.0, burst=2)
+    drain(runner, clock, 0.0)
+    clock.now = 0.5
+    runner.run()
+    assert runner.step() == pytest.approx(0.5)
+    clock.now = 1.0
+    runner.step()
+    assert calls == [0.0, 0.0, 1.0]
