@@ -72,7 +72,9 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    config = build_config(args)
+    from netemu.agent.castore import without_system_ca_store
+    with without_system_ca_store():   # build_config imports the agent, hence aiohttp: 1.8 MB less
+        config = build_config(args)
     from netemu.agent.agent import run_agent
     logging.getLogger("netemu").setLevel(min(logging.getLogger().level, logging.INFO))
     print(f"netemu agent for node {args.node} ({args.node_ip}); state in {config.state_dir}", flush=True)
