@@ -38,6 +38,9 @@ def test_flags_to_config(tmp_path):
     (["--heartbeat-interval", "0"], "heartbeat"),
     (["--cluster-cidr", "10.244.0.0/40"], "10.244.0.0/40"),
     (["--metrics-bind-address", "nope"], "nope"),
+    (["--iptables-min-sync-period", "-1"], "min-sync-period"),
+    (["--iptables-min-sync-period", "40"], "min-sync-period"),
+    (["--iptables-min-sync-period", "0", "--iptables-sync-period", "0"], "sync period > 0"),
 ])
 def test_bad_flags_are_usage_errors(tmp_path, extra, words):
     with pytest.raises(UsageError, match=words):
@@ -49,3 +52,10 @@ def test_missing_kubeconfig(tmp_path):
     args.kubeconfig = str(tmp_path / "none")
     with pytest.raises(UsageError, match="does not exist"):
         agent_cmd.build_config(args)
+
+
+def test_sync_periods_reach_the_proxy_config(tmp_path):
+    default = agent_cmd.build_config(parse(tmp_path))
+    assert (default.min_sync_period, default.sync_period) == (1.0, 30.0)   # upstream's defaults
+    cfg = agent_cmd.build_config(parse(tmp_path, "--iptables-min-sync-period", "0.1", "--iptables-sync-period", "10"))
+    assert (cfg.min_sync_period, cfg.sync_period) == (0.1, 10.0)
