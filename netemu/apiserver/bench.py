@@ -15,53 +15,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
 from netemu.api import kinds
+from netemu.apiserver.process import apiserver_process
 from netemu.client import ApiClient
 
 CM = kinds.by_resource("", "v1", "configmaps")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def apiserver(store_url: str, state_dir: Path) -> Iterator[Path]:
-    """A ``netemu apiserver`` process; yields its kubeconfig; stopped by PID with SIGTERM."""
-    log = open(state_dir / "apiserver.log", "wb")
-    argv = [sys.executable, "-m", "netemu", "apiserver", "--listen", f"127.0.0.1:{_free_port()}",
-            "--store", store_url, "--state-dir", str(state_dir), "--no-controllers"]
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while "kubeconfig:" not in (state_dir / "apiserver.log").read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((state_dir / "apiserver.log").read_text()[-2000:])
-            time.sleep(0.05)
-        yield state_dir / "kubeconfig"
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
 
 
 def _cm(name: str) -> dict:
@@ -153,13 +120,13 @@ def run_backend(name: str, args: argparse.Namespace) -> dict[str, float]:
         state = Path(tmp)
         if name == "sqlite":
             direct = asyncio.run(store_writes_per_second(f"sqlite:{state / 'direct.db'}", args.writes // 4))
-            with apiserver(f"sqlite:{state / 'state.db'}", state) as kc:
+            with apiserver_process(state) as (kc, _pid):
                 return {"store_seq": direct, **asyncio.run(measure(kc, args))}
         from netemu.store.etcd_server import EtcdServer
         with EtcdServer() as etcd:
             url = "etcd:" + ",".join(etcd.endpoints)
             direct = asyncio.run(store_writes_per_second(url, args.writes // 4))
-            with apiserver(url, state) as kc:
+            with apiserver_process(state, url) as (kc, _pid):
                 return {"store_seq": direct, **asyncio.run(measure(kc, args))}
 
 

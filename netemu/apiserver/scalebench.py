@@ -31,9 +31,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
 
 from netemu.api import errors, kinds
+from netemu.apiserver.process import apiserver_process
 from netemu.client import ApiClient, Informer, kubeconfig
 
 NODE = kinds.by_resource("", "v1", "nodes")
@@ -43,36 +43,6 @@ NAMESPACE = kinds.by_resource("", "v1", "namespaces")
 LEASE_NS = "kube-node-lease"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def apiserver(tree: Path, state_dir: Path, store_url: str = "") -> Iterator[tuple[Path, int]]:
-    """A ``netemu apiserver`` process importing netemu from ``tree``; yields (kubeconfig, pid)."""
-    log = open(state_dir / "apiserver.log", "wb")
-    env = dict(os.environ, PYTHONPATH=str(tree.resolve()))
-    argv = [sys.executable, "-m", "netemu", "apiserver", "--listen", f"127.0.0.1:{_free_port()}",
-            "--store", store_url or f"sqlite:{state_dir / 'state.db'}", "--state-dir", str(state_dir), "--no-controllers"]
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(tree))
-    try:
-        deadline = time.monotonic() + 30
-        while "kubeconfig:" not in (state_dir / "apiserver.log").read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((state_dir / "apiserver.log").read_text()[-2000:])
-            time.sleep(0.05)
-        yield state_dir / "kubeconfig", proc.pid
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
 
 
 def proc_usage(pid: int) -> dict[str, float]:
@@ -210,7 +180,7 @@ def run_tree(name: str, tree: Path, args: argparse.Namespace) -> dict[str, float
         if args.store == "etcd":
             from netemu.store.etcd_server import EtcdServer
             url = "etcd:" + ",".join(stack.enter_context(EtcdServer()).endpoints)
-        with apiserver(tree, Path(tmp), url) as (kc, pid):
+        with apiserver_process(Path(tmp), url, tree) as (kc, pid):
             spy = None
             if args.py_spy:       # collapsed stacks of the API server: py-spy installed apart
                 spy = subprocess.Popen([args.py_spy, "record", "--format", "raw", "--rate", "50", "-p", str(pid),
