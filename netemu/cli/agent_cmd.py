@@ -93,23 +93,14 @@ COMMANDS = [Command("agent", "run a node's kubelet and kube-proxy (one process p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m netemu.cli.agent_cmd ...``: the same command without loading every other
-    command module first (`netemu`'s parser imports them all, ~2 MB more per node agent)."""
-    from netemu.cli.main import Command as _C, build_parser
+    """``python -m netemu.cli.agent_cmd ...``: ``netemu agent ...`` (which loads only this
+    command module too: netemu.cli.main.LEAN_COMMANDS)."""
     import sys
-    parser = build_parser([_C(c.path, c.help, c.add_arguments, c.run) for c in COMMANDS])
+
+    from netemu.cli.main import main as netemu_main
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = [a for a in argv if a in ("-v", "-vv")]
-    args = parser.parse_args([*verbose, "agent", *(a for a in argv if a not in verbose)])
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args._run(args) or 0)
-    except UsageError as exc:
-        print(f"netemu: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return netemu_main([*verbose, "agent", *(a for a in argv if a not in verbose)])
 
 
 if __name__ == "__main__":
