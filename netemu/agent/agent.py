@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from netemu.agent.kubelet.kubelet import Kubelet, KubeletConfig
 from netemu.agent.kubelet.logserver import PORT as LOG_PORT, LogServer
 from netemu.agent.kubelet.runtime_adapter import AgentRuntime
-from netemu.api.kinds import by_kind
-from netemu.client import ApiClient, Informer
+from netemu.agent.proxy.feed import feed_proxier
+from netemu.client import ApiClient
 from netemu.client.tlsmem import shrink_tls_read_buffers
 
 log = logging.getLogger(__name__)
@@ -66,22 +66,7 @@ class Agent:
 
     async def _run_proxy(self, stop: asyncio.Event) -> None:
         """kube-proxy as `netemu proxy run` wires it: Services and EndpointSlices into the Proxier."""
-        p = self.proxier
-        services = Informer(self.api, by_kind("v1", "Service"))
-        slices = Informer(self.api, by_kind("discovery.k8s.io/v1", "EndpointSlice"))
-        services.add_handler(p.on_service_add, p.on_service_update, p.on_service_delete)
-        slices.add_handler(p.on_slice_add, p.on_slice_update, p.on_slice_delete)
-        tasks = [asyncio.ensure_future(i.run(stop)) for i in (services, slices)]
-        try:
-            await services.wait_synced()
-            p.on_services_synced()
-            await slices.wait_synced()
-            p.on_slices_synced()
-            p.sync_loop()
-            log.info("kube-proxy synced; sync loop running")
-            await stop.wait()
-        finally:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await feed_proxier(self.api, self.proxier, stop)
 
     async def run(self, stop: asyncio.Event) -> None:
         c = self.config

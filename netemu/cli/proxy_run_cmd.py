@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _watch(kubeconfig: str, proxier: IptablesProxier) -> None:
-    from netemu.api.kinds import by_kind
-    from netemu.client import ApiClient, Informer
+    from netemu.agent.proxy.feed import feed_proxier
+    from netemu.client import ApiClient
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -89,22 +89,7 @@ async def _watch(kubeconfig: str, proxier: IptablesProxier) -> None:
         if threading.current_thread() is threading.main_thread():
             loop.add_signal_handler(sig, stop.set)
     async with ApiClient.from_kubeconfig(kubeconfig, user_agent="netemu-kube-proxy") as api:
-        services = Informer(api, by_kind("v1", "Service"))
-        slices = Informer(api, by_kind("discovery.k8s.io/v1", "EndpointSlice"))
-        services.add_handler(proxier.on_service_add, proxier.on_service_update, proxier.on_service_delete)
-        slices.add_handler(proxier.on_slice_add, proxier.on_slice_update, proxier.on_slice_delete)
-        tasks = [asyncio.ensure_future(i.run(stop)) for i in (services, slices)]
-        try:
-            await services.wait_synced()
-            proxier.on_services_synced()
-            await slices.wait_synced()
-            proxier.on_slices_synced()
-            proxier.sync_loop()
-            log.info("informers synced; sync loop running")
-            await stop.wait()
-        finally:
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await feed_proxier(api, proxier, stop)
 
 
 COMMANDS = [Command("proxy run", "run kube-proxy (iptables mode) against an API server",
