@@ -16,7 +16,7 @@ import random
 from typing import Any, Callable, Iterable
 
 from netemu.api import errors, field, meta
-from netemu.api.service_update import needs_cluster_ip, needs_health_check_node_port, needs_node_port
+from netemu.api.service_update import needs_cluster_ip, needs_health_check_node_port, should_allocate_node_ports
 
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 DEFAULT_NODE_PORTS = (30000, 32767)
@@ -343,7 +343,7 @@ class ServiceAllocations:
         """Upstream ``initNodePorts``: ports sharing a port number (TCP+UDP) share a node port."""
         if _spec(svc).get("type") not in ("NodePort", "LoadBalancer"):
             return
-        should_allocate = needs_node_port(svc)
+        should_allocate = should_allocate_node_ports(svc)
         ports = _ports(svc)
         by_port: dict[Any, int] = {}
         for i, p in enumerate(ports):

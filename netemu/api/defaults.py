@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 Obj = dict[str, Any]
+DEFAULT_CLIENT_IP_TIMEOUT = 10800  # v1.DefaultClientIPServiceAffinitySeconds
 
 
 def _d(parent: Any, key: str) -> dict:
@@ -32,26 +33,56 @@ def _items(parent: Any, key: str) -> list[dict]:
 # -- core/v1 ---------------------------------------------------------------------------------
 
 def service(obj: Obj) -> None:
+    """``SetDefaults_Service`` (kubernetes v1.32 pkg/apis/core/v1/defaults.go), rule for rule.
+
+    Defaulting runs on the *whole* object after a patch is applied, so ``sessionAffinity: None``
+    clears a ``sessionAffinityConfig`` left over from ClientIP: that is what lets a user switch
+    affinity off with one ``kubectl patch`` (upstream e2e "should be able to switch session
+    affinity for service with type clusterIP").
+    """
     spec = _d(obj, "spec")
-    spec.setdefault("type", "ClusterIP")
-    stype = spec["type"]
     if not spec.get("sessionAffinity"):
         spec["sessionAffinity"] = "None"
+    if spec["sessionAffinity"] == "None":
+        spec.pop("sessionAffinityConfig", None)
     if spec["sessionAffinity"] == "ClientIP":
-        client_ip = _d(_d(spec, "sessionAffinityConfig"), "clientIP")
-        if isinstance(client_ip, dict) and client_ip.get("timeoutSeconds") is None:
-            client_ip["timeoutSeconds"] = 10800
+        config = spec.get("sessionAffinityConfig")
+        client_ip = config.get("clientIP") if isinstance(config, dict) else None
+        if config is None or client_ip is None or (
+                isinstance(client_ip, dict) and client_ip.get("timeoutSeconds") is None):
+            spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": DEFAULT_CLIENT_IP_TIMEOUT}}
+    spec.setdefault("type", "ClusterIP")
+    stype = spec["type"]
     for port in _items(spec, "ports"):
         port.setdefault("protocol", "TCP")
         if port.get("targetPort") in (None, 0, "") and "port" in port:
             port["targetPort"] = port["port"]
-    if stype in ("NodePort", "LoadBalancer") and not spec.get("externalTrafficPolicy"):
+    if externally_accessible(spec) and not spec.get("externalTrafficPolicy"):
         spec["externalTrafficPolicy"] = "Cluster"
-    if stype != "ExternalName" and not spec.get("internalTrafficPolicy"):
+    if stype in ("ClusterIP", "NodePort", "LoadBalancer") and spec.get("internalTrafficPolicy") is None:
         spec["internalTrafficPolicy"] = "Cluster"
-    if stype == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is None:
-        spec["allocateLoadBalancerNodePorts"] = True
+    if stype == "LoadBalancer":
+        if spec.get("allocateLoadBalancerNodePorts") is None:
+            spec["allocateLoadBalancerNodePorts"] = True
+        _lb_ingress_ip_mode(obj.get("status"))
     _service_cluster_ips(spec)
+
+
+def externally_accessible(spec: Any) -> bool:
+    """``service.ExternallyAccessible`` (pkg/api/v1/service/util.go): NodePort, LoadBalancer, or
+    a ClusterIP Service with externalIPs -- the Services an externalTrafficPolicy applies to."""
+    if not isinstance(spec, dict):
+        return False
+    stype = spec.get("type")
+    return stype in ("NodePort", "LoadBalancer") or (stype == "ClusterIP" and bool(spec.get("externalIPs")))
+
+
+def _lb_ingress_ip_mode(status: Any) -> None:
+    """An ingress with an IP and no ipMode is a VIP (LoadBalancerIPMode, GA in v1.32)."""
+    lb = status.get("loadBalancer") if isinstance(status, dict) else None
+    for ingress in _items(lb, "ingress"):
+        if ingress.get("ip") and ingress.get("ipMode") is None:
+            ingress["ipMode"] = "VIP"
 
 
 def _service_cluster_ips(spec: dict) -> None:

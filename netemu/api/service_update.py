@@ -6,11 +6,16 @@ Two fix-ups run before validation on every Service update:
   healthCheckNodePort keeps the allocated ones (idempotent re-apply of the original manifest);
 - ``drop_type_dependent_fields``: switching type wipes what the new type cannot have, but only
   values the user did not change in this update (they may be asking for them explicitly).
+
+Reference: kubernetes v1.32 (tag v1.32.0, 70d3cc986aa8221cd1dfb1121852688902d3bf53)
+pkg/registry/core/service/strategy.go and storage/storage.go.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from netemu.api.defaults import externally_accessible
 
 Obj = dict[str, Any]
 
@@ -30,6 +35,14 @@ def needs_cluster_ip(svc: Obj) -> bool:
 
 
 def needs_node_port(svc: Obj) -> bool:
+    """The strategy's ``needsNodePort``: the type can hold node ports (whether or not any are
+    allocated: a LoadBalancer with allocateLoadBalancerNodePorts=false may still name some)."""
+    return _spec(svc).get("type") in ("NodePort", "LoadBalancer")
+
+
+def should_allocate_node_ports(svc: Obj) -> bool:
+    """The allocator's ``shouldAllocateNodePorts``: NodePort, or LoadBalancer unless
+    allocateLoadBalancerNodePorts is false."""
     spec = _spec(svc)
     stype = spec.get("type")
     if stype == "NodePort":
@@ -81,12 +94,19 @@ def normalize_cluster_ips(new: Obj, old: Obj) -> None:
         nspec["clusterIPs"] = [nspec.get("clusterIP")]
 
 
-def _node_ports(svc: Obj) -> list:
-    return [p.get("nodePort") for p in _ports(svc)]
+def _same_node_ports(old: Obj, new: Obj) -> bool:
+    """Upstream ``sameNodePorts``: the user may add, remove or edit ports as long as no node port
+    value is new (the old set is a superset of the new one)."""
+    def values(svc: Obj) -> set:
+        return {p.get("nodePort") for p in _ports(svc) if p.get("nodePort")}
+    return values(old) >= values(new)
 
 
 def drop_type_dependent_fields(new: Obj, old: Obj) -> None:
-    """Upstream ``dropTypeDependentFields``: wipe only what no longer applies and was not changed."""
+    """Upstream ``dropTypeDependentFields`` (kubernetes v1.32 pkg/registry/core/service/strategy.go):
+    wipe only what no longer applies and what the user did not change in this update; a field
+    the user did change is left for validation to refuse. internalTrafficPolicy is not among
+    them: upstream keeps it on an ExternalName Service (historical reasons)."""
     nspec, ospec = _spec(new), _spec(old)
 
     def same(key: str) -> bool:
@@ -100,26 +120,19 @@ def drop_type_dependent_fields(new: Obj, old: Obj) -> None:
             nspec.pop("ipFamilies", None)
         if same("ipFamilyPolicy"):
             nspec.pop("ipFamilyPolicy", None)
-    if needs_node_port(old) and not needs_node_port(new) and _node_ports(old) == _node_ports(new):
+    if needs_node_port(old) and not needs_node_port(new) and _same_node_ports(old, new):
         for p in _ports(new):
             p.pop("nodePort", None)
     if needs_health_check_node_port(old) and not needs_health_check_node_port(new) \
             and same("healthCheckNodePort"):
         nspec.pop("healthCheckNodePort", None)
-    was_lb, is_lb = ospec.get("type") == "LoadBalancer", nspec.get("type") == "LoadBalancer"
-    if was_lb and not is_lb:
-        for key in ("allocateLoadBalancerNodePorts", "loadBalancerClass"):
-            if same(key):
-                nspec.pop(key, None)
-        status = new.get("status")
-        if isinstance(status, dict):
-            status["loadBalancer"] = {}
-    if _needs_etp(old) and not _needs_etp(new) and same("externalTrafficPolicy"):
+    if ospec.get("type") == "LoadBalancer" and nspec.get("type") != "LoadBalancer":
+        alloc_old, alloc_new = ospec.get("allocateLoadBalancerNodePorts"), nspec.get("allocateLoadBalancerNodePorts")
+        if alloc_old is not None and alloc_new is not None and alloc_old == alloc_new:
+            nspec.pop("allocateLoadBalancerNodePorts", None)
+        if same("loadBalancerClass"):
+            nspec.pop("loadBalancerClass", None)
+    if externally_accessible(ospec) and not externally_accessible(nspec) and same("externalTrafficPolicy"):
         nspec.pop("externalTrafficPolicy", None)
-    if nspec.get("type") == "ExternalName" and same("internalTrafficPolicy"):
-        nspec.pop("internalTrafficPolicy", None)
-
-
-def _needs_etp(svc: Obj) -> bool:
-    spec = _spec(svc)
-    return spec.get("type") in ("NodePort", "LoadBalancer") or bool(spec.get("externalIPs"))
+    if nspec.get("type") != "LoadBalancer" and isinstance(new.get("status"), dict):
+        new["status"]["loadBalancer"] = {}

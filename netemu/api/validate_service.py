@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from netemu.api import field, validation as v
+from netemu.api.defaults import externally_accessible
 from netemu.api.field import Cause
 
 TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
@@ -151,15 +152,19 @@ def _affinity(spec: dict) -> list[Cause]:
 
 
 def _traffic_policies(spec: dict, stype: Any) -> list[Cause]:
+    """``validateServiceExternalTrafficPolicy`` + ``validateServiceInternalTrafficFieldsValue``:
+    ETP only on externally-accessible Services; ITP required on ClusterIP/NodePort/LoadBalancer
+    and, for historical reasons, tolerated (but still checked) on ExternalName."""
     errs: list[Cause] = []
     etp = spec.get("externalTrafficPolicy")
-    if stype in ("NodePort", "LoadBalancer"):
+    if externally_accessible(spec):
         errs += v.one_of("spec.externalTrafficPolicy", etp, TRAFFIC_POLICIES)
-    elif etp and not spec.get("externalIPs"):
+    elif etp:
         errs.append(field.invalid("spec.externalTrafficPolicy", etp,
                                   "may only be set for externally-accessible services"))
-    if stype != "ExternalName":
-        errs += v.one_of("spec.internalTrafficPolicy", spec.get("internalTrafficPolicy"), TRAFFIC_POLICIES)
+    itp = spec.get("internalTrafficPolicy")
+    errs += v.one_of("spec.internalTrafficPolicy", itp, TRAFFIC_POLICIES,
+                     required=stype in ("ClusterIP", "NodePort", "LoadBalancer"))
     return errs
 
 

@@ -219,3 +219,20 @@ def test_kubectl_create_generators_send_protobuf(server):
         assert not missing, (args, missing)
     assert server.kubectl("get", "deploy", "gen", "-o", "jsonpath={.spec.replicas}").stdout == "3"
     assert server.kubectl("get", "svc", "gen", "-o", "jsonpath={.spec.ports[0].nodePort}").stdout == "30080"
+
+
+@pytest.mark.kubectl
+def test_kubectl_patch_switches_session_affinity_off_and_on(server, tmp_path):
+    """Issue 19 as a user typed it: the patch must not be refused with "sessionAffinityConfig:
+    Forbidden: must not be set when session affinity is None" (upstream's defaulting clears it)."""
+    svc = tmp_path / "svc.yaml"
+    svc.write_text("apiVersion: v1\nkind: Service\nmetadata:\n  name: sticky\nspec:\n  selector:\n"
+                   "    app: sticky\n  sessionAffinity: ClientIP\n  sessionAffinityConfig:\n"
+                   "    clientIP:\n      timeoutSeconds: 10\n  ports:\n  - port: 80\n")
+    server.kubectl("apply", "-f", str(svc))
+    server.kubectl("patch", "svc", "sticky", "-p", '{"spec":{"sessionAffinity":"None"}}')
+    spec = json.loads(server.kubectl("get", "svc", "sticky", "-o", "json").stdout)["spec"]
+    assert spec["sessionAffinity"] == "None" and "sessionAffinityConfig" not in spec
+    server.kubectl("patch", "svc", "sticky", "-p", '{"spec":{"sessionAffinity":"ClientIP"}}')
+    spec = json.loads(server.kubectl("get", "svc", "sticky", "-o", "json").stdout)["spec"]
+    assert spec["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 10800}}

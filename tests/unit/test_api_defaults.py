@@ -29,6 +29,28 @@ def test_session_affinity_client_ip_timeout():
     spec = apply_defaults("Service", {"spec": {"sessionAffinity": "ClientIP",
                                                "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}})["spec"]
     assert spec["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] == 60
+    for partial in ({}, {"clientIP": {}}, {"clientIP": None}):  # upstream replaces the whole config
+        spec = apply_defaults("Service", {"spec": {"sessionAffinity": "ClientIP",
+                                                   "sessionAffinityConfig": partial}})["spec"]
+        assert spec["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 10800}}, partial
+
+
+def test_session_affinity_none_clears_its_config():
+    """SetDefaults_Service: ``if SessionAffinity == None { SessionAffinityConfig = nil }``."""
+    for affinity in ("None", None, ""):
+        spec = apply_defaults("Service", {"spec": {"sessionAffinity": affinity, "sessionAffinityConfig":
+                                                   {"clientIP": {"timeoutSeconds": 60}}}})["spec"]
+        assert spec["sessionAffinity"] == "None" and "sessionAffinityConfig" not in spec
+
+
+def test_traffic_policies_follow_upstream_types():
+    ext_ips = apply_defaults("Service", {"spec": {"externalIPs": ["203.0.113.250"]}})["spec"]
+    assert ext_ips["externalTrafficPolicy"] == "Cluster"          # ExternallyAccessible
+    odd = apply_defaults("Service", {"spec": {"type": "Bogus"}})["spec"]
+    assert "internalTrafficPolicy" not in odd and "externalTrafficPolicy" not in odd
+    lb = apply_defaults("Service", {"spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {
+        "ingress": [{"ip": "172.18.255.200"}, {"ip": "172.18.255.201", "ipMode": "Proxy"}]}}})
+    assert [i["ipMode"] for i in lb["status"]["loadBalancer"]["ingress"]] == ["VIP", "Proxy"]
 
 
 def test_cluster_ip_and_cluster_ips_are_kept_in_step():

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from netemu.api import errors, kinds, strategy
+from netemu.api import errors, kinds, patch, strategy
 
 NOW = "2026-11-27T08:00:00Z"
 SVC = kinds.by_kind_name("Service")
@@ -172,6 +172,79 @@ def test_service_type_change_drops_fields_the_user_did_not_touch():
     out = strategy.prepare_update(SVC, old, to_external)
     assert "clusterIP" not in out["spec"] and "clusterIPs" not in out["spec"]
     assert "ipFamilies" not in out["spec"]
+
+
+def test_switching_session_affinity_off_with_a_patch_drops_its_config():
+    """The issue-19 case: ``kubectl patch svc X -p '{"spec":{"sessionAffinity":"None"}}'`` on a
+    ClientIP Service. Upstream defaulting (SetDefaults_Service) clears the config left over from
+    ClientIP, so the update is valid; switching back defaults the timeout again."""
+    old = stored(SVC, service(sessionAffinity="ClientIP",
+                              sessionAffinityConfig={"clientIP": {"timeoutSeconds": 10}}))
+    off = patch.strategic_merge_patch(old, {"spec": {"sessionAffinity": "None"}}, "Service")
+    out = strategy.prepare_update(SVC, old, off)
+    assert out["spec"]["sessionAffinity"] == "None" and "sessionAffinityConfig" not in out["spec"]
+    on = patch.strategic_merge_patch(out, {"spec": {"sessionAffinity": "ClientIP"}}, "Service")
+    back = strategy.prepare_update(SVC, out, on)
+    assert back["spec"]["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 10800}}
+
+
+def test_external_traffic_policy_follows_externally_accessible():
+    """ExternallyAccessible = NodePort, LoadBalancer, or ClusterIP with externalIPs."""
+    old = stored(SVC, service(externalIPs=["203.0.113.250"]))
+    assert old["spec"]["externalTrafficPolicy"] == "Cluster"
+    new = copy.deepcopy(old)
+    del new["spec"]["externalIPs"]
+    assert "externalTrafficPolicy" not in strategy.prepare_update(SVC, old, new)["spec"]
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_create(SVC, service(type="ExternalName", externalName="a.example",
+                                             externalIPs=["203.0.113.9"], externalTrafficPolicy="Local"),
+                                now=NOW)
+    assert ("spec.externalTrafficPolicy", 'Invalid value: "Local": may only be set for '
+            "externally-accessible services") in causes(exc)
+
+
+def test_switch_to_external_name_keeps_internal_traffic_policy_like_upstream():
+    old = stored(SVC, service())
+    new = copy.deepcopy(old)
+    new["spec"].update(type="ExternalName", externalName="db.example.com")
+    out = strategy.prepare_update(SVC, old, new)
+    assert out["spec"]["internalTrafficPolicy"] == "Cluster" and "clusterIP" not in out["spec"]
+    bad = copy.deepcopy(out)
+    bad["spec"]["internalTrafficPolicy"] = "Nearby"
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_update(SVC, out, bad)
+    assert any(f == "spec.internalTrafficPolicy" for f, _ in causes(exc))
+
+
+def test_type_change_drops_node_ports_when_no_new_value_appears():
+    """sameNodePorts is "no new node port value": removing a port while leaving NodePort still
+    wipes the rest; a LoadBalancer without allocated node ports may hold some by hand."""
+    two = service(type="NodePort", ports=[{"name": "a", "port": 80, "nodePort": 30080},
+                                          {"name": "b", "port": 81, "nodePort": 30081}])
+    old = stored(SVC, two)
+    new = copy.deepcopy(old)
+    new["spec"]["type"] = "ClusterIP"
+    new["spec"]["ports"].pop()
+    out = strategy.prepare_update(SVC, old, new)
+    assert [p.get("nodePort") for p in out["spec"]["ports"]] == [None]
+    lb = stored(SVC, service(type="LoadBalancer", allocateLoadBalancerNodePorts=False,
+                             ports=[{"port": 80, "nodePort": 30090}]))
+    to_cip = copy.deepcopy(lb)
+    to_cip["spec"]["type"] = "ClusterIP"
+    out = strategy.prepare_update(SVC, lb, to_cip)
+    assert "nodePort" not in out["spec"]["ports"][0] and "allocateLoadBalancerNodePorts" not in out["spec"]
+
+
+def test_load_balancer_status_gets_ip_mode_and_is_cleared_with_the_type():
+    lb = stored(SVC, service(type="LoadBalancer"))
+    with_ip = copy.deepcopy(lb)
+    with_ip["status"] = {"loadBalancer": {"ingress": [{"ip": "172.18.255.200"}, {"hostname": "lb.example"}]}}
+    out = strategy.prepare_update(SVC, lb, with_ip, subresource="status")
+    assert out["status"]["loadBalancer"]["ingress"] == [{"ip": "172.18.255.200", "ipMode": "VIP"},
+                                                        {"hostname": "lb.example"}]
+    to_np = copy.deepcopy(out)
+    to_np["spec"]["type"] = "NodePort"
+    assert strategy.prepare_update(SVC, out, to_np)["status"] == {"loadBalancer": {}}
 
 
 def test_deployment_selector_is_immutable():
