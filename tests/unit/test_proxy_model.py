@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from netemu.agent.proxy.hashing import endpoint_chain, is_service_chain, service_chains
 from netemu.agent.proxy.model import (
-    EndpointInfo, NodeInfo, ProxyConfig, ServicePortName, endpoints_by_service_port, service_ports,
+    EndpointInfo, NodeInfo, ProxyConfig, ServicePortName, endpoints_by_service_port, service_ports, skip_reason,
 )
 
 NODE = NodeInfo("test-node", ("192.168.0.2",), "10.0.0.0/8")
@@ -46,9 +46,15 @@ def test_cluster_ip_service_defaults():
 def test_ignored_services():
     assert service_ports(svc(clusterIP="None"), NODE) == {}
     assert service_ports(svc(type="ExternalName", externalName="x.example"), NODE) == {}
-    labelled = svc()
-    labelled["metadata"]["labels"] = {"service.kubernetes.io/service-proxy-name": "other"}
-    assert service_ports(labelled, NODE) == {}
+    # cmd/kube-proxy's informer selector: the label's presence counts, whatever its value
+    for labels in ({"service.kubernetes.io/service-proxy-name": "other"},
+                   {"service.kubernetes.io/service-proxy-name": ""},
+                   {"service.kubernetes.io/headless": ""}):
+        labelled = svc()
+        labelled["metadata"]["labels"] = labels
+        assert service_ports(labelled, NODE) == {}, labels
+        assert skip_reason(labelled).startswith("has label " + next(iter(labels)))
+    assert skip_reason(svc()) is None
 
 
 def test_load_balancer_fields():
@@ -135,7 +141,9 @@ def test_slices_filtered_like_kube_proxy_informer():
     headless["metadata"]["labels"]["service.kubernetes.io/headless"] = ""
     other = eps_slice("ns1", "svc2", [{"addresses": ["10.0.0.2"]}])
     other["metadata"]["labels"]["service.kubernetes.io/service-proxy-name"] = "other-proxy"
-    assert endpoints_by_service_port([headless, other], NODE) == {}
+    empty = eps_slice("ns1", "svc1", [{"addresses": ["10.0.0.1"]}])
+    empty["metadata"]["labels"]["service.kubernetes.io/service-proxy-name"] = ""
+    assert endpoints_by_service_port([headless, other, empty], NODE) == {}
 
 
 def test_topology_hints_used_only_when_complete():

@@ -25,6 +25,10 @@ PROTOCOLS = ("TCP", "UDP", "SCTP")
 SERVICE_PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"
+# cmd/kube-proxy (kubernetes v1.32 cmd/kube-proxy/app/server.go, ProxyServer.Run) lists and
+# watches Services and EndpointSlices only through this selector: an object carrying either
+# label, whatever its value (even ""), never reaches the proxier.
+PROXY_LABEL_SELECTOR = f"!{SERVICE_PROXY_NAME_LABEL},!{HEADLESS_LABEL}"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 HINTS_ANNOTATION = "service.kubernetes.io/topology-aware-hints"  # deprecated upstream name
 TOPOLOGY_MODE_ANNOTATION = "service.kubernetes.io/topology-mode"
@@ -243,12 +247,22 @@ def _cluster_ip(spec: Mapping[str, Any], family: str) -> str | None:
     return None
 
 
+def label_skip_reason(obj: Mapping[str, Any]) -> str | None:
+    """Why kube-proxy's informers filter this Service or EndpointSlice out (PROXY_LABEL_SELECTOR)."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if SERVICE_PROXY_NAME_LABEL in labels:
+        return f"has label {SERVICE_PROXY_NAME_LABEL} (served by another proxy)"
+    if HEADLESS_LABEL in labels:
+        return f"has label {HEADLESS_LABEL}"
+    return None
+
+
 def skip_reason(service: Mapping[str, Any]) -> str | None:
     """Why upstream kube-proxy would not proxy this Service at all, or None."""
-    meta = service.get("metadata") or {}
     spec = service.get("spec") or {}
-    if (meta.get("labels") or {}).get(SERVICE_PROXY_NAME_LABEL):
-        return f"has label {SERVICE_PROXY_NAME_LABEL} (served by another proxy)"
+    reason = label_skip_reason(service)
+    if reason:
+        return reason
     if spec.get("type") == "ExternalName":
         return "type ExternalName (DNS only)"
     cip = spec.get("clusterIP")
@@ -406,10 +420,9 @@ def _slice_endpoints(sl: Mapping[str, Any], node_name: str | None, family: str,
     ns = meta.get("namespace") or "default"
     where = f"EndpointSlice {ns}/{meta.get('name')}"
     labels = meta.get("labels") or {}
-    if HEADLESS_LABEL in labels or labels.get(SERVICE_PROXY_NAME_LABEL):
-        # kube-proxy's informer never sees these (label selector in cmd/kube-proxy)
-        log.debug("%s not proxied: labelled %s", where,
-                  HEADLESS_LABEL if HEADLESS_LABEL in labels else SERVICE_PROXY_NAME_LABEL)
+    reason = label_skip_reason(sl)
+    if reason:  # kube-proxy's informer never sees these (PROXY_LABEL_SELECTOR)
+        log.debug("%s not proxied: %s", where, reason)
         return {}
     svc = labels.get(SERVICE_NAME_LABEL)
     if not svc:
