@@ -2,7 +2,7 @@
 """Control-plane benchmark: scheduling throughput and scale -> EndpointSlice latency.
 
 Starts a real ``netemu apiserver`` (controllers inside) on a free loopback port with a temp state
-dir, KWOK-style nodes (netemu.controllers.fakenodes) in this process, and measures:
+dir, KWOK-style nodes (netemu.testing.fakenodes) in this process, and measures:
 
 1. pods scheduled per second, N nodes x M pods, for plain pods (resources only) and, in the
    same run, for pods with a DoNotSchedule topology spread constraint (the costlier plugins);
@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netemu.client import ApiClient  # noqa: E402
-from netemu.controllers.fakenodes import FakeKubelet, node_object  # noqa: E402
+from netemu.testing.fakenodes import FakeKubelet, node_object  # noqa: E402
 from netemu.controllers.kube import labels_of, name_of  # noqa: E402
 from netemu.controllers.runtime import rt  # noqa: E402
 

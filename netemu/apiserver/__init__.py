@@ -16,5 +16,6 @@ Where things are:
 - ``auth``, ``certs``          bearer token, CA and serving certificate in the state dir
 - ``bootstrap``  system namespaces and the ``kubernetes`` Service
 - ``metrics``    /metrics (apiserver_request_total, ...)
-- ``testing``    an in-process server for other layers' tests; ``bench`` the benchmark
+
+An in-process server for tests is netemu/testing/apiserver.py; the benchmarks are in netemu/bench/.
 """

@@ -69,7 +69,7 @@ def run_fake_nodes(args: argparse.Namespace) -> int:
 
     from netemu.api import errors
     from netemu.client import ApiClient
-    from netemu.controllers.fakenodes import FakeKubelet, node_object
+    from netemu.testing.fakenodes import FakeKubelet, node_object
     from netemu.controllers.runtime import rt
 
     if not args.kubeconfig or not os.path.exists(args.kubeconfig):

@@ -20,7 +20,7 @@ from netemu.agent.proxy.hashing import service_chains
 from netemu.agent.proxy.iptables.apply import BACKENDS, netns_exec
 from netemu.agent.proxy.model import NodeInfo
 from netemu.agent.proxy.proxier import IptablesProxier
-from netemu.agent.runtime.netns import Lab, in_netns, requests, run
+from netemu.testing.netnslab import Lab, in_netns, requests, run
 from netemu.cli.main import Command, UsageError
 
 CLUSTER_IP = "10.96.0.80"

@@ -162,7 +162,7 @@ class Supervisor:
             argv = agent_argv(self.plan, node, sys.executable, kubeconfig, self.options.proxy_mode,
                               self.options.iptables_backend, self.options.agent_args)
             if self.options.fake_agents:
-                argv = [sys.executable, "-m", "netemu.emulator.fakeagent", *argv[4:]]
+                argv = [sys.executable, "-m", "netemu.testing.fakeagent", *argv[4:]]
             self.procs[f"agent/{node.name}"] = processes.start(nsenter(self.host_pids[node.name], argv),
                                                               self.logs / f"agent-{node.name}.log")
         self.write_cluster()

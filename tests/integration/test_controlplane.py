@@ -1,6 +1,6 @@
 """The control plane in a real ``netemu apiserver`` process, KWOK-style.
 
-Nodes are plain Node objects with a pretend kubelet (netemu.controllers.fakenodes) in the test:
+Nodes are plain Node objects with a pretend kubelet (netemu.testing.fakenodes) in the test:
 it renews their Leases and reports bound pods Running/Ready through the status subresource. The
 scheduler and controllers run inside the API server process, with short timings from flags.
 """
@@ -20,7 +20,7 @@ import pytest
 
 from netemu.api import errors
 from netemu.client import ApiClient
-from netemu.controllers.fakenodes import FakeKubelet, node_object
+from netemu.testing.fakenodes import FakeKubelet, node_object
 from netemu.controllers.kube import condition, is_deleting, labels_of, name_of, pod_is_ready
 from netemu.controllers.runtime import rt
 from tests.integration.apiserver_process import ApiServerProcess

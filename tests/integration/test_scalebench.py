@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from netemu.apiserver import scalebench
+from netemu.bench import apiserver_scale as scalebench
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,6 @@
 """`netemu agent` on a real kernel against a real `netemu apiserver` (with its controllers).
 
-Everything runs in namespaces the AgentLab makes (netemu/agent/kubelet/lab.py: an API server
+Everything runs in namespaces the AgentLab makes (netemu/testing/agentlab.py: an API server
 namespace and a node namespace linked by a veth made inside them); the fixture checks that the
 namespaces and every pod namespace are gone afterwards.
 """
@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from netemu.agent.kubelet.lab import AgentLab
+from netemu.testing.agentlab import AgentLab
 from netemu.agent.runtime import http_get, pod_netns
 
 pytestmark = pytest.mark.root

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from netemu.agent.runtime.netns import in_netns, requests, run
+from netemu.testing.netnslab import in_netns, requests, run
 
 from .test_proxy_iptables import CLUSTER_IP, Cluster, backend, endpoint_slice, lab, pod_names, service  # noqa: F401
 

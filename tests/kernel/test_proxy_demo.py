@@ -14,7 +14,7 @@ pytestmark = pytest.mark.root
 
 def _our_netns() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    mine = f"kp{os.getpid()}"  # netemu.agent.runtime.netns.Lab's prefix in this process
+    mine = f"kp{os.getpid()}"  # netemu.testing.netnslab.Lab's prefix in this process
     return {line.split()[0] for line in out.splitlines() if line.startswith(mine)}
 
 

@@ -1,6 +1,6 @@
 """Real traffic through our iptables Proxier, inside namespaces each test makes, both backends.
 
-Topology (netemu.agent.runtime.netns.Lab): node namespace n1 with cni0 (10.244.1.1/24, hairpin,
+Topology (netemu.testing.netnslab.Lab): node namespace n1 with cni0 (10.244.1.1/24, hairpin,
 br_netfilter, ip_forward) carrying the proxier's rules (it runs its commands through
 ``ip netns exec n1``); pods p0..p2 answering "<pod> <client ip>"; a client pod; for NodePort
 tests a second node n2 linked to n1 over 172.18.0.0/24. Nothing leaves the lab's namespaces.
@@ -18,7 +18,7 @@ from netemu.agent.proxy.iptables.apply import netns_exec
 from netemu.agent.proxy.metrics import MetricsServer
 from netemu.agent.proxy.model import NodeInfo
 from netemu.agent.proxy.proxier import IptablesProxier
-from netemu.agent.runtime.netns import Lab, in_netns, requests, run
+from netemu.testing.netnslab import Lab, in_netns, requests, run
 
 pytestmark = pytest.mark.root
 

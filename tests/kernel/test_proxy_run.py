@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from netemu.agent.runtime.netns import Lab, requests
+from netemu.testing.netnslab import Lab, requests
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ import random
 import pytest
 
 from netemu.api import errors, kinds, patch, strategy
-from netemu.api.bench import deployment, service
+from netemu.bench.api import deployment, service
 
 NOW = "2026-11-27T08:00:00Z"
 JUNK = [None, 0, -1, 1.5, True, "", "x y", "Z", [], {}, [None], {"a": None}, "None", 2 ** 40, ["a"], {"k": 1}]

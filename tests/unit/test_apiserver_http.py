@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from netemu.api import errors, kinds
-from netemu.apiserver.testing import api_server
+from netemu.testing.apiserver import api_server
 
 NS = kinds.by_resource("", "v1", "namespaces")
 CM = kinds.by_resource("", "v1", "configmaps")

@@ -14,7 +14,7 @@ import pytest
 
 from netemu.api import errors, kinds
 from netemu.apiserver import watch
-from netemu.apiserver.testing import api_server
+from netemu.testing.apiserver import api_server
 from netemu.store.base import ADDED, MODIFIED, WatchEvent
 from netemu.store.sqlite import SqliteStore
 

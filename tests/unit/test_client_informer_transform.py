@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from netemu.api import kinds
-from netemu.apiserver.testing import api_server
+from netemu.testing.apiserver import api_server
 from netemu.client import Informer
 
 CM = kinds.by_resource("", "v1", "configmaps")

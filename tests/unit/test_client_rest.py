@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from netemu.api import errors, kinds
-from netemu.apiserver.testing import api_server
+from netemu.testing.apiserver import api_server
 from netemu.client import ApiClient, Informer, kubeconfig, paths
 from netemu.client.errors import from_status
 

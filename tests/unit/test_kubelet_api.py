@@ -13,7 +13,7 @@ from netemu.agent.kubelet import kubelet as kl
 from netemu.agent.kubelet.logserver import LogServer
 from netemu.agent.kubelet.worker import log_path
 from netemu.apiserver import podlog
-from netemu.apiserver.testing import api_server
+from netemu.testing.apiserver import api_server
 from tests.unit.test_kubelet_worker import FakeRuntime, until
 
 

@@ -159,7 +159,7 @@ def test_api_server_on_etcd_stores_services_where_etcdctl_finds_them(etcd, tmp_p
     """The issue's seed: objects created through the API land under upstream's keys."""
     if not shutil.which("etcdctl"):
         pytest.skip("etcdctl not installed (Debian package etcd-client)")
-    from netemu.apiserver.testing import api_server
+    from netemu.testing.apiserver import api_server
     svc_kind = kinds.by_kind("v1", "Service")
     root = f"/registry/services/specs/e2e{os.getpid()}/"
 

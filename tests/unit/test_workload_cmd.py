@@ -14,7 +14,7 @@ import threading
 import pytest
 import yaml
 
-from netemu.apiserver.testing import api_server
+from netemu.testing.apiserver import api_server
 from netemu.cli.main import main
 from netemu.client import kubeconfig
 

@@ -9,6 +9,6 @@
   netemu.agent.runtime.
 - logserver.py: /containerLogs on the node IP's port 10250 (the API server's pods/log proxies to
   it); events.py: the kubelet's Events; conditions.py: condition/time helpers.
-- lab.py + bench.py: an API server and one agent in namespaces of their own, for kernel tests
-  and the agent benchmark.
+The lab for kernel tests (an API server and one agent in namespaces of their own) is
+netemu/testing/agentlab.py; the agent benchmark netemu/bench/agent.py.
 """

@@ -1,6 +1,6 @@
 """Benchmark: one node agent's memory and pod start-up, in an AgentLab (root; namespaces of its own).
 
-``python -m netemu.agent.kubelet.bench --pods 100,200`` starts `netemu apiserver` + `netemu agent`,
+``python -m netemu.bench.agent --pods 100,200`` starts `netemu apiserver` + `netemu agent`,
 measures the agent's RSS with no pods, then adds built-in-image pods (agnhost netexec, bound to the
 node) in steps and reports, per step: time until every pod is Ready, the agent's RSS, and RSS per
 pod relative to the empty agent (one run, so the ratio is free of machine noise between runs).
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from netemu.agent.kubelet.lab import AgentLab
+from netemu.testing.agentlab import AgentLab
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 

@@ -2,7 +2,7 @@
 ``ip``-process way) and memory per pod (in-process built-in image vs a real process per pod), in
 one run, on a node namespace of its own.
 
-    sudo .venv/bin/python -m netemu.agent.runtime.bench [--pods 200] [--procs 20]
+    sudo .venv/bin/python -m netemu.bench.runtime [--pods 200] [--procs 20]
 
 Needs root; creates ``ntb<pid>`` and the pods' ``nep-…`` namespaces and removes them all, also
 on failure. Prints a markdown table for docs/benchmarks.md ("Pod runtime" section).
@@ -20,9 +20,9 @@ import tempfile
 import time
 import uuid
 
-from .names import pod_netns
-from .node import NodeRuntime
-from .plumb import delete_netns
+from netemu.agent.runtime.names import pod_netns
+from netemu.agent.runtime.node import NodeRuntime
+from netemu.agent.runtime.plumb import delete_netns
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 # what a process-per-pod design would run: a minimal Python HTTP server answering the hostname
@@ -60,7 +60,7 @@ async def create_all(rt: NodeRuntime, pods: list[dict], concurrency: int) -> tup
 
 async def ip_processes(node_ns: str, names: list[str], cidr_prefix: str) -> float:
     """The same sandboxes made the ``ip`` way (netns add, node batch, pod batch): seconds."""
-    from .cmd import ip_batch, run as run_argv
+    from netemu.agent.runtime.cmd import ip_batch, run as run_argv
     t0 = time.monotonic()
     for i, name in enumerate(names):
         await run_argv(["ip", "netns", "add", name])

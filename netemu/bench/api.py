@@ -1,6 +1,6 @@
 """What the object model costs per API write, next to the JSON work the server does anyway.
 
-    .venv/bin/python -m netemu.api.bench            # --objects 2000 --services 10000 --repeats 5
+    .venv/bin/python -m netemu.bench.api            # --objects 2000 --services 10000 --repeats 5
 
 Every row is measured in one run against the same baseline, a JSON round trip of the same
 object (``json.loads(json.dumps(obj))``: the least an API server does with a body), so the

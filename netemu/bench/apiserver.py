@@ -8,7 +8,7 @@ Runs a real ``netemu apiserver`` process (no controllers) per store backend, SQL
   each write to its arrival at every watcher (p50 / p99), and the write's own latency.
 
 Both backends in one run so the ratio is meaningful on a noisy machine:
-``python -m netemu.apiserver.bench [--backends sqlite,etcd]``.
+``python -m netemu.bench.apiserver [--backends sqlite,etcd]``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from netemu.api import kinds
-from netemu.apiserver.process import apiserver_process
 from netemu.client import ApiClient
+from netemu.testing.apiserver_process import apiserver_process
 
 CM = kinds.by_resource("", "v1", "configmaps")
 

@@ -13,7 +13,7 @@ and RSS (peak and final) come from /proc. ``--trees before=DIR,after=DIR`` runs 
 against API servers started from two source trees (e.g. ``git archive`` of the previous commit)
 in one run, alternating, so the ratio is meaningful on a noisy machine:
 
-    python -m netemu.apiserver.scalebench --trees before=/tmp/base,after=. --nodes 100 --pods 1000
+    python -m netemu.bench.apiserver_scale --trees before=/tmp/base,after=. --nodes 100 --pods 1000
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 
 from netemu.api import errors, kinds
-from netemu.apiserver.process import apiserver_process
 from netemu.client import ApiClient, Informer, kubeconfig
+from netemu.testing.apiserver_process import apiserver_process
 
 NODE = kinds.by_resource("", "v1", "nodes")
 POD = kinds.by_resource("", "v1", "pods")

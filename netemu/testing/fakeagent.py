@@ -17,7 +17,7 @@ import sys
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="netemu.emulator.fakeagent")
+    p = argparse.ArgumentParser(prog="netemu.testing.fakeagent")
     p.add_argument("--node", required=True)
     p.add_argument("--node-ip", required=True)
     p.add_argument("--kubeconfig", required=True)
@@ -44,7 +44,7 @@ def taints(text: str) -> list[dict]:
 
 async def main(args: argparse.Namespace) -> None:
     from netemu.client import ApiClient
-    from netemu.controllers.fakenodes import FakeKubelet, node_object
+    from netemu.testing.fakenodes import FakeKubelet, node_object
 
     capacity = pairs(args.capacity)
     node = node_object(args.node, cpu=capacity.get("cpu", "2"), memory=capacity.get("memory", "4Gi"),
