@@ -20,10 +20,11 @@ from netemu.agent.kubelet.logserver import PORT as LOG_PORT, LogServer
 from netemu.agent.kubelet.runtime_adapter import AgentRuntime
 from netemu.agent.proxy.feed import feed_proxier
 from netemu.client import ApiClient
-from netemu.client.tlsmem import shrink_tls_read_buffers
+from netemu.procmem import limit_malloc_arenas, shrink_tls_read_buffers, trim_periodically
 
 log = logging.getLogger(__name__)
 CLUSTER_CIDR = "10.244.0.0/16"
+TRIM_PERIOD = 60.0      # seconds between malloc trims (procmem.trim_malloc)
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Agent:
         c = self.config
         os.makedirs(self.runtime.log_dir, exist_ok=True)
         await self.logs.start()
-        tasks = [asyncio.ensure_future(self.kubelet.run(stop)), asyncio.ensure_future(trim_periodically(stop))]
+        tasks = [asyncio.ensure_future(self.kubelet.run(stop)), asyncio.ensure_future(trim_periodically(stop, TRIM_PERIOD))]
         if c.proxy_mode:
             self.proxier = self._make_proxier()
             if c.metrics_bind_address:
@@ -95,36 +96,6 @@ class Agent:
                 self.metrics_server.close()
             await self.logs.close()
             await self.api.close()
-
-
-def trim_malloc() -> None:
-    """Hand freed heap pages back to the kernel (glibc keeps them otherwise): start-up garbage
-    and the memory of deleted pods stop counting against the agent's RSS."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-async def trim_periodically(stop: asyncio.Event, period: float = 60.0) -> None:
-    while not stop.is_set():
-        trim_malloc()
-        try:
-            await asyncio.wait_for(stop.wait(), period)
-        except asyncio.TimeoutError:
-            pass
-
-
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """glibc gives each new thread its own malloc arena (up to 8 per core); the agent's threads
-    (subprocess watchers, kube-proxy's runner, metrics) would each keep one and push RSS up by
-    ~20 MB on the first pods. Two arenas are plenty for one event loop (M_ARENA_MAX = -8)."""
-    try:
-        import ctypes
-        return bool(ctypes.CDLL("libc.so.6").mallopt(-8, arenas))
-    except (OSError, AttributeError):
-        return False
 
 
 def run_agent(config: AgentConfig) -> int:

@@ -1,8 +1,8 @@
 """The Kubernetes API server: REST + watch over the store, as real kubectl and client-go use it.
 
-Where things are:
+Where things are (the process that runs it with the store and the controllers is
+netemu/controlplane/server.py):
 
-- ``server``     the process: store, bootstrap, TLS, kubeconfig, controllers, clean stop
 - ``app``        aiohttp application: middlewares (metrics, Status errors, auth) and routes
 - ``routing``    URL -> (resource, namespace, name, subresource) (pure)
 - ``handlers``   one method per verb: decode, call the registry, render (JSON or Table)

@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netemu.apiserver.server import ServerConfig, serve
+    from netemu.controlplane.server import ServerConfig, serve
     from netemu.store.factory import StoreURLError, parse_store_url
 
     host, port = parse_listen(args.listen)
@@ -68,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError(f"--advertise-address {args.advertise_address!r} is not an IP address") from None
     options = _controller_options()
-    settings = options.settings_from_args(args) if options is not None else None
+    try:
+        settings = options.settings_from_args(args) if options is not None else None
+    except options.SettingsError as exc:
+        raise UsageError(str(exc)) from None
     service_cidr = getattr(settings, "service_cidr", None) or "10.96.0.0/12"
     state_dir = Path(args.state_dir)
     store_url = args.store or f"sqlite:{state_dir / 'state.db'}"

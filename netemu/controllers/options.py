@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import re
 from dataclasses import dataclass
 
@@ -98,21 +97,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="Service ClusterIP range the controllers assume (default %(default)s)")
 
 
+class SettingsError(ValueError):
+    """Flags that parse one by one but do not fit together; the command reports it as a usage
+    error (exit 2)."""
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    from netemu.cli.main import UsageError
+    """The settings, once the flags are known to fit together. ``kubeconfig`` stays unset: the
+    control-plane process fills in the one it writes (CA included) before the loops start."""
     net = ipaddress.ip_network(args.cluster_cidr)
     if not net.prefixlen <= args.node_cidr_mask_size <= net.max_prefixlen:
-        raise UsageError(f"--node-cidr-mask-size {args.node_cidr_mask_size} does not fit in --cluster-cidr "
+        raise SettingsError(f"--node-cidr-mask-size {args.node_cidr_mask_size} does not fit in --cluster-cidr "
                          f"{args.cluster_cidr}")
     if not 1 <= args.max_endpoints_per_slice <= 1000:
-        raise UsageError(f"--max-endpoints-per-slice {args.max_endpoints_per_slice}: must be 1-1000")
+        raise SettingsError(f"--max-endpoints-per-slice {args.max_endpoints_per_slice}: must be 1-1000")
     if args.node_monitor_period <= 0 or args.node_monitor_grace_period <= 0:
-        raise UsageError("--node-monitor-period and --node-monitor-grace-period must be positive")
-    kubeconfig = None
-    if getattr(args, "state_dir", None):  # ``netemu apiserver`` writes it there before starting us
-        from netemu.apiserver.auth import KUBECONFIG_FILE
-        kubeconfig = os.path.join(args.state_dir, KUBECONFIG_FILE)
-    return Settings(controllers=tuple(args.controllers), kubeconfig=kubeconfig,
+        raise SettingsError("--node-monitor-period and --node-monitor-grace-period must be positive")
+    return Settings(controllers=tuple(args.controllers),
                     node_monitor_grace_period=args.node_monitor_grace_period,
                     node_monitor_period=args.node_monitor_period,
                     default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,

@@ -83,7 +83,7 @@ def test_service_cidr_drives_allocation_and_the_kubernetes_service(tmp_path):
     import ipaddress
 
     from netemu.api import kinds
-    from netemu.apiserver.server import ServerConfig, serve
+    from netemu.controlplane.server import ServerConfig, serve
     from netemu.client import ApiClient
     svc = kinds.by_resource("", "v1", "services")
 

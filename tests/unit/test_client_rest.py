@@ -117,7 +117,7 @@ def test_informer_relists_after_gone_and_reports_missed_deletes(tmp_path):
 
 def test_client_against_https_kubeconfig_server(tmp_path):
     """The real server process path: TLS with the state dir's CA, token from the kubeconfig."""
-    from netemu.apiserver.server import ServerConfig, serve
+    from netemu.controlplane.server import ServerConfig, serve
 
     async def scenario():
         stop = asyncio.Event()

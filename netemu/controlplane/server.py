@@ -1,5 +1,8 @@
 """Running the control-plane process: store, API server, optional controllers, clean stop.
 
+This sits above the API server, the client and the controllers (it assembles them into one
+process, as ``netemu apiserver`` runs it); none of them imports it.
+
 Order matters on the way up (store, allocations rebuilt, bootstrap objects, token, listening
 socket, kubeconfig with the real port, then controllers that connect to it) and on the way
 down (controllers, watches ended, socket closed, store closed last so no write is lost).
@@ -21,7 +24,7 @@ from netemu.apiserver.app import ApiServer
 from netemu.apiserver.registry import Registry
 from netemu.apiserver.services import ServiceIPs, allocations_for
 from netemu.client import kubeconfig
-from netemu.client.tlsmem import shrink_tls_read_buffers
+from netemu.procmem import shrink_tls_read_buffers, trim_periodically
 from netemu.store.factory import open_store
 
 log = logging.getLogger(__name__)
@@ -83,26 +86,7 @@ async def _start_controllers(config: ServerConfig, url: str, token: str, kubecon
     return asyncio.ensure_future(run_controllers(url, token, stop, settings))
 
 
-TRIM_PERIOD = 30.0
-
-
-def trim_malloc() -> None:
-    """Hand freed heap pages back to the kernel. Bursts (100 agents registering, a list of
-    every pod, a stalled watcher cut off) free their memory, but glibc keeps the pages, so the
-    RSS would show the worst burst forever instead of what the server holds."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-async def trim_periodically(stop: asyncio.Event, period: float = TRIM_PERIOD) -> None:
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), period)
-        except asyncio.TimeoutError:
-            trim_malloc()
+TRIM_PERIOD = 30.0      # seconds between malloc trims (procmem.trim_malloc)
 
 
 async def serve(config: ServerConfig, stop: asyncio.Event,
@@ -137,7 +121,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
         controllers = await _start_controllers(config, url, token, path, controllers_stop)
         if on_ready:
             on_ready(Running(url, token, path, api))
-        trimmer = asyncio.ensure_future(trim_periodically(stop))
+        trimmer = asyncio.ensure_future(trim_periodically(stop, TRIM_PERIOD))
         await stop.wait()
         trimmer.cancel()
     finally:

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from netemu.apiserver import certs
-from netemu.client.tlsmem import shrink_tls_read_buffers
+from netemu.procmem import shrink_tls_read_buffers
 
 
 @pytest.fixture
