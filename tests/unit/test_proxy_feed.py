@@ -13,7 +13,7 @@ import asyncio
 
 from netemu.agent.proxy.feed import feed_proxier
 from netemu.api import kinds
-from netemu.apiserver.testing import api_server
+from netemu.testing.apiserver import api_server
 
 SVC = kinds.by_kind("v1", "Service")
 SLICE = kinds.by_kind("discovery.k8s.io/v1", "EndpointSlice")
