@@ -71,11 +71,14 @@ def in_endpoints(pod: Obj) -> bool:
 
 
 def endpoint_for(service: Obj, pod: Obj, nodes: dict[str, Obj]) -> Obj:
+    """Upstream ``podToEndpoint`` (k8s.io/endpointslice utils.go): serving is the pod's own
+    readiness; ready also requires not terminating, unless publishNotReadyAddresses says
+    "ready no matter what" -- which never changes serving."""
     terminating = is_deleting(pod)
-    ready = pod_is_ready(pod)
+    serving = pod_is_ready(pod)
     publish = bool((service.get("spec") or {}).get("publishNotReadyAddresses"))
     ep: Obj = {"addresses": [pod_ip(pod)],
-               "conditions": {"ready": publish or (ready and not terminating), "serving": publish or ready,
+               "conditions": {"ready": publish or (serving and not terminating), "serving": serving,
                               "terminating": terminating},
                "targetRef": {"kind": "Pod", "namespace": ns_of(pod), "name": name_of(pod), "uid": uid_of(pod)}}
     spec = pod.get("spec") or {}

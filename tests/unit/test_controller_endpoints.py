@@ -66,6 +66,11 @@ def test_slice_contents_like_upstream():
                      "b": {"ready": False, "serving": False, "terminating": False},
                      "c": {"ready": False, "serving": True, "terminating": True}}
     assert s["endpoints"][0]["nodeName"] == "n1" and s["endpoints"][0]["zone"] == "z1"
+    # publishNotReadyAddresses forces ready, never serving (upstream podToEndpoint)
+    published = eps.reconcile(svc(publish=True), pods, NODES, [], names()).create[0]
+    conds = {e["targetRef"]["name"]: e["conditions"] for e in published["endpoints"]}
+    assert conds["b"] == {"ready": True, "serving": False, "terminating": False}
+    assert conds["c"] == {"ready": True, "serving": True, "terminating": True}
 
 
 def test_named_target_port_resolved_per_pod_groups_slices():
