@@ -158,6 +158,38 @@ def test_builtin_pods_talk_over_the_bridge(node):
     assert node.ipam.allocations == {}
 
 
+def test_netexec_delay_shutdown_keeps_serving_with_readyz_failing(node):
+    """agnhost netexec --delay-shutdown=N: after SIGTERM /readyz answers 503 "shutting down"
+    while /hostname still works, then it exits 0 after N seconds; SIGKILL cuts that short."""
+    async def scenario():
+        await node.setup_node()
+        args = ["netexec", "--http-port=8080", "--udp-port=8080", "--delay-shutdown=2"]
+        a = _pod("slow", {"name": "web", "image": AGNHOST, "args": args})
+        client = _pod("client", {"name": "p", "image": "registry.k8s.io/pause:3.9"})
+        sa, sc = await node.create_sandbox(a), await node.create_sandbox(client)
+        web = await node.start_container(sa, a, a["spec"]["containers"][0])
+        ready = await http_get(sa.ip, 8080, "/readyz", netns=sc.netns)
+        assert (ready.status, ready.body) == (200, b"ok")
+        started = time.monotonic()
+        stopping = asyncio.ensure_future(web.stop(30))
+        await asyncio.sleep(0.3)
+        ready = await http_get(sa.ip, 8080, "/readyz", netns=sc.netns)
+        assert (ready.status, ready.body) == (503, b"shutting down")
+        assert (await http_get(sa.ip, 8080, "/hostname", netns=sc.netns)).body == b"slow"
+        assert await asyncio.wait_for(stopping, 5) == 0 and time.monotonic() - started >= 1.9
+        assert "Sleeping 2 seconds before terminating..." in open(web.log_path).read()
+
+        again = await node.start_container(sa, a, a["spec"]["containers"][0])
+        stopping = asyncio.ensure_future(again.stop(30))
+        await asyncio.sleep(0.2)
+        again.kill()
+        assert await asyncio.wait_for(stopping, 1) == 137
+        for pod in (a, client):
+            await node.remove_sandbox(pod["metadata"]["uid"])
+
+    asyncio.run(scenario())
+
+
 def test_process_container_logs_env_exec_and_stop(node):
     async def scenario():
         await node.setup_node()

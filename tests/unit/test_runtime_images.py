@@ -20,7 +20,10 @@ def test_repository_strips_tag_and_digest_not_port(image, repo):
 
 def test_agnhost_netexec_defaults_and_flag_forms():
     assert resolve({"image": AGN, "args": ["netexec"]}) == Builtin(
-        "netexec", {"http-port": 8080, "udp-port": 8081, "sctp-port": -1})
+        "netexec", {"http-port": 8080, "udp-port": 8081, "sctp-port": -1, "delay-shutdown": 0})
+    assert resolve({"image": AGN, "args": ["netexec", "--delay-shutdown=100"]}).options["delay-shutdown"] == 100
+    bad = resolve({"image": AGN, "args": ["netexec", "--delay-shutdown", "soon"]})
+    assert bad.reason == "InvalidArgs" and "--delay-shutdown" in bad.message
     got = resolve({"image": "k8s.gcr.io/e2e-test-images/agnhost:2.39", "command": ["/agnhost"],
                    "args": ["netexec", "--http-port", "80", "--udp-port=-1"]})
     assert got.app == "netexec" and got.options["http-port"] == 80 and got.options["udp-port"] == -1

@@ -21,7 +21,7 @@ class ContainerHandle(Protocol):
         """Until the container exits; its exit code (128+signal when killed by a signal)."""
 
     def signal(self, signum: int) -> None:
-        """Send SIGTERM / SIGKILL (built-in images stop their servers: 143 / 137)."""
+        """Send SIGTERM / SIGKILL (built-in images stop their servers: their SIGTERM exit code / 137)."""
 
 
 class Runtime(Protocol):

@@ -4,14 +4,17 @@ Each running container is a few asyncio servers on sockets created inside the po
 namespace (see nsenter.py), answering as upstream's agnhost does (test/images/agnhost/netexec,
 serve-hostname in kubernetes/kubernetes): HTTP /hostname, /clientip ("ip:port" of the peer),
 /echo?msg=&code=, /healthz (200 once the UDP server runs, 412 without one, as upstream),
-/exit?code= and /shutdown (the container exits), /dial (dial.py), / ("NOW: <time>"); UDP "hostname",
+/readyz (the same, but 503 "shutting down" once SIGTERM arrived), /exit?code= and /shutdown
+(the container exits), /dial (dial.py), / ("NOW: <time>"); UDP "hostname",
 "echo X" (lower-cased, as upstream), "clientip". serve-hostname: --http (default), or --tcp
 and/or --udp raw, on --port (9376). nginx: HTTP on 80, every path answers the pod name + "\\n".
 pause: no socket at all.
 
 Stopping one is closing its sockets: its exit code mirrors the real image's reaction to
-SIGTERM: netexec has no handler (143, 128 + SIGTERM); pause, nginx and serve-hostname handle it
-and exit 0 (serve-hostname's 60 s "awaiting pod deletion" sleep is left out).
+SIGTERM: agnhost 2.47 netexec, pause, nginx and serve-hostname handle it and exit 0
+(serve-hostname's 60 s "awaiting pod deletion" sleep is left out). netexec --delay-shutdown=N
+keeps serving for N seconds after SIGTERM (its /readyz already failing) before it exits: the
+graceful-termination pattern upstream's terminating-endpoint e2e tests are built on.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from .images import Builtin
 from .logs import LogFile
 from .nsenter import socket_in_netns
 
-SIGTERM_EXIT = {"netexec": 143, "serve-hostname": 0, "nginx": 0, "pause": 0}
+SIGTERM_EXIT = {"netexec": 0, "serve-hostname": 0, "nginx": 0, "pause": 0}
 
 
 class ContainerStartError(RuntimeError):
@@ -66,6 +69,8 @@ class BuiltinContainer:
         self.log_path = log_path
         self.servers: list = []
         self.udp_ready = False
+        self.terminating = False          # SIGTERM arrived (netexec's sigTermReceived)
+        self._delayed_exit: asyncio.Task | None = None
         self.exited: asyncio.Future | None = None
         self.started_at: float | None = None
 
@@ -101,14 +106,30 @@ class BuiltinContainer:
         return await asyncio.shield(self.exited)
 
     async def stop(self, grace: float = 30.0) -> int:
-        """SIGTERM's equivalent: close every socket now (no connection needs draining)."""
-        if not self.exited.done():
+        """SIGTERM's equivalent: close every socket now (no connection needs draining), or, for
+        netexec --delay-shutdown=N, fail /readyz and keep serving N seconds first (upstream
+        sleeps in its SIGTERM handler, then os.Exit(0)); ``kill`` cuts the wait short."""
+        if self.exited.done() or self.terminating:
+            return await self.wait()
+        self.terminating = True
+        delay = int(self.spec.options.get("delay-shutdown") or 0) if self.spec.app == "netexec" else 0
+        if delay > 0:
+            self.log.write(f"Sleeping {delay} seconds before terminating...")
+            self.log.flush()
+            self._delayed_exit = asyncio.ensure_future(self._exit_after(delay, SIGTERM_EXIT["netexec"]))
+        else:
             self.log.write("Shutting down after receiving signal: terminated.")
             self._exit(SIGTERM_EXIT.get(self.spec.app, 0))
         return await self.wait()
 
+    async def _exit_after(self, delay: float, code: int) -> None:
+        await asyncio.sleep(delay)
+        self._exit(code)
+
     def kill(self) -> None:
         """SIGKILL's equivalent: the sockets close now, exit code 137."""
+        if self._delayed_exit is not None:
+            self._delayed_exit.cancel()
         if not self.exited.done():
             self._exit(128 + 9)
 
@@ -187,6 +208,11 @@ class BuiltinContainer:
         if path == "/healthz":
             self.log.write("GET /healthz")
             return Response(200 if self.udp_ready else 412)
+        if path == "/readyz":
+            self.log.write("GET /readyz")
+            if self.terminating:
+                return Response(503, b"shutting down")
+            return Response(body=b"ok") if self.udp_ready else Response(412)
         if path == "/dial":
             self.log.write(f"GET /dial?{req.target.partition('?')[2]}")
             return dial(self.netns, req)  # a coroutine: the protocol answers when it is done

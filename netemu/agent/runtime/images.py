@@ -102,9 +102,8 @@ def resolve(container: dict) -> Builtin | Process | Unsupported:
 
 # -- agnhost flags (Go pflag style: --name=value, --name value, bare --bool) -----------------
 
-_NETEXEC_INT = {"http-port": 8080, "udp-port": 8081, "sctp-port": -1}
-_NETEXEC_STR = {"tls-cert-file", "tls-private-key-file", "http-override", "udp-listen-addresses",
-                "delay-shutdown"}
+_NETEXEC_INT = {"http-port": 8080, "udp-port": 8081, "sctp-port": -1, "delay-shutdown": 0}
+_NETEXEC_STR = {"tls-cert-file", "tls-private-key-file", "http-override", "udp-listen-addresses"}
 _SERVE_BOOL = {"tcp": False, "udp": False, "http": True, "close": False}
 
 
