@@ -6,9 +6,7 @@ status changes, which is what `kubectl describe` and rollout logic read.
 
 from __future__ import annotations
 
-from typing import Any
-
-Obj = dict[str, Any]
+from netemu.api.meta import Obj
 
 
 def condition(obj: Obj, ctype: str) -> Obj | None:

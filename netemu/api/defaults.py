@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-Obj = dict[str, Any]
+from netemu.api.meta import Obj
+
 DEFAULT_CLIENT_IP_TIMEOUT = 10800  # v1.DefaultClientIPServiceAffinitySeconds
 
 

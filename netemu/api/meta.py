@@ -11,6 +11,10 @@ import datetime as _dt
 import uuid
 from typing import Any
 
+Obj = dict[str, Any]
+"""A Kubernetes object, or any part of one, as plain JSON: what every layer passes around (the
+one spelling of this alias; import it from here)."""
+
 RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
 
 

@@ -13,11 +13,9 @@ pkg/registry/core/service/strategy.go and storage/storage.go.
 
 from __future__ import annotations
 
-from typing import Any
 
 from netemu.api.defaults import externally_accessible
-
-Obj = dict[str, Any]
+from netemu.api.meta import Obj
 
 
 def _spec(svc: Obj) -> dict:

@@ -22,8 +22,8 @@ from netemu.api import defaults, errors, field, meta, service_update, types, val
 from netemu.api import validate_misc as misc, validate_pod, validate_service, validate_workloads as wl
 from netemu.api.field import Cause
 from netemu.api.kinds import ResourceType
+from netemu.api.meta import Obj
 
-Obj = dict[str, Any]
 
 VALIDATORS: dict[str, Callable[[Obj], list[Cause]]] = {
     "Namespace": misc.namespace, "Node": misc.node, "Pod": validate_pod.validate,

@@ -8,17 +8,15 @@ query parameters, bodies, content types, status codes and Table negotiation.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from aiohttp import web
 
 from netemu.api import errors, kinds
+from netemu.api.meta import Obj
 from netemu.apiserver import body, fieldcheck, listing, scale, tables, watch
 from netemu.apiserver.patching import apply_patch
 from netemu.apiserver.registry import PODS, Registry
 from netemu.apiserver.routing import Target
-
-Obj = dict[str, Any]
 
 
 def json_response(data: Obj, status: int = 200, warnings: list[str] | None = None) -> web.Response:

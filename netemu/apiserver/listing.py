@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from netemu.api import errors, selectors
 from netemu.api.kinds import ResourceType
+from netemu.api.meta import Obj
 from netemu.store.base import Store
 
-Obj = dict[str, Any]
 
 # Field labels each kind supports beyond metadata.name / metadata.namespace (upstream GetAttrs).
 FIELD_LABELS: dict[str, set[str]] = {

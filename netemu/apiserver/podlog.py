@@ -8,15 +8,14 @@ tailLines / limitBytes / previous / follow passed on. The answer streams back as
 
 from __future__ import annotations
 
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from netemu.api import errors
 from netemu.api.kinds import by_kind
+from netemu.api.meta import Obj
 
-Obj = dict[str, Any]
 KUBELET_PORT = 10250
 PASSED_ON = ("tailLines", "limitBytes", "previous", "follow", "timestamps", "sinceSeconds")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable
 
+from netemu.api.meta import Obj
 from netemu.apiserver.scale import selector_string
 
-Obj = dict[str, Any]
 Column = tuple[str, str, int]          # name, type, priority (1 = only with -o wide)
 
 

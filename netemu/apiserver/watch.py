@@ -20,11 +20,11 @@ from aiohttp import web
 
 from netemu.api import errors
 from netemu.api.kinds import ResourceType
+from netemu.api.meta import Obj
 from netemu.apiserver import listing, tables
 from netemu.store.base import ADDED, DELETED, MODIFIED, Store, WatchEvent
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 _END = object()
 # A quiet watch still notices within this many seconds that its client disconnected (aiohttp
 # does not cancel handlers), so it does not hold a store subscription until its timeout.
@@ -184,7 +184,6 @@ class _Writer:
                              include=self.params.include, headers=self.first)
         self.first = False
         return json.dumps({"type": kind, "object": table}).encode() + b"\n"
-
 
 
 def end_all(queues: set[asyncio.Queue]) -> None:

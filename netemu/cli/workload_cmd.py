@@ -28,6 +28,7 @@ import yaml
 
 from netemu.api import errors, kinds
 from netemu.api.kinds import ResourceType
+from netemu.api.meta import Obj
 from netemu.api.patch import strategic_merge_patch
 from netemu.cli.main import Command, UsageError
 from netemu.client import ApiClient
@@ -38,8 +39,6 @@ TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # Fields the server owns: a manifest never sets them, so they never make a change.
 SERVER_FIELDS = ("resourceVersion", "uid", "generation", "creationTimestamp", "managedFields")
-
-Obj = dict[str, Any]
 
 
 # -- pure helpers ---------------------------------------------------------------------------------

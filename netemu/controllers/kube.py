@@ -16,9 +16,7 @@ from netemu.api import errors
 from netemu.api import quantity as api_quantity
 from netemu.api import selectors as api_selectors
 from netemu.api.conditions import condition, condition_true, set_condition  # noqa: F401 (re-exported)
-from netemu.api.meta import parse_time, rfc3339, rfc3339_micro  # noqa: F401 (re-exported)
-
-Obj = dict[str, Any]
+from netemu.api.meta import Obj, parse_time, rfc3339, rfc3339_micro  # noqa: F401 (re-exported)
 
 
 def quantity(value: Any) -> Decimal:

@@ -36,9 +36,9 @@ from rich.table import Table
 
 from netemu.agent.proxy.hashing import service_chains
 from netemu.api import kinds
+from netemu.api.meta import Obj
 from netemu.client import ApiClient
 
-Obj = dict[str, Any]
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 PAUSE = "registry.k8s.io/pause:3.9"

@@ -7,9 +7,9 @@ lets the pod worker be tested without root and without a kernel.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
-Obj = dict[str, Any]
+from netemu.api.meta import Obj
 
 
 class ContainerHandle(Protocol):

@@ -18,9 +18,9 @@ from typing import Any
 from netemu.agent.kubelet.conditions import rfc3339
 from netemu.api import errors
 from netemu.api.kinds import by_kind
+from netemu.api.meta import Obj
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 EVENT = by_kind("v1", "Event")
 NORMAL, WARNING = "Normal", "Warning"
 

@@ -25,10 +25,10 @@ from netemu.agent.kubelet.events import EventRecorder
 from netemu.agent.kubelet.worker import PodWorker, WorkerContext
 from netemu.api import errors
 from netemu.api.kinds import by_kind
+from netemu.api.meta import Obj
 from netemu.client import ApiClient, Informer
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 NODE, POD, LEASE, NAMESPACE = (by_kind("v1", "Node"), by_kind("v1", "Pod"),
                                by_kind("coordination.k8s.io/v1", "Lease"), by_kind("v1", "Namespace"))
 TRANSIENT = (aiohttp.ClientError, asyncio.TimeoutError, OSError, errors.StatusError)

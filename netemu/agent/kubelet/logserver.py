@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from netemu.agent.kubelet.worker import log_path
+from netemu.api.meta import Obj
 
-Obj = dict[str, Any]
 PORT = 10250
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 

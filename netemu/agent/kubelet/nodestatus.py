@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import platform
 import re
-from typing import Any
 
 from netemu.agent.kubelet.conditions import rfc3339, rfc3339_micro, set_condition
+from netemu.api.meta import Obj
 
-Obj = dict[str, Any]
 LEASE_NAMESPACE = "kube-node-lease"
 DEFAULT_CAPACITY = {"cpu": "2", "memory": "4Gi", "pods": "110", "ephemeral-storage": "20Gi"}
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-Obj = dict[str, Any]
+from netemu.api.meta import Obj
+
 KINDS = ("startup", "liveness", "readiness")
 HANDLERS = ("httpGet", "tcpSocket", "exec", "grpc")
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from netemu.agent.kubelet.probes import ProbeSpec, resolve_port
 from netemu.agent.runtime import http_get, tcp_connect
+from netemu.api.meta import Obj
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 Exec = Callable[[list[str], float], Awaitable[tuple[int, bytes]]]
 
 

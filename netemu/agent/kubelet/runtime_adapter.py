@@ -14,8 +14,8 @@ import signal
 from typing import Any
 
 from netemu.agent import runtime as rt
+from netemu.api.meta import Obj
 
-Obj = dict[str, Any]
 NO_DEADLINE = 365 * 24 * 3600.0
 
 

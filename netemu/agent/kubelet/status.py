@@ -9,11 +9,9 @@ and each containerStatus carries state, lastState, ready, started and restartCou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from netemu.agent.kubelet.conditions import parse_time, rfc3339, set_condition
-
-Obj = dict[str, Any]
+from netemu.api.meta import Obj
 
 
 @dataclass

@@ -9,9 +9,9 @@ server keeps the object until then). A later delete may only shorten the period.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-Obj = dict[str, Any]
+from netemu.api.meta import Obj
+
 DEFAULT_GRACE = 30
 
 

@@ -25,9 +25,9 @@ from netemu.agent.kubelet.cri import ContainerHandle, Runtime
 from netemu.agent.kubelet.probing import run_probe
 from netemu.agent.kubelet.status import ContainerRecord, adopt, comparable, pod_status
 from netemu.agent.kubelet.termination import Termination
+from netemu.api.meta import Obj
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 
 
 @dataclass
