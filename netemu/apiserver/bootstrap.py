@@ -13,17 +13,11 @@ from typing import Any
 
 from netemu.api import errors, kinds
 from netemu.apiserver.registry import Registry
+from netemu.apiserver.services import service_ips
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
-
-
-def service_ips(service_cidr: str) -> tuple[str, str]:
-    """(kubernetes Service IP, DNS IP): the first and the tenth address of the range, as
-    upstream and kubeadm choose them (10.96.0.1 and 10.96.0.10 for the default range)."""
-    net = ipaddress.ip_network(service_cidr)
-    return str(net.network_address + 1), str(net.network_address + 10)
 
 
 def kubernetes_service(target_port: int, ip: str = KUBERNETES_SERVICE_IP) -> dict[str, Any]:

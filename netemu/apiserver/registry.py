@@ -11,15 +11,16 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import random
-from typing import Any, Callable
+from typing import Callable, Mapping
 
 from netemu.api import errors, kinds, meta, strategy
 from netemu.api.kinds import ResourceType
+from netemu.api.meta import Obj
 from netemu.apiserver import deletion
+from netemu.apiserver.hooks import KindHooks
 from netemu.apiserver.services import ServiceIPs
 from netemu.store.base import Store
 
-Obj = dict[str, Any]
 NAMESPACES = kinds.by_resource("", "v1", "namespaces")
 PODS = kinds.by_resource("", "v1", "pods")
 # Kinds whose PUT creates a missing object (upstream AllowCreateOnUpdate).
@@ -66,18 +67,26 @@ def not_found(rt: ResourceType, name: str) -> errors.NotFound:
                            details={"name": name, "group": rt.group, "kind": rt.resource})
 
 
+def default_hooks(store: Store) -> dict[str, KindHooks]:
+    """The kinds with hooks, by kind name: Services (ClusterIPs and NodePorts of the default
+    ranges; the control-plane process passes its own ranges)."""
+    return {"Service": ServiceIPs(store)}
+
+
 class Registry:
-    """Verbs over one store; ``clock`` is injectable so tests can fix "now"."""
+    """Verbs over one store; ``clock`` is injectable so tests can fix "now"; ``hooks`` (kind
+    name -> KindHooks, default ``default_hooks``) are what a kind's writes do besides the store."""
 
     def __init__(self, store: Store, *, clock: Callable[[], dt.datetime] = utcnow,
-                 services: ServiceIPs | None = None):
+                 hooks: Mapping[str, KindHooks] | None = None):
         self.store = store
         self.clock = clock
-        self.services = services or ServiceIPs(store)
+        self.hooks = dict(default_hooks(store) if hooks is None else hooks)
 
     async def start(self) -> None:
         """Rebuild in-memory state (IP and port allocations) from the stored objects."""
-        await self.services.rebuild()
+        for hooks in self.hooks.values():
+            await hooks.start()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -126,10 +135,11 @@ class Registry:
         name = _meta(prepared).get("name", "")
         key = rt.key(namespace, name)
         release = None
+        hooks = self.hooks.get(rt.kind)
         try:
-            if rt.kind == "Service":       # a duplicate is 409 AlreadyExists before its IP is 422 taken
+            if hooks is not None:       # a duplicate is 409 AlreadyExists before its IP is 422 taken
                 await self._check_absent(key)
-                release = await self.services.on_create(rt, prepared)
+                release = await hooks.on_create(rt, prepared)
             if dry_run:
                 await self._check_absent(key)
                 if release:
@@ -193,6 +203,7 @@ class Registry:
         """Read, transform, validate, write conditionally; retry on races unless the caller
         gave a resourceVersion precondition (then a race is the caller's Conflict)."""
         key = rt.key(namespace, name)
+        hooks = self.hooks.get(rt.kind)
         for _ in range(MAX_RETRIES):
             old = await self.get(rt, namespace, name)
             old_rv = _rv(old)
@@ -206,7 +217,7 @@ class Registry:
             prepared = strategy.prepare_update(rt, old, new, subresource=subresource)
             if deletion.finalized(prepared) and subresource is None and rt.kind != "Namespace":
                 return old if dry_run else await self._remove(rt, namespace, name, old_rv)
-            commit = await self.services.on_update(rt, old, prepared) if rt.kind == "Service" else None
+            commit = await hooks.on_update(rt, old, prepared) if hooks is not None else None
             if dry_run:
                 if commit:
                     commit(False)
@@ -261,8 +272,9 @@ class Registry:
             last = await self.store.delete(rt.key(namespace, name), expected_revision=rv)
         except errors.NotFound:
             raise not_found(rt, name) from None
-        if rt.kind == "Service":
-            self.services.on_delete(last)
+        hooks = self.hooks.get(rt.kind)
+        if hooks is not None:
+            hooks.on_delete(last)
         if rt.namespaced and namespace:
             await self._finish_namespace(namespace)
         return self._typed(rt, last)

@@ -22,7 +22,7 @@ from aiohttp import web
 from netemu.apiserver import auth, bootstrap, certs, fieldcheck, watch
 from netemu.apiserver.app import ApiServer
 from netemu.apiserver.registry import Registry
-from netemu.apiserver.services import ServiceIPs, allocations_for
+from netemu.apiserver.services import ServiceIPs, allocations_for, service_ips
 from netemu.client import kubeconfig
 from netemu.procmem import shrink_tls_read_buffers, trim_periodically
 from netemu.store.factory import open_store
@@ -99,7 +99,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
     controllers_stop = asyncio.Event()
     api: ApiServer | None = None
     try:
-        registry = Registry(store, services=ServiceIPs(store, allocations_for(config.service_cidr, config.node_ports)))
+        registry = Registry(store, hooks={"Service": ServiceIPs(store, allocations_for(config.service_cidr,
+                                                                                     config.node_ports))})
         await registry.start()
         fieldcheck.warm_up()                    # import the schemas now, not on the first write
         token = auth.load_or_create_token(config.state_dir)
@@ -109,7 +110,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
         await runner.setup()
         advertise = config.advertise_address or config.host
         ssl_context, ca_pem = certs.server_context(config.state_dir, client_host(config.host),
-                                                   extra_ips=[advertise, bootstrap.service_ips(config.service_cidr)[0]])
+                                                   extra_ips=[advertise, service_ips(config.service_cidr)[0]])
         site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context)
         await site.start()
         port = runner.addresses[0][1] if config.port == 0 else config.port
