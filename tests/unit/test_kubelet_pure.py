@@ -10,6 +10,7 @@ from netemu.agent.kubelet.probes import (ProbeSpec, ProbeState, active_probes, c
                                          container_started, resolve_port)
 from netemu.agent.kubelet.status import ContainerRecord, comparable, pod_phase, pod_status
 from netemu.agent.kubelet.termination import Termination, grace_seconds
+from netemu.agent.runtime.nodenet import peer_routes
 
 
 # -- node --------------------------------------------------------------------------------------
@@ -59,7 +60,7 @@ def test_lease_is_owned_by_node_and_routes_skip_self_and_incomplete_nodes():
                 "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}
     nodes = [node("w1", "10.244.1.0/24", "172.18.0.3"), node("w2", "10.244.2.0/24", "172.18.0.4"),
              node("w3", None, "172.18.0.5")]
-    assert nst.pod_routes(nodes, "w1") == {"10.244.2.0/24": "172.18.0.4"}
+    assert peer_routes(nodes, "w1") == {"10.244.2.0/24": "172.18.0.4"}
 
 
 # -- pod status --------------------------------------------------------------------------------

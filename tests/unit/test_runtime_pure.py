@@ -31,6 +31,24 @@ def test_peer_routes_skip_self_and_incomplete_nodes():
     assert peer_routes(nodes, "me") == {"10.244.2.0/24": "172.18.0.4"}
 
 
+def test_peer_routes_skip_deleting_nodes_and_normalise_addresses():
+    """One rule for the kubelet and the runtime (they had drifted: one kept deleting Nodes, one
+    compared raw spellings with the kernel's and replaced unchanged routes on every sync)."""
+    def node(name, cidr, ip, deleting=False):
+        meta = {"name": name, **({"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {})}
+        return {"metadata": meta, "spec": {"podCIDR": cidr},
+                "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}
+    nodes = [node("me", "10.244.1.0/24", "172.18.0.3"),
+             node("going", "10.244.2.0/24", "172.18.0.4", deleting=True),
+             node("v6", "FD00:10:244:3:0::/64", "FD00::5"),
+             node("bad-cidr", "10.244.4.7/24", "172.18.0.6"),       # host bits set: not a network
+             node("bad-ip", "10.244.5.0/24", "172.18.0.300")]
+    desired = peer_routes(nodes, "me")
+    assert desired == {"fd00:10:244:3::/64": "fd00::5"}
+    # what ``ip -j route`` reports for that route afterwards: nothing to do on the next sync
+    assert plan_routes({"fd00:10:244:3::/64": "fd00::5"}, desired) == ([], [])
+
+
 def test_env_values_field_refs_and_expansion():
     c = {"env": [{"name": "A", "value": "x"}, {"name": "B", "value": "$(A)-$(NOPE)-$$(A)"},
                  {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},

@@ -23,6 +23,7 @@ from netemu.agent.kubelet.backoff import Backoff
 from netemu.agent.kubelet.cri import Runtime
 from netemu.agent.kubelet.events import EventRecorder
 from netemu.agent.kubelet.worker import PodWorker, WorkerContext
+from netemu.agent.runtime.nodenet import peer_routes
 from netemu.api import errors
 from netemu.api.kinds import by_kind
 from netemu.api.meta import Obj
@@ -160,7 +161,7 @@ class Kubelet:
         return None
 
     async def sync_routes(self) -> None:
-        routes = ns_.pod_routes(self.nodes.list(), self.config.node_name)
+        routes = peer_routes(self.nodes.list(), self.config.node_name)
         if routes != self.routes:
             await self.runtime.set_routes(routes)
             self.routes = routes

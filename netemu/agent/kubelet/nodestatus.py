@@ -117,22 +117,3 @@ def lease_object(node: str, node_uid: str, now: float, duration: int = 40) -> Ob
     return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": node, "namespace": LEASE_NAMESPACE, "ownerReferences": owners},
             "spec": {"holderIdentity": node, "leaseDurationSeconds": duration, "renewTime": rfc3339_micro(now)}}
-
-
-def internal_ip(node: Obj) -> str | None:
-    for addr in (node.get("status") or {}).get("addresses") or []:
-        if addr.get("type") == "InternalIP":
-            return addr.get("address")
-    return None
-
-
-def pod_routes(nodes: list[Obj], self_name: str) -> dict[str, str]:
-    """{other node's podCIDR: its InternalIP}: the routes this node needs (kind's kindnet does
-    exactly this on one L2 network)."""
-    routes = {}
-    for node in nodes:
-        meta = node.get("metadata") or {}
-        cidr, ip = (node.get("spec") or {}).get("podCIDR"), internal_ip(node)
-        if meta.get("name") != self_name and cidr and ip and not meta.get("deletionTimestamp"):
-            routes[cidr] = ip
-    return routes

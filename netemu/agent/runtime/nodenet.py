@@ -34,16 +34,28 @@ def plan_routes(current: dict[str, str], desired: dict[str, str]) -> tuple[list[
 
 
 def peer_routes(nodes: list[dict], own_name: str) -> dict[str, str]:
-    """{podCIDR: InternalIP} of every other node that has both (from Node objects). Pure."""
+    """{podCIDR: InternalIP}: the routes this node needs to every other node's pods, from Node
+    objects (kind's kindnet does exactly this on one L2 network). Pure.
+
+    Skipped: this node, a Node being deleted (its pods are going; a route to it would outlive
+    it), a Node without both fields or with one that is not an address. Both are normalised
+    (``FD00::4`` -> ``fd00::4``) as ``ip -j route`` reports them, so comparing with the kernel's
+    routes (``plan_routes``) sees no change where there is none.
+    """
     routes = {}
     for node in nodes:
-        if node.get("metadata", {}).get("name") == own_name:
+        meta = node.get("metadata") or {}
+        if meta.get("name") == own_name or meta.get("deletionTimestamp"):
             continue
         cidr = (node.get("spec") or {}).get("podCIDR")
         addrs = (node.get("status") or {}).get("addresses") or []
         ip = next((a.get("address") for a in addrs if a.get("type") == "InternalIP"), None)
-        if cidr and ip:
+        if not (cidr and ip):
+            continue
+        try:
             routes[str(ipaddress.ip_network(cidr))] = str(ipaddress.ip_address(ip))
+        except ValueError:      # not an address: nothing to route to (the API server checks these)
+            continue
     return routes
 
 
