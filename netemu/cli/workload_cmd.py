@@ -8,7 +8,7 @@ They talk to the cluster's API server with the same kubeconfig kubectl uses (``-
   left in place, not deleted). Whether the patch changes anything is decided by running the same
   pure patch function the server runs, so "unchanged" costs no write and no resourceVersion bump.
 - ``get`` prints the server's own Table (upstream's columns), so it reads like ``kubectl get``.
-- ``exec`` runs a command in the pod's network namespace (``nep-`` + 11 hex of its uid) or a
+- ``exec`` runs a command in the pod's network namespace (netemu/agent/runtime/names.py) or a
   node's (from the state dir's cluster.json) through ``ip netns exec`` as an argv list.
 - ``logs`` reads the pods/log subresource, which the API server proxies to the node's kubelet.
 """
@@ -129,12 +129,6 @@ def would_change(current: Obj, manifest: Obj) -> bool:
     function, run here, so an unchanged object costs no write."""
     merged = strategic_merge_patch(current, apply_patch_for(manifest), manifest["kind"])
     return _comparable(merged) != _comparable(current)
-
-
-def pod_netns(pod: Obj) -> str:
-    """The network namespace name of a pod's sandbox (RUNTIME's convention)."""
-    uid = (pod.get("metadata") or {}).get("uid", "")
-    return "nep-" + uid.replace("-", "")[:11]
 
 
 def render_table(table: Obj, *, wide: bool = False, namespace_column: bool = False) -> str:
@@ -466,7 +460,11 @@ def _pod_netns(args: argparse.Namespace, pod_name: str) -> str:
     names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
     if args.container and args.container not in names:
         raise UsageError(f"container {args.container} is not valid for pod {pod_name} (it has: {names})")
-    netns = pod_netns(pod)
+    from netemu.agent.runtime.names import pod_netns_of   # here: the runtime package is not light
+    try:
+        netns = pod_netns_of(pod)
+    except ValueError as exc:
+        raise UsageError(f"pod {pod_name}: {exc}") from None
     if not Path("/run/netns", netns).exists():
         phase = (pod.get("status") or {}).get("phase", "Pending")
         raise UsageError(f"pod {pod_name} has no sandbox on this machine yet (phase {phase}, "

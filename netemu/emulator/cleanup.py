@@ -24,12 +24,12 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netemu.agent.runtime.names import POD_NETNS_PREFIX, pod_netns
 from netemu.emulator import processes
 from netemu.emulator.plan import cluster_id, mn_prefix
 from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, read_json
 
 NETNS_DIR = Path("/run/netns")
-POD_NETNS_PREFIX = "nep-"
 
 
 @dataclass
@@ -119,9 +119,10 @@ def recorded_pod_netns(state: Path) -> set[str]:
         doc = read_json(ipam) or {}
         names |= {a.get("netns") for a in (doc.get("allocations") or {}).values() if isinstance(a, dict)}
     for pod_dir in state.glob("nodes/*/pods/*"):
-        uid = pod_dir.name.rpartition("_")[2].replace("-", "")
-        if len(uid) >= 11:
-            names.add(POD_NETNS_PREFIX + uid[:11])
+        try:
+            names.add(pod_netns(pod_dir.name.rpartition("_")[2]))
+        except ValueError:      # not a pod's directory (no uid at the end of its name)
+            continue
     return {n for n in names if isinstance(n, str) and n.startswith(POD_NETNS_PREFIX)}
 
 

@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from netemu.agent.proxy.hashing import service_chains
+from netemu.agent.runtime.names import pod_netns_of
 from netemu.api import kinds
 from netemu.api.meta import Obj
 from netemu.client import ApiClient
@@ -208,11 +209,6 @@ def parse_client_output(stdout: str) -> list[str | None]:
     return answers
 
 
-def pod_netns(pod: Obj) -> str:
-    """A pod sandbox's netns name (the runtime's convention: "nep-" + 11 hex of the uid)."""
-    return "nep-" + (pod.get("metadata") or {}).get("uid", "").replace("-", "")[:11]
-
-
 # -- the run (effects: processes, the API, namespaces) --------------------------------------------
 
 class DemoError(RuntimeError):
@@ -339,7 +335,7 @@ class Demo:
 
         async def running():
             pod = await self.api.get(self.rt["Pod"], "client", ns)
-            return pod if pod_ready(pod) and (Path("/run/netns") / pod_netns(pod)).exists() else None
+            return pod if pod_ready(pod) and (Path("/run/netns") / pod_netns_of(pod)).exists() else None
         with self.console.status(f"waiting for the client pod on {node}"):
             return await wait_for(f"the client pod on {node}", running, self.opts.timeout)
 
@@ -358,7 +354,7 @@ class Demo:
     def send(self, client: Obj, cluster_ip: str) -> list[str | None]:
         n = self.opts.requests
         with self.console.status(f"{n} HTTP requests from the client pod to {cluster_ip}:{SERVICE_PORT}"):
-            proc = netns_run(pod_netns(client), [sys.executable, "-c", HTTP_CLIENT_SOURCE, cluster_ip,
+            proc = netns_run(pod_netns_of(client), [sys.executable, "-c", HTTP_CLIENT_SOURCE, cluster_ip,
                                                  str(SERVICE_PORT), "/hostname", str(n), "3"],
                              timeout=60 + 3 * n)
         if proc.returncode != 0:

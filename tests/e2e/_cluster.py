@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 import yaml
 
-from netemu.emulator.demo import HTTP_CLIENT_SOURCE, parse_client_output, pod_netns
+from netemu.agent.runtime.names import pod_netns_of
+from netemu.emulator.demo import HTTP_CLIENT_SOURCE, parse_client_output
 
 Obj = dict[str, Any]
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
@@ -130,7 +131,7 @@ def http(netns: str, ip: str, port: int, path: str = "/hostname", count: int = 1
 
 
 def from_pod(pod: Obj, ip: str, port: int, path: str = "/hostname", count: int = 1) -> list[str | None]:
-    return http(pod_netns(pod), ip, port, path, count)
+    return http(pod_netns_of(pod), ip, port, path, count)
 
 
 def deployment(name: str, replicas: int, **pod_spec: Any) -> Obj:

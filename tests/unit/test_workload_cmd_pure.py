@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from netemu.agent.runtime.names import pod_netns_of
 from netemu.cli.main import UsageError, main
-from netemu.cli.workload_cmd import (load_manifests, pod_netns, qualified, render_table,
-                                     resolve_kind, split_exec_words, would_change)
+from netemu.cli.workload_cmd import (load_manifests, qualified, render_table, resolve_kind, split_exec_words,
+                                     would_change)
 
 
 @pytest.mark.parametrize("word,resource", [
@@ -89,8 +90,8 @@ def test_render_table_priorities_and_namespace_column():
 
 def test_pod_netns_name_from_uid():
     pod = {"metadata": {"uid": "3f2a9c1e-77b0-4d2e-9a51-0c8f3b2e1d44"}}
-    assert pod_netns(pod) == "nep-3f2a9c1e77b"
-    assert len(pod_netns(pod)) <= 15
+    assert pod_netns_of(pod) == "nep-3f2a9c1e77b"
+    assert len(pod_netns_of(pod)) <= 15
 
 
 def test_split_exec_words():

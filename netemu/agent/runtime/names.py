@@ -22,6 +22,12 @@ def pod_netns(uid: str) -> str:
     return POD_NETNS_PREFIX + _hex(uid)[:11]
 
 
+def pod_netns_of(pod: dict) -> str:
+    """``pod_netns`` of a Pod object (its metadata.uid): what ``netemu exec``, the demo and the
+    tests look for under /run/netns. ValueError when the pod has no UUID yet."""
+    return pod_netns((pod.get("metadata") or {}).get("uid") or "")
+
+
 def host_veth(uid: str) -> str:
     """The node-side end of the pod's veth: ``veth`` + 8 hex digits of the uid."""
     return VETH_PREFIX + _hex(uid)[:8]
