@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from netemu.api import errors, kinds
+from netemu.api import errors, kinds, manifests
 from netemu.api.kinds import ResourceType
 from netemu.api.meta import Obj
 from netemu.api.patch import strategic_merge_patch
@@ -36,7 +36,6 @@ from netemu.client import paths as api_paths
 
 DEFAULT_STATE_DIR = os.environ.get("NETEMU_STATE_DIR") or "/var/lib/netemu/default"   # as netemu up
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # Fields the server owns: a manifest never sets them, so they never make a change.
 SERVER_FIELDS = ("resourceVersion", "uid", "generation", "creationTimestamp", "managedFields")
 
@@ -61,45 +60,24 @@ def qualified(rt: ResourceType) -> str:
     return f"{rt.kind.lower()}.{rt.group}" if rt.group else rt.kind.lower()
 
 
-def _documents(text: str, source: str) -> list[Obj]:
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{source}: not valid YAML or JSON: {str(exc).splitlines()[0]}") from None
-    out: list[Obj] = []
-    for index, doc in enumerate(docs):
-        if doc is None:
-            continue
-        if not isinstance(doc, dict):
-            raise UsageError(f"{source}: document {index + 1} is not an object")
-        if str(doc.get("kind", "")).endswith("List") and "items" in doc:
-            out.extend(doc.get("items") or [])
-        else:
-            out.append(doc)
-    for index, doc in enumerate(out):
-        missing = [f for f in ("apiVersion", "kind") if not doc.get(f)]
-        if not (doc.get("metadata") or {}).get("name"):
-            missing.append("metadata.name")
-        if missing:
-            raise UsageError(f"{source}: object {index + 1} has no {', '.join(missing)}")
-    return out
-
-
-def load_manifests(target: str, stdin_text: str | None = None) -> list[Obj]:
-    """Every object of a file, of the manifest files of a directory (sorted), or of ``-``.
+def load_manifests(target: str, stdin_text: str | None = None, recursive: bool = False) -> list[Obj]:
+    """Every object of a file, of the manifest files of a directory (sorted; its subdirectories
+    too with ``recursive``, kubectl's -R), or of ``-`` (netemu/api/manifests.py reads them).
 
     All are read and checked before anything is sent, so a bad document applies nothing."""
-    if target == "-":
-        return _documents(stdin_text if stdin_text is not None else sys.stdin.read(), "<stdin>")
-    path = Path(target)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file())
-        if not files:
-            raise UsageError(f"{target}: no .yaml, .yml or .json files in this directory")
-        return [obj for f in files for obj in _documents(f.read_text(encoding="utf-8"), str(f))]
-    if not path.exists():
-        raise UsageError(f"{target}: no such file or directory")
-    return _documents(path.read_text(encoding="utf-8"), target)
+    try:
+        loaded = manifests.load([target], recursive=recursive, stdin=stdin_text)
+    except manifests.ManifestError as exc:
+        raise UsageError(str(exc)) from None
+    if loaded.problems:
+        raise UsageError(loaded.problems[0])
+    for where, obj in loaded.objects:
+        missing = [f for f in ("apiVersion", "kind") if not obj.get(f)]
+        if not isinstance(obj.get("metadata"), dict) or not obj["metadata"].get("name"):
+            missing.append("metadata.name")
+        if missing:
+            raise UsageError(f"{where}: object has no {', '.join(missing)}")
+    return [obj for _, obj in loaded.objects]
 
 
 def resource_of(obj: Obj) -> ResourceType:
@@ -353,10 +331,12 @@ def _args_apply(p: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("-f", "--filename", action="append", required=True,
                    help="manifest file, directory of manifests, or - for stdin (repeatable)")
+    p.add_argument("-R", "--recursive", action="store_true",
+                   help="with -f DIR: its subdirectories' manifests too")
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    objects = [o for target in args.filename for o in load_manifests(target)]
+    objects = [o for target in args.filename for o in load_manifests(target, recursive=args.recursive)]
     for obj in objects:
         resource_of(obj)  # every kind checked before the first write
 
@@ -404,6 +384,8 @@ def _args_delete(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", nargs="?", help="kind, plural or short name")
     p.add_argument("names", nargs="*", help="names of the objects")
     p.add_argument("-f", "--filename", action="append", help="delete what these manifests name")
+    p.add_argument("-R", "--recursive", action="store_true",
+                   help="with -f DIR: its subdirectories' manifests too")
     p.add_argument("--grace-period", type=int, help="seconds before a pod is killed (0: now)")
     p.add_argument("--ignore-not-found", action="store_true", help="a missing object is no error")
 
@@ -412,7 +394,7 @@ def _delete_targets(args: argparse.Namespace) -> list[tuple[ResourceType, str, s
     if args.filename:
         if args.kind:
             raise UsageError("give either -f FILE or KIND NAME..., not both")
-        objs = [o for t in args.filename for o in load_manifests(t)]
+        objs = [o for t in args.filename for o in load_manifests(t, recursive=args.recursive)]
         return [(rt, o["metadata"]["name"], _namespace_of(rt, o, args.namespace or "default"))
                 for o in objs for rt in [resource_of(o)]]
     if not args.kind or not args.names:

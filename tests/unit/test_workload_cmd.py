@@ -150,7 +150,7 @@ def test_apply_bad_input_writes_nothing(cluster, tmp_path, capsys):
     assert code == 2 and "metadata.name" in err
     bad.write_text("kind: [unclosed\n")
     code, _, err = netemu(capsys, kc, "apply", "-f", str(bad))
-    assert code == 2 and "not valid YAML" in err
+    assert code == 2 and "bad.yaml: invalid YAML at line 2" in err
     code, _, err = netemu(capsys, kc, "apply", "-f", str(tmp_path / "missing.yaml"))
     assert code == 2 and "no such file" in err
 

@@ -44,7 +44,7 @@ def test_manifests_multi_document_and_lists(tmp_path):
 
 
 def test_manifests_bad(tmp_path):
-    with pytest.raises(UsageError, match="no .yaml"):
+    with pytest.raises(UsageError, match=r"no \*\.yaml"):
         load_manifests(str(tmp_path))
     f = tmp_path / "m.yaml"
     f.write_text("- just\n- a list\n")
