@@ -57,7 +57,7 @@ class Agent:
         self.metrics_server = None
 
     def _make_proxier(self):
-        from netemu.agent.proxy.iptables.apply import local_exec
+        from netemu.agent.proxy.commands import local_exec
         from netemu.agent.proxy.model import NodeInfo, ProxyConfig
         from netemu.agent.proxy.proxier import IptablesProxier
         c = self.config

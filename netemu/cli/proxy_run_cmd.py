@@ -17,7 +17,8 @@ import logging
 import signal
 import threading
 
-from netemu.agent.proxy.iptables.apply import BACKENDS, local_exec, netns_exec
+from netemu.agent.proxy.commands import local_exec, netns_exec
+from netemu.agent.proxy.iptables.apply import BACKENDS
 from netemu.agent.proxy.metrics import DEFAULT_BIND_ADDRESS, MetricsServer, parse_bind_address
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
 from netemu.agent.proxy.proxier import IptablesProxier

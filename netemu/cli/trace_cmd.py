@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict
 
 from netemu.agent.proxy.cleanup import BACKENDS, Cleaner
-from netemu.agent.proxy.iptables.apply import exec_in
+from netemu.agent.proxy.commands import exec_in
 from netemu.agent.proxy.iptables.dump import parse
 from netemu.agent.proxy.trace import Packet, TraceError, Tracer
 from netemu.cli.main import Command, UsageError

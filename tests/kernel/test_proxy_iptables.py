@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from netemu.agent.proxy.iptables.apply import netns_exec
+from netemu.agent.proxy.commands import netns_exec
 from netemu.agent.proxy.metrics import MetricsServer
 from netemu.agent.proxy.model import NodeInfo
 from netemu.agent.proxy.proxier import IptablesProxier

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from netemu.agent.proxy.cleanup import Cleaner, plan_iptables, plan_ipvs, plan_nft
-from netemu.agent.proxy.iptables.apply import Result
+from netemu.agent.proxy.commands import Result
 from netemu.agent.proxy.iptables.dump import parse
 from tests.unit.test_trace_fixtures import REAL_LEGACY_SAVE, REAL_NFT_SAVE_COUNTERS
 
@@ -126,10 +126,10 @@ class FakeKernel:
 
 
 def test_cleaner_runs_in_the_netns_and_is_idempotent(monkeypatch):
-    from netemu.agent.proxy.iptables import apply
+    from netemu.agent.proxy import commands
 
     kernel = FakeKernel({"iptables-legacy-save": SAVE})
-    monkeypatch.setattr(apply, "local_exec", kernel)    # under the proxier's netns_exec
+    monkeypatch.setattr(commands, "local_exec", kernel)    # under the proxier's netns_exec
     cleaner = Cleaner(netns="ntpX", backends=("legacy",), which=lambda p: "/usr/sbin/" + p)
     report = cleaner.cleanup()
     assert report.errors == []

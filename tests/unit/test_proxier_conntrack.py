@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from netemu.agent.proxy.conntrack import Conntrack, plan_cleanup
-from netemu.agent.proxy.iptables.apply import Iptables, Result
+from netemu.agent.proxy.commands import Result
+from netemu.agent.proxy.iptables.apply import Iptables
 from netemu.agent.proxy.iptables.chains import jump_rules
 from netemu.agent.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName
 from netemu.agent.proxy.tracker import UpdateEndpointsMapResult, UpdateServiceMapResult

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 
-from netemu.agent.proxy.iptables.apply import Iptables, Result
+from netemu.agent.proxy.commands import Result
+from netemu.agent.proxy.iptables.apply import Iptables
 from netemu.agent.proxy.iptables.canary import CanaryMonitor
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
 from netemu.agent.proxy.proxier import IptablesProxier

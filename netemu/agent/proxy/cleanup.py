@@ -40,7 +40,8 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Callable
 
-from netemu.agent.proxy.iptables.apply import FAMILIES, Exec, Iptables, IptablesError, Result, exec_in
+from netemu.agent.proxy.commands import Exec, Result, exec_in
+from netemu.agent.proxy.iptables.apply import FAMILIES, Iptables, IptablesError
 from netemu.agent.proxy.iptables.dump import no_gc, parse
 
 log = logging.getLogger(__name__)

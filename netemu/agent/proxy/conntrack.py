@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Mapping
 
-from netemu.agent.proxy.iptables.apply import Exec, Result, local_exec
+from netemu.agent.proxy.commands import Exec, Result, local_exec
 from netemu.agent.proxy.model import ServicePortInfo, ServicePortName
 from netemu.agent.proxy.tracker import UpdateEndpointsMapResult, UpdateServiceMapResult
 

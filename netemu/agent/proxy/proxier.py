@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from netemu.agent.proxy.conntrack import Conntrack, plan_cleanup
-from netemu.agent.proxy.iptables.apply import AppliedChains, Exec, Iptables, add_jumps, local_exec
+from netemu.agent.proxy.commands import Exec, local_exec
+from netemu.agent.proxy.iptables.apply import AppliedChains, Iptables, add_jumps
 from netemu.agent.proxy.iptables.builder import BuildCache, build as iptables_build
 from netemu.agent.proxy.iptables.canary import CanaryMonitor
 from netemu.agent.proxy.iptables.chains import jump_rules

@@ -14,11 +14,10 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-import subprocess
-from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Iterable
 
-from netemu.agent.proxy.iptables.chains import FILTER_TOP_CHAINS, KUBELET_FIREWALL, NAT_TOP_CHAINS
+from netemu.agent.proxy.commands import Exec, Result, local_exec
+from netemu.agent.proxy.iptables.chains import FILTER_TOP_CHAINS, KUBELET_FIREWALL, NAT_TOP_CHAINS, JumpRule
 
 log = logging.getLogger(__name__)
 
@@ -26,35 +25,6 @@ BACKENDS = ("iptables", "nft", "legacy")
 
 # upstream pkg/util/iptables: WaitSecondsValue / WaitIntervalUsecondsValue for the xtables lock
 _WAIT = ["-w", "5", "-W", "100000"]
-
-
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str = ""
-    stderr: str = ""
-
-
-class Exec(Protocol):
-    def __call__(self, argv: list[str], input: str | None = None) -> Result: ...
-
-
-def local_exec(argv: list[str], input: str | None = None) -> Result:
-    """Run argv on this host's (this process's) namespace."""
-    proc = subprocess.run(argv, input=input, capture_output=True, text=True)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def netns_exec(netns: str) -> Exec:
-    """An Exec that runs every argv inside ``netns`` (kube-proxy of the node living there)."""
-    def run(argv: list[str], input: str | None = None) -> Result:
-        return local_exec(["ip", "netns", "exec", netns, *argv], input)
-    return run
-
-
-def exec_in(netns: str | None) -> Exec:
-    """``netns_exec(netns)``, or this namespace's ``local_exec`` for None (commands with --netns)."""
-    return netns_exec(netns) if netns else local_exec
 
 
 class IptablesError(RuntimeError):
@@ -83,15 +53,6 @@ def resolve_backend(backend: str, exec_: Exec = local_exec) -> str:
     if result.returncode != 0:
         raise IptablesError("iptables --version", result)
     return detect_backend(result.stdout + result.stderr)
-
-
-class JumpRule(Protocol):
-    """A rule in a built-in chain jumping to one of ours (the builder's chains.jump_rules())."""
-
-    table: str
-    src_chain: str     # built-in chain (PREROUTING, INPUT, ...)
-    dst_chain: str     # our chain (KUBE-SERVICES, ...)
-    args: tuple[str, ...]
 
 
 FAMILIES = {"ipv4": "iptables", "ipv6": "ip6tables"}
