@@ -31,7 +31,7 @@ from netemu.agent.proxy.iptables.apply import Iptables, add_jumps  # noqa: E402
 from netemu.agent.proxy.iptables.chains import jump_rules  # noqa: E402
 from netemu.agent.proxy.iptables.builder import build  # noqa: E402
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig, endpoints_by_service_port  # noqa: E402
-from netemu.agent.proxy.proxier import IptablesProxier  # noqa: E402
+from netemu.agent.proxy.iptables.proxier import IptablesProxier  # noqa: E402
 from netemu.testing.netnslab import Lab, run  # noqa: E402
 
 NODE = NodeInfo(name="bench", ips=("172.18.0.2",), cluster_cidr="10.244.0.0/16")

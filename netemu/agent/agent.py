@@ -59,7 +59,7 @@ class Agent:
     def _make_proxier(self):
         from netemu.agent.proxy.commands import local_exec
         from netemu.agent.proxy.model import NodeInfo, ProxyConfig
-        from netemu.agent.proxy.proxier import IptablesProxier
+        from netemu.agent.proxy.iptables.proxier import IptablesProxier
         c = self.config
         node = NodeInfo(name=c.kubelet.node_name, ips=(c.kubelet.node_ip,), cluster_cidr=c.cluster_cidr)
         return IptablesProxier(node, ProxyConfig(min_sync_period=c.min_sync_period, sync_period=c.sync_period),

@@ -20,7 +20,7 @@ from netemu.agent.proxy.hashing import service_chains
 from netemu.agent.proxy.commands import netns_exec
 from netemu.agent.proxy.iptables.apply import BACKENDS
 from netemu.agent.proxy.model import NodeInfo
-from netemu.agent.proxy.proxier import IptablesProxier
+from netemu.agent.proxy.iptables.proxier import IptablesProxier
 from netemu.testing.netnslab import Lab, in_netns, requests, run
 from netemu.cli.main import Command, UsageError
 

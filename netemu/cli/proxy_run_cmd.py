@@ -21,7 +21,7 @@ from netemu.agent.proxy.commands import local_exec, netns_exec
 from netemu.agent.proxy.iptables.apply import BACKENDS
 from netemu.agent.proxy.metrics import DEFAULT_BIND_ADDRESS, MetricsServer, parse_bind_address
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
-from netemu.agent.proxy.proxier import IptablesProxier
+from netemu.agent.proxy.iptables.proxier import IptablesProxier
 from netemu.cli.main import Command, UsageError
 
 log = logging.getLogger(__name__)

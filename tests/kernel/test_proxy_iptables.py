@@ -17,7 +17,7 @@ import pytest
 from netemu.agent.proxy.commands import netns_exec
 from netemu.agent.proxy.metrics import MetricsServer
 from netemu.agent.proxy.model import NodeInfo
-from netemu.agent.proxy.proxier import IptablesProxier
+from netemu.agent.proxy.iptables.proxier import IptablesProxier
 from netemu.testing.netnslab import Lab, in_netns, requests, run
 
 pytestmark = pytest.mark.root

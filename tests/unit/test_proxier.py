@@ -9,7 +9,7 @@ import pytest
 from netemu.agent.proxy.commands import Result
 from netemu.agent.proxy.iptables.apply import detect_backend, resolve_backend
 from netemu.agent.proxy.model import NodeInfo, ServiceName
-from netemu.agent.proxy.proxier import IptablesProxier
+from netemu.agent.proxy.iptables.proxier import IptablesProxier
 from tests.unit.test_proxy_tracker import eps, svc
 
 NODE = NodeInfo(name="node1", ips=("172.18.0.2",), cluster_cidr="10.244.0.0/16")

@@ -9,7 +9,7 @@ from netemu.agent.proxy.commands import Result
 from netemu.agent.proxy.iptables.apply import Iptables
 from netemu.agent.proxy.iptables.canary import CanaryMonitor
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
-from netemu.agent.proxy.proxier import IptablesProxier
+from netemu.agent.proxy.iptables.proxier import IptablesProxier
 from tests.unit.test_proxy_tracker import eps, svc
 
 NODE = NodeInfo(name="node1", ips=("172.18.0.2",), cluster_cidr="10.244.0.0/16")

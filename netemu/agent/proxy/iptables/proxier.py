@@ -1,0 +1,178 @@
+"""The iptables Proxier (kubernetes v1.32 pkg/proxy/iptables/proxier.go, its syncProxyRules' effects).
+
+A sync builds the rules (builder.py; partial: only the changed Services' chains plus the
+top-level chains, KEP-3453; full: everything, after a failure or once per ``full_sync_period``),
+applies them with ONE ``iptables-restore --noflush --counters`` and, once the kernel has the new
+rules, deletes the UDP conntrack entries that would keep clients on removed endpoints.
+
+Partial syncs also leave out top-level chains whose rules did not change (upstream rewrites
+them every time; the kernel ends up the same, the restore is smaller): the builder's ``delta``,
+from the BuildCache the proxier keeps across syncs (invalidated by a failed restore and before
+every full sync), or AppliedChains' trim for an injected builder.
+Missing jump rules from the built-in chains (checked on full syncs, like upstream) travel in
+that same restore as ``-I`` lines, so rules and jumps appear together.
+
+A failed restore changes nothing in the kernel (the restore is atomic), but the changes it
+carried were already folded into the maps, so the next sync must be full. Unlike upstream we
+also keep the failed sync's conntrack cleanup and run it after the next successful sync, so a
+failure never leaves a UDP blackhole behind.
+
+Like upstream, sync_loop() also starts the canary monitor (canary.py): empty
+KUBE-PROXY-CANARY chains whose disappearance means someone flushed iptables: full resync.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+from netemu.agent.proxy.commands import Exec, local_exec
+from netemu.agent.proxy.conntrack import Conntrack, plan_cleanup
+from netemu.agent.proxy.iptables.apply import AppliedChains, Iptables, add_jumps
+from netemu.agent.proxy.iptables.builder import BuildCache, build as iptables_build
+from netemu.agent.proxy.iptables.canary import CanaryMonitor
+from netemu.agent.proxy.iptables.chains import jump_rules
+from netemu.agent.proxy.model import NodeInfo, ProxyConfig
+from netemu.agent.proxy.proxier import Proxier, SyncResult
+from netemu.agent.proxy.runner import BoundedFrequencyRunner
+from netemu.agent.proxy.tracker import UpdateEndpointsMapResult, UpdateServiceMapResult
+
+log = logging.getLogger(__name__)
+
+
+class IptablesProxier(Proxier):
+    """iptables mode: one restore per sync, jump rules on full syncs, UDP conntrack cleanup."""
+
+    def __init__(self, node: NodeInfo, config: ProxyConfig | None = None, *, backend: str = "iptables",
+                 exec_: Exec = local_exec, build: Callable[..., Any] | None = None,
+                 trim_unchanged: bool = True, monitor_canaries: bool = True, **kwargs):
+        super().__init__(node, config, **kwargs)
+        self.iptables = Iptables(backend, exec_)
+        self.conntrack = Conntrack(exec_)
+        self.build = build or iptables_build
+        # our builder keeps each Service's rules here between syncs (an injected one does not)
+        self.cache: BuildCache | None = BuildCache() if build is None else None
+        self.previous_chains: Any = None
+        self.applied = AppliedChains()      # top-level chains as the kernel holds them
+        self.trim_unchanged = trim_unchanged  # False: rewrite them every sync, as upstream does
+        self._cleanup_backlog: list[tuple[UpdateServiceMapResult, UpdateEndpointsMapResult]] = []
+        # upstream's ipt.Monitor: KUBE-PROXY-CANARY in mangle/nat/filter, polled every sync_period
+        # by a thread sync_loop() starts; a vanished canary means a flush: full resync
+        self.canary = CanaryMonitor(self.iptables)
+        self.monitor_canaries = monitor_canaries
+        self._monitor: threading.Thread | None = None
+        self._monitor_stop = threading.Event()
+
+    @property
+    def backend(self) -> str:
+        return self.iptables.backend
+
+    def sync_loop(self) -> BoundedFrequencyRunner:
+        runner = super().sync_loop()
+        if self.monitor_canaries and self._monitor is None:
+            self._monitor_stop.clear()
+            self._monitor = threading.Thread(
+                target=self.canary.run, args=(self.force_full_sync, self.config.sync_period, self._monitor_stop),
+                name=f"iptables-monitor-{self.node.name}", daemon=True)
+            self._monitor.start()
+        return runner
+
+    def stop(self) -> None:
+        if self._monitor is not None:
+            self._monitor_stop.set()
+            self._monitor.join(timeout=10)
+            self._monitor = None
+        super().stop()
+
+    def force_full_sync(self) -> None:
+        """Upstream forceSyncProxyRules (the canary monitor's reload): the next sync is full."""
+        with self._sync_lock:   # not while a sync runs: it would reset the flag when it ends
+            self.need_full_sync = True
+        if self.runner is not None:
+            self.runner.run()
+        else:
+            self.sync()
+
+    def _sync_rules(self, full: bool, changed: frozenset, services: UpdateServiceMapResult,
+                    endpoints: UpdateEndpointsMapResult) -> SyncResult:
+        self._cleanup_backlog.append((services, endpoints))
+        saved = None
+        if self.previous_chains is None:  # first sync: what a previous run may have left
+            saved = self._kernel_tables()
+            self.previous_chains = {"nat": frozenset(
+                line[1:].split()[0] for line in saved.get("nat", "").splitlines()
+                if line.startswith(":") and len(line) > 1)}
+        t0 = self.clock()
+        try:
+            ruleset, text, used_delta = self._build(full, changed, saved)
+            t1 = self.clock()
+            self.iptables.restore(text)
+        except Exception:
+            self.applied.forget()
+            if self.cache is not None:   # the kernel does not hold what the cache last built
+                self.cache.invalidate()
+            raise
+        if used_delta:
+            self.applied.forget()         # the cache knows the kernel's top-level chains now
+        else:
+            self.applied.record(ruleset.text, full)
+        t2 = self.clock()
+        self.previous_chains = ruleset.chains
+        counts = dict(ruleset.rule_counts)
+        for table, n in counts.items():
+            self.metrics.rules_total.labels(table=table).set(n)
+        for table, n in ruleset.written_counts.items():
+            self.metrics.rules_last.labels(table=table).set(n)
+        for policy, n in ruleset.no_local_endpoints.items():
+            self.metrics.no_local_endpoints.labels(traffic_policy=policy).set(n)
+        plan = self._conntrack_plan()
+        self.conntrack.run(plan)
+        return SyncResult(ok=True, full=full, changed=changed, build_seconds=t1 - t0,
+                          apply_seconds=t2 - t1, conntrack_commands=len(plan), rules=counts)
+
+    def _build(self, full: bool, changed: frozenset, saved: dict[str, str] | None) -> tuple[Any, str, bool]:
+        """The RuleSet, the text to restore and whether it is the builder's delta: on full syncs
+        everything plus missing jumps; on partial ones only what differs from the kernel (the
+        builder's delta when it has one, else AppliedChains' trim of the text)."""
+        kwargs: dict[str, Any] = {}
+        if self.cache is not None:
+            if full:                      # a full resync re-renders from scratch, as upstream
+                self.cache.invalidate()
+            kwargs["cache"] = self.cache
+        ruleset = self.build(self.service_map, self.endpoints_map, self.node, self.config,
+                             changed=None if full else set(changed),
+                             previous_chains=self.previous_chains, **kwargs)
+        text = ruleset.text
+        if full:  # upstream ensures the jumps from built-in chains on full syncs only
+            self.applied.forget()
+            text, leftovers = add_jumps(text, self.iptables.missing_jumps(jump_rules(), saved))
+            self.iptables.ensure_jumps(leftovers)
+        elif self.trim_unchanged:
+            delta = getattr(ruleset, "delta", None)
+            if delta is not None:
+                return ruleset, delta, True
+            text = self.applied.trim(text)
+        return ruleset, text, False
+
+    def _kernel_tables(self) -> dict[str, str]:
+        """``iptables-save`` of nat and filter: stale chains to delete, jumps already there."""
+        saved = {}
+        for table in ("nat", "filter"):
+            try:
+                saved[table] = self.iptables.save(table)
+            except Exception as exc:
+                log.warning("iptables-save -t %s failed (stale chains stay, jumps checked one by one): %s",
+                            table, exc)
+        return saved
+
+    def _conntrack_plan(self) -> list[list[str]]:
+        """Cleanup for this sync and any earlier failed ones (their rules are in only now)."""
+        plan: list[list[str]] = []
+        for services, endpoints in self._cleanup_backlog:
+            for argv in plan_cleanup(self.service_map, services, endpoints):
+                if argv not in plan:
+                    plan.append(argv)
+        self._cleanup_backlog.clear()
+        return plan
+
