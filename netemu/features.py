@@ -26,7 +26,9 @@ import platform
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
+
+from netemu.agent.proxy import modes as proxy_modes
 
 LABVM_HINT = "run in the lab VM (docs/labvm.md)"
 
@@ -126,12 +128,7 @@ class Need:
     without: str
 
 
-NEEDS: dict[str, Need] = {
-    "proxy-mode:iptables": Need("iptables proxy mode", ("nf_conntrack",), "Services do not work"),
-    "proxy-mode:nftables": Need("nftables proxy mode", ("nf_tables", "nf_conntrack"),
-                                "the ruleset cannot be loaded"),
-    "proxy-mode:ipvs": Need("IPVS proxy mode", ("ip_vs", "ip_vs_rr", "dummy", "ip_set", "nf_conntrack"),
-                            "kube-proxy cannot create virtual servers"),
+_FIXED_NEEDS: dict[str, Need] = {
     "switch:ovs": Need("Mininet's default OVS switch", ("openvswitch",), "Mininet cannot start the switch"),
     "link:netem": Need("TCLink delay/jitter/loss", ("sch_netem",),
                        "Mininet's TCLink would print '5ms delay' and apply none"),
@@ -140,7 +137,26 @@ NEEDS: dict[str, Need] = {
                  "same-node and hairpin Service traffic break"),
 }
 
-PROXY_MODES = ("iptables", "nftables", "ipvs")
+
+class _Needs(Mapping[str, Need]):
+    """``proxy-mode:NAME`` for every mode the proxy-mode registry knows (its kernel needs are
+    written there, next to the mode), then the switch, link and pod needs."""
+
+    def _all(self) -> dict[str, Need]:
+        modes = {f"proxy-mode:{m.name}": Need(m.title, m.kernel, m.without) for m in proxy_modes.known()}
+        return {**modes, **_FIXED_NEEDS}
+
+    def __getitem__(self, want: str) -> Need:
+        return self._all()[want]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+NEEDS: Mapping[str, Need] = _Needs()
 SWITCHES = ("ovs", "linuxbridge", "user")
 NETEM_PARAMS = ("delay", "jitter", "loss", "max_queue_size")
 
@@ -150,9 +166,7 @@ def wants_for(*, proxy_mode: str | None = None, switch: str | None = None,
     """The NEEDS keys for a user's choices (a TCLink's params as Mininet takes them)."""
     wants: list[str] = []
     if proxy_mode is not None:
-        if proxy_mode not in PROXY_MODES:
-            raise ValueError(f"unknown proxy mode {proxy_mode!r} (one of {', '.join(PROXY_MODES)})")
-        wants.append(f"proxy-mode:{proxy_mode}")
+        wants.append(f"proxy-mode:{proxy_modes.get(proxy_mode).name}")   # ValueError if unknown
     if switch is not None:
         if switch not in SWITCHES:
             raise ValueError(f"unknown switch {switch!r} (one of {', '.join(SWITCHES)})")

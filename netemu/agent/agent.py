@@ -19,6 +19,7 @@ from netemu.agent.kubelet.kubelet import Kubelet, KubeletConfig
 from netemu.agent.kubelet.logserver import PORT as LOG_PORT, LogServer
 from netemu.agent.kubelet.runtime_adapter import AgentRuntime
 from netemu.agent.proxy.feed import feed_proxier
+from netemu.agent.proxy.modes import DEFAULT as DEFAULT_PROXY_MODE
 from netemu.client import ApiClient
 from netemu.procmem import limit_malloc_arenas, shrink_tls_read_buffers, trim_periodically
 
@@ -32,8 +33,8 @@ class AgentConfig:
     kubelet: KubeletConfig
     kubeconfig: str
     state_dir: str
-    proxy_mode: str | None = "iptables"          # None: no kube-proxy (kubelet only)
-    iptables_backend: str = "iptables"
+    proxy_mode: str | None = DEFAULT_PROXY_MODE    # None: no kube-proxy (kubelet only)
+    proxy_options: dict = field(default_factory=dict)  # the mode's flags (modes.options_from)
     cluster_cidr: str = CLUSTER_CIDR
     metrics_bind_address: str | None = "127.0.0.1:10249"
     min_sync_period: float = 1.0
@@ -56,15 +57,6 @@ class Agent:
         self.proxier = None
         self.metrics_server = None
 
-    def _make_proxier(self):
-        from netemu.agent.proxy.commands import local_exec
-        from netemu.agent.proxy.model import NodeInfo, ProxyConfig
-        from netemu.agent.proxy.iptables.proxier import IptablesProxier
-        c = self.config
-        node = NodeInfo(name=c.kubelet.node_name, ips=(c.kubelet.node_ip,), cluster_cidr=c.cluster_cidr)
-        return IptablesProxier(node, ProxyConfig(min_sync_period=c.min_sync_period, sync_period=c.sync_period),
-                               backend=c.iptables_backend, exec_=local_exec)
-
     async def _run_proxy(self, stop: asyncio.Event) -> None:
         """kube-proxy as `netemu proxy run` wires it: Services and EndpointSlices into the Proxier."""
         await feed_proxier(self.api, self.proxier, stop)
@@ -75,7 +67,7 @@ class Agent:
         await self.logs.start()
         tasks = [asyncio.ensure_future(self.kubelet.run(stop)), asyncio.ensure_future(trim_periodically(stop, TRIM_PERIOD))]
         if c.proxy_mode:
-            self.proxier = self._make_proxier()
+            self.proxier = make_proxier(c)
             if c.metrics_bind_address:
                 from netemu.agent.proxy.metrics import MetricsServer
                 self.metrics_server = MetricsServer(self.proxier.metrics, c.metrics_bind_address)
@@ -96,6 +88,17 @@ class Agent:
                 self.metrics_server.close()
             await self.logs.close()
             await self.api.close()
+
+
+def make_proxier(c: AgentConfig):
+    """The configured mode's Proxier for this node, made by the mode registry's factory (which
+    imports that mode's package, and only that one, now)."""
+    from netemu.agent.proxy import modes
+    from netemu.agent.proxy.commands import local_exec
+    from netemu.agent.proxy.model import NodeInfo, ProxyConfig
+    node = NodeInfo(name=c.kubelet.node_name, ips=(c.kubelet.node_ip,), cluster_cidr=c.cluster_cidr)
+    config = ProxyConfig(min_sync_period=c.min_sync_period, sync_period=c.sync_period)
+    return modes.choose(c.proxy_mode).hook("proxier")(node, config, exec_=local_exec, **c.proxy_options)
 
 
 def run_agent(config: AgentConfig) -> int:

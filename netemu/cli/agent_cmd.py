@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import os
 
+from netemu.agent.proxy import modes
 from netemu.cli.main import Command, UsageError
 
 DEFAULT_STATE = "/var/lib/netemu/default"
@@ -18,10 +19,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", required=True, help="this node's name (the Node object)")
     p.add_argument("--node-ip", required=True, help="this node's IP on the node network (InternalIP)")
     p.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
-    p.add_argument("--proxy-mode", default="iptables", choices=["iptables", "none"],
-                   help="kube-proxy mode (iptables), or none for a kubelet alone")
-    p.add_argument("--iptables-backend", default="auto", choices=["auto", "nft", "legacy"],
-                   help="iptables binaries kube-proxy uses (auto: the system's alternative)")
+    p.add_argument("--proxy-mode", default=modes.DEFAULT, choices=[*modes.selectable(), modes.NO_PROXY],
+                   help=f"kube-proxy mode, or {modes.NO_PROXY} for a kubelet alone (default %(default)s)")
+    modes.add_options(p, "proxier")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16", help="pod CIDR for kube-proxy's local traffic detection")
     p.add_argument("--capacity", default="", help="e.g. cpu=2,memory=4Gi,pods=110")
     p.add_argument("--labels", default="", help="extra node labels k=v,...")
@@ -31,10 +31,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"where pod logs and IP allocations live (default {DEFAULT_STATE}/nodes/NODE)")
     p.add_argument("--metrics-bind-address", default="127.0.0.1:10249",
                    help="kube-proxy /metrics HOST:PORT in the node namespace ('' disables)")
-    p.add_argument("--iptables-min-sync-period", type=float, default=1.0,
+    # upstream's flag names (--iptables-...) and the mode-neutral ones `netemu proxy run` takes
+    p.add_argument("--min-sync-period", "--iptables-min-sync-period", type=float, default=1.0,
                    help="kube-proxy: seconds between syncs at least, after a burst of 2 (upstream's default 1 s; "
                         "lower trades CPU for latency when changes come faster than one per period)")
-    p.add_argument("--iptables-sync-period", type=float, default=30.0,
+    p.add_argument("--sync-period", "--iptables-sync-period", type=float, default=30.0,
                    help="kube-proxy: seconds between syncs at most (periodic resync)")
     p.add_argument("--restart-backoff", type=float, default=10.0,
                    help="first container restart back-off in seconds (doubles up to 5 min)")
@@ -57,8 +58,13 @@ def build_config(args: argparse.Namespace):
         raise UsageError("--heartbeat-interval must be > 0")
     if args.restart_backoff <= 0:
         raise UsageError("--restart-backoff must be > 0")
-    if not 0 <= args.iptables_min_sync_period <= args.iptables_sync_period or args.iptables_sync_period <= 0:
-        raise UsageError("need 0 <= --iptables-min-sync-period <= --iptables-sync-period, and a sync period > 0")
+    if not 0 <= args.min_sync_period <= args.sync_period or args.sync_period <= 0:
+        raise UsageError("need 0 <= --min-sync-period <= --sync-period, and a sync period > 0")
+    proxy_mode = None if args.proxy_mode == modes.NO_PROXY else args.proxy_mode
+    try:
+        proxy_options = modes.options_from(args, proxy_mode, "proxier")
+    except modes.ModeError as exc:
+        raise UsageError(str(exc)) from None
     if not os.path.isfile(args.kubeconfig):
         raise UsageError(f"kubeconfig {args.kubeconfig} does not exist")
     if args.metrics_bind_address:
@@ -73,10 +79,9 @@ def build_config(args: argparse.Namespace):
                             lease_duration=max(40, int(args.heartbeat_interval * 4)),
                             backoff_initial=args.restart_backoff)
     return AgentConfig(kubelet=kubelet, kubeconfig=args.kubeconfig, state_dir=state_dir,
-                       proxy_mode=None if args.proxy_mode == "none" else args.proxy_mode,
-                       iptables_backend={"auto": "iptables"}.get(args.iptables_backend, args.iptables_backend),
+                       proxy_mode=proxy_mode, proxy_options=proxy_options,
                        cluster_cidr=cidr, metrics_bind_address=args.metrics_bind_address or None,
-                       min_sync_period=args.iptables_min_sync_period, sync_period=args.iptables_sync_period)
+                       min_sync_period=args.min_sync_period, sync_period=args.sync_period)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from netemu.agent.proxy import modes
 from netemu.cli.main import Command, UsageError
 
 DEFAULT_TOPO = "topologies/cluster.py:ClusterTopo"
@@ -43,8 +44,10 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=int, default=None, help="worker nodes of the default topology (default 2)")
     p.add_argument("--topo", default=None, metavar="FILE.py:Class[,args]",
                    help="any Mininet Topo, mn --custom style (e.g. topologies/zones.py:TwoZoneTopo,2)")
-    p.add_argument("--proxy-mode", default="iptables", help="kube-proxy mode: iptables, or none for kubelets alone (default %(default)s)")
-    p.add_argument("--iptables-backend", choices=["auto", "nft", "legacy"], default="auto")
+    p.add_argument("--proxy-mode", default=modes.DEFAULT,
+                   help=f"kube-proxy mode: {', '.join(modes.selectable())}, or {modes.NO_PROXY} for kubelets "
+                        "alone (default %(default)s)")
+    modes.add_options(p, "proxier")
     p.add_argument("--store", choices=["sqlite", "etcd"], default="sqlite", help="API server store (default %(default)s)")
     p.add_argument("--node-network", default="172.18.0.0/16", metavar="CIDR",
                    help="the nodes' network; the root namespace gets its .1 (default %(default)s)")
@@ -75,8 +78,7 @@ def prepare(args):
         raise UsageError("give --nodes or --topo, not both (a topology's size is one of its args)")
     if args.nodes is not None and not 1 <= args.nodes <= 500:
         raise UsageError(f"--nodes {args.nodes}: a cluster needs 1 to 500 worker nodes")
-    if args.proxy_mode not in ("iptables", "none"):
-        raise UsageError(f"--proxy-mode {args.proxy_mode!r}: the node agent runs iptables (or none) for now")
+    proxy_args = proxy_argv(args)
     if args.timeout <= 0:
         raise UsageError("--timeout must be > 0")
     spec = args.topo or f"{DEFAULT_TOPO},{args.nodes if args.nodes is not None else 2}"
@@ -86,14 +88,31 @@ def prepare(args):
         switch = network.choose_switch(args.switch)
         for params in link_params(topo):     # TCLink options this kernel cannot apply: refuse now
             features.require_for(link=params)
-        if args.proxy_mode != "none":
+        if args.proxy_mode != modes.NO_PROXY:
             features.require_for(proxy_mode=args.proxy_mode)
     except (TopologyError, PlanError, features.FeatureMissing, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    return plan, topo, Options(proxy_mode=args.proxy_mode, iptables_backend=args.iptables_backend,
+    return plan, topo, Options(proxy_mode=args.proxy_mode, proxy_args=proxy_args,
                                store=args.store, switch=switch, timeout=args.timeout,
                                apiserver_args=list(args.apiserver_arg), agent_args=list(args.agent_arg),
                                fake_agents=args.fake_agents)
+
+
+def proxy_argv(args) -> list[str]:
+    """The agents' kube-proxy flags (the mode's own, from the registry); UsageError for a mode
+    the agent cannot run or a flag of another mode."""
+    if args.proxy_mode == modes.NO_PROXY:
+        mode = None
+    else:
+        try:
+            mode = modes.choose(args.proxy_mode).name
+        except modes.ModeError as exc:
+            raise UsageError(f"--proxy-mode {exc}") from None
+    try:
+        options = modes.options_from(args, mode, "proxier")
+    except modes.ModeError as exc:
+        raise UsageError(str(exc)) from None
+    return modes.option_argv(options, mode, "proxier") if mode else []
 
 
 def check_can_start(plan, options) -> None:
@@ -138,7 +157,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 def _argv_for_supervisor(args) -> list[str]:
     argv = [sys.executable, "-m", "netemu", "up", "--supervise", "--state-dir", state_dir_of(args),
-            "--proxy-mode", args.proxy_mode, "--iptables-backend", args.iptables_backend, "--store", args.store,
+            "--proxy-mode", args.proxy_mode, *proxy_argv(args), "--store", args.store,
             "--node-network", args.node_network, "--switch", args.switch, "--timeout", str(args.timeout)]
     argv += ["--topo", args.topo] if args.topo else ["--nodes", str(args.nodes if args.nodes is not None else 2)]
     argv += ["--fake-agents"] if args.fake_agents else []

@@ -13,6 +13,7 @@ import os
 import sys
 
 from netemu import features
+from netemu.agent.proxy import modes as proxy_modes
 from netemu.cli.main import Command, UsageError
 
 
@@ -64,22 +65,22 @@ def _run_features(args: argparse.Namespace) -> int:
 
 
 def _add_doctor_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--proxy-mode", choices=features.PROXY_MODES,
-                        help="check one proxy mode (default: all three, and report each)")
+    parser.add_argument("--proxy-mode", choices=proxy_modes.names(),
+                        help="check one proxy mode (default: every mode, and report each)")
     parser.add_argument("--switch", choices=features.SWITCHES, help="Mininet switch you intend to use")
     parser.add_argument("--link", metavar="OPTS", help="TCLink options, e.g. delay=5ms,loss=1,bw=10")
     parser.add_argument("--no-probe", action="store_true", help="do not probe in a scratch netns")
 
 
 def _run_doctor(args: argparse.Namespace) -> int:
-    """Exit 1 when something asked for (or pods, or the default iptables mode) needs the lab VM.
+    """Exit 1 when something asked for (or pods, or the default proxy mode) needs the lab VM.
 
-    Without --proxy-mode every mode is reported, but only iptables (the default) decides the
-    exit code: a kernel without ip_vs is a fine place to run iptables mode.
+    Without --proxy-mode every mode is reported, but only the default mode decides the exit
+    code: a kernel without ip_vs is a fine place to run the default iptables mode.
     """
     link = parse_link_options(args.link)
-    modes = [args.proxy_mode] if args.proxy_mode else list(features.PROXY_MODES)
-    decisive = args.proxy_mode or "iptables"
+    modes = [args.proxy_mode] if args.proxy_mode else list(proxy_modes.names())
+    decisive = args.proxy_mode or proxy_modes.DEFAULT
     verdicts = features.detect(probe=False if args.no_probe else None)
     fatal = False
     checks = [(f"proxy mode {m}", features.wants_for(proxy_mode=m), m == decisive) for m in modes]

@@ -1,6 +1,7 @@
 """``netemu proxy render``: the rules kube-proxy would write on a node, from manifest files.
 
-Touches nothing: reads Services and EndpointSlices, prints the ``iptables-restore`` input
+Touches nothing: reads Services and EndpointSlices, prints what the chosen mode's renderer
+(the proxy-mode registry's hook) makes of them; for iptables, the ``iptables-restore`` input
 (what upstream kube-proxy v1.32 passes to ``iptables-restore --noflush`` on a full sync).
 
 Exit codes: 0 rules printed from every object; 1 rules printed but some objects or fields
@@ -15,15 +16,16 @@ import argparse
 import ipaddress
 import sys
 
+from netemu.agent.proxy import modes
 from netemu.cli.main import Command, UsageError
-
-MODES = ("iptables", "nftables", "ipvs")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = ("exit status: 0 rules printed from every object; 1 rules printed but some objects were "
                 "skipped (reasons on stderr); 2 unusable input, nothing printed")
-    p.add_argument("--mode", default="iptables", help="proxy mode: iptables (nftables, ipvs: not yet implemented)")
+    p.add_argument("--mode", default=modes.DEFAULT,
+                   help=f"proxy mode: {', '.join(m.name for m in modes.with_hook('renderer'))} "
+                        "(default %(default)s)")
     p.add_argument("--node", required=True, metavar="NAME", help="node name (endpoints with this nodeName are local)")
     p.add_argument("--node-ip", action="append", default=[], metavar="IP",
                    help="node IP, primary first (repeatable)")
@@ -37,13 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-random-fully", action="store_true", help="MASQUERADE without --random-fully")
     p.add_argument("--no-localhost-nodeports", action="store_true", help="NodePorts not on 127.0.0.1")
     p.add_argument("--nfacct", action="store_true", help="add upstream's nfacct counters to rules")
-    p.add_argument("--upstream-order", action="store_true",
-                   help="print sorted as upstream's proxier_test.go dumps (for diffing)")
-    p.add_argument("--save-form", action="store_true",
-                   help="print rules as iptables-save prints them back (diff against a node's iptables-save)")
     p.add_argument("--compare", metavar="SAVE_FILE",
-                   help="instead of printing, compare with a dump (e.g. `iptables-save` of a real node; "
+                   help="instead of printing, compare with a dump of a real node (iptables: `iptables-save`; "
                         "KUBE-* chains only) and print the differences")
+    modes.add_options(p, "render")
 
 
 def _node(args: argparse.Namespace):
@@ -71,12 +70,14 @@ def _node(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.mode not in MODES:
-        raise UsageError(f"--mode {args.mode!r}: choose one of {', '.join(MODES)}")
-    if args.mode != "iptables":
-        raise UsageError(f"--mode {args.mode}: not yet implemented (iptables is)")
-    from netemu.agent.proxy.iptables import render
-    from netemu.agent.proxy.iptables.normalize import DumpError, compare, save_form, sort_like_upstream
+    try:
+        mode = modes.choose(args.mode, "renderer")
+    except modes.ModeError as exc:
+        raise UsageError(f"--mode {exc}") from None
+    try:
+        options = modes.options_from(args, mode.name, "render")
+    except modes.ModeError as exc:
+        raise UsageError(str(exc)) from None
     from netemu.agent.proxy.manifests import ManifestError, load
     from netemu.agent.proxy.model import ProxyConfig
 
@@ -88,26 +89,27 @@ def run(args: argparse.Namespace) -> int:
     config = ProxyConfig(masquerade_all=args.masquerade_all, random_fully=not args.no_random_fully,
                          localhost_nodeports=not args.no_localhost_nodeports, nfacct=args.nfacct)
     problems = list(manifests.problems)
-    rules = render(manifests.services, manifests.endpoint_slices, node, config, problems=problems)
+    rendered = mode.hook("renderer")(manifests.services, manifests.endpoint_slices, node, config,
+                                     problems=problems, **options)
     if args.compare:
-        return _compare(rules.text, args.compare, problems, node.ip_family == "IPv6", compare, DumpError)
-    text = sort_like_upstream(rules.text) if args.upstream_order else rules.text
-    sys.stdout.write(save_form(text, node.ip_family == "IPv6") if args.save_form else text)
+        return _compare(rendered, mode.name, args.compare, problems)
+    sys.stdout.write(rendered.text)
     for p in problems:
         print(f"netemu: skipped: {p}", file=sys.stderr)
     print(f"netemu: {len(manifests.services)} Services, {len(manifests.endpoint_slices)} EndpointSlices "
-          f"from {len(manifests.files)} files -> filter {rules.rule_counts['filter']} rules, "
-          f"nat {rules.rule_counts['nat']} rules", file=sys.stderr)
+          f"from {len(manifests.files)} files -> {rendered.summary}", file=sys.stderr)
     return 1 if problems else 0
 
 
-def _compare(ours: str, path: str, problems: list[str], ipv6: bool, compare, DumpError) -> int:
-    """--compare: 0 same KUBE-* rules, 1 differences (printed) or skipped objects, 2 bad file."""
+def _compare(rendered: modes.Rendering, mode: str, path: str, problems: list[str]) -> int:
+    """--compare: 0 same rules, 1 differences (printed) or skipped objects, 2 bad file."""
+    if rendered.compare is None:
+        raise UsageError(f"--compare: proxy mode {mode} cannot compare its rules with a dump yet")
     try:
         with open(path, encoding="utf-8") as f:
             theirs = f.read()
-        diffs = compare(ours, theirs, ipv6)
-    except (OSError, UnicodeDecodeError, DumpError) as exc:
+        diffs = rendered.compare(theirs)
+    except (OSError, ValueError) as exc:      # UnicodeDecodeError and a mode's DumpError are ValueErrors
         raise UsageError(f"{path}: {exc}") from None
     for p in problems:
         print(f"netemu: skipped: {p}", file=sys.stderr)

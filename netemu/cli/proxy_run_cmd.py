@@ -1,9 +1,9 @@
-"""``netemu proxy run``: kube-proxy (iptables mode) against an API server, like upstream's binary.
+"""``netemu proxy run``: kube-proxy against an API server, like upstream's binary.
 
 It lists and watches Services and EndpointSlices with a kubeconfig (netemu.client.Informer),
-feeds them to the Proxier's change trackers, and lets the bounded-frequency runner program
-this host's kernel -- or, with ``--netns NS``, the kernel of a node namespace (every iptables
-and conntrack command then runs as ``ip netns exec NS ...``). Metrics are served on
+feeds them to the chosen mode's Proxier (made by the proxy-mode registry), and lets the
+bounded-frequency runner program this host's kernel -- or, with ``--netns NS``, the kernel of a
+node namespace (every command the proxier runs then runs as ``ip netns exec NS ...``). Metrics are served on
 --metrics-bind-address like upstream (default 127.0.0.1:10249; port 0 picks a free one).
 SIGTERM / Ctrl-C stop it; the rules stay (as upstream's do) until ``netemu proxy cleanup``.
 """
@@ -17,11 +17,11 @@ import logging
 import signal
 import threading
 
-from netemu.agent.proxy.commands import local_exec, netns_exec
-from netemu.agent.proxy.iptables.apply import BACKENDS
+from netemu.agent.proxy import modes
+from netemu.agent.proxy.commands import exec_in
 from netemu.agent.proxy.metrics import DEFAULT_BIND_ADDRESS, MetricsServer, parse_bind_address
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
-from netemu.agent.proxy.iptables.proxier import IptablesProxier
+from netemu.agent.proxy.proxier import Proxier
 from netemu.cli.main import Command, UsageError
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-ip", action="append", default=[], metavar="IP",
                    help="this node's IP (repeatable; the first is the primary)")
     p.add_argument("--cluster-cidr", default=None, help="pod CIDR used to detect local traffic")
-    p.add_argument("--proxy-mode", default="iptables", choices=["iptables"],
-                   help="only iptables mode is implemented by this command")
-    p.add_argument("--iptables-backend", default="iptables", choices=BACKENDS,
-                   help="iptables binaries: the system's alternative (default), nft or legacy")
+    p.add_argument("--proxy-mode", default=modes.DEFAULT, choices=modes.selectable(),
+                   help="kube-proxy mode (default %(default)s)")
+    modes.add_options(p, "proxier")
     p.add_argument("--netns", default=None, help="program this network namespace instead of the host's")
     p.add_argument("--metrics-bind-address", default=DEFAULT_BIND_ADDRESS, help="HOST:PORT for /metrics")
     p.add_argument("--min-sync-period", type=float, default=1.0, help="seconds between syncs at least")
@@ -63,13 +62,15 @@ def run(args: argparse.Namespace) -> int:
     if args.min_sync_period < 0 or args.sync_period < args.min_sync_period:
         raise UsageError("need 0 <= --min-sync-period <= --sync-period")
     config = ProxyConfig(min_sync_period=args.min_sync_period, sync_period=args.sync_period)
-    exec_ = netns_exec(args.netns) if args.netns else local_exec
     try:
-        proxier = IptablesProxier(node, config, backend=args.iptables_backend, exec_=exec_)
+        options = modes.options_from(args, args.proxy_mode, "proxier")
+        make = modes.choose(args.proxy_mode).hook("proxier")
+        proxier = make(node, config, exec_=exec_in(args.netns), **options)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     server = MetricsServer(proxier.metrics, args.metrics_bind_address)
-    print(f"kube-proxy for node {node.name} ({proxier.backend} backend"
+    backend = getattr(proxier, "backend", None)      # a mode with several backends names the one it uses
+    print(f"kube-proxy for node {node.name} ({args.proxy_mode} mode{f', {backend} backend' if backend else ''}"
           f"{', netns ' + args.netns if args.netns else ''}); metrics on http://{server.address}/metrics",
           flush=True)
     try:
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _watch(kubeconfig: str, proxier: IptablesProxier) -> None:
+async def _watch(kubeconfig: str, proxier: Proxier) -> None:
     from netemu.agent.proxy.feed import feed_proxier
     from netemu.client import ApiClient
 
@@ -93,5 +94,5 @@ async def _watch(kubeconfig: str, proxier: IptablesProxier) -> None:
         await feed_proxier(api, proxier, stop)
 
 
-COMMANDS = [Command("proxy run", "run kube-proxy (iptables mode) against an API server",
+COMMANDS = [Command("proxy run", "run kube-proxy against an API server",
                     _add_arguments, run)]

@@ -1,8 +1,9 @@
 """`netemu trace` (where does this packet go?) and `netemu proxy cleanup` (remove kube-proxy's rules).
 
-Both read the kernel through argv (``iptables-save``, ``ip -o addr``), optionally inside a named
-network namespace through ``ip netns exec NAME ...``; the answers come from the pure tracer and
-cleanup planner in netemu.agent.proxy.
+Both read the kernel through argv (``iptables-save``, ``ip -o addr``, ...), optionally inside a
+named network namespace through ``ip netns exec NAME ...``; the answers come from the proxy modes'
+pure tracers and cleanup planners, found through the registry (netemu.agent.proxy.modes): trace
+asks the chosen mode, cleanup asks every mode.
 """
 
 from __future__ import annotations
@@ -11,14 +12,11 @@ import argparse
 import ipaddress
 import json
 import os
-import shutil
 import sys
 from dataclasses import asdict
 
-from netemu.agent.proxy.cleanup import BACKENDS, Cleaner
+from netemu.agent.proxy import modes
 from netemu.agent.proxy.commands import exec_in
-from netemu.agent.proxy.iptables.dump import parse
-from netemu.agent.proxy.trace import Packet, TraceError, Tracer
 from netemu.cli.main import Command, UsageError
 
 
@@ -43,39 +41,17 @@ def _local_addresses(netns: str | None) -> list[str]:
     return ips
 
 
-def _read_live(netns: str | None, backend: str | None) -> tuple[str, str | None]:
-    """iptables-save text of the chosen backend, or else of the backend holding KUBE- rules.
-
-    Both backends can hold rules at once and both apply to packets; kube-proxy writes to one
-    (upstream picks the one with more rules). Reading the system default blindly would trace an
-    empty table on a node whose kube-proxy uses the other backend."""
-    if backend:
-        return _run(netns, [f"iptables-{backend}-save"]), None
-    found = {}
-    for b in BACKENDS:
-        if shutil.which(f"iptables-{b}-save"):
-            found[b] = _run(netns, [f"iptables-{b}-save"])
-    counts = {b: text.count("-A KUBE-") for b, text in found.items()}
-    if not counts or max(counts.values()) == 0:
-        return _run(netns, ["iptables-save"]), "no KUBE- rules in either iptables backend"
-    best = max(counts, key=counts.get)
-    other = [b for b in counts if b != best and counts[b]]
-    note = f"read iptables-{best}-save (it holds kube-proxy's rules)"
-    if other:
-        note += f"; iptables-{other[0]} also holds {counts[other[0]]} KUBE- rules, not traced (--backend)"
-    return found[best], note
-
-
-def _read_dump(args: argparse.Namespace) -> tuple[str, str | None]:
+def _read_dump(args: argparse.Namespace, live_flags: list[str]) -> str | None:
+    """The dump's text, or None with --live (the mode's tracer reads the kernel itself)."""
     if args.live:
-        return _read_live(args.netns, args.backend)
-    if args.netns or args.backend:
-        raise UsageError("--netns and --backend go with --live")
+        return None
+    if args.netns or any(getattr(args, o.key) not in (o.default, False) for o in live_flags):
+        raise UsageError(f"--netns and {', '.join(sorted({o.flag for o in live_flags}))} go with --live")
     try:
         if args.file == "-":
-            return sys.stdin.read(), None
+            return sys.stdin.read()
         with open(args.file, encoding="utf-8") as f:
-            return f.read(), None
+            return f.read()
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
 
@@ -111,27 +87,37 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ipset", action="append", default=[], metavar="NAME=CIDR,...",
                    help="members of an ipset the rules match (unknown sets cannot be evaluated)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("-f", "--file", help="rule dump: `netemu proxy render` output or iptables-save (- for stdin)")
-    src.add_argument("--live", action="store_true", help="read the rules with iptables-save now")
-    p.add_argument("--netns", help="with --live: run iptables-save inside this network namespace")
-    p.add_argument("--backend", choices=BACKENDS,
-                   help="with --live: read this iptables backend (default: the one holding KUBE- rules)")
+    src.add_argument("-f", "--file", help="rule dump: `netemu proxy render` output or the kernel's listing "
+                                          "(iptables: iptables-save; - for stdin)")
+    src.add_argument("--live", action="store_true", help="read the rules from the kernel now")
+    p.add_argument("--netns", help="with --live: read the rules inside this network namespace")
+    p.add_argument("--mode", default=modes.DEFAULT,
+                   help=f"proxy mode whose rules these are: {', '.join(m.name for m in modes.with_hook('tracer'))} "
+                        "(default %(default)s)")
+    modes.add_options(p, "trace")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run_trace(args: argparse.Namespace) -> int:
-    text, source_note = _read_dump(args)
-    dump = parse(text)
-    if not dump.tables:
-        raise UsageError("the dump holds no table (is it iptables-save / restore text?)")
+    from netemu.agent.proxy.tracing import Packet, TraceError
+
+    try:
+        mode = modes.choose(args.mode, "tracer")
+    except modes.ModeError as exc:
+        raise UsageError(f"--mode {exc}") from None
+    live_flags = [o for m in modes.known() for o in m.options_for("trace")]
+    dump = _read_dump(args, live_flags)
+    try:
+        options = modes.options_from(args, mode.name, "trace")
+    except modes.ModeError as exc:
+        raise UsageError(str(exc)) from None
     node_ips = args.node_ip or (_local_addresses(args.netns) if args.live else [])
     packet = Packet(args.src, args.dst, args.dport, args.proto, args.sport, args.iif)
     try:
-        result = Tracer(dump).trace(packet, node_ips, args.origin, _ipsets(args.ipset))
+        result = mode.hook("tracer")(dump, packet, exec_=exec_in(args.netns), node_ips=node_ips,
+                                     origin=args.origin, ipsets=_ipsets(args.ipset), **options)
     except TraceError as exc:
         raise UsageError(str(exc)) from None
-    if source_note:
-        result.notes.insert(0, source_note)
     if not node_ips:
         result.notes.append("no node IPs given (--node-ip): only loopback counts as a local address")
     print(result.to_json() if args.json else result.render(), end="" if not args.json else "\n")
@@ -140,8 +126,7 @@ def run_trace(args: argparse.Namespace) -> int:
 
 def add_cleanup_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--netns", help="clean inside this network namespace instead of the host's")
-    p.add_argument("--backend", choices=BACKENDS,
-                   help="only this iptables backend (default: both, since leftovers in either apply)")
+    modes.add_options(p, "cleanup")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
 
@@ -150,8 +135,9 @@ def run_cleanup(args: argparse.Namespace) -> int:
         raise UsageError("proxy cleanup changes netfilter rules: run it as root")
     if args.netns and not os.path.exists(f"/run/netns/{args.netns}"):
         raise UsageError(f"no network namespace {args.netns!r} (ip netns list)")
-    backends = (args.backend,) if args.backend else BACKENDS
-    report = Cleaner(netns=args.netns, backends=backends).cleanup()
+    from netemu.agent.proxy.leftovers import Cleaner
+
+    report = Cleaner(netns=args.netns, **modes.every_mode_options(args, "cleanup")).cleanup()
     if args.json:
         print(json.dumps(asdict(report), indent=2))
     else:
@@ -174,6 +160,6 @@ def run_cleanup(args: argparse.Namespace) -> int:
 COMMANDS = [
     Command("trace", "trace a packet through kube-proxy's rules (a dump or the live kernel)",
             add_trace_arguments, run_trace),
-    Command("proxy cleanup", "remove every KUBE-* chain and jump rule, nftables kube-proxy tables, "
-            "kube-ipvs0 (like kube-proxy --cleanup)", add_cleanup_arguments, run_cleanup),
+    Command("proxy cleanup", "remove what every proxy mode left: KUBE-* chains and jump rules, nftables "
+            "kube-proxy tables, kube-ipvs0 (like kube-proxy --cleanup)", add_cleanup_arguments, run_cleanup),
 ]

@@ -23,6 +23,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from netemu.agent.proxy.modes import DEFAULT as DEFAULT_PROXY_MODE
+
 DEFAULT_NODE_NETWORK = "172.18.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/12"
@@ -227,10 +229,11 @@ def apiserver_argv(plan: ClusterPlan, python: str, store_url: str | None, extra:
     return argv + list(extra)
 
 
-def agent_argv(plan: ClusterPlan, node: NodePlan, python: str, kubeconfig: str, proxy_mode: str = "iptables",
-               iptables_backend: str = "auto", extra: list[str] = ()) -> list[str]:
+def agent_argv(plan: ClusterPlan, node: NodePlan, python: str, kubeconfig: str, proxy_mode: str = DEFAULT_PROXY_MODE,
+               proxy_args: list[str] = (), extra: list[str] = ()) -> list[str]:
+    """``netemu agent`` for ``node``; ``proxy_args``: the proxy mode's own flags (from the registry)."""
     argv = [python, "-m", "netemu", "agent", "--node", node.name, "--node-ip", node.ip, "--kubeconfig", kubeconfig,
-            "--proxy-mode", proxy_mode, "--iptables-backend", iptables_backend, "--cluster-cidr", POD_CIDR,
+            "--proxy-mode", proxy_mode, *proxy_args, "--cluster-cidr", POD_CIDR,
             "--state-dir", os.path.join(plan.state_dir, "nodes", node.name)]
     if node.capacity:
         argv += ["--capacity", ",".join(f"{k}={v}" for k, v in node.capacity.items())]

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from netemu.agent.proxy.modes import DEFAULT as DEFAULT_PROXY_MODE
 from netemu.emulator import cleanup, network, processes, ready
 from netemu.emulator.plan import ClusterPlan, agent_argv, apiserver_argv, nsenter
 from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, lock_cluster, write_json
@@ -37,8 +38,8 @@ ETCD_PORT = 2379
 
 @dataclass
 class Options:
-    proxy_mode: str = "iptables"
-    iptables_backend: str = "auto"
+    proxy_mode: str = DEFAULT_PROXY_MODE
+    proxy_args: list = field(default_factory=list)   # the mode's agent flags (modes.option_argv)
     store: str = "sqlite"
     switch: str = "linuxbridge"
     timeout: float = 120.0
@@ -160,7 +161,7 @@ class Supervisor:
         self.report("agents", f"starting {len(self.plan.workers)} node agents")
         for node in self.plan.workers:
             argv = agent_argv(self.plan, node, sys.executable, kubeconfig, self.options.proxy_mode,
-                              self.options.iptables_backend, self.options.agent_args)
+                              self.options.proxy_args, self.options.agent_args)
             if self.options.fake_agents:
                 argv = [sys.executable, "-m", "netemu.testing.fakeagent", *argv[4:]]
             self.procs[f"agent/{node.name}"] = processes.start(nsenter(self.host_pids[node.name], argv),

@@ -20,7 +20,8 @@ import time
 
 import pytest
 
-from netemu.agent.proxy.cleanup import Cleaner, plan_iptables
+from netemu.agent.proxy.iptables.cleanup import plan_iptables
+from netemu.agent.proxy.leftovers import Cleaner
 from netemu.agent.proxy.iptables import UPSTREAM_TEST_NODE, render
 from tests.unit.test_trace_bench import cluster
 
@@ -47,7 +48,7 @@ def measure(n: int, backend: str) -> dict[str, float]:
     try:
         _load(ns, backend, text)
         t0 = time.perf_counter()
-        report = Cleaner(netns=ns, backends=(backend,)).cleanup()
+        report = Cleaner(netns=ns, backend=backend).cleanup()
         t1 = time.perf_counter()
         assert not report.errors, report.errors
         _load(ns, backend, text)

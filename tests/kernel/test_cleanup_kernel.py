@@ -13,9 +13,10 @@ import subprocess
 
 import pytest
 
-from netemu.agent.proxy.cleanup import Cleaner
+from netemu.agent.proxy.leftovers import Cleaner
 from netemu.agent.proxy.iptables.dump import parse
-from netemu.agent.proxy.trace import Packet, Tracer
+from netemu.agent.proxy.iptables.trace import Tracer
+from netemu.agent.proxy.tracing import Packet
 from netemu.cli.main import main
 from tests.unit.test_trace_fixtures import REAL_SOURCE
 
@@ -80,7 +81,7 @@ def test_cleanup_removes_every_kube_chain_and_jump(netns, backend):
     assert result.affinity and set(result.endpoints()) == {"10.180.0.3:80", "10.180.0.4:80"}
     sh("ip", "netns", "exec", netns, "nft", "add", "table", "ip", "kube-proxy")
 
-    report = Cleaner(netns=netns, backends=(backend,)).cleanup()
+    report = Cleaner(netns=netns, backend=backend).cleanup()
     assert report.errors == []
     assert f"{backend} ipv4 nat KUBE-SVC-NUKIZ6OKUXPJNT4C" in report.removed_chains
     assert f"{backend} ipv4 mangle KUBE-PROXY-CANARY" in report.removed_chains
@@ -93,7 +94,7 @@ def test_cleanup_removes_every_kube_chain_and_jump(netns, backend):
         assert "KUBE-" not in saved(netns, backend, "ip6tables")
     assert "kube-proxy" not in sh("ip", "netns", "exec", netns, "nft", "list", "tables")
 
-    again = Cleaner(netns=netns, backends=(backend,)).cleanup()
+    again = Cleaner(netns=netns, backend=backend).cleanup()
     assert again.nothing_to_do, again
     assert parse(saved(netns, backend)).render() == parse(after).render()
 

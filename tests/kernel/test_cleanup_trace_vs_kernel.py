@@ -18,11 +18,12 @@ import sys
 
 import pytest
 
-from netemu.agent.proxy.cleanup import Cleaner
+from netemu.agent.proxy.leftovers import Cleaner
 from netemu.agent.proxy.iptables import render
 from netemu.agent.proxy.iptables.dump import parse
 from netemu.agent.proxy.model import NodeInfo
-from netemu.agent.proxy.trace import STANDARD_JUMPS, Packet, Tracer
+from netemu.agent.proxy.iptables.trace import STANDARD_JUMPS, Tracer
+from netemu.agent.proxy.tracing import Packet
 
 pytestmark = pytest.mark.root
 
@@ -206,5 +207,5 @@ def test_tracer_predicts_the_kernel(lab, backend):
                 seen_three.add(dnat)
     assert len(seen_three) >= 2      # 12 draws over 3 endpoints: all equal has p = 3 * 3**-12
 
-    report = Cleaner(netns=node, backends=(backend,)).cleanup()
+    report = Cleaner(netns=node, backend=backend).cleanup()
     assert report.errors == [] and "KUBE-" not in in_ns(node, f"iptables-{backend}-save").stdout

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from netemu.agent.proxy.cleanup import Cleaner, plan_iptables, plan_ipvs, plan_nft
+from netemu.agent.proxy.iptables.cleanup import plan_iptables
+from netemu.agent.proxy.ipvs.cleanup import plan_ipvs
+from netemu.agent.proxy.leftovers import Cleaner
+from netemu.agent.proxy.nftables.cleanup import plan_nft
 from netemu.agent.proxy.commands import Result
 from netemu.agent.proxy.iptables.dump import parse
 from tests.unit.test_trace_fixtures import REAL_LEGACY_SAVE, REAL_NFT_SAVE_COUNTERS
@@ -130,7 +133,7 @@ def test_cleaner_runs_in_the_netns_and_is_idempotent(monkeypatch):
 
     kernel = FakeKernel({"iptables-legacy-save": SAVE})
     monkeypatch.setattr(commands, "local_exec", kernel)    # under the proxier's netns_exec
-    cleaner = Cleaner(netns="ntpX", backends=("legacy",), which=lambda p: "/usr/sbin/" + p)
+    cleaner = Cleaner(netns="ntpX", backend="legacy", which=lambda p: "/usr/sbin/" + p)
     report = cleaner.cleanup()
     assert report.errors == []
     assert all(argv[:4] == ["ip", "netns", "exec", "ntpX"] for argv, _ in kernel.calls)
@@ -141,7 +144,7 @@ def test_cleaner_runs_in_the_netns_and_is_idempotent(monkeypatch):
     assert "legacy ipv4 filter KUBE-SERVICES" in report.removed_chains
     assert ["nft", "delete", "table", "ip", "kube-proxy"] in report.commands
     kernel2 = FakeKernel({"iptables-legacy-save": ""})
-    again = Cleaner(netns="ntpX", backends=("legacy",), exec_=kernel2,
+    again = Cleaner(netns="ntpX", backend="legacy", exec_=kernel2,
                     which=lambda p: None if p == "nft" else "/x").cleanup()
     assert again.nothing_to_do and "nft: not installed" in again.skipped
 
@@ -153,14 +156,14 @@ def test_cleaner_reports_a_failed_restore():
         if argv[0].endswith("-save"):
             return Result(0, SAVE if argv[0].startswith("iptables-") else "", "")
         return Result(0, "", "")
-    report = Cleaner(backends=("nft",), exec_=run, which=lambda p: "/x").cleanup()
+    report = Cleaner(backend="nft", exec_=run, which=lambda p: "/x").cleanup()
     assert report.errors == ["iptables-nft-restore failed: iptables-restore: line 3 failed"]
     assert report.removed_chains == []
 
 
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="unknown iptables backend 'foo'"):
-        Cleaner(backends=("foo",))
+        Cleaner(backend="foo")
 
 
 def test_cleaner_uses_the_families_binaries_and_reports_a_failed_save():
@@ -171,6 +174,6 @@ def test_cleaner_uses_the_families_binaries_and_reports_a_failed_save():
         if argv[0] == "ip6tables-legacy-save":
             return Result(1, "", "can't initialize ip6tables table")
         return Result(0, "", "")
-    report = Cleaner(backends=("legacy",), exec_=run, which=lambda p: "/x").cleanup()
+    report = Cleaner(backend="legacy", exec_=run, which=lambda p: "/x").cleanup()
     assert {"iptables-legacy-save", "ip6tables-legacy-save"} <= set(seen)
     assert report.skipped == ["ip6tables-legacy-save failed: can't initialize ip6tables table"]

@@ -24,9 +24,10 @@ def test_flags_to_config(tmp_path):
     assert (k.node_name, k.node_ip, k.capacity["cpu"], k.capacity["pods"]) == ("w1", "172.18.0.3", "4", "20")
     assert k.labels == {"zone": "a"} and k.taints == [{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]
     assert k.heartbeat_interval == 2 and k.lease_duration == 40
-    assert cfg.iptables_backend == "legacy" and cfg.proxy_mode == "iptables" and cfg.state_dir == str(tmp_path / "s")
+    assert cfg.proxy_options == {"iptables_backend": "legacy"} and cfg.proxy_mode == "iptables"
+    assert cfg.state_dir == str(tmp_path / "s")
     auto = agent_cmd.build_config(parse(tmp_path, "--iptables-backend", "auto", "--proxy-mode", "none"))
-    assert auto.iptables_backend == "iptables" and auto.proxy_mode is None
+    assert auto.proxy_options == {} and auto.proxy_mode is None
     assert auto.state_dir.endswith("/nodes/w1")
 
 

@@ -16,7 +16,8 @@ import time
 
 from netemu.agent.proxy.iptables import UPSTREAM_TEST_NODE, render
 from netemu.agent.proxy.iptables.dump import parse
-from netemu.agent.proxy.trace import Packet, Tracer
+from netemu.agent.proxy.iptables.trace import Tracer
+from netemu.agent.proxy.tracing import Packet
 
 
 def cluster(n: int, endpoints: int = 5) -> tuple[list[dict], list[dict]]:

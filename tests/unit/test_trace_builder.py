@@ -12,7 +12,8 @@ import pytest
 
 from netemu.agent.proxy.iptables import UPSTREAM_TEST_NODE, render
 from netemu.agent.proxy.iptables.dump import parse
-from netemu.agent.proxy.trace import Packet, Tracer
+from netemu.agent.proxy.iptables.trace import Tracer
+from netemu.agent.proxy.tracing import Packet
 from tests.unit.test_trace_fixtures import EXTERNAL_CLIENT, EXTERNAL_CLIENT_BLOCKED, NODE_IP, NODE_IPS
 from tests.unit.test_trace_upstream import ETP_LOCAL_CASES, LOAD_BALANCER_CASES, NO_ENDPOINTS_CASES, upstream_output
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from netemu.agent.proxy.iptables.dump import parse
-from netemu.agent.proxy.trace import MAX_BRANCHES, Packet, TraceError, Tracer
+from netemu.agent.proxy.iptables.trace import MAX_BRANCHES, Tracer
+from netemu.agent.proxy.tracing import Packet, TraceError
 
 
 def nat(*rules: str, chains: tuple[str, ...] = ("A", "B")) -> Tracer:
@@ -166,7 +167,7 @@ def test_malformed_values_are_reported_never_a_crash():
 def test_fuzzed_rules_never_crash_parse_trace_or_plan():
     import random
 
-    from netemu.agent.proxy.cleanup import plan_iptables
+    from netemu.agent.proxy.iptables.cleanup import plan_iptables
 
     vocab = ["-s", "-d", "!", "-p", "tcp", "udp", "-m", "mark", "--mark", "0x4000/0x4000", "statistic",
              "--mode", "random", "--probability", "0.5", "2", "-j", "-g", "A", "B", "KUBE-X", "DNAT",

@@ -8,8 +8,9 @@ dumps for the tracer; verify.py checks this machine's iptables against the build
 times the builder. The applier (apply.py) is the only part that touches the kernel;
 canary.py watches it for flushes (upstream's Monitor) through the applier.
 
-``render()`` is the one-call entry for fixtures, tracers and ``netemu proxy render``: lists of
-Service and EndpointSlice dicts in, RuleSet out.
+``render()`` is the one-call entry for fixtures and tracers: lists of Service and EndpointSlice
+dicts in, RuleSet out; ``rendering()`` is the registry's renderer hook (``netemu proxy render``).
+The mode's other hooks: proxier.make_proxier, trace.trace, cleanup.cleanup (see ../modes.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from ..model import NodeInfo, ProxyConfig, endpoints_by_service_port, service_port_map
+from ..modes import Rendering
 from .builder import BuildCache, RuleSet, build, probability
 from .chains import JumpRule, canary_chains, jump_rules
 
@@ -24,7 +26,7 @@ from .chains import JumpRule, canary_chains, jump_rules
 UPSTREAM_TEST_NODE = NodeInfo("test-node", ("192.168.0.2",), "10.0.0.0/8")
 
 __all__ = ["BuildCache", "RuleSet", "JumpRule", "build", "canary_chains", "jump_rules", "probability", "render",
-           "UPSTREAM_TEST_NODE"]
+           "rendering", "UPSTREAM_TEST_NODE"]
 
 
 def render(services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]],
@@ -35,3 +37,19 @@ def render(services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, 
     svc_map = service_port_map(services, node, problems=problems)
     eps_map = endpoints_by_service_port(slices, node, problems=problems)
     return build(svc_map, eps_map, node, config)
+
+
+def rendering(services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]], node: NodeInfo,
+              config: ProxyConfig | None = None, *, problems: list[str] | None = None,
+              upstream_order: bool = False, save_form: bool = False) -> Rendering:
+    """The registry's renderer hook: the full-sync ``iptables-restore`` input (sorted like
+    upstream's test dumps, or in ``iptables-save`` form, on request) and how to compare it."""
+    from .normalize import compare, save_form as in_save_form, sort_like_upstream
+
+    rules = render(services, slices, node, config, problems=problems)
+    ipv6 = node.ip_family == "IPv6"
+    text = sort_like_upstream(rules.text) if upstream_order else rules.text
+    if save_form:
+        text = in_save_form(text, ipv6)
+    summary = f"filter {rules.rule_counts['filter']} rules, nat {rules.rule_counts['nat']} rules"
+    return Rendering(text, summary, lambda theirs: compare(rules.text, theirs, ipv6))

@@ -21,7 +21,8 @@ from netemu.agent.proxy.iptables.chains import FILTER_TOP_CHAINS, KUBELET_FIREWA
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("iptables", "nft", "legacy")
+BACKENDS = ("nft", "legacy")                          # the two sets of binaries
+BACKEND_CHOICES = ("auto", "iptables", *BACKENDS)     # auto, iptables: the system's alternative
 
 # upstream pkg/util/iptables: WaitSecondsValue / WaitIntervalUsecondsValue for the xtables lock
 _WAIT = ["-w", "5", "-W", "100000"]
@@ -44,10 +45,10 @@ def detect_backend(version_output: str) -> str:
 
 
 def resolve_backend(backend: str, exec_: Exec = local_exec) -> str:
-    """The concrete backend (``nft``/``legacy``) for a flag value; ``iptables`` asks the system."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown iptables backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if backend != "iptables":
+    """The concrete backend (``nft``/``legacy``) for a flag value; ``auto``/``iptables`` ask the system."""
+    if backend not in BACKEND_CHOICES:
+        raise ValueError(f"unknown iptables backend {backend!r}: choose one of {', '.join(BACKEND_CHOICES)}")
+    if backend in BACKENDS:
         return backend
     result = exec_(["iptables", "--version"])
     if result.returncode != 0:

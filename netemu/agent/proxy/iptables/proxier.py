@@ -176,3 +176,9 @@ class IptablesProxier(Proxier):
         self._cleanup_backlog.clear()
         return plan
 
+
+
+def make_proxier(node: NodeInfo, config: ProxyConfig, *, exec_: Exec = local_exec,
+                 iptables_backend: str = "auto", **kwargs) -> IptablesProxier:
+    """The registry's proxier hook (``--iptables-backend``: auto/iptables, nft or legacy)."""
+    return IptablesProxier(node, config, backend=iptables_backend, exec_=exec_, **kwargs)

@@ -26,11 +26,16 @@ does not use them for service traffic). Whether one rule matches is trace_match.
 from __future__ import annotations
 
 import ipaddress
-import json
-from dataclasses import asdict, dataclass, field, replace
+import shutil
+from dataclasses import dataclass, replace
+from typing import Callable
 
+from netemu.agent.proxy.commands import Exec
+from netemu.agent.proxy.iptables.apply import BACKENDS
 from netemu.agent.proxy.iptables.dump import Chain, Dump, Rule, Table, no_gc, parse, parse_rule
-from netemu.agent.proxy.trace_match import PROTO_NUMBERS, MatchEvaluator, address, mark_mask
+from netemu.agent.proxy.iptables.trace_match import MatchEvaluator, address, mark_mask
+from netemu.agent.proxy.tracing import (Outcome, Packet, TraceError, TraceResult, check_packet, join_hostport,
+                                        merge)
 
 MASQ_MARK = 0x4000
 MAX_BRANCHES = 5000
@@ -62,66 +67,6 @@ STANDARD_JUMPS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 _SILENT_TARGETS = {"LOG", "NFLOG", "TRACE", "CONNMARK", "NOTRACK", "CT", "CHECKSUM", "TCPMSS", "AUDIT"}
-
-
-class TraceError(ValueError):
-    """Bad trace input (an address or protocol that is not one): a clear message for the user."""
-
-
-@dataclass(frozen=True)
-class Packet:
-    src: str
-    dst: str
-    dport: int
-    proto: str = "tcp"
-    sport: int = 40000
-    iif: str | None = None
-    oif: str | None = None
-
-
-@dataclass
-class Outcome:
-    """One way the packet can go, with the probability of going that way."""
-
-    probability: float
-    verdict: str                    # ACCEPT (delivered or forwarded), DROP or REJECT
-    destination: str | None         # "ip:port" after DNAT, None when not DNATed
-    endpoint_chain: str | None      # the KUBE-SEP-... chain that DNATed, if any
-    masquerade: bool                # SNAT/MASQUERADE happened in nat POSTROUTING
-    masquerade_mark: bool           # the 0x4000 mark was set when the nat hook finished
-    route: str                      # "local" (INPUT) or "forward" (FORWARD), or "output"
-    verdict_by: str | None          # the rule that gave a DROP/REJECT/explicit ACCEPT
-    chains: list[str] = field(default_factory=list)
-    rules: list[str] = field(default_factory=list)
-
-
-@dataclass
-class TraceResult:
-    packet: Packet
-    origin: str
-    hook: str
-    node_ips: list[str]
-    outcomes: list[Outcome]
-    affinity: str | None = None
-    unevaluated: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def endpoints(self) -> dict[str, float]:
-        """DNAT destination -> probability, for the outcomes that are not dropped."""
-        out: dict[str, float] = {}
-        for o in self.outcomes:
-            if o.destination and o.verdict == "ACCEPT":
-                out[o.destination] = out.get(o.destination, 0.0) + o.probability
-        return out
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    def render(self) -> str:
-        return render(self)
 
 
 @dataclass(frozen=True)
@@ -168,7 +113,7 @@ class Tracer:
     def trace(self, packet: Packet, node_ips: list[str] | tuple[str, ...] = (),
               origin: str | None = None, ipsets: dict[str, list[str]] | None = None,
               mark: int = 0) -> TraceResult:
-        _check_packet(packet, node_ips)
+        check_packet(packet, node_ips)
         run = _Run(self, packet, list(node_ips), ipsets or {})
         if origin is None:
             origin = "node" if run.is_local(packet.src) else "pod-or-external"
@@ -178,7 +123,7 @@ class Tracer:
         start = _State(1.0, packet.src, packet.dst, packet.dport, mark)
         with no_gc():     # rules split on first use create many small acyclic objects
             outcomes = run.through_node(start, hook)
-        return TraceResult(packet, origin, hook, list(node_ips), _merge(outcomes), run.affinity,
+        return TraceResult(packet, origin, hook, list(node_ips), merge(outcomes), run.affinity,
                            sorted(set(run.unevaluated)), list(dict.fromkeys(self.notes + run.notes)))
 
 
@@ -189,19 +134,6 @@ def _copy_table(t: Table) -> Table:
 
 def _new_builtin(name: str, rules: list[Rule]) -> Chain:
     return Chain(name, "ACCEPT", None, rules)
-
-
-def _check_packet(packet: Packet, node_ips) -> None:
-    for label, ip in [("source", packet.src), ("destination", packet.dst)] + [("node IP", n) for n in node_ips]:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise TraceError(f"{label} {ip!r} is not an IP address") from None
-    if packet.proto.lower() not in PROTO_NUMBERS:
-        raise TraceError(f"protocol {packet.proto!r} is not one of tcp, udp, sctp")
-    for label, port in (("destination port", packet.dport), ("source port", packet.sport)):
-        if not 0 <= int(port) <= 65535:
-            raise TraceError(f"{label} {port} is out of range 0-65535")
 
 
 class _Run(MatchEvaluator):
@@ -350,12 +282,12 @@ class _Run(MatchEvaluator):
                 return s, "DNAT"
             ip, port = _split_hostport(to.value, s.dport)
             sep = chain if chain.startswith("KUBE-SEP-") else s.sep
-            return replace(s, dst=ip, dport=port, dnat=f"{_join(ip, port)}", sep=sep), "DNAT"
+            return replace(s, dst=ip, dport=port, dnat=f"{join_hostport(ip, port)}", sep=sep), "DNAT"
         if t == "REDIRECT":
             to = rule.target_option("to-ports")
             port = int(to.value.split("-")[0]) if to and to.value else s.dport
             ip = self.node_ips[0] if self.node_ips else "127.0.0.1"
-            return replace(s, dst=ip, dport=port, dnat=_join(ip, port)), "DNAT"
+            return replace(s, dst=ip, dport=port, dnat=join_hostport(ip, port)), "DNAT"
         if t in ("MASQUERADE", "SNAT"):
             return replace(s, snat=True), t
         return None
@@ -403,43 +335,54 @@ def _split_hostport(value: str, default_port: int) -> tuple[str, int]:
     return host, int(port.split("-")[0]) if port else default_port
 
 
-def _join(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+# ---- the mode's tracer hook (`netemu trace`, through the registry) -------------------------
+
+def trace(dump: str | None, packet: Packet, *, exec_: Exec, node_ips=(), origin: str | None = None,
+          ipsets: dict[str, list[str]] | None = None, backend: str | None = None,
+          which: Callable[[str], str | None] = shutil.which) -> TraceResult:
+    """Trace ``packet`` through ``dump`` (restore or save text), or, when ``dump`` is None,
+    through the rules the kernel holds now, read with ``iptables-save`` through ``exec_``
+    (``backend``: nft or legacy; default the one holding kube-proxy's rules). TraceError for
+    unusable input."""
+    note = None
+    if dump is None:
+        dump, note = read_live(exec_, backend, which)
+    parsed = parse(dump)
+    if not parsed.tables:
+        raise TraceError("the dump holds no table (is it iptables-save / restore text?)")
+    result = Tracer(parsed).trace(packet, node_ips, origin, ipsets or {})
+    if note:
+        result.notes.insert(0, note)
+    return result
 
 
-def _merge(outcomes: list[Outcome]) -> list[Outcome]:
-    merged: dict[tuple, Outcome] = {}
-    for o in outcomes:
-        key = (o.verdict, o.destination, o.masquerade, o.route, tuple(o.chains))
-        if key in merged:
-            merged[key].probability += o.probability
-        else:
-            merged[key] = o
-    return list(merged.values())
+def read_live(exec_: Exec, backend: str | None = None,
+              which: Callable[[str], str | None] = shutil.which) -> tuple[str, str | None]:
+    """iptables-save text of the chosen backend, or else of the backend holding KUBE- rules,
+    and a note saying which was read.
+
+    Both backends can hold rules at once and both apply to packets; kube-proxy writes to one
+    (upstream picks the one with more rules). Reading the system default blindly would trace an
+    empty table on a node whose kube-proxy uses the other backend."""
+    if backend:
+        return _save(exec_, [f"iptables-{backend}-save"]), None
+    found = {b: _save(exec_, [f"iptables-{b}-save"]) for b in BACKENDS if which(f"iptables-{b}-save")}
+    counts = {b: text.count("-A KUBE-") for b, text in found.items()}
+    if not counts or max(counts.values()) == 0:
+        return _save(exec_, ["iptables-save"]), "no KUBE- rules in either iptables backend"
+    best = max(counts, key=counts.get)
+    other = [b for b in counts if b != best and counts[b]]
+    note = f"read iptables-{best}-save (it holds kube-proxy's rules)"
+    if other:
+        note += f"; iptables-{other[0]} also holds {counts[other[0]]} KUBE- rules, not traced (--backend)"
+    return found[best], note
 
 
-def render(result: TraceResult) -> str:
-    """Human-readable answer: one block per outcome, most likely first."""
-    p = result.packet
-    head = (f"{p.proto.lower()} {p.src}:{p.sport} -> {_join(p.dst, p.dport)}   "
-            f"from {result.origin} (enters nat {result.hook})"
-            + (f", node IPs {', '.join(result.node_ips)}" if result.node_ips else ""))
-    lines = [head]
-    if result.affinity:
-        lines.append(result.affinity)
-    if not result.outcomes:
-        lines.append("  (no outcome: the trace was cut short)")
-    for o in sorted(result.outcomes, key=lambda o: -round(o.probability, 9)):
-        what = f"DNAT -> {o.destination}" if o.destination else "no DNAT"
-        verdict = o.verdict if o.verdict != "ACCEPT" else ("delivered locally" if o.route == "local"
-                                                           else "accepted")
-        masq = "yes" if o.masquerade else ("marked, not reached" if o.masquerade_mark else "no")
-        lines.append(f"  {o.probability * 100:6.2f}%  {what:<28} {verdict:<18} masquerade: {masq}")
-        lines.append("           " + " -> ".join(o.chains))
-        if o.verdict_by and o.verdict != "ACCEPT":
-            lines.append(f"           {o.verdict} by {o.verdict_by}")
-    for u in result.unevaluated:
-        lines.append(f"cannot evaluate: {u}")
-    for n in result.notes:
-        lines.append(f"note: {n}")
-    return "\n".join(lines) + "\n"
+def _save(exec_: Exec, argv: list[str]) -> str:
+    try:
+        done = exec_(argv)
+    except FileNotFoundError:
+        raise TraceError(f"{argv[0]} is not installed") from None
+    if done.returncode != 0:
+        raise TraceError(f"{' '.join(argv)} failed: {done.stderr.strip()[:300]}")
+    return done.stdout

@@ -16,11 +16,11 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from netemu.agent.proxy.iptables.dump import Rule
+from netemu.agent.proxy.tracing import PROTO_NUMBERS
 
 if TYPE_CHECKING:
-    from netemu.agent.proxy.trace import Packet, _State
-
-PROTO_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "udplite": 136}
+    from netemu.agent.proxy.iptables.trace import _State
+    from netemu.agent.proxy.tracing import Packet
 
 
 class MatchEvaluator:
