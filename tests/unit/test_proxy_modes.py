@@ -167,3 +167,16 @@ def test_up_hands_the_modes_flags_to_every_agent(fake_mode):
                          (["--proxy-mode", "fake", "--iptables-backend", "nft"], "option of proxy mode iptables")):
         with pytest.raises(UsageError, match=message):
             cluster_cmd.proxy_argv(build_parser(cluster_cmd.COMMANDS).parse_args(["up", *bad]))
+
+
+def test_every_mode_package_is_in_the_independence_contract():
+    """The third line a new mode writes: .importlinter keeps mode packages from importing each other."""
+    import configparser
+    from pathlib import Path
+
+    contract = configparser.ConfigParser()
+    contract.read(Path(__file__).resolve().parents[2] / ".importlinter")
+    listed = set(contract["importlinter:contract:proxy-modes"]["modules"].split())
+    packages = {".".join(hook.split(":")[0].split(".")[:4])      # netemu.agent.proxy.MODE[.module]:attr
+                for m in modes.MODES for hook in (m.proxier, m.renderer, m.tracer, m.cleanup) if hook}
+    assert packages == {f"netemu.agent.proxy.{m.name}" for m in modes.MODES} and packages <= listed
