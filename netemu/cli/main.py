@@ -23,10 +23,12 @@ COMMAND_MODULES = (
     "netemu.cli.trace_cmd",
     "netemu.cli.demo_cmd",
     "netemu.cli.labvm_cmd",
-    "netemu.cli.controlplane_cmd",
+    "netemu.cli.explain_cmd",
+    "netemu.cli.fake_nodes_cmd",
     "netemu.cli.agent_cmd",
     "netemu.cli.cluster_cmd",
-    "netemu.cli.workload_cmd",
+    "netemu.cli.apply_get_delete_cmd",
+    "netemu.cli.exec_logs_cmd",
     "netemu.cli.cluster_demo_cmd",
 )
 

@@ -9,7 +9,7 @@ import io
 import pytest
 
 from netemu.api.manifests import ManifestError, load
-from netemu.cli.workload_cmd import load_manifests
+from netemu.cli.apply_get_delete_cmd import load_manifests
 
 
 def pod(name: str) -> str:

@@ -62,8 +62,8 @@ BREAKS = {
     "emulator -> testing": ("netemu/emulator/supervisor.py", "import netemu.testing.fakenodes",
                             "netemu.emulator.supervisor -> netemu.testing.fakenodes"),
     # a harness reached from a CLI module that is not one of the harness commands
-    "cli -> testing": ("netemu/cli/workload_cmd.py", "from netemu.testing import netnslab",
-                       "netemu.cli.workload_cmd -> netemu.testing.netnslab"),
+    "cli -> testing": ("netemu/cli/apply_get_delete_cmd.py", "from netemu.testing import netnslab",
+                       "netemu.cli.apply_get_delete_cmd -> netemu.testing.netnslab"),
     # the node agent going around the API
     "agent -> store": ("netemu/agent/kubelet/kubelet.py", "from netemu.store import factory",
                        "netemu.agent.kubelet.kubelet -> netemu.store.factory"),

@@ -8,8 +8,8 @@ import pytest
 
 from netemu.agent.runtime.names import pod_netns_of
 from netemu.cli.main import UsageError, main
-from netemu.cli.workload_cmd import (load_manifests, qualified, render_table, resolve_kind, split_exec_words,
-                                     would_change)
+from netemu.cli.apply_get_delete_cmd import load_manifests, qualified, render_table, resolve_kind, would_change
+from netemu.cli.exec_logs_cmd import split_exec_words
 
 
 @pytest.mark.parametrize("word,resource", [
@@ -113,7 +113,7 @@ def test_exec_errors_before_touching_anything(tmp_path, capsys, monkeypatch):
 
 
 def test_fallback_table_for_a_server_without_tables():
-    from netemu.cli.workload_cmd import fallback_table
+    from netemu.cli.apply_get_delete_cmd import fallback_table
     listed = {"kind": "PodList", "items": [{"metadata": {"name": "a", "namespace": "x"}},
                                            {"metadata": {"name": "bb", "namespace": "y"}}]}
     assert render_table(fallback_table(listed), namespace_column=True).splitlines() == [

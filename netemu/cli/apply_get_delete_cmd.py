@@ -1,4 +1,5 @@
-"""``netemu apply/get/delete/exec/logs``: the workload commands, for users without kubectl.
+"""``netemu apply``, ``netemu get`` and ``netemu delete``: objects in and out of the cluster, for
+users without kubectl (``netemu exec`` and ``logs`` are in exec_logs_cmd.py).
 
 They talk to the cluster's API server with the same kubeconfig kubectl uses (``--kubeconfig``,
 ``$KUBECONFIG``, or the state dir's), so what they do is what kubectl would do against it:
@@ -8,21 +9,14 @@ They talk to the cluster's API server with the same kubeconfig kubectl uses (``-
   left in place, not deleted). Whether the patch changes anything is decided by running the same
   pure patch function the server runs, so "unchanged" costs no write and no resourceVersion bump.
 - ``get`` prints the server's own Table (upstream's columns), so it reads like ``kubectl get``.
-- ``exec`` runs a command in the pod's network namespace (netemu/agent/runtime/names.py) or a
-  node's (from the state dir's cluster.json) through ``ip netns exec`` as an argv list.
-- ``logs`` reads the pods/log subresource, which the API server proxies to the node's kubelet.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -30,11 +24,11 @@ from netemu.api import errors, kinds, manifests
 from netemu.api.kinds import ResourceType
 from netemu.api.meta import Obj
 from netemu.api.patch import strategic_merge_patch
+from netemu.cli.access import add_access_arguments, client_for, run_api
 from netemu.cli.main import Command, UsageError
 from netemu.client import ApiClient
 from netemu.client import paths as api_paths
 
-DEFAULT_STATE_DIR = os.environ.get("NETEMU_STATE_DIR") or "/var/lib/netemu/default"   # as netemu up
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 # Fields the server owns: a manifest never sets them, so they never make a change.
 SERVER_FIELDS = ("resourceVersion", "uid", "generation", "creationTimestamp", "managedFields")
@@ -146,42 +140,7 @@ def prefixed(table: Obj, kind_name: str) -> Obj:
     return {**table, "rows": rows}
 
 
-def split_exec_words(pod: str | None, words: list[str], node: str | None) -> tuple[str | None, list[str], list[str]]:
-    """(pod, options given after the pod, command) from what argparse left.
-
-    argparse cannot tell ``exec --node N -- cmd`` (the command's first word lands in POD) nor
-    ``exec POD -n NS -- cmd`` (the options land in the command) apart: undone here."""
-    if node is not None:
-        return None, [], ([pod] if pod is not None else []) + words
-    if "--" in words:
-        cut = words.index("--")
-        return pod, words[:cut], words[cut + 1:]
-    return pod, [], words
-
-
-def kubeconfig_path(args: argparse.Namespace) -> str:
-    path = args.kubeconfig or (os.environ.get("KUBECONFIG") or "").split(os.pathsep)[0] \
-        or str(Path(args.state_dir) / "kubeconfig")
-    if not Path(path).is_file():
-        raise UsageError(f"no kubeconfig at {path}: is a cluster up (netemu up), or give --kubeconfig")
-    return path
-
-
-def cluster_nodes(state_dir: str) -> dict[str, Obj]:
-    path = Path(state_dir) / "cluster.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("nodes") or {}
-    except FileNotFoundError:
-        raise UsageError(f"no cluster at {state_dir} ({path} is missing): netemu up first") from None
-    except ValueError as exc:
-        raise UsageError(f"{path}: not valid JSON: {exc}") from None
-
-
 # -- the API calls --------------------------------------------------------------------------------
-
-def _client(args: argparse.Namespace) -> ApiClient:
-    return ApiClient.from_kubeconfig(kubeconfig_path(args), user_agent="netemu-cli")
-
 
 def _namespace_of(rt: ResourceType, obj: Obj, default: str) -> str | None:
     return ((obj.get("metadata") or {}).get("namespace") or default) if rt.namespaced else None
@@ -278,57 +237,10 @@ async def delete_object(client: ApiClient, rt: ResourceType, name: str, namespac
                         propagation_policy="Background", grace_period_seconds=grace)
 
 
-async def stream_logs(client: ApiClient, namespace: str, pod: str, container: str | None,
-                      follow: bool, tail: int | None, previous: bool, out) -> None:
-    """Copy the pods/log answer (plain text, a stream when following) to ``out`` as it comes."""
-    pods = kinds.by_resource("", "v1", "pods")
-    obj = await client.get(pods, pod, namespace)
-    names = [c["name"] for c in (obj.get("spec") or {}).get("containers") or []]
-    if container is None and len(names) > 1:
-        raise UsageError(f"a container name must be specified for pod {pod}, choose one of: {names}")
-    if container is not None and container not in names:
-        raise UsageError(f"container {container} is not valid for pod {pod} (it has: {names})")
-    params = {"container": container or names[0], "follow": follow or None, "tailLines": tail,
-              "previous": previous or None}
-    url = client.server + api_paths.resource_path(pods, namespace, pod, "log") + \
-        api_paths.query_string(params)
-    import aiohttp
-    timeout = aiohttp.ClientTimeout(total=None if follow else client.timeout)
-    session = client._get_session()  # noqa: SLF001 - the client reads JSON only
-    async with session.get(url, headers={"Accept": "*/*"}, ssl=client._ssl, timeout=timeout) as resp:  # noqa: SLF001
-        if resp.status >= 400:
-            text = await resp.text()
-            from netemu.client.errors import from_status
-            raise from_status(resp.status, json.loads(text) if text.startswith("{") else None, text)
-        async for chunk in resp.content.iter_any():
-            out.write(chunk)
-            out.flush()
-
-
 # -- the commands ---------------------------------------------------------------------------------
 
-def _common(p: argparse.ArgumentParser, namespace: bool = True) -> None:
-    p.add_argument("--kubeconfig", help="kubeconfig (default: $KUBECONFIG, else STATE_DIR/kubeconfig)")
-    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
-                   help=f"the cluster's state dir (default {DEFAULT_STATE_DIR})")
-    if namespace:
-        p.add_argument("-n", "--namespace", help="namespace (default: default)")
-
-
-def _run_async(coro) -> Any:
-    """Run one command's coroutine; an API error is one clear line, exit 1, like kubectl's."""
-    try:
-        return asyncio.run(coro)
-    except errors.StatusError as exc:
-        print(f"Error from server ({type(exc).reason}): {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # aiohttp's connection errors are OSErrors
-        print(f"netemu: cannot reach the API server: {exc}", file=sys.stderr)
-        return 1
-
-
 def _args_apply(p: argparse.ArgumentParser) -> None:
-    _common(p)
+    add_access_arguments(p)
     p.add_argument("-f", "--filename", action="append", required=True,
                    help="manifest file, directory of manifests, or - for stdin (repeatable)")
     p.add_argument("-R", "--recursive", action="store_true",
@@ -341,16 +253,16 @@ def run_apply(args: argparse.Namespace) -> int:
         resource_of(obj)  # every kind checked before the first write
 
     async def go() -> int:
-        async with _client(args) as client:
+        async with client_for(args) as client:
             for obj in objects:
                 result = await apply_object(client, obj, args.namespace or "default")
                 print(f"{qualified(resource_of(obj))}/{obj['metadata']['name']} {result}")
         return 0
-    return _run_async(go())
+    return run_api(go())
 
 
 def _args_get(p: argparse.ArgumentParser) -> None:
-    _common(p)
+    add_access_arguments(p)
     p.add_argument("kind", help="kind, plural or short name (pods, po, deploy, svc, nodes, ...); "
                    "several with commas (deploy,svc)")
     p.add_argument("name", nargs="?", help="one object's name (default: all)")
@@ -368,7 +280,7 @@ def run_get(args: argparse.Namespace) -> int:
     ns = None if args.all_namespaces else (args.namespace or "default")
 
     async def go() -> int:
-        async with _client(args) as client:
+        async with client_for(args) as client:
             text, count = await get_many(client, rts, args.name, ns, args.output or "", args.selector)
         if count == 0 and not args.output:
             where = f" in {ns} namespace" if any(rt.namespaced for rt in rts) and ns else ""
@@ -376,11 +288,11 @@ def run_get(args: argparse.Namespace) -> int:
         else:
             print(text)
         return 0
-    return _run_async(go())
+    return run_api(go())
 
 
 def _args_delete(p: argparse.ArgumentParser) -> None:
-    _common(p)
+    add_access_arguments(p)
     p.add_argument("kind", nargs="?", help="kind, plural or short name")
     p.add_argument("names", nargs="*", help="names of the objects")
     p.add_argument("-f", "--filename", action="append", help="delete what these manifests name")
@@ -408,7 +320,7 @@ def run_delete(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         rc = 0
-        async with _client(args) as client:
+        async with client_for(args) as client:
             for rt, name, ns in targets:
                 try:
                     await delete_object(client, rt, name, ns, args.grace_period)
@@ -418,97 +330,11 @@ def run_delete(args: argparse.Namespace) -> int:
                         print(f"Error from server (NotFound): {exc}", file=sys.stderr)
                         rc = 1
         return rc
-    return _run_async(go())
-
-
-def _args_exec(p: argparse.ArgumentParser) -> None:
-    _common(p)
-    p.add_argument("-c", "--container", help="container (all of a pod's share its network namespace)")
-    p.add_argument("--node", help="run in this node's network namespace instead of a pod's")
-    p.add_argument("pod", nargs="?", help="the pod")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
-
-
-def _pod_netns(args: argparse.Namespace, pod_name: str) -> str:
-    pods = kinds.by_resource("", "v1", "pods")
-
-    async def go() -> Obj:
-        async with _client(args) as client:
-            return await client.get(pods, pod_name, args.namespace or "default")
-    try:
-        pod = asyncio.run(go())
-    except errors.NotFound as exc:
-        raise UsageError(str(exc)) from None
-    names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
-    if args.container and args.container not in names:
-        raise UsageError(f"container {args.container} is not valid for pod {pod_name} (it has: {names})")
-    from netemu.agent.runtime.names import pod_netns_of   # here: the runtime package is not light
-    try:
-        netns = pod_netns_of(pod)
-    except ValueError as exc:
-        raise UsageError(f"pod {pod_name}: {exc}") from None
-    if not Path("/run/netns", netns).exists():
-        phase = (pod.get("status") or {}).get("phase", "Pending")
-        raise UsageError(f"pod {pod_name} has no sandbox on this machine yet (phase {phase}, "
-                         f"no /run/netns/{netns})")
-    return netns
-
-
-def run_exec(args: argparse.Namespace) -> int:
-    pod, extra, command = split_exec_words(args.pod, args.command, args.node)
-    if extra:  # options typed after POD: parsed with the same definitions
-        more = argparse.ArgumentParser(prog="netemu exec", add_help=False)
-        _common(more)
-        more.add_argument("-c", "--container")
-        more.add_argument("--node")
-        parsed, unknown = more.parse_known_args(extra)
-        if unknown:
-            raise UsageError(f"unknown options before --: {' '.join(unknown)}")
-        for key, value in vars(parsed).items():
-            if value is not None and value != more.get_default(key):
-                setattr(args, key, value)
-        if args.node is not None:
-            raise UsageError("give either POD or --node NODE, not both")
-    if not command:
-        raise UsageError("exec needs a command after --, e.g. netemu exec POD -- ip addr")
-    if args.node is not None:
-        nodes = cluster_nodes(args.state_dir)
-        if args.node not in nodes:
-            raise UsageError(f"no node {args.node!r} in this cluster (nodes: {', '.join(sorted(nodes))})")
-        netns = nodes[args.node]["netns"]
-    elif pod:
-        netns = _pod_netns(args, pod)
-    else:
-        raise UsageError("exec needs a POD or --node NODE")
-    try:
-        return subprocess.run(["ip", "netns", "exec", netns, *command], check=False).returncode
-    except FileNotFoundError:
-        raise UsageError("the ip command (iproute2) is not installed") from None
-
-
-def _args_logs(p: argparse.ArgumentParser) -> None:
-    _common(p)
-    p.add_argument("pod", help="the pod")
-    p.add_argument("-c", "--container", help="container (needed when the pod has several)")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    p.add_argument("--tail", type=int, help="only the last N lines")
-    p.add_argument("-p", "--previous", action="store_true", help="the previous instance's log")
-
-
-def run_logs(args: argparse.Namespace) -> int:
-    async def go() -> int:
-        async with _client(args) as client:
-            await stream_logs(client, args.namespace or "default", args.pod, args.container,
-                              args.follow, args.tail, args.previous, sys.stdout.buffer)
-        return 0
-    return _run_async(go())
+    return run_api(go())
 
 
 COMMANDS = [
     Command("apply", "create or update objects from manifests (-f FILE|DIR|-)", _args_apply, run_apply),
     Command("get", "list objects of a kind, or show one (table, wide, yaml, json, name)", _args_get, run_get),
     Command("delete", "delete objects by KIND NAME... or by manifest (-f)", _args_delete, run_delete),
-    Command("exec", "run a command in a pod's network namespace (POD -- CMD) or a node's "
-            "(--node NODE -- CMD)", _args_exec, run_exec),
-    Command("logs", "print a container's log (through the API's pods/log)", _args_logs, run_logs),
 ]
