@@ -21,7 +21,7 @@ COMMAND_MODULES = (
     "netemu.cli.proxy_cmd",
     "netemu.cli.proxy_run_cmd",
     "netemu.cli.trace_cmd",
-    "netemu.cli.demo_cmd",
+    "netemu.cli.proxy_demo_cmd",
     "netemu.cli.labvm_cmd",
     "netemu.cli.explain_cmd",
     "netemu.cli.fake_nodes_cmd",

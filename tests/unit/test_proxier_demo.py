@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from netemu.agent.proxy.model import endpoints_by_service_port, service_ports
-from netemu.cli.demo_cmd import CLUSTER_IP, chain_excerpt, demo_service, demo_slice
+from netemu.cli.proxy_demo_cmd import CLUSTER_IP, chain_excerpt, demo_service, demo_slice
 
 SAVE = """*nat
 :KUBE-SVC-AAA - [0:0]
