@@ -29,7 +29,7 @@ COMMAND_MODULES = (
     "netemu.cli.cluster_cmd",
     "netemu.cli.apply_get_delete_cmd",
     "netemu.cli.exec_logs_cmd",
-    "netemu.cli.cluster_demo_cmd",
+    "netemu.cli.demo_cmd",
 )
 
 
