@@ -22,7 +22,7 @@ COMMAND_MODULES = (
     "netemu.cli.proxy_run_cmd",
     "netemu.cli.trace_cmd",
     "netemu.cli.proxy_demo_cmd",
-    "netemu.cli.labvm_cmd",
+    "netemu.cli.features_cmd",
     "netemu.cli.explain_cmd",
     "netemu.cli.fake_nodes_cmd",
     "netemu.cli.agent_cmd",

@@ -5,21 +5,21 @@ from __future__ import annotations
 import pytest
 
 from netemu import features
-from netemu.cli import labvm_cmd
+from netemu.cli import features_cmd
 from netemu.cli.main import UsageError, main
 from netemu.features import Verdict
 
 
 def test_parse_link_options():
-    assert labvm_cmd.parse_link_options("delay=5ms, loss=1,bw=10") == {"delay": "5ms", "loss": "1", "bw": "10"}
-    assert labvm_cmd.parse_link_options(None) == {}
+    assert features_cmd.parse_link_options("delay=5ms, loss=1,bw=10") == {"delay": "5ms", "loss": "1", "bw": "10"}
+    assert features_cmd.parse_link_options(None) == {}
 
 
 @pytest.mark.parametrize("text, words", [("delay", "NAME=VALUE"), ("delay=", "NAME=VALUE"),
                                          ("latency=5ms", "unknown option 'latency'")])
 def test_parse_link_options_rejects_bad_input(text, words):
     with pytest.raises(UsageError, match=words):
-        labvm_cmd.parse_link_options(text)
+        features_cmd.parse_link_options(text)
 
 
 @pytest.fixture
