@@ -1,4 +1,4 @@
-"""``netemu cluster demo`` (to become ``netemu demo``): the whole cluster demo in one command.
+"""``netemu demo``: the whole cluster demo in one command.
 
 A cluster of ``--nodes`` nodes on Mininet, a 3-replica agnhost Deployment and its Service, a
 client pod on a node without replicas sending HTTP requests to the ClusterIP, the per-pod counts

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "netemu.cli.proxy_cmd",
     "netemu.cli.proxy_run_cmd",
     "netemu.cli.trace_cmd",
+    "netemu.cli.proxy_cleanup_cmd",
     "netemu.cli.proxy_demo_cmd",
     "netemu.cli.features_cmd",
     "netemu.cli.explain_cmd",

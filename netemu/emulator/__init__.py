@@ -10,7 +10,7 @@ Where things are:
 - ``state``      cluster.json, status.json and the locks in the state dir
 - ``cleanup``    what a crashed run left, found from the state dir alone (pure planner + apply)
 - ``status``     ``netemu status`` tables
-- ``demo``       the end-to-end demo (``netemu cluster demo``)
+- ``demo``       the end-to-end demo (``netemu demo``)
 The commands are in netemu/cli/cluster_cmd.py; topologies in topologies/. The KWOK-style stand-in
 agents of ``netemu up --fake-agents`` are netemu/testing/fakeagent.py.
 """
