@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.apiserver_process import ApiServerProcess
+from netemu.testing.apiserver_process import ApiServerProcess
 
 
 @pytest.mark.kubectl

@@ -23,7 +23,7 @@ from netemu.client import ApiClient
 from netemu.testing.fakenodes import FakeKubelet, node_object
 from netemu.controllers.kube import condition, is_deleting, labels_of, name_of, pod_is_ready
 from netemu.controllers.runtime import rt
-from tests.integration.apiserver_process import ApiServerProcess
+from netemu.testing.apiserver_process import ApiServerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from tests.integration.apiserver_process import ApiServerProcess
+from netemu.testing.apiserver_process import ApiServerProcess
 
 MANIFEST = """\
 apiVersion: apps/v1
