@@ -8,4 +8,5 @@ Nothing in the product imports this package (the import-linter contract in .impo
 - ``apiserver_scale``  the API server under a 100-node cluster's control-plane load
 - ``runtime``          pod sandbox creation and memory per pod (root)
 - ``agent``            one node agent's memory and pod start-up (root)
+- ``iptables``         the pure iptables rule builder: full, partial and cached builds (no root)
 """

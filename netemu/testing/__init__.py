@@ -12,4 +12,5 @@ named one by one in that contract.
 - ``fakeagent``          the stand-in node agent of ``netemu up --fake-agents`` (run as ``-m``)
 - ``netnslab``           namespaces, bridges, veths, echo servers for one experiment (``Lab``)
 - ``agentlab``           ``netemu apiserver`` + one ``netemu agent`` in namespaces of their own
+- ``iptables_verify``    this machine's iptables (nft, legacy; IPv4, IPv6) against the rule builder (root)
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netemu.agent.proxy.iptables import render
-from netemu.agent.proxy.iptables.verify import _V4, _V6, main, scenario
+from netemu.testing.iptables_verify import _V4, _V6, main, scenario
 from netemu.agent.proxy.model import ProxyConfig
 
 from .test_iptables_builder import check_jumps

@@ -1,12 +1,15 @@
 """kube-proxy iptables mode (upstream kubernetes v1.32 pkg/proxy/iptables).
 
-Where things are: builder.py assembles one sync's ``iptables-restore`` input from the rules of
-each service port (service_rules.py), optionally reusing them between syncs (cache.py);
-chains.py holds the fixed chains, jump rules and canaries; normalize.py sorts restore text
-like upstream's tests, rewrites it in ``iptables-save`` form and compares dumps; dump.py parses
-dumps for the tracer; verify.py checks this machine's iptables against the builder; bench.py
-times the builder. The applier (apply.py) is the only part that touches the kernel;
-canary.py watches it for flushes (upstream's Monitor) through the applier.
+The mode's shape, as every mode's: pure builder -> applier -> cleanup -> tracer -> proxier.
+builder.py assembles one sync's ``iptables-restore`` input from the rules of each service port
+(service_rules.py), optionally reusing them between syncs (cache.py); chains.py holds the fixed
+chains, jump rules and canaries; dump.py is the one parser of iptables-save/restore text;
+normalize.py sorts restore text like upstream's tests, rewrites it in ``iptables-save`` form and
+compares dumps. The applier (apply.py) is the only part that touches the kernel; canary.py
+watches it for flushes (upstream's Monitor) through the applier. cleanup.py removes what the mode
+left, trace.py (with trace_match.py) walks a dump the way the kernel walks a packet, proxier.py
+runs it all. Outside the product: netemu/testing/iptables_verify.py checks this machine's
+iptables against the builder, netemu/bench/iptables.py times the builder.
 
 ``render()`` is the one-call entry for fixtures and tracers: lists of Service and EndpointSlice
 dicts in, RuleSet out; ``rendering()`` is the registry's renderer hook (``netemu proxy render``).

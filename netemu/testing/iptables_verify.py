@@ -8,7 +8,7 @@ save form. Any difference means the restore text or ``to_save_form`` no longer m
 iptables version. Needs root; touches only the namespaces it makes (removed at the end, also
 on failure).
 
-    sudo .venv/bin/python -m netemu.agent.proxy.iptables.verify [--backends nft,legacy] [--families 4,6]
+    sudo .venv/bin/python -m netemu.testing.iptables_verify [--backends nft,legacy] [--families 4,6]
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import os
 import subprocess
 import sys
 
-from ..model import NodeInfo, ProxyConfig
-from . import render
-from .normalize import compare
+from netemu.agent.proxy.iptables import render
+from netemu.agent.proxy.iptables.normalize import compare
+from netemu.agent.proxy.model import NodeInfo, ProxyConfig
 
 _V4 = dict(node=NodeInfo("node-a", ("192.168.0.2",), "10.0.0.0/8"), svc="172.30.0.", ep="10.180.0.",
            lb="1.2.3.", ext="192.168.99.", ranges=["203.0.113.0/25", "192.168.0.0/24"], tool="iptables")

@@ -11,7 +11,7 @@ Times are CPU seconds of this process (time.process_time): the builder is pure C
 shared machine wall-clock time mostly measures the neighbours.
 Kernel-side costs (restore, delta restore) are measured by scripts/bench_proxy.py.
 
-    .venv/bin/python -m netemu.agent.proxy.iptables.bench [--scales 1000,5000,10000] [--endpoints 5]
+    .venv/bin/python -m netemu.bench.iptables [--scales 1000,5000,10000] [--endpoints 5]
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import argparse
 import statistics
 import time
 
-from .. import hashing
-from ..model import NodeInfo, ProxyConfig, ServiceName, endpoints_by_service_port, service_port_map
-from .builder import BuildCache, build
+from netemu.agent.proxy import hashing
+from netemu.agent.proxy.iptables.builder import BuildCache, build
+from netemu.agent.proxy.model import NodeInfo, ProxyConfig, ServiceName, endpoints_by_service_port, service_port_map
 
 NODE = NodeInfo("bench", ("172.18.0.2",), "10.244.0.0/16")
 BUDGET_S = 0.5
