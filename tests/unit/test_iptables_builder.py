@@ -7,7 +7,7 @@ import re
 import pytest
 
 from netemu.agent.proxy.iptables import UPSTREAM_TEST_NODE, build, canary_chains, jump_rules, probability, render
-from netemu.agent.proxy.iptables.normalize import parse
+from netemu.agent.proxy.iptables.dump import parse
 from netemu.agent.proxy.model import (NodeInfo, ProxyConfig, ServiceName, endpoints_by_service_port,
                                       service_port_map)
 
@@ -37,11 +37,11 @@ def sl(ns, name, endpoints, ports=None):
 
 
 def chain(text, table, name):
-    for t in parse(text):
-        if t.name == table:
-            c = t.chain(name)
-            return None if c is None else c.rules
-    raise AssertionError(table)
+    t = parse(text, strict=True).table(table)
+    if t is None:
+        raise AssertionError(table)
+    c = t.chain(name)
+    return None if c is None else [r.raw for r in c.rules]
 
 
 def only(rules, pattern):
@@ -54,10 +54,10 @@ def check_jumps(text: str) -> None:
     builtin = {"ACCEPT", "REJECT", "DROP", "MARK", "RETURN", "DNAT", "SNAT", "MASQUERADE"}
     top = {"KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-FORWARD",
            "KUBE-MARK-MASQ", "KUBE-PROXY-FIREWALL", "KUBE-FIREWALL"}
-    for t in parse(text):
-        created = {c.name for c in t.chains if not c.deleted}
-        filled = {c.name for c in t.chains if c.rules}
-        jumped = {m for c in t.chains for r in c.rules for m in re.findall(r"-j (\S+)", r)} - builtin
+    for t in parse(text, strict=True).tables.values():
+        created = set(t.chains)                  # declared and not deleted (-X) by the text
+        filled = {c.name for c in t.chains.values() if c.rules}
+        jumped = {m for c in t.chains.values() for r in c.rules for m in re.findall(r"-j (\S+)", r.raw)} - builtin
         assert not (jumped | filled) - created, f"{t.name}: used but not created"
         assert not jumped - filled - {"KUBE-NODEPORTS"}, f"{t.name}: jump to empty chain"
         assert not created - jumped - top, f"{t.name}: created but unused"

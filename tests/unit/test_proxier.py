@@ -238,3 +238,26 @@ def test_real_builder_partial_sync_restores_only_the_changed_service_with_its_ca
     retry = proxier.sync()
     assert retry.ok and retry.full
     assert "-A KUBE-SERVICES" in _restored(fake)[-1] and "10.244.2.11" in _restored(fake)[-1]
+
+
+def test_partial_syncs_restore_a_build_whole_unless_it_has_a_delta():
+    """Only the builder's delta (our builder's BuildCache) leaves unchanged top-level chains out;
+    an injected builder's text, or any build with trim_unchanged=False, is restored whole, as
+    upstream restores every sync."""
+    proxier, fake, builder = make()
+    proxier.load([svc()], [eps()])
+    assert proxier.sync().full
+    fake.calls.clear()
+    proxier.on_slice_update(eps(), eps(ips=("10.244.1.10", "10.244.1.11")))
+    assert not proxier.sync().full
+    assert _restored(fake) == ["*nat\n-A KUBE-SERVICES -j RETURN\nCOMMIT\n# 2\n"]
+
+    fake = FakeExec()
+    untrimmed = IptablesProxier(NODE, backend="nft", exec_=fake, trim_unchanged=False)
+    untrimmed.load([svc()], [eps()])
+    assert untrimmed.sync().full
+    fake.calls.clear()
+    untrimmed.on_slice_update(eps(), eps(ips=("10.244.1.10", "10.244.1.11")))
+    assert not untrimmed.sync().full
+    [text] = _restored(fake)
+    assert "-A KUBE-SERVICES" in text and ":KUBE-NODEPORTS" in text and "10.244.1.11" in text

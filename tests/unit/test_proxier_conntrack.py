@@ -92,29 +92,6 @@ def test_missing_jumps_reads_each_builtin_chain_once():
     assert [r for r in rules if r not in missing] == [r for r in rules if r.src_chain == "PREROUTING"]
 
 
-def test_applied_chains_trim_leaves_out_only_unchanged_top_level_chains():
-    from netemu.agent.proxy.iptables.apply import AppliedChains
-
-    full = ("*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-A - [0:0]\n"
-            ":KUBE-SEP-1 - [0:0]\n-A KUBE-SERVICES -d 10.96.0.1/32 -j KUBE-SVC-A\n-A KUBE-SVC-A -j KUBE-SEP-1\n"
-            "-A KUBE-SEP-1 -j DNAT --to-destination 10.244.1.10:80\nCOMMIT\n")
-    applied = AppliedChains()
-    applied.record(full, full=True)
-    partial = ("*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-A - [0:0]\n"
-               ":KUBE-SEP-2 - [0:0]\n:KUBE-SEP-1 - [0:0]\n-A KUBE-SERVICES -d 10.96.0.1/32 -j KUBE-SVC-A\n"
-               "-A KUBE-SVC-A -j KUBE-SEP-2\n-A KUBE-SEP-2 -j DNAT --to-destination 10.244.1.11:80\n"
-               "-X KUBE-SEP-1\nCOMMIT\n")
-    trimmed = applied.trim(partial)
-    assert "KUBE-SERVICES" not in trimmed                         # same rules in both tables
-    assert ":KUBE-SEP-1 - [0:0]\n" in trimmed and "-X KUBE-SEP-1" in trimmed
-    assert "-A KUBE-SVC-A -j KUBE-SEP-2" in trimmed
-    changed = partial.replace("-d 10.96.0.1/32", "-d 10.96.0.2/32")
-    assert "-A KUBE-SERVICES -d 10.96.0.2/32" in applied.trim(changed)  # a changed chain is kept whole
-    assert ":KUBE-SERVICES - [0:0]\n-A" not in applied.trim(changed).split("*nat")[0]
-    applied.forget()
-    assert applied.trim(partial) == partial
-
-
 def test_deleted_udp_node_port_clears_flows_to_it():
     plan = plan_cleanup({}, UpdateServiceMapResult(deleted_udp_node_ports={30053}), UpdateEndpointsMapResult())
     assert plan == [["conntrack", "-D", "-p", "udp", "--dport", "30053"]]

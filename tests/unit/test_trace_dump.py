@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from netemu.agent.proxy.iptables.dump import DumpError, parse, parse_rule
+from netemu.agent.proxy.iptables.dump import DumpError, chain_names, parse, table_spans
+from netemu.agent.proxy.iptables.rule import parse_rule
 from tests.unit.test_trace_fixtures import (REAL_LEGACY_SAVE, REAL_NFT_SAVE_COUNTERS, REAL_SOURCE,
                                             UPSTREAM_OVERALL)
 
@@ -123,6 +124,19 @@ COMMIT
     assert [r.spec for r in d.chain("nat", "KUBE-SERVICES").rules] == [
         "-d 10.96.0.3/32 -j KUBE-SVC-NEW", "-d 10.96.0.1/32 -j KUBE-SVC-NEW"]
     assert d.chain("nat", "PREROUTING").policy == "ACCEPT"
+    assert d.tables["nat"].deleted == ["KUBE-SVC-OLD"]
+
+
+def test_fast_paths_agree_with_the_parser():
+    """table_spans and chain_names (the applier's and proxier's str.find paths over 10 MB texts)
+    see the same tables and chains as parse()."""
+    text = ("*filter\n:INPUT ACCEPT [0:0]\n:KUBE-FORWARD - [0:0]\n-A KUBE-FORWARD -j ACCEPT\nCOMMIT\n"
+            "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-A - [0:0]\n-A KUBE-SERVICES -j KUBE-SVC-A\nCOMMIT\n")
+    spans = table_spans(text)
+    assert list(spans) == list(parse(text).tables) == ["filter", "nat"]
+    for name, (start, end) in spans.items():
+        assert text[end:].startswith("COMMIT") and text[:start].endswith(f"*{name}")
+    assert chain_names(text) == {t.name: frozenset(t.chains) for t in parse(text).tables.values()}
 
 
 def test_bad_lines_are_reported_not_fatal():

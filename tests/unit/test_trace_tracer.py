@@ -225,3 +225,32 @@ COMMIT
     assert "100.00%  no DNAT" in dropped and "DROP by filter FORWARD: -A FORWARD -d 1.2.3.4/32 -j DROP" in dropped
     local = t.trace(Packet("203.0.113.9", "192.168.0.2", 22), ["192.168.0.2"]).render()
     assert "delivered locally" in local and "filter:INPUT" in local
+
+
+def test_standard_jumps_are_the_jump_rules_as_a_node_saves_them():
+    """The tracer's assumed jumps come from chains.jump_rules() (one copy of them), in the order
+    iptables-save shows them on a real node."""
+    from netemu.agent.proxy.iptables.trace import STANDARD_JUMPS
+
+    new = '-m conntrack --ctstate NEW -m comment --comment '
+    assert STANDARD_JUMPS == {
+        ("filter", "INPUT"): (
+            new + '"kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+            '-m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS',
+            new + '"kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+            "-j KUBE-FIREWALL"),
+        ("filter", "FORWARD"): (
+            new + '"kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+            '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
+            new + '"kubernetes service portals" -j KUBE-SERVICES',
+            new + '"kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES'),
+        ("filter", "OUTPUT"): (
+            new + '"kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+            new + '"kubernetes service portals" -j KUBE-SERVICES',
+            "-j KUBE-FIREWALL"),
+        ("nat", "PREROUTING"): ('-m comment --comment "kubernetes service portals" -j KUBE-SERVICES',),
+        ("nat", "OUTPUT"): ('-m comment --comment "kubernetes service portals" -j KUBE-SERVICES',),
+        ("nat", "POSTROUTING"): ('-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',),
+    }
+    assert list(STANDARD_JUMPS) == [("filter", "INPUT"), ("filter", "FORWARD"), ("filter", "OUTPUT"),
+                                    ("nat", "PREROUTING"), ("nat", "OUTPUT"), ("nat", "POSTROUTING")]

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import re
-import shlex
 from typing import Iterable
 
 from netemu.agent.proxy.commands import Exec, Result, local_exec
-from netemu.agent.proxy.iptables.chains import FILTER_TOP_CHAINS, KUBELET_FIREWALL, NAT_TOP_CHAINS, JumpRule
+from netemu.agent.proxy.iptables.chains import JumpRule, spec
+from netemu.agent.proxy.iptables.dump import table_spans
+from netemu.agent.proxy.iptables.rule import tokenize
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class Iptables:
                     raise IptablesError(f"{self.iptables} -t {key[0]} -S {key[1]}", result)
                 text = result.stdout
             prefix = f"-A {key[1]} "
-            listed[key] = [tuple(shlex.split(line)) for line in text.splitlines() if line.startswith(prefix)]
+            listed[key] = [tuple(tokenize(line)) for line in text.splitlines() if line.startswith(prefix)]
         missing = []
         for rule in rules:
             lines = listed[(rule.table, rule.src_chain)]
@@ -155,28 +156,11 @@ class Iptables:
         return added
 
 
-def count_rules(text: str) -> dict[str, int]:
-    """Rules per table in restore text (lines starting with -A), for the iptables_total metric."""
-    counts: dict[str, int] = {}
-    table = None
-    for line in text.splitlines():
-        if line.startswith("*"):
-            table = line[1:].strip()
-            counts.setdefault(table, 0)
-        elif line.startswith("-A ") and table is not None:
-            counts[table] += 1
-    return counts
-
-
-def _restore_word(word: str) -> str:
-    return f'"{word}"' if (" " in word or not word) else word
-
-
 def add_jumps(text: str, rules: Iterable[JumpRule]) -> tuple[str, list[JumpRule]]:
     """Put ``-I`` lines for ``rules`` into restore ``text`` (before their table's COMMIT), so the
     jumps land in the same atomic restore as the chains they point to. Rules whose target
     chain ``text`` does not declare are returned: the caller ensures those with -N/-I."""
-    sections = _sections(text)
+    sections = table_spans(text)
     inserts: dict[int, list[str]] = {}
     leftovers = []
     for rule in rules:
@@ -184,95 +168,10 @@ def add_jumps(text: str, rules: Iterable[JumpRule]) -> tuple[str, list[JumpRule]
         if span is None or text.find(f"\n:{rule.dst_chain} ", span[0], span[1]) < 0:
             leftovers.append(rule)
             continue
-        words = ["-I", rule.src_chain, *rule.args]
-        inserts.setdefault(span[1], []).append(" ".join(_restore_word(w) for w in words) + "\n")
+        inserts.setdefault(span[1], []).append(f"-I {rule.src_chain} {spec(rule.args)}\n")
     pieces, last = [], 0
     for at in sorted(inserts):  # at: offset of the table's COMMIT line
         pieces += [text[last:at], *inserts[at]]
         last = at
     pieces.append(text[last:])
     return "".join(pieces), leftovers
-
-
-def _sections(text: str) -> dict[str, tuple[int, int]]:
-    """table -> (start, end) offsets of its "*table ... COMMIT" block (str.find: C speed on 10 MB)."""
-    out = {}
-    pos = 0
-    while True:
-        star = text.find("*", pos) if pos == 0 and text.startswith("*") else text.find("\n*", pos)
-        if star < 0:
-            return out
-        start = star if text[star] == "*" else star + 1
-        eol = text.find("\n", start)
-        end = text.find("\nCOMMIT", eol)
-        if eol < 0 or end < 0:
-            return out
-        out[text[start + 1:eol].strip()] = (eol, end + 1)
-        pos = end + 1
-
-
-def _chain_bodies(text: str) -> dict[tuple[str, str], list[str]]:
-    """Our top-level chains declared in restore text -> their -A lines, found with str.find
-    (a full 10k-Service text has 170k lines; a Python loop over them costs a quarter second)."""
-    bodies: dict[tuple[str, str], list[str]] = {}
-    for table, (start, end) in _sections(text).items():
-        for chain in TOP_CHAINS.get(table, ()):
-            if text.find(f"\n:{chain} ", start, end) < 0:
-                continue
-            body = bodies[(table, chain)] = []
-            needle = f"\n-A {chain} "
-            at = text.find(needle, start, end)
-            while at >= 0:
-                eol = text.find("\n", at + 1)
-                body.append(text[at + 1:eol if eol >= 0 else len(text)])
-                at = text.find(needle, at + 1, end)
-    return bodies
-
-
-# Our top-level chains per table (builder's chains.py), plus kubelet's KUBE-FIREWALL we declare.
-TOP_CHAINS = {"filter": (*FILTER_TOP_CHAINS, KUBELET_FIREWALL), "nat": NAT_TOP_CHAINS}
-
-
-class AppliedChains:
-    """What our top-level chains (KUBE-SERVICES, KUBE-NODEPORTS, ...) hold in the kernel now.
-
-    A partial sync (KEP-3453) rewrites only the changed Services' chains, but upstream still
-    rewrites every top-level chain, and KUBE-SERVICES has a rule per Service port: at 10k
-    Services that rewrite is most of a one-endpoint change's cost (iptables-nft re-adds 10k
-    rules). Since the kernel holds exactly what the last successful restore wrote, a partial
-    sync may leave out a top-level chain whose rules are unchanged: the resulting tables are
-    the same, the restore is smaller. Full syncs always write everything (and repair any drift).
-    """
-
-    def __init__(self) -> None:
-        self.bodies: dict[tuple[str, str], list[str]] = {}
-
-    def trim(self, text: str) -> str:
-        """``text`` without the declarations and rules of top-level chains already in the kernel."""
-        bodies = _chain_bodies(text)
-        same = {key for key, body in bodies.items() if self.bodies.get(key) == body}
-        if not same:
-            return text
-        out, table = [], ""
-        for line in text.split("\n"):
-            if line.startswith("*"):
-                table = line[1:].strip()
-            elif line.startswith(":"):
-                if (table, line[1:].split(" ", 1)[0]) in same:
-                    continue
-            elif line.startswith("-A "):
-                parts = line.split(" ", 2)
-                if (table, parts[1]) in same:
-                    continue
-            out.append(line)
-        return "\n".join(out)
-
-    def record(self, text: str, full: bool) -> None:
-        """After a successful restore of (untrimmed) ``text``: remember its top-level chains."""
-        if full:
-            self.bodies = {}
-        self.bodies.update(_chain_bodies(text))
-
-    def forget(self) -> None:
-        """The kernel's state is unknown (a failure): the next restore must write everything."""
-        self.bodies = {}

@@ -58,7 +58,7 @@ class RuleSet:
     no_local_endpoints: Mapping[str, int]  # {"internal": n, "external": n}
     # Partial builds with a BuildCache that saw the previous build: ``text`` without the
     # top-level chains whose rules did not change since then (what a restore on top of the
-    # previous build needs; equals AppliedChains.trim(text)). None otherwise. Not compared.
+    # previous build needs). None otherwise. Not compared.
     delta: str | None = field(default=None, compare=False)
 
 
@@ -285,8 +285,8 @@ def _top_changed(replaced) -> set[tuple[str, str]]:
 
 def _delta(changed_top: set[tuple[str, str]], localhost: bool, text: str, nat_tail: list[str]) -> str:
     """The restore text minus the top-level chains (declaration and rules) whose rules are the
-    same as in the previous build, i.e. as in the kernel once that build was restored: the same
-    as AppliedChains.trim() in apply.py, computed from what changed instead of from the text.
+    same as in the previous build, i.e. as in the kernel once that build was restored, computed
+    from what changed instead of by reading the text again.
     The usual one-Service change touches no top-level chain: then the delta is only that
     Service's chains (``nat_tail``), built without visiting the others."""
     same = {("filter", c) for c in (*FILTER_TOP_CHAINS, *((KUBELET_FIREWALL,) if localhost else ()))}

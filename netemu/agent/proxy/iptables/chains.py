@@ -77,6 +77,31 @@ def jump_rules() -> list[JumpRule]:
     return out
 
 
+def spec(args: tuple[str, ...] | list[str]) -> str:
+    """Rule arguments as one line of restore/save text: a word with a space (or an empty one)
+    in double quotes, as iptables-save prints a comment."""
+    return " ".join(f'"{w}"' if (" " in w or not w) else w for w in args)
+
+
+def saved_jumps() -> dict[tuple[str, str], tuple[str, ...]]:
+    """The jump rules as ``iptables-save`` shows them on a node, per (table, built-in chain), in
+    the order of the chains in a save: kube-proxy prepends each (``-I``), so per chain the last
+    ensured comes first; the kubelet's KUBE-FIREWALL jumps come last (the kubelet made them
+    before kube-proxy started, and kube-proxy finds them in place)."""
+    from netemu.agent.proxy.iptables.dump import BUILTIN_CHAINS
+
+    rules = jump_rules()
+    out: dict[tuple[str, str], tuple[str, ...]] = {}
+    for table in ("filter", "nat"):
+        for src in BUILTIN_CHAINS[table]:
+            mine = [r for r in rules if (r.table, r.src_chain) == (table, src)]
+            ours = [spec(r.args) for r in reversed(mine) if r.dst_chain != KUBELET_FIREWALL]
+            kubelet = [spec(r.args) for r in mine if r.dst_chain == KUBELET_FIREWALL]
+            if mine:
+                out[(table, src)] = (*ours, *kubelet)
+    return out
+
+
 def canary_chains() -> list[tuple[str, str]]:
     """(table, chain) pairs upstream's ipt.Monitor creates empty and polls: if one vanishes,
     something flushed iptables behind kube-proxy's back and a full sync must follow."""

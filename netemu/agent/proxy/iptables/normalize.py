@@ -1,4 +1,6 @@
-"""Read restore/save text back into tables, chains and rules, and sort it like upstream's tests.
+"""Restore text in the forms people diff: sorted like upstream's tests, and as iptables-save
+prints it back; and the comparison of our rules with a real node's dump. Reading the text is
+dump.py's (the one parser); this module only reorders and respells what it read.
 
 Upstream writes Services in Go-map (random) order, so its tests compare dumps after
 ``sortIPTablesRules`` (pkg/proxy/iptables/proxier_test.go, kubernetes v1.32): tables by name;
@@ -10,120 +12,49 @@ Service named in their comment, the nat "must be the last rule" jump kept last.
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass, field
+from netemu.agent.proxy.iptables.dump import Dump, parse
+from netemu.agent.proxy.iptables.rule import Rule, tokenize
+
+_FIRST_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES")
 
 
-@dataclass
-class Chain:
-    name: str
-    rules: list[str] = field(default_factory=list)
-    deleted: bool = False
+def _chain_key(name: str) -> tuple[int, str]:
+    if name in _FIRST_CHAINS:
+        return (_FIRST_CHAINS.index(name), "")
+    return (2, name) if name.startswith("KUBE-") else (3, name)
 
 
-@dataclass
-class Table:
-    name: str
-    chains: list[Chain] = field(default_factory=list)
-
-    def chain(self, name: str) -> Chain | None:
-        return next((c for c in self.chains if c.name == name), None)
-
-
-class DumpError(ValueError):
-    """Text that is not iptables-save/restore input; the message names the line."""
-
-
-def parse(text: str) -> list[Table]:
-    """Tables of a restore/save text, chains in declaration order (counters dropped)."""
-    tables: list[Table] = []
-    table: Table | None = None
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("*"):
-            table = Table(line[1:])
-            tables.append(table)
-            continue
-        if table is None:
-            raise DumpError(f"line {n}: {line!r} outside a table")
-        if line == "COMMIT":
-            table = None
-        elif line.startswith(":"):
-            name = line[1:].split()[0]
-            if table.chain(name) is None:
-                table.chains.append(Chain(name))
-        elif line.startswith(("-A ", "-X ")):
-            name = line.split()[1]
-            chain = table.chain(name)
-            if chain is None:
-                raise DumpError(f"line {n}: chain {name} used before it is declared")
-            if line.startswith("-X"):
-                chain.deleted = True
-            else:
-                chain.rules.append(line)
-        else:
-            raise DumpError(f"line {n}: cannot parse {line!r}")
-    if table is not None:
-        raise DumpError(f"table {table.name} has no COMMIT")
-    return tables
-
-
-def to_text(tables: list[Table]) -> str:
-    """Upstream's IPTablesDump.String(): chain lines, each chain's rules, then the -X lines."""
-    out: list[str] = []
-    for t in tables:
-        out.append(f"*{t.name}")
-        out.extend(f":{c.name} - [0:0]" for c in t.chains)
-        for c in t.chains:
-            out.extend(c.rules)
-        out.extend(f"-X {c.name}" for c in t.chains if c.deleted)
-        out.append("COMMIT")
-    return "\n".join(out) + "\n"
-
-
-def comment_of(rule: str) -> str | None:
-    """The ``--comment`` value of a rule, unquoted."""
-    try:
-        words = shlex.split(rule)
-    except ValueError:
-        return None
-    for i, w in enumerate(words[:-1]):
-        if w == "--comment":
-            return words[i + 1]
-    return None
-
-
-def _service_key(rule: str) -> str:
-    comment = comment_of(rule) or ""
+def _service_key(rule: Rule) -> str:
+    comment = rule.comment or ""
     for i, ch in enumerate(comment):
         if ch in " :":
             return comment[:i]
     return comment
 
 
-def _chain_key(name: str) -> tuple[int, str]:
-    if name == "KUBE-NODEPORTS":
-        return (0, "")
-    if name == "KUBE-SERVICES":
-        return (1, "")
-    return (2, name) if name.startswith("KUBE-") else (3, name)
-
-
 def sort_like_upstream(text: str) -> str:
-    """The text normalised as upstream's sortIPTablesRules() does."""
-    tables = sorted(parse(text), key=lambda t: t.name)
-    for t in tables:
-        t.chains.sort(key=lambda c: _chain_key(c.name))
-        for name in ("KUBE-NODEPORTS", "KUBE-SERVICES"):
-            chain = t.chain(name)
-            if chain is None:
-                continue
-            last = [r for r in chain.rules if "must be the last rule" in (comment_of(r) or "")]
-            rest = [r for r in chain.rules if r not in last] if t.name == "nat" else chain.rules
-            chain.rules = sorted(rest, key=_service_key) + (last if t.name == "nat" and name == "KUBE-SERVICES" else [])
-    return to_text(tables)
+    """The text normalised as upstream's sortIPTablesRules() does, printed as its
+    IPTablesDump.String(): chain lines, each chain's rules, then the -X lines. DumpError for
+    text that is not restore/save text."""
+    return _upstream_text(parse(text, strict=True))
+
+
+def _upstream_text(dump: Dump) -> str:
+    out: list[str] = []
+    for t in sorted(dump.tables.values(), key=lambda t: t.name):
+        names = sorted([*t.chains, *(c for c in t.deleted if c not in t.chains)], key=_chain_key)
+        out.append(f"*{t.name}")
+        out.extend(f":{name} - [0:0]" for name in names)
+        for name in names:
+            rules = t.chains[name].rules if name in t.chains else []
+            if name in _FIRST_CHAINS:
+                last = [r for r in rules if "must be the last rule" in (r.comment or "")] if t.name == "nat" else []
+                rules = sorted((r for r in rules if r not in last), key=_service_key)
+                rules += last if name == "KUBE-SERVICES" else []
+            out.extend(r.raw for r in rules)
+        out.extend(f"-X {name}" for name in names if name in t.deleted and name not in t.chains)
+        out.append("COMMIT")
+    return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------- save form
@@ -223,7 +154,7 @@ def _target_save_form(target: list[str], ipv6: bool = False) -> list[str]:
 def to_save_form(rule: str, ipv6: bool = False) -> str:
     """One ``-A`` rule of ours as ``iptables-save`` (``ip6tables-save`` with ``ipv6``) prints it
     back (see the comment above)."""
-    words = shlex.split(rule)
+    words = tokenize(rule)
     if len(words) < 2 or words[0] != "-A":
         return rule
     generic, matches, target = _split_matches(words[2:])
@@ -251,16 +182,17 @@ _IGNORED = ("KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY")
 
 def _kube_chains(text: str, ipv6: bool) -> dict[tuple[str, str], list[str]]:
     out: dict[tuple[str, str], list[str]] = {}
-    for t in parse(text):
-        for c in t.chains:
-            if c.name.startswith("KUBE-") and c.name not in _IGNORED and not c.deleted:
-                out[(t.name, c.name)] = [to_save_form(r, ipv6) for r in c.rules]
+    for t in parse(text, strict=True).tables.values():
+        for c in t.chains.values():
+            if c.name.startswith("KUBE-") and c.name not in _IGNORED:
+                out[(t.name, c.name)] = [to_save_form(r.raw, ipv6) for r in c.rules]
     return out
 
 
 def compare(ours: str, theirs: str, ipv6: bool = False) -> list[str]:
     """Differences between our rules and another dump (e.g. a real node's iptables-save),
-    KUBE-* chains only, both in save form; [] when they hold the same rules."""
+    KUBE-* chains only, both in save form; [] when they hold the same rules. DumpError for a
+    text that is not restore/save text."""
     a, b = _kube_chains(ours, ipv6), _kube_chains(theirs, ipv6)
     diffs = [f"{t} {c}: only in ours" for t, c in sorted(a.keys() - b.keys())]
     diffs += [f"{t} {c}: only in theirs" for t, c in sorted(b.keys() - a.keys())]

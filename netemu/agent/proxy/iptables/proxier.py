@@ -6,9 +6,10 @@ applies them with ONE ``iptables-restore --noflush --counters`` and, once the ke
 rules, deletes the UDP conntrack entries that would keep clients on removed endpoints.
 
 Partial syncs also leave out top-level chains whose rules did not change (upstream rewrites
-them every time; the kernel ends up the same, the restore is smaller): the builder's ``delta``,
-from the BuildCache the proxier keeps across syncs (invalidated by a failed restore and before
-every full sync), or AppliedChains' trim for an injected builder.
+them every time; the kernel ends up the same, the restore is smaller): they restore the
+builder's ``delta``, which the BuildCache the proxier keeps across syncs knows (invalidated by a
+failed restore and before every full sync). A build without a delta (an injected builder, or
+the cache starting over) is restored whole, as upstream does.
 Missing jump rules from the built-in chains (checked on full syncs, like upstream) travel in
 that same restore as ``-I`` lines, so rules and jumps appear together.
 
@@ -29,10 +30,11 @@ from typing import Any, Callable
 
 from netemu.agent.proxy.commands import Exec, local_exec
 from netemu.agent.proxy.conntrack import Conntrack, plan_cleanup
-from netemu.agent.proxy.iptables.apply import AppliedChains, Iptables, add_jumps
+from netemu.agent.proxy.iptables.apply import Iptables, add_jumps
 from netemu.agent.proxy.iptables.builder import BuildCache, build as iptables_build
 from netemu.agent.proxy.iptables.canary import CanaryMonitor
 from netemu.agent.proxy.iptables.chains import jump_rules
+from netemu.agent.proxy.iptables.dump import chain_names
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
 from netemu.agent.proxy.proxier import Proxier, SyncResult
 from netemu.agent.proxy.runner import BoundedFrequencyRunner
@@ -54,8 +56,7 @@ class IptablesProxier(Proxier):
         # our builder keeps each Service's rules here between syncs (an injected one does not)
         self.cache: BuildCache | None = BuildCache() if build is None else None
         self.previous_chains: Any = None
-        self.applied = AppliedChains()      # top-level chains as the kernel holds them
-        self.trim_unchanged = trim_unchanged  # False: rewrite them every sync, as upstream does
+        self.trim_unchanged = trim_unchanged  # False: rewrite top-level chains every sync, as upstream
         self._cleanup_backlog: list[tuple[UpdateServiceMapResult, UpdateEndpointsMapResult]] = []
         # upstream's ipt.Monitor: KUBE-PROXY-CANARY in mangle/nat/filter, polled every sync_period
         # by a thread sync_loop() starts; a vanished canary means a flush: full resync
@@ -100,23 +101,16 @@ class IptablesProxier(Proxier):
         saved = None
         if self.previous_chains is None:  # first sync: what a previous run may have left
             saved = self._kernel_tables()
-            self.previous_chains = {"nat": frozenset(
-                line[1:].split()[0] for line in saved.get("nat", "").splitlines()
-                if line.startswith(":") and len(line) > 1)}
+            self.previous_chains = {"nat": chain_names(saved.get("nat", "")).get("nat", frozenset())}
         t0 = self.clock()
         try:
-            ruleset, text, used_delta = self._build(full, changed, saved)
+            ruleset, text = self._build(full, changed, saved)
             t1 = self.clock()
             self.iptables.restore(text)
         except Exception:
-            self.applied.forget()
             if self.cache is not None:   # the kernel does not hold what the cache last built
                 self.cache.invalidate()
             raise
-        if used_delta:
-            self.applied.forget()         # the cache knows the kernel's top-level chains now
-        else:
-            self.applied.record(ruleset.text, full)
         t2 = self.clock()
         self.previous_chains = ruleset.chains
         counts = dict(ruleset.rule_counts)
@@ -131,10 +125,9 @@ class IptablesProxier(Proxier):
         return SyncResult(ok=True, full=full, changed=changed, build_seconds=t1 - t0,
                           apply_seconds=t2 - t1, conntrack_commands=len(plan), rules=counts)
 
-    def _build(self, full: bool, changed: frozenset, saved: dict[str, str] | None) -> tuple[Any, str, bool]:
-        """The RuleSet, the text to restore and whether it is the builder's delta: on full syncs
-        everything plus missing jumps; on partial ones only what differs from the kernel (the
-        builder's delta when it has one, else AppliedChains' trim of the text)."""
+    def _build(self, full: bool, changed: frozenset, saved: dict[str, str] | None) -> tuple[Any, str]:
+        """The RuleSet and the text to restore: on full syncs everything plus missing jumps; on
+        partial ones only what differs from the kernel (the builder's delta) when it knows."""
         kwargs: dict[str, Any] = {}
         if self.cache is not None:
             if full:                      # a full resync re-renders from scratch, as upstream
@@ -145,15 +138,11 @@ class IptablesProxier(Proxier):
                              previous_chains=self.previous_chains, **kwargs)
         text = ruleset.text
         if full:  # upstream ensures the jumps from built-in chains on full syncs only
-            self.applied.forget()
             text, leftovers = add_jumps(text, self.iptables.missing_jumps(jump_rules(), saved))
             self.iptables.ensure_jumps(leftovers)
-        elif self.trim_unchanged:
-            delta = getattr(ruleset, "delta", None)
-            if delta is not None:
-                return ruleset, delta, True
-            text = self.applied.trim(text)
-        return ruleset, text, False
+        elif self.trim_unchanged and getattr(ruleset, "delta", None) is not None:
+            text = ruleset.delta
+        return ruleset, text
 
     def _kernel_tables(self) -> dict[str, str]:
         """``iptables-save`` of nat and filter: stale chains to delete, jumps already there."""

@@ -32,7 +32,9 @@ from typing import Callable
 
 from netemu.agent.proxy.commands import Exec
 from netemu.agent.proxy.iptables.apply import BACKENDS
-from netemu.agent.proxy.iptables.dump import Chain, Dump, Rule, Table, no_gc, parse, parse_rule
+from netemu.agent.proxy.iptables.chains import saved_jumps
+from netemu.agent.proxy.iptables.dump import Chain, Dump, Table, no_gc, parse
+from netemu.agent.proxy.iptables.rule import Rule, parse_rule
 from netemu.agent.proxy.iptables.trace_match import MatchEvaluator, address, mark_mask
 from netemu.agent.proxy.tracing import (Outcome, Packet, TraceError, TraceResult, check_packet, join_hostport,
                                         merge)
@@ -42,29 +44,8 @@ MAX_BRANCHES = 5000
 MAX_DEPTH = 64
 
 # kube-proxy's jumps from built-in chains, in the order `iptables-save` shows them on a node
-# (upstream prepends each entry of iptablesJumpChains, so the list comes out reversed per chain).
-STANDARD_JUMPS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("filter", "INPUT"): (
-        '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
-        '-m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS',
-        '-m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
-        "-j KUBE-FIREWALL",
-    ),
-    ("filter", "FORWARD"): (
-        '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
-        '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
-        '-m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
-        '-m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
-    ),
-    ("filter", "OUTPUT"): (
-        '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
-        '-m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
-        "-j KUBE-FIREWALL",
-    ),
-    ("nat", "PREROUTING"): ('-m comment --comment "kubernetes service portals" -j KUBE-SERVICES',),
-    ("nat", "OUTPUT"): ('-m comment --comment "kubernetes service portals" -j KUBE-SERVICES',),
-    ("nat", "POSTROUTING"): ('-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',),
-}
+# (chains.py's jump rules: the one copy of them).
+STANDARD_JUMPS: dict[tuple[str, str], tuple[str, ...]] = saved_jumps()
 
 _SILENT_TARGETS = {"LOG", "NFLOG", "TRACE", "CONNMARK", "NOTRACK", "CT", "CHECKSUM", "TCPMSS", "AUDIT"}
 

@@ -15,7 +15,7 @@ import functools
 import ipaddress
 from typing import TYPE_CHECKING
 
-from netemu.agent.proxy.iptables.dump import Rule
+from netemu.agent.proxy.iptables.rule import Rule
 from netemu.agent.proxy.tracing import PROTO_NUMBERS
 
 if TYPE_CHECKING:
