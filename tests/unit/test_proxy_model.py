@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from netemu.agent.proxy.hashing import endpoint_chain, is_service_chain, service_chains
 from netemu.agent.proxy.model import (
-    EndpointInfo, NodeInfo, ProxyConfig, ServicePortName, endpoints_by_service_port, service_ports, skip_reason,
+    EndpointInfo, NodeInfo, ProxyConfig, ServicePortName, endpoints_by_service_port, label_skip_reason,
+    seen_by_kube_proxy, service_ports, skip_reason,
 )
 
 NODE = NodeInfo("test-node", ("192.168.0.2",), "10.0.0.0/8")
@@ -46,15 +47,22 @@ def test_cluster_ip_service_defaults():
 def test_ignored_services():
     assert service_ports(svc(clusterIP="None"), NODE) == {}
     assert service_ports(svc(type="ExternalName", externalName="x.example"), NODE) == {}
-    # cmd/kube-proxy's informer selector: the label's presence counts, whatever its value
+    assert skip_reason(svc()) is None
+
+
+def test_label_filter_is_the_informers_not_the_models():
+    """cmd/kube-proxy's informer selector drops either label whatever its value; the model
+    itself (upstream ShouldSkipService) does not look at labels, so the deletion an informer
+    reports when the label appears -- carrying the labelled object -- still removes the rules."""
     for labels in ({"service.kubernetes.io/service-proxy-name": "other"},
                    {"service.kubernetes.io/service-proxy-name": ""},
                    {"service.kubernetes.io/headless": ""}):
         labelled = svc()
         labelled["metadata"]["labels"] = labels
-        assert service_ports(labelled, NODE) == {}, labels
-        assert skip_reason(labelled).startswith("has label " + next(iter(labels)))
-    assert skip_reason(svc()) is None
+        assert label_skip_reason(labelled).startswith("has label " + next(iter(labels)))
+        assert seen_by_kube_proxy([labelled, svc(name="plain")]) == [svc(name="plain")]
+        assert len(service_ports(labelled, NODE)) == 1
+    assert label_skip_reason(svc()) is None and seen_by_kube_proxy([None, svc()]) == [None, svc()]
 
 
 def test_load_balancer_fields():
@@ -143,7 +151,7 @@ def test_slices_filtered_like_kube_proxy_informer():
     other["metadata"]["labels"]["service.kubernetes.io/service-proxy-name"] = "other-proxy"
     empty = eps_slice("ns1", "svc1", [{"addresses": ["10.0.0.1"]}])
     empty["metadata"]["labels"]["service.kubernetes.io/service-proxy-name"] = ""
-    assert endpoints_by_service_port([headless, other, empty], NODE) == {}
+    assert seen_by_kube_proxy([headless, other, empty]) == []
 
 
 def test_topology_hints_used_only_when_complete():

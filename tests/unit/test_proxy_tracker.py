@@ -175,3 +175,27 @@ def test_udp_node_port_that_goes_away_is_reported():
     t.update(moved, None)
     result = t.apply(m)
     assert result.deleted_udp_node_ports == {30054} and result.deleted_udp_cluster_ips == {"10.96.0.53"}
+
+
+def test_label_added_later_arrives_as_a_deletion_that_removes_the_service():
+    """The label-selected informer reports a Service that gains service.kubernetes.io/headless
+    as DELETED with the labelled object; its ports must go (upstream ShouldSkipService ignores
+    labels, so the previous state is computed from that object)."""
+    t = ServiceChangeTracker(NODE)
+    t.update(None, svc())
+    service_map = {}
+    t.apply(service_map)
+    assert WEB_HTTP in service_map
+    labelled = copy.deepcopy(svc())
+    labelled["metadata"]["labels"] = {"service.kubernetes.io/headless": ""}
+    assert t.update(labelled, None) is True
+    t.apply(service_map)
+    assert service_map == {}
+
+
+def test_render_leaves_out_what_the_informers_would_not_deliver():
+    from netemu.agent.proxy.iptables import render
+    hidden = svc(name="hidden", ip="10.96.0.11")
+    hidden["metadata"]["labels"] = {"service.kubernetes.io/service-proxy-name": "other"}
+    text = render([svc(), hidden], [eps(), eps("hidden")], NODE).text
+    assert "default/web:http" in text and "default/hidden" not in text

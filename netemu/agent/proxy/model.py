@@ -3,7 +3,7 @@
 Reference: kubernetes v1.32, pkg/proxy/serviceport.go (BaseServicePortInfo),
 pkg/proxy/servicechangetracker.go (serviceToServiceMap), pkg/proxy/endpoint.go
 (BaseEndpointInfo), pkg/proxy/endpointslicecache.go (addEndpoints / getEndpointsMap) and
-cmd/kube-proxy's informer filters (service-proxy-name label, headless, ExternalName).
+cmd/kube-proxy's informer filter (service-proxy-name and headless labels: seen_by_kube_proxy).
 
 Everything here is a pure function of Kubernetes JSON dicts. Bad input never raises: the
 offending Service port or endpoint is skipped, the reason is logged (and appended to
@@ -248,8 +248,16 @@ def _cluster_ip(spec: Mapping[str, Any], family: str) -> str | None:
 
 
 def label_skip_reason(obj: Mapping[str, Any]) -> str | None:
-    """Why kube-proxy's informers filter this Service or EndpointSlice out (PROXY_LABEL_SELECTOR)."""
-    labels = (obj.get("metadata") or {}).get("labels") or {}
+    """Why kube-proxy's informers filter this Service or EndpointSlice out (PROXY_LABEL_SELECTOR).
+
+    Only what stands in for those informers applies it (the feed asks the API server to; render
+    and ``Proxier.load`` filter their inputs): the model itself, like upstream's
+    ShouldSkipService, ignores labels, so the deletion the informer reports when a label is
+    added -- carrying the labelled object -- still removes the Service's rules."""
+    meta = obj.get("metadata")
+    labels = meta.get("labels") if isinstance(meta, Mapping) else None
+    if not isinstance(labels, Mapping):
+        return None
     if SERVICE_PROXY_NAME_LABEL in labels:
         return f"has label {SERVICE_PROXY_NAME_LABEL} (served by another proxy)"
     if HEADLESS_LABEL in labels:
@@ -257,12 +265,15 @@ def label_skip_reason(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
+def seen_by_kube_proxy(objs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The Services or EndpointSlices kube-proxy's label-selected informers would deliver (what
+    is not even an object is passed on, for the model to report)."""
+    return [o for o in objs if not (isinstance(o, Mapping) and label_skip_reason(o))]
+
+
 def skip_reason(service: Mapping[str, Any]) -> str | None:
-    """Why upstream kube-proxy would not proxy this Service at all, or None."""
+    """Why upstream kube-proxy would not proxy this Service it was told about (ShouldSkipService)."""
     spec = service.get("spec") or {}
-    reason = label_skip_reason(service)
-    if reason:
-        return reason
     if spec.get("type") == "ExternalName":
         return "type ExternalName (DNS only)"
     cip = spec.get("clusterIP")
@@ -420,10 +431,6 @@ def _slice_endpoints(sl: Mapping[str, Any], node_name: str | None, family: str,
     ns = meta.get("namespace") or "default"
     where = f"EndpointSlice {ns}/{meta.get('name')}"
     labels = meta.get("labels") or {}
-    reason = label_skip_reason(sl)
-    if reason:  # kube-proxy's informer never sees these (PROXY_LABEL_SELECTOR)
-        log.debug("%s not proxied: %s", where, reason)
-        return {}
     svc = labels.get(SERVICE_NAME_LABEL)
     if not svc:
         _problem(problems, f"{where} skipped: no {SERVICE_NAME_LABEL} label")

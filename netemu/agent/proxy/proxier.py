@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from netemu.agent.proxy.metrics import ProxyMetrics
-from netemu.agent.proxy.model import NodeInfo, ProxyConfig
+from netemu.agent.proxy.model import NodeInfo, ProxyConfig, seen_by_kube_proxy
 from netemu.agent.proxy.runner import BoundedFrequencyRunner
 from netemu.agent.proxy.tracker import (
     EndpointsChangeTracker,
@@ -114,10 +114,10 @@ class Proxier(ABC):
             self.request_sync()
 
     def load(self, services, slices) -> None:
-        """Initial list of both kinds (what informers deliver before "synced")."""
-        for svc in services:
+        """Initial list of both kinds (what the label-selected informers deliver before "synced")."""
+        for svc in seen_by_kube_proxy(services):
             self.on_service_add(svc)
-        for sl in slices:
+        for sl in seen_by_kube_proxy(slices):
             self.on_slice_add(sl)
         self.on_services_synced()
         self.on_slices_synced()

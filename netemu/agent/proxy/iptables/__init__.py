@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from ..model import NodeInfo, ProxyConfig, endpoints_by_service_port, service_port_map
+from ..model import NodeInfo, ProxyConfig, endpoints_by_service_port, seen_by_kube_proxy, service_port_map
 from ..modes import Rendering
 from .builder import BuildCache, RuleSet, build, probability
 from .chains import JumpRule, canary_chains, jump_rules
@@ -35,10 +35,11 @@ __all__ = ["BuildCache", "RuleSet", "JumpRule", "build", "canary_chains", "jump_
 def render(services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]],
            node: NodeInfo | None = None, config: ProxyConfig | None = None, *,
            problems: list[str] | None = None) -> RuleSet:
-    """Full-sync rules for Service and EndpointSlice dicts (bad objects skipped, see problems)."""
+    """Full-sync rules for Service and EndpointSlice dicts (bad objects skipped, see problems);
+    objects kube-proxy's informers would not deliver (labels, seen_by_kube_proxy) are left out."""
     node = node or UPSTREAM_TEST_NODE
-    svc_map = service_port_map(services, node, problems=problems)
-    eps_map = endpoints_by_service_port(slices, node, problems=problems)
+    svc_map = service_port_map(seen_by_kube_proxy(services), node, problems=problems)
+    eps_map = endpoints_by_service_port(seen_by_kube_proxy(slices), node, problems=problems)
     return build(svc_map, eps_map, node, config)
 
 
