@@ -42,7 +42,7 @@ def cluster(tmp_path_factory):
     finally:
         try:
             for pod in cl.get("pods", "-A")["items"] if cl.is_up else []:
-                seen_pod_netns.add(c.pod_netns(pod))
+                seen_pod_netns.add(c.pod_netns_of(pod))
         except Exception:  # noqa: BLE001 - the API may be gone already; down still runs
             pass
         cl.down()

@@ -65,7 +65,7 @@ def test_kill9_then_cleanup_leaves_nothing(tmp_path):
         cl.kubectl("apply", "-f", "-", input=json.dumps(pod))
         running = c.wait_until("the pod running", lambda: (lambda p: p if c.ready(p) else None)(
             cl.get("pod", "victim")), 120)
-        pod_netns.add(c.pod_netns(running))
+        pod_netns.add(c.pod_netns_of(running))
         assert not c.nothing_left(cl.state_dir, pod_netns)
         for pid in _netemu_pids(cl):
             try:
