@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "netemu.cli.apply_get_delete_cmd",
     "netemu.cli.exec_logs_cmd",
     "netemu.cli.demo_cmd",
+    "netemu.cli.traffic_cmd",
 )
 
 

@@ -9,7 +9,9 @@ What belongs to the cluster (all derived from its 4-hex id, see plan.py, plus cl
   records, even when their node namespace is already gone. Never a ``nep-*`` on a guess: other
   clusters' pods on this machine look the same;
 - root-namespace links and bridges named ``n<id>s<k>[-ethN]`` / ``n<id>h<k>-ethN`` (the .1
-  address goes with its bridge). KUBE-* rules lived inside the node namespaces and die with them.
+  address goes with its bridge). KUBE-* rules lived inside the node namespaces and die with them;
+- external client hosts (external.py): namespaces ``nex-<id>-*`` (treated as a node's: the
+  processes inside them go too), their veths ``n<id>x<hex>`` and the state dir's externals/.
 
 ``plan_cleanup`` is pure (unit-tested with made-up machines); ``gather`` and ``apply`` are the
 edges. Running it twice is harmless: the second run finds nothing.
@@ -20,12 +22,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from netemu.agent.runtime.names import POD_NETNS_PREFIX, pod_netns
 from netemu.emulator import processes
+from netemu.emulator.external import EXTERNAL_NETNS_PREFIX, EXTERNALS_DIR
 from netemu.emulator.plan import cluster_id, mn_prefix
 from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, read_json
 
@@ -71,7 +75,7 @@ def plan_cleanup(cid: str, state_dir: str, doc: dict | None, machine: Machine, m
                  known_pods: set[str] = frozenset()) -> Cleanup:
     """``known_pods``: pod netns names the cluster's node state records (``recorded_pod_netns``)."""
     plan = Cleanup()
-    node_ns = sorted(n for n in machine.netns if n.startswith(f"nen-{cid}-"))
+    node_ns = sorted(n for n in machine.netns if n.startswith((f"nen-{cid}-", f"{EXTERNAL_NETNS_PREFIX}{cid}-")))
     pods = sorted(p for p in machine.netns if p.startswith(POD_NETNS_PREFIX) and (
         machine.pod_peers.get(p, set()) & set(node_ns) or p in known_pods))
     ours = {machine.netns_keys[n] for n in node_ns + pods if n in machine.netns_keys}
@@ -89,7 +93,7 @@ def plan_cleanup(cid: str, state_dir: str, doc: dict | None, machine: Machine, m
     kill.discard(me)
     plan.kill = sorted(kill)
     plan.pod_netns, plan.node_netns = pods, node_ns
-    link = re.compile(rf"^{mn_prefix(cid)}[hs]\d+(-eth\d+)?$")
+    link = re.compile(rf"^{mn_prefix(cid)}([hs]\d+(-eth\d+)?|x[0-9a-f]{{6}})$")
     plan.links = sorted(name for name in machine.links if link.match(name))
     return plan
 
@@ -181,4 +185,5 @@ def cleanup(state_dir: str) -> Cleanup:
             (state / leftover).unlink()
         except FileNotFoundError:
             pass
+    shutil.rmtree(state / EXTERNALS_DIR, ignore_errors=True)     # their namespaces went above
     return plan

@@ -90,7 +90,8 @@ class Supervisor:
                 "kubeconfig": str(self.state / "kubeconfig"), "supervisor_pid": os.getpid(),
                 "apiserver_pid": api.pid if api else None, "etcd_pid": etcd.pid if etcd else None,
                 "proxy_mode": self.options.proxy_mode, "store": self.options.store,
-                "switches": list(self.plan.switches.values()), "timings": self.timings, "nodes": nodes}
+                "switches": list(self.plan.switches.values()),
+                "root_switch": self.plan.root_switch, "timings": self.timings, "nodes": nodes}
 
     def write_cluster(self) -> None:
         write_json(self.state / CLUSTER_FILE, self.cluster_doc())

@@ -12,14 +12,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from netemu.agent.runtime.names import pod_netns_of
 from netemu.emulator.demo import HTTP_CLIENT_SOURCE, parse_client_output
+from netemu.testing.cluster import pod_ready as ready, wait_until  # noqa: F401 - the e2e tests' helpers
 
 Obj = dict[str, Any]
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
@@ -95,24 +95,6 @@ class Cluster:
 
     def workers(self) -> list[str]:
         return sorted(n["metadata"]["name"] for n in self.get("nodes")["items"])
-
-
-def wait_until(what: str, probe: Callable[[], Any], timeout: float = 120, interval: float = 0.5) -> Any:
-    """Poll ``probe`` until truthy; AssertionError naming ``what`` and the last value on timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def ready(pod: Obj) -> bool:
-    st = pod.get("status") or {}
-    return st.get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp") and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions") or [])
 
 
 def node_ready(node: Obj) -> str:

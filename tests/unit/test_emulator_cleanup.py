@@ -72,3 +72,16 @@ def test_pod_netns_recorded_by_the_node_state(tmp_path):
     (tmp_path / "nodes/w2/pods/default_web-1_edbc5a70-15f2-4919-8c70-f3b05b477612").mkdir(parents=True)
     assert recorded_pod_netns(tmp_path) == {"nep-aaaaaaaaaaa", "nep-edbc5a7015f"}
     assert recorded_pod_netns(tmp_path / "nothing") == set()
+
+
+def test_takes_this_clusters_external_hosts_and_what_runs_in_them():
+    m = machine()
+    m.netns += ["nex-ab12-external", "nex-ffff-external"]
+    m.netns_keys.update({"nex-ab12-external": (4, 20), "nex-ffff-external": (4, 21)})
+    m.procs += [(200, ["python", "-m", "netemu.traffic.worker"], (4, 20)),
+                (201, ["python", "-m", "netemu.traffic.worker"], (4, 21))]
+    m.links += ["nab12xa1b2c3", "nffffxa1b2c3", "nab12xzz"]
+    plan = plan_cleanup(CID, STATE, None, m, me=999)
+    assert "nex-ab12-external" in plan.node_netns and "nex-ffff-external" not in plan.node_netns
+    assert 200 in plan.kill and 201 not in plan.kill
+    assert "nab12xa1b2c3" in plan.links and "nffffxa1b2c3" not in plan.links and "nab12xzz" not in plan.links
