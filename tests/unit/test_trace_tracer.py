@@ -254,3 +254,14 @@ def test_standard_jumps_are_the_jump_rules_as_a_node_saves_them():
     }
     assert list(STANDARD_JUMPS) == [("filter", "INPUT"), ("filter", "FORWARD"), ("filter", "OUTPUT"),
                                     ("nat", "PREROUTING"), ("nat", "OUTPUT"), ("nat", "POSTROUTING")]
+
+
+def test_a_malformed_target_is_reported_and_the_walk_goes_on():
+    t = nat("-A PREROUTING -j MARK --set-xmark nonsense",          # non-terminal, malformed
+            "-A PREROUTING -j DNAT --to-destination 10.1.0.1:port",  # terminal, malformed
+            "-A PREROUTING -j DNAT --to-destination 10.1.0.2:53")
+    r = t.trace(PKT)
+    assert dests(r) == [("10.1.0.2:53", 1.0)]
+    assert r.unevaluated == [
+        "nat PREROUTING: malformed target options, rule ignored: -A PREROUTING -j DNAT --to-destination 10.1.0.1:port",
+        "nat PREROUTING: malformed target options, rule ignored: -A PREROUTING -j MARK --set-xmark nonsense"]

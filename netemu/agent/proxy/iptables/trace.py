@@ -47,6 +47,7 @@ MAX_DEPTH = 64
 # (chains.py's jump rules: the one copy of them).
 STANDARD_JUMPS: dict[tuple[str, str], tuple[str, ...]] = saved_jumps()
 
+_IGNORED = object()     # a rule whose target could not be applied (see _Run._target)
 _SILENT_TARGETS = {"LOG", "NFLOG", "TRACE", "CONNMARK", "NOTRACK", "CT", "CHECKSUM", "TCPMSS", "AUDIT"}
 
 
@@ -222,11 +223,8 @@ class _Run(MatchEvaluator):
             s = replace(s, rules=s.rules + (f"{table} {chain} #{i}: {rule.raw}",))
             if rule.target is None:
                 continue
-            try:
-                done = self.terminal(table, chain, rule, s)
-            except (ValueError, IndexError, TypeError, ArithmeticError):
-                self.unevaluated.append(f"{table} {chain}: malformed target options, rule ignored: "
-                                        f"{rule.raw}")
+            done = self._target(self.terminal, table, chain, rule, s)
+            if done is _IGNORED:
                 continue
             if done is not None:
                 out.append(done)
@@ -240,12 +238,18 @@ class _Run(MatchEvaluator):
                         returned.append(s2)
                 stack.extend((s2, i) for s2 in reversed(returned))
                 return
-            try:
-                s = self.nonterminal(table, chain, rule, s)
-            except (ValueError, IndexError, TypeError, ArithmeticError):
-                self.unevaluated.append(f"{table} {chain}: malformed target options, rule ignored: "
-                                        f"{rule.raw}")
+            after = self._target(self.nonterminal, table, chain, rule, s)
+            s = s if after is _IGNORED else after
         out.append((s, None))
+
+    def _target(self, step, table: str, chain: str, rule: Rule, s: _State):
+        """``step`` (terminal or nonterminal) for ``rule``, or _IGNORED, reported, when its target
+        options are malformed: one bad rule must not end the trace."""
+        try:
+            return step(table, chain, rule, s)
+        except (ValueError, IndexError, TypeError, ArithmeticError):
+            self.unevaluated.append(f"{table} {chain}: malformed target options, rule ignored: {rule.raw}")
+            return _IGNORED
 
     # ---- targets -----------------------------------------------------------------------------
 
