@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable
 
 from netemu.agent.proxy.commands import Exec
@@ -35,7 +35,7 @@ from netemu.agent.proxy.iptables.apply import BACKENDS
 from netemu.agent.proxy.iptables.chains import saved_jumps
 from netemu.agent.proxy.iptables.dump import Chain, Dump, Table, no_gc, parse
 from netemu.agent.proxy.iptables.rule import Rule, parse_rule
-from netemu.agent.proxy.iptables.trace_match import MatchEvaluator, address, mark_mask
+from netemu.agent.proxy.iptables.trace_match import MatchEvaluator, State, address, mark_mask
 from netemu.agent.proxy.tracing import (Outcome, Packet, TraceError, TraceResult, check_packet, join_hostport,
                                         merge)
 
@@ -49,23 +49,6 @@ STANDARD_JUMPS: dict[tuple[str, str], tuple[str, ...]] = saved_jumps()
 
 _IGNORED = object()     # a rule whose target could not be applied (see _Run._target)
 _SILENT_TARGETS = {"LOG", "NFLOG", "TRACE", "CONNMARK", "NOTRACK", "CT", "CHECKSUM", "TCPMSS", "AUDIT"}
-
-
-@dataclass(frozen=True)
-class _State:
-    """The packet as one branch of the walk sees it; immutable so branches can share history."""
-
-    prob: float
-    src: str
-    dst: str
-    dport: int
-    mark: int = 0
-    dnat: str | None = None
-    sep: str | None = None
-    snat: bool = False
-    verdict_by: str | None = None
-    chains: tuple[str, ...] = ()
-    rules: tuple[str, ...] = ()
 
 
 class Tracer:
@@ -102,7 +85,7 @@ class Tracer:
         if origin not in ("node", "pod", "external", "pod-or-external"):
             raise TraceError(f"origin must be pod, node or external, not {origin!r}")
         hook = "OUTPUT" if origin == "node" else "PREROUTING"
-        start = _State(1.0, packet.src, packet.dst, packet.dport, mark)
+        start = State(1.0, packet.src, packet.dst, packet.dport, mark)
         with no_gc():     # rules split on first use create many small acyclic objects
             outcomes = run.through_node(start, hook)
         return TraceResult(packet, origin, hook, list(node_ips), merge(outcomes), run.affinity,
@@ -139,7 +122,7 @@ class _Run(MatchEvaluator):
 
     # ---- the hooks a new connection's first packet passes ------------------------------------
 
-    def through_node(self, st: _State, hook: str) -> list[Outcome]:
+    def through_node(self, st: State, hook: str) -> list[Outcome]:
         outcomes = []
         for nat_st, verdict in self.hook("nat", hook, st):
             if verdict in ("DROP", "REJECT"):
@@ -157,7 +140,7 @@ class _Run(MatchEvaluator):
                 outcomes.append(self.outcome(final, verdict, route, marked))
         return outcomes
 
-    def stages(self, st: _State, stages: list[str]) -> list[tuple[_State, str]]:
+    def stages(self, st: State, stages: list[str]) -> list[tuple[State, str]]:
         """Run the filter (or, for POSTROUTING, nat) chains in order; stop a branch at DROP/REJECT."""
         current = [(st, "ACCEPT")]
         for stage in stages:
@@ -174,7 +157,7 @@ class _Run(MatchEvaluator):
             current = nxt
         return current
 
-    def hook(self, table: str, chain: str, st: _State) -> list[tuple[_State, str]]:
+    def hook(self, table: str, chain: str, st: State) -> list[tuple[State, str]]:
         """A built-in chain: falling off its end (or RETURN) applies its policy."""
         t = self.tables.get(table)
         if t is None or chain not in t.chains:
@@ -182,28 +165,28 @@ class _Run(MatchEvaluator):
         policy = t.chains[chain].policy or "ACCEPT"
         return [(s, v or policy) for s, v in self.walk(table, chain, st, 0)]
 
-    def outcome(self, st: _State, verdict: str, route: str, marked: bool | None = None) -> Outcome:
+    def outcome(self, st: State, verdict: str, route: str, marked: bool | None = None) -> Outcome:
         return Outcome(st.prob, verdict, st.dnat, st.sep, st.snat,
                        bool(st.mark & MASQ_MARK) if marked is None else marked, route,
                        st.verdict_by, list(st.chains), list(st.rules))
 
     # ---- one chain ---------------------------------------------------------------------------
 
-    def walk(self, table: str, chain: str, st: _State, depth: int) -> list[tuple[_State, str | None]]:
+    def walk(self, table: str, chain: str, st: State, depth: int) -> list[tuple[State, str | None]]:
         """All ways through ``chain``: (state, verdict); verdict None means it returned."""
         rules = self.tables[table].chains[chain].rules
         st = replace(st, chains=st.chains + (f"{table}:{chain}",))
         if depth > MAX_DEPTH:
             self.notes.append(f"stopped at depth {MAX_DEPTH} in {table} {chain} (a loop?)")
             return [(st, None)]
-        out: list[tuple[_State, str | None]] = []
+        out: list[tuple[State, str | None]] = []
         stack = [(st, 0)]
         while stack:
             s, i = stack.pop()
             self._run_from(table, chain, rules, s, i, depth, stack, out)
         return out
 
-    def _run_from(self, table: str, chain: str, rules: list[Rule], s: _State, i: int, depth: int,
+    def _run_from(self, table: str, chain: str, rules: list[Rule], s: State, i: int, depth: int,
                   stack: list, out: list) -> None:
         """Run one branch from rule i until it ends; forks (statistic, returns from a sub-chain)
         are pushed on ``stack`` so they resume later, in rule order."""
@@ -242,7 +225,7 @@ class _Run(MatchEvaluator):
             s = s if after is _IGNORED else after
         out.append((s, None))
 
-    def _target(self, step, table: str, chain: str, rule: Rule, s: _State):
+    def _target(self, step, table: str, chain: str, rule: Rule, s: State):
         """``step`` (terminal or nonterminal) for ``rule``, or _IGNORED, reported, when its target
         options are malformed: one bad rule must not end the trace."""
         try:
@@ -253,7 +236,7 @@ class _Run(MatchEvaluator):
 
     # ---- targets -----------------------------------------------------------------------------
 
-    def terminal(self, table: str, chain: str, rule: Rule, s: _State) -> tuple[_State, str | None] | None:
+    def terminal(self, table: str, chain: str, rule: Rule, s: State) -> tuple[State, str | None] | None:
         t = rule.target
         where = f"{table} {chain}: {rule.raw}"
         if t in ("ACCEPT", "DROP", "REJECT"):
@@ -277,7 +260,7 @@ class _Run(MatchEvaluator):
             return replace(s, snat=True), t
         return None
 
-    def nonterminal(self, table: str, chain: str, rule: Rule, s: _State) -> _State:
+    def nonterminal(self, table: str, chain: str, rule: Rule, s: State) -> State:
         t = rule.target
         if t == "MARK":
             return replace(s, mark=_apply_mark(rule, s.mark))

@@ -13,14 +13,28 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from netemu.agent.proxy.iptables.rule import Rule
-from netemu.agent.proxy.tracing import PROTO_NUMBERS
+from netemu.agent.proxy.tracing import PROTO_NUMBERS, Packet
 
-if TYPE_CHECKING:
-    from netemu.agent.proxy.iptables.trace import _State
-    from netemu.agent.proxy.tracing import Packet
+
+@dataclass(frozen=True)
+class State:
+    """The packet as one branch of the walk sees it (trace.py walks, this module matches it);
+    immutable so branches can share history."""
+
+    prob: float
+    src: str
+    dst: str
+    dport: int
+    mark: int = 0
+    dnat: str | None = None
+    sep: str | None = None
+    snat: bool = False
+    verdict_by: str | None = None
+    chains: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
 
 
 class MatchEvaluator:
@@ -36,7 +50,7 @@ class MatchEvaluator:
     def is_local(self, ip: str) -> bool:
         raise NotImplementedError
 
-    def match(self, table: str, chain: str, rule: Rule, s: _State) -> tuple[float, _State]:
+    def match(self, table: str, chain: str, rule: Rule, s: State) -> tuple[float, State]:
         """Probability that ``rule`` matches (0, 1, or a statistic's p) and the state after it."""
         prob = 1.0
         recent = []
@@ -56,7 +70,7 @@ class MatchEvaluator:
             prob *= p
         return prob, s
 
-    def recent(self, m, s: _State) -> float:
+    def recent(self, m, s: State) -> float:
         name = m.get("name").value if m.get("name") else "DEFAULT"
         if m.get("set"):
             return 0.0 if m.get("set").negated else 1.0
@@ -72,7 +86,7 @@ class MatchEvaluator:
             return 1.0 if m.get("remove").negated else 0.0
         return 1.0
 
-    def option(self, table, chain, rule: Rule, module: str, opt, s: _State) -> float:
+    def option(self, table, chain, rule: Rule, module: str, opt, s: State) -> float:
         try:
             ok = self._option(module, opt, s)
         except (ValueError, IndexError, TypeError, ArithmeticError):     # a malformed value: report, never crash
@@ -89,7 +103,7 @@ class MatchEvaluator:
             return 1.0 - ok if opt.negated else ok
         return 1.0 if ok != opt.negated else 0.0
 
-    def _option(self, module: str, opt, s: _State):
+    def _option(self, module: str, opt, s: State):
         """True/False, a probability (float), or None when it cannot be evaluated."""
         n, v = opt.name, opt.value
         if module == "":
@@ -145,7 +159,7 @@ class MatchEvaluator:
             return self._ipset(opt, s)
         return None
 
-    def _ipset(self, opt, s: _State):
+    def _ipset(self, opt, s: State):
         name, dirs = opt.values[0], opt.values[1].split(",")
         members = self.ipsets.get(name)
         if members is None or len(dirs) != 1:
