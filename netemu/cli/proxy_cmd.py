@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compare", metavar="SAVE_FILE",
                    help="instead of printing, compare with a dump of a real node (iptables: `iptables-save`; "
                         "KUBE-* chains only) and print the differences")
-    modes.add_options(p, "render")
+    modes.add_options(p, "renderer")
 
 
 def _node(args: argparse.Namespace):
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     except modes.ModeError as exc:
         raise UsageError(f"--mode {exc}") from None
     try:
-        options = modes.options_from(args, mode.name, "render")
+        options = modes.options_from(args, mode.name, "renderer")
     except modes.ModeError as exc:
         raise UsageError(str(exc)) from None
     from netemu.agent.proxy.manifests import ManifestError, load

@@ -91,7 +91,7 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default=modes.DEFAULT,
                    help=f"proxy mode whose rules these are: {', '.join(m.name for m in modes.with_hook('tracer'))} "
                         "(default %(default)s)")
-    modes.add_options(p, "trace")
+    modes.add_options(p, "tracer")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -102,10 +102,10 @@ def run_trace(args: argparse.Namespace) -> int:
         mode = modes.choose(args.mode, "tracer")
     except modes.ModeError as exc:
         raise UsageError(f"--mode {exc}") from None
-    live_flags = [o for m in modes.known() for o in m.options_for("trace")]
+    live_flags = [o for m in modes.known() for o in m.options_for("tracer")]
     dump = _read_dump(args, live_flags)
     try:
-        options = modes.options_from(args, mode.name, "trace")
+        options = modes.options_from(args, mode.name, "tracer")
     except modes.ModeError as exc:
         raise UsageError(str(exc)) from None
     node_ips = args.node_ip or (_local_addresses(args.netns) if args.live else [])

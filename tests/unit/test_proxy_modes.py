@@ -59,7 +59,7 @@ FAKE = modes.Mode(
     proxier=f"{__name__}:make_fake_proxier", renderer=f"{__name__}:render_fake",
     options=(modes.Option("--fake-flavour", "how the fake proxier programs nothing", ("proxier",),
                           ("plain", "spicy"), "plain"),
-             modes.Option("--fake-shout", "render in capitals", ("render",), switch=True)))
+             modes.Option("--fake-shout", "render in capitals", ("renderer",), switch=True)))
 
 
 @pytest.fixture
@@ -180,3 +180,23 @@ def test_every_mode_package_is_in_the_independence_contract():
     packages = {".".join(hook.split(":")[0].split(".")[:4])      # netemu.agent.proxy.MODE[.module]:attr
                 for m in modes.MODES for hook in (m.proxier, m.renderer, m.tracer, m.cleanup) if hook}
     assert packages == {f"netemu.agent.proxy.{m.name}" for m in modes.MODES} and packages <= listed
+
+
+def test_two_modes_may_share_a_flag(fake_mode):
+    """A second mode declaring --fake-flavour: the flag is offered once, with both modes' choices,
+    and reaches whichever mode is chosen."""
+    import argparse
+
+    sour = modes.register(FAKE._replace(name="fake2", options=(
+        modes.Option("--fake-flavour", "its own flavours", ("proxier",), ("plain", "sour"), "plain"),)))
+    try:
+        p = argparse.ArgumentParser()
+        modes.add_options(p, "proxier")
+        args = p.parse_args(["--fake-flavour", "sour"])
+        assert modes.options_from(args, sour.name, "proxier") == {"fake_flavour": "sour"}
+        assert modes.options_from(args, "fake", "proxier") == {"fake_flavour": "sour"}   # fake's hook checks it
+        assert "fake mode: how the fake proxier" in p.format_help() and "fake2 mode: its own" in p.format_help()
+        with pytest.raises(modes.ModeError, match="--fake-flavour is an option of proxy mode fake, not iptables"):
+            modes.options_from(args, "iptables", "proxier")
+    finally:
+        modes.unregister("fake2")

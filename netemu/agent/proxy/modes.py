@@ -20,7 +20,7 @@ Adding a mode (``nftables``, ``ipvs``, ...):
 A mode without a ``proxier`` hook is known (its kernel needs are checked, its leftovers cleaned)
 but not selectable.
 
-The hooks' contracts (``**options``: the mode's Options for that use, by argparse dest):
+The hooks' contracts (``**options``: the mode's Options for that hook, by argparse dest):
 - ``proxier(node: NodeInfo, config: ProxyConfig, *, exec_: Exec, **options) -> Proxier``
 - ``renderer(services, slices, node, config, *, problems: list[str], **options) -> Rendering``
   (Services and EndpointSlices as dicts; bad objects skipped with a reason in ``problems``)
@@ -39,7 +39,6 @@ from typing import Any, Callable, NamedTuple
 
 DEFAULT = "iptables"          # the mode used when none is chosen (upstream's default on Linux)
 NO_PROXY = "none"             # not a mode: `netemu agent`/`up` without kube-proxy (kubelets alone)
-USES = ("proxier", "render", "trace", "cleanup")
 HOOKS = ("proxier", "renderer", "tracer", "cleanup")
 
 
@@ -48,8 +47,10 @@ class ModeError(ValueError):
 
 
 class Option(NamedTuple):
-    """A flag of one mode, offered by every command of a use ("proxier": ``netemu agent``, ``up``
-    and ``proxy run``; "render", "trace", "cleanup"); its hook receives it by argparse dest."""
+    """A flag of one mode for some of its hooks (``uses``: HOOKS names), offered by every command
+    that calls them ("proxier": ``netemu agent``, ``up`` and ``proxy run``; "renderer": ``proxy
+    render``; "tracer": ``trace``; "cleanup": ``proxy cleanup``); the hook receives it by argparse
+    dest. Two modes may declare the same flag: it is offered once, its choices joined."""
 
     flag: str
     help: str
@@ -114,11 +115,11 @@ MODES: tuple[Mode, ...] = (
              Option("--iptables-backend", "iptables binaries kube-proxy uses (auto or iptables: the "
                     "system's alternative)", ("proxier",), ("auto", "iptables", *_IPTABLES_BACKENDS), "auto"),
              Option("--upstream-order", "print sorted as upstream's proxier_test.go dumps (for diffing)",
-                    ("render",), switch=True),
+                    ("renderer",), switch=True),
              Option("--save-form", "print rules as iptables-save prints them back (diff against a "
-                    "node's iptables-save)", ("render",), switch=True),
+                    "node's iptables-save)", ("renderer",), switch=True),
              Option("--backend", "with --live: read this iptables backend (default: the one holding "
-                    "KUBE- rules)", ("trace",), _IPTABLES_BACKENDS),
+                    "KUBE- rules)", ("tracer",), _IPTABLES_BACKENDS),
              Option("--backend", "only this iptables backend (default: both, since leftovers in "
                     "either apply)", ("cleanup",), _IPTABLES_BACKENDS))),
     Mode("nftables", "nftables proxy mode", ("nf_tables", "nf_conntrack"), "the ruleset cannot be loaded",
@@ -186,14 +187,21 @@ def unregister(name: str) -> None:
 # ---- the modes' flags on a command line -------------------------------------------------
 
 def add_options(parser: argparse.ArgumentParser, use: str) -> None:
-    """Every mode's flags for ``use`` (one of USES) on ``parser``."""
+    """Every mode's flags for the hook ``use`` (one of HOOKS) on ``parser``; a flag two modes
+    declare is added once (its choices joined: each mode's hook checks its own)."""
+    shared: dict[str, list[tuple[str, Option]]] = {}
     for mode in _registry.values():
         for o in mode.options_for(use):
-            if o.switch:
-                parser.add_argument(o.flag, action="store_true", help=f"{mode.name} mode: {o.help}")
-            else:
-                parser.add_argument(o.flag, choices=o.choices, default=o.default,
-                                    help=f"{mode.name} mode: {o.help}")
+            shared.setdefault(o.flag, []).append((mode.name, o))
+    for flag, owners in shared.items():
+        first = owners[0][1]
+        help = "; ".join(f"{name} mode: {o.help}" for name, o in owners)
+        if first.switch:
+            parser.add_argument(flag, action="store_true", help=help)
+            continue
+        choices = None if any(o.choices is None for _, o in owners) else \
+            tuple(dict.fromkeys(c for _, o in owners for c in o.choices))
+        parser.add_argument(flag, choices=choices, default=first.default, help=help)
 
 
 def options_from(args: argparse.Namespace, mode: str | None, use: str) -> dict[str, Any]:
