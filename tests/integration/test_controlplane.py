@@ -334,8 +334,9 @@ def test_endpointslices_follow_readiness_deletion_labels_and_selector(tmp_path):
         await c.kubelet.set_pod_ready(ns, victim, False)
         await eventually(lambda: _cond_is(c, ns, victim, ready=False, serving=False, terminating=False),
                          what="not ready endpoint")
-        endpoints = await c.client.get(rt("Endpoints"), "web", ns)
-        assert victim in [a["targetRef"]["name"] for a in endpoints["subsets"][0]["notReadyAddresses"]]
+        # the legacy Endpoints come from another controller: they converge on their own watch
+        await eventually(lambda: _endpoints_names(c, ns, "notReadyAddresses", victim),
+                         what="not ready address in Endpoints")
         await c.kubelet.set_pod_ready(ns, victim, True)
         await eventually(lambda: _cond_is(c, ns, victim, ready=True, serving=True, terminating=False), what="ready")
         # a label change takes the pod out of the Service (and the ReplicaSet replaces it)
@@ -351,8 +352,7 @@ def test_endpointslices_follow_readiness_deletion_labels_and_selector(tmp_path):
         async def only_victim():
             return list(await _slice_endpoints(c, ns, "web")) == [victim]
         await eventually(only_victim, what="selector change")
-        ep_obj = await c.client.get(rt("Endpoints"), "web", ns)
-        assert [a["targetRef"]["name"] for a in ep_obj["subsets"][0]["addresses"]] == [victim]
+        await eventually(lambda: _endpoints_names(c, ns, "addresses", victim), what="Endpoints follow the selector")
         # deletion: a terminating endpoint first, then gone (the pretend kubelet finishes it)
         c.kubelet.silent.update(c.kubelet.nodes)  # hold the kubelets so termination is visible
         await c.client.delete(rt("Pod"), victim, ns)
@@ -366,6 +366,14 @@ def test_endpointslices_follow_readiness_deletion_labels_and_selector(tmp_path):
             return (await _slice_endpoints(c, ns, "web")) == {}
         await eventually(empty, what="endpoint gone after delete")
     run(body, tmp_path, three_nodes())
+
+
+async def _endpoints_names(c: Cluster, ns: str, field: str, pod: str) -> bool:
+    """The legacy Endpoints of ``web``: ``pod`` in ``field`` of their subset (notReadyAddresses:
+    among them; addresses: the only one)."""
+    subsets = (await c.client.get(rt("Endpoints"), "web", ns)).get("subsets") or [{}]
+    names = [a["targetRef"]["name"] for a in subsets[0].get(field) or []]
+    return pod in names if field == "notReadyAddresses" else names == [pod]
 
 
 async def _cond_is(c: Cluster, ns: str, pod: str, **want: bool) -> bool:
