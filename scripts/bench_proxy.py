@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from netemu.agent.proxy.commands import netns_exec  # noqa: E402
-from netemu.agent.proxy.iptables.apply import Iptables, add_jumps  # noqa: E402
+from netemu.agent.proxy.xtables.apply import Iptables, add_jumps  # noqa: E402
 from netemu.agent.proxy.iptables.chains import jump_rules  # noqa: E402
 from netemu.agent.proxy.iptables.builder import build  # noqa: E402
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig, endpoints_by_service_port  # noqa: E402

@@ -18,7 +18,7 @@ import time
 
 from netemu.agent.proxy.hashing import service_chains
 from netemu.agent.proxy.commands import netns_exec
-from netemu.agent.proxy.iptables.apply import BACKENDS
+from netemu.agent.proxy.xtables.apply import BACKENDS
 from netemu.agent.proxy.model import NodeInfo
 from netemu.agent.proxy.iptables.proxier import IptablesProxier
 from netemu.testing.netnslab import Lab, in_netns, requests, run

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from netemu.agent.proxy.leftovers import Cleaner
-from netemu.agent.proxy.iptables.dump import parse
+from netemu.agent.proxy.xtables.dump import parse
 from netemu.agent.proxy.iptables.trace import Tracer
 from netemu.agent.proxy.tracing import Packet
 from netemu.cli.main import main

@@ -20,7 +20,7 @@ import pytest
 
 from netemu.agent.proxy.leftovers import Cleaner
 from netemu.agent.proxy.iptables import render
-from netemu.agent.proxy.iptables.dump import parse
+from netemu.agent.proxy.xtables.dump import parse
 from netemu.agent.proxy.model import NodeInfo
 from netemu.agent.proxy.iptables.trace import STANDARD_JUMPS, Tracer
 from netemu.agent.proxy.tracing import Packet

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from netemu.agent.proxy.iptables import UPSTREAM_TEST_NODE, build, canary_chains, jump_rules, probability, render
-from netemu.agent.proxy.iptables.dump import parse
+from netemu.agent.proxy.xtables.dump import parse
 from netemu.agent.proxy.model import (NodeInfo, ProxyConfig, ServiceName, endpoints_by_service_port,
                                       service_port_map)
 

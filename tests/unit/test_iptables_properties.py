@@ -15,7 +15,7 @@ import random
 import pytest
 
 from netemu.agent.proxy.iptables import BuildCache, build
-from netemu.agent.proxy.iptables.dump import parse
+from netemu.agent.proxy.xtables.dump import parse
 from netemu.agent.proxy.model import (EndpointInfo, NodeInfo, ProxyConfig, ServiceName, endpoints_by_service_port,
                                       service_port_map)
 

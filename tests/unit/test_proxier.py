@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from netemu.agent.proxy.commands import Result
-from netemu.agent.proxy.iptables.apply import detect_backend, resolve_backend
+from netemu.agent.proxy.xtables.apply import detect_backend, resolve_backend
 from netemu.agent.proxy.model import NodeInfo, ServiceName
 from netemu.agent.proxy.iptables.proxier import IptablesProxier
 from tests.unit.test_proxy_tracker import eps, svc

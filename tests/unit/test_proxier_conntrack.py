@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from netemu.agent.proxy.conntrack import Conntrack, plan_cleanup
 from netemu.agent.proxy.commands import Result
-from netemu.agent.proxy.iptables.apply import Iptables
+from netemu.agent.proxy.xtables.apply import Iptables
 from netemu.agent.proxy.iptables.chains import jump_rules
 from netemu.agent.proxy.model import EndpointInfo, ServicePortInfo, ServicePortName
 from netemu.agent.proxy.tracker import UpdateEndpointsMapResult, UpdateServiceMapResult
@@ -65,7 +65,7 @@ def test_ensure_jumps_checks_then_inserts_only_missing_rules():
 
 
 def test_add_jumps_puts_insert_lines_before_the_tables_commit():
-    from netemu.agent.proxy.iptables.apply import add_jumps
+    from netemu.agent.proxy.xtables.apply import add_jumps
 
     text = "*filter\n:KUBE-SERVICES - [0:0]\nCOMMIT\n*nat\n:KUBE-SERVICES - [0:0]\n-A KUBE-SERVICES -j RETURN\nCOMMIT\n"
     rules = [r for r in jump_rules() if r.dst_chain in ("KUBE-SERVICES", "KUBE-FIREWALL")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 from netemu.agent.proxy.commands import Result
-from netemu.agent.proxy.iptables.apply import Iptables
+from netemu.agent.proxy.xtables.apply import Iptables
 from netemu.agent.proxy.iptables.canary import CanaryMonitor
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
 from netemu.agent.proxy.iptables.proxier import IptablesProxier

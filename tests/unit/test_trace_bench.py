@@ -15,7 +15,7 @@ import statistics
 import time
 
 from netemu.agent.proxy.iptables import UPSTREAM_TEST_NODE, render
-from netemu.agent.proxy.iptables.dump import parse
+from netemu.agent.proxy.xtables.dump import parse
 from netemu.agent.proxy.iptables.trace import Tracer
 from netemu.agent.proxy.tracing import Packet
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from netemu.agent.proxy.iptables import UPSTREAM_TEST_NODE, render
-from netemu.agent.proxy.iptables.dump import parse
+from netemu.agent.proxy.xtables.dump import parse
 from netemu.agent.proxy.iptables.trace import Tracer
 from netemu.agent.proxy.tracing import Packet
 from tests.unit.test_trace_fixtures import EXTERNAL_CLIENT, EXTERNAL_CLIENT_BLOCKED, NODE_IP, NODE_IPS

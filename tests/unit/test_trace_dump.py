@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from netemu.agent.proxy.iptables.dump import DumpError, chain_names, parse, table_spans
-from netemu.agent.proxy.iptables.rule import parse_rule
+from netemu.agent.proxy.xtables.dump import DumpError, chain_names, parse, table_spans
+from netemu.agent.proxy.xtables.rule import parse_rule
 from tests.unit.test_trace_fixtures import (REAL_LEGACY_SAVE, REAL_NFT_SAVE_COUNTERS, REAL_SOURCE,
                                             UPSTREAM_OVERALL)
 

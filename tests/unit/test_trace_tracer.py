@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from netemu.agent.proxy.iptables.dump import parse
-from netemu.agent.proxy.iptables.trace import MAX_BRANCHES, Tracer
+from netemu.agent.proxy.xtables.dump import parse
+from netemu.agent.proxy.iptables.trace import Tracer
+from netemu.agent.proxy.xtables.trace import MAX_BRANCHES
 from netemu.agent.proxy.tracing import Packet, TraceError
 
 

@@ -3,12 +3,13 @@
 The mode's shape, as every mode's: pure builder -> applier -> cleanup -> tracer -> proxier.
 builder.py assembles one sync's ``iptables-restore`` input from the rules of each service port
 (service_rules.py), optionally reusing them between syncs (cache.py); chains.py holds the fixed
-chains, jump rules and canaries; dump.py is the one parser of iptables-save/restore text;
-normalize.py sorts restore text like upstream's tests, rewrites it in ``iptables-save`` form and
-compares dumps. The applier (apply.py) is the only part that touches the kernel; canary.py
-watches it for flushes (upstream's Monitor) through the applier. cleanup.py removes what the mode
-left, trace.py (with trace_match.py) walks a dump the way the kernel walks a packet, proxier.py
-runs it all. Outside the product: netemu/testing/iptables_verify.py checks this machine's
+chains, jump rules and canaries; normalize.py sorts restore text like upstream's tests, rewrites
+it in ``iptables-save`` form and compares dumps. What this mode shares with the IPVS mode's
+iptables chains lives in ../xtables/ (mode-neutral): the one parser of iptables-save/restore text
+(dump.py, rule.py), the applier that runs the binaries (apply.py, the only part touching the
+kernel) and the packet tracer (trace.py). canary.py watches the kernel for flushes (upstream's
+Monitor) through the applier; cleanup.py removes what the mode left; trace.py is the mode's
+tracer hook (the xtables tracer with this mode's jumps); proxier.py runs it all. Outside the product: netemu/testing/iptables_verify.py checks this machine's
 iptables against the builder, netemu/bench/iptables.py times the builder.
 
 ``render()`` is the one-call entry for fixtures and tracers: lists of Service and EndpointSlice

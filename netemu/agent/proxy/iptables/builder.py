@@ -28,7 +28,7 @@ from typing import Iterable, Mapping, Sequence
 from ..hashing import is_service_chain
 from ..model import EndpointInfo, NodeInfo, ProxyConfig, ServiceName, ServicePortInfo, ServicePortName
 from .cache import BuildCache
-from .dump import no_gc
+from ..xtables.dump import no_gc
 from .chains import (FILTER_TOP_CHAINS, KUBELET_FIREWALL, NAT_TOP_CHAINS, NFACCT_CT_INVALID)
 from .service_rules import (any_contains, count_service_chains, plan_service_port, probability, spn_str,
                             write_service_chains, write_top_rules)

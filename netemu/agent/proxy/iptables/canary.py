@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Callable
 
-from netemu.agent.proxy.iptables.apply import Iptables
+from netemu.agent.proxy.xtables.apply import Iptables
 from netemu.agent.proxy.iptables.chains import canary_chains
 
 log = logging.getLogger(__name__)

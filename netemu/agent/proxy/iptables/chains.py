@@ -9,7 +9,7 @@ applier to ensure the same way.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from netemu.agent.proxy.xtables.apply import JumpRule, spec
 
 KUBE_SERVICES = "KUBE-SERVICES"
 KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
@@ -30,15 +30,6 @@ CANARY_TABLES = ("mangle", "nat", "filter")
 
 NFACCT_CT_INVALID = "ct_state_invalid_dropped_pkts"
 NFACCT_LOCALHOST_NODEPORTS = "localhost_nps_accepted_pkts"
-
-
-class JumpRule(NamedTuple):
-    """``iptables -t table -I src_chain <args>`` once chain ``dst_chain`` exists."""
-
-    table: str
-    src_chain: str
-    dst_chain: str
-    args: tuple[str, ...]
 
 
 _NEW = ("-m", "conntrack", "--ctstate", "NEW")
@@ -77,18 +68,12 @@ def jump_rules() -> list[JumpRule]:
     return out
 
 
-def spec(args: tuple[str, ...] | list[str]) -> str:
-    """Rule arguments as one line of restore/save text: a word with a space (or an empty one)
-    in double quotes, as iptables-save prints a comment."""
-    return " ".join(f'"{w}"' if (" " in w or not w) else w for w in args)
-
-
 def saved_jumps() -> dict[tuple[str, str], tuple[str, ...]]:
     """The jump rules as ``iptables-save`` shows them on a node, per (table, built-in chain), in
     the order of the chains in a save: kube-proxy prepends each (``-I``), so per chain the last
     ensured comes first; the kubelet's KUBE-FIREWALL jumps come last (the kubelet made them
     before kube-proxy started, and kube-proxy finds them in place)."""
-    from netemu.agent.proxy.iptables.dump import BUILTIN_CHAINS
+    from netemu.agent.proxy.xtables.dump import BUILTIN_CHAINS
 
     rules = jump_rules()
     out: dict[tuple[str, str], tuple[str, ...]] = {}

@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from netemu.agent.proxy.iptables.apply import BACKENDS, FAMILIES, Iptables, IptablesError
-from netemu.agent.proxy.iptables.dump import no_gc, parse
+from netemu.agent.proxy.xtables.apply import BACKENDS, FAMILIES, Iptables, IptablesError
+from netemu.agent.proxy.xtables.dump import no_gc, parse
 from netemu.agent.proxy.leftovers import PREFIX, Leftovers
 
 

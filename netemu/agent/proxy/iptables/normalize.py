@@ -1,6 +1,6 @@
 """Restore text in the forms people diff: sorted like upstream's tests, and as iptables-save
 prints it back; and the comparison of our rules with a real node's dump. Reading the text is
-dump.py's (the one parser); this module only reorders and respells what it read.
+../xtables/dump.py's (the one parser); this module only reorders and respells what it read.
 
 Upstream writes Services in Go-map (random) order, so its tests compare dumps after
 ``sortIPTablesRules`` (pkg/proxy/iptables/proxier_test.go, kubernetes v1.32): tables by name;
@@ -12,8 +12,8 @@ Service named in their comment, the nat "must be the last rule" jump kept last.
 
 from __future__ import annotations
 
-from netemu.agent.proxy.iptables.dump import Dump, parse
-from netemu.agent.proxy.iptables.rule import Rule, tokenize
+from netemu.agent.proxy.xtables.dump import Dump, parse
+from netemu.agent.proxy.xtables.rule import Rule, tokenize
 
 _FIRST_CHAINS = ("KUBE-NODEPORTS", "KUBE-SERVICES")
 

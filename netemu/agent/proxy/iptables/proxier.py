@@ -30,11 +30,11 @@ from typing import Any, Callable
 
 from netemu.agent.proxy.commands import Exec, local_exec
 from netemu.agent.proxy.conntrack import Conntrack, plan_cleanup
-from netemu.agent.proxy.iptables.apply import Iptables, add_jumps
+from netemu.agent.proxy.xtables.apply import Iptables, add_jumps
 from netemu.agent.proxy.iptables.builder import BuildCache, build as iptables_build
 from netemu.agent.proxy.iptables.canary import CanaryMonitor
 from netemu.agent.proxy.iptables.chains import jump_rules
-from netemu.agent.proxy.iptables.dump import chain_names
+from netemu.agent.proxy.xtables.dump import chain_names
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
 from netemu.agent.proxy.proxier import Proxier, SyncResult
 from netemu.agent.proxy.runner import BoundedFrequencyRunner

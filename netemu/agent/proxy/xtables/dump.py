@@ -24,7 +24,7 @@ import gc
 import re
 from dataclasses import dataclass, field
 
-from netemu.agent.proxy.iptables.rule import Rule, option_name, parse_rule
+from netemu.agent.proxy.xtables.rule import Rule, option_name, parse_rule
 
 BUILTIN_CHAINS = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),

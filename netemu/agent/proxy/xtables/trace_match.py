@@ -15,7 +15,7 @@ import functools
 import ipaddress
 from dataclasses import dataclass
 
-from netemu.agent.proxy.iptables.rule import Rule
+from netemu.agent.proxy.xtables.rule import Rule
 from netemu.agent.proxy.tracing import PROTO_NUMBERS, Packet
 
 

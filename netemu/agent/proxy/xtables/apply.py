@@ -1,8 +1,10 @@
-"""The thin edge of iptables mode: run iptables-restore, ensure jump rules, detect the backend.
+"""The thin edge of every mode that writes iptables rules (the iptables mode, and the IPVS mode's
+fixed chains): run iptables-restore, ensure jump rules, detect the backend.
 
 Everything here only turns a request into argv lists and hands them to an injectable ``Exec``
 (a fake in unit tests, ``ip netns exec NS ...`` in kernel tests, plain argv on a real node), so
-the proxier above it never knows where the kernel is.
+the proxier above it never knows where the kernel is. No mode's chains are named here: a mode
+passes its own restore text and its own JumpRules.
 
 Backends, like upstream: ``iptables`` follows whatever the system's ``iptables`` alternative
 is (``iptables --version`` prints "(nf_tables)" or "(legacy)"); ``nft`` and ``legacy`` pick
@@ -13,12 +15,11 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from netemu.agent.proxy.commands import Exec, Result, local_exec
-from netemu.agent.proxy.iptables.chains import JumpRule, spec
-from netemu.agent.proxy.iptables.dump import table_spans
-from netemu.agent.proxy.iptables.rule import tokenize
+from netemu.agent.proxy.xtables.dump import table_spans
+from netemu.agent.proxy.xtables.rule import tokenize
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,22 @@ def resolve_backend(backend: str, exec_: Exec = local_exec) -> str:
 
 
 FAMILIES = {"ipv4": "iptables", "ipv6": "ip6tables"}
+
+
+class JumpRule(NamedTuple):
+    """``iptables -t table -I src_chain <args>`` once chain ``dst_chain`` exists: how a mode hooks
+    its own chains into the built-in ones (each mode lists its jumps; this module ensures them)."""
+
+    table: str
+    src_chain: str
+    dst_chain: str
+    args: tuple[str, ...]
+
+
+def spec(args: tuple[str, ...] | list[str]) -> str:
+    """Rule arguments as one line of restore/save text: a word with a space (or an empty one)
+    in double quotes, as iptables-save prints a comment."""
+    return " ".join(f'"{w}"' if (" " in w or not w) else w for w in args)
 
 
 class Iptables:
