@@ -33,9 +33,11 @@ The hooks' contracts (``**options``: the mode's Options for that hook, by argpar
 
 from __future__ import annotations
 
-import argparse
 import importlib
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+
+if TYPE_CHECKING:                 # the agent process imports this module: no argparse for it
+    import argparse
 
 DEFAULT = "iptables"          # the mode used when none is chosen (upstream's default on Linux)
 NO_PROXY = "none"             # not a mode: `netemu agent`/`up` without kube-proxy (kubelets alone)
