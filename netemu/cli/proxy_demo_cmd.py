@@ -18,7 +18,7 @@ import time
 
 from netemu.agent.proxy.hashing import service_chains
 from netemu.agent.proxy.commands import netns_exec
-from netemu.agent.proxy.xtables.apply import BACKENDS
+from netemu.agent.proxy.xtables.apply import BACKEND_CHOICES
 from netemu.agent.proxy.model import NodeInfo
 from netemu.agent.proxy.iptables.proxier import IptablesProxier
 from netemu.testing.netnslab import Lab, in_netns, requests, run
@@ -63,7 +63,7 @@ def chain_excerpt(save_text: str, chains: set[str]) -> list[str]:
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=BACKENDS, default="iptables",
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="iptables",
                    help="iptables binaries: the system's alternative (default), nft or legacy")
     p.add_argument("--pods", type=int, default=3, help="endpoints behind the Service (default 3)")
     p.add_argument("--requests", type=int, default=300, help="HTTP requests to send (default 300)")
