@@ -101,6 +101,16 @@ def test_agent_start_up_imports_no_mode_package():
     assert out.strip() == "['netemu.agent.proxy', 'netemu.agent.proxy.modes']"
 
 
+def test_iptables_flags_offer_what_the_applier_takes():
+    """The registry spells the iptables backends without importing the mode (it stays lean):
+    they must be the applier's."""
+    from netemu.agent.proxy.iptables.apply import BACKEND_CHOICES, BACKENDS
+
+    flags = {(o.flag, o.uses): o.choices for o in modes.get("iptables").options}
+    assert flags[("--iptables-backend", ("proxier",))] == BACKEND_CHOICES
+    assert flags[("--backend", ("tracer",))] == flags[("--backend", ("cleanup",))] == BACKENDS
+
+
 def test_iptables_factory_resolves_auto_to_the_systems_alternative():
     def kernel(argv, input=None):
         return Result(0, "iptables v1.8.9 (legacy)\n" if argv == ["iptables", "--version"] else "")
