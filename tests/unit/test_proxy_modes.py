@@ -104,7 +104,7 @@ def test_agent_start_up_imports_no_mode_package():
 def test_iptables_flags_offer_what_the_applier_takes():
     """The registry spells the iptables backends without importing the mode (it stays lean):
     they must be the applier's."""
-    from netemu.agent.proxy.iptables.apply import BACKEND_CHOICES, BACKENDS
+    from netemu.agent.proxy.xtables.apply import BACKEND_CHOICES, BACKENDS
 
     flags = {(o.flag, o.uses): o.choices for o in modes.get("iptables").options}
     assert flags[("--iptables-backend", ("proxier",))] == BACKEND_CHOICES
