@@ -173,12 +173,15 @@ def qos_class(spec: Any) -> str:
 # -- update -------------------------------------------------------------------------------------
 
 def prepare_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | None = None) -> Obj:
-    """The object to store for an update of ``old`` by ``new`` (main resource or ``status``)."""
-    if subresource not in (None, "status"):
+    """The object to store for an update of ``old`` by ``new`` (main resource, ``status``, or a
+    namespace's ``finalize``)."""
+    if subresource not in (None, "status") and not (subresource == "finalize" and rt.kind == "Namespace"):
         raise errors.NotFound(f"the server could not find the requested resource ({subresource})")
     out = _checked_copy(rt, new)
     defaults.apply_defaults(rt.kind, out)
-    if subresource == "status":
+    if subresource == "finalize":
+        out = _finalize_update(old, out)
+    elif subresource == "status":
         out = _status_update(rt, old, out)
     else:
         if "status" in rt.subresources:
@@ -256,6 +259,21 @@ def _namespace_update(ns: Obj, old: Obj) -> None:
     spec = ns.get("spec") if isinstance(ns.get("spec"), dict) else {}
     spec["finalizers"] = meta.json_copy((old.get("spec") or {}).get("finalizers") or [])
     ns["spec"] = spec
+
+
+def _finalize_update(old: Obj, new: Obj) -> Obj:
+    """namespaces/NAME/finalize: everything stored stays but ``spec.finalizers``, taken from the
+    request (upstream's namespaceFinalizeStrategy); the names must be qualified names."""
+    out = meta.json_copy(old)
+    spec = new.get("spec") if isinstance(new.get("spec"), dict) else {}
+    wanted = spec.get("finalizers") or []
+    causes = v.finalizers("spec.finalizers", wanted)
+    if causes:
+        raise errors.invalid("Namespace", meta.metadata(old).get("name", ""), causes)
+    out.setdefault("spec", {})["finalizers"] = meta.json_copy(wanted)
+    if "resourceVersion" in meta.metadata(new):
+        meta.metadata(out)["resourceVersion"] = meta.metadata(new)["resourceVersion"]
+    return out
 
 
 _UPDATE_HOOKS: dict[str, Callable[[Obj, Obj], None]] = {

@@ -47,6 +47,7 @@ _SUB_SHAPES = {
                          "verbs": ["get", "patch", "update"]},
     "binding": lambda rt: {"kind": "Binding", "verbs": ["create"]},
     "log": lambda rt: {"kind": "Pod", "verbs": ["get"]},
+    "finalize": lambda rt: {"kind": rt.kind, "verbs": ["update"]},
 }
 
 

@@ -137,6 +137,9 @@ class Handlers:
                     return await self.bind(request, target)
             elif target.subresource == "scale":
                 return await self.scale(request, target)
+            elif target.subresource == "finalize":
+                if method == "PUT":
+                    return await self.update(request, target)
             elif method == "GET":
                 _check_verb(target, "get")
                 obj = await self.registry.get(target.rt, target.namespace, target.name)

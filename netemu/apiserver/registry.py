@@ -114,7 +114,7 @@ class Registry:
                                         "namespace sent on the request")
             namespace = namespace or body_ns or "default"
             meta["namespace"] = namespace
-            await self._check_namespace(namespace)
+            await self._check_namespace(rt, namespace, meta.get("name") or "")
         else:
             meta.pop("namespace", None)
         generate = not meta.get("name") and meta.get("generateName")
@@ -164,15 +164,22 @@ class Registry:
             return
         raise errors.AlreadyExists("already exists")
 
-    async def _check_namespace(self, namespace: str) -> None:
+    async def _check_namespace(self, rt: ResourceType, namespace: str, name: str) -> None:
+        """upstream's NamespaceLifecycle admission: no content in a missing namespace (404), nor
+        in one being deleted (403, with the NamespaceTerminating cause)."""
         try:
             ns = await self.store.get(NAMESPACES.key(None, namespace))
         except errors.NotFound:
             raise errors.NotFound(f'namespaces "{namespace}" not found',
                                   details={"name": namespace, "kind": "namespaces"}) from None
         if (ns.get("metadata") or {}).get("deletionTimestamp"):
-            raise errors.Forbidden(f"unable to create new content in namespace {namespace} "
-                                   "because it is being terminated")
+            what = f'{qualified(rt)} "{name}"' if name else qualified(rt)
+            raise errors.Forbidden(
+                f"{what} is forbidden: unable to create new content in namespace {namespace} "
+                "because it is being terminated",
+                details={"name": name, "group": rt.group, "kind": rt.resource,
+                         "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
+                                     "message": f"namespace {namespace} is being terminated"}]})
 
     # -- update ------------------------------------------------------------------------------
 
@@ -215,7 +222,8 @@ class Registry:
             if rt.namespaced:
                 new_meta["namespace"] = namespace
             prepared = strategy.prepare_update(rt, old, new, subresource=subresource)
-            if deletion.finalized(prepared) and subresource is None and rt.kind != "Namespace":
+            if subresource != "status" and deletion.finalized(prepared) and (
+                    rt.kind != "Namespace" or not (prepared.get("spec") or {}).get("finalizers")):
                 return old if dry_run else await self._remove(rt, namespace, name, old_rv)
             commit = await hooks.on_update(rt, old, prepared) if hooks is not None else None
             if dry_run:
@@ -275,52 +283,39 @@ class Registry:
         hooks = self.hooks.get(rt.kind)
         if hooks is not None:
             hooks.on_delete(last)
-        if rt.namespaced and namespace:
-            await self._finish_namespace(namespace)
         return self._typed(rt, last)
 
     async def _delete_namespace(self, name: str, options: Obj) -> tuple[Obj, bool]:
-        """Mark the namespace Terminating, delete what is in it (upstream's namespace
-        controller, inline), and remove it once empty; pods still stopping keep it."""
-        obj = await self.get(NAMESPACES, None, name)
-        deletion.check_preconditions(obj, options)
-        if not (obj.get("metadata") or {}).get("deletionTimestamp"):
-            marked = copy.deepcopy(obj)
-            _meta(marked)["deletionTimestamp"] = meta.now_rfc3339(self.clock())
-            _meta(marked)["deletionGracePeriodSeconds"] = 0
-            marked.setdefault("status", {})["phase"] = "Terminating"
-            try:
-                obj = self._typed(NAMESPACES, await self.store.update(
-                    NAMESPACES.key(None, name), marked, expected_revision=_rv(obj)))
-            except errors.Conflict:
-                raise conflict(NAMESPACES, name) from None
-        for rt in kinds.RESOURCES:
-            if not rt.namespaced or "delete" not in rt.verbs:
-                continue
-            for item in (await self.store.list(rt.list_prefix(name))).items:
+        """upstream's namespace REST Delete: the first delete marks the namespace Terminating
+        (deletionTimestamp, status.phase); it is removed only once ``spec.finalizers`` is empty
+        (the namespace controller empties it, then finalizes and deletes again) and no
+        metadata finalizer holds it."""
+        for _ in range(MAX_RETRIES):
+            obj = await self.get(NAMESPACES, None, name)
+            deletion.check_preconditions(obj, options)
+            md = _meta(obj)
+            if not md.get("deletionTimestamp"):
+                marked = copy.deepcopy(obj)
+                plan = deletion.plan("Namespace", marked, options, self.clock())
+                mmd = _meta(marked)
+                mmd["deletionTimestamp"] = meta.now_rfc3339(self.clock())
+                mmd["deletionGracePeriodSeconds"] = 0
+                if plan.updated is not None and plan.updated["metadata"].get("finalizers"):
+                    mmd["finalizers"] = plan.updated["metadata"]["finalizers"]
+                marked.setdefault("status", {})["phase"] = "Terminating"
                 try:
-                    await self.delete(rt, name, item["metadata"]["name"], {"propagationPolicy": "Background"})
-                except (errors.NotFound, errors.Conflict):
+                    obj = self._typed(NAMESPACES, await self.store.update(
+                        NAMESPACES.key(None, name), marked, expected_revision=_rv(obj)))
+                except errors.Conflict:
                     continue
-        removed = await self._finish_namespace(name)
-        return obj, removed
-
-    async def _finish_namespace(self, namespace: str) -> bool:
-        """Remove a Terminating namespace when nothing is left in it; True when removed."""
-        try:
-            ns = await self.store.get(NAMESPACES.key(None, namespace))
-        except errors.NotFound:
-            return True
-        if not (ns.get("metadata") or {}).get("deletionTimestamp") or (ns["metadata"].get("finalizers")):
-            return False
-        for rt in kinds.RESOURCES:
-            if rt.namespaced and (await self.store.list(rt.list_prefix(namespace), limit=1)).items:
-                return False
-        try:
-            await self.store.delete(NAMESPACES.key(None, namespace))
-        except (errors.NotFound, errors.Conflict):
-            pass
-        return True
+                md = _meta(obj)
+            if (obj.get("spec") or {}).get("finalizers") or md.get("finalizers"):
+                return obj, False
+            try:
+                return await self._remove(NAMESPACES, None, name, _rv(obj)), True
+            except errors.Conflict:
+                continue
+        raise conflict(NAMESPACES, name)
 
     # -- subresources ------------------------------------------------------------------------
 

@@ -180,9 +180,10 @@ class ApiClient:
         return await self.request("DELETE", paths.resource_path(rt, namespace, name), body=opts)
 
     async def delete_collection(self, rt: ResourceType, namespace: str | None = None, *,
-                                label_selector: str | None = None,
-                                field_selector: str | None = None) -> dict[str, Any]:
-        params = {"labelSelector": label_selector, "fieldSelector": field_selector}
+                                label_selector: str | None = None, field_selector: str | None = None,
+                                propagation_policy: str | None = None) -> dict[str, Any]:
+        params = {"labelSelector": label_selector, "fieldSelector": field_selector,
+                  "propagationPolicy": propagation_policy}
         return await self.request("DELETE", paths.resource_path(rt, namespace), params=params)
 
     async def bind(self, namespace: str, pod_name: str, node_name: str) -> dict[str, Any]:

@@ -396,19 +396,28 @@ def test_graceful_pod_delete_and_finalizers(tmp_path):
     run(tmp_path, scenario)
 
 
-def test_namespace_delete_removes_its_objects(tmp_path):
+def test_namespace_delete_marks_terminating_until_finalized(tmp_path):
+    """Upstream's namespace REST: DELETE only marks the namespace (content stays for the
+    namespace controller, tests/unit/test_namespace_lifecycle.py); new content is refused with
+    upstream's 403; the namespace goes once spec.finalizers is emptied through /finalize."""
     async def scenario(srv):
         c = srv.client
         await c.create(NS, {"metadata": {"name": "team"}})
         await c.create(CM, cm("x", ns="team"))
-        await c.create(PODS, pod("p", "node-1", ns="team"))
         await c.delete(NS, "team")
         ns = await c.get(NS, "team")
-        assert ns["status"]["phase"] == "Terminating"                      # a pod is still stopping
-        with pytest.raises(errors.Forbidden):
+        assert ns["status"]["phase"] == "Terminating" and ns["spec"]["finalizers"] == ["kubernetes"]
+        with pytest.raises(errors.Forbidden) as exc:
             await c.create(CM, cm("y", ns="team"))
-        assert not (await c.list(CM, "team")).items
-        await c.delete(PODS, "p", "team", grace_period_seconds=0)
+        assert exc.value.message == ('configmaps "y" is forbidden: unable to create new content in namespace '
+                                     "team because it is being terminated")
+        assert exc.value.details["causes"] == [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
+                                                "message": "namespace team is being terminated"}]
+        assert [o["metadata"]["name"] for o in (await c.list(CM, "team")).items] == ["x"]
+        again = await c.delete(NS, "team")                              # a second delete changes nothing
+        assert again["metadata"]["deletionTimestamp"] == ns["metadata"]["deletionTimestamp"]
+        ns["spec"]["finalizers"] = []
+        await c.update(NS, ns, subresource="finalize")
         with pytest.raises(errors.NotFound):
             await c.get(NS, "team")
     run(tmp_path, scenario)
