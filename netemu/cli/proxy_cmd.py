@@ -89,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
     config = ProxyConfig(masquerade_all=args.masquerade_all, random_fully=not args.no_random_fully,
                          localhost_nodeports=not args.no_localhost_nodeports, nfacct=args.nfacct)
     problems = list(manifests.problems)
-    rendered = mode.hook("renderer")(manifests.services, manifests.endpoint_slices, node, config,
-                                     problems=problems, **options)
+    try:
+        rendered = mode.hook("renderer")(manifests.services, manifests.endpoint_slices, node, config,
+                                         problems=problems, **options)
+    except ValueError as exc:          # a mode's option with a bad value
+        raise UsageError(str(exc)) from None
     if args.compare:
         return _compare(rendered, mode.name, args.compare, problems)
     sys.stdout.write(rendered.text)

@@ -136,7 +136,7 @@ def test_proxy_render_selects_the_registered_mode(fake_mode, tmp_path, capsys):
     # a mode without a tracer cannot trace
     assert main(["trace", "--mode", "fake", "-f", str(tmp_path / "svc.yaml"), "--src", "10.0.0.1",
                  "--dst", "10.96.0.50", "--dport", "80"]) == 2
-    assert "--mode fake: not yet implemented (iptables is)" in capsys.readouterr().err
+    assert "--mode fake: not yet implemented (iptables, nftables are)" in capsys.readouterr().err
 
 
 def test_agent_runs_the_registered_mode(fake_mode, tmp_path, monkeypatch, capsys):

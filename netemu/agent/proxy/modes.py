@@ -60,6 +60,8 @@ class Option(NamedTuple):
     choices: tuple[str, ...] | None = None
     default: Any = None
     switch: bool = False          # a store_true flag
+    repeat: bool = False          # may be given several times (its value is then a list)
+    metavar: str | None = None
 
     @property
     def key(self) -> str:
@@ -125,7 +127,14 @@ MODES: tuple[Mode, ...] = (
              Option("--backend", "only this iptables backend (default: both, since leftovers in "
                     "either apply)", ("cleanup",), _IPTABLES_BACKENDS))),
     Mode("nftables", "nftables proxy mode", ("nf_tables", "nf_conntrack"), "the ruleset cannot be loaded",
-         cleanup=f"{_P}.nftables.cleanup:cleanup"),
+         renderer=f"{_P}.nftables:rendering", tracer=f"{_P}.nftables.trace:trace",
+         cleanup=f"{_P}.nftables.cleanup:cleanup", options=(
+             Option("--nodeport-addresses", "CIDR whose node addresses accept NodePorts (default: the node's "
+                    "primary IP, as upstream's nftables mode)", ("render", "proxier"), repeat=True, metavar="CIDR"),
+             Option("--service-cidr", "Service CIDR whose unallocated ClusterIPs are dropped (default: the "
+                    "cluster's)", ("render", "proxier"), repeat=True, metavar="CIDR"),
+             Option("--transaction", "print the first sync's nft transaction instead of the resulting table",
+                    ("render",), switch=True))),
     Mode("ipvs", "IPVS proxy mode", ("ip_vs", "ip_vs_rr", "dummy", "ip_set", "nf_conntrack"),
          "kube-proxy cannot create virtual servers", cleanup=f"{_P}.ipvs.cleanup:cleanup"),
 )
@@ -201,6 +210,10 @@ def add_options(parser: argparse.ArgumentParser, use: str) -> None:
         if first.switch:
             parser.add_argument(flag, action="store_true", help=help)
             continue
+        if first.repeat:
+            parser.add_argument(flag, action="append", default=None, metavar=first.metavar,
+                                help=help + " (repeatable)")
+            continue
         choices = None if any(o.choices is None for _, o in owners) else \
             tuple(dict.fromkeys(c for _, o in owners for c in o.choices))
         parser.add_argument(flag, choices=choices, default=first.default, help=help)
@@ -234,6 +247,9 @@ def option_argv(options: dict[str, Any], mode: str, use: str) -> list[str]:
         value = options.get(o.key, o.default)
         if o.switch:
             argv += [o.flag] if value else []
+        elif o.repeat:
+            for v in value or ():
+                argv += [o.flag, str(v)]
         elif value is not None:
             argv += [o.flag, str(value)]
     return argv

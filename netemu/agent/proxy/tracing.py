@@ -94,6 +94,21 @@ def join_hostport(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+def split_hostport(value: str, default_port: int) -> tuple[str, int]:
+    """A DNAT target ``ip[-ip][:port[-port]]`` or ``[v6]:port`` -> (ip, port); a range answers
+    with its first address and port, a missing port keeps ``default_port`` (ValueError for a
+    port that is not a number)."""
+    if value.startswith("["):
+        host, _, port = value[1:].partition("]:")
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    else:
+        host, port = value, ""
+    host = host.split("-")[0]
+    port = port.split("-")[0]
+    return host, int(port) if port else default_port
+
+
 def merge(outcomes: list[Outcome]) -> list[Outcome]:
     """Outcomes that went the same way (verdict, destination, masquerade, route, chains) as one."""
     merged: dict[tuple, Outcome] = {}

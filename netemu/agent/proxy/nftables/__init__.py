@@ -15,6 +15,8 @@ the Table a full sync leaves out); ``rendering()`` is the registry's renderer ho
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import replace
 from typing import Any, Iterable, Mapping
 
 from ..model import NodeInfo, ProxyConfig, endpoints_by_service_port, seen_by_kube_proxy, service_port_map
@@ -59,14 +61,40 @@ def render(services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, 
     return table
 
 
+def nodeport_config(config: ProxyConfig | None, node: NodeInfo, nodeport_addresses: Iterable[str] | None) -> ProxyConfig:
+    """``config`` with --nodeport-addresses applied: given CIDRs (checked), else upstream's
+    nftables default "primary": NodePorts on the node's primary IP only (every address when
+    the node IP is unknown)."""
+    config = config or ProxyConfig()
+    if nodeport_addresses is None:
+        if config.nodeport_addresses or node.primary_ip is None:
+            return config
+        bits = 128 if ":" in node.primary_ip else 32
+        return replace(config, nodeport_addresses=(f"{node.primary_ip}/{bits}",))
+    return replace(config, nodeport_addresses=tuple(check_cidrs(nodeport_addresses, "--nodeport-addresses")))
+
+
+def check_cidrs(values: Iterable[str], flag: str) -> list[str]:
+    """Normalised CIDRs; ValueError naming the flag for anything else."""
+    out = []
+    for raw in values:
+        try:
+            out.append(str(ipaddress.ip_network(raw.strip(), strict=False)))
+        except ValueError:
+            raise ValueError(f"{flag} {raw!r} is not a CIDR") from None
+    return out
+
+
 def rendering(services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]], node: NodeInfo,
               config: ProxyConfig | None = None, *, problems: list[str] | None = None,
-              service_cidr: Iterable[str] | None = None, transaction: bool = False) -> Rendering:
+              nodeport_addresses: Iterable[str] | None = None, service_cidr: Iterable[str] | None = None,
+              transaction: bool = False) -> Rendering:
     """The registry's renderer hook: the table as upstream's test dumps print it (valid ``nft
     -f`` input), or with ``transaction`` the first sync's transaction itself."""
     from .listing import compare
 
-    cidrs = tuple(service_cidr or ())
+    cidrs = tuple(check_cidrs(service_cidr or (), "--service-cidr"))
+    config = nodeport_config(config, node, nodeport_addresses)
     table = render(services, slices, node, config, service_cidrs=cidrs, problems=problems)
     text = full_sync_text(services, slices, node, config, service_cidrs=cidrs) if transaction else table.dump()
     rules = sum(len(c.rules) for c in table.chains.values())

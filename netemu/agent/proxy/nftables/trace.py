@@ -22,7 +22,8 @@ import ipaddress
 from dataclasses import dataclass, replace
 
 from netemu.agent.proxy.commands import Exec
-from netemu.agent.proxy.tracing import Outcome, Packet, TraceError, TraceResult, check_packet, join_hostport, merge
+from netemu.agent.proxy.tracing import (Outcome, Packet, TraceError, TraceResult, check_packet, join_hostport,
+                                        merge, split_hostport)
 
 from .builder import TABLE
 from .listing import parse_any
@@ -199,7 +200,7 @@ class _Run:
                 stack.append((s, i))
             return branch
         if word == "dnat":
-            ip, port = _split_hostport(arg, s.dport)
+            ip, port = split_hostport(arg, s.dport)
             ep = chain.name if chain.name.startswith("endpoint-") else s.endpoint_chain
             out.append((replace(s, dst=ip, dport=port, dnat=join_hostport(ip, port), endpoint_chain=ep), "dnat"))
             return True
@@ -219,16 +220,6 @@ class _Run:
             return True
         self.unevaluated.append(f"{where}: unknown verdict {verdict!r}: treated as continue")
         return False
-
-
-def _split_hostport(value: str, default_port: int) -> tuple[str, int]:
-    if value.startswith("["):
-        host, _, port = value[1:].partition("]:")
-    elif value.count(":") == 1:
-        host, _, port = value.partition(":")
-    else:
-        host, port = value, ""
-    return host, int(port) if port.isdigit() else default_port
 
 
 # ---- the mode's tracer hook (`netemu trace --mode nftables`) -------------------------------

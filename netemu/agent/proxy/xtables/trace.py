@@ -37,7 +37,7 @@ from netemu.agent.proxy.xtables.dump import Chain, Dump, Table, no_gc
 from netemu.agent.proxy.xtables.rule import Rule, parse_rule
 from netemu.agent.proxy.xtables.trace_match import MatchEvaluator, State, address, mark_mask
 from netemu.agent.proxy.tracing import (Outcome, Packet, TraceError, TraceResult, check_packet, join_hostport,
-                                        merge)
+                                        merge, split_hostport)
 
 MASQ_MARK = 0x4000
 MAX_BRANCHES = 5000
@@ -248,7 +248,7 @@ class _Run(MatchEvaluator):
             if to is None or not to.value:
                 self.unevaluated.append(f"{where}: DNAT without --to-destination")
                 return s, "DNAT"
-            ip, port = _split_hostport(to.value, s.dport)
+            ip, port = split_hostport(to.value, s.dport)
             sep = chain if chain.startswith("KUBE-SEP-") else s.sep
             return replace(s, dst=ip, dport=port, dnat=f"{join_hostport(ip, port)}", sep=sep), "DNAT"
         if t == "REDIRECT":
@@ -289,18 +289,6 @@ def _apply_mark(rule: Rule, mark: int) -> int:
         if opt.name == "xor-mark":
             return mark ^ int(opt.value, 0)
     return mark
-
-
-def _split_hostport(value: str, default_port: int) -> tuple[str, int]:
-    """--to-destination ip[-ip][:port[-port]] or [v6]:port; a range answers with its first."""
-    if value.startswith("["):
-        host, _, port = value[1:].partition("]:")
-    elif value.count(":") == 1:
-        host, _, port = value.partition(":")
-    else:
-        host, port = value, ""
-    host = host.split("-")[0]
-    return host, int(port.split("-")[0]) if port else default_port
 
 
 # ---- reading a live kernel ------------------------------------------------------------
