@@ -130,11 +130,11 @@ MODES: tuple[Mode, ...] = (
          renderer=f"{_P}.nftables:rendering", tracer=f"{_P}.nftables.trace:trace",
          cleanup=f"{_P}.nftables.cleanup:cleanup", options=(
              Option("--nodeport-addresses", "CIDR whose node addresses accept NodePorts (default: the node's "
-                    "primary IP, as upstream's nftables mode)", ("render", "proxier"), repeat=True, metavar="CIDR"),
+                    "primary IP, as upstream's nftables mode)", ("renderer", "proxier"), repeat=True, metavar="CIDR"),
              Option("--service-cidr", "Service CIDR whose unallocated ClusterIPs are dropped (default: the "
-                    "cluster's)", ("render", "proxier"), repeat=True, metavar="CIDR"),
+                    "cluster's)", ("renderer", "proxier"), repeat=True, metavar="CIDR"),
              Option("--transaction", "print the first sync's nft transaction instead of the resulting table",
-                    ("render",), switch=True))),
+                    ("renderer",), switch=True))),
     Mode("ipvs", "IPVS proxy mode", ("ip_vs", "ip_vs_rr", "dummy", "ip_set", "nf_conntrack"),
          "kube-proxy cannot create virtual servers", cleanup=f"{_P}.ipvs.cleanup:cleanup"),
 )
