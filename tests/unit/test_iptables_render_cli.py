@@ -104,7 +104,6 @@ def test_render_clean_input_exits_zero_and_upstream_order(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--mode", "nftables", "--service-cidr", "10.96.0.0/33"], "not a CIDR"),
     (["--service-cidr", "10.96.0.0/12"], "option of proxy mode nftables"),
-    (["--mode", "ipvs"], "not yet implemented"),
     (["--mode", "bpf"], "choose one of"),
     (["--node-ip", "1.2.3"], "not an IP address"),
     (["--cluster-cidr", "10.0.0.0/33"], "not a CIDR"),

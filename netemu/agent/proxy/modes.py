@@ -111,6 +111,7 @@ class Mode(NamedTuple):
 
 _P = "netemu.agent.proxy"
 _IPTABLES_BACKENDS = ("nft", "legacy")
+_IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")  # kernel ip_vs_*
 
 MODES: tuple[Mode, ...] = (
     Mode("iptables", "iptables proxy mode", ("nf_conntrack",), "Services do not work",
@@ -136,7 +137,14 @@ MODES: tuple[Mode, ...] = (
              Option("--transaction", "print the first sync's nft transaction instead of the resulting table",
                     ("renderer",), switch=True))),
     Mode("ipvs", "IPVS proxy mode", ("ip_vs", "ip_vs_rr", "dummy", "ip_set", "nf_conntrack"),
-         "kube-proxy cannot create virtual servers", cleanup=f"{_P}.ipvs.cleanup:cleanup"),
+         "kube-proxy cannot create virtual servers", renderer=f"{_P}.ipvs:rendering",
+         cleanup=f"{_P}.ipvs.cleanup:cleanup", options=(
+             Option("--ipvs-scheduler", "IPVS scheduler of every virtual server (upstream's flag; "
+                    "rr: round robin, wrr: weighted, lc/wlc: least connections, sh: source hashing, "
+                    "mh: maglev hashing, ...)", ("proxier", "renderer"), _IPVS_SCHEDULERS, "rr"),
+             Option("--nodeport-addresses", "CIDR whose node addresses get NodePort virtual servers (default: "
+                    "every node address, as upstream's IPVS mode)", ("renderer", "proxier"), repeat=True,
+                    metavar="CIDR"))),
 )
 
 _registry: dict[str, Mode] = {m.name: m for m in MODES}
