@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "netemu.cli.exec_logs_cmd",
     "netemu.cli.demo_cmd",
     "netemu.cli.traffic_cmd",
+    "netemu.cli.capture_cmd",
 )
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
+import os
 import sys
 
 from netemu.agent.proxy import modes
 from netemu.agent.proxy.commands import exec_in
+from netemu.cli.access import DEFAULT_STATE_DIR
 from netemu.cli.main import Command, UsageError
 
 
@@ -69,9 +72,9 @@ def _ipsets(specs: list[str]) -> dict[str, list[str]]:
 
 
 def add_trace_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--src", required=True, help="source IP of the packet")
-    p.add_argument("--dst", required=True, help="destination IP (ClusterIP, node IP, LB IP, ...)")
-    p.add_argument("--dport", required=True, type=int, help="destination port")
+    p.add_argument("--src", help="source IP of the packet (required with -f and --live)")
+    p.add_argument("--dst", help="destination IP (ClusterIP, node IP, LB IP, ...)")
+    p.add_argument("--dport", type=int, help="destination port")
     p.add_argument("--sport", type=int, default=40000, help="source port (default 40000)")
     p.add_argument("--proto", default="tcp", choices=("tcp", "udp", "sctp"))
     p.add_argument("--node-ip", action="append", default=[], metavar="IP",
@@ -87,6 +90,17 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("-f", "--file", help="rule dump: `netemu proxy render` output or the kernel's listing "
                                           "(iptables: iptables-save; - for stdin)")
     src.add_argument("--live", action="store_true", help="read the rules from the kernel now")
+    src.add_argument("--kernel", action="store_true",
+                     help="send one real packet (--source to --to, as netemu traffic's --from/--to) and follow it "
+                          "with the kernel's own tracing on the node that translates it, next to the offline "
+                          "tracer's prediction (a mismatch is reported, exit 1)")
+    p.add_argument("--source", metavar="POD|node/NAME|external[/NAME]", help="with --kernel: where the packet starts")
+    p.add_argument("--to", metavar="svc/NAME[:PORT]|pod/NAME:PORT|node/NAME:PORT|IP:PORT",
+                   help="with --kernel: where it goes")
+    p.add_argument("--via", choices=("clusterip", "nodeport", "loadbalancer"), help="with --kernel, as netemu traffic")
+    p.add_argument("--node", help="with --kernel --via nodeport: the node whose address is used")
+    p.add_argument("-n", "--namespace", default="default", help="with --kernel: namespace of POD and svc/NAME")
+    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="with --kernel: the cluster's state dir")
     p.add_argument("--netns", help="with --live: read the rules inside this network namespace")
     p.add_argument("--mode", default=modes.DEFAULT,
                    help=f"proxy mode whose rules these are: {', '.join(m.name for m in modes.with_hook('tracer'))} "
@@ -95,8 +109,40 @@ def add_trace_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def run_kernel_trace(args: argparse.Namespace) -> int:
+    from netemu.agent.proxy.tracing import TraceError
+    from netemu.traffic.ktrace import kernel_trace
+    from netemu.traffic.spec import SpecError
+
+    if not args.source or not args.to:
+        raise UsageError("--kernel needs --source POD|node/NAME|external and --to TARGET")
+    if args.src or args.dst or args.dport or args.file:
+        raise UsageError("--kernel takes the packet from --source/--to, not --src/--dst/--dport")
+    if os.geteuid() != 0:
+        raise UsageError("trace --kernel adds a TRACE rule in a node's namespace: run it as root")
+    try:
+        mode_options = {}
+        result, node = kernel_trace(args.state_dir, args.source, args.to, proto=args.proto, namespace=args.namespace,
+                                    via=args.via, node=args.node, mode_options=mode_options)
+    except (SpecError, TraceError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps({"node": node, **result.to_dict()}, indent=2))
+    else:
+        print(f"node {node}")
+        print(result.render(), end="")
+    return 0 if result.ok else 1
+
+
 def run_trace(args: argparse.Namespace) -> int:
     from netemu.agent.proxy.tracing import Packet, TraceError
+
+    if args.kernel:
+        return run_kernel_trace(args)
+    if args.src is None or args.dst is None or args.dport is None:
+        raise UsageError("--src, --dst and --dport are required (or --kernel --source ... --to ...)")
+    if args.source or args.to:
+        raise UsageError("--source and --to go with --kernel")
 
     try:
         mode = modes.choose(args.mode, "tracer")

@@ -143,3 +143,58 @@ def test_bad_input_is_refused_before_any_packet(world, words, message):
     proc = cli(c, *words, check=False)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not Path("/run/netns", f"nex-{c.doc()['id']}-other").exists()      # nothing made for it
+
+
+def test_kernel_trace_names_the_chains_the_offline_tracer_predicts(world):
+    c = world["c"]
+    proc = subprocess.run([sys.executable, "-m", "netemu", "trace", "--kernel", "--source", "client", "--to",
+                           "svc/web3:80", "--state-dir", str(c.state_dir), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    out = json.loads(proc.stdout)
+    kernel = [ch for ch in out["kernel"]["chains"] if ch.startswith("nat:KUBE-S")]
+    assert [ch.split(":")[1][:9] for ch in kernel] == ["KUBE-SERV", "KUBE-SVC-", "KUBE-SEP-"], out["kernel"]
+    predicted = {tuple(ch for ch in o["chains"] if ch.startswith("nat:KUBE-S")) for o in out["predicted"]["outcomes"]}
+    assert len(predicted) == 3 and tuple(kernel) in predicted                  # one of the 3 endpoints' paths
+    assert out["ok"] and out["mismatches"] == [] and proc.returncode == 0, out["mismatches"]
+
+
+def test_capture_shows_the_service_translation_on_both_sides(world, tmp_path):
+    from scapy.layers.inet import IP, TCP
+    from scapy.utils import rdpcap
+
+    from netemu.traffic.capture import Capture, summarize
+    c = world["c"]
+    doc = c.doc()
+    client_node = c.get("pod", "client")["spec"]["nodeName"]
+    backend = next(p for p in c.ready_pods("app=web5") if p["spec"]["nodeName"] != client_node)
+    svc_ip = c.get("service", "web5")["spec"]["clusterIP"]
+    caps = {side: Capture(tmp_path / f"{side}.pcap", doc["nodes"][node]["netns"], bpf="tcp port 80 or tcp port 8080")
+            for side, node in (("client", client_node), ("backend", backend["spec"]["nodeName"]))}
+    for cap in caps.values():
+        cap.start()
+    try:
+        r = c.traffic("client", "svc/web5:80", connections=40, concurrency=4)
+    finally:
+        for cap in caps.values():
+            cap.stop()
+    assert r.ok == 40
+    mine = summarize(caps["client"].path, {svc_ip})
+    pod_ip = backend["status"]["podIP"]
+    to_backend = [(b, a) for b, a in mine.translations if a.dst == f"{pod_ip}:8080"]
+    assert to_backend and all(b.dst == f"{svc_ip}:80" and b.syn and a.syn for b, a in to_backend), \
+        (mine.render(), caps["client"].stderr.replace("\n", " | "), caps["client"].argv()[4:])
+    theirs = summarize(caps["backend"].path, {svc_ip})
+    flows = {(f.src, f.dst) for f in theirs.flows}
+    assert all((a.src, a.dst) in flows for _, a in to_backend), theirs.render()   # the same flow, to the pod IP
+    syns = [p for p in rdpcap(str(caps["backend"].path)) if TCP in p and p[TCP].flags & 0x02 and not p[TCP].flags & 0x10]
+    assert {p[IP].dst for p in syns} <= {pod_ip} | {p["status"]["podIP"] for p in c.ready_pods("app=web5")}
+
+
+def test_capture_cli_refuses_bad_input(world, tmp_path):
+    c = world["c"]
+    for words, message in ((["nosuch", "-w", str(tmp_path / "x.pcap")], "no pod 'nosuch'"),
+                           (["node/worker", "-w", str(tmp_path / "x.txt")], "must end in .pcap"),
+                           (["link", "eth0", "-w", str(tmp_path / "x.pcap")], "not a link of this cluster")):
+        proc = subprocess.run([sys.executable, "-m", "netemu", "capture", *words, "--state-dir", str(c.state_dir),
+                               "--count", "1"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -27,6 +27,11 @@ The hooks' contracts (``**options``: the mode's Options for that hook, by argpar
 - ``tracer(dump: str | None, packet: tracing.Packet, *, exec_: Exec, node_ips, origin, ipsets,
   **options) -> tracing.TraceResult`` (``dump`` None: read the live kernel through ``exec_``;
   tracing.TraceError for unusable input)
+- ``kernel_tracer(packet: tracing.Packet, *, netns: str, send: Callable[[], None], origin: str,
+  **options) -> kernel_trace.KernelPath``: follow one real packet (``send()`` sends it) through
+  the kernel of the node namespace ``netns`` with the kernel's own tracing, and say which chains
+  it went through; ``netemu trace --kernel`` compares that with the ``tracer``'s prediction
+  (kernel_trace.compare). tracing.TraceError when this kernel or backend cannot trace
 - ``cleanup(**options) -> step``; ``step(leftovers.Leftovers)`` removes what the mode left in a
   kernel, reporting into ``Leftovers.report`` (ValueError from ``cleanup`` for a bad option)
 """
@@ -41,7 +46,7 @@ if TYPE_CHECKING:                 # the agent process imports this module: no ar
 
 DEFAULT = "iptables"          # the mode used when none is chosen (upstream's default on Linux)
 NO_PROXY = "none"             # not a mode: `netemu agent`/`up` without kube-proxy (kubelets alone)
-HOOKS = ("proxier", "renderer", "tracer", "cleanup")
+HOOKS = ("proxier", "renderer", "tracer", "kernel_tracer", "cleanup")
 
 
 class ModeError(ValueError):
@@ -89,6 +94,7 @@ class Mode(NamedTuple):
     renderer: Any = None
     tracer: Any = None
     cleanup: Any = None
+    kernel_tracer: Any = None
     options: tuple[Option, ...] = ()
 
     @property
@@ -116,7 +122,8 @@ _IPVS_SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed"
 MODES: tuple[Mode, ...] = (
     Mode("iptables", "iptables proxy mode", ("nf_conntrack",), "Services do not work",
          proxier=f"{_P}.iptables.proxier:make_proxier", renderer=f"{_P}.iptables:rendering",
-         tracer=f"{_P}.iptables.trace:trace", cleanup=f"{_P}.iptables.cleanup:cleanup", options=(
+         tracer=f"{_P}.iptables.trace:trace", cleanup=f"{_P}.iptables.cleanup:cleanup",
+         kernel_tracer=f"{_P}.iptables.ktrace:kernel_trace", options=(
              Option("--iptables-backend", "iptables binaries kube-proxy uses (auto or iptables: the "
                     "system's alternative)", ("proxier",), ("auto", "iptables", *_IPTABLES_BACKENDS), "auto"),
              Option("--upstream-order", "print sorted as upstream's proxier_test.go dumps (for diffing)",
