@@ -36,7 +36,9 @@ class Capture:
     def argv(self) -> list[str]:
         # -Z root: the file stays root's, wherever it is (tcpdump drops to its own user by default)
         # --immediate-mode: without it libpcap holds packets in a ring block that a stop (SIGINT) drops
-        argv = ["tcpdump", "-i", self.iface, "-n", "-U", "--immediate-mode", "-Z", "root", "-w", str(self.path)]
+        # -B: a 16 MiB kernel buffer, so a burst on a busy machine is kept, not "dropped by kernel"
+        argv = ["tcpdump", "-i", self.iface, "-n", "-U", "--immediate-mode", "-B", "16384", "-Z", "root",
+                "-w", str(self.path)]
         if self.count:
             argv += ["-c", str(self.count)]
         if self.bpf:
