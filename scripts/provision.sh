@@ -30,7 +30,7 @@ done
 # the nftables binding, etcd for the etcd store backend, kubectl-free: kubectl comes from the user.
 PACKAGES=(
   iproute2 iptables nftables conntrack ipset ethtool bridge-utils net-tools iputils-ping procps psmisc kmod
-  tcpdump
+  tcpdump wrk
   mininet python3 python3-venv python3-pip python3-nftables
   etcd-server etcd-client
   ca-certificates
