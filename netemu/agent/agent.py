@@ -59,7 +59,7 @@ class Agent:
 
     async def _run_proxy(self, stop: asyncio.Event) -> None:
         """kube-proxy as `netemu proxy run` wires it: Services and EndpointSlices into the Proxier."""
-        await feed_proxier(self.api, self.proxier, stop)
+        await feed_proxier(self.api, self.proxier, stop, mode=self.config.proxy_mode)
 
     async def run(self, stop: asyncio.Event) -> None:
         c = self.config
@@ -95,7 +95,11 @@ def make_proxier(c: AgentConfig):
     imports that mode's package, and only that one, now)."""
     from netemu.agent.proxy import modes
     from netemu.agent.proxy.commands import local_exec
+    from netemu.agent.proxy.leftovers import clean_other_modes
     from netemu.agent.proxy.model import NodeInfo, ProxyConfig
+    report = clean_other_modes(c.proxy_mode, local_exec)     # upstream's cleanup on start
+    if report.commands:
+        log.info("removed what other proxy modes left on this node: %d commands", len(report.commands))
     node = NodeInfo(name=c.kubelet.node_name, ips=(c.kubelet.node_ip,), cluster_cidr=c.cluster_cidr)
     config = ProxyConfig(min_sync_period=c.min_sync_period, sync_period=c.sync_period)
     return modes.choose(c.proxy_mode).hook("proxier")(node, config, exec_=local_exec, **c.proxy_options)

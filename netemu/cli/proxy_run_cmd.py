@@ -20,6 +20,7 @@ import threading
 from netemu.agent.proxy import modes
 from netemu.agent.proxy.commands import exec_in
 from netemu.agent.proxy.metrics import DEFAULT_BIND_ADDRESS, MetricsServer, parse_bind_address
+from netemu.agent.proxy.leftovers import clean_other_modes
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
 from netemu.agent.proxy.proxier import Proxier
 from netemu.cli.main import Command, UsageError
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         options = modes.options_from(args, args.proxy_mode, "proxier")
         make = modes.choose(args.proxy_mode).hook("proxier")
         proxier = make(node, config, exec_=exec_in(args.netns), **options)
+        clean_other_modes(args.proxy_mode, exec_in(args.netns))      # upstream's cleanup on start
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     server = MetricsServer(proxier.metrics, args.metrics_bind_address)
@@ -74,14 +76,14 @@ def run(args: argparse.Namespace) -> int:
           f"{', netns ' + args.netns if args.netns else ''}); metrics on http://{server.address}/metrics",
           flush=True)
     try:
-        asyncio.run(_watch(args.kubeconfig, proxier))
+        asyncio.run(_watch(args.kubeconfig, proxier, args.proxy_mode))
     finally:
         proxier.stop()
         server.close()
     return 0
 
 
-async def _watch(kubeconfig: str, proxier: Proxier) -> None:
+async def _watch(kubeconfig: str, proxier: Proxier, mode: str | None = None) -> None:
     from netemu.agent.proxy.feed import feed_proxier
     from netemu.client import ApiClient
 
@@ -91,7 +93,7 @@ async def _watch(kubeconfig: str, proxier: Proxier) -> None:
         if threading.current_thread() is threading.main_thread():
             loop.add_signal_handler(sig, stop.set)
     async with ApiClient.from_kubeconfig(kubeconfig, user_agent="netemu-kube-proxy") as api:
-        await feed_proxier(api, proxier, stop)
+        await feed_proxier(api, proxier, stop, mode=mode)
 
 
 COMMANDS = [Command("proxy run", "run kube-proxy against an API server",

@@ -12,6 +12,9 @@ import asyncio
 from netemu.api.kinds import by_kind_name
 from netemu.emulator.ready import node_ready
 
+# written by each node's kube-proxy (netemu.agent.proxy.leftovers.PROXY_MODE_ANNOTATION)
+PROXY_MODE_ANNOTATION = "kube-proxy.netemu.io/mode"
+
 
 def node_rows(nodes: list[dict], doc: dict) -> list[list[str]]:
     recorded = doc.get("nodes") or {}
@@ -22,8 +25,10 @@ def node_rows(nodes: list[dict], doc: dict) -> list[list[str]]:
         roles = ",".join(sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))) or "<none>"
         ip = next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
                    if a.get("type") == "InternalIP"), (recorded.get(name) or {}).get("ip", ""))
+        mode = (node["metadata"].get("annotations") or {}).get(PROXY_MODE_ANNOTATION) \
+            or (recorded.get(name) or {}).get("proxy_mode", "")
         rows.append([name, "Ready" if node_ready(node) else "NotReady", roles, ip,
-                     (node.get("spec") or {}).get("podCIDR", "")])
+                     (node.get("spec") or {}).get("podCIDR", ""), mode or "<none>"])
     return rows
 
 
@@ -89,9 +94,11 @@ def show_status(doc: dict) -> int:
         nodes, pods = asyncio.run(fetch(doc["kubeconfig"]))
     except Exception as exc:  # API down or unreachable: still show what runs
         console.print(f"API server not answering: {type(exc).__name__}: {exc}")
-        rows = [[n, "?", i.get("role", ""), i.get("ip", ""), ""] for n, i in (doc.get("nodes") or {}).items()]
-        console.print(table("nodes (recorded)", ["NAME", "STATUS", "ROLES", "IP", "POD CIDR"], rows))
+        rows = [[n, "?", i.get("role", ""), i.get("ip", ""), "", i.get("proxy_mode", "")]
+                for n, i in (doc.get("nodes") or {}).items()]
+        console.print(table("nodes (recorded)", ["NAME", "STATUS", "ROLES", "IP", "POD CIDR", "PROXY MODE"], rows))
         return 1
-    console.print(table("nodes", ["NAME", "STATUS", "ROLES", "INTERNAL-IP", "POD CIDR"], node_rows(nodes, doc)))
+    console.print(table("nodes", ["NAME", "STATUS", "ROLES", "INTERNAL-IP", "POD CIDR", "PROXY MODE"],
+                        node_rows(nodes, doc)))
     console.print(table("pods", ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "IP", "NODE"], pod_rows(pods)))
     return 0

@@ -23,8 +23,11 @@ def test_readiness_and_node_rows():
     nodes = [node("worker2", False), node("worker", True)]
     assert node_ready(nodes[1]) and not node_ready(nodes[0]) and not node_ready({"metadata": {"name": "x"}})
     assert readiness(nodes, ["worker", "worker2", "worker3"]) == (["worker"], ["worker2", "worker3"])
-    assert node_rows(nodes, {}) == [["worker", "Ready", "worker", "172.31.1.3", "10.244.1.0/24"],
-                                    ["worker2", "NotReady", "worker", "172.31.1.3", "10.244.1.0/24"]]
+    assert node_rows(nodes, {}) == [["worker", "Ready", "worker", "172.31.1.3", "10.244.1.0/24", "<none>"],
+                                    ["worker2", "NotReady", "worker", "172.31.1.3", "10.244.1.0/24", "<none>"]]
+    nodes[0]["metadata"]["annotations"] = {"kube-proxy.netemu.io/mode": "nftables"}
+    assert node_rows(nodes, {"nodes": {"worker": {"proxy_mode": "iptables"}}})[0][-1] == "iptables"
+    assert node_rows(nodes, {})[1][-1] == "nftables"      # the node's own word wins over the record
 
 
 def test_pod_rows():

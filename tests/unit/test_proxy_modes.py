@@ -71,12 +71,13 @@ def fake_mode():
 
 # ---- the registry as every caller sees it -------------------------------------------------
 
-def test_the_registry_knows_three_modes_and_runs_one():
+def test_the_registry_knows_three_modes_and_runs_two():
     assert modes.names() == ("iptables", "nftables", "ipvs")
-    assert modes.selectable() == ("iptables",) and modes.DEFAULT == "iptables"
+    assert modes.selectable() == ("iptables", "nftables") and modes.DEFAULT == "iptables"
     assert [m.name for m in modes.with_hook("cleanup")] == ["iptables", "nftables", "ipvs"]
+    assert modes.choose("nftables").name == "nftables"
     with pytest.raises(modes.ModeError, match="not yet implemented"):
-        modes.choose("nftables")
+        modes.choose("ipvs")
     with pytest.raises(modes.ModeError, match="choose one of iptables"):
         modes.choose("userspace")
 

@@ -20,6 +20,8 @@ from netemu.agent.proxy import modes
 from netemu.agent.proxy.commands import Exec, Result, exec_in
 
 PREFIX = "KUBE-"
+# the Node annotation where each node's kube-proxy says which mode it runs (netemu status shows it)
+PROXY_MODE_ANNOTATION = "kube-proxy.netemu.io/mode"
 
 
 @dataclass
@@ -91,3 +93,15 @@ class Cleaner:
         for step in self.steps:
             step(leftovers)
         return leftovers.report
+
+
+def clean_other_modes(mode: str, exec_: Exec | None = None, netns: str | None = None) -> CleanupReport:
+    """Upstream kube-proxy's cleanup on start: before a mode programs the node, remove what every
+    other mode left (a node switched from iptables to nftables must not keep answering through
+    the old KUBE-SERVICES chains, nor the reverse). Errors are reported, never raised."""
+    cleaner = Cleaner(netns, exec_)
+    leftovers = Leftovers(cleaner.exec, cleaner._which)
+    for m, step in zip(modes.with_hook("cleanup"), cleaner.steps):
+        if m.name != mode:
+            step(leftovers)
+    return leftovers.report

@@ -36,9 +36,12 @@ PROGRAMMING_BUCKETS = sorted(set(_linear(0.25, 0.25, 2) + _linear(1, 1, 59)
 
 
 class ProxyMetrics:
-    """The metric objects one proxier updates, in its own CollectorRegistry."""
+    """The metric objects one proxier updates, in its own CollectorRegistry: the ones every mode
+    exports, plus those upstream's RegisterMetrics registers for ``mode`` alone (iptables: the
+    restore failures and rule counts; nftables: its sync and cleanup failure counters)."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "iptables") -> None:
+        self.mode = mode
         r = self.registry = CollectorRegistry()
         self.sync_duration = Histogram(
             "kubeproxy_sync_proxy_rules_duration_seconds",
@@ -52,21 +55,9 @@ class ProxyMetrics:
         self.network_programming = Histogram(
             "kubeproxy_network_programming_duration_seconds",
             "In Cluster Network Programming Latency in seconds", buckets=PROGRAMMING_BUCKETS, registry=r)
-        self.rules_total = Gauge(
-            "kubeproxy_sync_proxy_rules_iptables_total",
-            "Total number of iptables rules owned by kube-proxy", ["table"], registry=r)
         self.last_timestamp = Gauge(
             "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
             "The last time proxy rules were successfully synced", registry=r)
-        self.restore_failures = Counter(
-            "kubeproxy_sync_proxy_rules_iptables_restore_failures",
-            "Cumulative proxy iptables restore failures", registry=r)
-        self.partial_restore_failures = Counter(
-            "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures",
-            "Cumulative proxy iptables partial restore failures", registry=r)
-        self.rules_last = Gauge(
-            "kubeproxy_sync_proxy_rules_iptables_last",
-            "Number of iptables rules written by kube-proxy in last sync", ["table"], registry=r)
         self.no_local_endpoints = Gauge(
             "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
             "Number of services with a Local traffic policy and no endpoints", ["traffic_policy"], registry=r)
@@ -85,6 +76,35 @@ class ProxyMetrics:
         self.last_queued_timestamp = Gauge(
             "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
             "The last time a sync of proxy rules was queued", registry=r)
+        if mode == "nftables":
+            self.nftables_sync_failures = Counter(
+                "kubeproxy_sync_proxy_rules_nftables_sync_failures",
+                "Total number of syncProxyRules failures in nftables mode", registry=r)
+            self.nftables_cleanup_failures = Counter(
+                "kubeproxy_sync_proxy_rules_nftables_cleanup_failures",
+                "Total number of cleanup failures in nftables mode", registry=r)
+            return
+        self.rules_total = Gauge(
+            "kubeproxy_sync_proxy_rules_iptables_total",
+            "Total number of iptables rules owned by kube-proxy", ["table"], registry=r)
+        self.restore_failures = Counter(
+            "kubeproxy_sync_proxy_rules_iptables_restore_failures",
+            "Cumulative proxy iptables restore failures", registry=r)
+        self.partial_restore_failures = Counter(
+            "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures",
+            "Cumulative proxy iptables partial restore failures", registry=r)
+        self.rules_last = Gauge(
+            "kubeproxy_sync_proxy_rules_iptables_last",
+            "Number of iptables rules written by kube-proxy in last sync", ["table"], registry=r)
+
+    def observe_failure(self, full: bool) -> None:
+        """A failed sync, counted under the mode's own name for it."""
+        if self.mode == "nftables":
+            self.nftables_sync_failures.inc()
+            return
+        self.restore_failures.inc()
+        if not full:
+            self.partial_restore_failures.inc()
 
     def observe_sync(self, seconds: float, full: bool) -> None:
         self.sync_duration.observe(seconds)

@@ -135,12 +135,16 @@ MODES: tuple[Mode, ...] = (
              Option("--backend", "only this iptables backend (default: both, since leftovers in "
                     "either apply)", ("cleanup",), _IPTABLES_BACKENDS))),
     Mode("nftables", "nftables proxy mode", ("nf_tables", "nf_conntrack"), "the ruleset cannot be loaded",
+         proxier=f"{_P}.nftables.proxier:make_proxier",
          renderer=f"{_P}.nftables:rendering", tracer=f"{_P}.nftables.trace:trace",
          cleanup=f"{_P}.nftables.cleanup:cleanup", options=(
              Option("--nodeport-addresses", "CIDR whose node addresses accept NodePorts (default: the node's "
                     "primary IP, as upstream's nftables mode)", ("renderer", "proxier"), repeat=True, metavar="CIDR"),
              Option("--service-cidr", "Service CIDR whose unallocated ClusterIPs are dropped (default: the "
                     "cluster's)", ("renderer", "proxier"), repeat=True, metavar="CIDR"),
+             Option("--nft-backend", "how transactions reach the kernel: libnftables in the process, the "
+                    "nft binary, or auto (libnftables when it can)", ("proxier",), ("auto", "nft", "libnftables"),
+                    "auto"),
              Option("--transaction", "print the first sync's nft transaction instead of the resulting table",
                     ("renderer",), switch=True))),
     Mode("ipvs", "IPVS proxy mode", ("ip_vs", "ip_vs_rr", "dummy", "ip_set", "nf_conntrack"),

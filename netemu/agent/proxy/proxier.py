@@ -184,9 +184,7 @@ class Proxier(ABC):
                 self.metrics.observe_programming(endpoints.last_change_trigger_times)
             else:
                 self.need_full_sync = True
-                self.metrics.restore_failures.inc()
-                if not full:
-                    self.metrics.partial_restore_failures.inc()
+                self.metrics.observe_failure(full)
             return result
 
     @abstractmethod
