@@ -258,6 +258,25 @@ def requests(ns: str, ip: str, port: int, *, proto: str = "tcp", count: int = 1,
     return json.loads(out)
 
 
+# How one TCP connection attempt ends: "ok", "refused" (a RST or ICMP unreachable: a REJECT),
+# or "timeout" (nothing came back: a DROP). argv: ip, port, timeout
+CONNECT_SOURCE = r"""
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+    print("ok")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as exc:
+    print("timeout" if isinstance(exc, socket.timeout) else "unreachable %s" % exc.errno)
+"""
+
+
+def connect_result(ns: str, ip: str, port: int, timeout: float = 1.0) -> str:
+    """How a TCP connect from ``ns`` ends: ok, refused (REJECT), timeout (DROP) or unreachable."""
+    return run(in_netns(ns, [sys.executable, "-c", CONNECT_SOURCE, ip, str(port), str(timeout)])).stdout.strip()
+
+
 def ensure_br_netfilter() -> None:
     """Load br_netfilter if it is a module; fine when it is built in (the sysctl exists)."""
     if os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables"):
