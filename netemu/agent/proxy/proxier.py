@@ -75,6 +75,8 @@ class Proxier(ABC):
         self.slices_synced = False
         self.runner: BoundedFrequencyRunner | None = None
         self._sync_lock = threading.Lock()
+        self._monitor: threading.Thread | None = None
+        self._monitor_stop = threading.Event()
 
     # -- informer handlers (upstream OnServiceAdd/Update/Delete/Synced, OnEndpointSlice*) ---
     def on_service_add(self, service: Mapping[str, Any]) -> None:
@@ -146,9 +148,33 @@ class Proxier(ABC):
         return self.runner
 
     def stop(self) -> None:
+        if self._monitor is not None:
+            self._monitor_stop.set()
+            self._monitor.join(timeout=10)
+            self._monitor = None
         if self.runner is not None:
             self.runner.stop()
             self.runner = None
+
+    def start_monitor(self, run: Callable[[Callable[[], None], float, threading.Event], None], name: str) -> None:
+        """Start a mode's kernel watcher (iptables: the canaries; nftables: the table) in a
+        thread: ``run(reload, interval, stop)`` calls ``reload`` (a full sync) when it sees the
+        rules flushed behind our back; ``stop()`` ends it."""
+        if self._monitor is None:
+            self._monitor_stop.clear()
+            self._monitor = threading.Thread(target=run, args=(self.force_full_sync, self.config.sync_period,
+                                                               self._monitor_stop),
+                                             name=f"{name}-{self.node.name}", daemon=True)
+            self._monitor.start()
+
+    def force_full_sync(self) -> None:
+        """Upstream forceSyncProxyRules (a monitor's reload): the next sync is full."""
+        with self._sync_lock:   # not while a sync runs: it would reset the flag when it ends
+            self.need_full_sync = True
+        if self.runner is not None:
+            self.runner.run()
+        else:
+            self.sync()
 
     def _run_once(self) -> None:
         result = self.sync()

@@ -25,7 +25,6 @@ KUBE-PROXY-CANARY chains whose disappearance means someone flushed iptables: ful
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Callable
 
 from netemu.agent.proxy.commands import Exec, local_exec
@@ -62,8 +61,6 @@ class IptablesProxier(Proxier):
         # by a thread sync_loop() starts; a vanished canary means a flush: full resync
         self.canary = CanaryMonitor(self.iptables)
         self.monitor_canaries = monitor_canaries
-        self._monitor: threading.Thread | None = None
-        self._monitor_stop = threading.Event()
 
     @property
     def backend(self) -> str:
@@ -71,29 +68,9 @@ class IptablesProxier(Proxier):
 
     def sync_loop(self) -> BoundedFrequencyRunner:
         runner = super().sync_loop()
-        if self.monitor_canaries and self._monitor is None:
-            self._monitor_stop.clear()
-            self._monitor = threading.Thread(
-                target=self.canary.run, args=(self.force_full_sync, self.config.sync_period, self._monitor_stop),
-                name=f"iptables-monitor-{self.node.name}", daemon=True)
-            self._monitor.start()
+        if self.monitor_canaries:
+            self.start_monitor(self.canary.run, "iptables-monitor")
         return runner
-
-    def stop(self) -> None:
-        if self._monitor is not None:
-            self._monitor_stop.set()
-            self._monitor.join(timeout=10)
-            self._monitor = None
-        super().stop()
-
-    def force_full_sync(self) -> None:
-        """Upstream forceSyncProxyRules (the canary monitor's reload): the next sync is full."""
-        with self._sync_lock:   # not while a sync runs: it would reset the flag when it ends
-            self.need_full_sync = True
-        if self.runner is not None:
-            self.runner.run()
-        else:
-            self.sync()
 
     def _sync_rules(self, full: bool, changed: frozenset, services: UpdateServiceMapResult,
                     endpoints: UpdateEndpointsMapResult) -> SyncResult:

@@ -17,7 +17,6 @@ the planner keeps its state and the next sync is full, as upstream.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any, Iterable
 
@@ -57,8 +56,6 @@ class NftablesProxier(Proxier):
         self._cleanup_backlog: list[tuple[UpdateServiceMapResult, UpdateEndpointsMapResult]] = []
         self.monitor = TableMonitor(self.nft)
         self.monitor_table = monitor_table
-        self._monitor: threading.Thread | None = None
-        self._monitor_stop = threading.Event()
 
     @property
     def backend(self) -> str:
@@ -77,28 +74,9 @@ class NftablesProxier(Proxier):
 
     def sync_loop(self) -> BoundedFrequencyRunner:
         runner = super().sync_loop()
-        if self.monitor_table and self._monitor is None:
-            self._monitor_stop.clear()
-            self._monitor = threading.Thread(
-                target=self.monitor.run, args=(self.force_full_sync, self.config.sync_period, self._monitor_stop),
-                name=f"nftables-monitor-{self.node.name}", daemon=True)
-            self._monitor.start()
+        if self.monitor_table:
+            self.start_monitor(self.monitor.run, "nftables-monitor")
         return runner
-
-    def stop(self) -> None:
-        if self._monitor is not None:
-            self._monitor_stop.set()
-            self._monitor.join(timeout=10)
-            self._monitor = None
-        super().stop()
-
-    def force_full_sync(self) -> None:
-        with self._sync_lock:
-            self.need_full_sync = True
-        if self.runner is not None:
-            self.runner.run()
-        else:
-            self.sync()
 
     def _sync_rules(self, full: bool, changed: frozenset, services: UpdateServiceMapResult,
                     endpoints: UpdateEndpointsMapResult) -> SyncResult:
