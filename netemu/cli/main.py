@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "netemu.cli.demo_cmd",
     "netemu.cli.traffic_cmd",
     "netemu.cli.capture_cmd",
+    "netemu.cli.probe_cmd",
 )
 
 

@@ -204,3 +204,28 @@ def test_capture_cli_refuses_bad_input(world, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "netemu", "capture", *words, "--state-dir", str(c.state_dir),
                                "--count", "1"], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_probe_shows_the_answer_and_the_translation(world):
+    c = world["c"]
+    web3 = {p["status"]["podIP"] for p in c.ready_pods("app=web3")}
+    svc_ip = c.get("service", "web3")["spec"]["clusterIP"]
+
+    def probe(*words, to="svc/web3:80"):
+        proc = subprocess.run([sys.executable, "-m", "netemu", "probe", "--from", "client", "--to", to,
+                               "--state-dir", str(c.state_dir), "--json", *words], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+    syn = probe("--syn", "--sport", "23456")
+    assert syn["answer"]["src"] == svc_ip and syn["answer"]["flags"] == "SA" and syn["answer"]["dport"] == 23456
+    (entry,) = syn["conntrack"]
+    assert f"dst={svc_ip}" in entry and any(f"src={ip} dst={world['client_ip']} sport=8080" in entry for ip in web3)
+    spoofed = probe("--syn", "--src", "10.244.99.7", "--sport", "23457")
+    assert spoofed["answer"] is None and "[UNREPLIED]" in spoofed["conntrack"][0]
+    assert "src=10.244.99.7" in spoofed["conntrack"][0]
+    udp = probe("--udp", to="svc/web3:81")
+    assert udp["answer"]["src"] == svc_ip and udp["answer"]["data"].startswith("web3-")
+    bad = subprocess.run([sys.executable, "-m", "netemu", "probe", "--from", "client", "--to", "svc/web3:80", "--syn",
+                          "--src", "192.168.1.1", "--state-dir", str(c.state_dir)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "outside the emulated ranges" in bad.stderr

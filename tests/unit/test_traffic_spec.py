@@ -70,3 +70,16 @@ def test_output_files_checked_before_the_run(tmp_path):
     (tmp_path / "d.json").mkdir()
     with pytest.raises(SpecError, match="is a directory"):
         check_output(str(tmp_path / "d.json"), (".json",))
+
+
+def test_probe_sources_stay_inside_the_emulation():
+    from netemu.traffic.probe import Probe
+    ranges = ["10.244.0.0/16", "172.31.40.0/24"]
+    Probe("tcp", "10.244.3.9", 2000, "10.96.0.1", 443).check(ranges)
+    Probe("udp", None, 2000, "10.96.0.10", 53).check(ranges)
+    for probe, message in ((Probe("tcp", "8.8.8.8", 2000, "10.96.0.1", 443), "outside the emulated ranges"),
+                           (Probe("tcp", "nope", 2000, "10.96.0.1", 443), "not an IP address"),
+                           (Probe("icmp", None, 2000, "10.96.0.1", 443), "--syn"),
+                           (Probe("tcp", None, 0, "10.96.0.1", 443), "1-65535")):
+        with pytest.raises(SpecError, match=message):
+            probe.check(ranges)
