@@ -153,7 +153,12 @@ def test_a_killed_backend_shows_as_refused_then_disappears(world):
     old, new = world.slices["web3"], slice_of("web3", world.pods[1:3])
     events: dict[str, float] = {}
 
+    started = threading.Event()   # the workers' clock (the series' t) starts at their "go"
+
     def chaos(t0):
+        started.wait()
+        if "over" in events:      # the run ended (failed) before its first report
+            return
         time.sleep(1.5)
         world.lab.stop(world.servers[victim.name])
         events["killed"] = time.monotonic() - t0
@@ -167,8 +172,10 @@ def test_a_killed_backend_shows_as_refused_then_disappears(world):
     thread.start()
     try:
         r = world.traffic(IPS["web3"], 80, LoadSpec(duration=5.0, rate=100, timeout=1.0),
-                          expected=["b0", "b1", "b2"])
+                          expected=["b0", "b1", "b2"], on_progress=lambda _: started.set())
     finally:
+        events.setdefault("over", time.monotonic() - t0)
+        started.set()
         thread.join()
         world.proxier.on_slice_update(new, old)
         world.proxier.sync()
