@@ -36,6 +36,7 @@ class AgentConfig:
     proxy_mode: str | None = DEFAULT_PROXY_MODE    # None: no kube-proxy (kubelet only)
     proxy_options: dict = field(default_factory=dict)  # the mode's flags (modes.options_from)
     cluster_cidr: str = CLUSTER_CIDR
+    service_cidrs: tuple = ()               # the cluster's Service CIDRs (the nftables mode drops the rest)
     metrics_bind_address: str | None = "127.0.0.1:10249"
     min_sync_period: float = 1.0
     sync_period: float = 30.0
@@ -101,7 +102,8 @@ def make_proxier(c: AgentConfig):
     if report.commands:
         log.info("removed what other proxy modes left on this node: %d commands", len(report.commands))
     node = NodeInfo(name=c.kubelet.node_name, ips=(c.kubelet.node_ip,), cluster_cidr=c.cluster_cidr)
-    config = ProxyConfig(min_sync_period=c.min_sync_period, sync_period=c.sync_period)
+    config = ProxyConfig(min_sync_period=c.min_sync_period, sync_period=c.sync_period,
+                         service_cidrs=tuple(c.service_cidrs))
     return modes.choose(c.proxy_mode).hook("proxier")(node, config, exec_=local_exec, **c.proxy_options)
 
 

@@ -23,6 +23,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"kube-proxy mode, or {modes.NO_PROXY} for a kubelet alone (default %(default)s)")
     modes.add_options(p, "proxier")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16", help="pod CIDR for kube-proxy's local traffic detection")
+    p.add_argument("--service-cidr", dest="cluster_service_cidr", action="append", default=[], metavar="CIDR",
+                   help="the cluster's Service CIDR (repeatable; kube-proxy's nftables mode drops traffic to "
+                        "its unallocated ClusterIPs)")
     p.add_argument("--capacity", default="", help="e.g. cpu=2,memory=4Gi,pods=110")
     p.add_argument("--labels", default="", help="extra node labels k=v,...")
     p.add_argument("--taints", default="", help="taints k=v:NoSchedule,...")
@@ -49,6 +52,7 @@ def build_config(args: argparse.Namespace):
     try:
         node_ip = str(ipaddress.ip_address(args.node_ip))
         cidr = str(ipaddress.ip_network(args.cluster_cidr, strict=False))
+        service_cidrs = tuple(str(ipaddress.ip_network(c, strict=False)) for c in args.cluster_service_cidr)
         capacity = nodestatus.parse_capacity(args.capacity)
         labels = nodestatus.parse_labels(args.labels)
         taints = nodestatus.parse_taints(args.taints)
@@ -80,7 +84,7 @@ def build_config(args: argparse.Namespace):
                             backoff_initial=args.restart_backoff)
     return AgentConfig(kubelet=kubelet, kubeconfig=args.kubeconfig, state_dir=state_dir,
                        proxy_mode=proxy_mode, proxy_options=proxy_options,
-                       cluster_cidr=cidr, metrics_bind_address=args.metrics_bind_address or None,
+                       cluster_cidr=cidr, service_cidrs=service_cidrs, metrics_bind_address=args.metrics_bind_address or None,
                        min_sync_period=args.min_sync_period, sync_period=args.sync_period)
 
 

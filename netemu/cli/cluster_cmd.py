@@ -88,8 +88,9 @@ def prepare(args):
         switch = network.choose_switch(args.switch)
         for params in link_params(topo):     # TCLink options this kernel cannot apply: refuse now
             features.require_for(link=params)
-        if args.proxy_mode != modes.NO_PROXY:
-            features.require_for(proxy_mode=args.proxy_mode)
+        for mode in {args.proxy_mode, *(n.proxy_mode for n in plan.workers if n.proxy_mode)}:
+            if mode != modes.NO_PROXY:
+                features.require_for(proxy_mode=mode)
     except (TopologyError, PlanError, features.FeatureMissing, ValueError) as exc:
         raise UsageError(str(exc)) from None
     return plan, topo, Options(proxy_mode=args.proxy_mode, proxy_args=proxy_args,

@@ -40,6 +40,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     modes.add_options(p, "proxier")
     p.add_argument("--netns", default=None, help="program this network namespace instead of the host's")
     p.add_argument("--metrics-bind-address", default=DEFAULT_BIND_ADDRESS, help="HOST:PORT for /metrics")
+    p.add_argument("--service-cidr", dest="cluster_service_cidr", action="append", default=[], metavar="CIDR",
+                   help="the cluster's Service CIDR (repeatable; the nftables mode drops its unallocated ClusterIPs)")
     p.add_argument("--min-sync-period", type=float, default=1.0, help="seconds between syncs at least")
     p.add_argument("--sync-period", type=float, default=30.0, help="seconds between syncs at most")
 
@@ -62,7 +64,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.min_sync_period < 0 or args.sync_period < args.min_sync_period:
         raise UsageError("need 0 <= --min-sync-period <= --sync-period")
-    config = ProxyConfig(min_sync_period=args.min_sync_period, sync_period=args.sync_period)
+    try:
+        service_cidrs = tuple(str(ipaddress.ip_network(c, strict=False)) for c in args.cluster_service_cidr)
+    except ValueError as exc:
+        raise UsageError(f"--service-cidr: {exc}") from None
+    config = ProxyConfig(min_sync_period=args.min_sync_period, sync_period=args.sync_period,
+                         service_cidrs=service_cidrs)
     try:
         options = modes.options_from(args, args.proxy_mode, "proxier")
         make = modes.choose(args.proxy_mode).hook("proxier")

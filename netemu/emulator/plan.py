@@ -32,7 +32,7 @@ APISERVER_PORT = 6443
 ROLE_LABEL = "node-role.kubernetes.io/"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 # Host params netemu reads; Mininet is not given them.
-NETEMU_HOST_PARAMS = ("role", "labels", "taints", "cpu", "memory", "pods", "zone")
+NETEMU_HOST_PARAMS = ("role", "labels", "taints", "cpu", "memory", "pods", "zone", "proxy_mode")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -51,6 +51,7 @@ class NodePlan:
     labels: dict = field(default_factory=dict)
     taints: tuple = ()
     capacity: dict = field(default_factory=dict)
+    proxy_mode: str | None = None   # this node's kube-proxy mode when the topo overrides `up --proxy-mode`
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,15 @@ def _node_plan(host: str, info: dict, cid: str, index: int, ip: str, role: str) 
     labels.setdefault(ROLE_LABEL + role, "")
     taints = tuple(parse_taint(t) for t in info.get("taints") or ())
     capacity = {k: str(info[k]) for k in ("cpu", "memory", "pods") if info.get(k) not in (None, "")}
-    return NodePlan(host, f"{mn_prefix(cid)}h{index}", node_netns(cid, host), ip, role, labels, taints, capacity)
+    proxy_mode = info.get("proxy_mode") or None
+    if proxy_mode is not None:
+        from netemu.agent.proxy import modes
+        try:
+            proxy_mode = modes.choose(str(proxy_mode)).name if proxy_mode != modes.NO_PROXY else modes.NO_PROXY
+        except modes.ModeError as exc:
+            raise PlanError(f"host {host!r}: proxy_mode {exc}") from None
+    return NodePlan(host, f"{mn_prefix(cid)}h{index}", node_netns(cid, host), ip, role, labels, taints, capacity,
+                    proxy_mode)
 
 
 def make_plan(topo, state_dir: str, node_network: str = DEFAULT_NODE_NETWORK, name: str | None = None) -> ClusterPlan:
@@ -233,7 +242,7 @@ def agent_argv(plan: ClusterPlan, node: NodePlan, python: str, kubeconfig: str, 
                proxy_args: list[str] = (), extra: list[str] = ()) -> list[str]:
     """``netemu agent`` for ``node``; ``proxy_args``: the proxy mode's own flags (from the registry)."""
     argv = [python, "-m", "netemu", "agent", "--node", node.name, "--node-ip", node.ip, "--kubeconfig", kubeconfig,
-            "--proxy-mode", proxy_mode, *proxy_args, "--cluster-cidr", POD_CIDR,
+            "--proxy-mode", proxy_mode, *proxy_args, "--cluster-cidr", POD_CIDR, "--service-cidr", SERVICE_CIDR,
             "--state-dir", os.path.join(plan.state_dir, "nodes", node.name)]
     if node.capacity:
         argv += ["--capacity", ",".join(f"{k}={v}" for k, v in node.capacity.items())]

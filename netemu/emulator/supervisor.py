@@ -83,6 +83,7 @@ class Supervisor:
             agent = self.procs.get(f"agent/{node.name}")
             nodes[node.name] = {"ip": node.ip, "netns": node.netns, "pid": self.host_pids.get(node.name),
                                 "mn_name": node.mn_name, "role": node.role,
+                                "proxy_mode": self.node_proxy_mode(node) if node.role != "control-plane" else None,
                                 "agent_pid": agent.pid if agent else None}
         api, etcd = self.procs.get("apiserver"), self.procs.get("etcd")
         return {"name": self.plan.name, "id": self.plan.cluster_id, "node_network": self.plan.node_network,
@@ -92,6 +93,10 @@ class Supervisor:
                 "proxy_mode": self.options.proxy_mode, "store": self.options.store,
                 "switches": list(self.plan.switches.values()),
                 "root_switch": self.plan.root_switch, "timings": self.timings, "nodes": nodes}
+
+    def node_proxy_mode(self, node) -> str:
+        """The topology's per-node proxy_mode host param, else `up --proxy-mode`."""
+        return node.proxy_mode or self.options.proxy_mode
 
     def write_cluster(self) -> None:
         write_json(self.state / CLUSTER_FILE, self.cluster_doc())
@@ -161,8 +166,11 @@ class Supervisor:
         self.write_cluster()
         self.report("agents", f"starting {len(self.plan.workers)} node agents")
         for node in self.plan.workers:
-            argv = agent_argv(self.plan, node, sys.executable, kubeconfig, self.options.proxy_mode,
-                              self.options.proxy_args, self.options.agent_args)
+            mode = self.node_proxy_mode(node)
+            # `up`'s mode flags are for `up`'s mode; a node the topology moves to another mode
+            # runs that mode's defaults
+            args = self.options.proxy_args if mode == self.options.proxy_mode else []
+            argv = agent_argv(self.plan, node, sys.executable, kubeconfig, mode, args, self.options.agent_args)
             if self.options.fake_agents:
                 argv = [sys.executable, "-m", "netemu.testing.fakeagent", *argv[4:]]
             self.procs[f"agent/{node.name}"] = processes.start(nsenter(self.host_pids[node.name], argv),

@@ -145,3 +145,13 @@ def test_zone_link_shaping_is_reported_for_the_features_check():
     shaped = load_topo("topologies/zones.py:TwoZoneTopo,1,cross_bw=100,cross_delay=5ms")
     assert not any(P.link_params(plain))
     assert {"bw": 100, "delay": "5ms"} in P.link_params(shaped)
+
+
+def test_a_topology_can_give_each_node_its_proxy_mode():
+    p = P.make_plan(load_topo("topologies/cluster.py:MixedProxyTopo"), "/tmp/m", "172.31.10.0/24")
+    assert [(n.name, n.proxy_mode) for n in p.workers] == [("worker", "iptables"), ("worker2", "nftables")]
+    argv = P.agent_argv(p, p.workers[1], "python", "/k", p.workers[1].proxy_mode)
+    assert argv[argv.index("--proxy-mode") + 1] == "nftables"
+    assert argv[argv.index("--service-cidr") + 1] == P.SERVICE_CIDR
+    with pytest.raises(P.PlanError, match="host 'worker': proxy_mode 'bpf': choose one of"):
+        P.make_plan(load_topo("topologies/cluster.py:MixedProxyTopo,modes=bpf"), "/tmp/m", "172.31.10.0/24")

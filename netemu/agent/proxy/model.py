@@ -187,6 +187,7 @@ class ProxyConfig:
     nfacct: bool = False
     conntrack_tcp_liberal: bool = False
     nodeport_addresses: tuple[str, ...] = ()  # CIDRs; empty = every local address
+    service_cidrs: tuple[str, ...] = ()       # the cluster's Service CIDRs (upstream: its ServiceCIDRs)
     min_sync_period: float = 1.0
     sync_period: float = 30.0
     large_cluster_threshold: int = 1000

@@ -140,8 +140,8 @@ MODES: tuple[Mode, ...] = (
          cleanup=f"{_P}.nftables.cleanup:cleanup", options=(
              Option("--nodeport-addresses", "CIDR whose node addresses accept NodePorts (default: the node's "
                     "primary IP, as upstream's nftables mode)", ("renderer", "proxier"), repeat=True, metavar="CIDR"),
-             Option("--service-cidr", "Service CIDR whose unallocated ClusterIPs are dropped (default: the "
-                    "cluster's)", ("renderer", "proxier"), repeat=True, metavar="CIDR"),
+             Option("--service-cidr", "Service CIDR whose unallocated ClusterIPs are dropped (a node's kube-proxy "
+                    "learns the cluster's)", ("renderer",), repeat=True, metavar="CIDR"),
              Option("--nft-backend", "how transactions reach the kernel: libnftables in the process, the "
                     "nft binary, or auto (libnftables when it can)", ("proxier",), ("auto", "nft", "libnftables"),
                     "auto"),

@@ -132,11 +132,12 @@ class NftablesProxier(Proxier):
 def make_proxier(node: NodeInfo, config: ProxyConfig, *, exec_: Exec = local_exec,
                  nodeport_addresses: Iterable[str] | None = None, service_cidr: Iterable[str] | None = None,
                  nft_backend: str = "auto", **kwargs: Any) -> NftablesProxier:
-    """The registry's proxier hook (``--nodeport-addresses``, ``--service-cidr``, ``--nft-backend``)."""
+    """The registry's proxier hook (``--nodeport-addresses``, ``--nft-backend``); the Service
+    CIDRs are the cluster's (``config.service_cidrs``) unless ``service_cidr`` names others."""
     from . import check_cidrs, nodeport_config
 
     config = nodeport_config(config, node, nodeport_addresses)
-    cidrs = check_cidrs(service_cidr or (), "--service-cidr")
+    cidrs = check_cidrs(service_cidr if service_cidr is not None else config.service_cidrs, "--service-cidr")
     return NftablesProxier(node, config, exec_=exec_, backend=nft_backend, service_cidrs=cidrs, **kwargs)
 
 
