@@ -53,7 +53,7 @@ class Cluster:
         """``netemu up``; a node network some other cluster (another test run) holds is
         swapped for the next free-looking one, up to 3 times."""
         for attempt in range(3):
-            proc = netemu("up", "--nodes", str(self.nodes), "--state-dir", str(self.state_dir),
+            proc = netemu("up", *(("--nodes", str(self.nodes)) if self.nodes else ()), "--state-dir", str(self.state_dir),
                           "--node-network", self.network, *self.extra, timeout=600, check=False)
             taken = f"node network {self.network} is" in proc.stderr
             if proc.returncode == 0 or not taken:
