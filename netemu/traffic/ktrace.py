@@ -42,7 +42,9 @@ def kernel_trace(state_dir: str, source: str, target: str, *, proto: str = "tcp"
                         f"(--via nodeport --node NAME), whose node is known")
     netns = doc["nodes"][traced]["netns"]
     try:
-        mode = modes.choose(doc.get("proxy_mode") or modes.DEFAULT, "kernel_tracer")
+        # a node's own mode (a topology may give each node its own), else the cluster's
+        mode = modes.choose(doc["nodes"][traced].get("proxy_mode") or doc.get("proxy_mode") or modes.DEFAULT,
+                            "kernel_tracer")
     except modes.ModeError as exc:
         raise TraceError(f"proxy mode {exc}") from None
     origin = {"pod": "pod", "node": "node", "external": "external"}[src.kind]

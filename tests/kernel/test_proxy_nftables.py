@@ -10,17 +10,16 @@ lab's namespaces.
 from __future__ import annotations
 
 import collections
-import re
-import subprocess
-import time
 
 import pytest
 
 from netemu.agent.proxy.commands import netns_exec
+from netemu.agent.proxy.kernel_trace import compare
 from netemu.agent.proxy.leftovers import clean_other_modes
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
 from netemu.agent.proxy.nftables.listing import canonical_lines, parse_listing
 from netemu.agent.proxy.nftables.proxier import make_proxier
+from netemu.agent.proxy.nftables.ktrace import kernel_trace
 from netemu.agent.proxy.nftables.trace import trace
 from netemu.agent.proxy.tracing import Packet
 from netemu.testing.netnslab import Lab, connect_result, in_netns, requests, run
@@ -170,38 +169,28 @@ def test_no_endpoints_rejects_and_unallocated_cluster_ips_drop(lab):
     assert connect_result(c.n2.netns, CLUSTER_IP, 80) == "ok"
 
 
-def test_live_tracer_path_equals_the_kernels_nftrace(lab):
-    """nft monitor trace shows the chains the kernel ran for one marked connection; the live
-    tracer's outcome for the endpoint the kernel chose must have walked the same chains."""
+@pytest.mark.parametrize("origin", ["pod", "node"])
+def test_live_tracer_path_equals_the_kernels_nftrace(lab, origin):
+    """The mode's kernel tracer (meta nftrace + nft monitor trace, what ``netemu trace
+    --kernel`` runs) follows one real connection; the live offline tracer must predict exactly
+    that path and destination as one of its outcomes (kernel_trace.compare)."""
     c = Cluster(lab)
     c.proxier.load([service()], [endpoint_slice(c.pods)])
     assert c.proxier.sync().ok
-    run(in_netns(c.n1.netns, ["nft", "-f", "-"]), input=(
-        "add table ip nettrace\n"
-        "add chain ip nettrace pre { type filter hook prerouting priority -350 ; }\n"
-        f"add rule ip nettrace pre ip saddr {c.client.ip} ip daddr {CLUSTER_IP} tcp dport 80 meta nftrace set 1\n"))
-    monitor = subprocess.Popen(in_netns(c.n1.netns, ["nft", "monitor", "trace"]), stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
-    try:
-        time.sleep(0.5)
-        answer = requests(c.client.netns, CLUSTER_IP, 80, count=1)[0]
-        time.sleep(0.5)
-    finally:
-        monitor.terminate()
-        out = monitor.communicate(timeout=5)[0]
-    assert answer is not None, out
-    kernel_chains = []
-    for line in out.splitlines():
-        m = re.match(r"trace id \S+ ip kube-proxy (\S+) ", line)
-        if m and (not kernel_chains or kernel_chains[-1] != m.group(1)):
-            kernel_chains.append(m.group(1))
-    pod_ip = next(p.ip for p in c.pods if p.name == answer.split()[0])
-    result = trace(None, Packet(c.client.ip, CLUSTER_IP, 80), exec_=c.exec, node_ips=[N1_IP])
-    outcome = next(o for o in result.outcomes if o.destination == f"{pod_ip}:8080")
-    ours = [ch for ch in outcome.chains if ch in kernel_chains]
-    # the kernel traces the first packet through prerouting's chains (filter, nat) and on
-    assert kernel_chains[:len(ours)] == ours and len(ours) >= 5, (kernel_chains, outcome.chains)
-    assert f"endpoint-" in " ".join(kernel_chains) and any(pod_ip in ch for ch in kernel_chains)
+    src, ns = (c.client.ip, c.client.netns) if origin == "pod" else (c.n1.gateway, c.n1.netns)
+    if origin == "node":     # a node reaches ClusterIPs through a route (a real one has its default)
+        run(["ip", "-n", c.n1.netns, "route", "add", "10.96.0.0/12", "dev", "cni0", "src", c.n1.gateway])
+    packet = Packet(src, CLUSTER_IP, 80)
+    answers = []
+    path = kernel_trace(packet, netns=c.n1.netns, origin=origin,
+                        send=lambda: answers.extend(requests(ns, CLUSTER_IP, 80, count=1)))
+    assert answers and answers[0] is not None
+    predicted = trace(None, packet, exec_=c.exec, node_ips=[N1_IP, c.n1.gateway], origin=origin)
+    result = compare(path, predicted)
+    assert result.ok, result.render()
+    pod_ip = next(p.ip for p in c.pods if p.name == answers[0].split()[0])
+    assert path.destination == f"{pod_ip}:8080" and any(pod_ip in ch for ch in path.chains)
+    assert "nft" not in c.nft("list", "tables").replace("kube-proxy", "")   # the trace table is gone
 
 
 def test_failed_transaction_keeps_the_old_table_and_forces_a_full_sync(lab):

@@ -62,9 +62,10 @@ class KernelTrace:
 
 
 def service_chains(chains: list[str]) -> list[str]:
-    """The chains that make the load-balancing decision (nat KUBE-SVC/KUBE-SEP/KUBE-EXT...)."""
+    """The chains that make the load-balancing decision (iptables: nat KUBE-SVC/KUBE-SEP/KUBE-EXT...;
+    nftables: the per-Service chains, whose names all carry a "/")."""
     return [c for c in chains if c.split(":", 1)[-1].startswith(("KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-",
-                                                                  "KUBE-SVL-", "KUBE-FW-"))]
+                                                                  "KUBE-SVL-", "KUBE-FW-")) or "/" in c]
 
 
 def compare(kernel: KernelPath, predicted: TraceResult) -> KernelTrace:

@@ -137,6 +137,7 @@ MODES: tuple[Mode, ...] = (
     Mode("nftables", "nftables proxy mode", ("nf_tables", "nf_conntrack"), "the ruleset cannot be loaded",
          proxier=f"{_P}.nftables.proxier:make_proxier",
          renderer=f"{_P}.nftables:rendering", tracer=f"{_P}.nftables.trace:trace",
+         kernel_tracer=f"{_P}.nftables.ktrace:kernel_trace",
          cleanup=f"{_P}.nftables.cleanup:cleanup", options=(
              Option("--nodeport-addresses", "CIDR whose node addresses accept NodePorts (default: the node's "
                     "primary IP, as upstream's nftables mode)", ("renderer", "proxier"), repeat=True, metavar="CIDR"),

@@ -124,14 +124,16 @@ class _Run:
                     nxt.append((s, v))
                     continue
                 for s2, v2 in self.walk(chain, s, 0):
-                    nxt.append((s2, "accept" if v2 in (None, "accept", "return") else v2))
+                    # a nat statement accepts for its chain: the hook's next chain still runs
+                    nxt.append((s2, "accept" if v2 in (None, "accept", "return", "dnat", "masquerade") else v2))
             current = nxt
-        return [(s, "accept" if v in ("dnat", "masquerade") else v) for s, v in current]
+        return current
 
     def outcome(self, s: _State, verdict: str, route: str, marked: bool | None = None) -> Outcome:
         mark = bool(s.mark & self.tracer.mark_bit) if marked is None else marked
         return Outcome(s.prob, verdict.upper() if verdict in ("drop", "reject") else "ACCEPT", s.dnat,
-                       s.endpoint_chain, s.snat, mark, route, s.verdict_by, list(s.chains), list(s.rules))
+                       s.endpoint_chain, s.snat, mark, route, s.verdict_by, list(dict.fromkeys(s.chains)),
+                       list(s.rules))
 
     # ---- one chain -------------------------------------------------------------------------
 
