@@ -15,6 +15,7 @@ import os
 import signal
 from dataclasses import dataclass, field
 
+from netemu.agent.kubelet.dns import DNSSettings
 from netemu.agent.kubelet.kubelet import Kubelet, KubeletConfig
 from netemu.agent.kubelet.logserver import PORT as LOG_PORT, LogServer
 from netemu.agent.kubelet.runtime_adapter import AgentRuntime
@@ -41,6 +42,7 @@ class AgentConfig:
     min_sync_period: float = 1.0
     sync_period: float = 30.0
     log_port: int = LOG_PORT
+    dns: DNSSettings = field(default_factory=DNSSettings)   # --cluster-dns, --cluster-domain, --resolv-conf
     extra: dict = field(default_factory=dict)
 
 
@@ -50,7 +52,8 @@ class Agent:
         # 10 s per call (not 30): a cut link must not stall heartbeats and status writes for long
         self.api = ApiClient.from_kubeconfig(config.kubeconfig, timeout=10.0,
                                              user_agent=f"netemu-agent/{config.kubelet.node_name}")
-        self.runtime = AgentRuntime(config.state_dir, config.kubelet.node_ip, config.kubelet.node_name)
+        self.runtime = AgentRuntime(config.state_dir, config.kubelet.node_ip, config.kubelet.node_name,
+                                    dns=config.dns, api_factory=pod_api_factory(config.kubeconfig))
         config.kubelet.log_dir = self.runtime.log_dir
         self.kubelet = Kubelet(self.api, self.runtime, config.kubelet)
         self.logs = LogServer(self.kubelet.find_pod, self.kubelet.restart_count, self.runtime.log_dir,
@@ -89,6 +92,20 @@ class Agent:
                 self.metrics_server.close()
             await self.logs.close()
             await self.api.close()
+
+
+def pod_api_factory(kubeconfig: str):
+    """API clients for the built-in apps that talk to the API server (CoreDNS, the ingress
+    controller): each gets a client of its own, named by its pod in the User-Agent.
+
+    Their credentials are this node's cluster access (the kubeconfig the agent has): netemu has
+    no per-pod ServiceAccount tokens yet. When pods get projected tokens (issue 15), this is
+    the one place that hands each app its pod's ServiceAccount identity instead."""
+    def make(pod: dict, container: dict) -> ApiClient:
+        meta = pod.get("metadata") or {}
+        return ApiClient.from_kubeconfig(kubeconfig, timeout=30.0,
+                                         user_agent=f"{container.get('name', 'app')}/{meta.get('namespace')}/{meta.get('name')}")
+    return make
 
 
 def make_proxier(c: AgentConfig):

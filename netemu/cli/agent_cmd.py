@@ -42,6 +42,13 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                    help="kube-proxy: seconds between syncs at most (periodic resync)")
     p.add_argument("--restart-backoff", type=float, default=10.0,
                    help="first container restart back-off in seconds (doubles up to 5 min)")
+    p.add_argument("--cluster-dns", default="10.96.0.10",
+                   help="kubelet: the DNS Service IP(s) pods with dnsPolicy ClusterFirst use, comma-separated "
+                        "('' : none; such pods fall back to the node's resolv.conf) (default %(default)s)")
+    p.add_argument("--cluster-domain", default="cluster.local",
+                   help="kubelet: the cluster's DNS domain, searched by pods (default %(default)s)")
+    p.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                   help="kubelet: the node's resolver file, base of every pod's (default %(default)s)")
 
 
 def build_config(args: argparse.Namespace):
@@ -77,6 +84,7 @@ def build_config(args: argparse.Namespace):
             parse_bind_address(args.metrics_bind_address)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+    dns = dns_settings(args)
     state_dir = args.state_dir or os.path.join(DEFAULT_STATE, "nodes", args.node)
     kubelet = KubeletConfig(args.node, node_ip, capacity=capacity, labels=labels, taints=taints,
                             heartbeat_interval=args.heartbeat_interval,
@@ -85,7 +93,27 @@ def build_config(args: argparse.Namespace):
     return AgentConfig(kubelet=kubelet, kubeconfig=args.kubeconfig, state_dir=state_dir,
                        proxy_mode=proxy_mode, proxy_options=proxy_options,
                        cluster_cidr=cidr, service_cidrs=service_cidrs, metrics_bind_address=args.metrics_bind_address or None,
-                       min_sync_period=args.min_sync_period, sync_period=args.sync_period)
+                       min_sync_period=args.min_sync_period, sync_period=args.sync_period, dns=dns)
+
+
+def dns_settings(args: argparse.Namespace):
+    """--cluster-dns / --cluster-domain / --resolv-conf -> DNSSettings (a missing resolver file
+    is an empty one, as a node without DNS configured)."""
+    from netemu.agent.kubelet.dns import DNSSettings, parse_resolv_conf
+    servers = tuple(s.strip() for s in args.cluster_dns.split(",") if s.strip())
+    try:
+        for server in servers:
+            ipaddress.ip_address(server)
+    except ValueError as exc:
+        raise UsageError(f"--cluster-dns: {exc}") from None
+    try:
+        with open(args.resolv_conf, encoding="utf-8", errors="replace") as fh:
+            host = parse_resolv_conf(fh.read())
+    except FileNotFoundError:
+        host = parse_resolv_conf("")
+    except OSError as exc:
+        raise UsageError(f"--resolv-conf {args.resolv_conf}: {exc.strerror}") from None
+    return DNSSettings(servers, args.cluster_domain.strip().strip("."), host)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -58,6 +58,9 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
                    help="extra flag for netemu apiserver, e.g. --apiserver-arg=--node-monitor-grace-period=4s")
     p.add_argument("--agent-arg", action="append", default=[], metavar="--FLAG=VALUE",
                    help="extra flag for every netemu agent, e.g. --agent-arg=--heartbeat-interval=1")
+    p.add_argument("--addons", default=None, metavar="LIST",
+                   help="cluster add-ons to install: coredns (the cluster DNS, default), ingress-nginx "
+                        "(the ingress controller), comma-separated, or none (default with --fake-agents)")
     p.add_argument("--fake-agents", action="store_true",
                    help="KWOK-style stand-in agents: nodes register and heartbeat, no pods run "
                         "(emulator and control-plane experiments)")
@@ -79,6 +82,14 @@ def prepare(args):
     if args.nodes is not None and not 1 <= args.nodes <= 500:
         raise UsageError(f"--nodes {args.nodes}: a cluster needs 1 to 500 worker nodes")
     proxy_args = proxy_argv(args)
+    from netemu.emulator import addons
+    try:
+        chosen = addons.parse_addons(args.addons if args.addons is not None else
+                                     ("none" if args.fake_agents else ",".join(addons.DEFAULT)))
+    except ValueError as exc:
+        raise UsageError(f"--addons: {exc}") from None
+    if chosen and args.fake_agents:
+        raise UsageError("--addons needs real agents: fake nodes run no pods (use --addons none)")
     if args.timeout <= 0:
         raise UsageError("--timeout must be > 0")
     spec = args.topo or f"{DEFAULT_TOPO},{args.nodes if args.nodes is not None else 2}"
@@ -96,7 +107,7 @@ def prepare(args):
     return plan, topo, Options(proxy_mode=args.proxy_mode, proxy_args=proxy_args,
                                store=args.store, switch=switch, timeout=args.timeout,
                                apiserver_args=list(args.apiserver_arg), agent_args=list(args.agent_arg),
-                               fake_agents=args.fake_agents)
+                               fake_agents=args.fake_agents, addons=chosen)
 
 
 def proxy_argv(args) -> list[str]:
@@ -162,6 +173,7 @@ def _argv_for_supervisor(args) -> list[str]:
             "--node-network", args.node_network, "--switch", args.switch, "--timeout", str(args.timeout)]
     argv += ["--topo", args.topo] if args.topo else ["--nodes", str(args.nodes if args.nodes is not None else 2)]
     argv += ["--fake-agents"] if args.fake_agents else []
+    argv += ["--addons", args.addons] if args.addons is not None else []
     argv += [f"--apiserver-arg={a}" for a in args.apiserver_arg] + [f"--agent-arg={a}" for a in args.agent_arg]
     return argv
 

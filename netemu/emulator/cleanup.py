@@ -11,7 +11,8 @@ What belongs to the cluster (all derived from its 4-hex id, see plan.py, plus cl
 - root-namespace links and bridges named ``n<id>s<k>[-ethN]`` / ``n<id>h<k>-ethN`` (the .1
   address goes with its bridge). KUBE-* rules lived inside the node namespaces and die with them;
 - external client hosts (external.py): namespaces ``nex-<id>-*`` (treated as a node's: the
-  processes inside them go too), their veths ``n<id>x<hex>`` and the state dir's externals/.
+  processes inside them go too), their veths ``n<id>x<hex>`` and the state dir's externals/;
+- the pods' /etc files (/etc/netns/<pod netns>/: resolv.conf, hosts) with their namespaces.
 
 ``plan_cleanup`` is pure (unit-tested with made-up machines); ``gather`` and ``apply`` are the
 edges. Running it twice is harmless: the second run finds nothing.
@@ -27,6 +28,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netemu.agent.runtime.etcfiles import netns_etc_dir, remove_etc
 from netemu.agent.runtime.names import POD_NETNS_PREFIX, pod_netns
 from netemu.emulator import processes
 from netemu.emulator.external import EXTERNAL_NETNS_PREFIX, EXTERNALS_DIR
@@ -161,10 +163,14 @@ def gather(cid: str) -> Machine:
     return Machine(names, peers, keys, procs, links)
 
 
-def apply(plan: Cleanup) -> None:
+def apply(plan: Cleanup, pod_etc: set[str] = frozenset()) -> None:
+    """``pod_etc``: more pod netns names whose /etc/netns files (resolv.conf, hosts) go, for
+    pods whose namespace is already gone."""
     processes.kill(plan.kill)
     for name in plan.pod_netns + plan.node_netns:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+    for name in set(plan.pod_netns) | set(pod_etc):
+        remove_etc(netns_etc_dir(name))
     for name in plan.links:            # a veth's peer may have gone with the previous one
         subprocess.run(["ip", "link", "delete", name], capture_output=True)
 
@@ -176,8 +182,9 @@ def cleanup(state_dir: str) -> Cleanup:
     cid = (doc or {}).get("id") or cluster_id(str(state))
     supervisor = [p for p, words in recorded_processes(doc) if "--supervise" in words and p != os.getpid()]
     processes.kill([p for p in supervisor if processes.matches(p, "netemu", "--supervise", str(state))])
-    plan = plan_cleanup(cid, str(state), doc, gather(cid), os.getpid(), recorded_pod_netns(state))
-    apply(plan)
+    known = recorded_pod_netns(state)
+    plan = plan_cleanup(cid, str(state), doc, gather(cid), os.getpid(), known)
+    apply(plan, known)
     # The kubeconfig goes too: its server is an address on a node network that no longer exists
     # here, so a kubectl still pointed at it would send its requests out of the default route.
     for leftover in (CLUSTER_FILE, STATUS_FILE, CONTROL_SOCKET, "kubeconfig"):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from netemu.agent.proxy.modes import DEFAULT as DEFAULT_PROXY_MODE
-from netemu.emulator import cleanup, network, processes, ready
+from netemu.emulator import addons, cleanup, network, processes, ready
 from netemu.emulator.plan import ClusterPlan, agent_argv, apiserver_argv, nsenter
 from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, lock_cluster, write_json
 
@@ -46,6 +46,7 @@ class Options:
     apiserver_args: list = field(default_factory=list)
     agent_args: list = field(default_factory=list)
     fake_agents: bool = False      # KWOK-style stand-ins (fakeagent.py) instead of `netemu agent`
+    addons: tuple = addons.DEFAULT  # cluster add-ons (emulator/addons/): coredns, ingress-nginx
 
 
 class Stopped(Exception):
@@ -164,6 +165,9 @@ class Supervisor:
         self.report("control-plane", f"starting the API server on {self.plan.control_plane.ip}")
         kubeconfig = self.start_control_plane()
         self.write_cluster()
+        if self.options.addons:
+            self.report("addons", f"applying {', '.join(self.options.addons)}")
+            asyncio.run(self.apply_addons(kubeconfig))
         self.report("agents", f"starting {len(self.plan.workers)} node agents")
         for node in self.plan.workers:
             mode = self.node_proxy_mode(node)
@@ -183,6 +187,16 @@ class Supervisor:
             lambda k, n, waiting: self.report("nodes", "waiting for " + ", ".join(waiting[:5]) if waiting else "",
                                               ready=k, total=n),
             self.dead_process))
+        if self.options.addons:
+            self.report("addons", f"waiting for {', '.join(self.options.addons)}")
+            asyncio.run(addons.wait_for(kubeconfig, self.options.addons, self.options.timeout,
+                                        lambda waiting: self.report("addons", "waiting for " + ", ".join(waiting))))
+
+    async def apply_addons(self, kubeconfig: str) -> None:
+        """The add-ons' objects, as soon as the API answers (their pods wait for nodes)."""
+        from netemu.client import ApiClient
+        async with ApiClient.from_kubeconfig(kubeconfig) as client:
+            await addons.apply(client, self.options.addons)
 
     def start_control_plane(self) -> str:
         cp = self.plan.control_plane

@@ -9,12 +9,17 @@ container now (a process group gets SIGKILL; a built-in app closes its sockets, 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from typing import Any
 
 from netemu.agent import runtime as rt
+from netemu.agent.kubelet.dns import DNSSettings, dns_type, hosts_file, pod_resolv_conf
+from netemu.agent.runtime.etcfiles import remove_etc
 from netemu.api.meta import Obj
+
+log = logging.getLogger(__name__)
 
 NO_DEADLINE = 365 * 24 * 3600.0
 
@@ -43,10 +48,15 @@ def host_network(pod: Obj) -> bool:
 
 class AgentRuntime:
     """``node_ip``: the address hostNetwork pods get (they share the node's namespace: no netns,
-    no veth, no pod IP of their own, like upstream)."""
+    no veth, no pod IP of their own, like upstream). ``dns``: the kubelet's --cluster-dns,
+    --cluster-domain and the node's resolv.conf, from which each pod's /etc files are formed
+    (dns.py) and handed to the runtime with the sandbox, as the CRI's PodSandboxConfig does."""
 
-    def __init__(self, state_dir: str, node_ip: str = "", node_name: str = "", node_netns: str | None = None):
+    def __init__(self, state_dir: str, node_ip: str = "", node_name: str = "", node_netns: str | None = None,
+                 dns: DNSSettings | None = None, api_factory=None):
         self.state_dir, self.node_ip, self.node_name, self.node_netns = state_dir, node_ip, node_name, node_netns
+        self.dns = dns if dns is not None else DNSSettings()
+        self.api_factory = api_factory
         self.node: rt.NodeRuntime | None = None
         self.sandboxes: dict[str, rt.Sandbox] = {}
         self._ids = 0
@@ -56,7 +66,7 @@ class AgentRuntime:
         return os.path.join(self.state_dir, "pods")
 
     async def setup_node(self, pod_cidr: str) -> None:
-        self.node = rt.NodeRuntime(self.state_dir, pod_cidr, self.node_netns)
+        self.node = rt.NodeRuntime(self.state_dir, pod_cidr, self.node_netns, self.api_factory)
         await self.node.setup_node()
         await self.node.recover()     # processes a previous agent left in kept sandboxes
 
@@ -67,12 +77,27 @@ class AgentRuntime:
         how = rt.resolve(container)
         return (how.reason, how.message) if isinstance(how, rt.Unsupported) else None
 
+    def etc_files(self, pod: Obj):
+        """The pod's resolv.conf and hosts as a function of its sandbox (the IP comes with it),
+        or None when the pod keeps the node's own (a hostNetwork pod not asking for the cluster
+        DNS reads the node's /etc, as upstream)."""
+        conf, warnings = pod_resolv_conf(pod, self.dns)
+        for text in warnings:
+            log.warning("pod %s/%s: DNSConfigForming: %s", (pod.get("metadata") or {}).get("namespace"),
+                        (pod.get("metadata") or {}).get("name"), text)
+        if host_network(pod):
+            if dns_type(pod) != "cluster":
+                return None
+            return lambda sandbox: {"resolv.conf": conf.render()}
+        return lambda sandbox: {"resolv.conf": conf.render(),
+                                "hosts": hosts_file(pod, sandbox.ip, sandbox.hostname, self.dns.cluster_domain)}
+
     async def create_sandbox(self, pod: Obj) -> str:
         if host_network(pod):
-            sandbox = self.node.host_sandbox(pod, self.node_ip, self.node_name)
+            sandbox = self.node.host_sandbox(pod, self.node_ip, self.node_name, self.etc_files(pod))
             self.sandboxes[sandbox.uid] = sandbox
             return sandbox.ip
-        sandbox = await self.node.create_sandbox(pod)
+        sandbox = await self.node.create_sandbox(pod, self.etc_files(pod))
         self.sandboxes[sandbox.uid] = sandbox
         return sandbox.ip
 
@@ -80,6 +105,8 @@ class AgentRuntime:
         uid = pod["metadata"]["uid"]
         if self.node is not None and not host_network(pod):
             await self.node.remove_sandbox(uid)
+        elif self.node is not None:
+            remove_etc(self.node.host_etc_dir(uid))
         self.sandboxes.pop(uid, None)
 
     async def remove_orphans(self, live_uids: set[str]) -> list[str]:
@@ -97,5 +124,5 @@ class AgentRuntime:
 
     async def exec(self, pod: Obj, container: Obj, argv: list[str], timeout: float) -> tuple[int, bytes]:
         sandbox = self.sandboxes[pod["metadata"]["uid"]]
-        result = await rt.exec_in(sandbox.netns, argv, timeout=timeout)
+        result = await rt.exec_in(sandbox.netns, argv, timeout=timeout, etc_dir=sandbox.etc_dir)
         return result.exit_code, result.stdout + result.stderr

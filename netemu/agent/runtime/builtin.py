@@ -8,7 +8,7 @@ serve-hostname in kubernetes/kubernetes): HTTP /hostname, /clientip ("ip:port" o
 (the container exits), /dial (dial.py), / ("NOW: <time>"); UDP "hostname",
 "echo X" (lower-cased, as upstream), "clientip". serve-hostname: --http (default), or --tcp
 and/or --udp raw, on --port (9376). nginx: HTTP on 80, every path answers the pod name + "\\n".
-pause: no socket at all.
+pause: no socket at all. coredns: the cluster DNS (coredns/app.py), which talks to the API.
 
 Stopping one is closing its sockets: its exit code mirrors the real image's reaction to
 SIGTERM: agnhost 2.47 netexec, pause, nginx and serve-hostname handle it and exit 0
@@ -25,11 +25,12 @@ import time
 
 from .dial import dial
 from .httpserve import HTTPProtocol, Request, Response, format_addr
+from .appctx import AppContext
 from .images import Builtin
 from .logs import LogFile
-from .nsenter import socket_in_netns
 
-SIGTERM_EXIT = {"netexec": 0, "serve-hostname": 0, "nginx": 0, "pause": 0}
+SIGTERM_EXIT = {"netexec": 0, "serve-hostname": 0, "nginx": 0, "pause": 0, "coredns": 0}
+API_APPS = ("coredns",)           # apps that are objects of their own (appctx.AppContext)
 
 
 class ContainerStartError(RuntimeError):
@@ -63,10 +64,14 @@ class BuiltinContainer:
 
     pid = None  # no process: the agent serves it
 
-    def __init__(self, spec: Builtin, netns: str | None, hostname: str, log_path: str):
+    def __init__(self, spec: Builtin, netns: str | None, hostname: str, log_path: str, *,
+                 pod: dict | None = None, container: dict | None = None, api=None, ip: str = ""):
         self.spec, self.netns, self.hostname = spec, netns, hostname
         self.log = LogFile(log_path)
         self.log_path = log_path
+        self.ctx = AppContext(netns, hostname, pod or {}, container or {}, self.log, api)
+        self.ip = ip
+        self.app = None                   # the app object of an API_APPS image
         self.servers: list = []
         self.udp_ready = False
         self.terminating = False          # SIGTERM arrived (netexec's sigTermReceived)
@@ -93,6 +98,8 @@ class BuiltinContainer:
             elif app == "nginx":
                 await self._http(opts["port"], self._nginx_http)
                 self.log.write("start worker processes")
+            elif app in API_APPS:
+                await self._start_app()
         except OSError as exc:
             self._close_servers()
             self.log.write(f"Error: listen: {exc.strerror or exc}")
@@ -100,6 +107,17 @@ class BuiltinContainer:
             raise ContainerStartError("Error", f"{app}: listen: {exc.strerror or exc}", 1) from exc
         self.log.flush()  # the start lines are visible at once
         self.started_at = time.time()
+
+    async def _start_app(self) -> None:
+        from .coredns.app import CoreDNS, CoreDNSError     # only on nodes that run a DNS pod
+        self.app = CoreDNS(self.ctx, self.spec.options, (self.ip,) if self.ip else ())
+        try:
+            await self.app.start()
+        except CoreDNSError as exc:
+            self.app.close()
+            self.log.write(f"plugin/kubernetes: {exc}" if "API" in str(exc) else str(exc))
+            self.log.flush()
+            raise ContainerStartError("Error", str(exc), 1) from None
 
     async def wait(self) -> int:
         """The exit code, once the container exits (by ``stop`` or its own /exit)."""
@@ -112,6 +130,9 @@ class BuiltinContainer:
         if self.exited.done() or self.terminating:
             return await self.wait()
         self.terminating = True
+        if self.app is not None:
+            self._delayed_exit = asyncio.ensure_future(self._stop_app())
+            return await self.wait()
         delay = int(self.spec.options.get("delay-shutdown") or 0) if self.spec.app == "netexec" else 0
         if delay > 0:
             self.log.write(f"Sleeping {delay} seconds before terminating...")
@@ -121,6 +142,9 @@ class BuiltinContainer:
             self.log.write("Shutting down after receiving signal: terminated.")
             self._exit(SIGTERM_EXIT.get(self.spec.app, 0))
         return await self.wait()
+
+    async def _stop_app(self) -> None:
+        self._exit(await self.app.stop())
 
     async def _exit_after(self, delay: float, code: int) -> None:
         await asyncio.sleep(delay)
@@ -144,6 +168,8 @@ class BuiltinContainer:
             srv.close()
         self.servers.clear()
         self.udp_ready = False
+        if self.app is not None:
+            self.app.close()
 
     # -- sockets -------------------------------------------------------------------------
     async def _http(self, port: int, handler) -> None:
@@ -152,15 +178,7 @@ class BuiltinContainer:
         self.servers.append(await loop.create_server(lambda: HTTPProtocol(handler), sock=sock))
 
     async def _udp(self, port: int, answer) -> None:
-        sock = socket_in_netns(self.netns, socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError:
-            sock.close()
-            raise
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: UDPApp(answer), sock=sock)
-        self.servers.append(transport)
+        self.servers.append(await self.ctx.serve_udp(port, lambda: UDPApp(answer)))
 
     async def _tcp_raw(self, port: int, payload: bytes) -> None:
         sock = self._listen(port)
@@ -175,15 +193,7 @@ class BuiltinContainer:
         self.servers.append(await loop.create_server(Raw, sock=sock))
 
     def _listen(self, port: int) -> socket.socket:
-        sock = socket_in_netns(self.netns, socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("0.0.0.0", port))
-            sock.listen(1024)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+        return self.ctx.listen(port)
 
     # -- apps ----------------------------------------------------------------------------
     def _netexec_http(self, req: Request) -> Response:

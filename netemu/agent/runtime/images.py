@@ -19,10 +19,13 @@ AGNHOST_REPOS = frozenset({
 NGINX_REPOS = frozenset({"nginx", "library/nginx", "docker.io/nginx", "docker.io/library/nginx",
                          "registry.k8s.io/nginx", "k8s.gcr.io/nginx"})
 PAUSE_REPOS = frozenset({"registry.k8s.io/pause", "k8s.gcr.io/pause", "gcr.io/google_containers/pause"})
+COREDNS_REPOS = frozenset({"registry.k8s.io/coredns/coredns", "k8s.gcr.io/coredns/coredns", "k8s.gcr.io/coredns",
+                           "coredns/coredns", "docker.io/coredns/coredns"})
 AGNHOST_APPS = ("netexec", "serve-hostname", "pause")
 
 SUPPORTED_TEXT = ("built-in images: registry.k8s.io/e2e-test-images/agnhost (args netexec, "
-                  "serve-hostname or pause), nginx (HTTP on 80), registry.k8s.io/pause; any other "
+                  "serve-hostname or pause), nginx (HTTP on 80), registry.k8s.io/pause, "
+                  "registry.k8s.io/coredns/coredns (-conf FILE from a configMap volume); any other "
                   "image needs a command, run from the node's own binaries")
 
 REASON_UNSUPPORTED = "ImageNotSupported"
@@ -90,6 +93,16 @@ def resolve(container: dict) -> Builtin | Process | Unsupported:
                            f"agnhost subcommand {sub!r} is not built in (built in: "
                            f"{', '.join(AGNHOST_APPS)}); give the container a command to run "
                            f"a host binary instead")
+    if repo in COREDNS_REPOS:
+        argv = command + args
+        if argv and argv[0].rsplit("/", 1)[-1] == "coredns":
+            argv = argv[1:]
+        elif command:
+            return Process(command + args)
+        try:
+            return Builtin("coredns", parse_coredns(argv))
+        except BadArgs as exc:
+            return Unsupported("InvalidArgs", f"coredns: {exc}")
     if command:
         return Process(command + args)
     if repo in NGINX_REPOS:
@@ -133,6 +146,25 @@ def parse_agnhost(app: str, argv: list[str]) -> dict:
             raise BadArgs(f"unknown flag: --{name}")
     if opts["http"] and (opts["tcp"] or opts["udp"]):
         raise BadArgs("Can't server TCP/UDP mode and HTTP mode at the same time")
+    return opts
+
+
+_COREDNS_STR = {"conf": "Corefile", "dns.port": "53", "pidfile": ""}
+_COREDNS_BOOL = {"quiet", "plugins", "version"}
+
+
+def parse_coredns(argv: list[str]) -> dict:
+    """CoreDNS's Go flags (-conf FILE, -dns.port N; -pidfile and -quiet accepted)."""
+    opts: dict = dict(_COREDNS_STR)
+    for name, value in _flags(argv, bools=_COREDNS_BOOL):
+        if name == "dns.port":
+            opts[name] = str(_int(name, value))
+        elif name in _COREDNS_STR:
+            opts[name] = value
+        elif name in _COREDNS_BOOL:
+            opts[name] = _bool(name, value)
+        else:
+            raise BadArgs(f"flag provided but not defined: -{name}")
     return opts
 
 

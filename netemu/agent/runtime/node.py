@@ -8,20 +8,25 @@ container logs under ``state_dir/pods`` (see logs.py).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import signal
+from typing import Callable
 
 from .builtin import BuiltinContainer, ContainerStartError
 from .images import Builtin, Process, Unsupported, resolve
 from .ipam import PodIPAM
 from .cmd import run
+from .etcfiles import netns_etc_dir, remove_etc, write_etc
 from .logs import container_log_path
 from .names import pod_netns
 from .nodenet import NodeNetwork, peer_routes
 from .process import ProcessContainer, container_env
 from .nsenter import NETNS_RUN_DIR
-from .sandbox import Sandbox, SandboxManager
+from .sandbox import Sandbox, SandboxError, SandboxManager
+
+EtcFiles = Callable[[Sandbox], dict]     # sandbox -> {"resolv.conf": text, "hosts": text}
 
 
 def raise_fd_limit() -> int:
@@ -35,7 +40,11 @@ def raise_fd_limit() -> int:
 class NodeRuntime:
     """Pods on one node. ``node_netns`` None: the agent's own namespace is the node's."""
 
-    def __init__(self, state_dir: str, pod_cidr: str, node_netns: str | None = None):
+    def __init__(self, state_dir: str, pod_cidr: str, node_netns: str | None = None, api_factory=None):
+        """``api_factory(pod, container)``: a new API client for a built-in app that talks to
+        the API server (CoreDNS, the ingress controller), as the real image would with its pod's
+        ServiceAccount; None: such apps cannot start."""
+        self.api_factory = api_factory
         self.state_dir = state_dir
         self.node_netns = node_netns
         self.network = NodeNetwork(pod_cidr, node_netns)
@@ -54,21 +63,44 @@ class NodeRuntime:
         return await self.network.sync_routes(peer_routes(nodes, own_name))
 
     # -- sandboxes -------------------------------------------------------------------------
-    async def create_sandbox(self, pod: dict) -> Sandbox:
-        return await self.sandboxes.create(pod)
+    async def create_sandbox(self, pod: dict, etc: EtcFiles | None = None) -> Sandbox:
+        """The pod's namespace, veth and IP; ``etc(sandbox)`` gives its /etc files (resolv.conf,
+        hosts: the kubelet's), written to /etc/netns/<netns> (etcfiles.py). A failure to write
+        them removes the sandbox again (SandboxError)."""
+        sandbox = await self.sandboxes.create(pod)
+        if etc is None:
+            return sandbox
+        directory = netns_etc_dir(sandbox.netns)
+        try:
+            write_etc(directory, etc(sandbox))
+        except (OSError, ValueError) as exc:
+            await self.sandboxes.delete(sandbox.uid)
+            raise SandboxError(f"sandbox {sandbox.netns}: writing its /etc files: {exc}") from exc
+        return dataclasses.replace(sandbox, etc_dir=directory)
 
-    def host_sandbox(self, pod: dict, node_ip: str, node_name: str) -> Sandbox:
+    def host_sandbox(self, pod: dict, node_ip: str, node_name: str, etc: EtcFiles | None = None) -> Sandbox:
         """The "sandbox" of a hostNetwork pod: the node's own namespace (nothing is created;
         remove_sandbox is then a no-op). Its containers listen on the node's addresses and
-        see the node's name as hostname, as upstream."""
+        see the node's name as hostname, as upstream. ``etc``: /etc files its own processes
+        get anyway (ClusterFirstWithHostNet's resolv.conf), kept under the node's state dir."""
         meta = pod.get("metadata") or {}
-        return Sandbox(uid=meta.get("uid", ""), netns=self.node_netns or "", ip=node_ip, veth="",
-                       hostname=node_name, namespace=meta.get("namespace", ""),
-                       name=meta.get("name", ""))
+        sandbox = Sandbox(uid=meta.get("uid", ""), netns=self.node_netns or "", ip=node_ip, veth="",
+                          hostname=node_name, namespace=meta.get("namespace", ""),
+                          name=meta.get("name", ""))
+        if etc is None:
+            return sandbox
+        directory = self.host_etc_dir(sandbox.uid)
+        write_etc(directory, etc(sandbox))
+        return dataclasses.replace(sandbox, etc_dir=directory)
+
+    def host_etc_dir(self, uid: str) -> str:
+        return os.path.join(self.state_dir, "runtime", "etc", uid)
 
     async def remove_sandbox(self, uid: str) -> None:
-        """Delete the pod's netns and free its IP. Stop its containers first."""
+        """Delete the pod's netns (its /etc files with it) and free its IP. Stop its
+        containers first."""
         await self.sandboxes.delete(uid)
+        remove_etc(self.host_etc_dir(uid))
 
     async def recover(self) -> dict[str, str]:
         """After an agent restart: kill every process left in this node's known sandboxes
@@ -108,13 +140,15 @@ class NodeRuntime:
         if isinstance(how, Unsupported):
             raise ContainerStartError(how.reason, how.message, 128)
         if isinstance(how, Builtin):
-            handle = BuiltinContainer(how, sandbox.netns, sandbox.hostname, path)
+            api = (lambda: self.api_factory(pod, container)) if self.api_factory else None
+            handle = BuiltinContainer(how, sandbox.netns, sandbox.hostname, path, pod=pod,
+                                      container=container, api=api, ip=sandbox.ip)
         else:
             assert isinstance(how, Process)
             fields = pod_fields(pod, sandbox)
             env = container_env(container, sandbox.hostname, extra_env, fields)
             handle = ProcessContainer(how.argv, sandbox.netns, sandbox.hostname, path, env,
-                                      container.get("workingDir"))
+                                      container.get("workingDir"), sandbox.etc_dir)
         await handle.start()
         return handle
 

@@ -19,7 +19,10 @@ import socket
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUTS = 0x04000000
+CLONE_NEWNS = 0x00020000
+MS_BIND, MS_REC, MS_SLAVE = 4096, 16384, 1 << 19
 NETNS_RUN_DIR = "/run/netns"
+NETNS_ETC_DIR = "/etc/netns"      # ip netns exec binds /etc/netns/NAME/* over /etc/*
 
 _libc = ctypes.CDLL(None, use_errno=True)
 # resolved now, not on first use: a forked child (preexec_fn) must not run dlsym, whose lock
@@ -102,11 +105,15 @@ def socket_in_netns(netns: str | None, family: int = socket.AF_INET,
     return sock
 
 
-def preexec_enter(netns: str | None, hostname: str | None):
+def preexec_enter(netns: str | None, hostname: str | None, etc_dir: str | None = None):
     """A ``preexec_fn`` for subprocess: join ``netns`` and, with ``hostname``, a private UTS
     namespace carrying the pod's hostname (so ``hostname`` in a pod prints the pod's name).
+    With ``etc_dir`` (the pod's resolv.conf and hosts, etcfiles.py), a private mount namespace
+    in which each file of it is bind-mounted over its /etc namesake: what ``ip netns exec``
+    does with /etc/netns/NAME, so a pod's processes resolve names the pod's way.
     Runs in the forked child only: nothing here touches the agent's own namespaces."""
     path = netns_path(netns) if netns else None
+    binds = etc_binds(etc_dir) if etc_dir else []
 
     def enter() -> None:
         os.setsid()
@@ -117,5 +124,21 @@ def preexec_enter(netns: str | None, hostname: str | None):
         if hostname:
             unshare(CLONE_NEWUTS)
             socket.sethostname(hostname)
+        if binds:
+            unshare(CLONE_NEWNS)
+            mount("none", "/", None, MS_REC | MS_SLAVE)    # our binds stay in this namespace
+            for source, target in binds:
+                mount(source, target, None, MS_BIND)
 
     return enter
+
+
+def etc_binds(etc_dir: str) -> list[tuple[str, str]]:
+    """(file in ``etc_dir``, /etc path) pairs to bind, for /etc files that exist (ip netns
+    exec's rule); computed before the fork, so the child only mounts."""
+    try:
+        names = sorted(os.listdir(etc_dir))
+    except OSError:
+        return []
+    return [(os.path.join(etc_dir, n), os.path.join("/etc", n)) for n in names
+            if os.path.isfile(os.path.join(etc_dir, n)) and os.path.exists(os.path.join("/etc", n))]

@@ -18,6 +18,7 @@ import errno
 import os
 import time
 
+from .etcfiles import netns_etc_dir, remove_etc
 from .netlink import IF_OPER_UP, RTNL
 from .nsenter import (CLONE_NEWNET, NETNS_RUN_DIR, in_helper_thread, mount, setns, umount_detach,
                       unshare)
@@ -109,7 +110,9 @@ def plumb_sandbox(node_ns: str | None, name: str, veth: str, ip: str, prefixlen:
 
 
 def delete_netns(name: str) -> bool:
-    """``ip netns del``: detach the bind mount and remove the file; False when it was absent."""
+    """``ip netns del``: detach the bind mount and remove the file; False when it was absent.
+    The pod's /etc files (etcfiles.py, /etc/netns/NAME) go with it."""
+    remove_etc(netns_etc_dir(name))
     path = os.path.join(NETNS_RUN_DIR, name)
     if not os.path.exists(path):
         return False

@@ -142,11 +142,12 @@ class ExecResult:
 
 async def exec_in(netns: str | None, argv: list[str], *, timeout: float | None = None,
                   env: dict[str, str] | None = None, hostname: str | None = None,
-                  stdin: bytes | None = None) -> ExecResult:
+                  stdin: bytes | None = None, etc_dir: str | None = None) -> ExecResult:
     """Run ``argv`` (a list, never a shell string) in ``netns``; capture its output.
 
     Used by exec probes (timeout = the probe's timeoutSeconds; the whole process group is
-    killed when it expires) and by ``netemu exec POD -- CMD``.
+    killed when it expires) and by ``netemu exec POD -- CMD``. ``etc_dir``: the pod's /etc
+    files (resolv.conf, hosts), bound over /etc for the command as for the pod's containers.
     """
     if not argv:
         raise ValueError("exec needs a command")
@@ -154,7 +155,7 @@ async def exec_in(netns: str | None, argv: list[str], *, timeout: float | None =
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-            preexec_fn=preexec_enter(netns, hostname))
+            preexec_fn=preexec_enter(netns, hostname, etc_dir))
     except (OSError, subprocess.SubprocessError) as exc:
         return ExecResult(-1, b"", f"exec {argv[0]}: {exc}".encode())
     try:

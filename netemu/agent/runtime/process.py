@@ -64,8 +64,9 @@ class ProcessContainer:
     """One running process container. ``start`` then ``wait``/``stop``."""
 
     def __init__(self, argv: list[str], netns: str | None, hostname: str, log_path: str,
-                 env: dict[str, str], working_dir: str | None = None):
+                 env: dict[str, str], working_dir: str | None = None, etc_dir: str | None = None):
         self.argv = [expand(a, env) for a in argv]
+        self.etc_dir = etc_dir
         self.netns, self.hostname, self.log_path = netns, hostname, log_path
         self.env, self.working_dir = env, working_dir
         self.proc: asyncio.subprocess.Process | None = None
@@ -89,7 +90,8 @@ class ProcessContainer:
                 self.proc = await asyncio.create_subprocess_exec(
                     found, *self.argv[1:], stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, env=self.env, cwd=self.working_dir or "/",
-                    preexec_fn=preexec_enter(self.netns, self.hostname), executable=found)
+                    preexec_fn=preexec_enter(self.netns, self.hostname, self.etc_dir),
+                    executable=found)
             except (OSError, subprocess.SubprocessError) as exc:
                 raise ContainerStartError("StartError", f"starting {exe}: {exc}", 128) from exc
         self.started_at = time.time()

@@ -38,6 +38,7 @@ class Sandbox:
     hostname: str
     namespace: str = ""
     name: str = ""
+    etc_dir: str | None = None   # files bound over /etc for its processes (etcfiles.py)
 
 
 class SandboxManager:

@@ -1,0 +1,62 @@
+"""What a built-in app gets from the runtime: sockets inside its pod, its log, its API access.
+
+The small apps (agnhost, nginx) only listen; the bigger ones (CoreDNS, the ingress controller)
+also talk to the API server like the real images do with their ServiceAccount: ``api()`` gives
+a new client of their own (closed by the app when it stops), made by the agent from its
+cluster access (see agent.py: pod_api_factory).
+
+Listening sockets are created in the pod's network namespace (nsenter.socket_in_netns) and
+served by the agent's loop: a built-in app costs no process and no thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .httpserve import HTTPProtocol
+from .logs import LogFile
+from .nsenter import socket_in_netns
+
+
+@dataclass
+class AppContext:
+    netns: str | None
+    hostname: str
+    pod: dict
+    container: dict
+    log: LogFile
+    api: Callable[[], Any] | None = None        # -> a new ApiClient, or None: no API access
+
+    def listen(self, port: int, host: str = "0.0.0.0", family: int = socket.AF_INET) -> socket.socket:
+        """A listening TCP socket in the pod (SO_REUSEADDR, backlog 1024)."""
+        sock = socket_in_netns(self.netns, family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(1024)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def datagram(self, port: int, host: str = "0.0.0.0", family: int = socket.AF_INET) -> socket.socket:
+        sock = socket_in_netns(self.netns, family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    async def serve_http(self, port: int, handler, host: str = "0.0.0.0", ssl=None):
+        """An HTTP/1.1 server (httpserve.HTTPProtocol) answering with ``handler(request)``."""
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(lambda: HTTPProtocol(handler), sock=self.listen(port, host), ssl=ssl)
+
+    async def serve_udp(self, port: int, protocol_factory, host: str = "0.0.0.0"):
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(protocol_factory, sock=self.datagram(port, host))
+        return transport

@@ -1,0 +1,1 @@
+"""netemu's built-in CoreDNS (the cluster DNS): Corefile, zone, handler, wire, the app."""
