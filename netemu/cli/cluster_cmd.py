@@ -90,6 +90,9 @@ def prepare(args):
         raise UsageError(f"--addons: {exc}") from None
     if chosen and args.fake_agents:
         raise UsageError("--addons needs real agents: fake nodes run no pods (use --addons none)")
+    if "coredns" in chosen and importlib.util.find_spec("dnslib") is None:
+        raise UsageError("the coredns add-on needs the dnslib package (bash scripts/provision.sh, or "
+                         "pip install -e . in this virtualenv), or --addons none")
     if args.timeout <= 0:
         raise UsageError("--timeout must be > 0")
     spec = args.topo or f"{DEFAULT_TOPO},{args.nodes if args.nodes is not None else 2}"
