@@ -84,16 +84,18 @@ def sync_cost(mode: str, backend: str, n: int, eps: int, repeats: int, exec_=Non
         full = time.perf_counter() - t0
         if not first.ok:
             raise RuntimeError(f"{mode}/{backend} full sync failed: {first.error}")
-        ones = []
+        ones, builds = [], []
         for step in range(repeats):
             old, new = _changed(slices, (step * 7919) % n, step + 1)
             proxier.on_slice_update(old, new)
             t0 = time.perf_counter()
             result = proxier.sync()
             ones.append(time.perf_counter() - t0)
+            builds.append(result.build_seconds)
             if not result.ok or result.full:
                 raise RuntimeError(f"{mode}/{backend} one-Service sync: {result}")
-        out = {"mode": mode, "backend": backend, "services": n, "full_s": full, "one_s": statistics.median(ones)}
+        out = {"mode": mode, "backend": backend, "services": n, "full_s": full, "one_s": statistics.median(ones),
+               "one_build_s": statistics.median(builds)}
         if mode == "nftables":
             out["preflight_s"] = preflight
         if mode == "nftables" and ns is not None:
@@ -142,6 +144,33 @@ def libnftables_cost(n: int, eps: int, repeats: int) -> dict:
         _drop(ns)
 
 
+def plan_cost(n: int, eps: int, repeats: int) -> dict:
+    """The pure part alone (no kernel, no root): a full sync's plan and a one-Service plan."""
+    from netemu.agent.proxy.model import ServiceName, endpoints_by_service_port, service_port_map
+    from netemu.agent.proxy.nftables.builder import make_context
+    from netemu.agent.proxy.nftables.transaction import Planner
+
+    ctx = make_context(NODE, ProxyConfig(), service_cidrs=SERVICE_CIDRS)
+    services, slices = _objects(n, eps)
+    svc_map, eps_map = service_port_map(services, NODE), endpoints_by_service_port(slices, NODE)
+    planner = Planner()
+    t0 = time.perf_counter()
+    planner.commit(planner.plan(svc_map, eps_map, ctx, full=True))
+    full = time.perf_counter() - t0
+    ones = []
+    for step in range(repeats):
+        index = (step * 7919) % n
+        _changed(slices, index, step + 1)
+        eps_map = endpoints_by_service_port(slices, NODE)
+        name = ServiceName(slices[index]["metadata"]["namespace"], slices[index]["metadata"]["labels"][
+            "kubernetes.io/service-name"])
+        t0 = time.perf_counter()
+        plan = planner.plan(svc_map, eps_map, ctx, full=False, changed={name}, now=step, ports={})
+        ones.append(time.perf_counter() - t0)
+        planner.commit(plan)
+    return {"services": n, "plan_full_s": full, "plan_one_s": statistics.median(ones)}
+
+
 # ---- first-packet cost ----------------------------------------------------------------
 
 CONNECT_TIMER = r"""
@@ -187,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--first-packet", action="store_true")
     p.add_argument("--skip-sync", action="store_true", help="only the first-packet part")
+    p.add_argument("--plan-only", action="store_true", help="only the pure planner (no kernel, no root)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--inner", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -195,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     for n in (int(x) for x in args.scales.split(",")):
+        if args.plan_only:
+            rows.append(plan_cost(n, args.endpoints, args.repeats))
+            _show(rows[-1], args.json)
+            continue
         if not args.skip_sync:
             for mode, backend in (("nftables", "nft"), ("iptables", "legacy"), ("iptables", "nft")):
                 rows.append(sync_cost(mode, backend, n, args.endpoints, args.repeats))
@@ -211,11 +245,16 @@ def _show(row: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(row), flush=True)
         return
+    if "plan_full_s" in row:
+        print(f"{row['services']:>6} Services  planner: full {row['plan_full_s']:.2f} s, one Service "
+              f"{row['plan_one_s'] * 1000:.2f} ms", flush=True)
+        return
     if "full_s" in row:
         raw = f"  raw nft -f {row['raw_nft_s']:.3f} s (full/raw {row['full_s'] / row['raw_nft_s']:.2f})" \
             if "raw_nft_s" in row else ""
         print(f"{row['services']:>6} Services  {row['mode']:<9} {row['backend']:<12} full {row['full_s']:8.3f} s   "
-              f"one Service {row['one_s'] * 1000:8.1f} ms{raw}", flush=True)
+              f"one Service {row['one_s'] * 1000:8.1f} ms (build {row['one_build_s'] * 1000:.1f} ms){raw}",
+              flush=True)
     else:
         print(f"{row['services']:>6} Services  first packet: iptables first {row['iptables_first_us']:.0f} us, "
               f"last {row['iptables_last_us']:.0f} us; nftables first {row['nftables_first_us']:.0f} us, "

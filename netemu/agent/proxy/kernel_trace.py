@@ -11,7 +11,10 @@ point of running both.
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 from netemu.agent.proxy.tracing import TraceResult
 
@@ -59,6 +62,31 @@ class KernelTrace:
                 lines.append(f"  {i}. p={o.probability:.4f} {o.verdict} -> {o.destination or '-'}: {' > '.join(o.chains)}")
         lines += [f"MISMATCH: {m}" for m in self.mismatches] or ["kernel and offline tracer agree"]
         return "\n".join(lines) + "\n"
+
+
+def watch(monitor: list[str], send: Callable[[], None], remove: Callable[[], None], timeout: float = 3.0,
+          popen=subprocess.Popen) -> str:
+    """Run the kernel's trace monitor (argv), ``send()`` the packet while it listens, then call
+    ``remove`` (take the trace rule away) and return what the monitor printed -- everything
+    stopped and removed whatever happens. Run the monitor line-buffered (``stdbuf -oL``): a
+    block-buffered one loses its last lines when it is stopped."""
+    proc = None
+    out = ""
+    try:
+        proc = popen(monitor, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        time.sleep(0.3)                      # the monitor subscribes to the trace netlink group
+        send()
+        time.sleep(min(1.0, timeout))         # the answer's way back and the last hooks
+    finally:
+        remove()
+        if proc is not None:
+            proc.terminate()
+            try:
+                out, _ = proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+    return out or ""
 
 
 def service_chains(chains: list[str]) -> list[str]:

@@ -55,6 +55,9 @@ class UpdateServiceMapResult:
     # UDP NodePorts that went away (Service or port deleted, nodePort changed): their flows
     # DNATed to the old endpoints would otherwise live on while clients keep sending
     deleted_udp_node_ports: set[int] = field(default_factory=set)
+    # the ports each updated Service has now (and had before): lets a mode find a changed
+    # Service's entries without scanning the whole map
+    service_ports: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -122,6 +125,7 @@ class ServiceChangeTracker:
             items, self._items = self._items, {}
         for name, (previous, current) in items.items():
             result.updated_services.add(name)
+            result.service_ports[name] = set(previous) | set(current)
             service_map.update(current)
             for spn in previous.keys() - current.keys():
                 info = service_map.pop(spn, None)

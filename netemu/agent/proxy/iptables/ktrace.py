@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from typing import Callable
 
-from netemu.agent.proxy.kernel_trace import KernelPath
+from netemu.agent.proxy.kernel_trace import KernelPath, watch
 from netemu.agent.proxy.tracing import Packet, TraceError
 
 _PACKET = re.compile(r"^PACKET: \d+ (?P<id>[0-9a-f]+) (?P<rest>.*)$")
@@ -97,22 +96,7 @@ def kernel_trace(packet: Packet, *, netns: str, send: Callable[[], None], origin
     added = run([*ns, "iptables-nft", "-t", "raw", "-I", *rule], capture_output=True, text=True)
     if added.returncode != 0:
         raise TraceError(f"cannot add the TRACE rule in {netns}: {added.stderr.strip()}")
-    monitor = None
-    try:
-        # line-buffered: a block-buffered monitor loses its last lines when it is stopped
-        monitor = popen([*ns, "stdbuf", "-oL", "xtables-monitor", "--trace"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                        text=True, start_new_session=True)
-        time.sleep(0.3)                      # the monitor subscribes to the trace netlink group
-        send()
-        time.sleep(min(1.0, timeout))         # the answer's way back and the last hooks
-    finally:
-        run([*ns, "iptables-nft", "-t", "raw", "-D", *rule], capture_output=True, text=True)
-        out = ""
-        if monitor is not None:
-            monitor.terminate()
-            try:
-                out, _ = monitor.communicate(timeout=5)
-            except subprocess.TimeoutExpired:
-                monitor.kill()
-                out, _ = monitor.communicate()
-    return parse_monitor(out or "")
+    out = watch([*ns, "stdbuf", "-oL", "xtables-monitor", "--trace"], send,
+                lambda: run([*ns, "iptables-nft", "-t", "raw", "-D", *rule], capture_output=True, text=True),
+                timeout, popen)
+    return parse_monitor(out)

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from typing import Callable
 
-from netemu.agent.proxy.kernel_trace import KernelPath
+from netemu.agent.proxy.kernel_trace import KernelPath, watch
 from netemu.agent.proxy.tracing import Packet, TraceError
 
 from .builder import TABLE
@@ -103,21 +102,7 @@ def kernel_trace(packet: Packet, *, netns: str, send: Callable[[], None], origin
     added = run([*ns, "nft", "-f", "-"], input=trace_table(packet, origin, family), capture_output=True, text=True)
     if added.returncode != 0:
         raise TraceError(f"cannot add the nftrace rule in {netns}: {added.stderr.strip()[:300]}")
-    monitor = None
-    out = ""
-    try:
-        monitor = popen([*ns, "stdbuf", "-oL", "nft", "monitor", "trace"], stdout=subprocess.PIPE,
-                        stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-        time.sleep(0.3)                      # the monitor subscribes to the trace netlink group
-        send()
-        time.sleep(min(1.0, timeout))
-    finally:
-        run([*ns, "nft", "delete", "table", family, TRACE_TABLE], capture_output=True, text=True)
-        if monitor is not None:
-            monitor.terminate()
-            try:
-                out, _ = monitor.communicate(timeout=5)
-            except subprocess.TimeoutExpired:
-                monitor.kill()
-                out, _ = monitor.communicate()
-    return parse_monitor(out or "")
+    out = watch([*ns, "stdbuf", "-oL", "nft", "monitor", "trace"], send,
+                lambda: run([*ns, "nft", "delete", "table", family, TRACE_TABLE], capture_output=True, text=True),
+                timeout, popen)
+    return parse_monitor(out)

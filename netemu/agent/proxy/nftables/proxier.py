@@ -88,7 +88,8 @@ class NftablesProxier(Proxier):
         listed = self.nft.names() if full else (None, None)
         t0 = self.clock()
         plan = self.planner.plan(self.service_map, self.endpoints_map, ctx, full=full, changed=changed,
-                                 now=self.wall_clock(), kernel_chains=listed[0], kernel_sets=listed[1])
+                                 now=self.wall_clock(), kernel_chains=listed[0], kernel_sets=listed[1],
+                                 ports=services.service_ports)
         t1 = self.clock()
         deleted_ok = True
         if plan.delete_text:

@@ -13,9 +13,10 @@ Upstream's nftables proxier (v1.32 syncProxyRules) sends ONE transaction per syn
   element's reference to a chain only a moment later, so deleting at once can fail);
   affinity sets no endpoint uses are deleted at once.
 
-``Planner.plan()`` returns the text and the state the kernel will have; ``commit()`` makes it
-current only after the transaction succeeded, so a failed transaction changes nothing here
-either and the next sync is full. Which service chains and affinity sets exist is known from
+``Planner.plan()`` returns the text and the state the kernel will have (updated in place: its
+cost follows the changed Services, not the cluster); ``commit()`` confirms it after the
+transaction succeeded; after a failure the next sync is full and rebuilds the state from the
+kernel's listing. Which service chains and affinity sets exist is known from
 the previous syncs (full syncs read them from the kernel, as upstream does on every sync: it
 costs a listing of the whole table, which is what made upstream's partial syncs O(n)).
 """
@@ -47,10 +48,12 @@ class State:
     affinity_sets: set[str] = field(default_factory=set)
     stale: dict[str, float] = field(default_factory=dict)   # flushed chain -> when
     base_recreated: bool = False
+    ports: dict = field(default_factory=dict)               # ServiceName -> its service ports
 
     def copy(self) -> "State":
         return State(dict(self.parts), dict(self.elements), dict(self.owners), set(self.chains),
-                     set(self.affinity_sets), dict(self.stale), self.base_recreated)
+                     set(self.affinity_sets), dict(self.stale), self.base_recreated,
+                     {k: set(v) for k, v in self.ports.items()})
 
 
 @dataclass
@@ -81,11 +84,17 @@ class Planner:
     def plan(self, services: Mapping[ServicePortName, ServicePortInfo],
              endpoints: Mapping[ServicePortName, Sequence[EndpointInfo]], ctx: Context, *,
              full: bool, changed: Iterable | None = None, now: float = 0.0,
-             kernel_chains: Iterable[str] | None = None, kernel_sets: Iterable[str] | None = None) -> Plan:
+             kernel_chains: Iterable[str] | None = None, kernel_sets: Iterable[str] | None = None,
+             ports: Mapping | None = None) -> Plan:
         """``changed``: the ServiceNames to rewrite on a partial sync; ``kernel_chains`` and
         ``kernel_sets``: what a listing of the table showed (full syncs), else the state's.
+        ``ports``: ServiceName -> service ports the trackers saw change (new ports of a changed
+        Service are found there; without it the service map is scanned).
         A partial sync costs in proportion to the changed Services, not to all of them."""
-        st = self.state.copy()
+        # updated in place (a copy of 10k Services' state per sync would make a one-Service sync
+        # grow with the cluster): a failed transaction makes the next sync full, which rebuilds
+        # parts and elements and re-reads chains and sets from the kernel's listing
+        st = self.state
         if kernel_chains is not None:
             st.chains = {c for c in kernel_chains if is_service_chain(c)}
             st.stale = {c: t for c, t in st.stale.items() if c in st.chains}
@@ -100,15 +109,21 @@ class Planner:
             st.base_recreated = True
             rewrite = set(services)
             old_parts: dict[ServicePortName, Part] = {}
-            st.parts, st.elements, st.owners = {}, {}, {}
+            st.parts, st.elements, st.owners, st.ports = {}, {}, {}, {}
         else:
             wanted = {tuple(c) for c in (changed or ())}
-            rewrite = {spn for spn in set(services) | set(st.parts) if (spn.namespace, spn.name) in wanted} \
-                if wanted else set()
+            rewrite = _ports_of(wanted, services, st, ports)
             old_parts = {spn: st.parts.pop(spn) for spn in rewrite if spn in st.parts}
         order = sorted(spn for spn in rewrite if spn in services)
         new_parts = {spn: build_part(spn, services[spn], endpoints.get(spn, ()), ctx) for spn in order}
         st.parts.update(new_parts)
+        for spn in rewrite:                      # the index of each Service's ports
+            st.ports.setdefault(spn[:2], set()).discard(spn)
+        for spn in order:
+            st.ports[spn[:2]].add(spn)
+        for name in {spn[:2] for spn in rewrite}:
+            if not st.ports.get(name):
+                st.ports.pop(name, None)
 
         for spn in order:                 # the rewritten Services' chains, sets and rules
             part = new_parts[spn]
@@ -166,6 +181,23 @@ class Planner:
             for c in plan.deleted_chains:
                 self.state.stale.pop(c, None)
         self.state.stale.clear()
+
+
+def _ports_of(wanted: set, services: Mapping[ServicePortName, ServicePortInfo], st: State,
+              hints: Mapping | None) -> set[ServicePortName]:
+    """The service ports (now, or before this sync) of the ServiceNames in ``wanted``: from the
+    state's index and the trackers' ``hints`` (cost: the changed Services), or, without hints, a
+    scan of the map (``spn[:2]``: a ServicePortName starts with its ServiceName)."""
+    if not wanted:
+        return set()
+    if hints is None:
+        hit = wanted.__contains__
+        return {spn for spn in services if hit(spn[:2])} | {spn for spn in st.parts if hit(spn[:2])}
+    out: set[ServicePortName] = set()
+    for name in wanted:
+        out |= st.ports.get(tuple(name), set())
+        out |= set(hints.get(name, ()))
+    return out
 
 
 def _element_ops(st: State, p: str, old_parts: Mapping[ServicePortName, Part],
