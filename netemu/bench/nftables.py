@@ -184,12 +184,12 @@ print(statistics.median(times))
 """
 
 
-def first_packet(n: int, connects: int = 200) -> dict:
+def first_packet(n: int, connects: int = 200, iptables_backend: str = "nft") -> dict:
     """Median connect time to the first and the last of ``n`` Services, both modes."""
     from netemu.testing.netnslab import Lab, in_netns, run
 
-    out = {"services": n}
-    for mode, backend in (("iptables", "nft"), ("nftables", "nft")):
+    out = {"services": n, "iptables_backend": iptables_backend}
+    for mode, backend in (("iptables", iptables_backend), ("nftables", "nft")):
         with Lab() as lab:
             node = lab.node("n1")
             pod = lab.pod(node, "p0")
@@ -217,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-packet", action="store_true")
     p.add_argument("--skip-sync", action="store_true", help="only the first-packet part")
     p.add_argument("--plan-only", action="store_true", help="only the pure planner (no kernel, no root)")
+    p.add_argument("--only", default="nftables/nft,iptables/legacy,iptables/nft,nftables/libnftables",
+                   help="which MODE/BACKEND sync rows to run (comma list)")
+    p.add_argument("--first-packet-iptables-backend", default="nft", choices=("nft", "legacy"))
     p.add_argument("--json", action="store_true")
     p.add_argument("--inner", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -230,13 +233,13 @@ def main(argv: list[str] | None = None) -> int:
             _show(rows[-1], args.json)
             continue
         if not args.skip_sync:
-            for mode, backend in (("nftables", "nft"), ("iptables", "legacy"), ("iptables", "nft")):
-                rows.append(sync_cost(mode, backend, n, args.endpoints, args.repeats))
+            for row in args.only.split(","):
+                mode, backend = row.split("/")
+                rows.append(libnftables_cost(n, args.endpoints, args.repeats) if backend == "libnftables"
+                            else sync_cost(mode, backend, n, args.endpoints, args.repeats))
                 _show(rows[-1], args.json)
-            rows.append(libnftables_cost(n, args.endpoints, args.repeats))
-            _show(rows[-1], args.json)
         if args.first_packet:
-            rows.append(first_packet(n))
+            rows.append(first_packet(n, iptables_backend=args.first_packet_iptables_backend))
             _show(rows[-1], args.json)
     return 0
 
@@ -256,7 +259,8 @@ def _show(row: dict, as_json: bool) -> None:
               f"one Service {row['one_s'] * 1000:8.1f} ms (build {row['one_build_s'] * 1000:.1f} ms){raw}",
               flush=True)
     else:
-        print(f"{row['services']:>6} Services  first packet: iptables first {row['iptables_first_us']:.0f} us, "
+        print(f"{row['services']:>6} Services  first packet: iptables ({row['iptables_backend']}) first "
+              f"{row['iptables_first_us']:.0f} us, "
               f"last {row['iptables_last_us']:.0f} us; nftables first {row['nftables_first_us']:.0f} us, "
               f"last {row['nftables_last_us']:.0f} us", flush=True)
 
