@@ -47,6 +47,9 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proxy-mode", default=modes.DEFAULT,
                    help=f"kube-proxy mode: {', '.join(modes.selectable())}, or {modes.NO_PROXY} for kubelets "
                         "alone (default %(default)s)")
+    p.add_argument("--node-proxy-mode", action="append", default=[], metavar="NODE=MODE",
+                   help="this node's kube-proxy mode instead of --proxy-mode (repeatable; the mode's own "
+                        "flags take their defaults there)")
     modes.add_options(p, "proxier")
     p.add_argument("--store", choices=["sqlite", "etcd"], default="sqlite", help="API server store (default %(default)s)")
     p.add_argument("--node-network", default="172.18.0.0/16", metavar="CIDR",
@@ -93,12 +96,13 @@ def prepare(args):
     if "coredns" in chosen and importlib.util.find_spec("dnslib") is None:
         raise UsageError("the coredns add-on needs the dnslib package (bash scripts/provision.sh, or "
                          "pip install -e . in this virtualenv), or --addons none")
+    node_modes = node_proxy_modes(args.node_proxy_mode)
     if args.timeout <= 0:
         raise UsageError("--timeout must be > 0")
     spec = args.topo or f"{DEFAULT_TOPO},{args.nodes if args.nodes is not None else 2}"
     try:
         topo = load_topo(spec)
-        plan = make_plan(topo, state_dir_of(args), args.node_network)
+        plan = with_node_modes(make_plan(topo, state_dir_of(args), args.node_network), node_modes)
         switch = network.choose_switch(args.switch)
         for params in link_params(topo):     # TCLink options this kernel cannot apply: refuse now
             features.require_for(link=params)
@@ -128,6 +132,34 @@ def proxy_argv(args) -> list[str]:
     except modes.ModeError as exc:
         raise UsageError(str(exc)) from None
     return modes.option_argv(options, mode, "proxier") if mode else []
+
+
+def with_node_modes(plan, node_modes: dict[str, str]):
+    """The plan with ``--node-proxy-mode`` overriding the topology's (or `up`'s) mode on those
+    nodes; UsageError naming a node that is not a worker."""
+    import dataclasses
+
+    workers = [n.name for n in plan.workers]
+    unknown = sorted(set(node_modes) - set(workers))
+    if unknown:
+        raise UsageError(f"--node-proxy-mode: no worker node {', '.join(unknown)} (workers: {', '.join(workers)})")
+    nodes = tuple(dataclasses.replace(n, proxy_mode=node_modes[n.name]) if n.name in node_modes else n
+                  for n in plan.nodes)
+    return dataclasses.replace(plan, nodes=nodes)
+
+
+def node_proxy_modes(values: list[str]) -> dict[str, str]:
+    """``--node-proxy-mode NODE=MODE`` values -> {node: mode}; UsageError for a bad one."""
+    out: dict[str, str] = {}
+    for value in values:
+        node, sep, mode = value.partition("=")
+        if not sep or not node or not mode:
+            raise UsageError(f"--node-proxy-mode {value!r}: expected NODE=MODE")
+        try:
+            out[node] = modes.choose(mode).name
+        except modes.ModeError as exc:
+            raise UsageError(f"--node-proxy-mode {node}={exc}") from None
+    return out
 
 
 def check_can_start(plan, options) -> None:
@@ -177,6 +209,7 @@ def _argv_for_supervisor(args) -> list[str]:
     argv += ["--topo", args.topo] if args.topo else ["--nodes", str(args.nodes if args.nodes is not None else 2)]
     argv += ["--fake-agents"] if args.fake_agents else []
     argv += ["--addons", args.addons] if args.addons is not None else []
+    argv += [f"--node-proxy-mode={v}" for v in args.node_proxy_mode]
     argv += [f"--apiserver-arg={a}" for a in args.apiserver_arg] + [f"--agent-arg={a}" for a in args.agent_arg]
     return argv
 

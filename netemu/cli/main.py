@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "netemu.cli.traffic_cmd",
     "netemu.cli.capture_cmd",
     "netemu.cli.probe_cmd",
+    "netemu.cli.experiment_cmd",
 )
 
 

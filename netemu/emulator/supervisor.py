@@ -67,6 +67,8 @@ class Supervisor:
         self.net_lock = threading.Lock()
         self.t0 = time.monotonic()
         self.timings: dict[str, float] = {}     # phase -> seconds after start when it began
+        self.agent_argv: dict[str, list[str]] = {}      # node -> how its agent was started
+        self.stopped_agents: set[str] = set()           # stopped on request (op agent): not a crash
 
     # ---- reporting ----
 
@@ -85,7 +87,7 @@ class Supervisor:
             nodes[node.name] = {"ip": node.ip, "netns": node.netns, "pid": self.host_pids.get(node.name),
                                 "mn_name": node.mn_name, "role": node.role,
                                 "proxy_mode": self.node_proxy_mode(node) if node.role != "control-plane" else None,
-                                "agent_pid": agent.pid if agent else None}
+                                "agent_pid": agent.pid if agent and node.name not in self.stopped_agents else None}
         api, etcd = self.procs.get("apiserver"), self.procs.get("etcd")
         return {"name": self.plan.name, "id": self.plan.cluster_id, "node_network": self.plan.node_network,
                 "root_ip": self.plan.root_ip, "apiserver": self.plan.apiserver_url,
@@ -177,7 +179,8 @@ class Supervisor:
             argv = agent_argv(self.plan, node, sys.executable, kubeconfig, mode, args, self.options.agent_args)
             if self.options.fake_agents:
                 argv = [sys.executable, "-m", "netemu.testing.fakeagent", *argv[4:]]
-            self.procs[f"agent/{node.name}"] = processes.start(nsenter(self.host_pids[node.name], argv),
+            self.agent_argv[node.name] = nsenter(self.host_pids[node.name], argv)
+            self.procs[f"agent/{node.name}"] = processes.start(self.agent_argv[node.name],
                                                               self.logs / f"agent-{node.name}.log")
         self.write_cluster()
         expected = [n.name for n in self.plan.workers]
@@ -243,6 +246,8 @@ class Supervisor:
     def note_exits(self) -> None:
         """Reap and log (once) a process that exited while the cluster runs; nothing is restarted."""
         for name, proc in self.procs.items():
+            if name.removeprefix("agent/") in self.stopped_agents:
+                continue
             if proc.returncode is None and proc.poll() is not None:
                 print(f"netemu supervisor: {name} (pid {proc.pid}) exited with code {proc.returncode}; "
                       f"not restarted (its log: {self.logs / (name.replace('/', '-') + '.log')})", flush=True)
@@ -318,7 +323,36 @@ class Supervisor:
                 touched = network.set_node_links(self.plan, self.net, str(request.get("node")),
                                                  str(request.get("status")))
             return {"ok": True, "links": touched}
+        if op == "agent":
+            return self.set_agent(str(request.get("node")), str(request.get("action")))
         return {"error": f"unknown operation {op!r}"}
+
+    def set_agent(self, node: str, action: str) -> dict:
+        """Stop (SIGTERM, then SIGKILL after a grace), kill (SIGKILL) or start again one node's
+        agent (kubelet + kube-proxy: one process today). A stopped agent is not a crash: the
+        supervisor does not report it, and ``start`` runs the same argv as ``up`` did."""
+        key = f"agent/{node}"
+        if node not in self.agent_argv:
+            return {"error": f"no agent on node {node!r} (nodes with one: {', '.join(self.agent_argv)})"}
+        proc = self.procs[key]
+        if action in ("stop", "kill"):
+            self.stopped_agents.add(node)
+            if proc.poll() is None:
+                if action == "kill":
+                    processes.kill([proc.pid])
+                else:
+                    processes.stop([proc.pid], grace=10)
+            proc.poll()
+            self.write_cluster()
+            return {"ok": True, "pid": proc.pid, "exit": proc.returncode}
+        if action == "start":
+            if proc.poll() is None:
+                return {"ok": True, "pid": proc.pid, "already": True}
+            self.procs[key] = processes.start(self.agent_argv[node], self.logs / f"agent-{node}.log")
+            self.stopped_agents.discard(node)
+            self.write_cluster()
+            return {"ok": True, "pid": self.procs[key].pid}
+        return {"error": f"agent action {action!r}: stop, kill or start"}
 
 
 def control_request(state_dir: str, request: dict, timeout: float = 15.0) -> dict:

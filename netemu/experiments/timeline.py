@@ -1,0 +1,180 @@
+"""Running one scenario's timeline: traffic phases and events on one clock, measured.
+
+t = 0 is when the cluster has settled with the manifests applied (settle.py). From there:
+- each traffic phase starts at its ``start`` (a TrafficRun of netemu.traffic, resolved against
+  the cluster at that moment) and runs its own stop condition; its per-second series is placed
+  on the experiment's clock from the moment its workers were released;
+- the events run in order at their ``at``; one with ``wait: true`` holds the timeline until
+  the cluster has settled again, and everything due after it moves by the time that took
+  (the "shift", recorded on each event);
+- kube-proxy's metrics are sampled on every node all along (scrape.py).
+
+The run ends at ``duration`` (plus the shifts); a phase still running then gets a grace of
+``END_GRACE`` s, then is cancelled (its result keeps what it measured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from netemu.experiments import actions, settle
+from netemu.experiments.cluster import Handle
+from netemu.experiments.schema import Event, Phase, Scenario
+from netemu.experiments.scrape import Scrapers
+
+END_GRACE = 10.0
+
+
+@dataclass
+class Clock:
+    """The experiment's clock: monotonic seconds since t = 0, and the shift held events add."""
+
+    mono0: float
+    wall0: float
+    shift: float = 0.0
+    hold_from: float | None = None             # a held event's nominal time: later items wait
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def now(self) -> float:
+        return time.monotonic() - self.mono0
+
+    async def until(self, nominal: float) -> None:
+        """Sleep until ``nominal`` (plus the shift; held while an earlier event settles)."""
+        while True:
+            if self.hold_from is not None and nominal >= self.hold_from:
+                await self.released.wait()
+                continue
+            left = nominal + self.shift - self.now()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 0.05))
+
+
+@dataclass
+class PhaseRecord:
+    phase: Phase
+    start: float | None = None                 # experiment seconds when its load was released
+    end: float | None = None
+    result: object = None                      # netemu.traffic.Result
+    source: dict | None = None
+    expected: list | None = None
+    error: str | None = None
+    traffic: object = None                     # the TrafficRun while it runs (to cancel it)
+
+
+@dataclass
+class EventRecord:
+    index: int
+    event: Event
+    start: float | None = None
+    end: float | None = None
+    waited: float = 0.0
+    details: dict = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        ev = self.event
+        params = {k: v for k, v in ev.params.items() if not k.startswith("_")}
+        return {"index": self.index, "kind": ev.kind, "label": ev.label(), "at": ev.at, "wait": ev.wait,
+                "line": ev.line, "params": params, "t": self.start, "end": self.end, "waited": self.waited,
+                "details": self.details, "error": self.error}
+
+
+@dataclass
+class Measured:
+    """What one run measured, before it is turned into series and files."""
+
+    wall0: float
+    ended: float
+    phases: list[PhaseRecord]
+    events: list[EventRecord]
+    syncs: list[dict]
+    availability: dict
+    settle_seconds: float
+    restore_failures: list[str]
+
+
+async def _phase(rec: PhaseRecord, clock: Clock, handle: Handle, log: Callable[[str], None]) -> None:
+    from netemu.traffic.cluster import prepare
+
+    ph = rec.phase
+    await clock.until(ph.start)
+    started: list[float] = []
+
+    def progress(p) -> None:
+        if not started:
+            started.append(time.monotonic() - p.elapsed)
+    try:
+        prepared = await prepare(str(handle.state_dir), ph.source, ph.target, ph.spec, namespace=ph.namespace,
+                                 via=ph.via, node=ph.node, weights=ph.weights, on_progress=progress)
+        rec.source = {"kind": prepared.source.kind, "name": prepared.source.name, "ip": prepared.source.ip,
+                      "node": prepared.source.node}
+        rec.expected = prepared.resolved.expected
+        rec.traffic = prepared.run                   # so the end of the experiment can cancel it
+        log(f"phase {ph.name}: {ph.source} -> {prepared.resolved.target.label}")
+        rec.result = await prepared.run.run()
+        go = started[0] if started else time.monotonic() - rec.result.elapsed
+        rec.start = go - clock.mono0
+        rec.end = rec.start + rec.result.elapsed
+    except Exception as exc:  # a phase that cannot run is reported, the others go on
+        rec.error = f"{type(exc).__name__}: {exc}"
+        log(f"phase {ph.name} failed: {rec.error}")
+
+
+async def _events(records: list[EventRecord], clock: Clock, ctx: actions.Context, scenario: Scenario,
+                  scrapers: Scrapers, log: Callable[[str], None]) -> None:
+    for rec in records:
+        ev = rec.event
+        await clock.until(ev.at)
+        rec.start = clock.now()
+        log(f"t={rec.start:5.1f}s event {ev.label()}")
+        if ev.wait:
+            clock.hold_from, clock.released = ev.at, asyncio.Event()
+        try:
+            params = {k: v for k, v in ev.params.items() if not k.startswith("_")}
+            rec.details = await actions.ACTIONS[ev.kind](ctx, params)
+            if ev.wait:
+                rec.waited = await settle.wait_settled(ctx.client, scenario, scrapers)
+        except Exception as exc:  # the event failed: recorded, the timeline goes on
+            rec.error = f"{type(exc).__name__}: {exc}"
+            log(f"event {ev.label()} failed: {rec.error}")
+        finally:
+            rec.end = clock.now()
+            if ev.wait:
+                clock.shift += max(0.0, rec.end - (ev.at + clock.shift))
+                clock.hold_from = None
+                clock.released.set()
+
+
+async def run_timeline(scenario: Scenario, handle: Handle, client, scrapers: Scrapers,
+                       log: Callable[[str], None] = print) -> Measured:
+    """Settle, then run the phases and events of ``scenario``; restore what the events changed."""
+    settle_seconds = await settle.wait_settled(client, scenario, scrapers)
+    ctx = actions.Context(client, handle, scenario.name, random.Random(scenario.seed))
+    clock = Clock(time.monotonic(), time.time())
+    phases = [PhaseRecord(ph) for ph in scenario.phases]
+    events = [EventRecord(i, ev) for i, ev in enumerate(scenario.events)]
+    tasks = [asyncio.ensure_future(_phase(rec, clock, handle, log)) for rec in phases]
+    timeline = asyncio.ensure_future(_events(events, clock, ctx, scenario, scrapers, log))
+    restore_failures: list[str] = []
+    try:
+        await clock.until(scenario.duration)
+        await timeline
+        done, pending = await asyncio.wait(tasks, timeout=END_GRACE) if tasks else (set(), set())
+        for rec in phases:
+            if rec.traffic is not None:
+                rec.traffic.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=30)
+    finally:
+        for task in [*tasks, timeline]:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, timeline, return_exceptions=True)
+        restore_failures = await actions.restore(ctx)
+    return Measured(clock.wall0, clock.now(), phases, events, scrapers.events(), scrapers.availability(),
+                    settle_seconds, restore_failures)
