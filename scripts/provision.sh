@@ -34,6 +34,7 @@ PACKAGES=(
   mininet python3 python3-venv python3-pip python3-nftables
   etcd-server etcd-client
   ca-certificates
+  chromium   # the experiments' report.html is rendered headless in the tests (every image loaded)
 )
 if [ "${NETEMU_LABVM_PACKAGES:-0}" = 1 ]; then   # full-kernel extras (the lab VM and Vagrant)
   PACKAGES+=(ipvsadm openvswitch-switch openvswitch-testcontroller)

@@ -41,6 +41,7 @@ class AgentConfig:
     metrics_bind_address: str | None = "127.0.0.1:10249"
     min_sync_period: float = 1.0
     sync_period: float = 30.0
+    conntrack_cleanup: bool = True
     log_port: int = LOG_PORT
     dns: DNSSettings = field(default_factory=DNSSettings)   # --cluster-dns, --cluster-domain, --resolv-conf
     extra: dict = field(default_factory=dict)
@@ -120,7 +121,7 @@ def make_proxier(c: AgentConfig):
         log.info("removed what other proxy modes left on this node: %d commands", len(report.commands))
     node = NodeInfo(name=c.kubelet.node_name, ips=(c.kubelet.node_ip,), cluster_cidr=c.cluster_cidr)
     config = ProxyConfig(min_sync_period=c.min_sync_period, sync_period=c.sync_period,
-                         service_cidrs=tuple(c.service_cidrs))
+                         service_cidrs=tuple(c.service_cidrs), conntrack_cleanup=c.conntrack_cleanup)
     return modes.choose(c.proxy_mode).hook("proxier")(node, config, exec_=local_exec, **c.proxy_options)
 
 

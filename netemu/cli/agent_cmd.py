@@ -40,6 +40,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
                         "lower trades CPU for latency when changes come faster than one per period)")
     p.add_argument("--sync-period", "--iptables-sync-period", type=float, default=30.0,
                    help="kube-proxy: seconds between syncs at most (periodic resync)")
+    p.add_argument("--no-conntrack-cleanup", dest="conntrack_cleanup", action="store_false",
+                   help="kube-proxy: do not delete the UDP conntrack entries of removed endpoints (upstream "
+                        "always does; for experiments showing why)")
     p.add_argument("--restart-backoff", type=float, default=10.0,
                    help="first container restart back-off in seconds (doubles up to 5 min)")
     p.add_argument("--cluster-dns", default="10.96.0.10",
@@ -93,7 +96,8 @@ def build_config(args: argparse.Namespace):
     return AgentConfig(kubelet=kubelet, kubeconfig=args.kubeconfig, state_dir=state_dir,
                        proxy_mode=proxy_mode, proxy_options=proxy_options,
                        cluster_cidr=cidr, service_cidrs=service_cidrs, metrics_bind_address=args.metrics_bind_address or None,
-                       min_sync_period=args.min_sync_period, sync_period=args.sync_period, dns=dns)
+                       min_sync_period=args.min_sync_period, sync_period=args.sync_period, dns=dns,
+                       conntrack_cleanup=args.conntrack_cleanup)
 
 
 def dns_settings(args: argparse.Namespace):

@@ -20,6 +20,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE.yaml", help="the scenario (experiments/README.md has the schema)")
     p.add_argument("--small", action="store_true", help="the scenario's CI size (its `small:` overrides)")
     p.add_argument("--seed", type=int, help="seed of every random choice netemu makes (default: the scenario's)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD.PATH=YAML", dest="overrides",
+                   help="override a scenario field, e.g. --set cluster.nodes=8 (repeatable; applied first)")
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -38,7 +40,8 @@ def _plan(args):
     if args.seed is not None and args.seed < 0:
         raise UsageError("--seed must be >= 0")
     try:
-        return load_plan(args.file, small=args.small, seed=args.seed, verdicts=features.detected())
+        return load_plan(args.file, small=args.small, seed=args.seed, verdicts=features.detected(),
+                         overrides=args.overrides)
     except ScenarioError as exc:
         raise UsageError(f"the scenario cannot run:\n{exc}") from None
 

@@ -108,9 +108,10 @@ def check_matches(handle: Handle, spec: ClusterSpec) -> list[str]:
         have = info.get("proxy_mode") or doc.get("proxy_mode")
         if have != want:
             out.append(f"node {node} runs proxy mode {have}, the scenario wants {want}")
-    if spec.apiserver_args:
-        out.append("the scenario sets apiserver_args: a running cluster cannot take them (let the experiment "
-                   "bring its own cluster up)")
+    for what, given in (("apiserver_args", spec.apiserver_args), ("agent_args", spec.agent_args)):
+        if given:
+            out.append(f"the scenario sets {what}: a running cluster cannot take them (let the experiment "
+                       f"bring its own cluster up)")
     return out
 
 

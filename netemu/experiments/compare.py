@@ -109,5 +109,5 @@ def write(out: Path, folders: list[Path], title: str = "comparison") -> Path:
             f'<p><img src="{esc(image)}" alt="comparison"></p>',
             Raw("<h2>Each run</h2><ul>" + "".join(links) + "</ul>") if links else ""]
     path = out / "report.html"
-    path.write_text("\n".join(body) + "</body></html>\n")
+    path.write_text("\n".join(body) + report.LOADED_SCRIPT + "</body></html>\n")
     return path

@@ -37,7 +37,10 @@ def mark_events(ax, events: list[dict], label: bool = True) -> None:
 
 
 def _save(fig, path: Path) -> str:
-    fig.tight_layout()
+    import warnings
+    with warnings.catch_warnings():          # long event labels: tight_layout does what it can
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     fig.savefig(path, dpi=100)
     _pyplot().close(fig)
     return path.name

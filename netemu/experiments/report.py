@@ -12,6 +12,11 @@ import html
 import json
 from pathlib import Path
 
+# Marks, once the page has loaded, how many of its images a browser could draw (the tests read
+# it back from headless Chromium's DOM: a broken plot shows as 3/4).
+LOADED_SCRIPT = ("<script>window.addEventListener('load',function(){var i=Array.from(document.images);"
+                 "document.body.setAttribute('data-images-loaded',i.filter(function(x){return x.complete&&"
+                 "x.naturalWidth>0}).length+'/'+i.length)})</script>")
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:14px;
@@ -103,7 +108,7 @@ def page(data: dict, scenario, images: list[str], notes: list[str], versions: di
     if versions:
         parts += ["<h2>Versions</h2>", table(["", ""], [[k, v] for k, v in versions.items()])]
     parts.append("<p class=muted>Data: series.json, series.csv, events.json, phases.json, syncs.json, "
-                 "summary.json; inputs: inputs/.</p></body></html>")
+                 "summary.json; inputs: inputs/.</p>" + LOADED_SCRIPT + "</body></html>")
     return "\n".join(parts)
 
 

@@ -103,9 +103,24 @@ async def _measure(run: Scenario, handle: clusters.Handle, log: Callable[[str], 
         await clusters.apply(client, run.manifests, run.name)
         scrapers = Scrapers({n: i["netns"] for n, i in handle.workers().items()}).start()
         try:
-            return await run_timeline(run, handle, client, scrapers, log)
+            measured = await run_timeline(run, handle, client, scrapers, log)
         finally:
             scrapers.stop()
+        return measured, await pods_of(client, run.name, namespaces)
+
+
+async def pods_of(client, experiment: str, namespaces: set[str]) -> dict:
+    """The run's pods at its end: node and address of each (where each endpoint ran)."""
+    from netemu.api import kinds
+    from netemu.agent.runtime.names import pod_hostname
+
+    out = {}
+    for ns in sorted(namespaces):
+        for pod in (await client.list(kinds.by_kind_name("Pod"), ns,
+                                      label_selector=f"{clusters.EXPERIMENT_LABEL}={experiment}")).items:
+            out[pod_hostname(pod)] = {"node": pod["spec"].get("nodeName"), "ip": pod["status"].get("podIP"),
+                                      "namespace": ns, "deleting": bool(pod["metadata"].get("deletionTimestamp"))}
+    return out
 
 
 async def _remove(run: Scenario, handle: clusters.Handle) -> None:
@@ -118,8 +133,9 @@ def run_one(plan: Plan, run: Scenario, handle: clusters.Handle, folder: Path, lo
     write_inputs(folder, plan, run)
     log(f"run {run.run_name}: {len(run.phases)} phase(s), {len(run.events)} event(s), {run.duration:g} s")
     started = time.monotonic()
-    measured = asyncio.run(_measure(run, handle, log))
+    measured, pods = asyncio.run(_measure(run, handle, log))
     data = series.build(measured, run)
+    data["summary"]["pods"] = pods
     data["summary"]["wall_seconds"] = round(time.monotonic() - started, 2)
     data["summary"]["notes"] = plan.notes
     series.write(data, folder)

@@ -48,9 +48,10 @@ TOP_FIELDS = ("name", "description", "duration", "seed", "cluster", "manifests",
               "variants", "for_each", "small")
 CLUSTER_FIELDS = ("nodes", "topology", "proxy_mode", "proxy_modes", "apiserver_args", "agent_args")
 LOAD_FIELDS = ("proto", "requests", "connections", "duration", "rate", "concurrency", "keepalive",
-               "per_connection", "payload", "path", "timeout", "arrival", "clientip_probes", "workers")
+               "per_connection", "payload", "path", "timeout", "arrival", "clientip_probes", "workers", "warm")
 PHASE_FIELDS = ("name", "from", "to", "via", "node", "namespace", "start", "weights", *LOAD_FIELDS)
 FOR_EACH = ("proxy_mode",)
+UNTIL_END_SLACK = 3600.0                 # a phase "until the end" is cancelled at the end, never runs out
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -103,6 +104,7 @@ class Phase:
     namespace: str = "default"
     weights: dict | None = None
     line: int | None = None
+    until_end: bool = False              # no stop condition given: runs until the timeline ends
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ class Event:
                 "agent": lambda: f"agent {p['node']} {p['action']}",
                 "drain": lambda: f"drain {p['node']}", "uncordon": lambda: f"uncordon {p['node']}",
                 "service": lambda: f"service {p['name']} " + ", ".join(
-                    f"{k}={v}" for k, v in p.items() if k not in ("name", "namespace") and v is not None),
+                    f"{k}={v}" for k, v in p.items()
+                    if k not in ("name", "namespace") and not k.startswith("_") and v is not None),
                 "dummy_services": lambda: f"+{p['count']} Services"}.get(self.kind, lambda: self.kind)
         return what()
 
@@ -283,8 +286,9 @@ def _phases(top: Fields, problems: Problems, duration: float) -> list[Phase]:
         load = {k: f.data[k] for k in LOAD_FIELDS if f.has(k)}
         if "duration" in load:
             load["duration"] = f.duration("duration", positive=True)
-        if not any(k in load for k in ("requests", "connections", "duration")):
-            load["duration"] = max(duration - start, 0.001)
+        until_end = not any(k in load for k in ("requests", "connections", "duration"))
+        if until_end:            # until the timeline's end, however far waits move it (cancelled then)
+            load["duration"] = max(duration - start, 0.001) + UNTIL_END_SLACK
         load.setdefault("seed", 0)
         load.setdefault("clientip_probes", 0)
         try:
@@ -300,7 +304,7 @@ def _phases(top: Fields, problems: Problems, duration: float) -> list[Phase]:
         source, target = f.str("from", required=True), f.str("to", required=True)
         if source and target:
             out.append(Phase(name, source, target, start, spec, f.str("via"), f.str("node"),
-                             f.str("namespace", "default") or "default", plain(weights), f.line))
+                             f.str("namespace", "default") or "default", plain(weights), f.line, until_end))
     return out
 
 

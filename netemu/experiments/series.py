@@ -74,7 +74,8 @@ def build(measured, scenario) -> dict:
 
 def phase_summary(rec) -> dict:
     ph = rec.phase
-    out = {"name": ph.name, "from": ph.source, "to": ph.target, "start": rec.start, "end": rec.end,
+    out = {"name": ph.name, "from": ph.source, "to": ph.target, "via": ph.via, "node": ph.node,
+           "start": rec.start, "end": rec.end,
            "nominal_start": ph.start, "source": rec.source, "expected": rec.expected, "error": rec.error,
            "spec": ph.spec.to_dict()}
     if rec.result is not None:

@@ -9,8 +9,9 @@ t = 0 is when the cluster has settled with the manifests applied (settle.py). Fr
   (the "shift", recorded on each event);
 - kube-proxy's metrics are sampled on every node all along (scrape.py).
 
-The run ends at ``duration`` (plus the shifts); a phase still running then gets a grace of
-``END_GRACE`` s, then is cancelled (its result keeps what it measured).
+The run ends at ``duration`` (plus the shifts). A phase without a stop condition of its own
+runs until then and is stopped there; one still running its own count or duration gets a grace
+of ``END_GRACE`` s, then is cancelled too (a result keeps what it measured).
 """
 
 from __future__ import annotations
@@ -164,6 +165,9 @@ async def run_timeline(scenario: Scenario, handle: Handle, client, scrapers: Scr
     try:
         await clock.until(scenario.duration)
         await timeline
+        for rec in phases:
+            if rec.phase.until_end and rec.traffic is not None:
+                rec.traffic.cancel()
         done, pending = await asyncio.wait(tasks, timeout=END_GRACE) if tasks else (set(), set())
         for rec in phases:
             if rec.traffic is not None:

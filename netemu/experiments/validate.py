@@ -41,12 +41,16 @@ class Plan:
 
 
 def load_plan(path: str | Path, *, small: bool = False, seed: int | None = None,
-              verdicts: Mapping[str, Any] | None = None, modes_available: tuple[str, ...] | None = None) -> Plan:
-    """Every run of the scenario at ``path``, checked; ScenarioError listing every problem."""
+              verdicts: Mapping[str, Any] | None = None, modes_available: tuple[str, ...] | None = None,
+              overrides: list[str] = ()) -> Plan:
+    """Every run of the scenario at ``path``, checked; ScenarioError listing every problem.
+    ``overrides``: ``FIELD.PATH=YAML`` from the command line (``cluster.nodes=8``), merged first."""
     from netemu.agent.proxy import modes as proxy_modes
 
     file = str(path)
     doc = load_file(path)
+    for text in overrides:
+        doc = schema.merge(doc, override(text))
     problems = Problems(file)
     notes: list[str] = []
     selectable = modes_available if modes_available is not None else proxy_modes.selectable()
@@ -79,6 +83,23 @@ def load_plan(path: str | Path, *, small: bool = False, seed: int | None = None,
     if problems.items:
         raise ScenarioError(sorted(problems.items, key=lambda p: p.line or 0))
     return Plan(file, runs, notes, doc)
+
+
+def override(text: str) -> LMap:
+    """``a.b=VALUE`` (VALUE in YAML) -> {a: {b: VALUE}}; ScenarioError naming the option."""
+    from netemu.experiments.located import Problem, load_text
+
+    path, sep, value = text.partition("=")
+    keys = path.split(".")
+    if not sep or not all(keys) or keys[0] not in schema.TOP_FIELDS:
+        raise ScenarioError([Problem("--set", None, f"{text!r}: expected FIELD[.FIELD...]=VALUE with FIELD one of "
+                                                    f"{', '.join(schema.TOP_FIELDS)}")])
+    out: Any = load_text(value or "null", f"--set {path}") if value.strip() else None
+    for key in reversed(keys):
+        wrapped = LMap({key: out})
+        wrapped.file = "--set"
+        out = wrapped
+    return out
 
 
 def _with_mode(doc: LMap, mode: str) -> LMap:
@@ -170,12 +191,12 @@ def _check_ref(ref: Ref, objects: dict, workers: list[str], cp: str, problems: P
 def _check_phase(ph: schema.Phase, run, objects, workers, cp, problems: Problems, variant: str) -> None:
     if ph.start >= run.duration:
         problems.add(ph.line, f"phase {ph.name} starts at {ph.start:g} s, at or after the end ({run.duration:g} s){variant}")
-    elif ph.spec.duration is not None and ph.start + ph.spec.duration > run.duration + 1e-9:
+    elif not ph.until_end and ph.spec.duration is not None and ph.start + ph.spec.duration > run.duration + 1e-9:
         problems.add(ph.line, f"phase {ph.name} ends at {ph.start + ph.spec.duration:g} s, after the end "
                               f"({run.duration:g} s){variant}")
     kind, sep, name = ph.source.partition("/")
     if not sep:
-        kind, name = "pod", ph.source
+        kind, name = ("external", "") if ph.source == "external" else ("pod", ph.source)
     if kind == "node":
         _check_ref(Ref("node", name, line=ph.line), objects, workers, cp, problems, variant, "link")
     elif kind in ("pod", "po"):

@@ -215,7 +215,19 @@ class Generator:
         finally:
             slots.release()
 
+    async def _warm_up(self) -> None:
+        """``warm``: every slot's connection opened before the first request (kept idle)."""
+        for _ in range(self.spec.slots):
+            if not self._running() or not self._claim_connection():
+                return
+            conn = await self._open()
+            if conn is not None:
+                conn.used = 0
+                self.idle.append(conn)
+
     async def _open_loop(self) -> None:
+        if self.spec.warm:
+            await self._warm_up()
         slots = asyncio.Semaphore(self.spec.slots)
         rng = random.Random(self.spec.seed)
         rate = self.spec.rate

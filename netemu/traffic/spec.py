@@ -64,7 +64,10 @@ class LoadSpec:
     flight waits and is counted ``late``); without it, ``concurrency`` loops send back to back
     (closed loop). ``seed`` makes the payload bytes and Poisson arrivals repeatable.
     ``clientip_probes``: after the load, that many extra connections ask the answering backend
-    which source address it saw (agnhost ``/clientip`` or the UDP ``clientip`` command)."""
+    which source address it saw (agnhost ``/clientip`` or the UDP ``clientip`` command).
+    ``warm`` (with ``keepalive`` and ``rate``): open all ``concurrency`` connections before the
+    first request, so the set of connections is fixed from the start (long-lived connections, as
+    a connection pool has them) instead of growing when requests overlap."""
 
     proto: str = "http"
     connections: int | None = None
@@ -81,6 +84,7 @@ class LoadSpec:
     arrival: str = "uniform"
     clientip_probes: int = 0
     workers: int = 1
+    warm: bool = False
 
     def check(self) -> LoadSpec:
         """Raise SpecError for anything that cannot run; returns self for chaining."""
@@ -100,6 +104,8 @@ class LoadSpec:
                 raise SpecError(f"--{name} must be > 0, not {value!r}")
         if self.per_connection is not None and not self.keepalive:
             raise SpecError("--per-connection needs --keepalive (without it a connection carries one request)")
+        if self.warm and not (self.keepalive and self.rate is not None and self.concurrency is not None):
+            raise SpecError("--warm needs --keepalive, --rate and --concurrency (the connections opened first)")
         if self.keepalive and self.proto == "tcp":
             raise SpecError("--keepalive needs http or udp: a raw tcp request ends by half-closing its connection")
         if self.keepalive and self.connections is not None and self.per_connection is None:

@@ -180,6 +180,26 @@ def test_up_hands_the_modes_flags_to_every_agent(fake_mode):
             cluster_cmd.proxy_argv(build_parser(cluster_cmd.COMMANDS).parse_args(["up", *bad]))
 
 
+def test_up_takes_a_proxy_mode_per_node(fake_mode):
+    """--node-proxy-mode NODE=MODE: that node's agent runs MODE (with MODE's default flags); an
+    unknown node or mode is refused before anything is made."""
+    from netemu.cli import cluster_cmd
+    from netemu.emulator.supervisor import Options, Supervisor
+    from netemu.emulator.plan import make_plan
+    from topologies.cluster import ClusterTopo
+
+    assert cluster_cmd.node_proxy_modes(["worker2=fake"]) == {"worker2": "fake"}
+    for bad, message in ((["worker2"], "expected NODE=MODE"), (["worker2=ipvs"], "not yet implemented"),
+                         (["worker2=nope"], "choose one of")):
+        with pytest.raises(UsageError, match=message):
+            cluster_cmd.node_proxy_modes(bad)
+    plan = make_plan(ClusterTopo(2), "/tmp/netemu-modes-test", "172.31.250.0/24")
+    sup = Supervisor(plan, None, Options(node_proxy_modes={"worker2": "fake"}))
+    assert [sup.node_mode(n.name) for n in plan.workers] == ["iptables", "fake"]
+    assert sup.cluster_doc()["nodes"]["worker2"]["proxy_mode"] == "fake"
+    assert sup.set_agent("worker9", "stop") == {"error": "no agent on node 'worker9' (nodes with one: )"}
+
+
 def test_every_mode_package_is_in_the_independence_contract():
     """The third line a new mode writes: .importlinter keeps mode packages from importing each other."""
     import configparser

@@ -76,6 +76,15 @@ def test_keepalive_reuses_connections(netexec):
     assert r.ok == 30 and r.connections == 6
 
 
+def test_warm_opens_every_connection_first_and_keeps_them(netexec):
+    r = go(Target("127.0.0.1", netexec["http"]),
+           LoadSpec(requests=200, rate=400, concurrency=4, keepalive=True, warm=True))
+    consistent(r)
+    assert r.ok == 200 and r.connections == 4 and r.series[0].connections == 4
+    with pytest.raises(SpecError, match="--warm needs"):
+        LoadSpec(requests=10, rate=10, warm=True).check()
+
+
 def test_payload_is_sent_as_the_request_body(netexec):
     r = go(Target("127.0.0.1", netexec["http"]), LoadSpec(requests=20, payload=5000))
     assert r.ok == 20 and r.bytes_sent >= 20 * 5000 and r.endpoints == {"backend-1": 20}

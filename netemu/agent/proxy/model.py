@@ -191,6 +191,9 @@ class ProxyConfig:
     min_sync_period: float = 1.0
     sync_period: float = 30.0
     large_cluster_threshold: int = 1000
+    # netemu's knob for experiments (upstream always cleans): False leaves stale UDP conntrack
+    # entries of removed endpoints in place, to show what the cleanup is for
+    conntrack_cleanup: bool = True
 
     @property
     def masquerade_mark(self) -> str:
