@@ -48,7 +48,7 @@ TOP_FIELDS = ("name", "description", "duration", "seed", "cluster", "manifests",
               "variants", "for_each", "small")
 CLUSTER_FIELDS = ("nodes", "topology", "proxy_mode", "proxy_modes", "apiserver_args", "agent_args")
 LOAD_FIELDS = ("proto", "requests", "connections", "duration", "rate", "concurrency", "keepalive",
-               "per_connection", "payload", "path", "timeout", "arrival", "clientip_probes", "workers", "warm")
+               "per_connection", "payload", "path", "timeout", "arrival", "clientip_probes", "workers", "warm", "source_port")
 PHASE_FIELDS = ("name", "from", "to", "via", "node", "namespace", "start", "weights", *LOAD_FIELDS)
 FOR_EACH = ("proxy_mode",)
 UNTIL_END_SLACK = 3600.0                 # a phase "until the end" is cancelled at the end, never runs out

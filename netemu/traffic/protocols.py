@@ -88,6 +88,9 @@ class Connection:
         family = socket.AF_INET6 if ":" in target.ip else socket.AF_INET
         self.sock = socket.socket(family, self.kind)
         self.sock.setblocking(False)
+        if spec.source_port:           # a fixed UDP source port: a flow reopened is the same flow
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", spec.source_port))
         self.endpoint = UNKNOWN
         self.sent = self.received = 0
         self.used = 0                  # requests run on it (the open loop's keep-alive pool)

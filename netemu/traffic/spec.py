@@ -67,7 +67,10 @@ class LoadSpec:
     which source address it saw (agnhost ``/clientip`` or the UDP ``clientip`` command).
     ``warm`` (with ``keepalive`` and ``rate``): open all ``concurrency`` connections before the
     first request, so the set of connections is fixed from the start (long-lived connections, as
-    a connection pool has them) instead of growing when requests overlap."""
+    a connection pool has them) instead of growing when requests overlap.
+    ``source_port`` (udp, one flow at a time): every socket binds this local port, so a flow
+    reopened after a timeout keeps its 5-tuple and conntrack entry, as a UDP client with a fixed
+    port (a resolver, a syslog or statsd sender) does."""
 
     proto: str = "http"
     connections: int | None = None
@@ -85,6 +88,7 @@ class LoadSpec:
     clientip_probes: int = 0
     workers: int = 1
     warm: bool = False
+    source_port: int | None = None
 
     def check(self) -> LoadSpec:
         """Raise SpecError for anything that cannot run; returns self for chaining."""
@@ -106,6 +110,13 @@ class LoadSpec:
             raise SpecError("--per-connection needs --keepalive (without it a connection carries one request)")
         if self.warm and not (self.keepalive and self.rate is not None and self.concurrency is not None):
             raise SpecError("--warm needs --keepalive, --rate and --concurrency (the connections opened first)")
+        if self.source_port is not None:
+            if not isinstance(self.source_port, int) or isinstance(self.source_port, bool) or \
+                    not 1 <= self.source_port <= 65535:
+                raise SpecError(f"--source-port must be a port (1-65535), not {self.source_port!r}")
+            if self.proto != "udp" or self.slots != 1 or self.workers != 1 or self.clientip_probes:
+                raise SpecError("--source-port needs --proto udp, one flow at a time (--concurrency 1, one "
+                                "worker) and no --clientip-probes")
         if self.keepalive and self.proto == "tcp":
             raise SpecError("--keepalive needs http or udp: a raw tcp request ends by half-closing its connection")
         if self.keepalive and self.connections is not None and self.per_connection is None:

@@ -85,6 +85,31 @@ def test_warm_opens_every_connection_first_and_keeps_them(netexec):
         LoadSpec(requests=10, rate=10, warm=True).check()
 
 
+def test_a_fixed_udp_source_port_is_kept_by_every_flow(netexec):
+    port = free_port(socket.SOCK_DGRAM)
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.settimeout(5)
+    seen = []
+
+    def answer():
+        for _ in range(20):
+            data, peer = server.recvfrom(100)
+            seen.append(peer[1])
+            server.sendto(b"srv", peer)
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    r = go(Target("127.0.0.1", server.getsockname()[1]),
+           LoadSpec(proto="udp", requests=20, rate=200, concurrency=1, source_port=port))
+    thread.join(5)
+    server.close()
+    assert r.ok == 20 and r.connections == 20 and r.endpoints == {"srv": 20} and set(seen) == {port}
+    with pytest.raises(SpecError, match="--source-port needs"):
+        LoadSpec(proto="udp", requests=10, rate=10, source_port=port).check()      # 256 slots
+    with pytest.raises(SpecError, match="--source-port needs"):
+        LoadSpec(requests=10, concurrency=1, source_port=port).check()             # http
+
+
 def test_payload_is_sent_as_the_request_body(netexec):
     r = go(Target("127.0.0.1", netexec["http"]), LoadSpec(requests=20, payload=5000))
     assert r.ok == 20 and r.bytes_sent >= 20 * 5000 and r.endpoints == {"backend-1": 20}
