@@ -194,9 +194,12 @@ def test_up_takes_a_proxy_mode_per_node(fake_mode):
         with pytest.raises(UsageError, match=message):
             cluster_cmd.node_proxy_modes(bad)
     plan = make_plan(ClusterTopo(2), "/tmp/netemu-modes-test", "172.31.250.0/24")
-    sup = Supervisor(plan, None, Options(node_proxy_modes={"worker2": "fake"}))
-    assert [sup.node_mode(n.name) for n in plan.workers] == ["iptables", "fake"]
+    plan = cluster_cmd.with_node_modes(plan, {"worker2": "fake"})
+    sup = Supervisor(plan, None, Options())
+    assert [sup.node_proxy_mode(n) for n in plan.workers] == ["iptables", "fake"]
     assert sup.cluster_doc()["nodes"]["worker2"]["proxy_mode"] == "fake"
+    with pytest.raises(UsageError, match="no worker node worker7"):
+        cluster_cmd.with_node_modes(plan, {"worker7": "fake"})
     assert sup.set_agent("worker9", "stop") == {"error": "no agent on node 'worker9' (nodes with one: )"}
 
 

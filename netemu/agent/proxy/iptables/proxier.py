@@ -97,7 +97,7 @@ class IptablesProxier(Proxier):
             self.metrics.rules_last.labels(table=table).set(n)
         for policy, n in ruleset.no_local_endpoints.items():
             self.metrics.no_local_endpoints.labels(traffic_policy=policy).set(n)
-        plan = self._conntrack_plan() if self.config.conntrack_cleanup else self._drop_conntrack_backlog()
+        plan = self._conntrack_plan()
         self.conntrack.run(plan)
         return SyncResult(ok=True, full=full, changed=changed, build_seconds=t1 - t0,
                           apply_seconds=t2 - t1, conntrack_commands=len(plan), rules=counts)
@@ -132,11 +132,6 @@ class IptablesProxier(Proxier):
                             table, exc)
         return saved
 
-    def _drop_conntrack_backlog(self) -> list[list[str]]:
-        """--no-conntrack-cleanup: forget what would have been cleaned, clean nothing."""
-        self._cleanup_backlog.clear()
-        return []
-
     def _conntrack_plan(self) -> list[list[str]]:
         """Cleanup for this sync and any earlier failed ones (their rules are in only now)."""
         plan: list[list[str]] = []
@@ -145,7 +140,7 @@ class IptablesProxier(Proxier):
                 if argv not in plan:
                     plan.append(argv)
         self._cleanup_backlog.clear()
-        return plan
+        return plan if self.config.conntrack_cleanup else []      # --no-conntrack-cleanup: nothing
 
 
 

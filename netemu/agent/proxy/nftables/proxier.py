@@ -127,7 +127,7 @@ class NftablesProxier(Proxier):
                 if argv not in plan:
                     plan.append(argv)
         self._cleanup_backlog.clear()
-        return plan
+        return plan if self.config.conntrack_cleanup else []      # --no-conntrack-cleanup: nothing
 
 
 def make_proxier(node: NodeInfo, config: ProxyConfig, *, exec_: Exec = local_exec,
