@@ -159,7 +159,9 @@ def test_f_rule_set_and_sync_grow_with_services(tmp_path):
         t = event_t(data, "dummy_services")
         before = [s for s in json.loads((folder / "syncs.json").read_text()) if s["t"] < t]
         after = [s for s in json.loads((folder / "syncs.json").read_text()) if s["t"] > t]
-        assert before and after and max(s["rules"] for s in after) > 3 * max(s["rules"] for s in before)
+        assert before and {s["node"] for s in after} == {"worker", "worker2"}      # every node synced them
+        if max(s["rules"] for s in before):      # modes that count their rules (iptables: upstream's metric)
+            assert max(s["rules"] for s in after) > 3 * max(s["rules"] for s in before), folder.name
         assert all(p["connect"]["p50"] for p in data["phases"].values())
 
 
