@@ -1,8 +1,8 @@
 """Validation of the smaller kinds: Namespace, Node, Endpoints, ConfigMap, Secret, ServiceAccount,
-Event (core/v1), EndpointSlice, Lease, Ingress, IngressClass and RBAC.
+Event (core/v1), EndpointSlice, Lease and RBAC (Ingress and IngressClass: validate_ingress.py).
 
 Each follows its upstream validation.go closely enough that the same bad manifest gets the same
-field path and wording; rarely used corners (FQDN slices, ingress TLS) are checked for shape only.
+field path and wording; rarely used corners (FQDN slices) are checked for shape only.
 """
 
 from __future__ import annotations
@@ -210,73 +210,6 @@ def lease(obj: dict) -> list[Cause]:
         if value is not None and (not v.is_int(value) or value < (1 if key == "leaseDurationSeconds" else 0)):
             detail = "must be greater than 0" if key == "leaseDurationSeconds" else "must be greater than or equal to 0"
             errs.append(field.invalid(f"spec.{key}", value, detail))
-    return errs
-
-
-PATH_TYPES = ("Exact", "ImplementationSpecific", "Prefix")
-
-
-def ingress(obj: dict) -> list[Cause]:
-    errs = v.object_meta(obj.get("metadata"), namespaced=True)
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        return errs + [field.required("spec")]
-    rules, rerrs = v.list_of_dicts("spec.rules", spec.get("rules"))
-    errs += rerrs
-    if not rules and spec.get("defaultBackend") is None:
-        errs.append(field.invalid("spec", spec, "either `defaultBackend` or `rules` must be specified"))
-    if spec.get("defaultBackend") is not None:
-        errs += _backend("spec.defaultBackend", spec["defaultBackend"])
-    for i, rule in enumerate(rules):
-        host = rule.get("host")
-        if host:
-            errs += v.check(f"spec.rules[{i}].host", host.removeprefix("*."), v.is_dns1123_subdomain)
-        http = rule.get("http")
-        if http is None:
-            continue
-        paths, perrs = v.list_of_dicts(f"spec.rules[{i}].http.paths", (http or {}).get("paths"))
-        errs += perrs
-        if not paths:
-            errs.append(field.required(f"spec.rules[{i}].http.paths"))
-        for j, path in enumerate(paths):
-            p = f"spec.rules[{i}].http.paths[{j}]"
-            errs += v.one_of(f"{p}.pathType", path.get("pathType"), PATH_TYPES)
-            if path.get("pathType") in ("Exact", "Prefix") and not str(path.get("path", "")).startswith("/"):
-                errs.append(field.invalid(f"{p}.path", path.get("path", ""), "must be an absolute path"))
-            errs += _backend(f"{p}.backend", path.get("backend"))
-    return errs
-
-
-def _backend(path: str, backend: Any) -> list[Cause]:
-    if not isinstance(backend, dict):
-        return [field.required(path)]
-    service, resource = backend.get("service"), backend.get("resource")
-    if (service is None) == (resource is None):
-        return [field.invalid(path, backend, "cannot set both resource and service backends")
-                if service is not None else field.required(path, "one of `service` or `resource` is required")]
-    if resource is not None:
-        return []
-    errs = [field.required(f"{path}.service.name")] if not service.get("name") else \
-        v.check(f"{path}.service.name", service["name"], v.is_dns1035_label)
-    port = service.get("port")
-    if not isinstance(port, dict) or (port.get("name") is None and port.get("number") is None):
-        errs.append(field.required(f"{path}.service.port"))
-    elif port.get("name") and port.get("number"):
-        errs.append(field.invalid(f"{path}.service.port", port, "cannot set both port name & port number"))
-    elif port.get("number") is not None:
-        errs += v.port_number(f"{path}.service.port.number", port["number"])
-    else:
-        errs += v.check(f"{path}.service.port.name", port["name"], v.is_port_name)
-    return errs
-
-
-def ingress_class(obj: dict) -> list[Cause]:
-    errs = v.object_meta(obj.get("metadata"), namespaced=False)
-    controller = (obj.get("spec") or {}).get("controller") if isinstance(obj.get("spec"), dict) else None
-    if not controller:
-        errs.append(field.required("spec.controller"))
-    elif len(controller) > 250:
-        errs.append(field.too_long("spec.controller", 250, "bytes"))
     return errs
 
 

@@ -18,6 +18,7 @@ from netemu.api.kinds import ResourceType
 from netemu.api.meta import Obj
 from netemu.apiserver import deletion
 from netemu.apiserver.hooks import KindHooks
+from netemu.apiserver.ingressclass import DefaultIngressClass
 from netemu.apiserver.services import ServiceIPs
 from netemu.store.base import Store
 
@@ -69,8 +70,8 @@ def not_found(rt: ResourceType, name: str) -> errors.NotFound:
 
 def default_hooks(store: Store) -> dict[str, KindHooks]:
     """The kinds with hooks, by kind name: Services (ClusterIPs and NodePorts of the default
-    ranges; the control-plane process passes its own ranges)."""
-    return {"Service": ServiceIPs(store)}
+    ranges; the control-plane process passes its own ranges), Ingresses (the default class)."""
+    return {"Service": ServiceIPs(store), "Ingress": DefaultIngressClass(store)}
 
 
 class Registry:

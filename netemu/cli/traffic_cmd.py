@@ -32,6 +32,7 @@ def add_load_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--payload", type=int, default=0, metavar="BYTES",
                    help="HTTP: a request body of BYTES; tcp: BYTES sent; udp: an echo of BYTES")
     p.add_argument("--path", default="/hostname", help="HTTP path (default %(default)s: agnhost answers its name)")
+    p.add_argument("--host", default=None, help="HTTP Host header (an Ingress rule's host; default the target address)")
     p.add_argument("--timeout", type=float, default=2.0, help="per connect and per request, seconds (default 2)")
     p.add_argument("--seed", type=int, default=0, help="payload bytes and Poisson arrivals (default 0)")
     p.add_argument("--arrival", default="uniform", choices=("uniform", "poisson"), help="with --rate")
@@ -48,7 +49,7 @@ def load_spec(args: argparse.Namespace):
     return LoadSpec(proto=args.proto, connections=args.connections if any(v is not None for v in stop) else 100,
                     requests=args.requests, duration=args.duration, rate=args.rate, concurrency=args.concurrency,
                     keepalive=args.keepalive, per_connection=args.per_connection, payload=args.payload,
-                    path=args.path, timeout=args.timeout, seed=args.seed, arrival=args.arrival,
+                    path=args.path, host=args.host, timeout=args.timeout, seed=args.seed, arrival=args.arrival,
                     clientip_probes=probes, workers=args.workers)
 
 

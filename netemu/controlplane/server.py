@@ -21,7 +21,7 @@ from aiohttp import web
 
 from netemu.apiserver import auth, bootstrap, certs, fieldcheck, watch
 from netemu.apiserver.app import ApiServer
-from netemu.apiserver.registry import Registry
+from netemu.apiserver.registry import Registry, default_hooks
 from netemu.apiserver.services import ServiceIPs, allocations_for, service_ips
 from netemu.client import kubeconfig
 from netemu.procmem import shrink_tls_read_buffers, trim_periodically
@@ -99,8 +99,9 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
     controllers_stop = asyncio.Event()
     api: ApiServer | None = None
     try:
-        registry = Registry(store, hooks={"Service": ServiceIPs(store, allocations_for(config.service_cidr,
-                                                                                     config.node_ports))})
+        hooks = dict(default_hooks(store), Service=ServiceIPs(store, allocations_for(config.service_cidr,
+                                                                                      config.node_ports)))
+        registry = Registry(store, hooks=hooks)
         await registry.start()
         fieldcheck.warm_up()                    # import the schemas now, not on the first write
         token = auth.load_or_create_token(config.state_dir)

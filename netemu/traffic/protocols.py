@@ -112,7 +112,7 @@ class HTTPConnection(Connection):
         super().__init__(target, spec, payload)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
-        host = target.address
+        host = spec.host or target.address
         method = "POST" if payload else "GET"
         body = (f"Content-Type: application/octet-stream\r\nContent-Length: {len(payload)}\r\n"
                 if payload else "")
@@ -139,7 +139,7 @@ class HTTPConnection(Connection):
 
     async def ask(self, path: str) -> str:
         """One keep-alive GET of ``path``; its body (the clientip probes)."""
-        msg = f"GET {path} HTTP/1.1\r\nHost: {self.target.address}\r\nConnection: keep-alive\r\n\r\n".encode()
+        msg = f"GET {path} HTTP/1.1\r\nHost: {self.spec.host or self.target.address}\r\nConnection: keep-alive\r\n\r\n".encode()
         await self.loop.sock_sendall(self.sock, msg)
         status, body = await self._answer()
         if status != 200:

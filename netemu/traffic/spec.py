@@ -82,6 +82,7 @@ class LoadSpec:
     per_connection: int | None = None
     payload: int = 0
     path: str = "/hostname"
+    host: str | None = None           # the HTTP Host header (default: the target's address)
     timeout: float = 2.0
     seed: int = 0
     arrival: str = "uniform"
@@ -127,6 +128,8 @@ class LoadSpec:
             raise SpecError(f"--payload must be 0..{limit} bytes for {self.proto}, not {self.payload!r}")
         if self.proto == "http" and (not self.path.startswith("/") or any(c in self.path for c in " \r\n")):
             raise SpecError(f"--path {self.path!r}: an absolute path without spaces, e.g. /hostname")
+        if self.host is not None and (self.proto != "http" or not self.host or any(c in self.host for c in " \r\n/")):
+            raise SpecError(f"--host {self.host!r}: a host name for HTTP's Host header (e.g. an Ingress rule's host)")
         if self.arrival not in ARRIVALS:
             raise SpecError(f"--arrival {self.arrival!r}: choose one of {', '.join(ARRIVALS)}")
         if self.arrival == "poisson" and self.rate is None:

@@ -21,6 +21,36 @@ from .logs import LogFile
 from .nsenter import socket_in_netns
 
 
+class ApiApp:
+    """What the API-talking apps share: their client, informer tasks and listeners, and the one
+    way they all end (``close``: sockets, watches and the client, at once)."""
+
+    def __init__(self, ctx: "AppContext"):
+        self.ctx = ctx
+        self.api = None
+        self.stop_event = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+        self.listeners: list = []
+
+    def connect(self):
+        self.api = self.ctx.api()
+        return self.api
+
+    def run_informer(self, informer) -> None:
+        self.tasks.append(asyncio.ensure_future(informer.run(self.stop_event)))
+
+    def close(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+        self.listeners.clear()
+        self.stop_event.set()
+        for t in self.tasks:
+            t.cancel()
+        if self.api is not None:
+            api, self.api = self.api, None
+            asyncio.ensure_future(api.close())
+
+
 @dataclass
 class AppContext:
     netns: str | None

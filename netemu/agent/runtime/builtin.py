@@ -29,8 +29,8 @@ from .appctx import AppContext
 from .images import Builtin
 from .logs import LogFile
 
-SIGTERM_EXIT = {"netexec": 0, "serve-hostname": 0, "nginx": 0, "pause": 0, "coredns": 0}
-API_APPS = ("coredns",)           # apps that are objects of their own (appctx.AppContext)
+SIGTERM_EXIT = {"netexec": 0, "serve-hostname": 0, "nginx": 0, "pause": 0, "coredns": 0, "ingress-nginx": 0}
+API_APPS = ("coredns", "ingress-nginx")     # apps that are objects of their own (appctx.AppContext)
 
 
 class ContainerStartError(RuntimeError):
@@ -109,13 +109,18 @@ class BuiltinContainer:
         self.started_at = time.time()
 
     async def _start_app(self) -> None:
-        from .coredns.app import CoreDNS, CoreDNSError     # only on nodes that run a DNS pod
-        self.app = CoreDNS(self.ctx, self.spec.options, (self.ip,) if self.ip else ())
+        """CoreDNS or the ingress controller, imported only on nodes that run one."""
+        if self.spec.app == "coredns":
+            from .coredns.app import CoreDNS as App, CoreDNSError as AppError
+            self.app = App(self.ctx, self.spec.options, (self.ip,) if self.ip else ())
+        else:
+            from .ingress.app import IngressController as App, IngressError as AppError
+            self.app = App(self.ctx, self.spec.options)
         try:
             await self.app.start()
-        except CoreDNSError as exc:
+        except AppError as exc:
             self.app.close()
-            self.log.write(f"plugin/kubernetes: {exc}" if "API" in str(exc) else str(exc))
+            self.log.write(str(exc))
             self.log.flush()
             raise ContainerStartError("Error", str(exc), 1) from None
 

@@ -52,7 +52,12 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     close: bool = False
+    raw_headers: list[tuple[str, str]] | None = None    # a proxied answer's own headers, as they came
+    reason: str | None = None
 
+
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
+                        "upgrade", "content-length"})
 
 def format_addr(peer: tuple) -> str:
     ip, port = peer[0], peer[1]
@@ -60,7 +65,10 @@ def format_addr(peer: tuple) -> str:
 
 
 def render(resp: Response, keep_alive: bool) -> bytes:
-    reason = HTTPStatus(resp.status).phrase if resp.status in HTTPStatus._value2member_map_ else ""
+    if resp.raw_headers is not None:
+        return _render_raw(resp, keep_alive)
+    reason = resp.reason if resp.reason is not None else (
+        HTTPStatus(resp.status).phrase if resp.status in HTTPStatus._value2member_map_ else "")
     head = [f"HTTP/1.1 {resp.status} {reason}",
             f"Date: {email.utils.formatdate(usegmt=True)}",
             f"Content-Length: {len(resp.body)}"]
@@ -69,6 +77,19 @@ def render(resp: Response, keep_alive: bool) -> bytes:
         headers.pop("Content-Type")
     head += [f"{k}: {v}" for k, v in headers.items()]
     if not keep_alive and "Connection" not in headers:
+        head.append("Connection: close")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + resp.body
+
+
+def _render_raw(resp: Response, keep_alive: bool) -> bytes:
+    """A proxied answer: its status line and headers kept (hop-by-hop ones dropped, as a proxy
+    must), the body re-framed with Content-Length."""
+    reason = resp.reason if resp.reason is not None else (
+        HTTPStatus(resp.status).phrase if resp.status in HTTPStatus._value2member_map_ else "")
+    head = [f"HTTP/1.1 {resp.status} {reason}"]
+    head += [f"{k}: {v}" for k, v in resp.raw_headers if k.lower() not in HOP_BY_HOP]
+    head.append(f"Content-Length: {len(resp.body)}")
+    if not keep_alive:
         head.append("Connection: close")
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + resp.body
 

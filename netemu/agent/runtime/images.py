@@ -21,11 +21,14 @@ NGINX_REPOS = frozenset({"nginx", "library/nginx", "docker.io/nginx", "docker.io
 PAUSE_REPOS = frozenset({"registry.k8s.io/pause", "k8s.gcr.io/pause", "gcr.io/google_containers/pause"})
 COREDNS_REPOS = frozenset({"registry.k8s.io/coredns/coredns", "k8s.gcr.io/coredns/coredns", "k8s.gcr.io/coredns",
                            "coredns/coredns", "docker.io/coredns/coredns"})
+INGRESS_NGINX_REPOS = frozenset({"registry.k8s.io/ingress-nginx/controller", "k8s.gcr.io/ingress-nginx/controller",
+                                 "registry.k8s.io/ingress-nginx/controller-chroot"})
 AGNHOST_APPS = ("netexec", "serve-hostname", "pause")
 
 SUPPORTED_TEXT = ("built-in images: registry.k8s.io/e2e-test-images/agnhost (args netexec, "
                   "serve-hostname or pause), nginx (HTTP on 80), registry.k8s.io/pause, "
-                  "registry.k8s.io/coredns/coredns (-conf FILE from a configMap volume); any other "
+                  "registry.k8s.io/coredns/coredns (-conf FILE from a configMap volume), "
+                  "registry.k8s.io/ingress-nginx/controller; any other "
                   "image needs a command, run from the node's own binaries")
 
 REASON_UNSUPPORTED = "ImageNotSupported"
@@ -94,15 +97,9 @@ def resolve(container: dict) -> Builtin | Process | Unsupported:
                            f"{', '.join(AGNHOST_APPS)}); give the container a command to run "
                            f"a host binary instead")
     if repo in COREDNS_REPOS:
-        argv = command + args
-        if argv and argv[0].rsplit("/", 1)[-1] == "coredns":
-            argv = argv[1:]
-        elif command:
-            return Process(command + args)
-        try:
-            return Builtin("coredns", parse_coredns(argv))
-        except BadArgs as exc:
-            return Unsupported("InvalidArgs", f"coredns: {exc}")
+        return _server_image("coredns", "coredns", parse_coredns, command, args)
+    if repo in INGRESS_NGINX_REPOS:
+        return _server_image("ingress-nginx", "nginx-ingress-controller", parse_ingress_nginx, command, args)
     if command:
         return Process(command + args)
     if repo in NGINX_REPOS:
@@ -149,6 +146,20 @@ def parse_agnhost(app: str, argv: list[str]) -> dict:
     return opts
 
 
+def _server_image(app: str, binary: str, parse, command: list[str], args: list[str]):
+    """A built-in server image run with its own binary's flags: ``command`` naming that binary
+    (or none) is the built-in app; any other command runs from the node's binaries."""
+    argv = command + args
+    if argv and argv[0].rsplit("/", 1)[-1] == binary:
+        argv = argv[1:]
+    elif command:
+        return Process(command + args)
+    try:
+        return Builtin(app, parse(argv))
+    except BadArgs as exc:
+        return Unsupported("InvalidArgs", f"{binary}: {exc}")
+
+
 _COREDNS_STR = {"conf": "Corefile", "dns.port": "53", "pidfile": ""}
 _COREDNS_BOOL = {"quiet", "plugins", "version"}
 
@@ -165,6 +176,32 @@ def parse_coredns(argv: list[str]) -> dict:
             opts[name] = _bool(name, value)
         else:
             raise BadArgs(f"flag provided but not defined: -{name}")
+    return opts
+
+
+_INGRESS_STR = {"controller-class": "k8s.io/ingress-nginx", "ingress-class": "nginx", "publish-service": "",
+                "http-port": "80", "https-port": "443", "healthz-port": "10254", "default-backend-service": ""}
+_INGRESS_BOOL = {"watch-ingress-without-class": False}
+# flags of the real controller that change nothing here (webhooks, leader election, nginx tuning)
+_INGRESS_IGNORED = {"election-id", "configmap", "validating-webhook", "validating-webhook-certificate",
+                    "validating-webhook-key", "enable-metrics", "tcp-services-configmap", "udp-services-configmap",
+                    "update-status", "update-status-on-shutdown", "enable-ssl-passthrough", "v",
+                    "shutdown-grace-period", "post-shutdown-grace-period", "report-node-internal-ip-address"}
+
+
+def parse_ingress_nginx(argv: list[str]) -> dict:
+    """ingress-nginx's flags (pflag style); ``$(VAR)`` references are expanded by the app."""
+    opts: dict = dict(_INGRESS_STR, **_INGRESS_BOOL)
+    for name, value in _flags(argv, bools=set(_INGRESS_BOOL) | {"enable-metrics", "update-status",
+                                                                "enable-ssl-passthrough"}):
+        if name in _INGRESS_STR:
+            opts[name] = value
+        elif name in _INGRESS_BOOL:
+            opts[name] = _bool(name, value)
+        elif name not in _INGRESS_IGNORED:
+            raise BadArgs(f"unknown flag: --{name}")
+    for name in ("http-port", "https-port", "healthz-port"):
+        _int(name, opts[name])
     return opts
 
 

@@ -21,6 +21,7 @@ import logging
 
 from netemu.api.kinds import by_kind
 
+from ..appctx import ApiApp
 from ..httpserve import Request, Response
 from ..volumes import configmap_file
 from .corefile import CorefileError, Server, listen_port, parse
@@ -39,17 +40,14 @@ class CoreDNSError(RuntimeError):
     """The server cannot start: ``reason``/``message``/``exit_code`` as the container's."""
 
 
-class CoreDNS:
+class CoreDNS(ApiApp):
     def __init__(self, ctx, options: dict, pod_ips: tuple[str, ...] = ()):
-        self.ctx, self.options = ctx, options
+        super().__init__(ctx)
+        self.options = options
         self.pod_ips = pod_ips
-        self.api = None
-        self.stop_event = asyncio.Event()
-        self.tasks: list[asyncio.Task] = []
         self.informers: dict[str, object] = {}
         self.servers: list[Server] = []
         self.handlers: dict[int, list[Handler]] = {}
-        self.listeners: list = []
         self.zone: ClusterZone | None = None
         self.corefile = ""
         self.lameduck_until = False
@@ -65,10 +63,10 @@ class CoreDNS:
                                f"its Corefile from a configMap volume mounted at that path)")
         if self.ctx.api is None:
             raise CoreDNSError("no API access for the built-in CoreDNS")
-        self.api = self.ctx.api()
+        self.connect()
         ns, name, self.key = source
         self.informers["configmap"] = Informer(self.api, CONFIGMAP, ns, field_selector=f"metadata.name={name}")
-        self._run(self.informers["configmap"])
+        self.run_informer(self.informers["configmap"])
         text = await self._first_corefile(ns, name)
         try:
             self.servers = parse(text, conf, int(self.options.get("dns.port") or 53))
@@ -96,9 +94,6 @@ class CoreDNS:
                                f"(configmap {ns}/{name} has no key {self.key!r})")
         return text
 
-    def _run(self, informer) -> None:
-        self.tasks.append(asyncio.ensure_future(informer.run(self.stop_event)))
-
     def _make_zone(self) -> None:
         k8s = next((s.kubernetes for s in self.servers if s.kubernetes), None)
         if k8s is not None:
@@ -120,12 +115,12 @@ class CoreDNS:
             inf = Informer(self.api, rt, transform=_slim)
             inf.add_handler(setter, lambda old, new, f=setter: f(new), lambda obj, f=setter: f(obj, deleted=True))
             self.informers[key] = inf
-            self._run(inf)
+            self.run_informer(inf)
         if zone.config.pods == "verified":
             inf = Informer(self.api, POD, transform=_slim)
             inf.add_handler(lambda p: zone.set_pod(None, p), zone.set_pod, lambda p: zone.set_pod(p, None))
             self.informers["pods"] = inf
-            self._run(inf)
+            self.run_informer(inf)
 
     async def _wait_synced(self) -> None:
         waits = [asyncio.ensure_future(i.wait_synced()) for k, i in self.informers.items() if k != "configmap"]
@@ -204,17 +199,6 @@ class CoreDNS:
             await asyncio.sleep(duck)
         self.close()
         return 0
-
-    def close(self) -> None:
-        for listener in self.listeners:
-            listener.close()
-        self.listeners.clear()
-        self.stop_event.set()
-        for t in self.tasks:
-            t.cancel()
-        if self.api is not None:
-            api, self.api = self.api, None
-            asyncio.ensure_future(api.close())
 
     # -- the HTTP endpoints ----------------------------------------------------------------------
 
