@@ -68,9 +68,11 @@ def test_hooks_see_every_write_of_their_kind(tmp_path):
 
 
 def test_services_have_their_ip_hooks_by_default(tmp_path):
+    from netemu.apiserver.ingressclass import DefaultIngressClass
     store = open_store(f"sqlite:{tmp_path / 'db'}")
     try:
         reg = Registry(store)
-        assert set(reg.hooks) == {"Service"} and isinstance(reg.hooks["Service"], ServiceIPs)
+        assert set(reg.hooks) == {"Service", "Ingress"} and isinstance(reg.hooks["Service"], ServiceIPs)
+        assert isinstance(reg.hooks["Ingress"], DefaultIngressClass)
     finally:
         run(store.close())
