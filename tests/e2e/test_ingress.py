@@ -148,9 +148,11 @@ def test_rules_by_host_and_by_path_reach_two_services_over_their_endpoints(netem
     assert http(world, "shop.example.com", "/hostname")[1] in pod_names(c, "alpha")
     beta = {http(world, "shop.example.com", "/beta/x")[0] for _ in range(2)}
     assert beta == {200}                                 # agnhost answers "NOW: ..." on unknown paths
-    logs = c.kubectl("logs", "-n", "ingress-nginx", world["controller"]["metadata"]["name"]).stdout
     beta_ips = {p["status"]["podIP"] for p in c.ready_pods("app=beta")}
-    assert any(f"[default-beta-80] [] {ip}:8080" in logs for ip in beta_ips), logs[-2000:]
+    wait_until("the access log naming a beta pod", lambda: any(       # the log is written every 0.2 s
+        f"[default-beta-80] [] {ip}:8080" in c.kubectl("logs", "-n", "ingress-nginx",
+                                                       world["controller"]["metadata"]["name"]).stdout
+        for ip in beta_ips), 10)
     assert http(world, "nobody.example.com", "/")[0] == 404
     clientip = http(world, "shop.example.com", "/clientip")[1]
     assert clientip.split(":")[0] == world["controller"]["status"]["podIP"]
