@@ -206,6 +206,30 @@ def test_graceful_delete_sigterm_then_sigkill_then_finish(env):
     asyncio.run(main())
 
 
+def test_readiness_keeps_being_reported_while_the_pod_terminates(env):
+    """Upstream stops liveness and startup probes of a terminating pod, not readiness: a
+    draining server whose readiness fails (netexec --delay-shutdown's /readyz) becomes unready
+    on the API, which is what takes it out of endpoints that only want ready ones."""
+    rt, api, ctx = env
+    rt.ignore_term = True
+    probe = {"exec": {"command": ["check"]}, "periodSeconds": 0.05, "failureThreshold": 1}
+
+    async def main():
+        w = PodWorker(ctx, make_pod([{"name": "app", "image": "agnhost", "readinessProbe": probe}]))
+        task = asyncio.ensure_future(w.run())
+        await until(lambda: api.statuses and last(api)["ready"])
+        w.update(make_pod([{"name": "app", "image": "agnhost", "readinessProbe": probe}],
+                          deletionTimestamp="2026-01-01T00:00:00Z", deletionGracePeriodSeconds=30))
+        await until(lambda: rt.started[0][1].signals == [signal.SIGTERM])
+        rt.exec_code = 1
+        await until(lambda: not last(api)["ready"])
+        ready = [c for c in api.statuses[-1]["conditions"] if c["type"] == "Ready"][0]
+        assert ready["status"] == "False" and api.deleted == []
+        w.removed()
+        await asyncio.wait_for(task, 30)
+    asyncio.run(main())
+
+
 def test_status_write_retried_after_api_error(env):
     rt, api, ctx = env
     api.fail = 2

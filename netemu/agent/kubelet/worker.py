@@ -366,6 +366,11 @@ class PodWorker:
             if action == "kill":
                 for handle in list(self.handles.values()):
                     handle.signal(signal.SIGKILL)
+            elif not self.gone:
+                # readiness probes keep running while a pod terminates (upstream stops only
+                # liveness and startup): its Ready condition must follow them, or endpoints
+                # of a draining server (netexec --delay-shutdown: /readyz 503) never go unready
+                await self._write_status(self.ctx.clock())
             self.wake.clear()
             wait = max(0.05, min(self.termination.deadline - self.ctx.clock(), 1.0))
             try:
