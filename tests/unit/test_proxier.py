@@ -261,3 +261,35 @@ def test_partial_syncs_restore_a_build_whole_unless_it_has_a_delta():
     assert not untrimmed.sync().full
     [text] = _restored(fake)
     assert "-A KUBE-SERVICES" in text and ":KUBE-NODEPORTS" in text and "10.244.1.11" in text
+
+
+class RecordingHealth:
+    def __init__(self, fail=False):
+        self.services, self.endpoints, self.fail = None, None, fail
+
+    def sync_services(self, ports):
+        if self.fail:
+            raise OSError("bind failed")
+        self.services = dict(ports)
+
+    def sync_endpoints(self, counts):
+        self.endpoints = dict(counts)
+
+
+def test_health_checks_follow_each_successful_sync():
+    """Upstream syncProxyRules ends with SyncServices(HealthCheckNodePorts) and
+    SyncEndpoints(LocalReadyEndpoints); a health-check failure never fails the sync."""
+    proxier, fake, builder = make()
+    proxier.health = RecordingHealth()
+    local = svc(type="LoadBalancer", externalTrafficPolicy="Local", healthCheckNodePort=31000,
+                ports=(("http", 80, "TCP"),))
+    proxier.load([local], [eps(port=("http", 8080, "TCP"))])
+    assert proxier.sync().ok
+    assert proxier.health.services == {ServiceName("default", "web"): 31000}
+    assert proxier.health.endpoints == {ServiceName("default", "web"): 1}
+    proxier.on_slice_update(eps(port=("http", 8080, "TCP")), eps(port=("http", 8080, "TCP"), serving=False))
+    proxier.sync()
+    assert proxier.health.endpoints == {}
+    proxier.health = RecordingHealth(fail=True)
+    proxier.on_service_delete(local)
+    assert proxier.sync().ok

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from netemu.agent.proxy.healthcheck import ServiceHealthServer
 from netemu.agent.proxy.leftovers import PROXY_MODE_ANNOTATION
 from netemu.agent.proxy.model import PROXY_LABEL_SELECTOR
 from netemu.api import errors
@@ -41,7 +42,12 @@ async def announce_mode(api: ApiClient, node: str, mode: str, stop: asyncio.Even
 
 async def feed_proxier(api: ApiClient, proxier, stop: asyncio.Event, mode: str | None = None) -> None:
     """Run until ``stop`` is set; on an error the informers end too (``stop`` itself is the
-    caller's: the agent's other loops keep running). With ``mode``, the Node is annotated with it."""
+    caller's: the agent's other loops keep running). With ``mode``, the Node is annotated with it.
+    A live node also serves the health-check node ports of its externalTrafficPolicy=Local load
+    balancers (healthcheck.py)."""
+    own_health = getattr(proxier, "health", False) is None
+    if own_health:
+        proxier.health = ServiceHealthServer()
     done = asyncio.Event()
     if mode:
         announcing = asyncio.ensure_future(announce_mode(api, proxier.node.name, mode, done))
@@ -63,3 +69,5 @@ async def feed_proxier(api: ApiClient, proxier, stop: asyncio.Event, mode: str |
         waiter.cancel()
         done.set()
         await asyncio.gather(*tasks, *([announcing] if mode else []), return_exceptions=True)
+        if own_health:
+            proxier.health.close()

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from netemu.agent.proxy.healthcheck import health_check_ports, local_ready_endpoints
 from netemu.agent.proxy.metrics import ProxyMetrics
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig, seen_by_kube_proxy
 from netemu.agent.proxy.runner import BoundedFrequencyRunner
@@ -74,6 +75,7 @@ class Proxier(ABC):
         self.services_synced = False
         self.slices_synced = False
         self.runner: BoundedFrequencyRunner | None = None
+        self.health = None    # a healthcheck.ServiceHealthServer when serving a live node (feed.py)
         self._sync_lock = threading.Lock()
         self._monitor: threading.Thread | None = None
         self._monitor_stop = threading.Event()
@@ -155,6 +157,8 @@ class Proxier(ABC):
         if self.runner is not None:
             self.runner.stop()
             self.runner = None
+        if self.health is not None:
+            self.health.close()
 
     def start_monitor(self, run: Callable[[Callable[[], None], float, threading.Event], None], name: str) -> None:
         """Start a mode's kernel watcher (iptables: the canaries; nftables: the table) in a
@@ -206,12 +210,24 @@ class Proxier(ABC):
                 self.need_full_sync = False
                 if full:
                     self.last_full_sync = start
+                self._sync_health()
                 self.metrics.last_timestamp.set(time.time())
                 self.metrics.observe_programming(endpoints.last_change_trigger_times)
             else:
                 self.need_full_sync = True
                 self.metrics.observe_failure(full)
             return result
+
+    def _sync_health(self) -> None:
+        """After the rules, as upstream's syncProxyRules: the health-check node ports and their
+        counts (a failure here is logged, never a failed sync)."""
+        if self.health is None:
+            return
+        try:
+            self.health.sync_services(health_check_ports(self.service_map))
+            self.health.sync_endpoints(local_ready_endpoints(self.endpoints_map))
+        except Exception:
+            log.exception("syncing the service health checks failed")
 
     @abstractmethod
     def _sync_rules(self, full: bool, changed: frozenset, services: UpdateServiceMapResult,
