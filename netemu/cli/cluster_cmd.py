@@ -393,6 +393,28 @@ def run_link(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_restart(args: argparse.Namespace) -> int:
+    from netemu.emulator.supervisor import control_request
+
+    state = state_dir_of(args)
+    _, pid = running_supervisor(state)
+    if pid is None:
+        raise UsageError("no cluster running")
+    answer = control_request(state, {"op": "restart", "component": args.component}, timeout=args.timeout)
+    if "error" in answer:
+        print(f"netemu restart: error: {answer['error']}", file=sys.stderr)
+        return 1
+    print(f"{args.component} restarted (pid {answer['pid']}, {answer['seconds']} s)")
+    return 0
+
+
+def add_restart_arguments(p):
+    p.add_argument("component", choices=["apiserver"],
+                   help="what to restart (the API server with the controllers; node components: issue 18)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for it to be back")
+    add_state_dir(p)
+
+
 def add_down_arguments(p):
     add_state_dir(p)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a clean stop")
@@ -415,4 +437,6 @@ COMMANDS = [
     Command("cleanup", "remove what a crashed cluster left (idempotent)", add_cleanup_arguments, run_cleanup),
     Command("status", "the running cluster's nodes and pods", add_state_dir, run_status),
     Command("link", "cut or restore a node's network links (Mininet link down/up)", add_link_arguments, run_link),
+    Command("restart", "restart a cluster component (the API server) on its own state", add_restart_arguments,
+            run_restart),
 ]

@@ -62,6 +62,8 @@ class Supervisor:
         self.net = None
         self.host_pids: dict[str, int] = {}
         self.procs: dict[str, subprocess.Popen] = {}     # "apiserver", "etcd", "agent/<node>"
+        self.store_url: str | None = None                # the API server's store (etcd), if not SQLite
+        self.restarting: set[str] = set()                # processes being restarted on purpose
         self.stop_event = threading.Event()
         self.starting = True
         self.net_lock = threading.Lock()
@@ -202,14 +204,17 @@ class Supervisor:
             await addons.apply(client, self.options.addons)
 
     def start_control_plane(self) -> str:
+        self.store_url = self.start_etcd() if self.options.store == "etcd" else None
+        return self.start_apiserver()
+
+    def start_apiserver(self) -> str:
+        """The API server (with scheduler and controllers) on the control-plane host; returns
+        once it has written its kubeconfig. Its store (SQLite file or etcd) outlives it."""
         cp = self.plan.control_plane
-        store_url = None
-        if self.options.store == "etcd":
-            store_url = self.start_etcd()
         cp_state = self.state / "controlplane"
         cp_state.mkdir(exist_ok=True)
         (cp_state / "kubeconfig").unlink(missing_ok=True)
-        argv = apiserver_argv(self.plan, sys.executable, store_url, self.options.apiserver_args)
+        argv = apiserver_argv(self.plan, sys.executable, self.store_url, self.options.apiserver_args)
         self.procs["apiserver"] = processes.start(nsenter(self.host_pids[cp.name], argv), self.logs / "apiserver.log")
         deadline = time.monotonic() + self.options.timeout
         while not (cp_state / "kubeconfig").exists():
@@ -223,6 +228,25 @@ class Supervisor:
         shutil.copyfile(cp_state / "kubeconfig", self.state / "kubeconfig")
         os.chmod(self.state / "kubeconfig", 0o600)
         return str(self.state / "kubeconfig")
+
+    def restart(self, component: str) -> dict:
+        """``netemu restart apiserver``: stop the control plane's process (SIGTERM, SIGKILL after
+        10 s) and start it again on the same store and certificates, as a kubelet restarts a
+        static pod; clients and agents reconnect and relist. The nodes' components are one
+        process per node today (issue 18), so they are not restartable alone yet."""
+        if component != "apiserver":
+            return {"error": f"cannot restart {component!r} (restartable: apiserver)"}
+        self.restarting.add(component)
+        try:
+            old = self.procs["apiserver"]
+            processes.stop([old.pid], grace=10)
+            old.wait()
+            started = time.monotonic()
+            self.start_apiserver()
+            self.write_cluster()
+        finally:
+            self.restarting.discard(component)
+        return {"ok": True, "pid": self.procs["apiserver"].pid, "seconds": round(time.monotonic() - started, 2)}
 
     def start_etcd(self) -> str:
         cp = self.plan.control_plane
@@ -245,8 +269,8 @@ class Supervisor:
 
     def note_exits(self) -> None:
         """Reap and log (once) a process that exited while the cluster runs; nothing is restarted."""
-        for name, proc in self.procs.items():
-            if name.removeprefix("agent/") in self.stopped_agents:
+        for name, proc in list(self.procs.items()):
+            if name.removeprefix("agent/") in self.stopped_agents or name in self.restarting:
                 continue
             if proc.returncode is None and proc.poll() is not None:
                 print(f"netemu supervisor: {name} (pid {proc.pid}) exited with code {proc.returncode}; "
@@ -318,6 +342,8 @@ class Supervisor:
         op = request.get("op")
         if op == "ping":
             return {"ok": True}
+        if op == "restart":
+            return self.restart(str(request.get("component")))
         if op == "link":
             with self.net_lock:
                 touched = network.set_node_links(self.plan, self.net, str(request.get("node")),
