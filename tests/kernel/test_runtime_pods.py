@@ -158,6 +158,25 @@ def test_builtin_pods_talk_over_the_bridge(node):
     assert node.ipam.allocations == {}
 
 
+def test_cni0_keeps_its_mac_when_pods_come_and_go(node):
+    """A bridge that picks its own MAC takes its lowest port's and changes it when that pod goes,
+    leaving the other pods' ARP entry for their gateway stale (~30 s without their own node)."""
+    async def scenario():
+        await node.setup_node()
+        mac = lambda: json.loads(subprocess.run(  # noqa: E731
+            ["ip", "-n", node.node_netns, "-j", "link", "show", "cni0"], capture_output=True, text=True,
+            check=True).stdout)[0]["address"]
+        assert mac() == "0a:58:0a:f4:07:01"                # 10.244.7.1
+        pods = [_pod(f"p{i}", {"name": "c", "image": "registry.k8s.io/pause:3.9"}) for i in range(2)]
+        for pod in pods:
+            await node.create_sandbox(pod)
+        await node.remove_sandbox(pods[0]["metadata"]["uid"])
+        assert mac() == "0a:58:0a:f4:07:01"
+        await node.remove_sandbox(pods[1]["metadata"]["uid"])
+
+    asyncio.run(scenario())
+
+
 def test_netexec_delay_shutdown_keeps_serving_with_readyz_failing(node):
     """agnhost netexec --delay-shutdown=N: after SIGTERM /readyz answers 503 "shutting down"
     while /hostname still works, then it exits 0 after N seconds; SIGKILL cuts that short."""

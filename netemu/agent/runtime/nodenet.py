@@ -67,12 +67,22 @@ class NodeNetwork:
         self.node_netns = node_netns
         self.gateway = str(self.cidr.network_address + 1)
 
+    @property
+    def bridge_mac(self) -> str:
+        """cni0's own MAC, set once: 0a:58 + the gateway's IPv4 bytes (the CNI plugins' scheme for
+        an address-derived MAC). A bridge left to pick its MAC takes its lowest port's and changes
+        it when that pod goes: every other pod on the node then holds a stale ARP entry for its
+        gateway and cannot reach its own node (or get replies through it) for ~30 s."""
+        return "0a:58:" + ":".join(f"{b:02x}" for b in ipaddress.ip_address(self.gateway).packed[-4:])
+
     async def setup(self) -> None:
-        """cni0 with the podCIDR's .1, up; br_netfilter loaded; forwarding and bridge-nf on."""
+        """cni0 with the podCIDR's .1 and a fixed MAC, up; br_netfilter loaded; forwarding and
+        bridge-nf on."""
         ns = self.node_netns
         code, _, _ = await run(ip_argv(ns, "link", "show", BRIDGE), check=False)
         lines = [] if code == 0 else [f"link add {BRIDGE} type bridge"]
-        lines += [f"addr replace {self.gateway}/{self.cidr.prefixlen} dev {BRIDGE}",
+        lines += [f"link set {BRIDGE} address {self.bridge_mac}",
+                  f"addr replace {self.gateway}/{self.cidr.prefixlen} dev {BRIDGE}",
                   f"link set {BRIDGE} up"]
         await ip_batch(ns, lines)
         await ensure_br_netfilter()
