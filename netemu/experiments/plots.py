@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 MAX_SHARE_PANELS = 4
+LABEL_CHARS = 40
 
 
 def _pyplot():
@@ -32,8 +33,10 @@ def mark_events(ax, events: list[dict], label: bool = True) -> None:
         if ev.get("waited"):
             ax.axvspan(ev["t"], ev["t"] + ev["waited"], color=color, alpha=0.07)
         if label:
-            ax.annotate(ev["label"], xy=(ev["t"], 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                        va="top", ha="right", fontsize=7, color=color)
+            text = ev["label"] if len(ev["label"]) <= LABEL_CHARS else ev["label"][:LABEL_CHARS - 1] + "…"
+            note = ax.annotate(text, xy=(ev["t"], 1.0), xycoords=("data", "axes fraction"), rotation=90,
+                               va="top", ha="right", fontsize=7, color=color)
+            note.set_in_layout(False)           # a long label must not squeeze the plot
 
 
 def _save(fig, path: Path) -> str:
