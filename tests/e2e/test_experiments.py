@@ -182,3 +182,48 @@ def check_report(folder: Path, tmp_path: Path, images: int) -> None:
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2400", url], capture_output=True,
                    timeout=120)
     assert shot.read_bytes().startswith(PNG) and matplotlib.image.imread(shot).shape[:2] == (2400, 1200)
+
+
+EVENTS = """\
+name: events
+duration: 14
+cluster: {nodes: 2}
+manifests:
+  - file: {manifests}/web.yaml
+  - file: {manifests}/client.yaml
+traffic:
+  - {name: load, from: client, to: "svc/web:80", rate: 20, timeout: 1}
+timeline:
+  - {at: 1, link: {node: worker2, bw: 10}}
+  - {at: 2, link: {node: worker2, reset: true}}
+  - {at: 3, drain: {node: worker2, grace_period: 0}, wait: true}
+  - {at: 6, agent: {node: worker2, action: stop}}
+  - {at: 9, agent: {node: worker2, action: start}}
+  - {at: 11, uncordon: {node: worker2}}
+"""
+
+
+def test_events_shape_a_link_drain_a_node_and_stop_and_start_its_agent(netemu_cluster, tmp_path):
+    """The events no built-in experiment uses, on the shared cluster (which must stay usable)."""
+    import yaml
+
+    scenario = tmp_path / "events.yaml"
+    scenario.write_text(EVENTS.replace("{manifests}", str(EXPERIMENTS / "manifests")))
+    proc = subprocess.run([sys.executable, "-m", "netemu", "experiment", "run", str(scenario), "--out",
+                           str(tmp_path / "out"), "--state-dir", str(netemu_cluster.state_dir)],
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = load(tmp_path / "out")
+    assert [e["error"] for e in data["events"]] == [None] * 6 and not data["summary"]["restore_failures"]
+    shaped = data["events"][0]["details"]["interfaces"]
+    assert len(shaped) == 2                                       # both ends of worker2's link
+    assert {p["node"] for p in data["summary"]["pods"].values() if p["node"]} == {"worker"}   # drained
+    assert data["events"][3]["details"]["pid"] and data["events"][4]["details"]["pid"] != data["events"][3]["details"]["pid"]
+    doc = netemu_cluster.doc()["nodes"]["worker2"]
+    assert doc["agent_pid"] and Path(f"/proc/{doc['agent_pid']}").exists()      # running again
+    node = netemu_cluster.get("node", "worker2")
+    assert not node["spec"].get("unschedulable")
+    assert data["phases"]["load"]["ok"] > 100
+    tc = subprocess.run(["tc", "qdisc", "show", "dev", shaped[1]], capture_output=True, text=True).stdout
+    assert "tbf" not in tc                                        # the reset removed the shaping
+    assert yaml.safe_load(scenario.read_text())["name"] == "events"

@@ -207,3 +207,16 @@ def test_cli_check_refuses_with_the_line_and_makes_nothing(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "netemu", "experiment", "check", str(EXPERIMENTS / "b-keepalive.yaml")],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and "OK (1 run(s))" in ok.stdout
+
+
+def test_a_topology_file_with_args_names_the_nodes(tmp_path):
+    text = GOOD.replace("  nodes: 2\n", "  topology: {file: zones.py, class: TwoZoneTopo, args: [1]}\n"
+                                         "  proxy_modes: {a1: iptables}\n")
+    text += "  - {at: 6, agent: {node: a1, action: stop}}\n  - {at: 7, agent: {node: worker2, action: stop}}\n"
+    (msg,) = problems(tmp_path, text)
+    assert "no node 'worker2' in this cluster (nodes with an agent: a1, b1)" in msg
+    run = load_plan(write(tmp_path, text.rsplit("  - {at: 7", 1)[0]), verdicts=FULL,
+                    modes_available=("iptables",)).runs[0]
+    assert run.cluster.topology.endswith("zones.py:TwoZoneTopo,1") and run.cluster.nodes is None
+    assert run.cluster.up_argv()[:2] == ["--topo", run.cluster.topology]
+    assert "--node-proxy-mode=a1=iptables" in run.cluster.up_argv()
