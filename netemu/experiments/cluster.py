@@ -142,6 +142,8 @@ async def apply(client, manifests: tuple[Manifest, ...], experiment: str) -> Non
     for m in manifests:
         rt = resource(m.obj)
         obj = labelled(m.obj, experiment)
+        if rt.namespaced:
+            obj["metadata"]["namespace"] = m.namespace
         try:
             await client.create(rt, obj, m.namespace if rt.namespaced else None)
         except errors.AlreadyExists:

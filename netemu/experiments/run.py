@@ -87,7 +87,9 @@ def write_inputs(folder: Path, plan: Plan, run: Scenario) -> None:
         if isinstance(m, dict) and set(m) == {"file"}:
             path = src.parent / str(m["file"])
             if path.is_file():
-                target = inputs / str(m["file"])
+                rel = Path(str(m["file"]))
+                inside = not rel.is_absolute() and ".." not in rel.parts
+                target = inputs / rel if inside else inputs / "files" / path.name    # never outside inputs/
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
     resolved = {"variant": run.variant, "seed": run.seed, "document": run.document,

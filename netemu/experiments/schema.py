@@ -78,6 +78,7 @@ class ClusterSpec:
 class Manifest:
     obj: dict
     where: str                           # "web.yaml document 2" or "scenario.yaml:14"
+    line: int | None = None              # the manifests entry it came from
 
     @property
     def kind(self) -> str:
@@ -266,7 +267,7 @@ def _manifest(obj: dict, where: str, line: int | None, problems: Problems, i: in
     if not obj.get("apiVersion") or not obj.get("kind") or not meta.get("name"):
         problems.add(line, f"manifests[{i}] ({where}): an object needs apiVersion, kind and metadata.name")
         return None
-    return Manifest(obj, where)
+    return Manifest(obj, where, line)
 
 
 def _phases(top: Fields, problems: Problems, duration: float) -> list[Phase]:

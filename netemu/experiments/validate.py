@@ -142,10 +142,15 @@ def check(run: schema.Scenario, problems: Problems, verdicts, selectable: tuple[
         problems.add(run.cluster_line, f"cluster.topology: {exc}{variant}")
         workers, cp = [], "control-plane"
     _check_modes(run, problems, verdicts, selectable, workers, variant)
+    from netemu.api import kinds
+
     objects = {(m.kind, m.namespace, m.name): m for m in run.manifests}
     for m in run.manifests:
         if sum(1 for o in run.manifests if (o.kind, o.namespace, o.name) == (m.kind, m.namespace, m.name)) > 1:
-            problems.add(run.cluster_line, f"manifests: {m.kind} {m.namespace}/{m.name} is given twice ({m.where})")
+            problems.add(m.line, f"manifests: {m.kind} {m.namespace}/{m.name} is given twice ({m.where})")
+        if kinds.by_kind(str(m.obj.get("apiVersion")), m.kind) is None:
+            problems.add(m.line, f"manifests: {m.obj.get('apiVersion')} {m.kind} ({m.where}) is not a kind netemu's "
+                                 f"API server serves")
     for ev in run.events:
         if ev.at > run.duration:
             problems.add(ev.line, f"event at {ev.at:g} s is after the end of the experiment ({run.duration:g} s){variant}")

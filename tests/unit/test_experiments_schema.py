@@ -105,7 +105,10 @@ def test_phase_problems(tmp_path):
           - {name: b, from: node/worker, to: "svc/web:80", start: 15, duration: 10}
           - {name: c, from: client, to: "svc/web:80", per_connection: 3}
           - {name: d, from: client, to: "svc/web:80", ratee: 3}"""))
+    text = text.replace("kind: Pod,", "kind: Pod,", 1) + "  - {at: 1, scale: {deployment: web, replicas: 1}}\n"
+    text = text.replace("manifests:\n", "manifests:\n  - {apiVersion: v9, kind: Gizmo, metadata: {name: g}}\n")
     joined = "\n".join(problems(tmp_path, text))
+    assert "s.yaml:6: manifests: v9 Gizmo" in joined and "is not a kind netemu's API server serves" in joined
     assert "no Pod 'ghost'" in joined and "port 81 is not a port of Service web" in joined
     assert "phase b ends at 25 s, after the end (20 s)" in joined
     assert "per_connection needs keepalive" in joined
