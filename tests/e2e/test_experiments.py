@@ -229,3 +229,25 @@ def test_events_shape_a_link_drain_a_node_and_stop_and_start_its_agent(netemu_cl
     tc = subprocess.run(["tc", "qdisc", "show", "dev", shaped[1]], capture_output=True, text=True).stdout
     assert "tbf" not in tc                                        # the reset removed the shaping
     assert yaml.safe_load(scenario.read_text())["name"] == "events"
+
+
+def test_a_repeats_with_one_seed_within_the_kernels_noise(netemu_cluster, tmp_path):
+    """Two runs of (a) with one seed (iptables only, on the shared cluster): the same endpoints
+    answer in every phase and each share differs by no more than the kernel's random choice
+    allows (4 standard deviations of the binomial); the summary names what may vary."""
+    import math
+
+    runs = [load(run("a-fairness.yaml", tmp_path / f"out{i}", "--seed", "5", "--set", "for_each=null",
+                     "--state-dir", str(netemu_cluster.state_dir))) for i in (1, 2)]
+    assert [r["summary"]["seed"] for r in runs] == [5, 5]
+    assert "endpoint counts" in runs[0]["summary"]["varies"]
+    for name in runs[0]["phases"]:
+        a, b = (sorted(r["phases"][name]["endpoints"].values()) for r in runs)
+        assert len(a) == len(b) == int(name[1:])
+        for counts in (a, b):
+            n, p = sum(counts), 1 / len(counts)
+            sigma = math.sqrt(n * p * (1 - p))
+            assert all(abs(c - n * p) <= 4 * sigma for c in counts), (name, counts)
+        share_a, share_b = [c / sum(a) for c in a], [c / sum(b) for c in b]
+        tolerance = 4 * math.sqrt(p * (1 - p) * (1 / sum(a) + 1 / sum(b)))
+        assert all(abs(x - y) <= tolerance for x, y in zip(share_a, share_b)), (name, a, b)
