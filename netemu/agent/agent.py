@@ -39,6 +39,8 @@ class AgentConfig:
     cluster_cidr: str = CLUSTER_CIDR
     service_cidrs: tuple = ()               # the cluster's Service CIDRs (the nftables mode drops the rest)
     metrics_bind_address: str | None = "127.0.0.1:10249"
+    healthz_bind_address: str | None = None     # None: the component's default ('' : none)
+    runtime_endpoint: str | None = None         # the runtime's socket; None: in this process
     min_sync_period: float = 1.0
     sync_period: float = 30.0
     conntrack_cleanup: bool = True
@@ -53,30 +55,26 @@ class Agent:
         # 10 s per call (not 30): a cut link must not stall heartbeats and status writes for long
         self.api = ApiClient.from_kubeconfig(config.kubeconfig, timeout=10.0,
                                              user_agent=f"netemu-agent/{config.kubelet.node_name}")
-        self.runtime = AgentRuntime(config.state_dir, config.kubelet.node_ip, config.kubelet.node_name,
-                                    dns=config.dns, api_factory=pod_api_factory(config.kubeconfig))
-        config.kubelet.log_dir = self.runtime.log_dir
+        if config.runtime_endpoint:     # the runtime is a process of its own (components.py)
+            from netemu.agent.kubelet.remote_runtime import RemoteRuntime
+            self.runtime = RemoteRuntime(config.runtime_endpoint, dns=config.dns)
+        else:
+            self.runtime = AgentRuntime(config.state_dir, config.kubelet.node_ip, config.kubelet.node_name,
+                                        dns=config.dns, api_factory=pod_api_factory(config.kubeconfig))
+        config.kubelet.log_dir = os.path.join(config.state_dir, "pods")
         self.kubelet = Kubelet(self.api, self.runtime, config.kubelet)
-        self.logs = LogServer(self.kubelet.find_pod, self.kubelet.restart_count, self.runtime.log_dir,
+        self.logs = LogServer(self.kubelet.find_pod, self.kubelet.restart_count, config.kubelet.log_dir,
                               config.kubelet.node_ip, config.log_port)
-        self.proxier = None
-        self.metrics_server = None
-
-    async def _run_proxy(self, stop: asyncio.Event) -> None:
-        """kube-proxy as `netemu proxy run` wires it: Services and EndpointSlices into the Proxier."""
-        await feed_proxier(self.api, self.proxier, stop, mode=self.config.proxy_mode)
+        self.kube_proxy = KubeProxy(self.api, config, healthz=config.healthz_bind_address or None) \
+            if config.proxy_mode else None
 
     async def run(self, stop: asyncio.Event) -> None:
         c = self.config
-        os.makedirs(self.runtime.log_dir, exist_ok=True)
+        os.makedirs(c.kubelet.log_dir, exist_ok=True)
         await self.logs.start()
         tasks = [asyncio.ensure_future(self.kubelet.run(stop)), asyncio.ensure_future(trim_periodically(stop, TRIM_PERIOD))]
-        if c.proxy_mode:
-            self.proxier = make_proxier(c)
-            if c.metrics_bind_address:
-                from netemu.agent.proxy.metrics import MetricsServer
-                self.metrics_server = MetricsServer(self.proxier.metrics, c.metrics_bind_address)
-            tasks.append(asyncio.ensure_future(self._run_proxy(stop)))
+        if self.kube_proxy is not None:
+            tasks.append(asyncio.ensure_future(self.kube_proxy.run(stop)))
         try:
             done, _ = await asyncio.wait([*tasks, asyncio.ensure_future(stop.wait())],
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -87,11 +85,11 @@ class Agent:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.kubelet.shutdown()
-            if self.proxier is not None:
-                self.proxier.stop()
-            if self.metrics_server is not None:
-                self.metrics_server.close()
+            if self.kube_proxy is not None:
+                self.kube_proxy.close()
             await self.logs.close()
+            if hasattr(self.runtime, "close"):
+                await self.runtime.close()
             await self.api.close()
 
 
@@ -107,6 +105,38 @@ def pod_api_factory(kubeconfig: str):
         return ApiClient.from_kubeconfig(kubeconfig, timeout=30.0,
                                          user_agent=f"{container.get('name', 'app')}/{meta.get('namespace')}/{meta.get('name')}")
     return make
+
+
+class KubeProxy:
+    """kube-proxy as `netemu proxy run` wires it: Services and EndpointSlices into the mode's
+    Proxier, /metrics on --metrics-bind-address, /healthz on ``healthz`` (None: not served).
+    The agent runs it beside the kubelet; components.py runs it as its own process."""
+
+    def __init__(self, api: ApiClient, config: AgentConfig, healthz: str | None):
+        self.api, self.config, self.healthz_address = api, config, healthz
+        self.proxier = None
+        self.servers: list = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        c = self.config
+        self.proxier = make_proxier(c)
+        if c.metrics_bind_address:
+            from netemu.agent.proxy.metrics import MetricsServer
+            self.servers.append(MetricsServer(self.proxier.metrics, c.metrics_bind_address))
+        if self.healthz_address:
+            from netemu.agent.proxy.healthz import HealthzServer
+            sample = self.proxier.metrics.registry.get_sample_value
+            state = lambda: (sample("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds") or 0.0,  # noqa: E731
+                             sample("kubeproxy_sync_proxy_rules_last_timestamp_seconds") or 0.0)
+            self.servers.append(HealthzServer(state, c.kubelet.node_name, 2 * c.sync_period, self.healthz_address))
+        await feed_proxier(self.api, self.proxier, stop, mode=c.proxy_mode)
+
+    def close(self) -> None:
+        if self.proxier is not None:
+            self.proxier.stop()
+        for server in self.servers:
+            server.close()
+        self.servers.clear()
 
 
 def make_proxier(c: AgentConfig):

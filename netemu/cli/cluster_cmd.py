@@ -233,7 +233,7 @@ def run_detached(args, plan) -> int:
         print(f"netemu up: error: {status['message']}", file=sys.stderr)
         proc.wait()                        # it tears down what it made before exiting
         return 1
-    print_ready(plan)
+    print_ready(plan, status.get("timings"))
     return 0
 
 
@@ -264,7 +264,7 @@ def run_foreground(plan, topo, options) -> int:
             display.update(status)
             if status["phase"] == "ready":
                 display.close()
-                print_ready(plan)
+                print_ready(plan, status.get("timings"))
                 print("running in the foreground: Ctrl-C stops the cluster", flush=True)
             elif status["phase"] == "error":
                 display.close()
@@ -272,8 +272,20 @@ def run_foreground(plan, topo, options) -> int:
         return Supervisor(plan, topo, options, report=report).run()
 
 
-def print_ready(plan) -> None:
+STAGES = (("hosts", "hosts"), ("control-plane", "control plane"), ("agents", "node processes"),
+          ("registering", "nodes registered"), ("nodes", "nodes Ready"))
+
+
+def print_ready(plan, timings: dict | None = None) -> None:
+    from netemu.emulator.ready import stage_times
+    from netemu.emulator.state import STATUS_FILE, read_json
+
     kubeconfig = Path(plan.state_dir) / "kubeconfig"
+    timings = timings or (read_json(Path(plan.state_dir) / STATUS_FILE) or {}).get("timings") or {}
+    if "ready" in timings:
+        names = dict(STAGES)
+        took = stage_times(timings, tuple(names), timings["ready"])
+        print("  " + ", ".join(f"{names[s]} {t:.1f}s" for s, t in took) + f"; {timings['ready']:.1f}s in all")
     print(f"cluster {plan.name!r} is up: {len(plan.workers)} node(s) Ready, API server {plan.apiserver_url}")
     print(f"  export KUBECONFIG={kubeconfig}")
     print("  netemu status   |   netemu down", flush=True)
@@ -289,6 +301,7 @@ class Display:
                                  MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
         self.task = self.progress.add_task("starting", total=total)
         self.open = False
+        self.phase = ""
 
     def __enter__(self):
         self.progress.start()
@@ -299,6 +312,12 @@ class Display:
         self.close()
 
     def update(self, status: dict) -> None:
+        """The live line, and a line with its time for each stage as it ends."""
+        phase, timings, names = status["phase"], status.get("timings") or {}, dict(STAGES)
+        if phase != self.phase:
+            if self.open and self.phase in names and self.phase in timings and phase in timings:
+                self.progress.console.print(f"  {names[self.phase]}: {timings[phase] - timings[self.phase]:.1f}s")
+            self.phase = phase
         if self.open:
             text = f"{status['phase']}: {status.get('message', '')}".strip().rstrip(":")
             total = self.progress.tasks[0].total
@@ -353,8 +372,12 @@ def summary(c) -> str:
 
 
 def run_cleanup(args: argparse.Namespace) -> int:
-    from netemu.emulator import cleanup
+    from netemu.emulator import cleanup, orphans
 
+    if not args.state_dir and not os.environ.get("NETEMU_STATE_DIR"):
+        results = orphans.sweep(force=args.force)       # every dead cluster on the machine
+        print("\n".join(orphans.describe(results, summary)))
+        return 0
     state = state_dir_of(args)
     _doc, pid = running_supervisor(state)
     if pid is not None and not args.force:
@@ -421,7 +444,9 @@ def add_down_arguments(p):
 
 
 def add_cleanup_arguments(p):
-    add_state_dir(p)
+    p.add_argument("--state-dir", default=None,
+                   help="only the cluster of this state dir (default: every netemu cluster on this machine "
+                        "whose supervisor is dead, found from its namespaces, links and processes)")
     p.add_argument("--force", action="store_true", help="also kill a cluster that is still running")
 
 
@@ -434,7 +459,8 @@ def add_link_arguments(p):
 COMMANDS = [
     Command("up", "start a cluster on Mininet; returns when every node is Ready", add_up_arguments, run_up),
     Command("down", "stop the running cluster and remove everything it made", add_down_arguments, run_down),
-    Command("cleanup", "remove what a crashed cluster left (idempotent)", add_cleanup_arguments, run_cleanup),
+    Command("cleanup", "remove what crashed clusters left: every dead one on the machine, or one "
+            "--state-dir (idempotent)", add_cleanup_arguments, run_cleanup),
     Command("status", "the running cluster's nodes and pods", add_state_dir, run_status),
     Command("link", "cut or restore a node's network links (Mininet link down/up)", add_link_arguments, run_link),
     Command("restart", "restart a cluster component (the API server) on its own state", add_restart_arguments,

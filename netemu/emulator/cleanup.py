@@ -32,7 +32,7 @@ from netemu.agent.runtime.etcfiles import netns_etc_dir, remove_etc
 from netemu.agent.runtime.names import POD_NETNS_PREFIX, pod_netns
 from netemu.emulator import processes
 from netemu.emulator.external import EXTERNAL_NETNS_PREFIX, EXTERNALS_DIR
-from netemu.emulator.plan import cluster_id, mn_prefix
+from netemu.emulator.plan import NODE_CONTROL_DIR, cluster_id, mn_prefix
 from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, read_json
 
 NETNS_DIR = Path("/run/netns")
@@ -65,9 +65,10 @@ def recorded_processes(doc: dict | None) -> list[tuple[int, tuple[str, ...]]]:
     if not doc:
         return []
     found = [(doc.get("supervisor_pid"), ("netemu", "--supervise")),
-             (doc.get("apiserver_pid"), ("netemu", "apiserver")), (doc.get("etcd_pid"), ("etcd",))]
+             (doc.get("apiserver_pid"), ("netemu", "apiserver")), (doc.get("etcd_pid"), ("etcd",)),
+             (doc.get("launcher_pid"), ("netemu", "zygote"))]
     for node in (doc.get("nodes") or {}).values():
-        found.append((node.get("agent_pid"), ("netemu", "agent")))
+        found.append((node.get("agent_pid"), ("netemu", "--node")))   # node supervisor or fake agent
         if node.get("mn_name"):
             found.append((node.get("pid"), (f"mininet:{node['mn_name']}",)))
     return [(pid, words) for pid, words in found if isinstance(pid, int) and pid > 0]
@@ -90,8 +91,8 @@ def plan_cleanup(cid: str, state_dir: str, doc: dict | None, machine: Machine, m
             kill.add(pid)
         elif any(shell.match(part) for part in argv):
             kill.add(pid)
-        elif "--supervise" in argv and "netemu" in " ".join(argv) and state_dir in argv:
-            kill.add(pid)
+        elif ("--supervise" in argv or any(a.endswith("zygote") for a in argv)) and "netemu" in " ".join(argv) and state_dir in argv:
+            kill.add(pid)       # the cluster's supervisor, its launcher template
     kill.discard(me)
     plan.kill = sorted(kill)
     plan.pod_netns, plan.node_netns = pods, node_ns
@@ -193,4 +194,5 @@ def cleanup(state_dir: str) -> Cleanup:
         except FileNotFoundError:
             pass
     shutil.rmtree(state / EXTERNALS_DIR, ignore_errors=True)     # their namespaces went above
+    shutil.rmtree(os.path.join(NODE_CONTROL_DIR, cid), ignore_errors=True)   # node supervisors' sockets
     return plan

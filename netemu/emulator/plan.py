@@ -95,6 +95,20 @@ def node_netns(cid: str, node: str) -> str:
     return f"nen-{cid}-{node}"
 
 
+NODE_CONTROL_DIR = "/run/netemu/nodes"
+
+
+def node_control_socket(cid: str, node: str) -> str:
+    """The Unix socket of a node's supervisor (``netemu node kill|restart``): under /run, not
+    the state dir, because a socket path must stay under 108 bytes."""
+    return os.path.join(NODE_CONTROL_DIR, cid, f"{node}.sock")
+
+
+def node_runtime_socket(cid: str, node: str) -> str:
+    """The node's container runtime socket (the kubelet's --container-runtime-endpoint)."""
+    return os.path.join(NODE_CONTROL_DIR, cid, f"{node}.cri.sock")
+
+
 def check_node_network(text: str) -> ipaddress.IPv4Network:
     """An IPv4 network of /8../24 that overlaps neither the pod nor the service CIDR."""
     try:
@@ -240,7 +254,8 @@ def apiserver_argv(plan: ClusterPlan, python: str, store_url: str | None, extra:
 
 def agent_argv(plan: ClusterPlan, node: NodePlan, python: str, kubeconfig: str, proxy_mode: str = DEFAULT_PROXY_MODE,
                proxy_args: list[str] = (), extra: list[str] = ()) -> list[str]:
-    """``netemu agent`` for ``node``; ``proxy_args``: the proxy mode's own flags (from the registry)."""
+    """``netemu agent`` for ``node``; ``proxy_args``: the proxy mode's own flags (from the registry).
+    ``argv[4:]`` are the node's flags alone, what the launcher template is given."""
     argv = [python, "-m", "netemu", "agent", "--node", node.name, "--node-ip", node.ip, "--kubeconfig", kubeconfig,
             "--proxy-mode", proxy_mode, *proxy_args, "--cluster-cidr", POD_CIDR, "--service-cidr", SERVICE_CIDR,
             "--state-dir", os.path.join(plan.state_dir, "nodes", node.name)]

@@ -22,6 +22,20 @@ def node_ready(node: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 
 
+def registered(nodes: list[dict], expected: list[str]) -> int:
+    """How many of the expected nodes have a Node object (their kubelet registered). Pure."""
+    names = {n["metadata"]["name"] for n in nodes}
+    return sum(1 for e in expected if e in names)
+
+
+def stage_times(timings: dict[str, float], stages: tuple[str, ...], end: float) -> list[tuple[str, float]]:
+    """Seconds each stage took, from the supervisor's phase start times (seconds after it
+    started) and the time it ended; stages that did not happen are left out. Pure."""
+    started = [(s, timings[s]) for s in stages if s in timings]
+    ends = [t for _, t in started[1:]] + [end]
+    return [(s, round(max(0.0, e - t), 2)) for (s, t), e in zip(started, ends)]
+
+
 def readiness(nodes: list[dict], expected: list[str]) -> tuple[list[str], list[str]]:
     """(ready, not yet ready) among the expected node names."""
     ready = {n["metadata"]["name"] for n in nodes if node_ready(n)}
@@ -29,9 +43,10 @@ def readiness(nodes: list[dict], expected: list[str]) -> tuple[list[str], list[s
 
 
 async def wait_nodes(kubeconfig: str, expected: list[str], timeout: float,
-                     progress: Callable[[int, int, list[str]], None],
+                     progress: Callable[[int, int, list[str], int], None],
                      dead: Callable[[], str | None]) -> None:
-    """Poll until every expected node is Ready; raise NotReady on timeout or a dead process."""
+    """Poll until every expected node is Ready; raise NotReady on timeout or a dead process.
+    ``progress(ready, total, not ready names, registered)`` after each poll."""
     from netemu.client import ApiClient
 
     nodes_rt = by_kind_name("Node")
@@ -46,7 +61,7 @@ async def wait_nodes(kubeconfig: str, expected: list[str], timeout: float,
             try:
                 listed = await client.list(nodes_rt)
                 ready, waiting = readiness(listed.items, expected)
-                progress(len(ready), len(expected), waiting)
+                progress(len(ready), len(expected), waiting, registered(listed.items, expected))
                 if not waiting:
                     return
                 last_error = f"nodes not Ready: {', '.join(waiting)}"
@@ -54,4 +69,4 @@ async def wait_nodes(kubeconfig: str, expected: list[str], timeout: float,
                 last_error = f"API server: {type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
                 raise NotReady(f"timed out after {timeout:.0f}s: {last_error}")
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Callable
 
 from netemu.agent.proxy.modes import DEFAULT as DEFAULT_PROXY_MODE
-from netemu.emulator import addons, cleanup, network, processes, ready
-from netemu.emulator.plan import ClusterPlan, agent_argv, apiserver_argv, nsenter
+from netemu.emulator import addons, cleanup, network, orphans, processes, ready
+from netemu.emulator.launcher import Launcher
+from netemu.emulator.plan import (ClusterPlan, agent_argv, apiserver_argv, node_control_socket,
+                                  node_runtime_socket, nsenter)
 from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, lock_cluster, write_json
 
 log = logging.getLogger(__name__)
@@ -61,9 +63,12 @@ class Supervisor:
         self.on_report = report
         self.net = None
         self.host_pids: dict[str, int] = {}
-        self.procs: dict[str, subprocess.Popen] = {}     # "apiserver", "etcd", "agent/<node>"
+        self.procs: dict[str, subprocess.Popen] = {}     # "apiserver", "etcd", "agent/<node>" (fake agents)
         self.store_url: str | None = None                # the API server's store (etcd), if not SQLite
         self.restarting: set[str] = set()                # processes being restarted on purpose
+        self.launcher: Launcher | None = None
+        self.node_pids: dict[str, int] = {}     # node -> its node supervisor (forked by the launcher)
+        self._reported_dead: set[str] = set()
         self.stop_event = threading.Event()
         self.starting = True
         self.net_lock = threading.Lock()
@@ -89,12 +94,16 @@ class Supervisor:
             nodes[node.name] = {"ip": node.ip, "netns": node.netns, "pid": self.host_pids.get(node.name),
                                 "mn_name": node.mn_name, "role": node.role,
                                 "proxy_mode": self.node_proxy_mode(node) if node.role != "control-plane" else None,
-                                "agent_pid": agent.pid if agent and node.name not in self.stopped_agents else None}
+                                "agent_pid": agent.pid if agent and node.name not in self.stopped_agents
+                                else self.node_pids.get(node.name)}
+            if node.name in self.node_pids:
+                nodes[node.name]["control"] = node_control_socket(self.plan.cluster_id, node.name)
         api, etcd = self.procs.get("apiserver"), self.procs.get("etcd")
         return {"name": self.plan.name, "id": self.plan.cluster_id, "node_network": self.plan.node_network,
                 "root_ip": self.plan.root_ip, "apiserver": self.plan.apiserver_url,
                 "kubeconfig": str(self.state / "kubeconfig"), "supervisor_pid": os.getpid(),
                 "apiserver_pid": api.pid if api else None, "etcd_pid": etcd.pid if etcd else None,
+                "launcher_pid": self.launcher.pid if self.launcher else None,
                 "proxy_mode": self.options.proxy_mode, "store": self.options.store,
                 "switches": list(self.plan.switches.values()),
                 "root_switch": self.plan.root_switch, "timings": self.timings, "nodes": nodes}
@@ -117,6 +126,7 @@ class Supervisor:
             self.report("error", str(exc))
             return 1
         self.fresh_state()
+        orphans.register(self.plan.cluster_id, str(self.state), self.plan.node_network)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         try:
@@ -160,7 +170,10 @@ class Supervisor:
     def bring_up(self) -> None:
         self.report("network", "checking the node network")
         network.check_network_free(self.plan.node_network)
-        self.report("network", f"building {len(self.plan.nodes)} hosts, {len(self.plan.switches)} switch(es)")
+        if not self.options.fake_agents:     # its imports overlap with Mininet and the API server
+            modes_used = sorted({self.node_proxy_mode(n) for n in self.plan.workers} - {"none"})
+            self.launcher = Launcher(str(self.state), ",".join(modes_used), self.logs / "launcher.log")
+        self.report("hosts", f"building {len(self.plan.nodes)} hosts, {len(self.plan.switches)} switch(es)")
         self.net = network.build(self.plan, self.topo, self.options.switch)
         self.host_pids = network.attach(self.plan, self.net)
         network.default_routes(self.plan, self.net)
@@ -172,26 +185,19 @@ class Supervisor:
         if self.options.addons:
             self.report("addons", f"applying {', '.join(self.options.addons)}")
             asyncio.run(self.apply_addons(kubeconfig))
-        self.report("agents", f"starting {len(self.plan.workers)} node agents")
+        self.report("agents", f"forking {len(self.plan.workers)} nodes' processes")
         for node in self.plan.workers:
-            mode = self.node_proxy_mode(node)
-            # `up`'s mode flags are for `up`'s mode; a node the topology moves to another mode
-            # runs that mode's defaults
-            args = self.options.proxy_args if mode == self.options.proxy_mode else []
-            argv = agent_argv(self.plan, node, sys.executable, kubeconfig, mode, args, self.options.agent_args)
-            if self.options.fake_agents:
-                argv = [sys.executable, "-m", "netemu.testing.fakeagent", *argv[4:]]
-            self.agent_argv[node.name] = nsenter(self.host_pids[node.name], argv)
-            self.procs[f"agent/{node.name}"] = processes.start(self.agent_argv[node.name],
-                                                              self.logs / f"agent-{node.name}.log")
+            self.start_node(node, kubeconfig)
         self.write_cluster()
         expected = [n.name for n in self.plan.workers]
-        self.report("nodes", "waiting for nodes to be Ready", ready=0, total=len(expected))
-        asyncio.run(ready.wait_nodes(
-            kubeconfig, expected, self.options.timeout,
-            lambda k, n, waiting: self.report("nodes", "waiting for " + ", ".join(waiting[:5]) if waiting else "",
-                                              ready=k, total=n),
-            self.dead_process))
+        self.report("registering", "waiting for the kubelets to register", ready=0, total=len(expected))
+
+        def progress(k: int, n: int, waiting: list[str], known: int) -> None:
+            if known < n:
+                self.report("registering", f"{known} of {n} nodes registered", ready=k, total=n)
+            else:
+                self.report("nodes", "waiting for " + ", ".join(waiting[:5]) if waiting else "", ready=k, total=n)
+        asyncio.run(ready.wait_nodes(kubeconfig, expected, self.options.timeout, progress, self.dead_process))
         if self.options.addons:
             self.report("addons", f"waiting for {', '.join(self.options.addons)}")
             asyncio.run(addons.wait_for(kubeconfig, self.options.addons, self.options.timeout,
@@ -202,6 +208,25 @@ class Supervisor:
         from netemu.client import ApiClient
         async with ApiClient.from_kubeconfig(kubeconfig) as client:
             await addons.apply(client, self.options.addons)
+
+    def start_node(self, node, kubeconfig: str) -> None:
+        """The node's processes: its supervisor forked by the launcher template into the node's
+        namespace (which forks its runtime, kubelet and kube-proxy), or a fake agent through
+        nsenter. `up`'s mode flags are for `up`'s mode; a node the topology moves to another
+        mode runs that mode's defaults."""
+        mode = self.node_proxy_mode(node)
+        args = self.options.proxy_args if mode == self.options.proxy_mode else []
+        argv = agent_argv(self.plan, node, sys.executable, kubeconfig, mode, args, self.options.agent_args)
+        if self.options.fake_agents:
+            argv = [sys.executable, "-m", "netemu.testing.fakeagent", *argv[4:]]
+            self.agent_argv[node.name] = nsenter(self.host_pids[node.name], argv)
+            self.procs[f"agent/{node.name}"] = processes.start(self.agent_argv[node.name],
+                                                              self.logs / f"agent-{node.name}.log")
+            return
+        self.node_pids[node.name] = self.launcher.spawn(
+            node.name, f"/run/netns/{node.netns}", argv[4:], str(self.logs),
+            node_control_socket(self.plan.cluster_id, node.name), str(self.state),
+            node_runtime_socket(self.plan.cluster_id, node.name))
 
     def start_control_plane(self) -> str:
         self.store_url = self.start_etcd() if self.options.store == "etcd" else None
@@ -268,24 +293,33 @@ class Supervisor:
                 time.sleep(0.1)
 
     def note_exits(self) -> None:
-        """Reap and log (once) a process that exited while the cluster runs; nothing is restarted."""
+        """Reap and log (once) a process that exited while the cluster runs. The cluster's own
+        processes are not restarted (a dead API server is the user's signal); a node's
+        components are restarted by their node supervisor, whose own death is reported here."""
         for name, proc in list(self.procs.items()):
             if name.removeprefix("agent/") in self.stopped_agents or name in self.restarting:
                 continue
             if proc.returncode is None and proc.poll() is not None:
                 print(f"netemu supervisor: {name} (pid {proc.pid}) exited with code {proc.returncode}; "
                       f"not restarted (its log: {self.logs / (name.replace('/', '-') + '.log')})", flush=True)
+        for node, pid in self.node_pids.items():
+            if node not in self._reported_dead and not processes.running(pid):
+                self._reported_dead.add(node)
+                print(f"netemu supervisor: the node supervisor of {node} (pid {pid}) is gone; its components "
+                      f"run on unsupervised (its log: {self.logs / f'nodesup-{node}.log'})", flush=True)
 
     def dead_process(self) -> str | None:
         """Which started process has exited, with the end of its log (None if all run)."""
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
+        gone = [(f"nodesup/{n}", None) for n, pid in self.node_pids.items() if not processes.running(pid)]
+        for name, proc in [*self.procs.items(), *gone]:
+            if proc is None or proc.poll() is not None:
                 logfile = self.logs / (name.replace("/", "-") + ".log")
                 try:
                     tail = logfile.read_text(errors="replace").strip().splitlines()[-5:]
                 except OSError:
                     tail = []
-                return (f"{name} exited with code {proc.returncode} (log {logfile})"
+                code = "?" if proc is None else proc.returncode
+                return (f"{name} exited with code {code} (log {logfile})"
                         + ("".join(f"\n  {line}" for line in tail)))
         return None
 
@@ -294,7 +328,9 @@ class Supervisor:
         left (pod namespaces, attached node namespaces, links) goes by cleanup's rules."""
         self.report("stopping", "stopping agents, control plane and network")
         agents = [p.pid for n, p in self.procs.items() if n.startswith("agent/")]
-        processes.stop(agents, grace=10)
+        processes.stop(agents + list(self.node_pids.values()), grace=15)  # nodes stop theirs in 10 s
+        if self.launcher is not None:
+            self.launcher.close()
         processes.stop([p.pid for n, p in self.procs.items() if not n.startswith("agent/")], grace=10)
         self.report("stopping pods", "removing pod namespaces")
         found = cleanup.gather(self.plan.cluster_id)
@@ -310,6 +346,7 @@ class Supervisor:
         network.detach(self.plan)
         self.report("final cleanup", "removing leftovers")
         cleanup.cleanup(str(self.state))    # leftovers by name; removes cluster.json
+        orphans.forget(self.plan.cluster_id)
         self.report("stopped", "cluster stopped")
         print(f"netemu supervisor: stopped; phase start times (s): {json.dumps(self.timings)}", flush=True)
 
@@ -350,13 +387,20 @@ class Supervisor:
                                                  str(request.get("status")))
             return {"ok": True, "links": touched}
         if op == "agent":
-            return self.set_agent(str(request.get("node")), str(request.get("action")))
+            return self.set_agent(str(request.get("node")), str(request.get("action")),
+                                  str(request.get("component") or "agent"))
         return {"error": f"unknown operation {op!r}"}
 
-    def set_agent(self, node: str, action: str) -> dict:
+    def set_agent(self, node: str, action: str, component: str = "agent") -> dict:
         """Stop (SIGTERM, then SIGKILL after a grace), kill (SIGKILL) or start again one node's
-        agent (kubelet + kube-proxy: one process today). A stopped agent is not a crash: the
-        supervisor does not report it, and ``start`` runs the same argv as ``up`` did."""
+        agent, or one of its components. A stopped agent is not a crash: it stays down until
+        ``start``. A node forked by the launcher is told through its node supervisor: ``agent``
+        is every component of the node (runtime, kubelet, kube-proxy), or name one; a fake
+        agent is one process, which ``start`` runs again with the argv ``up`` used."""
+        if node in self.node_pids:
+            return self.set_node_component(node, action, component)
+        if component != "agent":
+            return {"error": f"node {node!r} runs one agent process (fake agents): no {component!r} of its own"}
         key = f"agent/{node}"
         if node not in self.agent_argv:
             return {"error": f"no agent on node {node!r} (nodes with one: {', '.join(self.agent_argv)})"}
@@ -379,6 +423,27 @@ class Supervisor:
             self.write_cluster()
             return {"ok": True, "pid": self.procs[key].pid}
         return {"error": f"agent action {action!r}: stop, kill or start"}
+
+
+    def set_node_component(self, node: str, action: str, component: str) -> dict:
+        """``set_agent`` for a node with a node supervisor: stop and kill hold the component(s)
+        down (kill as SIGKILL: a crash the supervisor does not repair) until start."""
+        from netemu.agent.nodesup import control_request as ask
+        if action not in ("stop", "kill", "start"):
+            return {"error": f"agent action {action!r}: stop, kill or start"}
+        sock = node_control_socket(self.plan.cluster_id, node)
+        names = list(ask(sock, {"op": "status"})["components"])
+        if component != "agent" and component not in names:
+            return {"error": f"node {node!r} has no component {component!r} (agent, {', '.join(names)})"}
+        chosen = names if component == "agent" else [component]
+        answers = {}
+        for name in (chosen if action == "start" else list(reversed(chosen))):
+            request = {"op": action, "component": name, **({"hold": True} if action == "kill" else {})}
+            answers[name] = ask(sock, request)
+            if "error" in answers[name] and not (action == "kill" and "not running" in answers[name]["error"]):
+                return {"error": f"{name}: {answers[name]['error']}"}
+        self.write_cluster()
+        return {"ok": True, "components": answers}
 
 
 def control_request(state_dir: str, request: dict, timeout: float = 15.0) -> dict:

@@ -97,7 +97,7 @@ async def link(ctx: Context, p: dict) -> dict:
 
 
 async def agent(ctx: Context, p: dict) -> dict:
-    answer = await set_component(str(ctx.handle.state_dir), p["node"], p["action"])
+    answer = await set_component(str(ctx.handle.state_dir), p["node"], p["action"], p.get("component", "agent"))
     (ctx.undo.agents_stopped.discard if p["action"] == "start" else ctx.undo.agents_stopped.add)(p["node"])
     return {k: v for k, v in answer.items() if k != "ok"}
 

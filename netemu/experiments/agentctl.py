@@ -1,8 +1,8 @@
 """Stopping and starting what runs on a node, through the cluster's supervisor.
 
-Today a node runs one agent process (kubelet + kube-proxy + the pod runtime), so ``component``
-can only be ``agent``. When the agent is split into separately supervised processes, this is
-the one place that learns to name them (``kubelet``, ``kube-proxy``): the timeline's ``agent``
+A node runs its container runtime, kubelet and kube-proxy as processes of their own under a
+node supervisor (netemu/agent/nodesup.py): ``component`` names one of them, or ``agent`` for
+all of them at once (what one agent process was before the split). The timeline's ``agent``
 event and the experiments call only ``set_component``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-COMPONENTS = ("agent",)
+COMPONENTS = ("agent", "runtime", "kubelet", "kube-proxy")
 
 
 class AgentError(RuntimeError):
@@ -22,10 +22,10 @@ async def set_component(state_dir: str, node: str, action: str, component: str =
     from netemu.emulator.supervisor import control_request
 
     if component not in COMPONENTS:
-        raise AgentError(f"component {component!r}: this netemu runs one process per node ({', '.join(COMPONENTS)})")
+        raise AgentError(f"component {component!r}: a node's are {', '.join(COMPONENTS)}")
     try:
-        answer = await asyncio.to_thread(control_request, state_dir, {"op": "agent", "node": node, "action": action},
-                                         30.0)
+        answer = await asyncio.to_thread(control_request, state_dir, {"op": "agent", "node": node, "action": action,
+                                                                      "component": component}, 60.0)
     except OSError as exc:
         raise AgentError(f"cannot reach the cluster's supervisor: {exc}") from None
     if "error" in answer:

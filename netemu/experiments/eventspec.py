@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from netemu.experiments.agentctl import COMPONENTS as AGENT_COMPONENTS   # agent: all of a node's
 from netemu.experiments.fields import Fields, seconds
 
 _SELECTOR = re.compile(r"^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?(,[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?)*$")
@@ -112,9 +113,10 @@ def link(f: Fields) -> Parsed:
 
 
 def agent(f: Fields) -> Parsed:
-    f.only(("node", "action"))
+    f.only(("node", "action", "component"))
     node = f.str("node", required=True)
-    return Parsed({"node": node, "action": f.str("action", required=True, choices=AGENT_ACTIONS)},
+    return Parsed({"node": node, "action": f.str("action", required=True, choices=AGENT_ACTIONS),
+                   "component": f.str("component", "agent", choices=AGENT_COMPONENTS)},
                   [Ref("node", node, line=f.here("node"))] if node else [], waitable=True)
 
 

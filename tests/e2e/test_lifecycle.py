@@ -82,3 +82,35 @@ def test_kill9_then_cleanup_leaves_nothing(tmp_path):
     finally:
         cl.down()
         c.netemu("cleanup", "--state-dir", str(cl.state_dir), check=False, timeout=300)
+
+
+def test_kill9_then_plain_cleanup_finds_the_custom_state_dir_and_it_works_again(tmp_path):
+    """Issue 18: after kill -9 of every process of a cluster started with a custom state dir,
+    `netemu cleanup` without --state-dir finds it from the machine (namespaces, links,
+    processes), removes all of it and says so; the same state dir then makes a new cluster."""
+    cl = c.Cluster(tmp_path / "custom", 1, c.node_network(43))
+    from netemu.emulator.plan import cluster_id
+    try:
+        cl.up()
+        cid = cluster_id(str(cl.state_dir))
+        assert not c.nothing_left(cl.state_dir, set())
+        for pid in _netemu_pids(cl):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(1)
+        cl.is_up = False
+        proc = c.netemu("cleanup", check=False, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        ours = [line for line in proc.stdout.splitlines() if line.startswith(f"cluster {cid} ")]
+        assert ours and f"({cl.state_dir})" in ours[0] and "node namespaces" in ours[0], proc.stdout
+        left = c.leftovers(cl.state_dir, set())
+        assert not any(left.values()), left
+        assert f"cluster {cid} " not in c.netemu("cleanup", check=False, timeout=300).stdout   # idempotent
+        cl.up()
+        assert cl.get("nodes")["items"]
+    finally:
+        cl.down()
+        c.netemu("cleanup", "--state-dir", str(cl.state_dir), check=False, timeout=300)
+    assert c.nothing_left(cl.state_dir, set())

@@ -215,3 +215,19 @@ def test_log_tail_and_limit():
     assert select_lines(data, 0, None) == b""
     assert select_lines(data, None, 3) == b"a\nb"
     assert select_lines(data, None, None) == data
+
+
+def test_the_node_cache_keeps_of_other_nodes_only_what_routes_need():
+    from netemu.agent.kubelet.kubelet import node_for_cache
+    from netemu.agent.runtime.nodenet import peer_routes
+    full = [{"metadata": {"name": n, "uid": n, "resourceVersion": "7", "labels": {"a": "b"}},
+             "spec": {"podCIDR": f"10.244.{i}.0/24", "taints": []},
+             "status": {"addresses": [{"type": "InternalIP", "address": f"172.18.0.{i + 3}"},
+                                      {"type": "Hostname", "address": n}],
+                        "conditions": [{"type": "Ready", "status": "True"}], "capacity": {"pods": "110"}}}
+            for i, n in enumerate(("me", "w2", "w3"))]
+    slim = [node_for_cache("me")(n) for n in full]
+    assert slim[0] is full[0]                                  # its own Node stays whole
+    assert "conditions" not in slim[1]["status"] and "labels" not in slim[1]["metadata"]
+    assert peer_routes(slim, "me") == peer_routes(full, "me") == {"10.244.1.0/24": "172.18.0.4",
+                                                                   "10.244.2.0/24": "172.18.0.5"}

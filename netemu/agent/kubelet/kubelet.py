@@ -50,6 +50,20 @@ class KubeletConfig:
     backoff_max: float = 300.0
 
 
+def node_for_cache(own: str):
+    """The kubelet's Node informer keeps its own Node whole and, of every other Node, only what
+    the routes to its pods need (peer_routes: name, deletion, podCIDR, InternalIP): at 100 nodes
+    each kubelet would otherwise hold 100 full Node objects it never reads."""
+    def transform(node: Obj) -> Obj:
+        meta = node.get("metadata") or {}
+        if meta.get("name") == own:
+            return node
+        addrs = [a for a in (node.get("status") or {}).get("addresses") or [] if a.get("type") == "InternalIP"]
+        return {"metadata": {k: meta[k] for k in ("name", "uid", "resourceVersion", "deletionTimestamp") if k in meta},
+                "spec": {"podCIDR": (node.get("spec") or {}).get("podCIDR")}, "status": {"addresses": addrs}}
+    return transform
+
+
 async def retrying(what: str, call, stop: asyncio.Event, max_delay: float = 5.0) -> Any:
     """Call until it succeeds or ``stop`` is set; transient errors back off (0.2 s doubling)."""
     delay = 0.2
@@ -75,7 +89,7 @@ class Kubelet:
         self.ready = False
         self.routes: dict[str, str] = {}
         self.workers: dict[str, PodWorker] = {}
-        self.nodes = Informer(api, NODE)
+        self.nodes = Informer(api, NODE, transform=node_for_cache(config.node_name))
         self.pods = Informer(api, POD, field_selector=f"spec.nodeName={config.node_name}")
         # API writes in flight at once: each concurrent request holds its own TLS connection in
         # the client's pool (~100-200 KB each, kept by malloc afterwards); 100 pods starting
@@ -245,7 +259,10 @@ class Kubelet:
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Agent exit: stop every container now. Built-in apps die with the agent anyway; real
         processes would be orphans nobody tracks (a restarted agent does not adopt them), so
-        they get SIGKILL. Namespaces stay for `netemu cleanup` / `netemu down`."""
+        they get SIGKILL. Namespaces stay for `netemu cleanup` / `netemu down`. A runtime of
+        its own (remote_runtime.py) keeps them running: the next kubelet adopts them."""
+        if getattr(self.runtime, "survives_kubelet", False):
+            return
         handles = [h for w in self.workers.values() for h in w.handles.values()]
         for h in handles:
             h.signal(signal.SIGKILL)

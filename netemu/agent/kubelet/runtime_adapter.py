@@ -46,6 +46,22 @@ def host_network(pod: Obj) -> bool:
     return bool((pod.get("spec") or {}).get("hostNetwork"))
 
 
+def etc_files(pod: Obj, dns: DNSSettings):
+    """The pod's resolv.conf and hosts as a function of its sandbox (the IP comes with it),
+    or None when the pod keeps the node's own (a hostNetwork pod not asking for the cluster
+    DNS reads the node's /etc, as upstream). The kubelet forms them; the runtime writes them."""
+    conf, warnings = pod_resolv_conf(pod, dns)
+    for text in warnings:
+        log.warning("pod %s/%s: DNSConfigForming: %s", (pod.get("metadata") or {}).get("namespace"),
+                    (pod.get("metadata") or {}).get("name"), text)
+    if host_network(pod):
+        if dns_type(pod) != "cluster":
+            return None
+        return lambda sandbox: {"resolv.conf": conf.render()}
+    return lambda sandbox: {"resolv.conf": conf.render(),
+                            "hosts": hosts_file(pod, sandbox.ip, sandbox.hostname, dns.cluster_domain)}
+
+
 class AgentRuntime:
     """``node_ip``: the address hostNetwork pods get (they share the node's namespace: no netns,
     no veth, no pod IP of their own, like upstream). ``dns``: the kubelet's --cluster-dns,
@@ -78,19 +94,7 @@ class AgentRuntime:
         return (how.reason, how.message) if isinstance(how, rt.Unsupported) else None
 
     def etc_files(self, pod: Obj):
-        """The pod's resolv.conf and hosts as a function of its sandbox (the IP comes with it),
-        or None when the pod keeps the node's own (a hostNetwork pod not asking for the cluster
-        DNS reads the node's /etc, as upstream)."""
-        conf, warnings = pod_resolv_conf(pod, self.dns)
-        for text in warnings:
-            log.warning("pod %s/%s: DNSConfigForming: %s", (pod.get("metadata") or {}).get("namespace"),
-                        (pod.get("metadata") or {}).get("name"), text)
-        if host_network(pod):
-            if dns_type(pod) != "cluster":
-                return None
-            return lambda sandbox: {"resolv.conf": conf.render()}
-        return lambda sandbox: {"resolv.conf": conf.render(),
-                                "hosts": hosts_file(pod, sandbox.ip, sandbox.hostname, self.dns.cluster_domain)}
+        return etc_files(pod, self.dns)
 
     async def create_sandbox(self, pod: Obj) -> str:
         if host_network(pod):

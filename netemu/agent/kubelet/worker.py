@@ -195,6 +195,8 @@ class PodWorker:
         rec, container = self.records[name], self.containers[name]
         if name in self.handles:
             return None
+        if self._adopt(name, now):
+            return None
         problem = self.ctx.runtime.unsupported(container)
         if problem:
             if rec.reason != problem[0]:
@@ -222,6 +224,29 @@ class PodWorker:
         await self._start(name, now)
         return None
 
+    def _adopt(self, name: str, now: float) -> bool:
+        """A runtime that outlived the previous kubelet (remote_runtime.py) may already run this
+        container: take it over as it runs (True). One that exited meanwhile is recorded as
+        terminated with its exit code, so the restart policy decides (False)."""
+        adopt = getattr(self.ctx.runtime, "adopt", None)
+        found = adopt(self.pod, name) if adopt is not None else None
+        if found is None:
+            return False
+        handle, info = found
+        rec = self.records[name]
+        rec.restart_count = max(rec.restart_count, info.attempt)
+        if handle is None:
+            rec.state, rec.exit_code = "terminated", info.exit_code
+            rec.reason = "Completed" if info.exit_code == 0 else "Error"
+            rec.started_at, rec.finished_at = info.started_at, info.finished_at or now
+            self.ctx.backoff.record_exit(self._key(name), rec.finished_at, rec.finished_at - info.started_at)
+            return False
+        log.info("%s/%s: adopted running container %s", self._name(), name, handle.id)
+        was = next((c for c in (self.pod.get("status") or {}).get("containerStatuses") or []
+                    if c.get("name") == name), {})
+        self._attach(name, handle, info.started_at, ready=bool(was.get("ready")), started=bool(was.get("started")))
+        return True
+
     async def _start(self, name: str, now: float) -> None:
         rec, container = self.records[name], self.containers[name]
         try:
@@ -238,6 +263,16 @@ class PodWorker:
         self.ctx.event(self.pod, "Normal", "Pulled", f'Container image "{image}" already present on machine')
         self.ctx.event(self.pod, "Normal", "Created", f"Created container {name}")
         self.ctx.event(self.pod, "Normal", "Started", f"Started container {name}")
+        self._attach(name, handle, now)
+
+    def _attach(self, name: str, handle: ContainerHandle, started_at: float, ready: bool = False,
+                started: bool = False) -> None:
+        """``handle`` is the container ``name`` runs as now: state, probes and exit watch. An
+        adopted container keeps the readiness and startup results its pod's status shows until
+        its probes say otherwise (upstream's kubelet does the same after a restart, so a kubelet
+        restart does not take ready endpoints out of their Services)."""
+        rec, container = self.records[name], self.containers[name]
+        now = started_at
         self.handles[name] = handle
         rec.state, rec.reason, rec.message, rec.exit_code = "running", "", "", None
         rec.started_at, rec.finished_at, rec.container_id = now, None, f"netemu://{handle.id}"
@@ -246,6 +281,10 @@ class PodWorker:
             spec = pr.ProbeSpec.from_container(container, kind)
             if spec is not None:
                 states[kind] = pr.ProbeState(spec, started_at=now)
+        if ready and "readiness" in states:
+            states["readiness"].result = True
+        if started and "startup" in states:
+            states["startup"].result = True
         self.probes[name] = states
         self._refresh_flags(name)
         self.tasks[name] = [asyncio.ensure_future(self._watch_exit(name, handle))]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import ctypes
 import os
+import signal
 import socket
 
 CLONE_NEWNET = 0x40000000
@@ -31,6 +32,8 @@ _setns = _libc.setns
 _unshare = _libc.unshare
 _mount = _libc.mount
 _mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+_prctl = _libc.prctl
+PR_SET_PDEATHSIG = 1
 _umount2 = _libc.umount2
 _umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 # Two helper threads: sockets (microseconds; the loop may wait for one synchronously) and
@@ -111,11 +114,18 @@ def preexec_enter(netns: str | None, hostname: str | None, etc_dir: str | None =
     With ``etc_dir`` (the pod's resolv.conf and hosts, etcfiles.py), a private mount namespace
     in which each file of it is bind-mounted over its /etc namesake: what ``ip netns exec``
     does with /etc/netns/NAME, so a pod's processes resolve names the pod's way.
-    Runs in the forked child only: nothing here touches the agent's own namespaces."""
+    Runs in the forked child only: nothing here touches the agent's own namespaces.
+
+    The process dies with the runtime that starts it (PR_SET_PDEATHSIG): a node's containers
+    die with their runtime, and none is left running unseen by the runtime that follows."""
     path = netns_path(netns) if netns else None
     binds = etc_binds(etc_dir) if etc_dir else []
+    parent = os.getpid()
 
     def enter() -> None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:       # the runtime died between the fork and the prctl
+            os._exit(137)
         os.setsid()
         if path:
             fd = os.open(path, os.O_RDONLY)

@@ -1,0 +1,213 @@
+"""Bring-up benchmark: `netemu up --nodes N` against Mininet alone with the same topology, and
+the memory (PSS) of every netemu process, per node and in all, in one run.
+
+    sudo .venv/bin/python -m netemu.bench.bringup --nodes 100 [--pods 1000] \\
+        [--trees before=/tmp/base,after=/work/main] [--json OUT]
+
+For each tree (a netemu source tree put first on PYTHONPATH; default: this one) and each
+--nodes: (1) Mininet alone builds and starts the default topology's hosts and bridge under the
+plan's names (netemu's network.build, nothing else) and stops it; (2) `netemu up --nodes N`
+on its own state dir and node network, timed to every node Ready, with the supervisor's phase
+times; then PSS (/proc/PID/smaps_rollup: shared pages divided among their users, so the sum
+over processes is the real total) of every process of the cluster: per node (every process in
+the node's namespace: node supervisor, runtime, kubelet, kube-proxy; or the one agent before),
+the launcher template, the supervisor and the API server (whose RSS is reported too);
+(3) with --pods, one agnhost Deployment scaled to that count, timed to all Ready; (4) `netemu
+down`. Rounds alternate trees so that load on a shared box falls on both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
+
+
+def smaps(pid: int) -> dict[str, int]:
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+            key, _, rest = line.partition(":")
+            out[key] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def cmd(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def netns_of(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return ""
+
+
+def env_for(tree: str | None) -> dict:
+    env = dict(os.environ)
+    if tree:
+        env["PYTHONPATH"] = tree + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def mininet_alone(nodes: int, tree: str | None) -> float:
+    """Seconds to build and start the plan's Mininet network (no netemu process), in a child
+    Python of that tree, network then stopped."""
+    code = ("import sys, time, tempfile\n"
+            "from netemu.emulator import network\n"
+            "from netemu.emulator.plan import make_plan\n"
+            "from netemu.emulator.topoload import load_topo\n"
+            "n, net_cidr = int(sys.argv[1]), sys.argv[2]\n"
+            "topo = load_topo(f'topologies/cluster.py:ClusterTopo,{n}')\n"
+            "plan = make_plan(topo, tempfile.mkdtemp(prefix='mn-alone-'), net_cidr)\n"
+            "t = time.monotonic(); net = network.build(plan, topo, 'linuxbridge'); took = time.monotonic() - t\n"
+            "network.stop(net)\nprint(took)\n")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code, str(nodes), f"172.30.{200 + os.getpid() % 50}.0/24"],
+                          capture_output=True, text=True, env=env_for(tree), cwd=str(root), timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"Mininet alone failed: {proc.stderr[-1500:]}")
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def memory(state: Path, doc: dict) -> dict:
+    """PSS (kB) of the cluster's processes, grouped: per node, template, supervisor, API server."""
+    nodes_ns = {}
+    for name, n in doc["nodes"].items():
+        pid = n.get("pid")
+        if pid and n.get("role") != "control-plane":
+            nodes_ns[netns_of(pid)] = name
+    per_node: dict[str, int] = {}
+    by_kind: dict[str, list[int]] = {}
+    groups = {"launcher": 0, "supervisor": 0, "apiserver": 0}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        line = cmd(pid)
+        if "netemu" not in line or str(state) not in line:
+            continue
+        pss = smaps(pid).get("Pss", 0)
+        ns = netns_of(pid)
+        if ns in nodes_ns:
+            per_node[nodes_ns[ns]] = per_node.get(nodes_ns[ns], 0) + pss
+            words = line.split()
+            kind = words[1] if words and words[0] == "netemu" else "agent"
+            by_kind.setdefault(kind, []).append(pss)
+        elif pid == doc.get("apiserver_pid"):
+            groups["apiserver"] += pss
+        elif pid == doc.get("supervisor_pid"):
+            groups["supervisor"] += pss
+        elif "zygote" in line:
+            groups["launcher"] += pss
+    api = doc.get("apiserver_pid")
+    rss = int(smaps(api).get("Rss", 0)) if api else 0
+    total = sum(per_node.values()) + sum(groups.values())
+    return {"total_pss_mb": round(total / 1024, 1),
+            "per_node_pss_mb": round(statistics.mean(per_node.values()) / 1024, 2) if per_node else None,
+            "per_process_pss_mb": {k: round(statistics.mean(v) / 1024, 2) for k, v in sorted(by_kind.items())},
+            "apiserver_pss_mb": round(groups["apiserver"] / 1024, 1), "apiserver_rss_mb": round(rss / 1024, 1),
+            "launcher_pss_mb": round(groups["launcher"] / 1024, 1),
+            "supervisor_pss_mb": round(groups["supervisor"] / 1024, 1), "nodes_measured": len(per_node)}
+
+
+async def scale_pods(kubeconfig: str, count: int, timeout: float) -> float:
+    from netemu.api.kinds import by_kind_name
+    from netemu.client import ApiClient
+    deploy = by_kind_name("Deployment")
+    async with ApiClient.from_kubeconfig(kubeconfig, timeout=120) as api:
+        await api.create(deploy, {"metadata": {"name": "bench"}, "spec": {
+            "replicas": 0, "selector": {"matchLabels": {"app": "bench"}},
+            "template": {"metadata": {"labels": {"app": "bench"}}, "spec": {
+                "terminationGracePeriodSeconds": 0,
+                "containers": [{"name": "a", "image": AGNHOST, "args": ["netexec", "--http-port=8080"]}]}}}},
+            "default")
+        start = time.monotonic()
+        await api.patch(deploy, "bench", {"spec": {"replicas": count}}, "default")
+        while time.monotonic() - start < timeout:
+            obj = await api.get(deploy, "bench", "default")
+            if (obj.get("status") or {}).get("readyReplicas", 0) >= count:
+                return time.monotonic() - start
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"{count} pods not Ready within {timeout}s")
+
+
+def netemu(tree: str | None, *words: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "netemu", *words], capture_output=True, text=True,
+                          env=env_for(tree), timeout=timeout, stdin=subprocess.DEVNULL,
+                          cwd=tree or str(Path(__file__).resolve().parents[2]))
+
+
+def one(tree_name: str, tree: str | None, nodes: int, pods: int, k: int) -> dict:
+    row: dict = {"tree": tree_name, "nodes": nodes, "load_before": os.getloadavg()[0]}
+    row["mininet_alone_s"] = round(mininet_alone(nodes, tree), 2)
+    state = Path(tempfile.mkdtemp(prefix=f"netemu-bringup-{tree_name}-{nodes}-"))
+    network = f"172.30.{(os.getpid() + k) % 200}.0/24"
+    start = time.monotonic()
+    proc = netemu(tree, "up", "--nodes", str(nodes), "--state-dir", str(state), "--node-network", network,
+                  "--timeout", "1200")
+    row["up_s"] = round(time.monotonic() - start, 1)
+    try:
+        if proc.returncode != 0:
+            row["error"] = (proc.stdout + proc.stderr)[-1500:]
+            return row
+        row["ratio_to_mininet"] = round(row["up_s"] / row["mininet_alone_s"], 1)
+        doc = json.loads((state / "cluster.json").read_text())
+        row["phases"] = doc.get("timings")
+        time.sleep(5)                         # start-up garbage trimmed, first syncs done
+        row.update(memory(state, doc))
+        if pods:
+            row["pods"] = pods
+            row["pods_ready_s"] = round(asyncio.run(scale_pods(str(state / "kubeconfig"), pods, 1800)), 1)
+            row["up_plus_pods_s"] = round(row["up_s"] + row["pods_ready_s"], 1)
+            time.sleep(5)
+            after = memory(state, doc)
+            row["total_pss_mb_with_pods"] = after["total_pss_mb"]
+            row["per_node_pss_mb_with_pods"] = after["per_node_pss_mb"]
+    finally:
+        row["load_after"] = os.getloadavg()[0]
+        down = netemu(tree, "down", "--state-dir", str(state))
+        if down.returncode != 0:
+            netemu(tree, "cleanup", "--state-dir", str(state))
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nodes", default="100", help="comma-separated cluster sizes")
+    p.add_argument("--pods", type=int, default=0, help="pods to scale to after bring-up (0: none)")
+    p.add_argument("--trees", default="", help="name=path,... source trees to compare (default: this one)")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--json", help="write the rows here")
+    args = p.parse_args(argv)
+    trees = [tuple(t.split("=", 1)) for t in args.trees.split(",") if t] or [("this", None)]
+    rows = []
+    k = 0
+    for _ in range(args.repeats):
+        for n in [int(x) for x in args.nodes.split(",") if x]:
+            for name, tree in trees:
+                k += 1
+                row = one(name, tree, n, args.pods, k)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
