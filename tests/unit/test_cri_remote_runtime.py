@@ -42,7 +42,11 @@ class FakeService(RuntimeService):
     """The real dispatch, stand-in sandboxes and containers."""
 
     async def RunPodSandbox(self, pod):  # noqa: N802
-        return {"ip": "10.244.0.9"}
+        return {"ip": "10.244.0.9", "hostname": pod["metadata"]["name"]}
+
+    async def SetPodEtc(self, pod, files):  # noqa: N802
+        self.etc = files
+        return {}
 
     async def StartContainer(self, pod, container, attempt):  # noqa: N802
         if container["name"] == "bad":
@@ -73,6 +77,7 @@ def test_start_exit_error_and_adoption_by_a_new_kubelet(sock, tmp_path):
         server = await asyncio.start_unix_server(service.handle_client, sock)
         kubelet = RemoteRuntime(sock, reconnect_timeout=5)
         assert await kubelet.create_sandbox(POD) == "10.244.0.9"
+        assert "10.244.0.9\tp" in service.etc["hosts"] and "nameserver" in service.etc["resolv.conf"]
         first = await kubelet.start_container(POD, {"name": "c"}, 0)
         with pytest.raises(ContainerStartError) as bad:
             await kubelet.start_container(POD, {"name": "bad"}, 0)
