@@ -75,12 +75,11 @@ class ContainerInfo:
 
 
 def trimmed_pod(pod: dict) -> dict:
-    """What the runtime needs of a pod (metadata, hostname fields, hostNetwork, the fields the
-    downward API reads), without its containers and status: smaller lines, same answers."""
-    spec = {k: v for k, v in (pod.get("spec") or {}).items()
-            if k not in ("containers", "initContainers", "volumes", "affinity", "tolerations")}
+    """The pod as the runtime gets it (what a CRI PodSandboxConfig and ContainerConfig carry
+    between them: metadata, the spec with its volumes, hostname and hostNetwork), without its
+    status and managedFields, which the runtime never reads."""
     meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k != "managedFields"}
-    return {"metadata": meta, "spec": spec}
+    return {"metadata": meta, "spec": pod.get("spec") or {}}
 
 
 def encode(message: dict) -> bytes:

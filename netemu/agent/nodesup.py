@@ -163,7 +163,13 @@ class NodeSupervisor:
     def start(self, unit: Unit) -> None:
         unit.due = None
         unit.kill_at = None
-        pid = forking.fork(lambda: self._child(unit.component))
+        try:
+            pid = forking.fork(lambda: self._child(unit.component))
+        except OSError as exc:      # no memory or pids left: try again after a back-off
+            unit.delay = next_delay(unit.delay, 0.0, *self.backoff)
+            unit.due = time.monotonic() + unit.delay
+            self.say(f"{unit.name}: fork failed ({exc}); retrying in {unit.delay:.1f}s")
+            return
         unit.pid, unit.started, unit.started_at = pid, time.monotonic(), time.time()
         self.say(f"{unit.name} started (pid {pid})" + (f", restart {unit.restarts}" if unit.restarts else ""))
         for conn in unit.waiters:

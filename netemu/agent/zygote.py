@@ -46,6 +46,10 @@ def preimport(proxy_modes: str | None) -> None:
     import netemu.agent.components  # noqa: F401 - agent, kubelet, runtime, client
     import netemu.agent.kubelet.remote_runtime  # noqa: F401
     import netemu.agent.runtime.server  # noqa: F401
+    try:       # the built-in CoreDNS: 2 nodes of 100 run it, but importing it once costs little
+        import netemu.agent.runtime.coredns.app  # noqa: F401
+    except ImportError:      # no dnslib: those nodes' runtimes report it when a DNS pod comes
+        pass
     import netemu.agent.kubelet.logserver  # noqa: F401
     import netemu.agent.nodesup  # noqa: F401
     import netemu.agent.proxy.commands  # noqa: F401

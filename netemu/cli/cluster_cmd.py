@@ -67,6 +67,8 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fake-agents", action="store_true",
                    help="KWOK-style stand-in agents: nodes register and heartbeat, no pods run "
                         "(emulator and control-plane experiments)")
+    p.add_argument("--ignore-memory", action="store_true",
+                   help="start even when the measured per-node cost says the cluster does not fit in memory")
     p.add_argument("--foreground", action="store_true", help="run the cluster in this terminal until Ctrl-C")
     p.add_argument("--supervise", action="store_true", help=argparse.SUPPRESS)
     add_state_dir(p)
@@ -103,6 +105,7 @@ def prepare(args):
     try:
         topo = load_topo(spec)
         plan = with_node_modes(make_plan(topo, state_dir_of(args), args.node_network), node_modes)
+        check_memory(args, len(plan.workers))
         switch = network.choose_switch(args.switch)
         for params in link_params(topo):     # TCLink options this kernel cannot apply: refuse now
             features.require_for(link=params)
@@ -115,6 +118,16 @@ def prepare(args):
                                store=args.store, switch=switch, timeout=args.timeout,
                                apiserver_args=list(args.apiserver_arg), agent_args=list(args.agent_arg),
                                fake_agents=args.fake_agents, addons=chosen)
+
+
+def check_memory(args, workers: int) -> None:
+    """Refuse, before anything is made, a cluster the machine has not the memory for."""
+    from netemu.emulator import sizing
+    if getattr(args, "fake_agents", False) or getattr(args, "ignore_memory", False) or getattr(args, "supervise", False):
+        return
+    problem = sizing.refusal(workers, sizing.available_mb())
+    if problem:
+        raise UsageError(problem)
 
 
 def proxy_argv(args) -> list[str]:

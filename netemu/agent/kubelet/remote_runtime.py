@@ -72,6 +72,7 @@ class RemoteRuntime:
             while True:
                 try:
                     self.conn = await cri.Connection.open(self.endpoint, self._on_event)
+                    sandboxes = await self.conn.call("ListPodSandbox")
                     listed = await self.conn.call("ListContainers")
                     break
                 except cri.RuntimeUnavailable as exc:
@@ -86,7 +87,8 @@ class RemoteRuntime:
                 self.found[(c.pod_uid, c.name)] = c
             asyncio.ensure_future(self._watch_connection(self.conn))
             self.connected.set()
-            log.info("container runtime at %s: %d containers known", self.endpoint, len(self.found))
+            log.info("container runtime at %s: %d pod sandboxes, %d containers known", self.endpoint,
+                     len(sandboxes["sandboxes"]), len(self.found))
 
     async def _watch_connection(self, conn: cri.Connection) -> None:
         await conn.closed
