@@ -12,8 +12,9 @@ times; then PSS (/proc/PID/smaps_rollup: shared pages divided among their users,
 over processes is the real total) of every process of the cluster: per node (every process in
 the node's namespace: node supervisor, runtime, kubelet, kube-proxy; or the one agent before),
 the launcher template, the supervisor and the API server (whose RSS is reported too);
-(3) with --pods, one agnhost Deployment scaled to that count, timed to all Ready; (4) `netemu
-down`. Rounds alternate trees so that load on a shared box falls on both.
+(3) with --pods, one agnhost Deployment (and a Service) scaled to that count, timed to all
+Ready, and each pod's path stage by stage as watches see it (scheduled, sandbox = podIP,
+running, Ready, ready endpoint in the Service's EndpointSlices); (4) `netemu down`. Rounds alternate trees so that load on a shared box falls on both.
 """
 
 from __future__ import annotations
@@ -125,25 +126,91 @@ def memory(state: Path, doc: dict) -> dict:
             "supervisor_pss_mb": round(groups["supervisor"] / 1024, 1), "nodes_measured": len(per_node)}
 
 
-async def scale_pods(kubeconfig: str, count: int, timeout: float) -> float:
-    from netemu.api.kinds import by_kind_name
+STAGES = ("scheduled", "sandbox", "running", "ready", "endpoint")
+
+
+def stage_summary(times: dict[str, dict[str, float]], start: float) -> dict:
+    """Per stage, p50/p99/max seconds each pod spent between the previous stage and this one,
+    and when the last pod reached it (after ``start``). Pure."""
+    out = {}
+    for i, stage in enumerate(STAGES):
+        deltas, ends = [], []
+        for t in times.values():
+            if stage in t:
+                prev = t.get(STAGES[i - 1], start) if i else start
+                deltas.append(t[stage] - prev)
+                ends.append(t[stage] - start)
+        if deltas:
+            deltas.sort()
+            out[stage] = {"p50": round(deltas[len(deltas) // 2], 2), "p99": round(deltas[int(len(deltas) * 0.99)], 2),
+                          "max": round(deltas[-1], 2), "last_at": round(max(ends), 2), "pods": len(deltas)}
+    return out
+
+
+async def scale_pods(kubeconfig: str, count: int, timeout: float) -> tuple[float, dict]:
+    """Scale one agnhost Deployment to ``count``; (seconds to all Ready, per-stage summary),
+    stages seen by watches on pods and EndpointSlices: scheduled (nodeName), sandbox (podIP),
+    running (container started), ready (Ready condition), endpoint (ready in a slice)."""
+    from netemu.api.kinds import by_kind, by_kind_name
     from netemu.client import ApiClient
-    deploy = by_kind_name("Deployment")
+    deploy, pods_rt = by_kind_name("Deployment"), by_kind("v1", "Pod")
+    slices_rt = by_kind("discovery.k8s.io/v1", "EndpointSlice")
+    times: dict[str, dict[str, float]] = {}
+    ips: dict[str, str] = {}
+
+    def mark(uid: str, stage: str) -> None:
+        times.setdefault(uid, {}).setdefault(stage, time.monotonic())
+
+    async def watch_pods(api) -> None:
+        async for _kind, pod in api.watch(pods_rt, "default", label_selector="app=bench"):
+            uid, spec, status = pod["metadata"].get("uid"), pod.get("spec") or {}, pod.get("status") or {}
+            if not uid:
+                continue
+            if spec.get("nodeName"):
+                mark(uid, "scheduled")
+            if status.get("podIP"):
+                ips[status["podIP"]] = uid
+                mark(uid, "sandbox")
+            if any("running" in (c.get("state") or {}) for c in status.get("containerStatuses") or []):
+                mark(uid, "running")
+            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []):
+                mark(uid, "ready")
+
+    async def watch_slices(api) -> None:
+        async for _kind, sl in api.watch(slices_rt, "default", label_selector="kubernetes.io/service-name=bench"):
+            for ep in sl.get("endpoints") or []:
+                if (ep.get("conditions") or {}).get("ready"):
+                    for addr in ep.get("addresses") or []:
+                        if addr in ips:
+                            mark(ips[addr], "endpoint")
+
     async with ApiClient.from_kubeconfig(kubeconfig, timeout=120) as api:
+        await api.create(by_kind("v1", "Service"), {"metadata": {"name": "bench"}, "spec": {
+            "selector": {"app": "bench"}, "ports": [{"port": 80, "targetPort": 8080}]}}, "default")
         await api.create(deploy, {"metadata": {"name": "bench"}, "spec": {
             "replicas": 0, "selector": {"matchLabels": {"app": "bench"}},
             "template": {"metadata": {"labels": {"app": "bench"}}, "spec": {
                 "terminationGracePeriodSeconds": 0,
                 "containers": [{"name": "a", "image": AGNHOST, "args": ["netexec", "--http-port=8080"]}]}}}},
             "default")
+        watchers = [asyncio.ensure_future(watch_pods(api)), asyncio.ensure_future(watch_slices(api))]
+        await asyncio.sleep(0.5)
         start = time.monotonic()
-        await api.patch(deploy, "bench", {"spec": {"replicas": count}}, "default")
-        while time.monotonic() - start < timeout:
-            obj = await api.get(deploy, "bench", "default")
-            if (obj.get("status") or {}).get("readyReplicas", 0) >= count:
-                return time.monotonic() - start
-            await asyncio.sleep(0.5)
-    raise RuntimeError(f"{count} pods not Ready within {timeout}s")
+        try:
+            await api.patch(deploy, "bench", {"spec": {"replicas": count}}, "default")
+            while time.monotonic() - start < timeout:
+                if sum(1 for t in times.values() if "ready" in t) >= count and \
+                        sum(1 for t in times.values() if "endpoint" in t) >= count:
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise RuntimeError(f"{count} pods not Ready within {timeout}s")
+            ready_at = max(t["ready"] for t in times.values() if "ready" in t) - start
+        finally:
+            for w in watchers:
+                w.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+    return ready_at, stage_summary(times, start)
 
 
 def netemu(tree: str | None, *words: str, timeout: float = 1800) -> subprocess.CompletedProcess:
@@ -172,7 +239,8 @@ def one(tree_name: str, tree: str | None, nodes: int, pods: int, k: int) -> dict
         row.update(memory(state, doc))
         if pods:
             row["pods"] = pods
-            row["pods_ready_s"] = round(asyncio.run(scale_pods(str(state / "kubeconfig"), pods, 1800)), 1)
+            ready_s, stages = asyncio.run(scale_pods(str(state / "kubeconfig"), pods, 1800))
+            row["pods_ready_s"], row["pod_stages"] = round(ready_s, 1), stages
             row["up_plus_pods_s"] = round(row["up_s"] + row["pods_ready_s"], 1)
             time.sleep(5)
             after = memory(state, doc)
