@@ -58,6 +58,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    import json
     import os
 
     from netemu.experiments.cluster import ClusterError
@@ -83,7 +84,6 @@ def run_run(args: argparse.Namespace) -> int:
         return 1
     failed = []
     for folder in folders:
-        import json
         summary = json.loads((folder / "summary.json").read_text())
         failed += [f"{folder.name}: {what}" for what in summary["events_failed"] + summary["phases_failed"]]
     print(f"done in {time.monotonic() - started:.0f} s: {out / 'report.html'}")

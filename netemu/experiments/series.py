@@ -112,13 +112,23 @@ def summary(measured, scenario, rows: list[dict], events: list[dict], syncs: lis
 
 
 def error_window(rows: list[dict], after: float) -> dict:
-    """The seconds with errors from ``after`` on: first, last, and how many errors (for the
-    failure experiments: how long until endpoints were removed)."""
-    bad = [r for r in rows if r["t"] >= math.floor(after) and r["error_count"]]
-    if not bad:
-        return {"first": None, "last": None, "seconds": 0, "errors": 0}
-    return {"first": bad[0]["t"], "last": bad[-1]["t"], "seconds": bad[-1]["t"] - bad[0]["t"] + 1,
-            "errors": sum(r["error_count"] for r in bad)}
+    """The burst of errors a fault at ``after`` caused: from the first second with errors at or
+    after it, every following second that has errors too, up to the first clean one (for the
+    failure experiments: how long until the endpoints were removed). Errors after that burst
+    (a timeout on a busy machine) are counted apart, as ``later``."""
+    window: list[dict] = []
+    later = 0
+    for r in rows:
+        if r["t"] < math.floor(after):
+            continue
+        if r["error_count"] and (not window or window[-1]["t"] == r["t"] - 1) and later == 0:
+            window.append(r)
+        elif window:
+            later += r["error_count"]
+    if not window:
+        return {"first": None, "last": None, "seconds": 0, "errors": 0, "later": 0}
+    return {"first": window[0]["t"], "last": window[-1]["t"], "seconds": len(window),
+            "errors": sum(r["error_count"] for r in window), "later": later}
 
 
 def write_csv(data: dict, path: Path) -> None:

@@ -58,7 +58,9 @@ def test_series_place_each_phase_second_on_the_experiment_clock(tmp_path):
     assert (s["ok"], s["error_count"], s["shift"], s["seed"]) == (36, 2, 1.1, 1)
     assert "endpoint counts" in s["varies"]
     assert data["events"][0]["label"] == "scale web to 3" and "_refs" not in data["events"][0]["params"]
-    assert series.error_window(rows, 2.0) == {"first": 2, "last": 2, "seconds": 1, "errors": 2}
+    assert series.error_window(rows, 2.0) == {"first": 2, "last": 2, "seconds": 1, "errors": 2, "later": 0}
+    burst = [{"t": t, "error_count": n} for t, n in enumerate([0, 0, 3, 4, 2, 0, 0, 5, 0])]
+    assert series.error_window(burst, 1.5) == {"first": 2, "last": 4, "seconds": 3, "errors": 9, "later": 5}
     files = series.write(data, tmp_path)
     assert set(files) >= {"series.json", "series.csv", "events.json", "summary.json"}
     with open(tmp_path / "series.csv") as f:
