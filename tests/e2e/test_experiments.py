@@ -205,6 +205,14 @@ timeline:
 """
 
 
+def pids(details: dict, key: str) -> dict:
+    """{component: pid} from an agent event's answer: each component of a forked node (its node
+    supervisor's answers), or the one agent process of a fake node."""
+    if "components" in details:
+        return {name: answer.get(key) for name, answer in details["components"].items()}
+    return {"agent": details.get("pid")}
+
+
 def test_events_shape_a_link_drain_a_node_and_stop_and_start_its_agent(netemu_cluster, tmp_path):
     """The events no built-in experiment uses, on the shared cluster (which must stay usable)."""
     import yaml
@@ -220,9 +228,10 @@ def test_events_shape_a_link_drain_a_node_and_stop_and_start_its_agent(netemu_cl
     shaped = data["events"][0]["details"]["interfaces"]
     assert len(shaped) == 2                                       # both ends of worker2's link
     assert {p["node"] for p in data["summary"]["pods"].values() if p["node"]} == {"worker"}   # drained
-    assert data["events"][3]["details"]["pid"] and data["events"][4]["details"]["pid"] != data["events"][3]["details"]["pid"]
-    doc = netemu_cluster.doc()["nodes"]["worker2"]
-    assert doc["agent_pid"] and Path(f"/proc/{doc['agent_pid']}").exists()      # running again
+    stopped, started = pids(data["events"][3]["details"], "stopped"), pids(data["events"][4]["details"], "pid")
+    assert set(stopped) == set(started) and all(stopped.values()) and all(started.values())
+    assert not set(stopped.values()) & set(started.values())                      # new processes...
+    assert all(Path(f"/proc/{pid}").exists() for pid in started.values())        # ...running again
     node = netemu_cluster.get("node", "worker2")
     assert not node["spec"].get("unschedulable")
     assert data["phases"]["load"]["ok"] > 100
