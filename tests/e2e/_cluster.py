@@ -8,12 +8,13 @@ of that cluster (a pod's or a node's), never from the root namespace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -95,6 +96,26 @@ class Cluster:
 
     def workers(self) -> list[str]:
         return sorted(n["metadata"]["name"] for n in self.get("nodes")["items"])
+
+
+@contextlib.contextmanager
+def running(state_dir: Path, nodes: int, extra: tuple[str, ...] = ()) -> Iterator[Cluster]:
+    """A cluster up for the ``with`` block; down after it however it ends, then checked to have
+    left nothing of itself on the machine (the pod namespaces it had included)."""
+    cl = Cluster(state_dir, nodes, node_network(), extra)
+    pod_netns: set[str] = set()
+    try:
+        cl.up()
+        yield cl
+    finally:
+        try:
+            for pod in cl.get("pods", "-A")["items"] if cl.is_up else []:
+                pod_netns.add(pod_netns_of(pod))
+        except Exception:  # noqa: BLE001 - the API may be gone already; down still runs
+            pass
+        cl.down()
+    left = leftovers(state_dir, pod_netns)
+    assert not any(left.values()), f"netemu down left: {left}"
 
 
 def node_ready(node: Obj) -> str:

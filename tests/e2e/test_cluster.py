@@ -32,23 +32,11 @@ READY_FLAG_DIR = Path("/run/netemu-e2e-%d" % os.getpid())
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    state = tmp_path_factory.mktemp("e2e-cluster")
-    cl = c.Cluster(state, 3, c.node_network(), FAST)
-    seen_pod_netns: set[str] = set()
-    cl.seen_pod_netns = seen_pod_netns
     try:
-        cl.up()
-        yield cl
+        with c.running(tmp_path_factory.mktemp("e2e-cluster"), 3, FAST) as cl:
+            yield cl
     finally:
-        try:
-            for pod in cl.get("pods", "-A")["items"] if cl.is_up else []:
-                seen_pod_netns.add(c.pod_netns_of(pod))
-        except Exception:  # noqa: BLE001 - the API may be gone already; down still runs
-            pass
-        cl.down()
         shutil.rmtree(READY_FLAG_DIR, ignore_errors=True)
-    left = c.leftovers(state, seen_pod_netns)
-    assert not any(left.values()), f"netemu down left: {left}"
 
 
 @pytest.fixture(scope="module")
