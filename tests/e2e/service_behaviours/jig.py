@@ -112,7 +112,7 @@ class Jig:
         node = pod["spec"]["nodeName"]
         if pod["spec"].get("hostNetwork"):
             return Client(self.cluster.node_netns(node), self.node_ip(node), node, pod["metadata"]["name"])
-        return Client(pod_netns_of(pod), pod["status"]["podIP"], node, pod["metadata"]["name"])
+        return Client(pod_netns_of(pod), pod["status"]["podIP"], node, pod["metadata"]["name"], pod=True)
 
     def create_pods(self, *pods: Obj, ready: bool = True, timeout: float = 90) -> list[Obj]:
         self.apply(*pods)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.e2e import _cluster as c
 from tests.e2e.service_behaviours.checks import check_service_reachability
+from tests.e2e.service_behaviours.jig import AGNHOST, eventually
 from tests.e2e.service_behaviours.traffic import (
     always_answers, answers, outcome, serve_hostname_down, serve_hostname_up, wait_reachable,
     wait_unreachable,
@@ -20,7 +22,6 @@ pytestmark = [pytest.mark.root, pytest.mark.kubectl, pytest.mark.slow]
 
 def _answers_only(client, ip, port, names, count=30, **kw):
     """Eventually every answer comes from one of ``names`` and all of them answer."""
-    from tests.e2e.service_behaviours.jig import eventually
     eventually(f"{ip}:{port} answered by exactly {sorted(names)}",
                lambda: set(answers(client, ip, port, count, timeout=1, **kw)) == set(names))
 
@@ -147,10 +148,7 @@ def test_should_preserve_source_pod_ip_for_traffic_thru_service_cluster_ip(jig):
                "spec": {"replicas": 2, "selector": {"matchLabels": pause},
                         "template": {"metadata": {"labels": pause}, "spec": {
                             "affinity": anti, "terminationGracePeriodSeconds": 1,
-                            "containers": [{"name": "agnhost-pause", "image": jig.pod("x")["spec"]["containers"][0]["image"],
-                                            "args": ["pause"]}]}}}})
-    from tests.e2e import _cluster as c
-    from tests.e2e.service_behaviours.jig import eventually
+                            "containers": [{"name": "agnhost-pause", "image": AGNHOST, "args": ["pause"]}]}}}})
     pods = eventually("2 ready pause pods", lambda: (lambda ps: ps if len(ps) == 2 else None)(
         [p for p in jig.pods("deployment=agnhost-pause") if c.ready(p)]), 60)
     assert pods[0]["spec"]["nodeName"] != pods[1]["spec"]["nodeName"]
@@ -239,15 +237,15 @@ def test_should_be_rejected_when_no_endpoints_exist(jig):
 def test_should_be_able_to_create_a_functioning_nodeport_service(jig, clients):
     """[sig-network] Services should be able to create a functioning NodePort service [Conformance]
 
-    Upstream: service.go. A NodePort Service with 2 pods answers on its ClusterIP and on
-    every node's InternalIP at the node port.
+    Upstream: service.go. A NodePort Service with 2 pods answers by its name and ClusterIP
+    and on every node's InternalIP at the node port.
     """
     labels = {"testid": "nodeport-test"}
     svc = jig.create_service(jig.service("nodeport-test", labels, [{"port": 80, "name": "http", "protocol": "TCP",
                                                                     "targetPort": 9376}], "NodePort"))
     jig.replicas("nodeport-test", 2, labels, ["netexec", "--http-port=9376", "--udp-port=9376"])
     answered = check_service_reachability(jig, svc, clients[jig.workers()[2]])
-    assert len(answered) == 1 + len(jig.workers())
+    assert len(answered) == 2 + len(jig.workers())      # its name, its ClusterIP, every node
 
 
 def test_should_be_possible_to_connect_to_a_service_via_externalip_when_the_external_ip_is_not_assigned_to_a_node(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.service_behaviours.checks import check_service_reachability
-from tests.e2e.service_behaviours.jig import eventually
+from tests.e2e.service_behaviours.jig import AGNHOST, eventually
 from tests.e2e.service_behaviours.traffic import Client, answers, outcome, wait_reachable, wait_unreachable
 
 pytestmark = [pytest.mark.root, pytest.mark.kubectl, pytest.mark.slow]
@@ -22,7 +22,7 @@ def _deployment(jig, name: str, labels: dict, replicas: int = 1):
     """e2edeployment.NewDeployment as upstream's LB tests make it: netexec on 80 (TCP and UDP),
     readiness GET /hostName every 3 s."""
     spec = {"terminationGracePeriodSeconds": 1, "containers": [{
-        "name": name, "image": jig.pod("x")["spec"]["containers"][0]["image"],
+        "name": name, "image": AGNHOST,
         "args": ["netexec", "--http-port=80", "--udp-port=80"],
         "readinessProbe": {"periodSeconds": 3, "httpGet": {"port": 80, "path": "/hostName"}}}]}
     jig.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},

@@ -49,8 +49,8 @@ def test_should_create_endpoints_for_unready_pods(jig):
 
     Upstream: service.go. A never-ready pod (readiness /bin/false) behind a Service with
     publishNotReadyAddresses answers; scaled to 0 it terminates (preStop sleep 100, grace 100):
-    with publishNotReadyAddresses off it is unreachable, back on it answers again. Upstream
-    curls the Service's DNS name; the ClusterIP here (no cluster DNS yet, issue 14).
+    with publishNotReadyAddresses off it is unreachable, back on it answers again; by the
+    Service's DNS name, as upstream curls it.
     """
     labels = {"testid": "tolerate-unready"}
     svc = jig.create_service(jig.service("tolerate-unready", labels, publishNotReadyAddresses=True))
@@ -62,7 +62,7 @@ def test_should_create_endpoints_for_unready_pods(jig):
                "spec": {"replicas": 1, "selector": {"matchLabels": labels},
                         "template": {"metadata": {"labels": labels}, "spec": pod["spec"]}}})
     client = jig.exec_pod("execpod")
-    ip = svc["spec"]["clusterIP"]
+    ip = f"{svc['metadata']['name']}.{jig.ns}.svc.cluster.local"
     wait_reachable(client, ip, 80, timeout=60)
     jig.kubectl("scale", "replicaset", "slow-terminating-unready-pod", "--replicas=0")
     jig.update_service("tolerate-unready", lambda s: s["spec"].update(publishNotReadyAddresses=False))

@@ -2,9 +2,8 @@
 
 ExternalName <-> ClusterIP <-> NodePort: each change keeps or drops exactly what upstream's
 registry strategy does (dropTypeDependentFields), and the node's rules follow: a Service that
-became ExternalName stops answering on its old ClusterIP and node port. Upstream checks an
-ExternalName Service by resolving its name in the cluster DNS (a CNAME to the target); netemu
-has no cluster DNS yet (issue 14), so that step is a strict known failure until it has.
+became ExternalName stops answering on its old ClusterIP and node port, and its name in the
+cluster DNS becomes a CNAME to the target.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from tests.e2e.service_behaviours.traffic import run, wait_unreachable
 pytestmark = [pytest.mark.root, pytest.mark.kubectl, pytest.mark.slow]
 
 DNS_IP = "10.96.0.10"
-NO_DNS = "issue 14: no cluster DNS yet (upstream resolves the ExternalName Service's name to a CNAME)"
 HTTP_9376 = [{"port": 80, "name": "http", "protocol": "TCP", "targetPort": 9376}]
 
 
@@ -44,19 +42,13 @@ def _to_type(jig, name: str, type_: str):
     return jig.update_service(name, change)
 
 
-class NoClusterDNS(AssertionError):
-    """The cluster DNS did not answer: the one failure the known_failure marks expect."""
-
-
 def _resolves_to_cname(jig, client, name: str, target: str) -> None:
     """checkExternalServiceReachability: the Service's name is a CNAME to its externalName."""
     fqdn = f"{name}.{jig.ns}.svc.cluster.local"
-    try:
-        answer = eventually(f"{fqdn} resolving through {DNS_IP}", lambda: run(
-            client, [{"proto": "dns", "ip": DNS_IP, "port": 53, "name": fqdn, "timeout": 1}])[0].get("ok"), 5)
-    except (AssertionError, TimeoutError) as exc:
-        raise NoClusterDNS(str(exc)) from None
-    assert f"CNAME {target}" in answer.splitlines(), answer
+    def cname():
+        got = run(client, [{"proto": "dns", "ip": DNS_IP, "port": 53, "name": fqdn, "timeout": 1}])[0].get("ok")
+        return got if got and f"CNAME {target}" in got.splitlines() else None
+    eventually(f"{fqdn} resolving to a CNAME to {target} through {DNS_IP}", cname, 30)
 
 
 def _external_target(jig) -> str:
@@ -106,22 +98,20 @@ def _to_external_name(jig, clients, name: str, type_: str) -> None:
     _resolves_to_cname(jig, client, name, target)
 
 
-@pytest.mark.known_failure(reason=NO_DNS, raises=NoClusterDNS)
 def test_should_be_able_to_change_the_type_from_clusterip_to_externalname(jig, clients):
     """[sig-network] Services should be able to change the type from ClusterIP to ExternalName [Conformance]
 
     Upstream: service.go. The ClusterIP is cleared and stops forwarding; the name resolves to
-    the externalName (a CNAME): that last step needs cluster DNS (issue 14).
+    the externalName (a CNAME) in the cluster DNS.
     """
     _to_external_name(jig, clients, "clusterip-service", "ClusterIP")
 
 
-@pytest.mark.known_failure(reason=NO_DNS, raises=NoClusterDNS)
 def test_should_be_able_to_change_the_type_from_nodeport_to_externalname(jig, clients):
     """[sig-network] Services should be able to change the type from NodePort to ExternalName [Conformance]
 
     Upstream: service.go. ClusterIP cleared, node port released, neither forwards any more;
-    the name resolves to the externalName: that last step needs cluster DNS (issue 14).
+    the name resolves to the externalName (a CNAME) in the cluster DNS.
     """
     _to_external_name(jig, clients, "nodeport-service", "NodePort")
 

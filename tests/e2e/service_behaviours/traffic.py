@@ -7,6 +7,7 @@ probe.py in the pod's (or node's) network namespace and returns every outcome, s
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -23,16 +24,31 @@ PROBE = str(Path(__file__).with_name("probe.py"))
 
 @dataclass(frozen=True)
 class Client:
-    """Where requests come from: a pod's netns (its IP) or a node's netns (the node IP)."""
+    """Where requests come from: a pod's netns (its IP) or a node's netns (the node IP).
+    ``pod``: a pod's own namespace, whose /etc/netns resolv.conf names the cluster DNS, so it
+    may send to Service names (a node's resolver is the host's: never asked from here)."""
 
     netns: str
     ip: str
     node: str
     name: str = ""
+    pod: bool = False
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 def run(client: Client, requests: list[dict], interval: float = 0) -> list[dict]:
-    """probe.py in ``client``'s namespace: one outcome per request (count expands)."""
+    """probe.py in ``client``'s namespace: one outcome per request (count expands). A request
+    to a name is only sent from a pod (its resolver is the cluster DNS)."""
+    names = [r["ip"] for r in requests if not _is_ip(str(r["ip"]))]
+    if names and not client.pod:
+        raise ValueError(f"{names}: names are resolved only from pods, not from {client.netns}")
     budget = sum(int(r.get("count", 1)) * (float(r.get("timeout", 2)) + interval) for r in requests)
     proc = subprocess.run(["ip", "netns", "exec", client.netns, sys.executable, PROBE,
                            json.dumps({"requests": requests, "interval": interval})],
