@@ -244,9 +244,9 @@ def role(obj: dict) -> list[Cause]:
 
 
 def cluster_role(obj: dict) -> list[Cause]:
+    """An aggregated ClusterRole may carry rules too: upstream's aggregation controller writes
+    the union of its parts into them (kubectl get clusterrole admin shows both)."""
     errs = v.object_meta(obj.get("metadata"), namespaced=False, name_check="segment")
-    if obj.get("aggregationRule") and obj.get("rules"):
-        errs.append(field.forbidden("rules", "may not be specified when aggregationRule is set"))
     return errs + _rules(obj, False)
 
 

@@ -12,11 +12,12 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from netemu.api import errors
-from netemu.apiserver import auth, body, discovery, openapi, podlog, routing
+from netemu.api import errors, kinds
+from netemu.apiserver import body, discovery, openapi, podlog, reviews, routing
 from netemu.apiserver.metrics import Metrics
 from netemu.apiserver.handlers import Handlers, json_response
 from netemu.apiserver.registry import Registry
+from netemu.apiserver.security import USER_KEY, Security
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,11 +45,13 @@ async def status_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return json_response(errors.InternalError(f"internal error: {type(exc).__name__}: {exc}").status(), 500)
 
 
-def authenticate(tokens: set[str]) -> Callable:
+def authenticate_and_authorize(security: Security) -> Callable:
+    """Every request, health and version included, goes through authentication, impersonation
+    and authorization (anonymous requests may read /healthz, /livez, /readyz and /version, as
+    upstream's system:public-info-viewer role allows)."""
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not auth.is_public(request.path):
-            auth.check(request.headers.get("Authorization"), tokens)
+        await security.check(request)
         return await handler(request)
     return middleware
 
@@ -56,19 +59,22 @@ def authenticate(tokens: set[str]) -> Callable:
 class ApiServer:
     """Routes of one API server; ``app`` is what aiohttp serves."""
 
-    def __init__(self, registry: Registry, tokens: set[str], *, server_address: str = "127.0.0.1:6443",
+    def __init__(self, registry: Registry, security: Security, *, server_address: str = "127.0.0.1:6443",
                  bookmark_interval: float = 60.0):
         self.registry = registry
+        self.security = security
         self.server_address = server_address
         self.handlers = Handlers(registry, bookmark_interval=bookmark_interval)
         self.ready = False
         self.metrics = Metrics()
         self.app = web.Application(client_max_size=body.MAX_BODY_BYTES,
-                                   middlewares=[self.metrics.middleware(), status_errors, authenticate(tokens)])
+                                   middlewares=[self.metrics.middleware(), status_errors,
+                                                authenticate_and_authorize(security)])
         self.app.router.add_get("/version", self.version)
         self.app.router.add_get("/metrics", self.metrics.serve)
         for path in ("/healthz", "/livez", "/readyz"):
             self.app.router.add_get(path, self.health)
+        self.app.router.add_get("/openapi/v2", self.openapi_v2)
         self.app.router.add_get("/openapi/v3", self.openapi_index)
         self.app.router.add_get("/openapi/v3/{gv:.*}", self.openapi_document)
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)
@@ -80,6 +86,13 @@ class ApiServer:
         if request.path == "/readyz" and not self.ready:
             return web.Response(status=503, text="not ready")
         return web.Response(text="ok")
+
+    async def openapi_v2(self, request: web.Request) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        if "json" not in accept and "*/*" not in accept and accept:
+            raise errors.NotAcceptable("only application/json is served for /openapi/v2")
+        doc = openapi.document_v2()
+        return web.json_response(doc, headers={"ETag": openapi.etag(doc)})
 
     async def openapi_index(self, request: web.Request) -> web.Response:
         return json_response(openapi.index())
@@ -103,7 +116,37 @@ class ApiServer:
             return json_response(self._discovery(target))
         if target.subresource == "log" and target.rt.kind == "Pod":
             return await podlog.serve(self.registry, request, target.namespace or "default", target.name)
+        if target.rt.kind in kinds.REVIEW_KINDS or target.subresource == "token":
+            return await self._review(request, target)
+        await self.security.admit(request, target)
         return await self.handlers.handle(request, target)
+
+    async def _review(self, request: web.Request, target: routing.Target) -> web.Response:
+        """Reviews and TokenRequests: POST a question, get it back with its status."""
+        if request.method != "POST":
+            raise errors.MethodNotAllowed(f"{request.method} is not allowed on {target.rt.resource}"
+                                          + (f"/{target.subresource}" if target.subresource else ""))
+        obj = body.decode_object(await request.read(), request.content_type)
+        user, sec = request[USER_KEY], self.security
+        if target.subresource == "token":
+            await sec.admit(request, target, obj)
+            return json_response(await reviews.token_request(sec, obj, target.namespace or "default", target.name),
+                                 201)
+        kind = target.rt.kind
+        expected = (target.rt.api_version, kind)
+        if (obj.get("apiVersion"), obj.get("kind")) != expected and obj.get("kind") not in (None, kind):
+            raise errors.BadRequest(f"the kind in the request body ({obj.get('kind')}) does not match the "
+                                    f"kind of the URL ({kind})")
+        obj["apiVersion"], obj["kind"] = expected
+        if kind in ("SelfSubjectAccessReview", "SubjectAccessReview", "LocalSubjectAccessReview"):
+            out = await reviews.access_review(sec, obj, user, kind, target.namespace)
+        elif kind == "SelfSubjectRulesReview":
+            out = await reviews.rules_review(sec, obj, user)
+        elif kind == "TokenReview":
+            out = await reviews.token_review(sec, obj)
+        else:
+            out = reviews.self_subject_review(obj, user)
+        return json_response(out, 201)
 
     def _discovery(self, gv: routing.GroupVersion) -> dict[str, Any]:
         if gv.legacy and gv.version is None:

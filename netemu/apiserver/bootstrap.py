@@ -1,6 +1,6 @@
 """Objects every cluster has from its first start (upstream's bootstrap controllers).
 
-The four system namespaces and the ``kubernetes`` Service (10.96.0.1:443) in ``default``, and,
+The default RBAC policy (netemu/apiserver/policy.py), the four system namespaces and the ``kubernetes`` Service (10.96.0.1:443) in ``default``, and,
 when the server listens on an address pods can reach, its Endpoints and EndpointSlice (so
 kube-proxy routes 10.96.0.1 to it). Run at every start: what exists is kept, only the
 endpoints follow the server's current address.
@@ -12,6 +12,7 @@ import ipaddress
 from typing import Any
 
 from netemu.api import errors, kinds
+from netemu.apiserver import policy
 from netemu.apiserver.registry import Registry
 from netemu.apiserver.services import service_ips
 
@@ -79,9 +80,34 @@ async def _ensure(registry: Registry, rt: kinds.ResourceType, namespace: str | N
     await registry.guaranteed_update(rt, namespace, name, refresh)
 
 
+async def ensure_policy(registry: Registry) -> None:
+    """The default ClusterRoles and ClusterRoleBindings (upstream's rbac/bootstrap-roles hook):
+    missing ones are created, those still marked autoupdate brought back to the defaults."""
+    rbac = "rbac.authorization.k8s.io/v1"
+    for wanted in policy.cluster_roles() + policy.cluster_role_bindings():
+        rt = kinds.by_kind(rbac, wanted["kind"])
+        name = wanted["metadata"]["name"]
+        try:
+            current = await registry.get(rt, None, name)
+        except errors.NotFound:
+            current = None
+        write = policy.reconcile(current, wanted)
+        if write is None:
+            continue
+        if current is None:
+            try:
+                await registry.create(rt, None, write)
+            except errors.AlreadyExists:
+                pass
+        else:
+            await registry.guaranteed_update(rt, None, name, lambda old, w=write: w)
+
+
 async def bootstrap(registry: Registry, host: str, port: int,
-                    service_cidr: str = DEFAULT_SERVICE_CIDR) -> None:
+                    service_cidr: str = DEFAULT_SERVICE_CIDR, *, rbac_policy: bool = True) -> None:
     core = lambda resource: kinds.by_resource("", "v1", resource)  # noqa: E731
+    if rbac_policy:
+        await ensure_policy(registry)
     for name in SYSTEM_NAMESPACES:
         await _ensure(registry, core("namespaces"), None,
                       {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})

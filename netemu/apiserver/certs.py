@@ -59,11 +59,42 @@ def ensure(state_dir: str | os.PathLike, host: str, extra_ips: list[str] = ()) -
 
 def server_context(state_dir: str | os.PathLike, host: str,
                    extra_ips: list[str] = ()) -> tuple[ssl.SSLContext, bytes]:
-    """The TLS context to serve with and the CA certificate (PEM) clients must trust."""
+    """The TLS context to serve with and the CA certificate (PEM) clients must trust. Client
+    certificates are asked for, not required: one signed by the CA authenticates its CN."""
     ca, cert, key = ensure(state_dir, host, extra_ips)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.load_verify_locations(cafile=str(ca))
     return ctx, ca.read_bytes()
+
+
+def issue_client(state_dir: str | os.PathLike, user: str, groups: tuple[str, ...] | list[str] = (),
+                 days: int = 365) -> tuple[bytes, bytes]:
+    """(certificate, key) PEM for a client: CN = user, one O per group, signed by the cluster
+    CA (what kubeadm writes into admin.conf, kubelet.conf, controller-manager.conf)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    d = Path(state_dir)
+    ca_key = serialization.load_pem_private_key((d / CA_KEY).read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate((d / CA_CERT).read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
+                        + [x509.NameAttribute(NameOID.COMMON_NAME, user)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    return (cert.public_bytes(pem),
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
 
 def _with_cryptography(d: Path, ips: list[str]) -> None:

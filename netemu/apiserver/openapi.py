@@ -1,11 +1,11 @@
-"""A minimal OpenAPI v3 document per group-version: enough for kubectl, nothing more.
+"""The OpenAPI v3 document of each group-version and the OpenAPI v2 document of all.
 
-kubectl 1.32 validates manifests before sending them: it asks the server's OpenAPI v3 whether
-each kind's PATCH accepts the ``fieldValidation`` query parameter (then the server validates,
-as ours does) and otherwise wants to download the full schema, failing with "failed to download
-openapi". So every resource gets its paths with a PATCH operation naming its
-group-version-kind and the ``fieldValidation`` parameter. No schemas are published: kubectl then
-builds strategic merge patches from its built-in types, as for any server without schemas.
+kubectl 1.32 reads them for ``kubectl explain`` (the schemas, found by their
+x-kubernetes-group-version-kind), for client-side apply (the lists' patch metadata) and before
+it validates a manifest: it asks whether each kind's PATCH accepts the ``fieldValidation``
+query parameter (then the server validates, as ours does). So every resource gets its paths
+with a GET and a PATCH naming its group-version-kind and that parameter, and the schemas of
+its kinds (netemu/apiserver/openapi_schemas.py, from the official python client's models).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from netemu.api import kinds
 from netemu.api.kinds import ResourceType
 from netemu.apiserver.discovery import GIT_VERSION
+from netemu.apiserver.openapi_schemas import schemas_for
 
 _PATCH_CONTENT = ("application/json-patch+json", "application/merge-patch+json")
 
@@ -26,8 +27,11 @@ def gv_path(group: str, version: str) -> str:
     return f"apis/{group}/{version}" if group else f"api/{version}"
 
 
+DOC_VERSION = "2"        # bump when the documents' shape changes: kubectl caches them by this hash
+
+
 def _hash(group: str, version: str) -> str:
-    return hashlib.sha256(f"{GIT_VERSION}/{group}/{version}".encode()).hexdigest()[:32].upper()
+    return hashlib.sha256(f"{GIT_VERSION}/{DOC_VERSION}/{group}/{version}".encode()).hexdigest()[:32].upper()
 
 
 def index() -> dict[str, Any]:
@@ -39,12 +43,14 @@ def index() -> dict[str, Any]:
     return {"paths": paths}
 
 
-def _operations(rt: ResourceType) -> dict[str, Any]:
+def _operations(rt: ResourceType, schema: str | None = None) -> dict[str, Any]:
     gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
     params = [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
               {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
               {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": True}}]
-    ok = {"200": {"description": "OK"}}
+    ok: dict[str, Any] = {"200": {"description": "OK"}}
+    if schema:
+        ok["200"]["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/" + schema}}}
     return {
         "get": {"operationId": f"read{rt.kind}", "x-kubernetes-action": "get",
                 "x-kubernetes-group-version-kind": gvk, "responses": ok},
@@ -62,13 +68,23 @@ def document(group: str, version: str) -> dict[str, Any] | None:
         return None
     prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
     paths: dict[str, Any] = {}
+    schemas = schemas_for(group, version)
+    by_kind = {s["x-kubernetes-group-version-kind"][0]["kind"]: name for name, s in schemas.items()
+               if "x-kubernetes-group-version-kind" in s}
     for rt in kinds.resources_in(group, version):
         if "patch" not in rt.verbs:
             continue
         scope = f"{prefix}/namespaces/{{namespace}}/{rt.resource}" if rt.namespaced else f"{prefix}/{rt.resource}"
-        paths[f"{scope}/{{name}}"] = _operations(rt)
+        paths[f"{scope}/{{name}}"] = _operations(rt, by_kind.get(rt.kind))
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes (netemu)", "version": GIT_VERSION},
-            "paths": paths, "components": {"schemas": {}}}
+            "paths": paths, "components": {"schemas": schemas}}
+
+
+def document_v2() -> dict[str, Any]:
+    """/openapi/v2: every kind's definition (kubectl explain --output plaintext-openapiv2,
+    older clients)."""
+    return {"swagger": "2.0", "info": {"title": "Kubernetes (netemu)", "version": GIT_VERSION},
+            "paths": {}, "definitions": schemas_for(None, "v1", v2=True)}
 
 
 def etag(doc: dict[str, Any]) -> str:

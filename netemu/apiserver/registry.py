@@ -178,7 +178,8 @@ class Registry:
             raise errors.Forbidden(
                 f"{what} is forbidden: unable to create new content in namespace {namespace} "
                 "because it is being terminated",
-                details={"name": name, "group": rt.group, "kind": rt.resource,
+                details={**({"name": name} if name else {}), **({"group": rt.group} if rt.group else {}),
+                         "kind": rt.resource,
                          "causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
                                      "message": f"namespace {namespace} is being terminated"}]})
 
@@ -269,6 +270,8 @@ class Registry:
             try:
                 if plan.remove:
                     return await self._remove(rt, namespace, name, _rv(obj)), True
+                if plan.updated == obj:        # deleting again changes nothing: no write
+                    return obj, False
                 stored = await self.store.update(rt.key(namespace, name), plan.updated,
                                                  expected_revision=_rv(obj))
                 return self._typed(rt, stored), False

@@ -25,6 +25,15 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_duration(text: str, flag: str) -> float:
+    """Go-style durations (``1h``, ``30m``, ``90s``, ``500ms``), as upstream's flags take them."""
+    import re
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", text.strip())
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(f"{flag} {text!r}: expected a positive duration, e.g. 1h, 30m, 90s")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+
+
 def parse_port_range(text: str) -> tuple[int, int]:
     first, sep, last = text.partition("-")
     if not sep or not first.isdigit() or not last.isdigit() or not 1 <= int(first) <= int(last) <= 65535:
@@ -51,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service-node-port-range", metavar="FIRST-LAST", default="30000-32767",
                         help="NodePorts to allocate from (default %(default)s)")
     parser.add_argument("--no-controllers", action="store_true", help="serve the API only")
+    parser.add_argument("--event-ttl", metavar="DURATION", default="1h",
+                        help="how long an Event is kept after its last change (default %(default)s)")
+    parser.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default="RBAC",
+                        help="RBAC (with the Node authorizer, as kubeadm; default) or AlwaysAllow "
+                             "(every authenticated request allowed: for comparison runs)")
     options = _controller_options()
     if options is not None:
         options.add_arguments(parser)
@@ -61,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from netemu.store.factory import StoreURLError, parse_store_url
 
     host, port = parse_listen(args.listen)
+    event_ttl = parse_duration(args.event_ttl, "--event-ttl")
     node_ports = parse_port_range(args.service_node_port_range)
     if args.advertise_address is not None:
         try:
@@ -86,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--state-dir {args.state_dir}: {exc.strerror}") from None
     config = ServerConfig(host, port, store_url, state_dir, controllers=not args.no_controllers,
                           controller_settings=settings, advertise_address=args.advertise_address,
-                          service_cidr=service_cidr, node_ports=node_ports)
+                          service_cidr=service_cidr, node_ports=node_ports,
+                          authorization_mode=args.authorization_mode, event_ttl=event_ttl)
 
     def ready(running) -> None:
         print(f"netemu apiserver: serving {running.url} (store {store_url})", flush=True)

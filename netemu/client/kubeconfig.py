@@ -23,6 +23,8 @@ class ClusterAccess:
     ca_file: str | None = None
     ca_data: bytes | None = None
     insecure: bool = False
+    cert_data: bytes | None = None      # client certificate and key (PEM), X.509 authentication
+    key_data: bytes | None = None
 
 
 def load(path: str | os.PathLike, context: str | None = None) -> ClusterAccess:
@@ -50,20 +52,37 @@ def load(path: str | os.PathLike, context: str | None = None) -> ClusterAccess:
         ca_file=cluster.get("certificate-authority"),
         ca_data=base64.b64decode(ca_data) if ca_data else None,
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        cert_data=_data_or_file(user, "client-certificate"),
+        key_data=_data_or_file(user, "client-key"),
     )
 
 
-def render(server: str, token: str, *, name: str = "netemu", ca_data: bytes | None = None) -> str:
-    """A kubeconfig document (YAML text) for one cluster, one token user, one context."""
+def _data_or_file(section: dict, key: str) -> bytes | None:
+    if section.get(f"{key}-data"):
+        return base64.b64decode(section[f"{key}-data"])
+    if section.get(key):
+        return Path(section[key]).read_bytes()
+    return None
+
+
+def render(server: str, token: str | None = None, *, name: str = "netemu", ca_data: bytes | None = None,
+           client_cert: bytes | None = None, client_key: bytes | None = None, user: str = "") -> str:
+    """A kubeconfig document (YAML text) for one cluster, one user (a bearer token or a client
+    certificate and key), one context."""
     cluster: dict[str, object] = {"server": server}
     if ca_data:
         cluster["certificate-authority-data"] = base64.b64encode(ca_data).decode()
+    creds: dict[str, str] = {"token": token} if token else {}
+    if client_cert and client_key:
+        creds["client-certificate-data"] = base64.b64encode(client_cert).decode()
+        creds["client-key-data"] = base64.b64encode(client_key).decode()
+    user = user or f"{name}-admin"
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": name, "cluster": cluster}],
-        "users": [{"name": f"{name}-admin", "user": {"token": token}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin",
+        "users": [{"name": user, "user": creds}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": user,
                                                 "namespace": "default"}}],
         "current-context": name,
         "preferences": {},

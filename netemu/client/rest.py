@@ -49,7 +49,8 @@ class ApiClient:
 
     def __init__(self, server: str, token: str | None = None, *, ca_file: str | None = None,
                  ca_data: bytes | None = None, insecure: bool = False, timeout: float = 30.0,
-                 user_agent: str = "netemu-client"):
+                 user_agent: str = "netemu-client", cert_data: bytes | None = None,
+                 key_data: bytes | None = None):
         self.server = server.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -57,19 +58,39 @@ class ApiClient:
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._ssl: ssl.SSLContext | bool | None = None
+        self._ca = (ca_file, ca_data.decode() if ca_data else None)
+        self._client_cert = bool(cert_data and key_data)
         if self.server.startswith("https://"):
-            if insecure:
+            if insecure and not cert_data:
                 self._ssl = False
             else:
                 self._ssl = ssl.create_default_context(
                     cafile=ca_file, cadata=ca_data.decode() if ca_data else None)
+                if insecure:
+                    self._ssl.check_hostname, self._ssl.verify_mode = False, ssl.CERT_NONE
+                if cert_data and key_data:
+                    _load_client_cert(self._ssl, cert_data, key_data)
         self._session: aiohttp.ClientSession | None = None
+
+    def with_token(self, token: str, *, user_agent: str | None = None) -> "ApiClient":
+        """Another client to the same server (same TLS trust) that authenticates with ``token``."""
+        other = ApiClient.__new__(ApiClient)
+        other.server, other.token, other.timeout = self.server, token, self.timeout
+        other._headers = {**self._headers, "Authorization": f"Bearer {token}"}
+        if user_agent:
+            other._headers["User-Agent"] = user_agent
+        other._ssl = self._ssl
+        if isinstance(self._ssl, ssl.SSLContext) and self._client_cert:
+            other._ssl = ssl.create_default_context(cafile=self._ca[0], cadata=self._ca[1])  # no client cert
+        other._ca, other._client_cert = self._ca, False
+        other._session = None
+        return other
 
     @classmethod
     def from_kubeconfig(cls, path: str, context: str | None = None, **kwargs: Any) -> "ApiClient":
         access = kubeconfig.load(path, context)
         return cls(access.server, access.token, ca_file=access.ca_file, ca_data=access.ca_data,
-                   insecure=access.insecure, **kwargs)
+                   insecure=access.insecure, cert_data=access.cert_data, key_data=access.key_data, **kwargs)
 
     async def __aenter__(self) -> "ApiClient":
         return self
@@ -224,6 +245,22 @@ class ApiClient:
                 if kind == "ERROR":
                     raise from_status(int(obj.get("code") or 500), obj)
                 yield kind, obj
+
+
+def _load_client_cert(ctx: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    """ssl loads a certificate chain only from files: a private temporary directory, gone
+    right after."""
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="netemu-cert-") as tmp:
+        paths = []
+        for name, data in (("tls.crt", cert), ("tls.key", key)):
+            path = os.path.join(tmp, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            paths.append(path)
+        ctx.load_cert_chain(*paths)
 
 
 async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:

@@ -78,6 +78,7 @@ class Pool:
 
 class LoadBalancerController(Controller):
     name = "cloud-lb"
+    service_account = "service-controller"
     kinds = ("Service",)
 
     def setup(self) -> None:

@@ -19,7 +19,7 @@ from netemu.controllers.kube import (Obj, controller_ref, is_deleting, meta, nam
                                      parse_time, uid_of)
 from netemu.controllers.replicaset import status_changed
 from netemu.controllers.rollout import DESIRED, HASH_LABEL, MAX_REPLICAS, REVISION, replicas_of
-from netemu.controllers.runtime import Controller, WriteOverlay, rt, split_key
+from netemu.controllers.runtime import Controller, WriteOverlay, put_latest, rt, split_key
 
 COMPONENT = "deployment-controller"
 
@@ -110,6 +110,7 @@ def _history(deploy: Obj, old: list[Obj]) -> Step:
 
 class DeploymentController(Controller):
     name = "deployment"
+    service_account = "deployment-controller"
     kinds = ("Deployment", "ReplicaSet", "Pod")
 
     def setup(self) -> None:
@@ -156,10 +157,11 @@ class DeploymentController(Controller):
         rss, created = await self._apply(deploy, rss, step)
         new_rs = rollout.find_new_rs(deploy, rss)
         if new_rs is not None and rollout.revision(new_rs) != rollout.revision(deploy):
-            await self._sync_revision(deploy, new_rs)
+            deploy = await self._sync_revision(deploy, new_rs)
         status = rollout.deployment_status(deploy, new_rs, rss, time.time(), created_new=created)
-        if status_changed(deploy, status):
-            await self.client.patch(rt("Deployment"), name, {"status": status}, ns, subresource="status")
+        if status_changed(deploy, status):      # PUT, as upstream's controller (its role has no patch)
+            await put_latest(self.client, rt("Deployment"), deploy, lambda d: {**d, "status": status},
+                             subresource="status")
         deadline = (deploy.get("spec") or {}).get("progressDeadlineSeconds")
         if deadline and status["availableReplicas"] < replicas_of(deploy):
             self.queue.add_after(key, float(deadline) + 1)
@@ -200,8 +202,11 @@ class DeploymentController(Controller):
         self.recorder.event(deploy, NORMAL, "ScalingReplicaSet",
                             f"Scaled {verb} replica set {name_of(rs)} from {old} to {new}", component=COMPONENT)
 
-    async def _sync_revision(self, deploy: Obj, new_rs: Obj) -> None:
+    async def _sync_revision(self, deploy: Obj, new_rs: Obj) -> Obj:
         """The Deployment carries its new ReplicaSet's revision (kubectl rollout history)."""
         rev = str(rollout.revision(new_rs))
-        await self.client.patch(rt("Deployment"), name_of(deploy),
-                                {"metadata": {"annotations": {REVISION: rev}}}, ns_of(deploy))
+
+        def annotated(d: Obj) -> Obj:
+            md = d.get("metadata") or {}
+            return {**d, "metadata": {**md, "annotations": {**(md.get("annotations") or {}), REVISION: rev}}}
+        return await put_latest(self.client, rt("Deployment"), deploy, annotated)

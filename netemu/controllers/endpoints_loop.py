@@ -19,6 +19,8 @@ from netemu.controllers.runtime import Controller, WriteOverlay, rt, split_key
 
 class EndpointSliceController(Controller):
     name = "endpointslice"
+    service_account = "endpointslice-controller"
+    other_accounts = {"endpoints_client": "endpoint-controller"}   # Endpoints are upstream's other controller
     kinds = ("Service", "Pod", "Node", "EndpointSlice", "Endpoints")
 
     def setup(self) -> None:
@@ -101,7 +103,7 @@ class EndpointSliceController(Controller):
                 await self._delete_slice(s)
         if endpoints_too and self.cache("Endpoints").get(name, ns) is not None:
             try:
-                await self.client.delete(rt("Endpoints"), name, ns)
+                await self.endpoints_client.delete(rt("Endpoints"), name, ns)
             except errors.NotFound:
                 pass
 
@@ -114,10 +116,10 @@ class EndpointSliceController(Controller):
             return
         if current is None:
             try:
-                written = await self.client.create(rt("Endpoints"), new, ns)
+                written = await self.endpoints_client.create(rt("Endpoints"), new, ns)
             except errors.AlreadyExists:
                 self.queue.add_after(f"{ns}/{name_of(svc)}", 0.2)
                 return
         else:
-            written = await self.client.update(rt("Endpoints"), new)
+            written = await self.endpoints_client.update(rt("Endpoints"), new)
         self.endpoints_written.wrote(written)

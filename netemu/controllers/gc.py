@@ -54,6 +54,7 @@ def without_owner(obj: Obj, uid: str) -> list[Obj]:
 
 class GarbageCollector(Controller):
     name = "garbagecollector"
+    service_account = "generic-garbage-collector"
     kinds = WATCHED
 
     def setup(self) -> None:

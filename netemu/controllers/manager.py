@@ -14,7 +14,8 @@ import logging
 from typing import Type
 from urllib.parse import urlparse
 
-from netemu.client import ApiClient
+from netemu.api import errors
+from netemu.client import ApiClient, paths
 from netemu.controllers.cloud import LoadBalancerController
 from netemu.controllers.deployment import DeploymentController
 from netemu.controllers.endpoints_loop import EndpointSliceController
@@ -26,7 +27,7 @@ from netemu.controllers.nodelifecycle import NodeLifecycleController
 from netemu.controllers.options import Settings
 from netemu.controllers.podgc import PodGCController
 from netemu.controllers.replicaset import ReplicaSetController
-from netemu.controllers.runtime import Controller, Informers
+from netemu.controllers.runtime import Controller, Informers, rt
 from netemu.controllers.scheduler.loop import Scheduler
 from netemu.controllers.serviceaccount import ServiceAccountController
 
@@ -73,6 +74,46 @@ async def _supervise(ctrl: Controller, stop: asyncio.Event) -> None:
             await asyncio.sleep(1.0)
 
 
+TOKEN_SECONDS = 365 * 24 * 3600
+SA_KIND, NS = rt("ServiceAccount"), "kube-system"
+
+
+async def account_client(manager: ApiClient, account: str, agent: str) -> ApiClient:
+    """A client that acts as the kube-system ServiceAccount ``account`` (made if missing), with a
+    token the manager requests for it: upstream's SAControllerClientBuilder, which kubeadm turns
+    on with --use-service-account-credentials."""
+    try:
+        await manager.create(SA_KIND, {"metadata": {"name": account, "namespace": NS}}, NS)
+    except errors.AlreadyExists:
+        pass
+    answer = await manager.request("POST", paths.resource_path(SA_KIND, NS, account, "token"), body={
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"expirationSeconds": TOKEN_SECONDS}})
+    return manager.with_token(answer["status"]["token"], user_agent=f"{agent}/{account}")
+
+
+async def controller_clients(manager: ApiClient, loops: list[Controller], settings: Settings) -> list[ApiClient]:
+    """Give each loop its own identity; returns the clients made (to close)."""
+    made: dict[str, ApiClient] = {}
+
+    async def client_for(account: str) -> ApiClient:
+        if account not in made:
+            made[account] = await account_client(manager, account, "netemu-controller-manager")
+        return made[account]
+    extra: list[ApiClient] = []
+    for ctrl in loops:
+        if ctrl.name == "scheduler" and settings.scheduler_kubeconfig:
+            ctrl.client = ApiClient.from_kubeconfig(settings.scheduler_kubeconfig, user_agent="netemu-scheduler")
+            extra.append(ctrl.client)
+        if not settings.use_service_account_credentials:
+            continue
+        if ctrl.service_account:
+            ctrl.client = await client_for(ctrl.service_account)
+        for attr, account in ctrl.other_accounts.items():
+            setattr(ctrl, attr, await client_for(account))
+    return list(made.values()) + extra
+
+
 async def run_controllers(server: str, token: str, stop: asyncio.Event, settings: Settings | None = None) -> None:
     """Run every enabled loop until ``stop`` is set."""
     settings = settings or Settings()
@@ -80,6 +121,14 @@ async def run_controllers(server: str, token: str, stop: asyncio.Event, settings
     informers = Informers(client)
     recorder = Recorder(client)
     loops = [CONTROLLERS[name](client, informers, settings, recorder) for name in settings.controllers]
+    own: list[ApiClient] = []
+    while not stop.is_set():
+        try:
+            own = await controller_clients(client, loops, settings)
+            break
+        except (errors.StatusError, OSError, asyncio.TimeoutError) as exc:
+            log.warning("controller identities not ready (%s); retrying", exc)
+            await asyncio.sleep(1.0)
     for ctrl in loops:
         ctrl.setup()
         for kind in ctrl.kinds:
@@ -92,4 +141,6 @@ async def run_controllers(server: str, token: str, stop: asyncio.Event, settings
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for c in own:
+            await c.close()
         await client.close()

@@ -109,6 +109,7 @@ def merge_conditions(current: list[Obj], wanted: dict[str, tuple[str, str, str]]
 
 class NamespaceController(Controller):
     name = "namespace"
+    service_account = "namespace-controller"
     kinds = ("Namespace",)
 
     def setup(self) -> None:

@@ -46,6 +46,7 @@ class CIDRAllocator:
 
 class NodeIpamController(Controller):
     name = "nodeipam"
+    service_account = "node-controller"
     kinds = ("Node",)
 
     def setup(self) -> None:

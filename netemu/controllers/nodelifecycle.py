@@ -137,6 +137,7 @@ def not_ready_pod_conditions(pod: Obj, now: float) -> list[Obj] | None:
 
 class NodeLifecycleController(Controller):
     name = "nodelifecycle"
+    service_account = "node-controller"
     kinds = ("Node", "Lease", "Pod")
 
     def setup(self) -> None:

@@ -25,6 +25,8 @@ class Settings:
     service_cidr: str = "10.96.0.0/12"
     max_endpoints_per_slice: int = 100
     kubeconfig: str | None = None        # when set, the loops connect with it (CA included)
+    scheduler_kubeconfig: str | None = None   # the scheduler's own identity (else the manager's)
+    use_service_account_credentials: bool = True   # each controller as its kube-system ServiceAccount
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")

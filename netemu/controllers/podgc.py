@@ -15,6 +15,7 @@ def orphaned(pods: list[Obj], node_names: set[str]) -> list[Obj]:
 
 class PodGCController(Controller):
     name = "podgc"
+    service_account = "pod-garbage-collector"
     kinds = ("Pod", "Node")
 
     def setup(self) -> None:

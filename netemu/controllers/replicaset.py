@@ -18,7 +18,7 @@ from netemu.controllers.events import NORMAL, WARNING
 from netemu.controllers.kube import (Obj, condition, controller_ref, is_deleting, key_of, labels_of, meta,
                                      name_of, ns_of, owner_ref, parse_time, pod_is_active, pod_is_ready,
                                      selector_matches, uid_of)
-from netemu.controllers.runtime import Controller, Expectations, rt, split_key
+from netemu.controllers.runtime import Controller, Expectations, put_latest, rt, split_key
 
 BURST = 500  # upstream burstReplicas: at most this many creates/deletes per sync
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # upstream utilrand alphanumerics (no vowels)
@@ -140,6 +140,7 @@ def pod_from_template(rs: Obj, name: str) -> Obj:
 
 class ReplicaSetController(Controller):
     name = "replicaset"
+    service_account = "replicaset-controller"
     kinds = ("ReplicaSet", "Pod")
 
     def setup(self) -> None:
@@ -205,8 +206,9 @@ class ReplicaSetController(Controller):
         if self.expectations.satisfied(key):
             failure = await self._manage(key, rs, [p for p in owned if pod_is_active(p)])
         status = status_for(rs, owned, time.time(), failure)
-        if status_changed(rs, status):
-            await self.client.patch(rt("ReplicaSet"), name, {"status": status}, ns, subresource="status")
+        if status_changed(rs, status):           # PUT, as upstream's controller (its role has no patch)
+            await put_latest(self.client, rt("ReplicaSet"), rs, lambda r: {**r, "status": status},
+                             subresource="status")
         min_ready = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
         if min_ready and status["readyReplicas"] != status["availableReplicas"]:
             self.queue.add_after(key, 1.0)  # re-check when pods become available

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from netemu.api import errors
 from netemu.api.kinds import ResourceType, by_kind_name
@@ -117,9 +117,16 @@ class Controller:
     name = "controller"
     kinds: tuple[str, ...] = ()
     workers = 1
+    # the kube-system ServiceAccount it writes as (upstream's --use-service-account-credentials),
+    # and other clients it needs under other accounts: attribute -> account
+    service_account: str | None = None
+    other_accounts: dict[str, str] = {}
 
     def __init__(self, client: ApiClient, informers: Informers, settings: Any, recorder: Any):
         self.client, self.informers, self.settings, self.recorder = client, informers, settings, recorder
+        self.manager_client = client        # the controller manager's own identity
+        for attr in self.other_accounts:
+            setattr(self, attr, client)
         self.queue = WorkQueue()
         self._background: set[asyncio.Task] = set()
 
@@ -176,6 +183,24 @@ class Controller:
                 log.exception("%s: sync of %s failed", self.name, key)
             finally:
                 self.queue.done(key, ok)
+
+
+async def put_latest(client: ApiClient, rt_: ResourceType, obj: dict[str, Any],
+                     change: Callable[[dict[str, Any]], dict[str, Any]], *, subresource: str | None = None,
+                     attempts: int = 4) -> dict[str, Any]:
+    """PUT ``change(obj)`` (the object or its ``status``): what upstream's controllers do, and
+    all their roles allow (update, not patch). A cached copy may be stale: on a Conflict the
+    latest object is read and ``change`` applied to it again, at once -- a requeue with backoff
+    would hold the write back for seconds behind each of the controller's own writes."""
+    for attempt in range(attempts):
+        try:
+            return await client.update(rt_, change(obj), subresource=subresource)
+        except errors.Conflict:
+            if attempt == attempts - 1:
+                raise
+            md = obj.get("metadata") or {}
+            obj = await client.get(rt_, md["name"], md.get("namespace"))
+    raise AssertionError("unreachable")
 
 
 def split_key(key: str) -> tuple[str | None, str]:

@@ -39,6 +39,7 @@ def needs_token(sa: Obj, secrets_in_ns: list[Obj]) -> bool:
 
 class ServiceAccountController(Controller):
     name = "serviceaccount"
+    service_account = "service-account-controller"
     kinds = ("Namespace", "ServiceAccount", "Secret")
 
     def setup(self) -> None:
@@ -65,6 +66,7 @@ class ServiceAccountController(Controller):
         for sa in self.cache("ServiceAccount").list(key):
             if needs_token(sa, self.cache("Secret").list(key)):
                 try:
-                    await self.client.create(rt("Secret"), token_secret(sa), key)
+                    # upstream's token controller runs as the controller manager itself
+                    await self.manager_client.create(rt("Secret"), token_secret(sa), key)
                 except errors.AlreadyExists:
                     pass

@@ -19,9 +19,11 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from netemu.apiserver import auth, bootstrap, certs, fieldcheck, watch
+from netemu.apiserver import auth, bootstrap, certs, eventttl, fieldcheck, watch
 from netemu.apiserver.app import ApiServer
 from netemu.apiserver.registry import Registry, default_hooks
+from netemu.apiserver.sa_token import TokenIssuer
+from netemu.apiserver.security import ADMIN_USER, Security
 from netemu.apiserver.services import ServiceIPs, allocations_for, service_ips
 from netemu.client import kubeconfig
 from netemu.procmem import shrink_tls_read_buffers, trim_periodically
@@ -42,7 +44,25 @@ class ServerConfig:
     advertise_address: str | None = None   # the IP pods reach us at (kubernetes endpoints, cert)
     service_cidr: str = bootstrap.DEFAULT_SERVICE_CIDR
     node_ports: tuple[int, int] = (30000, 32767)
+    authorization_mode: str = "RBAC"       # or AlwaysAllow (upstream's --authorization-mode)
+    event_ttl: float = eventttl.DEFAULT_TTL     # seconds an Event lives after its last change
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# kubeadm's component kubeconfigs in the state dir: file -> (user, groups)
+COMPONENT_KUBECONFIGS = {"controller-manager.conf": ("system:kube-controller-manager", ()),
+                         "scheduler.conf": ("system:kube-scheduler", ())}
+
+
+def write_component_kubeconfigs(state_dir: Path, url: str, ca_pem: bytes) -> dict[str, Path]:
+    """controller-manager.conf and scheduler.conf: each component's own X.509 identity."""
+    out = {}
+    for name, (user, groups) in COMPONENT_KUBECONFIGS.items():
+        cert, key = certs.issue_client(state_dir, user, groups)
+        path = Path(state_dir) / name
+        kubeconfig.write(path, kubeconfig.render(url, ca_data=ca_pem, client_cert=cert, client_key=key, user=user))
+        out[name] = path
+    return out
 
 
 @dataclass
@@ -69,10 +89,12 @@ def _url(host: str, port: int) -> str:
     return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
-async def _start_controllers(config: ServerConfig, url: str, token: str, kubeconfig_path: Path,
+async def _start_controllers(config: ServerConfig, url: str, token: str, kubeconfigs: dict[str, Path],
                              stop: asyncio.Event) -> asyncio.Task | None:
-    """The controllers in this process, as a task; they verify our certificate with the CA in
-    the kubeconfig just written (when their settings take one and name none)."""
+    """The controllers in this process, as a task, with kubeadm's component identities:
+    controller-manager.conf for the manager (which gives each controller its ServiceAccount's
+    token) and scheduler.conf for the scheduler (when their settings take kubeconfigs and name
+    none)."""
     if not config.controllers:
         return None
     try:
@@ -82,7 +104,9 @@ async def _start_controllers(config: ServerConfig, url: str, token: str, kubecon
         return None
     settings = config.controller_settings
     if dataclasses.is_dataclass(settings) and hasattr(settings, "kubeconfig") and not settings.kubeconfig:
-        settings = dataclasses.replace(settings, kubeconfig=str(kubeconfig_path))
+        settings = dataclasses.replace(settings, kubeconfig=str(kubeconfigs["controller-manager.conf"]))
+    if dataclasses.is_dataclass(settings) and getattr(settings, "scheduler_kubeconfig", "x") is None:
+        settings = dataclasses.replace(settings, scheduler_kubeconfig=str(kubeconfigs["scheduler.conf"]))
     return asyncio.ensure_future(run_controllers(url, token, stop, settings))
 
 
@@ -102,10 +126,12 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
         hooks = dict(default_hooks(store), Service=ServiceIPs(store, allocations_for(config.service_cidr,
                                                                                       config.node_ports)))
         registry = Registry(store, hooks=hooks)
+        token = auth.load_or_create_token(config.state_dir)
+        security = Security.build(registry, {token: ADMIN_USER}, TokenIssuer.load_or_create(config.state_dir),
+                                  mode=config.authorization_mode)
         await registry.start()
         fieldcheck.warm_up()                    # import the schemas now, not on the first write
-        token = auth.load_or_create_token(config.state_dir)
-        api = ApiServer(registry, {token}, server_address=f"{client_host(config.host)}:{config.port}",
+        api = ApiServer(registry, security, server_address=f"{client_host(config.host)}:{config.port}",
                         bookmark_interval=config.bookmark_interval)
         runner = web.AppRunner(api.app, access_log=None, shutdown_timeout=3.0)
         await runner.setup()
@@ -117,15 +143,18 @@ async def serve(config: ServerConfig, stop: asyncio.Event,
         port = runner.addresses[0][1] if config.port == 0 else config.port
         await bootstrap.bootstrap(registry, advertise, port, config.service_cidr)
         url = _url(config.host, port)
+        components = write_component_kubeconfigs(config.state_dir, url, ca_pem)
         path = Path(config.state_dir) / auth.KUBECONFIG_FILE
-        kubeconfig.write(path, kubeconfig.render(url, token, ca_data=ca_pem))
+        kubeconfig.write(path, kubeconfig.render(url, token, ca_data=ca_pem, user="kubernetes-admin"))
         api.ready = True
-        controllers = await _start_controllers(config, url, token, path, controllers_stop)
+        controllers = await _start_controllers(config, url, token, components, controllers_stop)
         if on_ready:
             on_ready(Running(url, token, path, api))
         trimmer = asyncio.ensure_future(trim_periodically(stop, TRIM_PERIOD))
+        events_ttl = asyncio.ensure_future(eventttl.run(registry, stop, config.event_ttl))
         await stop.wait()
         trimmer.cancel()
+        await asyncio.gather(events_ttl, return_exceptions=True)
     finally:
         controllers_stop.set()
         if controllers is not None:

@@ -96,3 +96,69 @@ def test_delete_f_of_a_namespace_and_its_objects_exits_0_through_terminating(ser
     assert ('configmaps "late" is forbidden: unable to create new content in namespace closing because '
             "it is being terminated") in refused.stderr
     assert server.kubectl("get", "all", "-n", "shop", "-o", "name").stdout.strip() == ""
+
+
+def _user_kubeconfig(server: ApiServerProcess, tmp_path, user: str, groups: tuple[str, ...]) -> str:
+    """A kubeconfig with a client certificate signed by the cluster CA (CN=user, O=groups)."""
+    from netemu.apiserver import certs
+    from netemu.client import kubeconfig
+    access = kubeconfig.load(server.kubeconfig)
+    cert, key = certs.issue_client(server.state_dir, user, groups)
+    path = tmp_path / f"{user}.kubeconfig"
+    kubeconfig.write(path, kubeconfig.render(access.server, ca_data=access.ca_data, client_cert=cert,
+                                             client_key=key, user=user))
+    return str(path)
+
+
+def test_can_i_create_token_and_a_service_account_forbidden_until_bound(server, tmp_path):
+    k = server.kubectl
+    assert k("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout == "kubernetes-admin"
+    assert k("auth", "can-i", "*", "*").stdout.strip() == "yes"
+    k("create", "serviceaccount", "bot")
+    token = k("create", "token", "bot", "--duration", "15m").stdout.strip()
+    assert token.count(".") == 2
+    from netemu.client import kubeconfig
+    access = kubeconfig.load(server.kubeconfig)
+    bot_config = tmp_path / "bot.kubeconfig"
+    kubeconfig.write(bot_config, kubeconfig.render(access.server, token, ca_data=access.ca_data, user="bot"))
+    as_bot = ["--kubeconfig", str(bot_config)]
+    denied = k(*as_bot, "get", "pods", check=False)
+    assert denied.returncode == 1
+    assert ('Error from server (Forbidden): pods is forbidden: User "system:serviceaccount:default:bot" cannot '
+            'list resource "pods" in API group "" in the namespace "default"') in denied.stderr
+    sa = "system:serviceaccount:default:bot"
+    assert k("auth", "can-i", "list", "pods", "--as", sa, check=False).stdout.strip() == "no"
+    k("create", "rolebinding", "bot-view", "--clusterrole=view", "--serviceaccount=default:bot")
+    assert k("auth", "can-i", "list", "pods", "--as", sa).stdout.strip() == "yes"
+    assert k("auth", "can-i", "create", "pods", "--as", sa, check=False).stdout.strip() == "no"
+    assert k("auth", "can-i", "list", "pods", "-n", "kube-system", "--as", sa, check=False).returncode == 1
+    allowed = k(*as_bot, "get", "pods")
+    assert allowed.returncode == 0
+    listing = k("auth", "can-i", "--list", "--as", sa).stdout
+    assert "pods" in listing and "[get list watch]" in listing
+
+
+def test_client_certificate_users_and_groups(server, tmp_path):
+    jane = _user_kubeconfig(server, tmp_path, "jane", ("devs",))
+    env_k = lambda *a, **kw: server.kubectl(*a, kubeconfig=jane, **kw)  # noqa: E731
+    assert env_k("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout == "jane"
+    denied = env_k("get", "deployments", check=False)
+    assert 'User "jane" cannot list resource "deployments" in API group "apps" in the namespace "default"' \
+        in denied.stderr
+    server.kubectl("create", "clusterrolebinding", "devs-edit", "--clusterrole=edit", "--group=devs")
+    assert env_k("auth", "can-i", "create", "deployments").stdout.strip() == "yes"
+    env_k("create", "deployment", "web", "--image=nginx")
+    assert env_k("auth", "can-i", "create", "rolebindings", check=False).stdout.strip() == "no"
+    admin = _user_kubeconfig(server, tmp_path, "root", ("system:masters",))
+    assert server.kubectl("auth", "can-i", "*", "*", kubeconfig=admin).stdout.strip() == "yes"
+
+
+def test_explain_reads_the_openapi_v3_schemas(server):
+    out = server.kubectl("explain", "pod.spec.containers.ports").stdout
+    assert "FIELD: ports <[]ContainerPort>" in out and "containerPort\t<integer> -required-" in out
+    out = server.kubectl("explain", "deployment.spec.strategy").stdout
+    assert "GROUP:      apps" in out and "Type of deployment." in out
+    out = server.kubectl("explain", "ingress.spec.rules.http.paths.pathType").stdout
+    assert "pathType" in out
+    unknown = server.kubectl("explain", "pod.spec.nosuchfield", check=False)
+    assert unknown.returncode == 1 and 'field "nosuchfield" does not exist' in unknown.stderr

@@ -72,18 +72,25 @@ def test_bootstrap_objects_and_discovery(tmp_path):
         assert code == 200 and doc["kind"] == "APIResourceList"
         code, _ = await raw(srv, "GET", "/healthz", token=False)
         assert code == 200
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, rbac_policy=True)
 
 
-def test_auth_missing_and_wrong_token_are_401(tmp_path):
+def test_auth_wrong_token_is_401_and_anonymous_is_403(tmp_path):
+    """Upstream with anonymous auth on (kubeadm's default): no credentials is system:anonymous,
+    which may read /version and /healthz only; a token nobody owns is 401."""
     async def scenario(srv):
         code, doc = await raw(srv, "GET", "/api/v1/nodes", token=False)
-        assert code == 401 and doc["reason"] == "Unauthorized" and doc["kind"] == "Status"
+        assert code == 403 and doc["reason"] == "Forbidden" and doc["kind"] == "Status"
+        assert doc["message"] == ('nodes is forbidden: User "system:anonymous" cannot list resource "nodes" '
+                                  'in API group "" at the cluster scope')
+        assert doc["details"] == {"kind": "nodes"}                     # Go leaves out empty fields
+        code, doc = await raw(srv, "GET", "/api", token=False)
+        assert code == 403 and doc["message"] == 'forbidden: User "system:anonymous" cannot get path "/api"'
         code, doc = await raw(srv, "GET", "/api/v1/nodes", token=False, headers={"Authorization": "Bearer nope"})
-        assert code == 401
+        assert code == 401 and doc["reason"] == "Unauthorized" and doc["kind"] == "Status"
         code, _ = await raw(srv, "GET", "/version", token=False)
         assert code == 200
-    run(tmp_path, scenario)
+    run(tmp_path, scenario, rbac_policy=True)
 
 
 def test_crud_and_conflicts(tmp_path):
@@ -587,7 +594,7 @@ def test_metrics_count_requests_by_verb_resource_and_code(tmp_path):
             await srv.client.create(CM, cm("m"))
         await srv.client.list(CM, "default")
         code, _ = await raw(srv, "GET", "/metrics", token=False)
-        assert code == 401
+        assert code == 403
         code, text = await raw(srv, "GET", "/metrics")
         assert code == 200
         assert ('apiserver_request_total{code="201",group="",resource="configmaps",subresource="",'

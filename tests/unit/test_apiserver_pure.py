@@ -235,11 +235,29 @@ def test_token_is_created_once_with_mode_0600(tmp_path):
     token = auth.load_or_create_token(tmp_path)
     assert len(token) >= 32 and auth.load_or_create_token(tmp_path) == token
     assert stat.S_IMODE(os.stat(tmp_path / auth.TOKEN_FILE).st_mode) == 0o600
-    auth.check(f"Bearer {token}", {token})
-    for header in (None, "", "Bearer wrong", f"Basic {token}", token):
+
+
+def test_authenticator_static_token_anonymous_and_401():
+    import asyncio
+
+    from netemu.apiserver.authn import ANONYMOUS, Authenticator
+    from netemu.apiserver.security import ADMIN_USER
+    authn = Authenticator({"s3cret": ADMIN_USER})
+
+    def who(header, cert=None):
+        return asyncio.run(authn.authenticate(header, cert))
+    assert who("Bearer s3cret").name == "kubernetes-admin"
+    assert set(who("Bearer s3cret").groups) == {"kubeadm:cluster-admins", "system:authenticated"}
+    for header in (None, "", "Basic s3cret", "s3cret", "Bearer "):          # no bearer token: anonymous
+        assert who(header) == ANONYMOUS
+    for header in ("Bearer wrong", "Bearer s3cret2", "bearer a.b.c"):        # a token nobody owns: 401
         with pytest.raises(errors.Unauthorized):
-            auth.check(header, {token})
-    assert auth.is_public("/healthz") and auth.is_public("/version") and not auth.is_public("/api")
+            who(header)
+    cert = {"subject": ((("organizationName", "devs"),), (("organizationName", "ops"),), (("commonName", "jane"),))}
+    jane = who("Bearer wrong", cert)                                         # a client certificate comes first
+    assert jane.name == "jane" and jane.groups == ("devs", "ops", "system:authenticated")
+    with pytest.raises(errors.Unauthorized):
+        asyncio.run(Authenticator({}, anonymous=False).authenticate(None, None))
 
 
 def test_event_columns_like_kubectl_get_events():

@@ -61,3 +61,23 @@ def test_names_are_deterministic_and_short():
         pod_netns("../../etc")
     assert pod_hostname({"metadata": {"name": "web-1"}, "spec": {}}) == "web-1"
     assert pod_hostname({"metadata": {"name": "web-1"}, "spec": {"hostname": "h"}}) == "h"
+
+
+@pytest.mark.parametrize("container,argv", [
+    ({"image": "busybox", "args": ["sleep", "3600"]}, ["sleep", "3600"]),            # kubectl run bb -- sleep 3600
+    ({"image": "busybox:1.36"}, ["sh"]),                                               # the image's CMD
+    ({"image": "docker.io/library/alpine:3.20", "command": ["sh", "-c", "echo hi"]}, ["sh", "-c", "echo hi"]),
+    ({"image": "debian:12"}, ["bash"]),
+    ({"image": "ubuntu"}, ["bash"]),
+    ({"image": "curlimages/curl:8.10.1", "args": ["-s", "http://web"]}, ["curl", "-s", "http://web"]),  # ENTRYPOINT curl
+    ({"image": "python:3.12", "command": ["python3", "-c", "print(1)"]}, ["python3", "-c", "print(1)"]),
+    ({"image": "busybox", "command": ["busybox", "wget", "-qO-", "http://web"]}, ["wget", "-qO-", "http://web"]),
+])
+def test_userland_images_run_the_nodes_userland_as_docker_would(container, argv):
+    assert resolve(container) == Process(argv)
+
+
+def test_images_that_need_their_own_filesystem_keep_the_clear_error():
+    how = resolve({"image": "redis"})
+    assert isinstance(how, Unsupported) and how.reason == "ImageNotSupported"
+    assert "userland images (busybox, alpine" in how.message

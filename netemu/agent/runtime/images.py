@@ -24,12 +24,18 @@ COREDNS_REPOS = frozenset({"registry.k8s.io/coredns/coredns", "k8s.gcr.io/coredn
 INGRESS_NGINX_REPOS = frozenset({"registry.k8s.io/ingress-nginx/controller", "k8s.gcr.io/ingress-nginx/controller",
                                  "registry.k8s.io/ingress-nginx/controller-chroot"})
 AGNHOST_APPS = ("netexec", "serve-hostname", "pause")
+# Userland images: the node's own userland stands in for theirs. repository -> (ENTRYPOINT,
+# CMD) of the real image, so a container with args only (``kubectl run bb --image=busybox --
+# sleep 3600``) or nothing (``-it ... -- sh`` gives args) runs what Docker would run.
+USERLAND = {"busybox": ([], ["sh"]), "alpine": ([], ["/bin/sh"]), "debian": ([], ["bash"]),
+            "ubuntu": ([], ["bash"]), "curlimages/curl": (["curl"], []), "python": ([], ["python3"])}
 
 SUPPORTED_TEXT = ("built-in images: registry.k8s.io/e2e-test-images/agnhost (args netexec, "
                   "serve-hostname or pause), nginx (HTTP on 80), registry.k8s.io/pause, "
                   "registry.k8s.io/coredns/coredns (-conf FILE from a configMap volume), "
                   "registry.k8s.io/ingress-nginx/controller; any other "
-                  "image needs a command, run from the node's own binaries")
+                  "image needs a command, run from the node's own binaries; userland images (busybox, alpine, debian, "
+                  "ubuntu, curlimages/curl, python) run their command or args with the node's own userland")
 
 REASON_UNSUPPORTED = "ImageNotSupported"
 
@@ -100,6 +106,9 @@ def resolve(container: dict) -> Builtin | Process | Unsupported:
         return _server_image("coredns", "coredns", parse_coredns, command, args)
     if repo in INGRESS_NGINX_REPOS:
         return _server_image("ingress-nginx", "nginx-ingress-controller", parse_ingress_nginx, command, args)
+    userland = USERLAND.get(userland_name(repo))
+    if userland is not None:
+        return Process(userland_argv(userland, command, args))
     if command:
         return Process(command + args)
     if repo in NGINX_REPOS:
@@ -108,6 +117,24 @@ def resolve(container: dict) -> Builtin | Process | Unsupported:
         return Builtin("pause", {})
     return Unsupported(REASON_UNSUPPORTED,
                        f"image {image!r} cannot run here: it has no command; {SUPPORTED_TEXT}")
+
+
+def userland_name(repo: str) -> str:
+    """``docker.io/library/busybox`` -> ``busybox``; ``docker.io/curlimages/curl`` -> ``curlimages/curl``."""
+    for prefix in ("docker.io/library/", "library/", "docker.io/", "index.docker.io/library/"):
+        if repo.startswith(prefix):
+            return repo[len(prefix):]
+    return repo
+
+
+def userland_argv(image: tuple[list[str], list[str]], command: list[str], args: list[str]) -> list[str]:
+    """Docker's rule: ``command`` replaces the ENTRYPOINT, ``args`` the CMD. A leading
+    ``busybox APPLET`` runs the host's APPLET (busybox is the host's userland here)."""
+    entrypoint, cmd = image
+    argv = command + args if command else entrypoint + (args or cmd)
+    if len(argv) > 1 and argv[0].rsplit("/", 1)[-1] == "busybox":
+        argv = argv[1:]
+    return argv
 
 
 # -- agnhost flags (Go pflag style: --name=value, --name value, bare --bool) -----------------

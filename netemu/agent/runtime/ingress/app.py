@@ -120,8 +120,9 @@ class IngressController(ApiApp):
             self._rebuild()
             try:
                 await self._update_status()
-            except Exception as exc:  # an API hiccup: next round
+            except Exception as exc:  # an API hiccup, or a stale copy (Conflict): again soon
                 log.warning("ingress status update failed: %s", exc)
+                self.dirty.set()
             await asyncio.sleep(0.1)
 
     def _served(self) -> list[dict]:
@@ -174,8 +175,10 @@ class IngressController(ApiApp):
             if current == lb:
                 continue
             meta = ing["metadata"]
-            await self.api.patch(INGRESS, meta["name"], {"status": {"loadBalancer": {"ingress": lb or None}}},
-                                 meta.get("namespace"), subresource="status")
+            # a PUT of the status, as the real controller's UpdateStatus (its Role grants only
+            # ingresses/status update); a stale copy is a Conflict, retried on the next sync
+            await self.api.update_status(INGRESS, {**ing, "status": {**(ing.get("status") or {}),
+                                                                     "loadBalancer": {"ingress": lb or None}}})
             self.ctx.log.write(f'updating Ingress status ingress="{meta.get("namespace")}/{meta["name"]}" '
                                f"currentValue={current} newValue={lb}")
 
