@@ -37,17 +37,19 @@ class Clock:
     mono0: float
     wall0: float
     shift: float = 0.0
-    hold_from: float | None = None             # a held event's nominal time: later items wait
-    released: asyncio.Event = field(default_factory=asyncio.Event)
+    holds: list = field(default_factory=list)  # (nominal at, settled Event) of each wait: true event
 
     def now(self) -> float:
         return time.monotonic() - self.mono0
 
-    async def until(self, nominal: float) -> None:
-        """Sleep until ``nominal`` (plus the shift; held while an earlier event settles)."""
+    async def until(self, nominal: float, held: bool = True) -> None:
+        """Sleep until ``nominal`` (plus the shift), and (``held``) never before every ``wait:
+        true`` event due at or before it has settled: a phase starting with such an event waits
+        for it. The events themselves run one after another, so they pass ``held=False``."""
         while True:
-            if self.hold_from is not None and nominal >= self.hold_from:
-                await self.released.wait()
+            pending = [done for at, done in self.holds if held and at <= nominal and not done.is_set()]
+            if pending:
+                await pending[0].wait()
                 continue
             left = nominal + self.shift - self.now()
             if left <= 0:
@@ -76,6 +78,7 @@ class EventRecord:
     waited: float = 0.0
     details: dict = field(default_factory=dict)
     error: str | None = None
+    settled: asyncio.Event | None = None      # set when a wait: true event has settled
 
     def to_dict(self) -> dict:
         ev = self.event
@@ -130,11 +133,9 @@ async def _events(records: list[EventRecord], clock: Clock, ctx: actions.Context
                   scrapers: Scrapers, log: Callable[[str], None]) -> None:
     for rec in records:
         ev = rec.event
-        await clock.until(ev.at)
+        await clock.until(ev.at, held=False)
         rec.start = clock.now()
         log(f"t={rec.start:5.1f}s event {ev.label()}")
-        if ev.wait:
-            clock.hold_from, clock.released = ev.at, asyncio.Event()
         try:
             params = {k: v for k, v in ev.params.items() if not k.startswith("_")}
             rec.details = await actions.ACTIONS[ev.kind](ctx, params)
@@ -147,8 +148,7 @@ async def _events(records: list[EventRecord], clock: Clock, ctx: actions.Context
             rec.end = clock.now()
             if ev.wait:
                 clock.shift += max(0.0, rec.end - (ev.at + clock.shift))
-                clock.hold_from = None
-                clock.released.set()
+                rec.settled.set()
 
 
 async def run_timeline(scenario: Scenario, handle: Handle, client, scrapers: Scrapers,
@@ -158,7 +158,8 @@ async def run_timeline(scenario: Scenario, handle: Handle, client, scrapers: Scr
     ctx = actions.Context(client, handle, scenario.name, random.Random(scenario.seed))
     clock = Clock(time.monotonic(), time.time())
     phases = [PhaseRecord(ph) for ph in scenario.phases]
-    events = [EventRecord(i, ev) for i, ev in enumerate(scenario.events)]
+    events = [EventRecord(i, ev, settled=asyncio.Event() if ev.wait else None) for i, ev in enumerate(scenario.events)]
+    clock.holds = [(rec.event.at, rec.settled) for rec in events if rec.settled is not None]
     tasks = [asyncio.ensure_future(_phase(rec, clock, handle, log)) for rec in phases]
     timeline = asyncio.ensure_future(_events(events, clock, ctx, scenario, scrapers, log))
     restore_failures: list[str] = []

@@ -157,3 +157,23 @@ def test_link_shaping_argv():
 def test_second_share_is_what_series_uses():
     assert Second(0, ok=4, endpoints={"a": 1, "b": 3}).share() == {"a": 0.25, "b": 0.75}
     assert json.loads(json.dumps(result([{"ok": 1, "endpoints": {"a": 1}}]).to_dict(), default=str))["ok"] == 1
+
+
+def test_a_phase_due_with_a_waiting_event_starts_after_it_has_settled():
+    import asyncio
+    import time as clock_time
+
+    from netemu.experiments.timeline import Clock
+
+    async def go():
+        settled = asyncio.Event()
+        clock = Clock(clock_time.monotonic(), clock_time.time(), holds=[(0.0, settled)])
+        phase = asyncio.ensure_future(clock.until(0.0))
+        event = asyncio.ensure_future(clock.until(0.0, held=False))     # the event itself is not held
+        await asyncio.sleep(0.1)
+        assert event.done() and not phase.done()
+        settled.set()
+        await asyncio.wait_for(phase, 1)
+        later = asyncio.ensure_future(clock.until(-1.0))                 # due before the hold: not held
+        await asyncio.wait_for(later, 1)
+    asyncio.run(go())
