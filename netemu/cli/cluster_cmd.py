@@ -64,6 +64,10 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--addons", default=None, metavar="LIST",
                    help="cluster add-ons to install: coredns (the cluster DNS, default), ingress-nginx "
                         "(the ingress controller), comma-separated, or none (default with --fake-agents)")
+    p.add_argument("--edge", action="store_true",
+                   help="the emulated cloud in front: an internet segment (external clients, 203.0.113.0/24) and a "
+                        "provider load balancer owning every LoadBalancer IP, spreading connections over the "
+                        "nodes' NodePorts with health checks (ETP Local) and loadBalancerSourceRanges")
     p.add_argument("--fake-agents", action="store_true",
                    help="KWOK-style stand-in agents: nodes register and heartbeat, no pods run "
                         "(emulator and control-plane experiments)")
@@ -117,7 +121,7 @@ def prepare(args):
     return plan, topo, Options(proxy_mode=args.proxy_mode, proxy_args=proxy_args,
                                store=args.store, switch=switch, timeout=args.timeout,
                                apiserver_args=list(args.apiserver_arg), agent_args=list(args.agent_arg),
-                               fake_agents=args.fake_agents, addons=chosen)
+                               fake_agents=args.fake_agents, addons=chosen, edge=args.edge)
 
 
 def check_memory(args, workers: int) -> None:
@@ -222,6 +226,7 @@ def _argv_for_supervisor(args) -> list[str]:
     argv += ["--topo", args.topo] if args.topo else ["--nodes", str(args.nodes if args.nodes is not None else 2)]
     argv += ["--fake-agents"] if args.fake_agents else []
     argv += ["--addons", args.addons] if args.addons is not None else []
+    argv += ["--edge"] if args.edge else []
     argv += [f"--node-proxy-mode={v}" for v in args.node_proxy_mode]
     argv += [f"--apiserver-arg={a}" for a in args.apiserver_arg] + [f"--agent-arg={a}" for a in args.agent_arg]
     return argv

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "netemu.cli.agent_cmd",
     "netemu.cli.cluster_cmd",
     "netemu.cli.node_component_cmd",
+    "netemu.cli.node_cmd",
     "netemu.cli.apply_get_delete_cmd",
     "netemu.cli.exec_logs_cmd",
     "netemu.cli.demo_cmd",

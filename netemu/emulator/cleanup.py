@@ -12,7 +12,9 @@ What belongs to the cluster (all derived from its 4-hex id, see plan.py, plus cl
   address goes with its bridge). KUBE-* rules lived inside the node namespaces and die with them;
 - external client hosts (external.py): namespaces ``nex-<id>-*`` (treated as a node's: the
   processes inside them go too), their veths ``n<id>x<hex>`` and the state dir's externals/;
-- the pods' /etc files (/etc/netns/<pod netns>/: resolv.conf, hosts) with their namespaces.
+- the pods' /etc files (/etc/netns/<pod netns>/: resolv.conf, hosts) with their namespaces;
+- the edge (cloud/edge.py): the LB host's namespace ``nel-<id>`` (its processes too), its veths
+  ``n<id>l0``/``n<id>l1`` and the internet bridge ``n<id>i``.
 
 ``plan_cleanup`` is pure (unit-tested with made-up machines); ``gather`` and ``apply`` are the
 edges. Running it twice is harmless: the second run finds nothing.
@@ -31,6 +33,7 @@ from pathlib import Path
 from netemu.agent.runtime.etcfiles import netns_etc_dir, remove_etc
 from netemu.agent.runtime.names import POD_NETNS_PREFIX, pod_netns
 from netemu.emulator import processes
+from netemu.emulator.cloud.edge import EDGE_NETNS_PREFIX
 from netemu.emulator.external import EXTERNAL_NETNS_PREFIX, EXTERNALS_DIR
 from netemu.emulator.plan import NODE_CONTROL_DIR, cluster_id, mn_prefix
 from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, read_json
@@ -78,7 +81,8 @@ def plan_cleanup(cid: str, state_dir: str, doc: dict | None, machine: Machine, m
                  known_pods: set[str] = frozenset()) -> Cleanup:
     """``known_pods``: pod netns names the cluster's node state records (``recorded_pod_netns``)."""
     plan = Cleanup()
-    node_ns = sorted(n for n in machine.netns if n.startswith((f"nen-{cid}-", f"{EXTERNAL_NETNS_PREFIX}{cid}-")))
+    node_ns = sorted(n for n in machine.netns if n.startswith((f"nen-{cid}-", f"{EXTERNAL_NETNS_PREFIX}{cid}-"))
+                     or n == f"{EDGE_NETNS_PREFIX}{cid}")
     pods = sorted(p for p in machine.netns if p.startswith(POD_NETNS_PREFIX) and (
         machine.pod_peers.get(p, set()) & set(node_ns) or p in known_pods))
     ours = {machine.netns_keys[n] for n in node_ns + pods if n in machine.netns_keys}
@@ -96,7 +100,7 @@ def plan_cleanup(cid: str, state_dir: str, doc: dict | None, machine: Machine, m
     kill.discard(me)
     plan.kill = sorted(kill)
     plan.pod_netns, plan.node_netns = pods, node_ns
-    link = re.compile(rf"^{mn_prefix(cid)}([hs]\d+(-eth\d+)?|x[0-9a-f]{{6}})$")
+    link = re.compile(rf"^{mn_prefix(cid)}([hs]\d+(-eth\d+)?|x[0-9a-f]{{6}}|i|l[01])$")
     plan.links = sorted(name for name in machine.links if link.match(name))
     return plan
 

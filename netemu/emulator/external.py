@@ -9,6 +9,9 @@ taken from the top down below the LoadBalancer pool (.199, .198, ... of the last
 never meets a node (nodes count up from .2) or an LB address.
 
 It has a connected route to the node network only: nothing it sends can leave the emulation.
+With ``netemu up --edge`` the default external hosts are internet clients instead: on the edge's
+internet segment (203.0.113.10 up), their default route via the provider LB host (cloud/edge.py),
+which is also how a NodePort or a LoadBalancer IP is reached from them.
 Made on demand (``netemu traffic --from external``), kept for the next run, and removed with the
 cluster: ``netemu down`` and ``netemu cleanup`` find it by its names (cleanup.py), like a node's.
 ``ensure``/``remove`` are idempotent and serialised by a lock in the state dir. Other pieces
@@ -27,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from netemu.emulator.cloud.edge import Edge, client_ips
 from netemu.emulator.plan import cluster_id, mn_prefix
 from netemu.emulator.state import CLUSTER_FILE, read_json, write_json
 
@@ -49,6 +53,7 @@ class External:
     prefixlen: int
     link: str                          # root-namespace end of its veth, a port of ``bridge``
     bridge: str
+    gateway: str | None = None         # on the internet segment: the LB host (its default route)
 
     @property
     def cidr(self) -> str:
@@ -148,9 +153,12 @@ def ensure(state_dir: str, name: str = DEFAULT_NAME, switch: str | None = None) 
             return have
         taken = {n.get("ip") for n in (doc.get("nodes") or {}).values()} | {doc.get("root_ip")}
         taken |= {e.ip for e in known.values() if e.name != name}
-        net = ipaddress.ip_network(doc["node_network"])
-        ext = External(name, external_netns(cid, name), pick_ip(doc["node_network"], taken), net.prefixlen,
-                       external_link(cid, name), _bridge(doc, switch))
+        if doc.get("edge") and switch is None:
+            ext = _internet_client(Edge.from_dict(doc["edge"]), cid, name, taken)
+        else:
+            net = ipaddress.ip_network(doc["node_network"])
+            ext = External(name, external_netns(cid, name), pick_ip(doc["node_network"], taken), net.prefixlen,
+                           external_link(cid, name), _bridge(doc, switch))
         try:
             _plumb(ext)
         except BaseException:
@@ -160,6 +168,15 @@ def ensure(state_dir: str, name: str = DEFAULT_NAME, switch: str | None = None) 
         return ext
 
 
+def _internet_client(edge: Edge, cid: str, name: str, taken: set) -> External:
+    """A client on the edge's internet segment, routed through the LB host."""
+    free = [ip for ip in client_ips(edge) if ip not in taken]
+    if not free:
+        raise ExternalError(f"no free address for an internet client in {edge.internet_cidr}")
+    return External(name, external_netns(cid, name), free[0], ipaddress.ip_network(edge.internet_cidr).prefixlen,
+                    external_link(cid, name), edge.bridge, edge.gateway)
+
+
 def _plumb(ext: External) -> None:
     _run(["ip", "netns", "add", ext.netns])
     _run(["ip", "link", "add", ext.link, "type", "veth", "peer", "name", "eth0", "netns", ext.netns])
@@ -167,6 +184,8 @@ def _plumb(ext: External) -> None:
     _run(["ip", "-n", ext.netns, "link", "set", "lo", "up"])
     _run(["ip", "-n", ext.netns, "addr", "add", ext.cidr, "dev", "eth0"])
     _run(["ip", "-n", ext.netns, "link", "set", "eth0", "up"])
+    if ext.gateway:
+        _run(["ip", "-n", ext.netns, "route", "add", "default", "via", ext.gateway])
 
 
 def _unplumb(ext: External) -> None:

@@ -28,10 +28,13 @@ from pathlib import Path
 from typing import Callable
 
 from netemu.agent.proxy.modes import DEFAULT as DEFAULT_PROXY_MODE
-from netemu.emulator import addons, cleanup, network, orphans, processes, ready
+from netemu.emulator import addons, cleanup, network, nodeops, orphans, processes, ready
 from netemu.emulator.launcher import Launcher
 from netemu.emulator.plan import (ClusterPlan, agent_argv, apiserver_argv, node_control_socket,
                                   node_runtime_socket, nsenter)
+from netemu.emulator.cloud import edge as edge_net
+from netemu.emulator.cloud.health import HealthSettings
+from netemu.emulator.cloud.provider import CloudProvider
 from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, lock_cluster, write_json
 
 log = logging.getLogger(__name__)
@@ -49,13 +52,15 @@ class Options:
     agent_args: list = field(default_factory=list)
     fake_agents: bool = False      # KWOK-style stand-ins (fakeagent.py) instead of `netemu agent`
     addons: tuple = addons.DEFAULT  # cluster add-ons (emulator/addons/): coredns, ingress-nginx
+    edge: bool = False             # the internet segment and the provider load balancer (cloud/edge.py)
+    lb_health: HealthSettings = field(default_factory=HealthSettings)
 
 
 class Stopped(Exception):
     """SIGTERM/SIGINT arrived while the cluster was still coming up."""
 
 
-class Supervisor:
+class Supervisor(nodeops.NodeHostOps):
     def __init__(self, plan: ClusterPlan, topo, options: Options, report: Callable[[dict], None] | None = None):
         self.plan, self.topo, self.options = plan, topo, options
         self.state = Path(plan.state_dir)
@@ -74,6 +79,9 @@ class Supervisor:
         self.net_lock = threading.Lock()
         self.t0 = time.monotonic()
         self.timings: dict[str, float] = {}     # phase -> seconds after start when it began
+        self.edge: edge_net.Edge | None = None
+        self.kubeconfig = ""
+        self.cloud: CloudProvider | None = None
         self.agent_argv: dict[str, list[str]] = {}      # node -> how its agent was started
         self.stopped_agents: set[str] = set()           # stopped on request (op agent): not a crash
 
@@ -106,7 +114,8 @@ class Supervisor:
                 "launcher_pid": self.launcher.pid if self.launcher else None,
                 "proxy_mode": self.options.proxy_mode, "store": self.options.store,
                 "switches": list(self.plan.switches.values()),
-                "root_switch": self.plan.root_switch, "timings": self.timings, "nodes": nodes}
+                "root_switch": self.plan.root_switch, "timings": self.timings, "nodes": nodes,
+                "edge": self.edge.to_dict() if self.edge else None}
 
     def node_proxy_mode(self, node) -> str:
         """The topology's per-node proxy_mode host param, else `up --proxy-mode`."""
@@ -178,6 +187,11 @@ class Supervisor:
         self.host_pids = network.attach(self.plan, self.net)
         network.default_routes(self.plan, self.net)
         network.give_root_address(self.plan)
+        if self.options.edge:
+            self.report("network", "building the internet edge and the provider load balancer")
+            self.edge = edge_net.plan_edge(self.plan.cluster_id, self.plan.node_network, self.plan.root_switch)
+            edge_net.build(self.edge)
+            edge_net.route_nodes(self.edge, [n.netns for n in self.plan.nodes])
         self.write_cluster()
         self.report("control-plane", f"starting the API server on {self.plan.control_plane.ip}")
         kubeconfig = self.start_control_plane()
@@ -185,7 +199,10 @@ class Supervisor:
         if self.options.addons:
             self.report("addons", f"applying {', '.join(self.options.addons)}")
             asyncio.run(self.apply_addons(kubeconfig))
+        self.cloud = CloudProvider(kubeconfig, self.instances, self.edge, self.options.lb_health)
+        self.cloud.start()
         self.report("agents", f"forking {len(self.plan.workers)} nodes' processes")
+        self.kubeconfig = kubeconfig
         for node in self.plan.workers:
             self.start_node(node, kubeconfig)
         self.write_cluster()
@@ -292,6 +309,10 @@ class Supervisor:
                     raise RuntimeError(gone or f"etcd did not start (see {self.logs / 'etcd.log'})")
                 time.sleep(0.1)
 
+    def instances(self) -> set[str]:
+        """The node hosts the cloud runs now (the cloud node-lifecycle controller asks)."""
+        return {n.name for n in self.plan.workers}
+
     def note_exits(self) -> None:
         """Reap and log (once) a process that exited while the cluster runs. The cluster's own
         processes are not restarted (a dead API server is the user's signal); a node's
@@ -327,6 +348,8 @@ class Supervisor:
         """Agents first (they may finish pods), then the control plane, then Mininet; whatever is
         left (pod namespaces, attached node namespaces, links) goes by cleanup's rules."""
         self.report("stopping", "stopping agents, control plane and network")
+        if self.cloud is not None:
+            self.cloud.stop()
         agents = [p.pid for n, p in self.procs.items() if n.startswith("agent/")]
         processes.stop(agents + list(self.node_pids.values()), grace=15)  # nodes stop theirs in 10 s
         if self.launcher is not None:
@@ -340,6 +363,8 @@ class Supervisor:
         plan.kill = [pid for pid in plan.kill if pid not in shells]   # Mininet stops its own shells
         cleanup.apply(cleanup.Cleanup(kill=plan.kill, pod_netns=plan.pod_netns))
         self.report("stopping network", "stopping Mininet")
+        if self.edge is not None:
+            edge_net.remove(self.edge)
         if self.net is not None:
             with self.net_lock:
                 network.stop(self.net)
@@ -389,6 +414,10 @@ class Supervisor:
         if op == "agent":
             return self.set_agent(str(request.get("node")), str(request.get("action")),
                                   str(request.get("component") or "agent"))
+        if op == "node-add":
+            return self.add_node(request)
+        if op == "node-remove":
+            return self.remove_node(str(request.get("node")))
         return {"error": f"unknown operation {op!r}"}
 
     def set_agent(self, node: str, action: str, component: str = "agent") -> dict:

@@ -1,0 +1,81 @@
+"""The provider load balancer's health checks of its targets, from the LB host's namespace.
+
+As a cloud LB checks instances: externalTrafficPolicy Local asks kube-proxy's health-check
+NodePort (``GET /healthz``: 200 while the node has a ready local endpoint, 503 without), Cluster
+connects to the NodePort (TCP). A target changes state after ``rise`` passes or ``fall``
+failures in a row (a new target starts unhealthy, as AWS NLB's "initial" state, and needs
+``rise`` passes). Defaults are quicker than a cloud's (2 s interval, 2/2) so experiments see
+failover within seconds; ``netemu up --edge`` takes them from its options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from netemu.agent.runtime.probe import http_get, tcp_connect
+
+Key = tuple[str, str, int]            # (service namespace/name, node IP, port checked)
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    interval: float = 2.0
+    timeout: float = 1.0
+    rise: int = 2
+    fall: int = 2
+
+
+@dataclass
+class TargetState:
+    healthy: bool = False
+    passes: int = 0
+    failures: int = 0
+
+    def record(self, ok: bool, settings: HealthSettings) -> bool:
+        """Fold one result in; True when the verdict changed."""
+        if ok:
+            self.passes, self.failures = self.passes + 1, 0
+            if not self.healthy and self.passes >= settings.rise:
+                self.healthy = True
+                return True
+        else:
+            self.failures, self.passes = self.failures + 1, 0
+            if self.healthy and self.failures >= settings.fall:
+                self.healthy = False
+                return True
+        return False
+
+
+@dataclass
+class HealthChecker:
+    netns: str | None
+    settings: HealthSettings = field(default_factory=HealthSettings)
+    states: dict[Key, TargetState] = field(default_factory=dict)
+
+    def healthy(self, service: str, ip: str, port: int | None) -> bool:
+        if port is None:
+            return True                    # nothing to ask (a UDP-only Service): always in
+        state = self.states.get((service, ip, port))
+        return bool(state and state.healthy)
+
+    async def check(self, wanted: dict[Key, bool]) -> bool:
+        """Probe every (service, node, port) in ``wanted`` ({key: http?}) once; forget the
+        others. True when some verdict changed."""
+        for key in list(self.states):
+            if key not in wanted:
+                del self.states[key]
+        keys = list(wanted)
+        results = await asyncio.gather(*(self._probe(k[1], k[2], wanted[k]) for k in keys))
+        changed = False
+        for key, ok in zip(keys, results):
+            changed |= self.states.setdefault(key, TargetState()).record(ok, self.settings)
+        return changed
+
+    async def _probe(self, ip: str, port: int, http: bool) -> bool:
+        t = self.settings.timeout
+        if http:
+            result = await http_get(ip, port, "/healthz", t, netns=self.netns)
+        else:
+            result = await tcp_connect(ip, port, t, netns=self.netns)
+        return result.ok

@@ -1,0 +1,149 @@
+"""The emulated cloud, pure parts: the edge's addressing, the provider LB's listeners and nft
+table, its health checks' state machine, the cloud node-lifecycle decision, planning a node
+added to a running cluster, and cleanup finding the edge by name."""
+
+import asyncio
+
+import pytest
+
+from netemu.emulator import cleanup, nodeops
+from netemu.emulator.cloud import lbplan
+from netemu.emulator.cloud.edge import EdgeError, client_ips, plan_edge
+from netemu.emulator.cloud.health import HealthChecker, HealthSettings, TargetState
+from netemu.emulator.cloud.nodes import deleting_event, to_delete
+from netemu.emulator.plan import PlanError, make_plan
+
+
+def node(name, ip, ready=True, labels=None):
+    return {"metadata": {"name": name, "labels": labels or {}},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}],
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def lb_service(name, ip="172.31.5.200", local=False, ranges=None, ports=((80, 30080, "TCP"),), hc=31000):
+    spec = {"type": "LoadBalancer", "ports": [{"port": p, "nodePort": np, "protocol": pr} for p, np, pr in ports]}
+    if local:
+        spec.update(externalTrafficPolicy="Local", healthCheckNodePort=hc)
+    if ranges:
+        spec["loadBalancerSourceRanges"] = ranges
+    return {"metadata": {"name": name, "namespace": "default"}, "spec": spec,
+            "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
+
+
+NODES = [node("worker", "172.31.5.3"), node("worker2", "172.31.5.4"),
+         node("edge-excluded", "172.31.5.9", labels={lbplan.EXCLUDE_LABEL: ""})]
+
+
+def test_edge_addresses_sit_above_the_lb_pool_and_clients_from_ten():
+    edge = plan_edge("ab12", "172.31.5.0/24", "nab12s1")
+    assert (edge.netns, edge.bridge, edge.node_link, edge.internet_link) == ("nel-ab12", "nab12i", "nab12l0", "nab12l1")
+    assert edge.node_ip == "172.31.5.254" and edge.gateway == "203.0.113.1"
+    assert client_ips(edge)[:2] == ["203.0.113.10", "203.0.113.11"]
+    with pytest.raises(EdgeError):
+        plan_edge("ab12", "203.0.113.0/24", "s")
+
+
+def test_listeners_target_healthy_nodes_and_fail_open():
+    svc = lb_service("web", local=True)
+    healthy = lambda key, target, port: target.node == "worker2" and port == 31000   # noqa: E731
+    (lis,) = lbplan.listeners([svc], NODES, healthy)
+    assert [t.node for t in lis.targets] == ["worker2"] and lis.local and lis.health_port == 31000
+    (open_,) = lbplan.listeners([svc], NODES, lambda *a: False)
+    assert [t.node for t in open_.targets] == ["worker", "worker2"]     # none healthy: all (not the excluded one)
+    (cluster,) = lbplan.listeners([lb_service("c")], NODES, lambda *a: True)
+    assert cluster.health_port == 30080 and not cluster.local
+
+
+def test_source_ranges_from_the_field_or_the_annotation():
+    assert lbplan.source_ranges(lb_service("a", ranges=["10.0.0.0/8", "192.168.0.0/16"])) == ("10.0.0.0/8", "192.168.0.0/16")
+    svc = lb_service("b")
+    svc["metadata"]["annotations"] = {lbplan.RANGES_ANNOTATION: "203.0.113.10/32, 198.51.100.0/24"}
+    assert lbplan.source_ranges(svc) == ("198.51.100.0/24", "203.0.113.10/32")
+    assert lbplan.source_ranges(lb_service("c", ranges=["0.0.0.0/0"])) == ()
+
+
+def test_render_is_one_table_replaced_atomically():
+    svcs = [lb_service("web", ranges=["203.0.113.10/32"], ports=((80, 30080, "TCP"), (53, 30053, "UDP"))),
+            {"metadata": {"name": "plain", "namespace": "default"}, "spec": {"type": "ClusterIP"}}]
+    text = lbplan.render(lbplan.listeners(svcs, NODES, lambda *a: True))
+    lines = text.splitlines()
+    assert lines[:3] == ["table ip netemu-lb {}", "delete table ip netemu-lb", "table ip netemu-lb {"]
+    assert "ip daddr 172.31.5.200 tcp dport 80 ip saddr != { 203.0.113.10/32 } counter drop" in text
+    assert "ip daddr 172.31.5.200 udp dport 53 ip saddr != { 203.0.113.10/32 } counter drop" in text
+    assert "map { 0 : 172.31.5.3, 1 : 172.31.5.4 } : 30080" in text and ": 30053" in text
+    assert text.count("jump lb-") == 2 and "plain" not in text
+
+
+def test_health_state_needs_rise_passes_and_fall_failures():
+    s, st = HealthSettings(rise=2, fall=2), TargetState()
+    assert not st.record(True, s) and not st.healthy
+    assert st.record(True, s) and st.healthy
+    assert not st.record(False, s) and st.healthy
+    assert st.record(False, s) and not st.healthy
+
+
+def test_health_checker_probes_and_forgets(monkeypatch):
+    checker = HealthChecker(None, HealthSettings(rise=1, fall=1))
+    answers = {("10.0.0.1", 31000): True, ("10.0.0.2", 31000): False}
+
+    async def probe(ip, port, http):
+        return answers[(ip, port)]
+    monkeypatch.setattr(checker, "_probe", probe)
+    asyncio.run(checker.check({("s", "10.0.0.1", 31000): True, ("s", "10.0.0.2", 31000): True}))
+    assert checker.healthy("s", "10.0.0.1", 31000) and not checker.healthy("s", "10.0.0.2", 31000)
+    asyncio.run(checker.check({}))
+    assert checker.states == {} and checker.healthy("s", "10.0.0.9", None)
+
+
+def test_cloud_deletes_not_ready_nodes_without_an_instance_only():
+    nodes = [node("a", "1.1.1.1"), node("b", "1.1.1.2", ready=False), node("c", "1.1.1.3", ready=False)]
+    assert to_delete(nodes, {"a", "c"}) == ["b"]
+    assert to_delete(nodes, {"a"}) == ["b", "c"]
+    assert to_delete([node("a", "1.1.1.1")], set()) == []              # Ready: kept until it is not
+    assert deleting_event(nodes[1])["message"] == "Deleting node b because it does not exist in the cloud provider"
+
+
+class Topo:
+    def __init__(self, hosts, links, switches=("s1",)):
+        self._hosts, self._links, self._switches = hosts, links, switches
+
+    def hosts(self, sort=False):
+        return list(self._hosts)
+
+    def switches(self, sort=False):
+        return list(self._switches)
+
+    def nodeInfo(self, name):
+        return self._hosts.get(name, {})
+
+    def links(self, sort=False, withKeys=False, withInfo=False):
+        return self._links
+
+
+def small_plan(tmp_path):
+    topo = Topo({"control-plane": {"role": "control-plane"}, "worker": {}}, [("control-plane", "s1"), ("worker", "s1")])
+    return make_plan(topo, str(tmp_path), "172.31.7.0/24")
+
+
+def test_a_new_node_gets_the_next_host_and_a_free_address(tmp_path):
+    plan = small_plan(tmp_path)
+    plan2, new = nodeops.plan_node(plan, "worker3", zone="zone-b", labels={"disk": "ssd"}, taints=["dedicated=db:NoSchedule"])
+    assert new.mn_name.endswith("h2") and new.ip == "172.31.7.4" and new.netns.endswith("-worker3")
+    assert new.labels == {"disk": "ssd", "topology.kubernetes.io/zone": "zone-b", "node-role.kubernetes.io/worker": ""}
+    assert new.taints == ("dedicated=db:NoSchedule",) and plan2.nodes[-1] == new
+    assert nodeops.plan_node(plan2, "w4", taken={"172.31.7.5"})[1].ip == "172.31.7.6"
+    with pytest.raises(PlanError, match="already exists"):
+        nodeops.plan_node(plan2, "worker3")
+    with pytest.raises(PlanError, match="lowercase DNS name"):
+        nodeops.plan_node(plan, "Worker_3")
+    with pytest.raises(PlanError, match="control plane"):
+        nodeops.without_node(plan, "control-plane")
+    assert [n.name for n in nodeops.without_node(plan2, "worker3")[0].nodes] == ["control-plane", "worker"]
+
+
+def test_cleanup_finds_the_edge_by_name():
+    machine = cleanup.Machine(netns=["nel-ab12", "nel-ffff", "nen-ab12-worker"], pod_peers={}, netns_keys={},
+                              procs=[], links=["nab12i", "nab12l0", "nab12l1", "nffffi", "nab12s1"])
+    plan = cleanup.plan_cleanup("ab12", "/tmp/x", None, machine, me=1)
+    assert plan.node_netns == ["nel-ab12", "nen-ab12-worker"]
+    assert plan.links == ["nab12i", "nab12l0", "nab12l1", "nab12s1"]
