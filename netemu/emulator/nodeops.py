@@ -18,9 +18,9 @@ import dataclasses
 import ipaddress
 import os
 import re
-import subprocess
 
 from netemu.emulator import cleanup, external, processes
+from netemu.emulator.network import run
 from netemu.emulator.cloud import edge as edge_net
 from netemu.emulator.plan import (ROLE_LABEL, ZONE_LABEL, ClusterPlan, NodePlan, PlanError, mn_prefix,
                                   node_control_socket, node_netns, node_runtime_socket, parse_taint)
@@ -71,12 +71,6 @@ def without_node(plan: ClusterPlan, name: str) -> tuple[ClusterPlan, NodePlan]:
     return dataclasses.replace(plan, nodes=tuple(n for n in plan.nodes if n.name != name)), node
 
 
-def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc
-
 
 def attach_host(net, plan: ClusterPlan, node: NodePlan, switch: str) -> int:
     """Make ``node`` a running Mininet host on ``switch`` (a Mininet switch name); its shell pid."""
@@ -87,10 +81,10 @@ def attach_host(net, plan: ClusterPlan, node: NodePlan, switch: str) -> int:
         if hasattr(type(sw), "attach"):
             sw.attach(link.intf2)            # Open vSwitch
         else:
-            _run(["ip", "link", "set", link.intf2.name, "master", switch, "up"])
+            run(["ip", "link", "set", link.intf2.name, "master", switch, "up"])
         host.configDefault()
-        _run(["ip", "netns", "attach", node.netns, str(host.pid)])
-        _run(["ip", "-n", node.netns, "route", "replace", "default", "dev", host.defaultIntf().name, "scope", "link"])
+        run(["ip", "netns", "attach", node.netns, str(host.pid)])
+        run(["ip", "-n", node.netns, "route", "replace", "default", "dev", host.defaultIntf().name, "scope", "link"])
     except BaseException:
         detach_host(net, node)
         raise
@@ -122,7 +116,7 @@ def detach_host(net, node: NodePlan) -> list[str]:
     cleanup.apply(cleanup.Cleanup(pod_netns=pods))
     if host is not None:
         net.delHost(host)
-    _run(["ip", "netns", "delete", node.netns], check=False)
+    run(["ip", "netns", "delete", node.netns], check=False)
     return pods
 
 

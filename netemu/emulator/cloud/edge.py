@@ -21,9 +21,9 @@ Everything is named from the cluster id, so ``netemu cleanup`` finds it after a 
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 from dataclasses import asdict, dataclass
 
+from netemu.emulator.network import run
 from netemu.emulator.plan import mn_prefix
 
 INTERNET_CIDR = "203.0.113.0/24"
@@ -32,7 +32,7 @@ FIRST_CLIENT = 10                  # internet clients from .10 up
 
 
 class EdgeError(RuntimeError):
-    """The edge could not be built; the message names the command that failed."""
+    """The edge cannot be planned (addresses that clash); building errors are NetworkError."""
 
 
 @dataclass(frozen=True)
@@ -77,33 +77,27 @@ def client_ips(edge: Edge) -> list[str]:
     return [str(inet.network_address + k) for k in range(FIRST_CLIENT, inet.num_addresses - 1)]
 
 
-def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise EdgeError(f"{' '.join(argv)}: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc
-
 
 def build(edge: Edge) -> None:
     """The internet bridge and the LB host with its two legs; undone on failure."""
     try:
-        _run(["ip", "link", "add", edge.bridge, "type", "bridge"])
-        _run(["ip", "link", "set", "dev", edge.bridge, "type", "bridge", "nf_call_iptables", "0"], check=False)
-        _run(["ip", "link", "set", edge.bridge, "up"])
-        _run(["ip", "netns", "add", edge.netns])
+        run(["ip", "link", "add", edge.bridge, "type", "bridge"])
+        run(["ip", "link", "set", "dev", edge.bridge, "type", "bridge", "nf_call_iptables", "0"], check=False)
+        run(["ip", "link", "set", edge.bridge, "up"])
+        run(["ip", "netns", "add", edge.netns])
         ns = ["ip", "-n", edge.netns]
         for link, peer, master in ((edge.node_link, "eth0", edge.switch), (edge.internet_link, "eth1", edge.bridge)):
-            _run(["ip", "link", "add", link, "type", "veth", "peer", "name", peer, "netns", edge.netns])
-            _run(["ip", "link", "set", link, "master", master, "up"])
-        _run(ns + ["link", "set", "lo", "up"])
-        _run(ns + ["addr", "add", f"{edge.node_ip}/{edge.node_prefixlen}", "dev", "eth0"])
-        _run(ns + ["addr", "add", f"{edge.gateway}/{ipaddress.ip_network(edge.internet_cidr).prefixlen}", "dev", "eth1"])
+            run(["ip", "link", "add", link, "type", "veth", "peer", "name", peer, "netns", edge.netns])
+            run(["ip", "link", "set", link, "master", master, "up"])
+        run(ns + ["link", "set", "lo", "up"])
+        run(ns + ["addr", "add", f"{edge.node_ip}/{edge.node_prefixlen}", "dev", "eth0"])
+        run(ns + ["addr", "add", f"{edge.gateway}/{ipaddress.ip_network(edge.internet_cidr).prefixlen}", "dev", "eth1"])
         for dev in ("eth0", "eth1"):
-            _run(ns + ["link", "set", dev, "up"])
+            run(ns + ["link", "set", dev, "up"])
         sysctl = ["ip", "netns", "exec", edge.netns, "sysctl", "-q", "-w"]
-        _run(sysctl + ["net.ipv4.ip_forward=1"])
+        run(sysctl + ["net.ipv4.ip_forward=1"])
         for key in ("all", "default", "eth0", "eth1"):
-            _run(sysctl + [f"net.ipv4.conf.{key}.rp_filter=0"])
+            run(sysctl + [f"net.ipv4.conf.{key}.rp_filter=0"])
     except BaseException:
         remove(edge)
         raise
@@ -112,11 +106,11 @@ def build(edge: Edge) -> None:
 def route_nodes(edge: Edge, node_netns: list[str]) -> None:
     """Each node reaches the internet through the LB host (and so answers clients through it)."""
     for ns in node_netns:
-        _run(["ip", "-n", ns, "route", "replace", edge.internet_cidr, "via", edge.node_ip])
+        run(["ip", "-n", ns, "route", "replace", edge.internet_cidr, "via", edge.node_ip])
 
 
 def remove(edge: Edge) -> None:
     """Idempotent: the veths go with the namespace or by name, then the bridge."""
-    _run(["ip", "netns", "delete", edge.netns], check=False)
+    run(["ip", "netns", "delete", edge.netns], check=False)
     for link in (edge.node_link, edge.internet_link, edge.bridge):
-        _run(["ip", "link", "delete", link], check=False)
+        run(["ip", "link", "delete", link], check=False)
