@@ -45,6 +45,7 @@ class Listener:
     source_ranges: tuple[str, ...]
     local: bool                    # externalTrafficPolicy Local
     health_port: int | None        # what the health check asks (healthCheckNodePort or the NodePort)
+    fail_open: bool = False        # no target passed its checks: every node gets connections
 
 
 def node_targets(nodes: list[dict]) -> list[Target]:
@@ -91,7 +92,7 @@ def listeners(services: list[dict], nodes: list[dict], healthy) -> list[Listener
             good = tuple(t for t in targets if healthy(key, t, health_port))
             for ip in ips:
                 out.append(Listener(key, ip, proto, int(port["port"]), int(port["nodePort"]), good or tuple(targets),
-                                    ranges, local, health_port))
+                                    ranges, local, health_port, not good and bool(targets)))
     return sorted(out, key=lambda l: (l.ip, l.protocol, l.port))
 
 
@@ -121,7 +122,8 @@ def render(all_listeners: list[Listener]) -> str:
         pick = ", ".join(f"{i} : {t.ip}" for i, t in enumerate(lis.targets))
         lines += [f"  chain {chain_name(lis)} {{",
                   f'    comment "{lis.service} {lis.ip}:{lis.port}/{lis.protocol} -> NodePort {lis.node_port} on '
-                  f'{", ".join(t.node for t in lis.targets)}"',
+                  f'{", ".join(t.node for t in lis.targets)}'
+                  f'{" (fail open: no target passes its health check)" if lis.fail_open else " (healthy)"}"',
                   f"    counter dnat to jhash ip saddr . {lis.protocol} sport mod {n} seed {SEED:#x} "
                   f"map {{ {pick} }} : {lis.node_port}",
                   "  }"]
