@@ -70,6 +70,8 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         c = self.config
+        if self.kube_proxy is not None:     # first: a mode this kernel cannot run stops the agent before it starts anything
+            self.kube_proxy.prepare()
         os.makedirs(c.kubelet.log_dir, exist_ok=True)
         await self.logs.start()
         tasks = [asyncio.ensure_future(self.kubelet.run(stop)), asyncio.ensure_future(trim_periodically(stop, TRIM_PERIOD))]
@@ -117,9 +119,15 @@ class KubeProxy:
         self.proxier = None
         self.servers: list = []
 
+    def prepare(self) -> None:
+        """Make the mode's Proxier (modes.ModeUnavailable, before anything changed, when this
+        kernel or host cannot run the mode)."""
+        if self.proxier is None:
+            self.proxier = make_proxier(self.config)
+
     async def run(self, stop: asyncio.Event) -> None:
         c = self.config
-        self.proxier = make_proxier(c)
+        self.prepare()
         if c.metrics_bind_address:
             from netemu.agent.proxy.metrics import MetricsServer
             self.servers.append(MetricsServer(self.proxier.metrics, c.metrics_bind_address))

@@ -8,6 +8,7 @@ import argparse
 import logging
 
 from netemu.agent import flags
+from netemu.agent.proxy import modes
 from netemu.cli.main import Command, UsageError
 
 DEFAULT_STATE = flags.DEFAULT_STATE
@@ -32,7 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from netemu.agent.agent import run_agent
     logging.getLogger("netemu").setLevel(min(logging.getLogger().level, logging.INFO))
     print(f"netemu agent for node {args.node} ({args.node_ip}); state in {config.state_dir}", flush=True)
-    return run_agent(config)
+    try:
+        return run_agent(config)
+    except modes.ModeUnavailable as exc:      # before the agent started anything: one line, exit 2
+        raise UsageError(str(exc)) from None
 
 
 COMMANDS = [Command("agent", "run a node's kubelet and kube-proxy (one process per node)", _add_arguments, run)]

@@ -13,4 +13,5 @@ named one by one in that contract.
 - ``netnslab``           namespaces, bridges, veths, echo servers for one experiment (``Lab``)
 - ``agentlab``           ``netemu apiserver`` + one ``netemu agent`` in namespaces of their own
 - ``iptables_verify``    this machine's iptables (nft, legacy; IPv4, IPv6) against the rule builder (root)
+- ``ipvs_fake``          a node kernel for the IPVS mode in memory (IPVS table, kube-ipvs0, ipsets, iptables)
 """

@@ -71,13 +71,21 @@ def fake_mode():
 
 # ---- the registry as every caller sees it -------------------------------------------------
 
-def test_the_registry_knows_three_modes_and_runs_two():
-    assert modes.names() == ("iptables", "nftables", "ipvs")
-    assert modes.selectable() == ("iptables", "nftables") and modes.DEFAULT == "iptables"
+@pytest.fixture
+def sketch_mode():
+    """A mode known to the registry (its kernel needs, its cleanup) that nothing can run yet."""
+    modes.register(modes.Mode("sketch", "sketch proxy mode", ("nf_conntrack",), "nothing works"))
+    yield
+    modes.unregister("sketch")
+
+
+def test_the_registry_knows_three_modes_and_runs_them(sketch_mode):
+    assert modes.names()[:3] == ("iptables", "nftables", "ipvs")
+    assert modes.selectable() == ("iptables", "nftables", "ipvs") and modes.DEFAULT == "iptables"
     assert [m.name for m in modes.with_hook("cleanup")] == ["iptables", "nftables", "ipvs"]
-    assert modes.choose("nftables").name == "nftables"
+    assert modes.choose("ipvs").name == "ipvs"
     with pytest.raises(modes.ModeError, match="not yet implemented"):
-        modes.choose("ipvs")
+        modes.choose("sketch")
     with pytest.raises(modes.ModeError, match="choose one of iptables"):
         modes.choose("userspace")
 
@@ -137,7 +145,7 @@ def test_proxy_render_selects_the_registered_mode(fake_mode, tmp_path, capsys):
     # a mode without a tracer cannot trace
     assert main(["trace", "--mode", "fake", "-f", str(tmp_path / "svc.yaml"), "--src", "10.0.0.1",
                  "--dst", "10.96.0.50", "--dport", "80"]) == 2
-    assert "--mode fake: not yet implemented (iptables, nftables are)" in capsys.readouterr().err
+    assert "--mode fake: not yet implemented (iptables, nftables, ipvs are)" in capsys.readouterr().err
 
 
 def test_agent_runs_the_registered_mode(fake_mode, tmp_path, monkeypatch, capsys):
@@ -161,7 +169,7 @@ def test_agent_runs_the_registered_mode(fake_mode, tmp_path, monkeypatch, capsys
     assert "invalid choice: 'userspace'" in capsys.readouterr().err
 
 
-def test_up_hands_the_modes_flags_to_every_agent(fake_mode):
+def test_up_hands_the_modes_flags_to_every_agent(fake_mode, sketch_mode):
     from netemu.cli import cluster_cmd
     from netemu.emulator.plan import agent_argv, make_plan
     from topologies.cluster import ClusterTopo
@@ -174,7 +182,7 @@ def test_up_hands_the_modes_flags_to_every_agent(fake_mode):
     assert argv[argv.index("--proxy-mode") + 1:argv.index("--proxy-mode") + 4] == ["fake", "--fake-flavour", "spicy"]
     default = build_parser(cluster_cmd.COMMANDS).parse_args(["up"])
     assert cluster_cmd.proxy_argv(default) == ["--iptables-backend", "auto"]
-    for bad, message in ((["--proxy-mode", "ipvs"], "not yet implemented"),
+    for bad, message in ((["--proxy-mode", "sketch"], "not yet implemented"),
                          (["--proxy-mode", "fake", "--iptables-backend", "nft"], "option of proxy mode iptables")):
         with pytest.raises(UsageError, match=message):
             cluster_cmd.proxy_argv(build_parser(cluster_cmd.COMMANDS).parse_args(["up", *bad]))

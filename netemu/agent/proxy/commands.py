@@ -30,11 +30,24 @@ def local_exec(argv: list[str], input: str | None = None) -> Result:
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+class NetnsExec:
+    """An Exec that runs every argv inside ``netns`` (kube-proxy of the node living there); the
+    namespace's name stays readable (``netns_of``) for what talks netlink instead of running argv."""
+
+    def __init__(self, netns: str):
+        self.netns = netns
+
+    def __call__(self, argv: list[str], input: str | None = None) -> Result:
+        return local_exec(["ip", "netns", "exec", self.netns, *argv], input)
+
+
 def netns_exec(netns: str) -> Exec:
-    """An Exec that runs every argv inside ``netns`` (kube-proxy of the node living there)."""
-    def run(argv: list[str], input: str | None = None) -> Result:
-        return local_exec(["ip", "netns", "exec", netns, *argv], input)
-    return run
+    return NetnsExec(netns)
+
+
+def netns_of(exec_: Exec) -> str | None:
+    """The named namespace an Exec runs in (None: this process's own, or unknown)."""
+    return getattr(exec_, "netns", None)
 
 
 def exec_in(netns: str | None) -> Exec:

@@ -39,11 +39,13 @@ class CleanupReport:
 
 class Leftovers:
     """What a mode's cleanup step works with: an Exec (``ip netns exec NAME`` with a netns, this
-    namespace's otherwise; tests pass a fake), ``which`` for the tools, and the report."""
+    namespace's otherwise; tests pass a fake), ``which`` for the tools, the netns's name, and the
+    report."""
 
-    def __init__(self, exec_: Exec, which: Callable[[str], str | None] = shutil.which):
+    def __init__(self, exec_: Exec, which: Callable[[str], str | None] = shutil.which, netns: str | None = None):
         self.exec = exec_
         self.which = which
+        self.netns = netns          # for a mode that talks netlink there instead of running argv
         self.report = CleanupReport()
 
     def run(self, argv: list[str], stdin: str | None = None) -> Result:
@@ -89,7 +91,7 @@ class Cleaner:
             self.steps.append(mode.hook("cleanup")(**mine))
 
     def cleanup(self) -> CleanupReport:
-        leftovers = Leftovers(self.exec, self._which)
+        leftovers = Leftovers(self.exec, self._which, self.netns)
         for step in self.steps:
             step(leftovers)
         return leftovers.report

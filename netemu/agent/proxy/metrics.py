@@ -38,20 +38,22 @@ PROGRAMMING_BUCKETS = sorted(set(_linear(0.25, 0.25, 2) + _linear(1, 1, 59)
 class ProxyMetrics:
     """The metric objects one proxier updates, in its own CollectorRegistry: the ones every mode
     exports, plus those upstream's RegisterMetrics registers for ``mode`` alone (iptables: the
-    restore failures and rule counts; nftables: its sync and cleanup failure counters)."""
+    restore failures and rule counts; nftables: its sync and cleanup failure counters; ipvs: the
+    iptables restore failures, and not the full/partial sync latencies, which it does not split)."""
 
     def __init__(self, mode: str = "iptables") -> None:
         self.mode = mode
         r = self.registry = CollectorRegistry()
+        split = r if mode != "ipvs" else None       # an unregistered metric works, unexposed
         self.sync_duration = Histogram(
             "kubeproxy_sync_proxy_rules_duration_seconds",
             "SyncProxyRules latency in seconds", buckets=SYNC_BUCKETS, registry=r)
         self.sync_full_duration = Histogram(
             "kubeproxy_sync_full_proxy_rules_duration_seconds",
-            "SyncProxyRules latency in seconds for full resyncs", buckets=SYNC_BUCKETS, registry=r)
+            "SyncProxyRules latency in seconds for full resyncs", buckets=SYNC_BUCKETS, registry=split)
         self.sync_partial_duration = Histogram(
             "kubeproxy_sync_partial_proxy_rules_duration_seconds",
-            "SyncProxyRules latency in seconds for partial resyncs", buckets=SYNC_BUCKETS, registry=r)
+            "SyncProxyRules latency in seconds for partial resyncs", buckets=SYNC_BUCKETS, registry=split)
         self.network_programming = Histogram(
             "kubeproxy_network_programming_duration_seconds",
             "In Cluster Network Programming Latency in seconds", buckets=PROGRAMMING_BUCKETS, registry=r)
@@ -84,12 +86,14 @@ class ProxyMetrics:
                 "kubeproxy_sync_proxy_rules_nftables_cleanup_failures",
                 "Total number of cleanup failures in nftables mode", registry=r)
             return
-        self.rules_total = Gauge(
-            "kubeproxy_sync_proxy_rules_iptables_total",
-            "Total number of iptables rules owned by kube-proxy", ["table"], registry=r)
         self.restore_failures = Counter(
             "kubeproxy_sync_proxy_rules_iptables_restore_failures",
             "Cumulative proxy iptables restore failures", registry=r)
+        if mode == "ipvs":
+            return
+        self.rules_total = Gauge(
+            "kubeproxy_sync_proxy_rules_iptables_total",
+            "Total number of iptables rules owned by kube-proxy", ["table"], registry=r)
         self.partial_restore_failures = Counter(
             "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures",
             "Cumulative proxy iptables partial restore failures", registry=r)
@@ -103,7 +107,7 @@ class ProxyMetrics:
             self.nftables_sync_failures.inc()
             return
         self.restore_failures.inc()
-        if not full:
+        if not full and self.mode != "ipvs":
             self.partial_restore_failures.inc()
 
     def observe_sync(self, seconds: float, full: bool) -> None:

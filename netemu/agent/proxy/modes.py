@@ -53,6 +53,11 @@ class ModeError(ValueError):
     """An unknown mode, a mode that cannot do what was asked, or a flag of another mode."""
 
 
+class ModeUnavailable(ModeError):
+    """A proxier hook found, before changing anything, that this kernel or host cannot run the
+    mode (its message is one line: what is missing and where to run instead)."""
+
+
 class Option(NamedTuple):
     """A flag of one mode for some of its hooks (``uses``: HOOKS names), offered by every command
     that calls them ("proxier": ``netemu agent``, ``up`` and ``proxy run``; "renderer": ``proxy
@@ -149,14 +154,21 @@ MODES: tuple[Mode, ...] = (
              Option("--transaction", "print the first sync's nft transaction instead of the resulting table",
                     ("renderer",), switch=True))),
     Mode("ipvs", "IPVS proxy mode", ("ip_vs", "ip_vs_rr", "dummy", "ip_set", "nf_conntrack"),
-         "kube-proxy cannot create virtual servers", renderer=f"{_P}.ipvs:rendering",
-         cleanup=f"{_P}.ipvs.cleanup:cleanup", options=(
+         "kube-proxy cannot create virtual servers", proxier=f"{_P}.ipvs.proxier:make_proxier",
+         renderer=f"{_P}.ipvs:rendering", tracer=f"{_P}.ipvs.trace:trace", cleanup=f"{_P}.ipvs.cleanup:cleanup",
+         options=(
              Option("--ipvs-scheduler", "IPVS scheduler of every virtual server (upstream's flag; "
                     "rr: round robin, wrr: weighted, lc/wlc: least connections, sh: source hashing, "
                     "mh: maglev hashing, ...)", ("proxier", "renderer"), _IPVS_SCHEDULERS, "rr"),
              Option("--nodeport-addresses", "CIDR whose node addresses get NodePort virtual servers (default: "
                     "every node address, as upstream's IPVS mode)", ("renderer", "proxier"), repeat=True,
-                    metavar="CIDR"))),
+                    metavar="CIDR"),
+             Option("--ipvs-strict-arp", "arp_ignore=1, arp_announce=2 (upstream's flag)", ("proxier",), switch=True),
+             Option("--ipvs-exclude-cidrs", "CIDR whose virtual servers kube-proxy leaves alone when it cleans up",
+                    ("proxier",), repeat=True, metavar="CIDR"),
+             *(Option(f"--ipvs-{name}-timeout", f"IPVS {what} connection timeout, e.g. 900s (default: the "
+                      "kernel's)", ("proxier",), metavar="DURATION")
+               for name, what in (("tcp", "idle TCP"), ("tcpfin", "TCP FIN_WAIT"), ("udp", "UDP"))))),
 )
 
 _registry: dict[str, Mode] = {m.name: m for m in MODES}

@@ -50,13 +50,19 @@ def nodeport_config(config: ProxyConfig | None, nodeport_addresses: Iterable[str
     config = config or ProxyConfig()
     if nodeport_addresses is None:
         return config
-    cidrs = []
-    for raw in (c.strip() for v in nodeport_addresses for c in v.split(",") if c.strip()):
+    return replace(config, nodeport_addresses=cidrs(nodeport_addresses, "--nodeport-addresses"))
+
+
+def cidrs(values: Iterable[str], flag: str) -> tuple[str, ...]:
+    """Normalised CIDRs from repeated and/or comma-separated flag values; ValueError naming the
+    flag for one that is not a CIDR."""
+    out = []
+    for raw in (c.strip() for v in values for c in v.split(",") if c.strip()):
         try:
-            cidrs.append(str(ipaddress.ip_network(raw, strict=False)))
+            out.append(str(ipaddress.ip_network(raw, strict=False)))
         except ValueError:
-            raise ValueError(f"--nodeport-addresses {raw!r} is not a CIDR") from None
-    return replace(config, nodeport_addresses=tuple(cidrs))
+            raise ValueError(f"{flag} {raw!r} is not a CIDR") from None
+    return tuple(out)
 
 
 def rendering(services: Iterable[Mapping[str, Any]], slices: Iterable[Mapping[str, Any]], node: NodeInfo,

@@ -109,8 +109,11 @@ class PlanCache:
                 services[key], reals[key] = svc.server, svc.reals
         ipsets = {S.name_for(n, ipv6): frozenset(c) for n, c in self._entries.items()}
         ipsets[S.name_for(S.IPVS_IPS, ipv6)] = frozenset(self._binds)
-        no_local = {policy: len(c) for policy, c in self._no_local.items()}
-        return Plan(services, reals, frozenset(self._binds), ipsets, self.rules or "", no_local)
+        return Plan(services, reals, frozenset(self._binds), ipsets, self.rules or "", self.no_local_counts())
+
+    def no_local_counts(self) -> dict[str, int]:
+        """Services with a Local policy and no local endpoint, per policy (upstream's metric)."""
+        return {policy: len(c) for policy, c in self._no_local.items()}
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _replace(self, spn: ServicePortName, info: ServicePortInfo | None,

@@ -92,6 +92,16 @@ class Tracer:
                            sorted(set(run.unevaluated)), list(dict.fromkeys(self.notes + run.notes)))
 
 
+    def through(self, packet: Packet, stages: list[str], node_ips: list[str] | tuple[str, ...] = (),
+                ipsets: dict[str, list[str]] | None = None, mark: int = 0, route: str = "forward") -> list[Outcome]:
+        """Run ``packet`` as it is now -- after a translation done outside iptables, by IPVS say --
+        through these stages only ("POSTROUTING" is nat's, the others filter's)."""
+        run = _Run(self, packet, list(node_ips), ipsets or {})
+        start = State(1.0, packet.src, packet.dst, packet.dport, mark)
+        with no_gc():
+            return [run.outcome(s, v, route) for s, v in run.stages(start, stages)]
+
+
 def _copy_table(t: Table) -> Table:
     """A new chain dict sharing the chains (the tracer adds chains, never changes one)."""
     return Table(t.name, dict(t.chains))

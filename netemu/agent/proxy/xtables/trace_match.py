@@ -160,12 +160,32 @@ class MatchEvaluator:
         return None
 
     def _ipset(self, opt, s: State):
+        """``-m set --match-set NAME dst[,dst[,src]]``: members as ``ipset save`` spells them -- an
+        address or CIDR, a port (bitmap:port), or several dimensions ("10.96.0.1,tcp:80",
+        "1.2.3.4,tcp:80,10.0.0.0/8"), each compared with the packet's src or dst as the flags say."""
         name, dirs = opt.values[0], opt.values[1].split(",")
         members = self.ipsets.get(name)
-        if members is None or len(dirs) != 1:
+        if members is None:
             return None
-        ip = s.src if dirs[0] == "src" else s.dst
-        return any(_in_net(ip, m) for m in members)
+        values = {"src": (s.src, self.packet.sport), "dst": (s.dst, s.dport)}
+        return any(_member_matches(m.split(","), dirs, values, self.proto) for m in members)
+
+
+def _member_matches(parts: list[str], dirs: list[str], values: dict, proto: str) -> bool:
+    if len(parts) != len(dirs):
+        return False
+    for part, direction in zip(parts, dirs):
+        ip, port = values[direction]
+        if ":" in part and part.split(":", 1)[0] in PROTO_NUMBERS:         # "tcp:80"
+            p, _, number = part.partition(":")
+            if p != proto or not number.isdigit() or int(number) != port:
+                return False
+        elif part.isdigit():                                               # a bitmap:port member
+            if int(part) != port:
+                return False
+        elif not _in_net(ip, part):
+            return False
+    return True
 
 
 @functools.lru_cache(maxsize=65536)
