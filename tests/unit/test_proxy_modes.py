@@ -188,7 +188,7 @@ def test_up_hands_the_modes_flags_to_every_agent(fake_mode, sketch_mode):
             cluster_cmd.proxy_argv(build_parser(cluster_cmd.COMMANDS).parse_args(["up", *bad]))
 
 
-def test_up_takes_a_proxy_mode_per_node(fake_mode):
+def test_up_takes_a_proxy_mode_per_node(fake_mode, sketch_mode):
     """--node-proxy-mode NODE=MODE: that node's agent runs MODE (with MODE's default flags); an
     unknown node or mode is refused before anything is made."""
     from netemu.cli import cluster_cmd
@@ -197,7 +197,7 @@ def test_up_takes_a_proxy_mode_per_node(fake_mode):
     from topologies.cluster import ClusterTopo
 
     assert cluster_cmd.node_proxy_modes(["worker2=fake"]) == {"worker2": "fake"}
-    for bad, message in ((["worker2"], "expected NODE=MODE"), (["worker2=ipvs"], "not yet implemented"),
+    for bad, message in ((["worker2"], "expected NODE=MODE"), (["worker2=sketch"], "not yet implemented"),
                          (["worker2=nope"], "choose one of")):
         with pytest.raises(UsageError, match=message):
             cluster_cmd.node_proxy_modes(bad)
