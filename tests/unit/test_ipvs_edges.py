@@ -180,3 +180,36 @@ def test_trace_cli_for_an_ipvs_dump(dump, tmp_path, capsys):
                  "--dport", "80", "--from", "pod", "--node-ip", "172.18.0.3"]) == 0
     out = capsys.readouterr().out
     assert "50.00%  DNAT -> 10.244.1.5:8080" in out and "ipvs:10.96.0.50:80/TCP (wrr)" in out
+
+
+class _AckingSocket:
+    """A netlink socket that acknowledges every request of the last send (errno per request)."""
+
+    def __init__(self, refuse: dict[int, int] | None = None):
+        self.sends: list[int] = []
+        self.acks = b""
+        self.refuse = refuse or {}
+
+    def send(self, data: bytes) -> None:
+        found = list(N.messages(data))
+        self.sends.append(len(found))
+        for _kind, _flags, seq, _payload in found:
+            body = struct.pack("=i", -self.refuse.get(seq, 0)) + struct.pack("=IHHII", 16, 0, 0, seq, 0)
+            self.acks += struct.pack("=IHHII", 16 + len(body), N.NLMSG_ERROR, 0, seq, 0) + body
+
+    def recv(self, _size: int) -> bytes:
+        data, self.acks = self.acks, b""
+        return data
+
+
+def test_a_big_batch_goes_in_chunks_the_receive_buffer_can_acknowledge():
+    """5000 addresses in one sendmsg overflowed the acknowledgements' queue (ENOBUFS in the lab
+    VM): a batch is cut into chunks of at most _CHUNK_MESSAGES requests, each acknowledged before
+    the next is sent, and the refused ones are named."""
+    sock = N._Socket.__new__(N._Socket)
+    sock.sock, sock.seq = _AckingSocket(refuse={1004: errno.EINVAL}), 0
+    addresses = [f"10.96.{i // 250}.{i % 250}" for i in range(5000)]
+    requests = [N.Request(f"add {a}", N.encode_addr(True, 1000 + i, 5, a)) for i, a in enumerate(addresses)]
+    with pytest.raises(N.NetlinkError, match=r"add 10.96.0.4: Invalid argument$"):
+        sock.batch(requests)
+    assert sum(sock.sock.sends) == 5000 and max(sock.sock.sends) <= N._CHUNK_MESSAGES

@@ -16,6 +16,7 @@ ip_vs (the lab VM) but for ``ipvs_family``, which is how a host without it is re
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -38,6 +39,13 @@ _HDR = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port 
 _GENL = struct.Struct("=BBH")   # genlmsghdr: command, version, reserved
 _IFA = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _CHUNK = 60000                  # bytes per sendmsg (the kernel refuses more than sk_sndbuf)
+# requests per sendmsg: the kernel queues one acknowledgement per request before we read any,
+# and a queue over the receive buffer loses them (ENOBUFS): 5000 addresses in one go did
+_CHUNK_MESSAGES = 128
+_RCVBUF = 4 << 20
+SO_RCVBUFFORCE = 33
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10            # acknowledgements without a copy of the request
 
 
 def _attrs(nla_map) -> dict[str, int]:
@@ -256,7 +264,12 @@ class _Socket:
                                              proto=proto)
         else:
             self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        try:                    # past net.core.rmem_max (root); the plain option caps at it
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _RCVBUF)
+        except OSError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
         self.sock.bind((0, 0))
         self.seq = 1000
 
@@ -272,7 +285,8 @@ class _Socket:
         start = 0
         while start < len(requests):
             chunk, size = [], 0
-            while start < len(requests) and (not chunk or size + len(requests[start].data) <= _CHUNK):
+            while start < len(requests) and (not chunk or (size + len(requests[start].data) <= _CHUNK
+                                                           and len(chunk) < _CHUNK_MESSAGES)):
                 chunk.append(requests[start])
                 size += len(requests[start].data)
                 start += 1
