@@ -120,6 +120,7 @@ def test_a_removed_tcp_endpoint_drains_then_goes_when_idle_or_out_of_time(world)
     assert proxier.drain() == 0
     clock.now += 2
     assert proxier.drain() == 1 and kernel.weights()[str(CIP)] == {"10.244.1.12:8080": 1}
+    assert proxier._counts()["real_servers"] == 1          # kept as servers come and go, never recounted
 
 
 def test_an_endpoint_back_while_draining_gets_its_weight_back(world):
@@ -158,7 +159,8 @@ def test_a_deleted_service_removes_its_servers_entries_and_address(world):
     proxier.sync()
     before = mark(kernel, exec_)
     proxier.on_service_delete(service())
-    proxier.sync()
+    counts = proxier.sync().rules
+    assert counts == {"virtual_servers": 1, "real_servers": 1, "ipset_entries": sum(map(len, exec_.sets.values()))}
     ops, ipset, restores, addresses = sent(kernel, exec_, before)
     assert sorted(ops) == sorted(f"del virtual server {k}" for k in ("10.96.0.10:80/TCP", "172.18.0.2:30080/TCP",
                                                                      "10.244.0.1:30080/TCP"))

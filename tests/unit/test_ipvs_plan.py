@@ -61,14 +61,25 @@ def apply_delta(before, delta, after_plan):
     return services, reals, ipsets, bind, rules
 
 
+class NoScan(dict):
+    """A Service map a one-Service refresh may look up but not walk (that would cost O(cluster))."""
+
+    def __iter__(self):
+        raise AssertionError("the whole Service map was scanned")
+
+
 @pytest.mark.parametrize("seed", range(6))
-def test_partial_refreshes_equal_a_plan_from_scratch_and_deltas_carry_the_difference(seed):
+@pytest.mark.parametrize("tracker_ports", [False, True])
+def test_partial_refreshes_equal_a_plan_from_scratch_and_deltas_carry_the_difference(seed, tracker_ports):
+    """With ``ports`` (the tracker's service_ports: each updated Service's ports before and
+    after), a refresh finds the changed ports without walking the map."""
     rng = random.Random(seed)
     services, endpoints = random_world(rng, 40)
     cache = PlanCache()
     cache.refresh(services, endpoints, CTX, CONFIG)
     for _ in range(15):
         before = cache.plan()
+        previous = set(services)
         changed = set()
         for _ in range(rng.randrange(1, 4)):
             spn = rng.choice(sorted(services))
@@ -81,10 +92,16 @@ def test_partial_refreshes_equal_a_plan_from_scratch_and_deltas_carry_the_differ
             else:
                 new, new_eps = random_world(rng, 45)
                 key = sorted(new)[rng.randrange(len(new))]
+                if roll < 0.75:       # a port the Service did not have
+                    spn = ServicePortName(spn.namespace, spn.name, f"q{rng.randrange(99)}", spn.protocol)
                 services[spn] = new[key].__class__(**{**{f: getattr(new[key], f) for f in new[key].__slots__},
                                                       "name": spn, "protocol": spn.protocol})
                 endpoints[spn] = new_eps[key]
-        delta = cache.refresh(services, endpoints, CTX, CONFIG, changed)
+        if tracker_ports:
+            ports = {name: {spn for spn in previous | set(services) if spn.service == name} for name in changed}
+            delta = cache.refresh(NoScan(services), endpoints, CTX, CONFIG, changed, ports=ports)
+        else:
+            delta = cache.refresh(services, endpoints, CTX, CONFIG, changed)
         assert not delta.rebuilt
         want = plan(services, endpoints, CTX, CONFIG)
         got = cache.plan()

@@ -55,6 +55,24 @@ class Mirror:
     set_types: dict[str, str] = field(default_factory=dict)
     ipsets: dict[str, set[str]] = field(default_factory=dict)      # family names, canonical entries
     iptables: str | None = None
+    real_count: int = -1      # real servers in ``reals``, kept by the methods below (-1: count them)
+
+    def __post_init__(self) -> None:
+        if self.real_count < 0:
+            self.real_count = sum(len(r) for r in self.reals.values())
+
+    def put_real(self, key: VSKey, rs: RealServer) -> None:
+        reals = self.reals.setdefault(key, {})
+        self.real_count += rs.endpoint not in reals
+        reals[rs.endpoint] = rs
+
+    def drop_real(self, key: VSKey, endpoint: tuple[str, int]) -> None:
+        if self.reals.get(key, {}).pop(endpoint, None) is not None:
+            self.real_count -= 1
+
+    def drop_service(self, key: VSKey) -> None:
+        self.services.pop(key, None)
+        self.real_count -= len(self.reals.pop(key, {}))
 
 
 @dataclass
@@ -138,7 +156,7 @@ class Applier:
             for op in ops:
                 self.draining.stop(op.server.key, op.real.endpoint)
                 if self.mirror is not None:
-                    self.mirror.reals.get(op.server.key, {}).pop(op.real.endpoint, None)
+                    self.mirror.drop_real(op.server.key, op.real.endpoint)
         return len(ops)
 
     # -- the steps -----------------------------------------------------------------------------
@@ -228,12 +246,11 @@ def _record_ops(m: Mirror, ops: list[Op]) -> None:
             m.services[key] = op.server
             m.reals.setdefault(key, {})
         elif op.kind == "del_service":
-            m.services.pop(key, None)
-            m.reals.pop(key, None)
+            m.drop_service(key)
         elif op.kind in ("add_dest", "set_dest"):
-            m.reals.setdefault(key, {})[op.real.endpoint] = op.real
+            m.put_real(key, op.real)
         elif op.kind == "del_dest":
-            m.reals.get(key, {}).pop(op.real.endpoint, None)
+            m.drop_real(key, op.real.endpoint)
 
 
 # ---- sysctls -------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class PlanCache:
         """Forget everything: the next refresh re-plans every port."""
         self._env: tuple | None = None
         self.ports: dict[ServicePortName, tuple[ServicePortInfo, Sequence[EndpointInfo], PortPlan]] = {}
+        self._by_service: dict[ServiceName, set[ServicePortName]] = {}     # the keys of ``ports``
         self._owners: dict[VSKey, list[ServicePortName]] = {}
         self._entries: dict[str, Counter] = {s.name: Counter() for s in S.SETS}
         self._binds: Counter = Counter()
@@ -64,9 +65,12 @@ class PlanCache:
     # -- the entry point ---------------------------------------------------------------------
     def refresh(self, services: Mapping[ServicePortName, ServicePortInfo],
                 endpoints: Mapping[ServicePortName, Sequence[EndpointInfo]], ctx: NodeContext,
-                config: ProxyConfig, changed: Iterable[ServiceName] | None = None) -> Delta:
+                config: ProxyConfig, changed: Iterable[ServiceName] | None = None,
+                ports: Mapping[ServiceName, Iterable[ServicePortName]] | None = None) -> Delta:
         """Bring the plans up to date: every port (``changed`` None, or a new context) or the ports
-        of the Services in ``changed``."""
+        of the Services in ``changed``: those planned before and, from ``ports`` (the tracker's
+        UpdateServiceMapResult.service_ports: each updated Service's ports), those it has now;
+        without ``ports`` the whole ``services`` map is searched for them."""
         env = (ctx, config)
         rebuilt = changed is None or env != self._env
         if rebuilt:
@@ -75,8 +79,14 @@ class PlanCache:
             candidates: Iterable[ServicePortName] = sorted(services)
         else:
             names = {ServiceName(*s) for s in changed}
-            candidates = {spn for spn in self.ports if spn.service in names}
-            candidates |= {spn for spn in services if (spn[0], spn[1]) in names}
+            candidates = set()
+            for name in names:
+                candidates |= self._by_service.get(name, set())
+            if ports is None:
+                candidates |= {spn for spn in services if (spn[0], spn[1]) in names}
+            else:
+                for name in names:
+                    candidates |= set(ports.get(name, ()))
         rec = self._delta = _Recorder()
         for spn in candidates:
             self._replace(spn, services.get(spn), endpoints.get(spn, ()), ctx)
@@ -124,9 +134,14 @@ class PlanCache:
         if old is not None:
             self._count(spn, old[2], -1)
             del self.ports[spn]
+            mine = self._by_service[spn.service]
+            mine.discard(spn)
+            if not mine:
+                del self._by_service[spn.service]
         if info is not None:
             plan = plan_port(info, eps, ctx)
             self.ports[spn] = (info, eps, plan)
+            self._by_service.setdefault(spn.service, set()).add(spn)
             self._count(spn, plan, +1)
 
     def _count(self, spn: ServicePortName, plan: PortPlan, sign: int) -> None:

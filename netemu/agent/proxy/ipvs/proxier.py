@@ -128,7 +128,8 @@ class IpvsProxier(Proxier):
             stats = self.applier.apply_full(plan, jump_rules())
             full = True
         else:
-            delta = self.cache.refresh(self.service_map, self.endpoints_map, self.context, self.config, changed)
+            delta = self.cache.refresh(self.service_map, self.endpoints_map, self.context, self.config, changed,
+                                       ports=services.service_ports)
             t1 = self.clock()
             stats = self.applier.apply_delta(delta)
         t2 = self.clock()
@@ -143,7 +144,7 @@ class IpvsProxier(Proxier):
 
     def _counts(self) -> dict[str, int]:
         m = self.applier.mirror
-        return {"virtual_servers": len(m.services), "real_servers": sum(len(r) for r in m.reals.values()),
+        return {"virtual_servers": len(m.services), "real_servers": m.real_count,
                 "ipset_entries": sum(len(e) for e in m.ipsets.values())} if m else {}
 
     def _conntrack_plan(self) -> list[list[str]]:
