@@ -57,6 +57,9 @@ def _changed(slices: list[dict], index: int, step: int) -> tuple[dict, dict]:
 
 
 def _proxier(mode: str, exec_, backend: str):
+    if mode == "ipvs":                   # netemu.bench.ipvs (backend: "netlink", the only one)
+        from netemu.agent.proxy.ipvs.proxier import make_proxier
+        return make_proxier(NODE, ProxyConfig(), exec_=exec_)
     if mode == "nftables":
         from netemu.agent.proxy.nftables.proxier import NftablesProxier
         return NftablesProxier(NODE, ProxyConfig(service_cidrs=SERVICE_CIDRS), exec_=exec_, backend=backend,
@@ -94,7 +97,8 @@ def sync_cost(mode: str, backend: str, n: int, eps: int, repeats: int, exec_=Non
             builds.append(result.build_seconds)
             if not result.ok or result.full:
                 raise RuntimeError(f"{mode}/{backend} one-Service sync: {result}")
-        out = {"mode": mode, "backend": backend, "services": n, "full_s": full, "one_s": statistics.median(ones),
+        out = {"mode": mode, "backend": backend, "services": n, "full_s": full, "full_build_s": first.build_seconds,
+               "one_s": statistics.median(ones),
                "one_build_s": statistics.median(builds)}
         if mode == "nftables":
             out["preflight_s"] = preflight

@@ -304,3 +304,16 @@ def test_proxy_cleanup_leaves_nothing_behind(lab):
     assert "KUBE-" not in sets.stdout
     saved = subprocess.run(["ip", "netns", "exec", NODE_NS, "iptables-save"], capture_output=True, text=True).stdout
     assert "KUBE-" not in saved
+
+
+def test_the_benchmark_runs_at_a_small_scale(capsys):
+    """netemu.bench.ipvs (docs/benchmarks.md's numbers) keeps working: both modes sync, and the
+    netlink batch and ipvsadm -R make the same virtual servers."""
+    import json
+
+    from netemu.bench import ipvs as bench
+
+    assert bench.main(["--scales", "20", "--repeats", "2", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r.get("mode") for r in rows] == ["ipvs", "iptables", None]
+    assert rows[0]["one_s"] > 0 and rows[2]["virtual_servers"] == 20 and rows[2]["messages"] == 20 * 6
