@@ -275,3 +275,15 @@ def test_the_hooks_other_upstream_flags():
     for bad in ({"ipvs_tcp_timeout": "soon"}, {"ipvs_exclude_cidrs": ["3.3.3.0/33"]}):
         with pytest.raises(ValueError, match="--ipvs-"):
             make_proxier(NODE, ProxyConfig(), exec_=exec_, kernel=FakeIpvsKernel(), **bad)
+
+
+def test_no_conntrack_cleanup_leaves_the_udp_entries():
+    """--no-conntrack-cleanup (ProxyConfig.conntrack_cleanup False) holds for the IPVS mode too."""
+    kernel, exec_ = FakeIpvsKernel(), FakeNodeExec()
+    proxier = IpvsProxier(NODE, ProxyConfig(conntrack_cleanup=False), kernel=kernel, exec_=exec_)
+    two = endpoints(ips=("10.244.1.10", "10.244.1.11"), proto="UDP")
+    proxier.load([service(proto="UDP", node_port=None)], [two])
+    proxier.sync()
+    proxier.on_slice_update(two, endpoints(ips=("10.244.1.10",), proto="UDP"))
+    result = proxier.sync()
+    assert result.ok and result.conntrack_commands == 0 and not exec_.argvs("conntrack")

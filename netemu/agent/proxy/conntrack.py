@@ -46,6 +46,30 @@ def _service_ips(info: ServicePortInfo) -> list[str]:
     return [info.cluster_ip, *info.external_ips, *info.load_balancer_vips]
 
 
+class CleanupBacklog:
+    """The conntrack cleanup a proxier owes: each sync's changes go in before it programs the
+    kernel and come out as commands once a sync got its rules in, so a failed sync's deleted
+    endpoints are cleaned after the sync that finally removes them (not before: the flows
+    would be re-created through the old rules)."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[UpdateServiceMapResult, UpdateEndpointsMapResult]] = []
+
+    def add(self, services: UpdateServiceMapResult, endpoints: UpdateEndpointsMapResult) -> None:
+        self._items.append((services, endpoints))
+
+    def take(self, service_map: Mapping[ServicePortName, ServicePortInfo], enabled: bool = True) -> list[list[str]]:
+        """The commands for everything added so far (none when ``enabled`` is False:
+        --no-conntrack-cleanup), without duplicates; the backlog is empty afterwards."""
+        plan: list[list[str]] = []
+        for services, endpoints in self._items:
+            for argv in plan_cleanup(service_map, services, endpoints):
+                if argv not in plan:
+                    plan.append(argv)
+        self._items.clear()
+        return plan if enabled else []
+
+
 def plan_cleanup(service_map: Mapping[ServicePortName, ServicePortInfo],
                  services: UpdateServiceMapResult,
                  endpoints: UpdateEndpointsMapResult) -> list[list[str]]:

@@ -28,7 +28,7 @@ import logging
 from typing import Any, Callable
 
 from netemu.agent.proxy.commands import Exec, local_exec
-from netemu.agent.proxy.conntrack import Conntrack, plan_cleanup
+from netemu.agent.proxy.conntrack import CleanupBacklog, Conntrack
 from netemu.agent.proxy.xtables.apply import Iptables, add_jumps
 from netemu.agent.proxy.iptables.builder import BuildCache, build as iptables_build
 from netemu.agent.proxy.iptables.canary import CanaryMonitor
@@ -56,7 +56,7 @@ class IptablesProxier(Proxier):
         self.cache: BuildCache | None = BuildCache() if build is None else None
         self.previous_chains: Any = None
         self.trim_unchanged = trim_unchanged  # False: rewrite top-level chains every sync, as upstream
-        self._cleanup_backlog: list[tuple[UpdateServiceMapResult, UpdateEndpointsMapResult]] = []
+        self._cleanup_backlog = CleanupBacklog()
         # upstream's ipt.Monitor: KUBE-PROXY-CANARY in mangle/nat/filter, polled every sync_period
         # by a thread sync_loop() starts; a vanished canary means a flush: full resync
         self.canary = CanaryMonitor(self.iptables)
@@ -74,7 +74,7 @@ class IptablesProxier(Proxier):
 
     def _sync_rules(self, full: bool, changed: frozenset, services: UpdateServiceMapResult,
                     endpoints: UpdateEndpointsMapResult) -> SyncResult:
-        self._cleanup_backlog.append((services, endpoints))
+        self._cleanup_backlog.add(services, endpoints)
         saved = None
         if self.previous_chains is None:  # first sync: what a previous run may have left
             saved = self._kernel_tables()
@@ -134,13 +134,7 @@ class IptablesProxier(Proxier):
 
     def _conntrack_plan(self) -> list[list[str]]:
         """Cleanup for this sync and any earlier failed ones (their rules are in only now)."""
-        plan: list[list[str]] = []
-        for services, endpoints in self._cleanup_backlog:
-            for argv in plan_cleanup(self.service_map, services, endpoints):
-                if argv not in plan:
-                    plan.append(argv)
-        self._cleanup_backlog.clear()
-        return plan if self.config.conntrack_cleanup else []      # --no-conntrack-cleanup: nothing
+        return self._cleanup_backlog.take(self.service_map, self.config.conntrack_cleanup)
 
 
 

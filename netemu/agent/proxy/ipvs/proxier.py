@@ -22,7 +22,7 @@ import threading
 from typing import Any
 
 from netemu.agent.proxy.commands import Exec, local_exec, netns_of
-from netemu.agent.proxy.conntrack import Conntrack, plan_cleanup
+from netemu.agent.proxy.conntrack import CleanupBacklog, Conntrack
 from netemu.agent.proxy.metrics import ProxyMetrics
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig
 from netemu.agent.proxy.modes import ModeUnavailable
@@ -66,7 +66,7 @@ class IpvsProxier(Proxier):
         self.context: NodeContext | None = None
         self.last_stats: Stats | None = None
         self._prepared = False
-        self._backlog: list[tuple[UpdateServiceMapResult, UpdateEndpointsMapResult]] = []
+        self._cleanup = CleanupBacklog()
         self.graceful_interval = graceful_interval
         self._drainer: threading.Thread | None = None
         self._drainer_stop = threading.Event()
@@ -111,7 +111,7 @@ class IpvsProxier(Proxier):
     # -- one sync ------------------------------------------------------------------------------
     def _sync_rules(self, full: bool, changed: frozenset, services: UpdateServiceMapResult,
                     endpoints: UpdateEndpointsMapResult) -> SyncResult:
-        self._backlog.append((services, endpoints))
+        self._cleanup.add(services, endpoints)
         ipv6 = self.node.ip_family == "IPv6"
         t0 = self.clock()
         if not self._prepared:      # upstream NewProxier + EnsureDummyDevice, once
@@ -137,7 +137,7 @@ class IpvsProxier(Proxier):
         plan_counts = self._counts()
         for policy, n in self.cache.no_local_counts().items():
             self.metrics.no_local_endpoints.labels(traffic_policy=policy).set(n)
-        cleanup = self._conntrack_plan()
+        cleanup = self._cleanup.take(self.service_map, self.config.conntrack_cleanup)
         self.conntrack.run(cleanup)
         return SyncResult(ok=True, full=full, changed=changed, build_seconds=t1 - t0, apply_seconds=t2 - t1,
                           conntrack_commands=len(cleanup), rules=plan_counts)
@@ -146,15 +146,6 @@ class IpvsProxier(Proxier):
         m = self.applier.mirror
         return {"virtual_servers": len(m.services), "real_servers": m.real_count,
                 "ipset_entries": sum(len(e) for e in m.ipsets.values())} if m else {}
-
-    def _conntrack_plan(self) -> list[list[str]]:
-        plan: list[list[str]] = []
-        for services, endpoints in self._backlog:
-            for argv in plan_cleanup(self.service_map, services, endpoints):
-                if argv not in plan:
-                    plan.append(argv)
-        self._backlog.clear()
-        return plan
 
 
 def open_kernel(netns: str | None) -> Kernel:
