@@ -72,8 +72,9 @@ def parse_weights(text: str | None) -> dict[str, float] | None:
 
 def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="source", required=True, metavar="POD|node/NAME|external[/NAME]",
-                   help="where the traffic starts: a pod's namespace, a node's, or an external host on the "
-                        "node network (made on demand, removed by netemu down)")
+                   help="where the traffic starts: a pod's namespace, a node's, or an external host (made on "
+                        "demand, removed by netemu down): on the node network, or with `up --edge` an "
+                        "internet client (203.0.113.10 up) behind the provider load balancer")
     p.add_argument("--to", dest="target", required=True, metavar="svc/NAME[:PORT]|pod/NAME:PORT|node/NAME:PORT|IP:PORT")
     p.add_argument("--via", choices=("clusterip", "nodeport", "loadbalancer"),
                    help="how a Service is reached (default: clusterip; from external: its LB address, else NodePort)")

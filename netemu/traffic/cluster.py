@@ -4,7 +4,8 @@
 resolves, purely, what a user typed:
 
 - a source: ``POD`` / ``pod/POD`` (its namespace; a hostNetwork pod: its node's), ``node/NAME``,
-  ``external`` / ``external/NAME`` (a client host on the node network, emulator/external.py);
+  ``external`` / ``external/NAME`` (a client host, emulator/external.py: on the node network, or
+  with ``up --edge`` on the internet segment, routed through the provider load balancer);
 - a target: ``svc/NAME[:PORT]`` (port number or name), ``pod/NAME:PORT``, ``node/NAME:PORT``, or
   ``IP:PORT``. A Service is reached ``--via clusterip`` (default from pods and nodes),
   ``nodeport`` (on ``--node``, default the first worker) or ``loadbalancer``; from an external

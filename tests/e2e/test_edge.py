@@ -15,12 +15,14 @@ remove` start and terminate node VMs under a cloud node-lifecycle controller.
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 
 import pytest
 
 from netemu.emulator import external
 from netemu.testing.cluster import wait_until
+from netemu.testing.edge import healthy_targets
 from netemu.traffic.spec import LoadSpec
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.kubectl,
@@ -62,19 +64,10 @@ def world(netemu_cluster):
     return {"edge": doc["edge"], "inside": inside, "outsider": outsider, "nodes": nodes}
 
 
-def lb_table(world) -> str:
-    return subprocess.run(["ip", "netns", "exec", world["edge"]["netns"], "nft", "list", "table", "ip", "netemu-lb"],
-                          capture_output=True, text=True, check=True).stdout
-
-
 def listener_nodes(world, service: str) -> set[str]:
     """The node IPs the LB sends ``service``'s new connections to once they passed their
-    health checks (its chain's comment; nothing while it fails open to every node)."""
-    for line in lb_table(world).splitlines():
-        if line.strip().startswith("comment") and f'"default/{service} ' in line and "(healthy)" in line:
-            names = line.split(" on ", 1)[1].split(" (", 1)[0].split(", ")
-            return {world["nodes"][n] for n in names if n in world["nodes"]}
-    return set()
+    health checks (nothing while it fails open to every node)."""
+    return {world["nodes"][n] for n in healthy_targets(world["edge"], f"default/{service}") if n in world["nodes"]}
 
 
 def send(cluster, service, source="external", n=40, probes=12):
@@ -110,6 +103,25 @@ def test_etp_local_only_nodes_with_endpoints_and_the_client_address_kept(netemu_
     r = send(netemu_cluster, "lb-local")
     assert r.ok == 40 and not r.errors, r.errors
     assert {ip for ips in r.clientips.values() for ip in ips} == {world["inside"].ip}
+
+
+def test_netemu_traffic_from_external_reports_the_address_each_backend_saw(netemu_cluster, world):
+    """What a user runs: `netemu traffic --from external` through the provider LB, its --json
+    saying which client address the backend saw (agnhost /clientip): the internet client's own
+    with ETP Local, a node's with ETP Cluster."""
+    c = netemu_cluster
+    wait_until("the LB sends lb-local only to worker", lambda: listener_nodes(world, "lb-local") == {world["nodes"]["worker"]}, 30)
+
+    def run(service):
+        proc = c.netemu("traffic", "--from", "external", "--to", f"svc/{service}", "--connections", "12",
+                        "--clientip-probes", "6", "--json", "--state-dir", str(c.state_dir), timeout=120)
+        doc = json.loads(proc.stdout)
+        assert doc["ok"] == 12 and not doc["errors"], doc["errors"]
+        assert doc["target"]["ip"] in {i["ip"] for i in c.get("svc", service)["status"]["loadBalancer"]["ingress"]}
+        return {ip for ips in doc["clientips"].values() for ip in ips}
+    assert run("lb-local") == {world["inside"].ip}
+    seen = run("lb-cluster")
+    assert seen and world["inside"].ip not in seen, seen
 
 
 def test_source_ranges_let_only_the_listed_client_in(netemu_cluster, world):

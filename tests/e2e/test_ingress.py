@@ -10,6 +10,9 @@ coredns,ingress-nginx` runs it as a pod behind a LoadBalancer Service, with the 
 - a backend without endpoints answers 503 at once;
 - TLS from an external client host with SNI: the Secret's certificate for its host (verified
   against it), the fake certificate for others; plain HTTP to a TLS host is redirected (308);
+- from the internet through the cloud (`--edge`): the provider LB sends the controller's
+  LoadBalancer IP only to the node running the controller (ETP Local, health-checked), and the
+  controller sees (and logs) the client's own address;
 - bad Ingresses are refused with upstream's words.
 """
 
@@ -27,9 +30,10 @@ from netemu.agent.runtime.names import pod_netns_of
 from netemu.agent.runtime.nsenter import socket_in_netns
 from netemu.emulator import external
 from netemu.testing.cluster import wait_until
+from netemu.testing.edge import healthy_targets
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.kubectl,
-              pytest.mark.netemu_cluster(nodes=2, args=["--addons", "coredns,ingress-nginx"])]
+              pytest.mark.netemu_cluster(nodes=2, args=["--addons", "coredns,ingress-nginx", "--edge"])]
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 
 
@@ -103,7 +107,7 @@ def world(netemu_cluster, tmp_path_factory):
                    if a["type"] == "InternalIP")
     return {"client": pod_netns_of(c.get("pod", "client")), "vip": svc["spec"]["clusterIP"],
             "lb": svc["status"]["loadBalancer"]["ingress"][0]["ip"], "controller": controller,
-            "ext": ext, "node_ip": node_ip, "cert": tmp / "tls.crt",
+            "ext": ext, "node_ip": node_ip, "cert": tmp / "tls.crt", "edge": c.doc()["edge"],
             "ports": {p["name"]: p["nodePort"] for p in svc["spec"]["ports"]}}
 
 
@@ -216,3 +220,23 @@ def test_bad_ingresses_are_refused_with_upstreams_words(netemu_cluster):
                   "spec.rules[0].http.paths[0].backend: Required value: port name or number is required",
                   "spec.rules[0].http.paths[1].pathType: Required value: pathType must be specified"):
         assert words in out.stderr, out.stderr
+
+
+def test_an_internet_client_reaches_the_ingress_through_the_provider_lb(netemu_cluster, world):
+    """The whole cloud path: internet client -> LB IP:443 (the provider LB, ETP Local: only the
+    controller's node passes the health check) -> the controller (TLS by SNI) -> a backend."""
+    c = netemu_cluster
+    controller = world["controller"]
+    key = "ingress-nginx/ingress-nginx-controller"
+    wait_until("the LB sends the controller's traffic to its node only",
+               lambda: healthy_targets(world["edge"], key) == {controller["spec"]["nodeName"]}, 30)
+    ext = world["ext"]
+    assert ext.ip.startswith("203.0.113.")                               # an internet client
+    for _ in range(4):
+        out = curl(ext.netns, "-o", "-", "-w", "\n%{http_code}", "--cacert", str(world["cert"]),
+                   "--resolve", f"alpha.example.com:443:{world['lb']}", "https://alpha.example.com/hostname")
+        body, _, code = out.rpartition("\n")
+        assert code == "200" and body in pod_names(c, "alpha"), out
+    # ingress-nginx's access log starts with $remote_addr: the client's own address, kept by the LB
+    wait_until("the access log naming the internet client", lambda: f'{ext.ip} - - "GET /hostname' in c.kubectl(
+        "logs", "-n", "ingress-nginx", controller["metadata"]["name"]).stdout, 10)
