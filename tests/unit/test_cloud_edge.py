@@ -147,3 +147,16 @@ def test_cleanup_finds_the_edge_by_name():
     plan = cleanup.plan_cleanup("ab12", "/tmp/x", None, machine, me=1)
     assert plan.node_netns == ["nel-ab12", "nen-ab12-worker"]
     assert plan.links == ["nab12i", "nab12l0", "nab12l1", "nab12s1"]
+
+
+def test_the_edge_benchmark_spreads_its_backends_and_shows_the_median_round():
+    from types import SimpleNamespace
+
+    from netemu.bench.edge import median_run, objects
+
+    kinds = {(o["kind"], o["metadata"]["name"]): o for o in objects()}
+    assert {kinds[("Service", n)]["spec"]["externalTrafficPolicy"] for n in ("web-cluster", "web-local")} == {"Cluster", "Local"}
+    spread = kinds[("Deployment", "web")]["spec"]["template"]["spec"]["topologySpreadConstraints"][0]
+    assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["whenUnsatisfiable"] == "DoNotSchedule"
+    runs = [SimpleNamespace(throughput={"requests_per_s": v}) for v in (900, 300, 600)]
+    assert median_run(runs).throughput["requests_per_s"] == 600
