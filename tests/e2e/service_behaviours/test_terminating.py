@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.service_behaviours.jig import eventually, settle
-from tests.e2e.service_behaviours.traffic import always_answers, never_answers, wait_reachable, wait_unreachable
+from tests.e2e.service_behaviours.traffic import exec_hostname_test, never_answers, wait_reachable, wait_unreachable
 
 pytestmark = [pytest.mark.root, pytest.mark.kubectl, pytest.mark.slow]
 
@@ -98,7 +98,7 @@ def test_should_be_able_to_connect_to_terminating_and_unready_endpoints_if_publi
     client, targets = _publish_not_ready(jig, True)
     for _ in range(ROUNDS):
         for ip, port in targets:
-            always_answers(client, ip, port, "webserver-pod", 1)
+            exec_hostname_test(client, ip, port, "webserver-pod")
         settle(1)
 
 
@@ -142,8 +142,8 @@ def test_should_fallback_to_terminating_endpoints_when_there_are_no_ready_endpoi
     ip = svc["spec"]["clusterIP"]
     wait_reachable(pod1, ip, 80, expect="echo-hostname-0")
     for _ in range(ROUNDS):
-        always_answers(pod0, ip, 80, "echo-hostname-0", 1)
-        always_answers(pod1, ip, 80, "echo-hostname-0", 1)
+        exec_hostname_test(pod0, ip, 80, "echo-hostname-0")
+        exec_hostname_test(pod1, ip, 80, "echo-hostname-0")
         settle(1)
 
 
@@ -156,7 +156,7 @@ def test_should_fallback_to_local_terminating_endpoints_when_there_are_no_ready_
     svc, pod0, pod1 = _terminating_only(jig, internalTrafficPolicy="Local")
     ip = svc["spec"]["clusterIP"]
     for _ in range(ROUNDS):
-        always_answers(pod0, ip, 80, "echo-hostname-0", 1)
+        exec_hostname_test(pod0, ip, 80, "echo-hostname-0")
         never_answers(pod1, ip, 80, 1)
         settle(1)
 
@@ -170,8 +170,8 @@ def test_should_fallback_to_terminating_endpoints_when_there_are_no_ready_endpoi
     svc, pod0, pod1 = _terminating_only(jig, "NodePort")
     target = (jig.node_ip(jig.workers()[0]), svc["spec"]["ports"][0]["nodePort"])
     for _ in range(ROUNDS):
-        always_answers(pod0, *target, "echo-hostname-0", 1)
-        always_answers(pod1, *target, "echo-hostname-0", 1)
+        exec_hostname_test(pod0, *target, "echo-hostname-0")
+        exec_hostname_test(pod1, *target, "echo-hostname-0")
         settle(1)
 
 
@@ -186,6 +186,6 @@ def test_should_fallback_to_local_terminating_endpoints_when_there_are_no_ready_
     port = svc["spec"]["ports"][0]["nodePort"]
     for _ in range(ROUNDS):
         never_answers(pod0, jig.node_ip(node1), port, 1)
-        always_answers(pod0, jig.node_ip(node0), port, "echo-hostname-0", 1)
-        always_answers(pod1, jig.node_ip(node0), port, "echo-hostname-0", 1)
+        exec_hostname_test(pod0, jig.node_ip(node0), port, "echo-hostname-0")
+        exec_hostname_test(pod1, jig.node_ip(node0), port, "echo-hostname-0")
         settle(1)

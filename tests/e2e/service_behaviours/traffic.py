@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,20 @@ def wait_unreachable(client: Client, ip: str, port: int, proto: str = "http", ti
         return got.get("error") if got.get("error") in allowed else None
     return c.wait_until(f"{proto} {ip}:{port} failing with one of {sorted(allowed)} from {client.netns}",
                         probe, timeout, 0.5)
+
+
+def exec_hostname_test(client: Client, ip: str, port: int, expect: str, within: float = 120) -> str:
+    """upstream execHostnameTest (service.go, v1.32): retry every 2 s until a request is answered
+    (curl --max-time 30 there: a SYN lost while the rules change is retransmitted, not a failure),
+    then the answer must be ``expect``; a wrong backend fails at once."""
+    deadline = time.monotonic() + within
+    while True:
+        got = answers(client, ip, port, 1, timeout=5)[0]
+        if got is not None:
+            assert got == expect, f"{ip}:{port} from {client.netns}: answered by {got!r}, wanted {expect!r}"
+            return got
+        assert time.monotonic() < deadline, f"{ip}:{port} from {client.netns}: no answer in {within:g} s"
+        time.sleep(2)
 
 
 def never_answers(client: Client, ip: str, port: int, tries: int = 3, proto: str = "http", **extra: Any) -> list[dict]:
