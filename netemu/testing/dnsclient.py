@@ -81,6 +81,7 @@ class LoadResult:
     sent: int = 0                 # names asked (a retry is not a new one)
     answered: int = 0
     timeouts: int = 0             # attempts that got no answer in time (retried if allowed)
+    refused: int = 0              # attempts answered by ICMP port unreachable (retried if allowed)
     failed: int = 0               # names with no answer after every attempt
     rcodes: dict = field(default_factory=dict)
     latencies: list = field(default_factory=list)      # seconds, answered queries
@@ -102,7 +103,7 @@ async def load(netns: str | None, names: list[str], seconds: float, concurrency:
                attempts: int = 1) -> LoadResult:
     """``concurrency`` closed loops, each sending a query (a fresh socket, so a fresh source port,
     as a stub resolver does) and waiting for its answer, for ``seconds``. ``attempts``: tries per
-    name, as resolv.conf's ``attempts`` (glibc retries a query that timed out)."""
+    name, as resolv.conf's ``attempts`` (glibc retries a query that timed out or was refused)."""
     result = LoadResult()
     loop = asyncio.get_running_loop()
     end = time.monotonic() + seconds
@@ -123,6 +124,11 @@ async def load(netns: str | None, names: list[str], seconds: float, concurrency:
             return True
         except asyncio.TimeoutError:
             result.timeouts += 1
+            return False
+        except ConnectionRefusedError:
+            # a server socket already closed behind a rule not yet synced: glibc's res_send
+            # takes ECONNREFUSED on its connected socket as this attempt's failure, not the name's
+            result.refused += 1
             return False
         finally:
             sock.close()
