@@ -32,8 +32,9 @@ TRIM_PERIOD = 60.0      # seconds between malloc trims (procmem.trim_malloc)
 @dataclass
 class AgentConfig:
     kubelet: KubeletConfig
-    kubeconfig: str
+    kubeconfig: str                         # the kubelet's identity (system:node:NAME)
     state_dir: str
+    proxy_kubeconfig: str | None = None     # kube-proxy's (system:kube-proxy); None: ``kubeconfig``
     proxy_mode: str | None = DEFAULT_PROXY_MODE    # None: no kube-proxy (kubelet only)
     proxy_options: dict = field(default_factory=dict)  # the mode's flags (modes.options_from)
     cluster_cidr: str = CLUSTER_CIDR
@@ -65,7 +66,10 @@ class Agent:
         self.kubelet = Kubelet(self.api, self.runtime, config.kubelet)
         self.logs = LogServer(self.kubelet.find_pod, self.kubelet.restart_count, config.kubelet.log_dir,
                               config.kubelet.node_ip, config.log_port)
-        self.kube_proxy = KubeProxy(self.api, config, healthz=config.healthz_bind_address or None) \
+        self.proxy_api = self.api
+        if config.proxy_mode and config.proxy_kubeconfig:
+            self.proxy_api = proxy_client(config)
+        self.kube_proxy = KubeProxy(self.proxy_api, config, healthz=config.healthz_bind_address or None) \
             if config.proxy_mode else None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -92,7 +96,15 @@ class Agent:
             await self.logs.close()
             if hasattr(self.runtime, "close"):
                 await self.runtime.close()
+            if self.proxy_api is not self.api:
+                await self.proxy_api.close()
             await self.api.close()
+
+
+def proxy_client(config: AgentConfig) -> ApiClient:
+    """kube-proxy's own client: its identity (--proxy-kubeconfig, else the kubelet's), 10 s calls."""
+    return ApiClient.from_kubeconfig(config.proxy_kubeconfig or config.kubeconfig, timeout=10.0,
+                                     user_agent=f"kube-proxy/{config.kubelet.node_name}")
 
 
 def pod_api_factory(kubeconfig: str):
@@ -137,7 +149,8 @@ class KubeProxy:
             state = lambda: (sample("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds") or 0.0,  # noqa: E731
                              sample("kubeproxy_sync_proxy_rules_last_timestamp_seconds") or 0.0)
             self.servers.append(HealthzServer(state, c.kubelet.node_name, 2 * c.sync_period, self.healthz_address))
-        await feed_proxier(self.api, self.proxier, stop, mode=c.proxy_mode)
+        # the Node's mode annotation is the kubelet's (flags.py): kube-proxy may not write Nodes
+        await feed_proxier(self.api, self.proxier, stop)
 
     def close(self) -> None:
         if self.proxier is not None:

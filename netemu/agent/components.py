@@ -25,7 +25,7 @@ import logging
 import signal
 from typing import Callable, NamedTuple
 
-from netemu.agent.agent import AgentConfig, KubeProxy, pod_api_factory, run_agent
+from netemu.agent.agent import AgentConfig, KubeProxy, pod_api_factory, proxy_client, run_agent
 from netemu.procmem import limit_malloc_arenas, shrink_tls_read_buffers, trim_periodically
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,6 @@ def run_kubelet(config: AgentConfig) -> int:
 def run_kube_proxy(config: AgentConfig) -> int:
     """kube-proxy alone: its own API client and loop; SIGTERM/SIGINT stop it (rules stay in the
     kernel, as upstream's kube-proxy leaves them on exit)."""
-    from netemu.client import ApiClient
-
     limit_malloc_arenas()
     shrink_tls_read_buffers()
     healthz = HEALTHZ_BIND_ADDRESS if config.healthz_bind_address is None else config.healthz_bind_address
@@ -65,8 +63,7 @@ def run_kube_proxy(config: AgentConfig) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        api = ApiClient.from_kubeconfig(config.kubeconfig, timeout=10.0,
-                                        user_agent=f"kube-proxy/{config.kubelet.node_name}")
+        api = proxy_client(config)
         proxy = KubeProxy(api, config, healthz=healthz or None)
         trim = asyncio.ensure_future(trim_periodically(stop, TRIM_PERIOD))
         try:

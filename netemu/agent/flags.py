@@ -24,7 +24,11 @@ DEFAULT_STATE = "/var/lib/netemu/default"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", required=True, help="this node's name (the Node object)")
     p.add_argument("--node-ip", required=True, help="this node's IP on the node network (InternalIP)")
-    p.add_argument("--kubeconfig", required=True, help="kubeconfig of the API server")
+    p.add_argument("--kubeconfig", required=True,
+                   help="the kubelet's kubeconfig (kubeadm's kubelet.conf: identity system:node:NODE); the node's "
+                        "runtime uses it too, for what it reads on a pod's behalf (configMap volumes)")
+    p.add_argument("--proxy-kubeconfig", default=None,
+                   help="kube-proxy's own kubeconfig (identity system:kube-proxy; default: --kubeconfig)")
     p.add_argument("--proxy-mode", default=modes.DEFAULT, choices=[*modes.selectable(), modes.NO_PROXY],
                    help=f"kube-proxy mode, or {modes.NO_PROXY} for a kubelet alone (default %(default)s)")
     modes.add_options(p, "proxier")
@@ -71,6 +75,7 @@ def build_config(args: argparse.Namespace):
     from netemu.agent.agent import AgentConfig
     from netemu.agent.kubelet import nodestatus
     from netemu.agent.kubelet.kubelet import KubeletConfig
+    from netemu.agent.proxy.leftovers import PROXY_MODE_ANNOTATION
     try:
         node_ip = str(ipaddress.ip_address(args.node_ip))
         cidr = str(ipaddress.ip_network(args.cluster_cidr, strict=False))
@@ -91,8 +96,9 @@ def build_config(args: argparse.Namespace):
         proxy_options = modes.options_from(args, proxy_mode, "proxier")
     except modes.ModeError as exc:
         raise FlagError(str(exc)) from None
-    if not os.path.isfile(args.kubeconfig):
-        raise FlagError(f"kubeconfig {args.kubeconfig} does not exist")
+    for path in (args.kubeconfig, args.proxy_kubeconfig):
+        if path and not os.path.isfile(path):
+            raise FlagError(f"kubeconfig {path} does not exist")
     from netemu.agent.proxy.metrics import parse_bind_address
     for address in (args.metrics_bind_address, args.healthz_bind_address):
         try:
@@ -102,11 +108,14 @@ def build_config(args: argparse.Namespace):
             raise FlagError(str(exc)) from None
     dns = dns_settings(args)
     state_dir = args.state_dir or os.path.join(DEFAULT_STATE, "nodes", args.node)
+    # the node's kube-proxy mode, shown by `netemu status` (kube-proxy itself may not write Nodes)
+    annotations = {PROXY_MODE_ANNOTATION: proxy_mode} if proxy_mode else {}
     kubelet = KubeletConfig(args.node, node_ip, capacity=capacity, labels=labels, taints=taints,
-                            heartbeat_interval=args.heartbeat_interval,
+                            annotations=annotations, heartbeat_interval=args.heartbeat_interval,
                             lease_duration=max(40, int(args.heartbeat_interval * 4)),
                             backoff_initial=args.restart_backoff)
     return AgentConfig(kubelet=kubelet, kubeconfig=args.kubeconfig, state_dir=state_dir,
+                       proxy_kubeconfig=args.proxy_kubeconfig,
                        proxy_mode=proxy_mode, proxy_options=proxy_options,
                        cluster_cidr=cidr, service_cidrs=service_cidrs, metrics_bind_address=args.metrics_bind_address or None,
                        min_sync_period=args.min_sync_period, sync_period=args.sync_period, dns=dns,

@@ -144,6 +144,14 @@ def default_routes(plan: ClusterPlan, net) -> None:
         run(["ip", "-n", node.netns, "route", "replace", "default", "dev", intf.name, "scope", "link"])
 
 
+def control_plane_pod_routes(plan: ClusterPlan, routes: dict[str, str]) -> None:
+    """The control-plane host reaches every pod through its node (what the CNI gives a kubeadm
+    control-plane node): so a pod's connection to 10.96.0.1, DNATed by its node's kube-proxy
+    to the API server, gets its answers back. ``routes``: {podCIDR: node IP}."""
+    for cidr, via in sorted(routes.items()):
+        run(["ip", "-n", plan.control_plane.netns, "route", "replace", cidr, "via", via])
+
+
 def give_root_address(plan: ClusterPlan) -> None:
     for bridge in plan.switches.values():
         run(["ip", "link", "set", "dev", bridge, "type", "bridge", "nf_call_iptables", "0"], check=False)

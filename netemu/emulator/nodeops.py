@@ -145,6 +145,7 @@ class NodeHostOps:
         if self.edge is not None:
             edge_net.route_nodes(self.edge, [node.netns])
         self.start_node(node, self.kubeconfig)
+        self.route_pods_when_ready([node.name])
         self.write_cluster()
         return {"ok": True, "node": node.name, "ip": node.ip, "netns": node.netns}
 

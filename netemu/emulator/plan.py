@@ -253,12 +253,15 @@ def apiserver_argv(plan: ClusterPlan, python: str, store_url: str | None, extra:
 
 
 def agent_argv(plan: ClusterPlan, node: NodePlan, python: str, kubeconfig: str, proxy_mode: str = DEFAULT_PROXY_MODE,
-               proxy_args: list[str] = (), extra: list[str] = ()) -> list[str]:
+               proxy_args: list[str] = (), extra: list[str] = (), proxy_kubeconfig: str | None = None) -> list[str]:
     """``netemu agent`` for ``node``; ``proxy_args``: the proxy mode's own flags (from the registry).
+    ``kubeconfig``: the kubelet's identity (kubelet.conf), ``proxy_kubeconfig`` kube-proxy's.
     ``argv[4:]`` are the node's flags alone, what the launcher template is given."""
     argv = [python, "-m", "netemu", "agent", "--node", node.name, "--node-ip", node.ip, "--kubeconfig", kubeconfig,
             "--proxy-mode", proxy_mode, *proxy_args, "--cluster-cidr", POD_CIDR, "--service-cidr", SERVICE_CIDR,
             "--state-dir", os.path.join(plan.state_dir, "nodes", node.name)]
+    if proxy_kubeconfig:
+        argv += ["--proxy-kubeconfig", proxy_kubeconfig]
     if node.capacity:
         argv += ["--capacity", ",".join(f"{k}={v}" for k, v in node.capacity.items())]
     if node.labels:

@@ -36,6 +36,18 @@ def stage_times(timings: dict[str, float], stages: tuple[str, ...], end: float) 
     return [(s, round(max(0.0, e - t), 2)) for (s, t), e in zip(started, ends)]
 
 
+def pod_routes(nodes: list[dict]) -> dict[str, str]:
+    """{podCIDR: InternalIP} of the nodes that have both. Pure."""
+    out = {}
+    for n in nodes:
+        cidr = (n.get("spec") or {}).get("podCIDR")
+        ip = next((a.get("address") for a in (n.get("status") or {}).get("addresses") or []
+                   if a.get("type") == "InternalIP"), None)
+        if cidr and ip:
+            out[cidr] = ip
+    return out
+
+
 def readiness(nodes: list[dict], expected: list[str]) -> tuple[list[str], list[str]]:
     """(ready, not yet ready) among the expected node names."""
     ready = {n["metadata"]["name"] for n in nodes if node_ready(n)}
@@ -44,9 +56,10 @@ def readiness(nodes: list[dict], expected: list[str]) -> tuple[list[str], list[s
 
 async def wait_nodes(kubeconfig: str, expected: list[str], timeout: float,
                      progress: Callable[[int, int, list[str], int], None],
-                     dead: Callable[[], str | None]) -> None:
-    """Poll until every expected node is Ready; raise NotReady on timeout or a dead process.
-    ``progress(ready, total, not ready names, registered)`` after each poll."""
+                     dead: Callable[[], str | None]) -> list[dict]:
+    """Poll until every expected node is Ready (returns the Nodes then); raise NotReady on
+    timeout or a dead process. ``progress(ready, total, not ready names, registered)`` after
+    each poll."""
     from netemu.client import ApiClient
 
     nodes_rt = by_kind_name("Node")
@@ -63,7 +76,7 @@ async def wait_nodes(kubeconfig: str, expected: list[str], timeout: float,
                 ready, waiting = readiness(listed.items, expected)
                 progress(len(ready), len(expected), waiting, registered(listed.items, expected))
                 if not waiting:
-                    return
+                    return listed.items
                 last_error = f"nodes not Ready: {', '.join(waiting)}"
             except Exception as exc:  # connection refused while the API server starts, TLS, 5xx
                 last_error = f"API server: {type(exc).__name__}: {exc}"

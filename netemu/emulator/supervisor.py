@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from netemu.agent.proxy.modes import DEFAULT as DEFAULT_PROXY_MODE
-from netemu.emulator import addons, cleanup, network, nodeops, orphans, processes, ready
+from netemu.emulator import addons, cleanup, credentials, network, nodeops, orphans, processes, ready
 from netemu.emulator.launcher import Launcher
 from netemu.emulator.plan import (ClusterPlan, agent_argv, apiserver_argv, node_control_socket,
                                   node_runtime_socket, nsenter)
@@ -84,6 +84,8 @@ class Supervisor(nodeops.NodeHostOps):
         self.cloud: CloudProvider | None = None
         self.agent_argv: dict[str, list[str]] = {}      # node -> how its agent was started
         self.stopped_agents: set[str] = set()           # stopped on request (op agent): not a crash
+        self.node_kubeconfigs: dict[str, Path] = {}     # node -> its kubelet.conf (system:node:NAME)
+        self.proxy_kubeconfig: Path | None = None       # kube-proxy.conf (system:kube-proxy)
 
     # ---- reporting ----
 
@@ -201,6 +203,8 @@ class Supervisor(nodeops.NodeHostOps):
             asyncio.run(self.apply_addons(kubeconfig))
         self.cloud = CloudProvider(kubeconfig, self.instances, self.edge, self.options.lb_health)
         self.cloud.start()
+        self.node_kubeconfigs, self.proxy_kubeconfig = credentials.node_kubeconfigs(
+            self.state, self.state / "controlplane", kubeconfig, [n.name for n in self.plan.workers])
         self.report("agents", f"forking {len(self.plan.workers)} nodes' processes")
         self.kubeconfig = kubeconfig
         for node in self.plan.workers:
@@ -214,11 +218,25 @@ class Supervisor(nodeops.NodeHostOps):
                 self.report("registering", f"{known} of {n} nodes registered", ready=k, total=n)
             else:
                 self.report("nodes", "waiting for " + ", ".join(waiting[:5]) if waiting else "", ready=k, total=n)
-        asyncio.run(ready.wait_nodes(kubeconfig, expected, self.options.timeout, progress, self.dead_process))
+        nodes = asyncio.run(ready.wait_nodes(kubeconfig, expected, self.options.timeout, progress,
+                                             self.dead_process))
+        network.control_plane_pod_routes(self.plan, ready.pod_routes(nodes))
         if self.options.addons:
             self.report("addons", f"waiting for {', '.join(self.options.addons)}")
             asyncio.run(addons.wait_for(kubeconfig, self.options.addons, self.options.timeout,
                                         lambda waiting: self.report("addons", "waiting for " + ", ".join(waiting))))
+
+    def route_pods_when_ready(self, names: list[str]) -> None:
+        """In the background: once the nodes ``names`` (added to the running cluster) are
+        Ready with a podCIDR, the control-plane host routes their pods' CIDRs as at bring-up."""
+        def run() -> None:
+            try:
+                nodes = asyncio.run(ready.wait_nodes(self.kubeconfig, names, self.options.timeout,
+                                                     lambda *_: None, lambda: None))
+                network.control_plane_pod_routes(self.plan, ready.pod_routes(nodes))
+            except Exception as exc:  # the node never became Ready: `node add` reports that itself
+                log.warning("routing the pods of %s from the control plane: %s", ", ".join(names), exc)
+        threading.Thread(target=run, name="pod-routes", daemon=True).start()
 
     async def apply_addons(self, kubeconfig: str) -> None:
         """The add-ons' objects, as soon as the API answers (their pods wait for nodes)."""
@@ -229,11 +247,17 @@ class Supervisor(nodeops.NodeHostOps):
     def start_node(self, node, kubeconfig: str) -> None:
         """The node's processes: its supervisor forked by the launcher template into the node's
         namespace (which forks its runtime, kubelet and kube-proxy), or a fake agent through
-        nsenter. `up`'s mode flags are for `up`'s mode; a node the topology moves to another
-        mode runs that mode's defaults."""
+        nsenter; the kubelet with its node's kubelet.conf, kube-proxy with kube-proxy.conf
+        (credentials.py). `up`'s mode flags are for `up`'s mode; a node the topology moves to
+        another mode runs that mode's defaults."""
         mode = self.node_proxy_mode(node)
         args = self.options.proxy_args if mode == self.options.proxy_mode else []
-        argv = agent_argv(self.plan, node, sys.executable, kubeconfig, mode, args, self.options.agent_args)
+        kubelet_conf = self.node_kubeconfigs.get(node.name)
+        if kubelet_conf is None:            # a node added to the running cluster (netemu node add)
+            kubelet_conf = self.node_kubeconfigs[node.name] = credentials.kubelet_conf(
+                self.state, self.state / "controlplane", kubeconfig, node.name)
+        argv = agent_argv(self.plan, node, sys.executable, str(kubelet_conf), mode, args, self.options.agent_args,
+                          proxy_kubeconfig=str(self.proxy_kubeconfig) if self.proxy_kubeconfig else None)
         if self.options.fake_agents:
             argv = [sys.executable, "-m", "netemu.testing.fakeagent", *argv[4:]]
             self.agent_argv[node.name] = nsenter(self.host_pids[node.name], argv)

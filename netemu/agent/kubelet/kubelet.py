@@ -42,6 +42,7 @@ class KubeletConfig:
     capacity: dict[str, str] = field(default_factory=lambda: dict(ns_.DEFAULT_CAPACITY))
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[Obj] = field(default_factory=list)
+    annotations: dict[str, str] = field(default_factory=dict)    # set on the Node at registration
     heartbeat_interval: float = 10.0           # Lease renewals (upstream: 10 s)
     lease_duration: int = 40
     status_report_interval: float = 300.0      # unchanged Node status rewritten (upstream: 5 min)
@@ -109,13 +110,18 @@ class Kubelet:
         """Create the Node, or take over an existing one (labels, taints, addresses refreshed)."""
         c = self.config
         want = ns_.node_object(c.node_name, c.node_ip, c.capacity, c.labels, c.taints, time.time())
+        if c.annotations:
+            want["metadata"]["annotations"] = dict(c.annotations)
         try:
             return await self.api.create(NODE, want)
         except errors.AlreadyExists:
             pass
         cur = await self.api.get(NODE, c.node_name)
         labels = dict((cur.get("metadata") or {}).get("labels") or {}, **want["metadata"]["labels"])
-        await self.api.patch(NODE, c.node_name, {"metadata": {"labels": labels}})
+        meta: Obj = {"labels": labels}
+        if c.annotations:
+            meta["annotations"] = dict(c.annotations)
+        await self.api.patch(NODE, c.node_name, {"metadata": meta})
         status = ns_.node_status(c.node_ip, c.node_name, c.capacity,
                                  (cur.get("status") or {}).get("conditions") or [])
         return await self.api.patch(NODE, c.node_name, {"status": status}, subresource="status")
