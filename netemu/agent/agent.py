@@ -21,7 +21,7 @@ from netemu.agent.kubelet.logserver import PORT as LOG_PORT, LogServer
 from netemu.agent.kubelet.runtime_adapter import AgentRuntime
 from netemu.agent.proxy.feed import feed_proxier
 from netemu.agent.proxy.modes import DEFAULT as DEFAULT_PROXY_MODE
-from netemu.client import ApiClient
+from netemu.client import ApiClient, kubeconfig
 from netemu.procmem import limit_malloc_arenas, shrink_tls_read_buffers, trim_periodically
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,12 @@ class Agent:
             self.runtime = RemoteRuntime(config.runtime_endpoint, dns=config.dns)
         else:
             self.runtime = AgentRuntime(config.state_dir, config.kubelet.node_ip, config.kubelet.node_name,
-                                        dns=config.dns, api_factory=pod_api_factory(config.kubeconfig))
+                                        dns=config.dns, api_factory=pod_api_factory(config),
+                                        volume_api=volume_api_factory(config))
         config.kubelet.log_dir = os.path.join(config.state_dir, "pods")
+        config.kubelet.volumes_dir = config.kubelet.volumes_dir or volumes_dir(config)
+        if config.kubelet.ca_pem is None:
+            config.kubelet.ca_pem = kubeconfig.load(config.kubeconfig).ca_data
         self.kubelet = Kubelet(self.api, self.runtime, config.kubelet)
         self.logs = LogServer(self.kubelet.find_pod, self.kubelet.restart_count, config.kubelet.log_dir,
                               config.kubelet.node_ip, config.log_port)
@@ -107,18 +111,39 @@ def proxy_client(config: AgentConfig) -> ApiClient:
                                      user_agent=f"kube-proxy/{config.kubelet.node_name}")
 
 
-def pod_api_factory(kubeconfig: str):
-    """API clients for the built-in apps that talk to the API server (CoreDNS, the ingress
-    controller): each gets a client of its own, named by its pod in the User-Agent.
+def volumes_dir(config: AgentConfig) -> str:
+    """Where the kubelet projects each pod's ServiceAccount directory (``UID/serviceaccount``),
+    which the runtime mounts and reads: both processes share the node's state dir."""
+    return os.path.join(config.state_dir, "volumes")
 
-    Their credentials are this node's cluster access (the kubeconfig the agent has): netemu has
-    no per-pod ServiceAccount tokens yet. When pods get projected tokens (issue 15), this is
-    the one place that hands each app its pod's ServiceAccount identity instead."""
+
+def pod_api_factory(config: AgentConfig):
+    """API clients for the built-in apps that talk to the API server (CoreDNS, the ingress
+    controller): each gets a client of its own, named by its pod in the User-Agent, that acts
+    as the pod's ServiceAccount with the token the kubelet projected for it (a pod-bound token
+    asked for 3607 s is valid for a year, upstream's extended expiry, so an app reading its
+    token once keeps working, as a real image would); a pod without one
+    (automountServiceAccountToken false) is anonymous, as upstream."""
+    access = kubeconfig.load(config.kubeconfig)
+    root = volumes_dir(config)
+
     def make(pod: dict, container: dict) -> ApiClient:
         meta = pod.get("metadata") or {}
-        return ApiClient.from_kubeconfig(kubeconfig, timeout=30.0,
-                                         user_agent=f"{container.get('name', 'app')}/{meta.get('namespace')}/{meta.get('name')}")
+        token_file = os.path.join(root, meta.get("uid", ""), "serviceaccount", "token")
+        try:
+            with open(token_file, encoding="utf-8") as f:
+                token = f.read().strip() or None
+        except OSError:
+            token = None
+        return ApiClient(access.server, token, ca_file=access.ca_file, ca_data=access.ca_data, timeout=30.0,
+                         user_agent=f"{container.get('name', 'app')}/{meta.get('namespace')}/{meta.get('name')}")
     return make
+
+
+def volume_api_factory(config: AgentConfig):
+    """Clients as the kubelet (system:node:NAME) for what it reads on a pod's behalf, the
+    pod's configMap volumes (the Node authorizer allows those of pods bound to the node)."""
+    return lambda: ApiClient.from_kubeconfig(config.kubeconfig, user_agent=f"kubelet-volumes/{config.kubelet.node_name}")
 
 
 class KubeProxy:

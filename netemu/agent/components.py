@@ -25,7 +25,8 @@ import logging
 import signal
 from typing import Callable, NamedTuple
 
-from netemu.agent.agent import AgentConfig, KubeProxy, pod_api_factory, proxy_client, run_agent
+from netemu.agent.agent import (AgentConfig, KubeProxy, pod_api_factory, proxy_client, run_agent,
+                                volume_api_factory)
 from netemu.procmem import limit_malloc_arenas, shrink_tls_read_buffers, trim_periodically
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def run_runtime(config: AgentConfig) -> int:
     if not config.runtime_endpoint:
         raise ValueError("the runtime process needs its socket path (--container-runtime-endpoint)")
     return serve(config.state_dir, config.kubelet.node_ip, config.kubelet.node_name, config.runtime_endpoint,
-                 pod_api_factory(config.kubeconfig))
+                 pod_api_factory(config), volume_api_factory(config))
 
 
 def run_kubelet(config: AgentConfig) -> int:

@@ -17,7 +17,8 @@ Methods (params -> result):
     RemovePodSandbox {pod} -> {}                    its containers must have stopped
     RemoveOrphans {live: [uid]} -> {removed: [uid]}
     ListPodSandbox {} -> {sandboxes: [{uid, ip, netns}]}
-    StartContainer {pod, container, attempt} -> {id, started_at}
+    StartContainer {pod, container, attempt, env, mounts} -> {id, started_at}
+                                                    env {name: value}, mounts [[host, pod path]] (read-only)
     StopContainer {id, signal: "TERM"|"KILL"} -> {}
     RemoveContainer {id} -> {}                      forget an exited container
     ListContainers {} -> {containers: [ContainerInfo]}

@@ -82,6 +82,82 @@ def test_three_nodes_ready(cluster):
         assert {"InternalIP", "Hostname"} <= types
 
 
+def _as(conf: str, *words: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["kubectl", "--kubeconfig", conf, "--request-timeout=30s", *words],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_node_and_kube_proxy_credentials_are_least_privilege(cluster, web):
+    """Each node's kubelet is system:node:NAME (the Node authorizer + NodeRestriction) and its
+    kube-proxy system:kube-proxy, from the kubeconfigs `up` wrote for them (ported from branch
+    api-full, aab9a72/bed5efe, onto the split node processes): a node may write its own Node
+    only, no pod bound elsewhere, no Service; kube-proxy only reads."""
+    node, other = web["client_node"], next(w for w in cluster.workers() if w != web["client_node"])
+    kubelet_conf = str(cluster.state_dir / "nodes" / node / "kubelet.conf")
+    proxy_conf = str(cluster.state_dir / "kube-proxy.conf")
+    assert _as(kubelet_conf, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout == \
+        f"system:node:{node}"
+    assert _as(proxy_conf, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout == \
+        "system:kube-proxy"
+    assert _as(kubelet_conf, "label", "node", node, "e2e-own=yes").returncode == 0
+    refused = _as(kubelet_conf, "label", "node", other, "e2e-own=yes")
+    assert f'node "{node}" is not allowed to modify node "{other}"' in refused.stderr
+    elsewhere = web["pods"][0]["metadata"]["name"]          # the replicas are kept off this node
+    refused = _as(kubelet_conf, "delete", "pod", elsewhere, "--wait=false")
+    assert f'node "{node}" can only delete pods with spec.nodeName set to itself' in refused.stderr
+    assert cluster.get("pod", elsewhere)["metadata"].get("deletionTimestamp") is None
+    refused = _as(kubelet_conf, "label", "svc", "kubernetes", "x=y")
+    assert f'User "system:node:{node}" cannot patch resource "services"' in refused.stderr
+    assert _as(proxy_conf, "get", "endpointslices", "-A").returncode == 0
+    refused = _as(proxy_conf, "delete", "svc", "kubernetes")
+    assert 'User "system:kube-proxy" cannot delete resource "services"' in refused.stderr
+    refused = _as(proxy_conf, "label", "node", node, "x=y")
+    assert 'User "system:kube-proxy" cannot patch resource "nodes"' in refused.stderr
+    assert _as(proxy_conf, "get", "secrets", "-A").returncode == 1
+    # the kubelet registered its node with its kube-proxy's mode (kube-proxy itself may not)
+    assert cluster.get("node", node)["metadata"]["annotations"].get("kube-proxy.netemu.io/mode") == "iptables"
+
+
+IN_CLUSTER = """
+import os
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+config.load_incluster_config()
+ns = open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read()
+print("HOST", os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"], flush=True)
+try:
+    open("/var/run/secrets/kubernetes.io/serviceaccount/token", "a").close()
+    print("WRITABLE", flush=True)
+except OSError:
+    print("READ-ONLY", flush=True)
+try:
+    print("LISTED", len(client.CoreV1Api().list_namespaced_pod(ns).items), flush=True)
+except ApiException as exc:
+    print("REFUSED", exc.status, flush=True)
+"""
+
+
+def test_python_client_in_a_pod_acts_as_its_service_account(cluster, web):
+    """load_incluster_config() in a pod's process: the kubelet's projected token, CA and
+    namespace at /var/run/secrets/kubernetes.io/serviceaccount (read-only, in the container's
+    own mount namespace) and KUBERNETES_SERVICE_HOST/PORT, reaching the API server at 10.96.0.1
+    through kube-proxy; allowed only once its ServiceAccount is bound (ported from api-full b5477fd)."""
+    import sys
+    cluster.kubectl("create", "serviceaccount", "reader")
+    cluster.kubectl("create", "rolebinding", "reader-view", "--clusterrole=view", "--serviceaccount=default:reader")
+    for name, sa in (("incluster-allowed", "reader"), ("incluster-refused", "default")):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
+            "serviceAccountName": sa, "restartPolicy": "Never",
+            "containers": [{"name": "py", "image": "python:3.11", "command": [sys.executable, "-c", IN_CLUSTER]}]}}
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    for name, want in (("incluster-allowed", "LISTED"), ("incluster-refused", "REFUSED 403")):
+        c.wait_until(f"pod {name} finished",
+                     lambda n=name: cluster.get("pod", n)["status"].get("phase") in ("Succeeded", "Failed"), 90)
+        logs = cluster.kubectl("logs", name).stdout
+        assert want in logs and "HOST 10.96.0.1 443" in logs and "READ-ONLY" in logs, logs
+    cluster.kubectl("delete", "pod", "incluster-allowed", "incluster-refused", "--wait=false")
+
+
 def test_clusterip_reaches_every_replica_and_sees_the_pod_ip(cluster, web):
     names = {p["metadata"]["name"] for p in web["pods"]}
     counts = _answers_from_all(cluster, web, names)

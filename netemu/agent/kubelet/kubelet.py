@@ -22,6 +22,7 @@ from netemu.agent.kubelet import nodestatus as ns_
 from netemu.agent.kubelet.backoff import Backoff
 from netemu.agent.kubelet.cri import Runtime
 from netemu.agent.kubelet.events import EventRecorder
+from netemu.agent.kubelet.serviceaccount import ServiceAccountProjector
 from netemu.agent.kubelet.worker import PodWorker, WorkerContext
 from netemu.agent.runtime.nodenet import peer_routes
 from netemu.api import errors
@@ -49,6 +50,9 @@ class KubeletConfig:
     log_dir: str = "/var/lib/netemu/pods"
     backoff_initial: float = 10.0
     backoff_max: float = 300.0
+    volumes_dir: str | None = None             # per-pod ServiceAccount token dirs (None: none)
+    ca_pem: bytes | None = None                # the cluster CA pods get as ca.crt
+    token_renew_period: float = 60.0           # how often due tokens are looked for
 
 
 def node_for_cache(own: str):
@@ -103,6 +107,12 @@ class Kubelet:
         self._node_changed = asyncio.Event()
         self._last_report = 0.0
         self._force_report = False
+        # projected ServiceAccount tokens: the runtime asks for a container's (env, binds) at
+        # each start and says when a pod's sandbox is gone (runtime_adapter, remote_runtime)
+        self.serviceaccounts = None
+        if config.volumes_dir and hasattr(runtime, "pod_extras"):
+            self.serviceaccounts = ServiceAccountProjector(api, config.ca_pem, config.volumes_dir)
+            runtime.pod_extras, runtime.pod_removed = self.serviceaccounts.extras, self.serviceaccounts.forget
 
     # -- node --------------------------------------------------------------------------------
 
@@ -253,6 +263,8 @@ class Kubelet:
             log.info("node %s ready (podCIDR %s)", self.config.node_name, cidr)
             tasks.append(asyncio.ensure_future(self._node_sync(stop)))
             tasks.append(asyncio.ensure_future(self.pods.run(stop)))
+            if self.serviceaccounts is not None:
+                tasks.append(asyncio.ensure_future(self._renew_tokens(stop)))
             for pod in self.pods.list():
                 self._on_pod(pod)
             await self._collect_orphans(stop)
@@ -261,6 +273,14 @@ class Kubelet:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _renew_tokens(self, stop: asyncio.Event) -> None:
+        """Projected ServiceAccount tokens are renewed at 80% of their life, as upstream."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.config.token_renew_period)
+            except asyncio.TimeoutError:
+                await self.serviceaccounts.renew(self.pods.list())
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Agent exit: stop every container now. Built-in apps die with the agent anyway; real

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import signal
 from types import SimpleNamespace
+from typing import Awaitable, Callable
 
 from netemu.agent import cri
 from netemu.agent import runtime as rt
@@ -58,6 +59,10 @@ class RemoteRuntime:
         self._exits: dict[str, int] = {}                            # exits seen before their handle
         self._lock = asyncio.Lock()
         self.connected = asyncio.Event()
+        # the kubelet's hooks (serviceaccount.py): (env, binds) sent with StartContainer, as the
+        # CRI's ContainerConfig carries envs and mounts; what to forget once a sandbox is gone
+        self.pod_extras: Callable[[Obj, Obj], Awaitable[tuple[dict, list]]] | None = None
+        self.pod_removed: Callable[[str], None] | None = None
 
     # ---- the connection ----
 
@@ -149,9 +154,14 @@ class RemoteRuntime:
 
     async def remove_sandbox(self, pod: Obj) -> None:
         await self.call("RemovePodSandbox", pod=cri.trimmed_pod(pod))
+        if self.pod_removed is not None:
+            self.pod_removed((pod.get("metadata") or {}).get("uid", ""))
 
     async def remove_orphans(self, live_uids: set[str]) -> list[str]:
-        return (await self.call("RemoveOrphans", live=sorted(live_uids)))["removed"]
+        removed = (await self.call("RemoveOrphans", live=sorted(live_uids)))["removed"]
+        for uid in removed if self.pod_removed is not None else ():
+            self.pod_removed(uid)
+        return removed
 
     def adopt(self, pod: Obj, name: str) -> tuple[RemoteHandle | None, cri.ContainerInfo] | None:
         """The container ``name`` of ``pod`` the runtime had when this kubelet connected (once):
@@ -171,9 +181,10 @@ class RemoteRuntime:
         return handle
 
     async def start_container(self, pod: Obj, container: Obj, restart_count: int) -> RemoteHandle:
+        env, binds = await self.pod_extras(pod, container) if self.pod_extras is not None else ({}, [])
         try:
             answer = await self.call("StartContainer", pod=cri.trimmed_pod(pod), container=container,
-                                     attempt=restart_count)
+                                     attempt=restart_count, env=env, mounts=[list(b) for b in binds])
         except cri.RemoteError as exc:
             if exc.type == "ContainerStartError":
                 raise ContainerStartError(exc.reason or "StartError", exc.message,

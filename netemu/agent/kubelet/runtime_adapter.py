@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from netemu.agent import runtime as rt
 from netemu.agent.kubelet.dns import DNSSettings, dns_type, hosts_file, pod_resolv_conf
@@ -69,20 +69,24 @@ class AgentRuntime:
     (dns.py) and handed to the runtime with the sandbox, as the CRI's PodSandboxConfig does."""
 
     def __init__(self, state_dir: str, node_ip: str = "", node_name: str = "", node_netns: str | None = None,
-                 dns: DNSSettings | None = None, api_factory=None):
+                 dns: DNSSettings | None = None, api_factory=None, volume_api=None):
         self.state_dir, self.node_ip, self.node_name, self.node_netns = state_dir, node_ip, node_name, node_netns
         self.dns = dns if dns is not None else DNSSettings()
-        self.api_factory = api_factory
+        self.api_factory, self.volume_api = api_factory, volume_api
         self.node: rt.NodeRuntime | None = None
         self.sandboxes: dict[str, rt.Sandbox] = {}
         self._ids = 0
+        # the kubelet's hooks (serviceaccount.py): (env, binds) for a container, and what to
+        # forget once a pod's sandbox is gone
+        self.pod_extras: Callable[[Obj, Obj], Awaitable[tuple[dict, list]]] | None = None
+        self.pod_removed: Callable[[str], None] | None = None
 
     @property
     def log_dir(self) -> str:
         return os.path.join(self.state_dir, "pods")
 
     async def setup_node(self, pod_cidr: str) -> None:
-        self.node = rt.NodeRuntime(self.state_dir, pod_cidr, self.node_netns, self.api_factory)
+        self.node = rt.NodeRuntime(self.state_dir, pod_cidr, self.node_netns, self.api_factory, self.volume_api)
         await self.node.setup_node()
         await self.node.recover()     # processes a previous agent left in kept sandboxes
 
@@ -112,17 +116,23 @@ class AgentRuntime:
         elif self.node is not None:
             remove_etc(self.node.host_etc_dir(uid))
         self.sandboxes.pop(uid, None)
+        if self.pod_removed is not None:
+            self.pod_removed(uid)
 
     async def remove_orphans(self, live_uids: set[str]) -> list[str]:
         """Sandboxes of pods that are gone from the API (deleted while the agent was down):
         their namespaces and IPs are freed. Returns the uids removed."""
         if self.node is None:
             return []
-        return await self.node.gc_sandboxes(live_uids)
+        removed = await self.node.gc_sandboxes(live_uids)
+        for uid in removed if self.pod_removed is not None else ():
+            self.pod_removed(uid)
+        return removed
 
     async def start_container(self, pod: Obj, container: Obj, restart_count: int) -> Handle:
         sandbox = self.sandboxes[pod["metadata"]["uid"]]
-        c = await self.node.start_container(sandbox, pod, container, restart_count)
+        env, binds = await self.pod_extras(pod, container) if self.pod_extras is not None else ({}, [])
+        c = await self.node.start_container(sandbox, pod, container, restart_count, env, binds)
         self._ids += 1
         return Handle(c, f"{sandbox.uid[:8]}-{container['name']}-{restart_count}-{self._ids}")
 

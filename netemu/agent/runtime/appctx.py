@@ -2,8 +2,9 @@
 
 The small apps (agnhost, nginx) only listen; the bigger ones (CoreDNS, the ingress controller)
 also talk to the API server like the real images do with their ServiceAccount: ``api()`` gives
-a new client of their own (closed by the app when it stops), made by the agent from its
-cluster access (see agent.py: pod_api_factory).
+a new client of their own (closed by the app when it stops) that acts as the pod's
+ServiceAccount with the token the kubelet projected (agent.py: pod_api_factory); what the
+kubelet reads on the pod's behalf (its configMap volumes) is read as the kubelet (volume_api).
 
 Listening sockets are created in the pod's network namespace (nsenter.socket_in_netns) and
 served by the agent's loop: a built-in app costs no process and no thread.
@@ -28,6 +29,7 @@ class ApiApp:
     def __init__(self, ctx: "AppContext"):
         self.ctx = ctx
         self.api = None
+        self.volumes = None        # the kubelet's client, for the pod's volumes (connect_volumes)
         self.stop_event = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
         self.listeners: list = []
@@ -35,6 +37,12 @@ class ApiApp:
     def connect(self):
         self.api = self.ctx.api()
         return self.api
+
+    def connect_volumes(self):
+        """A client as the kubelet (None without one): what the kubelet reads on the pod's
+        behalf, its configMap volumes, is read with the kubelet's identity, not the pod's."""
+        self.volumes = self.ctx.volume_api() if self.ctx.volume_api is not None else None
+        return self.volumes
 
     def run_informer(self, informer) -> None:
         self.tasks.append(asyncio.ensure_future(informer.run(self.stop_event)))
@@ -46,9 +54,11 @@ class ApiApp:
         self.stop_event.set()
         for t in self.tasks:
             t.cancel()
-        if self.api is not None:
-            api, self.api = self.api, None
-            asyncio.ensure_future(api.close())
+        for attr in ("api", "volumes"):
+            client = getattr(self, attr)
+            if client is not None:
+                setattr(self, attr, None)
+                asyncio.ensure_future(client.close())
 
 
 @dataclass
@@ -59,6 +69,8 @@ class AppContext:
     container: dict
     log: LogFile
     api: Callable[[], Any] | None = None        # -> a new ApiClient, or None: no API access
+    # -> a new ApiClient as the kubelet: what the kubelet reads for the pod (configMap volumes)
+    volume_api: Callable[[], Any] | None = None
 
     def listen(self, port: int, host: str = "0.0.0.0", family: int = socket.AF_INET) -> socket.socket:
         """A listening TCP socket in the pod (SO_REUSEADDR, backlog 1024)."""

@@ -65,11 +65,12 @@ class BuiltinContainer:
     pid = None  # no process: the agent serves it
 
     def __init__(self, spec: Builtin, netns: str | None, hostname: str, log_path: str, *,
-                 pod: dict | None = None, container: dict | None = None, api=None, ip: str = ""):
+                 pod: dict | None = None, container: dict | None = None, api=None, ip: str = "",
+                 volume_api=None):
         self.spec, self.netns, self.hostname = spec, netns, hostname
         self.log = LogFile(log_path)
         self.log_path = log_path
-        self.ctx = AppContext(netns, hostname, pod or {}, container or {}, self.log, api)
+        self.ctx = AppContext(netns, hostname, pod or {}, container or {}, self.log, api, volume_api)
         self.ip = ip
         self.app = None                   # the app object of an API_APPS image
         self.servers: list = []

@@ -40,11 +40,13 @@ def raise_fd_limit() -> int:
 class NodeRuntime:
     """Pods on one node. ``node_netns`` None: the agent's own namespace is the node's."""
 
-    def __init__(self, state_dir: str, pod_cidr: str, node_netns: str | None = None, api_factory=None):
+    def __init__(self, state_dir: str, pod_cidr: str, node_netns: str | None = None, api_factory=None,
+                 volume_api=None):
         """``api_factory(pod, container)``: a new API client for a built-in app that talks to
         the API server (CoreDNS, the ingress controller), as the real image would with its pod's
-        ServiceAccount; None: such apps cannot start."""
-        self.api_factory = api_factory
+        ServiceAccount; None: such apps cannot start. ``volume_api()``: a new client as the
+        kubelet, for what the kubelet reads on a pod's behalf (its configMap volumes)."""
+        self.api_factory, self.volume_api = api_factory, volume_api
         self.state_dir = state_dir
         self.node_netns = node_netns
         self.network = NodeNetwork(pod_cidr, node_netns)
@@ -127,9 +129,14 @@ class NodeRuntime:
                                   meta["uid"], container, restart_count)
 
     async def start_container(self, sandbox: Sandbox, pod: dict, container: dict,
-                              restart_count: int = 0, extra_env: dict[str, str] | None = None):
+                              restart_count: int = 0, extra_env: dict[str, str] | None = None,
+                              binds: list[tuple[str, str]] | tuple = ()):
         """Start one container in ``sandbox``; returns a handle with ``pid``, ``log_path``,
         ``started_at``, ``async wait() -> exit code`` and ``async stop(grace) -> exit code``.
+        ``extra_env`` (the kubelet's: the kubernetes Service's variables) comes before the
+        container's own env; ``binds`` (host path, pod path: the ServiceAccount directory) are
+        mounted read-only in a process container's own mount namespace (the pod path is made,
+        empty, on the host as the mount point).
 
         Raises ContainerStartError (``reason``/``message``/``exit_code``): reason
         "ImageNotSupported" (Waiting: nothing to run; the message names what is supported),
@@ -142,13 +149,15 @@ class NodeRuntime:
         if isinstance(how, Builtin):
             api = (lambda: self.api_factory(pod, container)) if self.api_factory else None
             handle = BuiltinContainer(how, sandbox.netns, sandbox.hostname, path, pod=pod,
-                                      container=container, api=api, ip=sandbox.ip)
+                                      container=container, api=api, ip=sandbox.ip, volume_api=self.volume_api)
         else:
             assert isinstance(how, Process)
             fields = pod_fields(pod, sandbox)
             env = container_env(container, sandbox.hostname, extra_env, fields)
+            for _source, target in binds:
+                os.makedirs(target, exist_ok=True)
             handle = ProcessContainer(how.argv, sandbox.netns, sandbox.hostname, path, env,
-                                      container.get("workingDir"), sandbox.etc_dir)
+                                      container.get("workingDir"), sandbox.etc_dir, binds)
         await handle.start()
         return handle
 

@@ -21,7 +21,7 @@ import socket
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWNS = 0x00020000
-MS_BIND, MS_REC, MS_SLAVE = 4096, 16384, 1 << 19
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_SLAVE = 1, 32, 4096, 16384, 1 << 19
 NETNS_RUN_DIR = "/run/netns"
 NETNS_ETC_DIR = "/etc/netns"      # ip netns exec binds /etc/netns/NAME/* over /etc/*
 
@@ -108,18 +108,22 @@ def socket_in_netns(netns: str | None, family: int = socket.AF_INET,
     return sock
 
 
-def preexec_enter(netns: str | None, hostname: str | None, etc_dir: str | None = None):
+def preexec_enter(netns: str | None, hostname: str | None, etc_dir: str | None = None,
+                  read_only: list[tuple[str, str]] | tuple = ()):
     """A ``preexec_fn`` for subprocess: join ``netns`` and, with ``hostname``, a private UTS
     namespace carrying the pod's hostname (so ``hostname`` in a pod prints the pod's name).
     With ``etc_dir`` (the pod's resolv.conf and hosts, etcfiles.py), a private mount namespace
     in which each file of it is bind-mounted over its /etc namesake: what ``ip netns exec``
     does with /etc/netns/NAME, so a pod's processes resolve names the pod's way.
+    ``read_only`` (host path, path the pod sees) are bound read-only in that namespace too (the
+    pod's ServiceAccount directory); each target must exist on the host.
     Runs in the forked child only: nothing here touches the agent's own namespaces.
 
     The process dies with the runtime that starts it (PR_SET_PDEATHSIG): a node's containers
     die with their runtime, and none is left running unseen by the runtime that follows."""
     path = netns_path(netns) if netns else None
     binds = etc_binds(etc_dir) if etc_dir else []
+    read_only = [(str(src), str(dst)) for src, dst in read_only]
     parent = os.getpid()
 
     def enter() -> None:
@@ -134,11 +138,14 @@ def preexec_enter(netns: str | None, hostname: str | None, etc_dir: str | None =
         if hostname:
             unshare(CLONE_NEWUTS)
             socket.sethostname(hostname)
-        if binds:
+        if binds or read_only:
             unshare(CLONE_NEWNS)
             mount("none", "/", None, MS_REC | MS_SLAVE)    # our binds stay in this namespace
             for source, target in binds:
                 mount(source, target, None, MS_BIND)
+            for source, target in read_only:
+                mount(source, target, None, MS_BIND)
+                mount(source, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
 
     return enter
 

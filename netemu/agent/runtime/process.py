@@ -64,9 +64,11 @@ class ProcessContainer:
     """One running process container. ``start`` then ``wait``/``stop``."""
 
     def __init__(self, argv: list[str], netns: str | None, hostname: str, log_path: str,
-                 env: dict[str, str], working_dir: str | None = None, etc_dir: str | None = None):
+                 env: dict[str, str], working_dir: str | None = None, etc_dir: str | None = None,
+                 binds: list[tuple[str, str]] | tuple = ()):
         self.argv = [expand(a, env) for a in argv]
         self.etc_dir = etc_dir
+        self.binds = list(binds)          # read-only (host path, pod path): the ServiceAccount dir
         self.netns, self.hostname, self.log_path = netns, hostname, log_path
         self.env, self.working_dir = env, working_dir
         self.proc: asyncio.subprocess.Process | None = None
@@ -90,7 +92,7 @@ class ProcessContainer:
                 self.proc = await asyncio.create_subprocess_exec(
                     found, *self.argv[1:], stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, env=self.env, cwd=self.working_dir or "/",
-                    preexec_fn=preexec_enter(self.netns, self.hostname, self.etc_dir),
+                    preexec_fn=preexec_enter(self.netns, self.hostname, self.etc_dir, self.binds),
                     executable=found)
             except (OSError, subprocess.SubprocessError) as exc:
                 raise ContainerStartError("StartError", f"starting {exe}: {exc}", 128) from exc

@@ -45,11 +45,12 @@ class Running:
 class RuntimeService:
     """The CRI methods over one node's NodeRuntime; ``serve`` puts them on a socket."""
 
-    def __init__(self, state_dir: str, node_ip: str, node_name: str, api_factory=None):
+    def __init__(self, state_dir: str, node_ip: str, node_name: str, api_factory=None, volume_api=None):
         """``api_factory(pod, container)``: API clients for the built-in apps that need one
-        (CoreDNS), as NodeRuntime takes it."""
+        (CoreDNS), ``volume_api()`` the kubelet's for their configMap volumes, as NodeRuntime
+        takes them."""
         self.state_dir, self.node_ip, self.node_name = state_dir, node_ip, node_name
-        self.api_factory = api_factory
+        self.api_factory, self.volume_api = api_factory, volume_api
         self.node: NodeRuntime | None = None
         self.sandboxes: dict[str, Sandbox] = {}
         self.containers: dict[str, Running] = {}
@@ -71,7 +72,7 @@ class RuntimeService:
 
     async def _setup(self, pod_cidr: str) -> None:
         if self.node is None or str(self.node.network.cidr) != pod_cidr:
-            self.node = NodeRuntime(self.state_dir, pod_cidr, None, self.api_factory)
+            self.node = NodeRuntime(self.state_dir, pod_cidr, None, self.api_factory, self.volume_api)
             await self.node.setup_node()
             kept = await self.node.recover()
             log.info("node network %s set up; %d sandboxes kept", pod_cidr, len(kept))
@@ -155,12 +156,18 @@ class RuntimeService:
         known = self.node.sandboxes.known() if self.node is not None else {}
         return {"sandboxes": [{"uid": uid, "ip": ip} for uid, ip in sorted(known.items())]}
 
-    async def StartContainer(self, pod: dict, container: dict, attempt: int) -> dict:  # noqa: N802
+    async def StartContainer(self, pod: dict, container: dict, attempt: int, env: dict | None = None,  # noqa: N802
+                             mounts: list | None = None) -> dict:
+        """``env`` and ``mounts`` ([host path, pod path], read-only) are the kubelet's, as the
+        CRI's ContainerConfig envs and mounts: the kubernetes Service's variables and the pod's
+        projected ServiceAccount directory."""
         sandbox = await self._sandbox(pod)
         for old in [c for c, r in self.containers.items()        # the exited instances it replaces
                     if r.info.pod_uid == sandbox.uid and r.info.name == container["name"] and r.info.state != "running"]:
             del self.containers[old]
-        handle = await self._need_node().start_container(sandbox, pod, container, attempt)
+        binds = [(str(src), str(dst)) for src, dst in mounts or []]
+        handle = await self._need_node().start_container(sandbox, pod, container, attempt,
+                                                         {str(k): str(v) for k, v in (env or {}).items()}, binds)
         self._ids += 1
         cid = f"{sandbox.uid[:8]}-{container['name']}-{attempt}-{self._ids}-{os.getpid()}"
         info = cri.ContainerInfo(cid, sandbox.uid, container["name"], attempt, "running",
@@ -270,7 +277,8 @@ class RuntimeService:
             await asyncio.sleep(0)
 
 
-def run_runtime(state_dir: str, node_ip: str, node_name: str, endpoint: str, api_factory=None) -> int:
+def run_runtime(state_dir: str, node_ip: str, node_name: str, endpoint: str, api_factory=None,
+                volume_api=None) -> int:
     """The runtime process: serve until SIGTERM/SIGINT, then stop every container (as
     containerd's own stop would: the node is going down)."""
     from netemu.agent.runtime.node import raise_fd_limit
@@ -285,7 +293,7 @@ def run_runtime(state_dir: str, node_ip: str, node_name: str, endpoint: str, api
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         trim = asyncio.ensure_future(trim_periodically(stop, 60.0))
-        await RuntimeService(state_dir, node_ip, node_name, api_factory).serve(endpoint, stop)
+        await RuntimeService(state_dir, node_ip, node_name, api_factory, volume_api).serve(endpoint, stop)
         await trim
     asyncio.run(main())
     return 0

@@ -65,7 +65,9 @@ class CoreDNS(ApiApp):
             raise CoreDNSError("no API access for the built-in CoreDNS")
         self.connect()
         ns, name, self.key = source
-        self.informers["configmap"] = Informer(self.api, CONFIGMAP, ns, field_selector=f"metadata.name={name}")
+        # the Corefile is a configMap volume: what the kubelet reads for the pod, as the kubelet
+        self.informers["configmap"] = Informer(self.connect_volumes() or self.api, CONFIGMAP, ns,
+                                               field_selector=f"metadata.name={name}")
         self.run_informer(self.informers["configmap"])
         text = await self._first_corefile(ns, name)
         try:
