@@ -48,7 +48,8 @@ class FakeService(RuntimeService):
         self.etc = files
         return {}
 
-    async def StartContainer(self, pod, container, attempt):  # noqa: N802
+    async def StartContainer(self, pod, container, attempt, env=None, mounts=None):  # noqa: N802
+        self.extras = (env, mounts)
         if container["name"] == "bad":
             raise ContainerStartError("ImageNotSupported", "no such image", 128)
         self._ids += 1
@@ -79,6 +80,13 @@ def test_start_exit_error_and_adoption_by_a_new_kubelet(sock, tmp_path):
         assert await kubelet.create_sandbox(POD) == "10.244.0.9"
         assert "10.244.0.9\tp" in service.etc["hosts"] and "nameserver" in service.etc["resolv.conf"]
         first = await kubelet.start_container(POD, {"name": "c"}, 0)
+        assert service.extras == ({}, [])
+
+        async def extras(pod, container):                       # the kubelet's projector hook
+            return {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, [("/state/volumes/u1/serviceaccount", "/sa")]
+        kubelet.pod_extras = extras
+        await kubelet.start_container(POD, {"name": "c2"}, 0)
+        assert service.extras == ({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, [["/state/volumes/u1/serviceaccount", "/sa"]])
         with pytest.raises(ContainerStartError) as bad:
             await kubelet.start_container(POD, {"name": "bad"}, 0)
         assert (bad.value.reason, bad.value.exit_code) == ("ImageNotSupported", 128)
