@@ -259,7 +259,10 @@ class Supervisor(nodeops.NodeHostOps):
         argv = agent_argv(self.plan, node, sys.executable, str(kubelet_conf), mode, args, self.options.agent_args,
                           proxy_kubeconfig=str(self.proxy_kubeconfig) if self.proxy_kubeconfig else None)
         if self.options.fake_agents:
-            argv = [sys.executable, "-m", "netemu.testing.fakeagent", *argv[4:]]
+            # KWOK-style stand-ins, not kubelets: they also make what a real cluster's API server
+            # and controllers would (kube-node-lease), so they keep the admin's access
+            argv = [sys.executable, "-m", "netemu.testing.fakeagent", *agent_argv(
+                self.plan, node, sys.executable, kubeconfig, mode, args, self.options.agent_args)[4:]]
             self.agent_argv[node.name] = nsenter(self.host_pids[node.name], argv)
             self.procs[f"agent/{node.name}"] = processes.start(self.agent_argv[node.name],
                                                               self.logs / f"agent-{node.name}.log")
