@@ -68,6 +68,9 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
                    help="the emulated cloud in front: an internet segment (external clients, 203.0.113.0/24) and a "
                         "provider load balancer owning every LoadBalancer IP, spreading connections over the "
                         "nodes' NodePorts with health checks (ETP Local) and loadBalancerSourceRanges")
+    p.add_argument("--lb-health-check", default=None, metavar="interval=S,timeout=S,rise=N,fall=N",
+                   help="with --edge: the provider load balancer's health checks of its targets (default "
+                        "interval=2,timeout=1,rise=2,fall=2; a cloud's are slower, e.g. AWS NLB 30,10,3,3)")
     p.add_argument("--fake-agents", action="store_true",
                    help="KWOK-style stand-in agents: nodes register and heartbeat, no pods run "
                         "(emulator and control-plane experiments)")
@@ -103,6 +106,7 @@ def prepare(args):
         raise UsageError("the coredns add-on needs the dnslib package (bash scripts/provision.sh, or "
                          "pip install -e . in this virtualenv), or --addons none")
     node_modes = node_proxy_modes(args.node_proxy_mode)
+    lb_health = lb_health_settings(args)
     if args.timeout <= 0:
         raise UsageError("--timeout must be > 0")
     spec = args.topo or f"{DEFAULT_TOPO},{args.nodes if args.nodes is not None else 2}"
@@ -121,7 +125,22 @@ def prepare(args):
     return plan, topo, Options(proxy_mode=args.proxy_mode, proxy_args=proxy_args,
                                store=args.store, switch=switch, timeout=args.timeout,
                                apiserver_args=list(args.apiserver_arg), agent_args=list(args.agent_arg),
-                               fake_agents=args.fake_agents, addons=chosen, edge=args.edge)
+                               fake_agents=args.fake_agents, addons=chosen, edge=args.edge, lb_health=lb_health)
+
+
+def lb_health_settings(args):
+    """``--lb-health-check`` as HealthSettings (defaults without it); only with --edge."""
+    from netemu.emulator.cloud.health import HealthSettings
+
+    text = getattr(args, "lb_health_check", None)
+    if text is None:
+        return HealthSettings()
+    if not args.edge:
+        raise UsageError("--lb-health-check goes with --edge (it is the provider load balancer's)")
+    try:
+        return HealthSettings.parse(text)
+    except ValueError as exc:
+        raise UsageError(f"--lb-health-check: {exc}") from None
 
 
 def check_memory(args, workers: int) -> None:
@@ -227,6 +246,7 @@ def _argv_for_supervisor(args) -> list[str]:
     argv += ["--fake-agents"] if args.fake_agents else []
     argv += ["--addons", args.addons] if args.addons is not None else []
     argv += ["--edge"] if args.edge else []
+    argv += ["--lb-health-check", args.lb_health_check] if args.lb_health_check is not None else []
     argv += [f"--node-proxy-mode={v}" for v in args.node_proxy_mode]
     argv += [f"--apiserver-arg={a}" for a in args.apiserver_arg] + [f"--agent-arg={a}" for a in args.agent_arg]
     return argv

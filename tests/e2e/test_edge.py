@@ -14,7 +14,6 @@ remove` start and terminate node VMs under a cloud node-lifecycle controller.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 
@@ -26,7 +25,9 @@ from netemu.testing.edge import healthy_targets
 from netemu.traffic.spec import LoadSpec
 
 pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.kubectl,
-              pytest.mark.netemu_cluster(nodes=2, args=["--edge", "--apiserver-arg=--node-monitor-grace-period=6s"])]
+              pytest.mark.netemu_cluster(nodes=2, args=["--edge", "--apiserver-arg=--node-monitor-grace-period=6s",
+                                                          # the defaults, said: the flag reaches the supervisor
+                                                          "--lb-health-check=interval=2,timeout=1,rise=2,fall=2"])]
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 
 
@@ -96,9 +97,6 @@ def test_etp_cluster_spreads_over_nodes_and_the_backend_sees_a_node(netemu_clust
 
 
 def test_etp_local_only_nodes_with_endpoints_and_the_client_address_kept(netemu_cluster, world):
-    if importlib.util.find_spec("netemu.agent.proxy.healthcheck") is None:
-        pytest.skip("kube-proxy does not serve health-check NodePorts in this tree yet (netemu/agent/proxy/"
-                    "healthcheck.py comes with the Service e2e work): the LB cannot tell nodes apart")
     wait_until("the LB sends lb-local only to worker", lambda: listener_nodes(world, "lb-local") == {world["nodes"]["worker"]}, 30)
     r = send(netemu_cluster, "lb-local")
     assert r.ok == 40 and not r.errors, r.errors

@@ -160,3 +160,30 @@ def test_the_edge_benchmark_spreads_its_backends_and_shows_the_median_round():
     assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["whenUnsatisfiable"] == "DoNotSchedule"
     runs = [SimpleNamespace(throughput={"requests_per_s": v}) for v in (900, 300, 600)]
     assert median_run(runs).throughput["requests_per_s"] == 600
+
+
+def test_lb_health_check_settings_parse_with_clear_errors():
+    assert HealthSettings.parse("interval=30,timeout=10,rise=3,fall=3") == HealthSettings(30.0, 10.0, 3, 3)
+    assert HealthSettings.parse("fall=1") == HealthSettings(fall=1)
+    for bad, words in (("interval", "give interval=S"), ("speed=3", "give interval=S"), ("rise=two", "whole number"),
+                       ("interval=x", "number of seconds"), ("timeout=5,interval=2", "timeout <= interval"),
+                       ("interval=0", "0 < timeout"), ("rise=0", "each 1 to 10"), ("fall=11", "each 1 to 10")):
+        with pytest.raises(ValueError, match=words):
+            HealthSettings.parse(bad)
+
+
+def test_up_takes_lb_health_check_with_edge_only_and_hands_it_to_the_supervisor():
+    from netemu.cli import cluster_cmd
+    from netemu.cli.main import UsageError, build_parser
+
+    def parse(*words):
+        return build_parser(cluster_cmd.COMMANDS).parse_args(["up", *words])
+    args = parse("--edge", "--lb-health-check", "interval=30,timeout=10")
+    assert cluster_cmd.lb_health_settings(args) == HealthSettings(interval=30.0, timeout=10.0)
+    argv = cluster_cmd._argv_for_supervisor(args)
+    assert argv[argv.index("--lb-health-check") + 1] == "interval=30,timeout=10"
+    assert cluster_cmd.lb_health_settings(parse("--edge")) == HealthSettings()
+    with pytest.raises(UsageError, match="goes with --edge"):
+        cluster_cmd.lb_health_settings(parse("--lb-health-check", "rise=3"))
+    with pytest.raises(UsageError, match="--lb-health-check: 'rise=0'|each 1 to 10"):
+        cluster_cmd.lb_health_settings(parse("--edge", "--lb-health-check", "rise=0"))

@@ -5,7 +5,7 @@ NodePort (``GET /healthz``: 200 while the node has a ready local endpoint, 503 w
 connects to the NodePort (TCP). A target changes state after ``rise`` passes or ``fall``
 failures in a row (a new target starts unhealthy, as AWS NLB's "initial" state, and needs
 ``rise`` passes). Defaults are quicker than a cloud's (2 s interval, 2/2) so experiments see
-failover within seconds; ``netemu up --edge`` takes them from its options.
+failover within seconds; ``netemu up --edge --lb-health-check ...`` sets them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,28 @@ class HealthSettings:
     timeout: float = 1.0
     rise: int = 2
     fall: int = 2
+
+    @classmethod
+    def parse(cls, text: str) -> "HealthSettings":
+        """``interval=S,timeout=S,rise=N,fall=N`` (any of them; the rest keep their defaults), as
+        ``netemu up --lb-health-check`` takes it: a cloud's own values (AWS NLB: 30 s, 10 s, 3, 3)
+        make failover as slow as there. ValueError naming the bad part."""
+        values: dict = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or key not in ("interval", "timeout", "rise", "fall"):
+                raise ValueError(f"{part!r}: give interval=S, timeout=S, rise=N or fall=N")
+            try:
+                values[key] = float(value) if key in ("interval", "timeout") else int(value)
+            except ValueError:
+                raise ValueError(f"{part!r}: {key} wants a {'number of seconds' if key in ('interval', 'timeout') else 'whole number'}") from None
+        settings = cls(**values)
+        if not 0 < settings.timeout <= settings.interval <= 300:
+            raise ValueError(f"timeout {settings.timeout:g} s and interval {settings.interval:g} s: "
+                             f"need 0 < timeout <= interval <= 300")
+        if not (1 <= settings.rise <= 10 and 1 <= settings.fall <= 10):
+            raise ValueError(f"rise {settings.rise} and fall {settings.fall}: each 1 to 10")
+        return settings
 
 
 @dataclass
