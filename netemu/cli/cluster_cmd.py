@@ -470,8 +470,9 @@ def run_restart(args: argparse.Namespace) -> int:
 
 
 def add_restart_arguments(p):
-    p.add_argument("component", choices=["apiserver"],
-                   help="what to restart (the API server with the controllers; node components: issue 18)")
+    p.add_argument("component", choices=["apiserver", "kubelet", "kube-proxy", "runtime"],
+                   help="what to restart: the API server with the controllers, or a node component on every "
+                        "node (netemu node restart NODE COMPONENT: on one node)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for it to be back")
     add_state_dir(p)
 

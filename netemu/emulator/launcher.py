@@ -72,18 +72,30 @@ class Launcher:
               runtime: str | None = None, timeout: float = 60.0) -> int:
         """Fork ``node``'s supervisor into ``netns`` with the node's agent flags ``argv``;
         ``runtime``: the socket of the node's runtime process (None: inside the kubelet)."""
-        self.wait_ready(timeout)
         request = {"node": node, "netns": netns, "argv": argv, "logs": logs, "control": control,
                    "state_dir": state_dir, "runtime": runtime}
+        return self.spawn_all([request], timeout)[node]
+
+    def spawn_all(self, requests: list[dict], timeout: float = 60.0, into: dict | None = None) -> dict[str, int]:
+        """Every request sent at once, then every answer read ({node: pid}, also put in ``into``
+        as they come, so a caller knows what was forked even when some node failed): the
+        template forks node after node while the pipe carries the rest (no round trip each)."""
+        self.wait_ready(timeout)
         try:
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.write(b"".join((json.dumps(r) + "\n").encode() for r in requests))
             self.proc.stdin.flush()
         except (BrokenPipeError, ValueError):
             raise LauncherError(f"the launcher template is gone (see {self.log_path})") from None
-        answer = self._line(timeout)
-        if "pid" not in answer:
-            raise LauncherError(f"node {node}: {answer.get('error', answer)} (see {self.log_path})")
-        return int(answer["pid"])
+        pids, errors = ({} if into is None else into), []
+        for _ in requests:
+            answer = self._line(timeout)
+            if "pid" in answer:
+                pids[answer["node"]] = int(answer["pid"])
+            else:
+                errors.append(f"node {answer.get('node')}: {answer.get('error', answer)}")
+        if errors:
+            raise LauncherError(f"{'; '.join(errors)} (see {self.log_path})")
+        return pids
 
     def close(self, timeout: float = 5.0) -> None:
         """End the template (what it forked keeps running)."""

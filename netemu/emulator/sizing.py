@@ -11,8 +11,11 @@ reports available (MemAvailable) is refused with the numbers; ``--ignore-memory`
 
 from __future__ import annotations
 
-PER_NODE_MB = 24.0          # measured at 100 nodes (docs/benchmarks.md); see the module docstring
-FIXED_MB = 300.0            # API server + controllers at 100 nodes, supervisor with Mininet, template
+# measured 2026-12-06 at 100 nodes, no pods (docs/benchmarks.md "Node components and bring-up"):
+# 37.4 MB per node (runtime 7.6, kubelet 11.3, kube-proxy 14.5, node supervisor 4.1), API server
+# 177 MB, cluster supervisor 55 MB, template 6 MB: 3983 MB in all
+PER_NODE_MB = 37.5
+FIXED_MB = 160.0            # API server's base (~100), cluster supervisor with Mininet, template
 API_PER_NODE_MB = 1.0       # the API server's growth per node (watches, connections, objects)
 
 

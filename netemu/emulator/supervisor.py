@@ -39,6 +39,7 @@ from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, loc
 
 log = logging.getLogger(__name__)
 ETCD_PORT = 2379
+NODE_COMPONENTS = ("kubelet", "kube-proxy", "runtime")     # what each node supervisor runs
 
 
 @dataclass
@@ -207,8 +208,9 @@ class Supervisor(nodeops.NodeHostOps):
             self.state, self.state / "controlplane", kubeconfig, [n.name for n in self.plan.workers])
         self.report("agents", f"forking {len(self.plan.workers)} nodes' processes")
         self.kubeconfig = kubeconfig
-        for node in self.plan.workers:
-            self.start_node(node, kubeconfig)
+        requests = [r for r in (self.node_request(node, kubeconfig) for node in self.plan.workers) if r]
+        if requests:                         # every node's at once: the launcher forks them in one go
+            self.launcher.spawn_all(requests, into=self.node_pids)
         self.write_cluster()
         expected = [n.name for n in self.plan.workers]
         self.report("registering", "waiting for the kubelets to register", ready=0, total=len(expected))
@@ -245,11 +247,18 @@ class Supervisor(nodeops.NodeHostOps):
             await addons.apply(client, self.options.addons)
 
     def start_node(self, node, kubeconfig: str) -> None:
+        """One node's processes now (a node added to a running cluster)."""
+        request = self.node_request(node, kubeconfig)
+        if request:
+            self.launcher.spawn_all([request], into=self.node_pids)
+
+    def node_request(self, node, kubeconfig: str) -> dict | None:
         """The node's processes: its supervisor forked by the launcher template into the node's
         namespace (which forks its runtime, kubelet and kube-proxy), or a fake agent through
         nsenter; the kubelet with its node's kubelet.conf, kube-proxy with kube-proxy.conf
         (credentials.py). `up`'s mode flags are for `up`'s mode; a node the topology moves to
-        another mode runs that mode's defaults."""
+        another mode runs that mode's defaults. Returns the launcher request (None: a fake
+        agent, started)."""
         mode = self.node_proxy_mode(node)
         args = self.options.proxy_args if mode == self.options.proxy_mode else []
         kubelet_conf = self.node_kubeconfigs.get(node.name)
@@ -266,11 +275,10 @@ class Supervisor(nodeops.NodeHostOps):
             self.agent_argv[node.name] = nsenter(self.host_pids[node.name], argv)
             self.procs[f"agent/{node.name}"] = processes.start(self.agent_argv[node.name],
                                                               self.logs / f"agent-{node.name}.log")
-            return
-        self.node_pids[node.name] = self.launcher.spawn(
-            node.name, f"/run/netns/{node.netns}", argv[4:], str(self.logs),
-            node_control_socket(self.plan.cluster_id, node.name), str(self.state),
-            node_runtime_socket(self.plan.cluster_id, node.name))
+            return None
+        return {"node": node.name, "netns": f"/run/netns/{node.netns}", "argv": argv[4:], "logs": str(self.logs),
+                "control": node_control_socket(self.plan.cluster_id, node.name), "state_dir": str(self.state),
+                "runtime": node_runtime_socket(self.plan.cluster_id, node.name)}
 
     def start_control_plane(self) -> str:
         self.store_url = self.start_etcd() if self.options.store == "etcd" else None
@@ -301,10 +309,14 @@ class Supervisor(nodeops.NodeHostOps):
     def restart(self, component: str) -> dict:
         """``netemu restart apiserver``: stop the control plane's process (SIGTERM, SIGKILL after
         10 s) and start it again on the same store and certificates, as a kubelet restarts a
-        static pod; clients and agents reconnect and relist. The nodes' components are one
-        process per node today (issue 18), so they are not restartable alone yet."""
+        static pod; clients and agents reconnect and relist. ``netemu restart kubelet`` (or
+        kube-proxy, runtime): that component on every node, through the node supervisors
+        (``systemctl restart`` on each node, one node after the other)."""
+        if component in NODE_COMPONENTS and self.node_pids:
+            return self.restart_on_nodes(component)
         if component != "apiserver":
-            return {"error": f"cannot restart {component!r} (restartable: apiserver)"}
+            return {"error": f"cannot restart {component!r} (restartable: apiserver, "
+                             f"{', '.join(NODE_COMPONENTS)} on clusters with node supervisors)"}
         self.restarting.add(component)
         try:
             old = self.procs["apiserver"]
@@ -316,6 +328,17 @@ class Supervisor(nodeops.NodeHostOps):
         finally:
             self.restarting.discard(component)
         return {"ok": True, "pid": self.procs["apiserver"].pid, "seconds": round(time.monotonic() - started, 2)}
+
+    def restart_on_nodes(self, component: str) -> dict:
+        from netemu.agent.nodesup import control_request as ask
+        started, pids = time.monotonic(), {}
+        for node in self.node_pids:
+            answer = ask(node_control_socket(self.plan.cluster_id, node), {"op": "restart", "component": component})
+            if "error" in answer:
+                return {"error": f"{node}: {answer['error']}"}
+            pids[node] = answer["pid"]
+        return {"ok": True, "pid": ",".join(str(p) for p in pids.values()), "pids": pids,
+                "seconds": round(time.monotonic() - started, 2)}
 
     def start_etcd(self) -> str:
         cp = self.plan.control_plane

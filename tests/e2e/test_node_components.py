@@ -183,6 +183,23 @@ def test_kubelet_killed_its_pods_keep_serving_and_a_pod_bound_meanwhile_starts_a
     cluster.kubectl("delete", "pod", "late", "--wait=false")
 
 
+def test_netemu_restart_kubelet_and_kube_proxy_on_every_node_keeps_the_service_working(cluster, web):
+    """`netemu restart kube-proxy|kubelet` (every node's, one node after the other), as upstream's
+    "should work after restarting kube-proxy" does it; running pods are not touched."""
+    before = {p["metadata"]["uid"]: p["status"]["containerStatuses"][0]["restartCount"] for p in cluster.pods("app=web")}
+    for component in ("kube-proxy", "kubelet"):
+        old = {n: components(cluster, n)[component]["pid"] for n in ("worker", "worker2")}
+        out = c.netemu("restart", component, "--state-dir", str(cluster.state_dir)).stdout
+        assert f"{component} restarted" in out
+        new = {n: components(cluster, n)[component]["pid"] for n in ("worker", "worker2")}
+        assert all(new[n] and new[n] != old[n] for n in new), (old, new)
+        c.wait_until("the Service answering from both replicas", lambda: None not in
+                     c.from_pod(web["client"], web["ip"], 80, "/hostname", 20), 60)
+    c.wait_until("the pods Ready", lambda: all(c.ready(p) for p in cluster.pods("app=web")), 60)
+    assert {p["metadata"]["uid"]: p["status"]["containerStatuses"][0]["restartCount"]
+            for p in cluster.pods("app=web")} == before
+
+
 def test_runtime_killed_its_containers_restart_and_their_endpoints_come_back(cluster, web):
     node = web["server_node"]
     before = {p["metadata"]["name"]: p["status"]["containerStatuses"][0]["restartCount"]
