@@ -522,7 +522,9 @@ class Supervisor(nodeops.NodeHostOps):
             if "error" in answers[name] and not (action == "kill" and "not running" in answers[name]["error"]):
                 return {"error": f"{name}: {answers[name]['error']}"}
         self.write_cluster()
-        return {"ok": True, "components": answers}
+        main = answers["kubelet" if component == "agent" else component]     # the node's agent: its kubelet
+        pid = main.get("pid") or main.get("stopped") or main.get("killed")
+        return {"ok": True, "pid": pid, "components": answers}
 
 
 def control_request(state_dir: str, request: dict, timeout: float = 15.0) -> dict:
