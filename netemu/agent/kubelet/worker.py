@@ -22,6 +22,7 @@ from typing import Any, Callable
 from netemu.agent.kubelet import probes as pr
 from netemu.agent.kubelet.backoff import Backoff
 from netemu.agent.kubelet.cri import ContainerHandle, Runtime
+from netemu.agent.kubelet.lifecycle import Lifecycle
 from netemu.agent.kubelet.probing import run_probe
 from netemu.agent.kubelet.status import ContainerRecord, adopt, comparable, pod_status
 from netemu.agent.kubelet.termination import Termination
@@ -60,7 +61,7 @@ def log_path(log_dir: str, pod: Obj, container: str, restart: int) -> str:
                         container, f"{restart}.log")
 
 
-class PodWorker:
+class PodWorker(Lifecycle):
     def __init__(self, ctx: WorkerContext, pod: Obj):
         self.ctx, self.pod = ctx, pod
         self.uid = pod["metadata"]["uid"]
@@ -82,6 +83,7 @@ class PodWorker:
         self.start_time = ctx.clock()
         self.gone = False                # deleted from the API (no DELETE to finish)
         self.termination: Termination | None = None
+        self.stoppers: list[asyncio.Task] = []    # containers being stopped (preStop, SIGTERM)
         self.last_digest: str | None = None     # of the last status written (not the status:
                                                 # a digest keeps ~10 KB per pod out of the agent)
         self.written_rv: str | None = None     # resourceVersion our last status write produced
@@ -134,6 +136,8 @@ class PodWorker:
             for tasks in self.tasks.values():
                 for t in tasks:
                     t.cancel()
+            for t in self.stoppers:
+                t.cancel()
             self.done.set()
 
     async def sync(self) -> float | None:
@@ -263,7 +267,10 @@ class PodWorker:
         self.ctx.event(self.pod, "Normal", "Pulled", f'Container image "{image}" already present on machine')
         self.ctx.event(self.pod, "Normal", "Created", f"Created container {name}")
         self.ctx.event(self.pod, "Normal", "Started", f"Started container {name}")
+        failed = await self._post_start(name, handle)
         self._attach(name, handle, now)
+        if failed:                           # killed as upstream's killContainer: it restarts per policy
+            self._stop_alone(name, handle)
 
     def _attach(self, name: str, handle: ContainerHandle, started_at: float, ready: bool = False,
                 started: bool = False) -> None:
@@ -393,29 +400,32 @@ class PodWorker:
             for cname, handle in list(self.handles.items()):
                 if not self.gone:
                     self.ctx.event(self.pod, "Normal", "Killing", f"Stopping container {cname}")
-                handle.signal(signal.SIGTERM)
+                self.stoppers.append(asyncio.ensure_future(self._stop_container(cname, handle, self.termination)))
         while True:
             if self.gone:
                 self.termination.shorten(_no_grace(self.pod), self.ctx.clock())
             else:
                 self.termination.shorten(self.pod, self.ctx.clock())
-            action = self.termination.action(self.ctx.clock(), bool(self.handles))
-            if action == "finish":
+            now = self.ctx.clock()
+            if not self.handles:
                 break
-            if action == "kill":
-                for handle in list(self.handles.values()):
+            for cname, handle in list(self.handles.items()):
+                if self.termination.action(now, True, cname) == "kill":
                     handle.signal(signal.SIGKILL)
-            elif not self.gone:
+            if not self.gone:
                 # readiness probes keep running while a pod terminates (upstream stops only
                 # liveness and startup): its Ready condition must follow them, or endpoints
                 # of a draining server (netexec --delay-shutdown: /readyz 503) never go unready
                 await self._write_status(self.ctx.clock())
             self.wake.clear()
-            wait = max(0.05, min(self.termination.deadline - self.ctx.clock(), 1.0))
+            first = min(self.termination.kill_at(c) for c in self.handles) if self.handles else now
+            wait = max(0.05, min(first - self.ctx.clock(), 1.0))
             try:
                 await asyncio.wait_for(self.wake.wait(), wait)
             except asyncio.TimeoutError:
                 pass
+        for task in self.stoppers:           # preStop hooks still running: abandoned with their containers
+            task.cancel()
         try:
             if not self.released:
                 async with self.ctx.sandbox_slots:
@@ -452,6 +462,8 @@ def status_digest(status: Obj) -> str:
 
 def _no_grace(pod: Obj) -> Obj:
     return dict(pod, metadata=dict(pod.get("metadata") or {}, deletionGracePeriodSeconds=0))
+
+
 
 
 def _is_not_found(exc: Exception) -> bool:

@@ -160,6 +160,12 @@ async def exec_in(netns: str | None, argv: list[str], *, timeout: float | None =
         return ExecResult(-1, b"", f"exec {argv[0]}: {exc}".encode())
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except asyncio.CancelledError:       # the caller gave up (a preStop hook abandoned): no orphan
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        raise
     except asyncio.TimeoutError:
         try:
             os.killpg(proc.pid, signal.SIGKILL)

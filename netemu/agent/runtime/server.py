@@ -54,6 +54,7 @@ class RuntimeService:
         self.node: NodeRuntime | None = None
         self.sandboxes: dict[str, Sandbox] = {}
         self.containers: dict[str, Running] = {}
+        self.execs: dict[str, set[asyncio.Task]] = {}   # pod uid: ExecSync commands running
         self.clients: set[asyncio.StreamWriter] = set()
         self._ids = 0
         self._node_file = os.path.join(state_dir, "runtime", "node.json")
@@ -131,6 +132,8 @@ class RuntimeService:
 
     async def RemovePodSandbox(self, pod: dict) -> dict:  # noqa: N802
         uid = pod["metadata"]["uid"]
+        for task in self.execs.pop(uid, set()):
+            task.cancel()
         for cid in [c for c, r in self.containers.items() if r.info.pod_uid == uid]:
             self._kill(cid)
             self.containers.pop(cid, None)
@@ -197,8 +200,21 @@ class RuntimeService:
         return {"containers": [r.info.to_json() for r in self.containers.values()]}
 
     async def ExecSync(self, pod: dict, argv: list, timeout: float) -> dict:  # noqa: N802
+        """Run argv in the pod's sandbox (exec probes, lifecycle hooks); a command still running
+        when its sandbox is removed is killed with it, as with its container upstream."""
         sandbox = await self._sandbox(pod)
-        result = await exec_in(sandbox.netns, [str(a) for a in argv], timeout=float(timeout), etc_dir=sandbox.etc_dir)
+        task = asyncio.ensure_future(exec_in(sandbox.netns, [str(a) for a in argv], timeout=float(timeout),
+                                             etc_dir=sandbox.etc_dir))
+        running = self.execs.setdefault(sandbox.uid, set())
+        running.add(task)
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+            return {"exit_code": 128 + signal.SIGKILL, "output": ""}     # killed with its sandbox
+        finally:
+            running.discard(task)
         return {"exit_code": result.exit_code, "output": (result.stdout + result.stderr).decode("latin-1")}
 
     # ---- containers ----
