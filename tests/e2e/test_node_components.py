@@ -161,8 +161,11 @@ def test_kubelet_killed_its_pods_keep_serving_and_a_pod_bound_meanwhile_starts_a
     node = web["server_node"]
     pods = [p for p in cluster.pods("app=web")]
     ips = [p["status"]["podIP"] for p in pods]
+    from netemu.agent.nodesup import control_request
     old = components(cluster, node)["kubelet"]["pid"]
-    c.netemu("node", "stop", node, "kubelet", "--state-dir", str(cluster.state_dir))
+    killed = control_request(cluster.doc()["nodes"][node]["control"],     # kill -9, kept down until start
+                             {"op": "kill", "component": "kubelet", "hold": True})
+    assert killed.get("killed") == old, killed
     assert not Path(f"/proc/{old}").exists() or c.wait_until("the kubelet gone", lambda: not Path(f"/proc/{old}").exists(), 20, 0.1)
     late = dict(c.pause_pod("late", node), metadata={"name": "late"})
     cluster.kubectl("apply", "-f", "-", input=c.manifest(late))
