@@ -108,6 +108,8 @@ def check_matches(handle: Handle, spec: ClusterSpec) -> list[str]:
         have = info.get("proxy_mode") or doc.get("proxy_mode")
         if have != want:
             out.append(f"node {node} runs proxy mode {have}, the scenario wants {want}")
+    if spec.edge and not doc.get("edge"):
+        out.append("the scenario wants the edge (edge: true), the cluster was brought up without --edge")
     for what, given in (("apiserver_args", spec.apiserver_args), ("agent_args", spec.agent_args)):
         if given:
             out.append(f"the scenario sets {what}: a running cluster cannot take them (let the experiment "

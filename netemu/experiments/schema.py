@@ -13,6 +13,7 @@ A scenario (YAML; the full reference with examples is experiments/README.md)::
       proxy_modes: {worker2: iptables}   # per node, overriding proxy_mode
       apiserver_args: ["--node-monitor-grace-period=4s"]
       agent_args: ["--heartbeat-interval=1"]
+      edge: true                     # netemu up --edge (lb_health_check: its --lb-health-check)
     manifests:                       # files (relative to the scenario) or inline objects
       - file: web.yaml
       - {apiVersion: v1, kind: Pod, metadata: {name: client}, spec: ...}
@@ -46,7 +47,8 @@ from netemu.traffic.spec import LoadSpec, SpecError
 
 TOP_FIELDS = ("name", "description", "duration", "seed", "cluster", "manifests", "traffic", "timeline",
               "variants", "for_each", "small")
-CLUSTER_FIELDS = ("nodes", "topology", "proxy_mode", "proxy_modes", "apiserver_args", "agent_args")
+CLUSTER_FIELDS = ("nodes", "topology", "proxy_mode", "proxy_modes", "apiserver_args", "agent_args", "edge",
+                  "lb_health_check")
 LOAD_FIELDS = ("proto", "requests", "connections", "duration", "rate", "concurrency", "keepalive",
                "per_connection", "payload", "path", "timeout", "arrival", "clientip_probes", "workers", "warm", "source_port")
 PHASE_FIELDS = ("name", "from", "to", "via", "node", "namespace", "start", "weights", *LOAD_FIELDS)
@@ -64,12 +66,16 @@ class ClusterSpec:
     proxy_modes: tuple[tuple[str, str], ...] = ()
     apiserver_args: tuple[str, ...] = ()
     agent_args: tuple[str, ...] = ()
+    edge: bool = False                   # netemu up --edge: internet clients and the provider LB
+    lb_health_check: str | None = None   # its --lb-health-check
 
     def up_argv(self) -> list[str]:
         """``netemu up`` flags for this cluster (state dir and node network added by the caller)."""
         argv = ["--topo", self.topology] if self.topology else ["--nodes", str(self.nodes)]
         argv += ["--proxy-mode", self.proxy_mode]
         argv += [f"--node-proxy-mode={n}={m}" for n, m in self.proxy_modes]
+        argv += ["--edge"] if self.edge else []
+        argv += [f"--lb-health-check={self.lb_health_check}"] if self.lb_health_check else []
         argv += [f"--apiserver-arg={a}" for a in self.apiserver_args]
         return argv + [f"--agent-arg={a}" for a in self.agent_args]
 
@@ -230,8 +236,19 @@ def _cluster(top: Fields, file: str) -> ClusterSpec:
                 per.bad(str(node), f"must be a proxy mode name, not {mode!r}")
             else:
                 modes.append((str(node), mode))
+    edge = f.bool("edge")
+    health = f.str("lb_health_check")
+    if health is not None:
+        from netemu.emulator.cloud.health import HealthSettings
+        try:
+            HealthSettings.parse(health)
+        except ValueError as exc:
+            f.bad("lb_health_check", str(exc))
+        if not edge:
+            f.bad("lb_health_check", "goes with edge: true (it is the provider load balancer's)")
     return ClusterSpec(None if topology else nodes, topology, topo_file, f.str("proxy_mode", "iptables") or "iptables",
-                       tuple(modes), tuple(f.strings("apiserver_args")), tuple(f.strings("agent_args")))
+                       tuple(modes), tuple(f.strings("apiserver_args")), tuple(f.strings("agent_args")),
+                       edge, health)
 
 
 def _manifests(top: Fields, base: Path, problems: Problems) -> list[Manifest]:

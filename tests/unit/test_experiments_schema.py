@@ -223,3 +223,30 @@ def test_a_topology_file_with_args_names_the_nodes(tmp_path):
     assert run.cluster.topology.endswith("zones.py:TwoZoneTopo,1") and run.cluster.nodes is None
     assert run.cluster.up_argv()[:2] == ["--topo", run.cluster.topology]
     assert "--node-proxy-mode=a1=iptables" in run.cluster.up_argv()
+
+
+def test_the_edge_and_its_health_checks_are_cluster_fields(tmp_path):
+    edged = GOOD.replace("  nodes: 2\n", "  nodes: 2\n  edge: true\n  lb_health_check: interval=30,timeout=10,rise=3\n")
+    (run,) = load_plan(write(tmp_path, edged), verdicts=FULL, modes_available=("iptables",)).runs
+    assert run.cluster.edge and run.cluster.up_argv()[-2:] == ["--edge", "--lb-health-check=interval=30,timeout=10,rise=3"]
+    assert "--edge" not in load_plan(write(tmp_path, GOOD), verdicts=FULL, modes_available=("iptables",)).runs[0].cluster.up_argv()
+    f = tmp_path / "s.yaml"
+    found = problems(tmp_path, GOOD.replace("  nodes: 2\n", "  nodes: 2\n  edge: yes-please\n  lb_health_check: rise=0\n"))
+    assert f"{f}:5: scenario.cluster.edge: must be true or false, not 'yes-please'" in found
+    assert f"{f}:6: scenario.cluster.lb_health_check: rise 0 and fall 2: each 1 to 10" in found
+    assert f"{f}:6: scenario.cluster.lb_health_check: goes with edge: true (it is the provider load balancer's)" in found
+
+
+def test_a_running_cluster_without_the_edge_cannot_stand_for_an_edge_scenario(tmp_path):
+    import json
+
+    from netemu.experiments.cluster import Handle, check_matches
+
+    nodes = {"worker": {"role": "worker", "proxy_mode": "iptables"}, "worker2": {"role": "worker", "proxy_mode": "iptables"}}
+    (tmp_path / "cluster.json").write_text(json.dumps({"nodes": nodes, "proxy_mode": "iptables", "edge": None}))
+    handle = Handle(tmp_path, owned=False)
+    assert check_matches(handle, schema.ClusterSpec(nodes=2)) == []
+    assert check_matches(handle, schema.ClusterSpec(nodes=2, edge=True)) == [
+        "the scenario wants the edge (edge: true), the cluster was brought up without --edge"]
+    (tmp_path / "cluster.json").write_text(json.dumps({"nodes": nodes, "proxy_mode": "iptables", "edge": {"netns": "x"}}))
+    assert check_matches(handle, schema.ClusterSpec(nodes=2, edge=True)) == []
