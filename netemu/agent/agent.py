@@ -16,6 +16,7 @@ import signal
 from dataclasses import dataclass, field
 
 from netemu.agent.kubelet.dns import DNSSettings
+from netemu.agent.kubelet.execserver import ExecServer
 from netemu.agent.kubelet.kubelet import Kubelet, KubeletConfig
 from netemu.agent.kubelet.logserver import PORT as LOG_PORT, LogServer
 from netemu.agent.kubelet.runtime_adapter import AgentRuntime
@@ -69,7 +70,8 @@ class Agent:
             config.kubelet.ca_pem = kubeconfig.load(config.kubeconfig).ca_data
         self.kubelet = Kubelet(self.api, self.runtime, config.kubelet)
         self.logs = LogServer(self.kubelet.find_pod, self.kubelet.restart_count, config.kubelet.log_dir,
-                              config.kubelet.node_ip, config.log_port)
+                              config.kubelet.node_ip, config.log_port,
+                              exec_server=ExecServer(self.kubelet.find_pod, config.state_dir, config.kubelet.volumes_dir))
         self.proxy_api = self.api
         if config.proxy_mode and config.proxy_kubeconfig:
             self.proxy_api = proxy_client(config)

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from netemu.api import errors, kinds
-from netemu.apiserver import body, discovery, openapi, podlog, reviews, routing
+from netemu.apiserver import body, discovery, openapi, podexec, podlog, reviews, routing
 from netemu.apiserver.metrics import Metrics
 from netemu.apiserver.handlers import Handlers, json_response
 from netemu.apiserver.registry import Registry
@@ -116,6 +116,8 @@ class ApiServer:
             return json_response(self._discovery(target))
         if target.subresource == "log" and target.rt.kind == "Pod":
             return await podlog.serve(self.registry, request, target.namespace or "default", target.name)
+        if target.subresource == "exec" and target.rt.kind == "Pod":
+            return await podexec.serve(self.registry, request, target.namespace or "default", target.name)
         if target.rt.kind in kinds.REVIEW_KINDS or target.subresource == "token":
             return await self._review(request, target)
         await self.security.admit(request, target)

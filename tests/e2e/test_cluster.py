@@ -158,6 +158,30 @@ def test_python_client_in_a_pod_acts_as_its_service_account(cluster, web):
     cluster.kubectl("delete", "pod", "incluster-allowed", "incluster-refused", "--wait=false")
 
 
+def test_kubectl_exec_through_the_api_server(cluster, web):
+    """kubectl 1.32's exec: a WebSocket (v5.channel.k8s.io) to the API server, which joins it to
+    the kubelet of the pod's node: output, stdin, the exit code, a terminal (-t, under script(1)
+    for a pty), and the refusals kubectl shows (no such container, RBAC without pods/exec)."""
+    def kubectl(*words, input=None):
+        return subprocess.run(["kubectl", "--kubeconfig", cluster.kubeconfig, "--request-timeout=30s", *words],
+                              capture_output=True, text=True, timeout=60, input=input)
+    assert kubectl("exec", "client", "--", "hostname").stdout == "client\n"
+    assert kubectl("exec", "-i", "client", "--", "cat", input="hello\nworld\n").stdout == "hello\nworld\n"
+    failed = kubectl("exec", "client", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (failed.returncode, failed.stdout) == (3, "out\n") and "err\n" in failed.stderr
+    assert "command terminated with exit code 3" in failed.stderr
+    tty = subprocess.run(["script", "-qec", f"stty cols 100 rows 30; kubectl --kubeconfig {cluster.kubeconfig} "
+                          "exec -it client -- sh -c 'tty; stty size'", "/dev/null"],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert "/dev/pts/" in tty.stdout and "30 100" in tty.stdout, tty
+    wrong = kubectl("exec", "client", "-c", "nosuch", "--", "true")
+    assert "container nosuch is not valid for pod client" in wrong.stderr
+    cluster.kubectl("create", "serviceaccount", "exec-viewer")
+    cluster.kubectl("create", "rolebinding", "exec-viewer", "--clusterrole=view", "--serviceaccount=default:exec-viewer")
+    refused = kubectl("exec", "--as=system:serviceaccount:default:exec-viewer", "client", "--", "true")
+    assert refused.returncode == 1 and 'cannot create resource "pods/exec"' in refused.stderr
+
+
 def test_clusterip_reaches_every_replica_and_sees_the_pod_ip(cluster, web):
     names = {p["metadata"]["name"] for p in web["pods"]}
     counts = _answers_from_all(cluster, web, names)

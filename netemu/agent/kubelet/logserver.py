@@ -57,8 +57,10 @@ class LogServer:
     """Serves the log files of the pods ``find_pod(ns, name)`` knows (the kubelet's cache)."""
 
     def __init__(self, find_pod: Callable[[str, str], Obj | None], restart_count: Callable[[Obj, str], int | None],
-                 log_dir: str, host: str, port: int = PORT, follow_poll: float = 0.5):
+                 log_dir: str, host: str, port: int = PORT, follow_poll: float = 0.5, exec_server=None):
+        """``exec_server`` (execserver.ExecServer): ``/exec/NS/POD/CONTAINER`` too."""
         self.find_pod, self.restart_count, self.log_dir = find_pod, restart_count, log_dir
+        self.exec_server = exec_server
         self.host, self.port, self.follow_poll = host, port, follow_poll
         self._server: asyncio.AbstractServer | None = None
 
@@ -104,6 +106,8 @@ class LogServer:
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             method, target, _ = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            if target.startswith("/exec/") and self.exec_server is not None:
+                return await self._exec(target, reader, writer)
             if method != "GET":
                 raise HTTPError(405, f"{method} is not allowed")
             path, query = self.resolve(target)
@@ -123,6 +127,21 @@ class LogServer:
             except (ConnectionError, OSError):
                 pass
             writer.close()
+
+    async def _exec(self, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The API server's upgraded exec stream (execserver.py); refusals as HTTP answers."""
+        from netemu.api.execstream import ExecError
+        url = urlsplit(target)
+        parts = [unquote(p) for p in url.path.split("/") if p]
+        if len(parts) != 4:
+            raise HTTPError(404, f"404 page not found: {url.path}")
+        try:
+            opts, where = self.exec_server.prepare(parts[1], parts[2], parts[3], parse_qs(url.query))
+        except LookupError as exc:
+            raise HTTPError(404, str(exc.args[0])) from None
+        except ExecError as exc:
+            raise HTTPError(400, str(exc)) from None
+        await self.exec_server.serve(opts, where, reader, writer)
 
     async def _send_log(self, writer: asyncio.StreamWriter, path: str, query: dict[str, list[str]]) -> None:
         tail, limit = _int_param(query, "tailLines"), _int_param(query, "limitBytes")
