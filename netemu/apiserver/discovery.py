@@ -47,6 +47,7 @@ _SUB_SHAPES = {
                          "verbs": ["get", "patch", "update"]},
     "binding": lambda rt: {"kind": "Binding", "verbs": ["create"]},
     "log": lambda rt: {"kind": "Pod", "verbs": ["get"]},
+    "exec": lambda rt: {"kind": "PodExecOptions", "verbs": ["create", "get"]},
     "finalize": lambda rt: {"kind": rt.kind, "verbs": ["update"]},
     "token": lambda rt: {"kind": "TokenRequest", "group": "authentication.k8s.io", "version": "v1",
                          "verbs": ["create"]},
