@@ -14,6 +14,7 @@ from aiohttp import web
 from netemu.api import errors, kinds
 from netemu.api.meta import Obj
 from netemu.apiserver import body, fieldcheck, listing, scale, tables, watch
+from netemu.apiserver.fieldmanager import FieldManager, manager_name
 from netemu.apiserver.patching import apply_patch
 from netemu.apiserver.registry import PODS, Registry
 from netemu.apiserver.routing import Target
@@ -73,6 +74,19 @@ def _check_type(target: Target, obj: Obj, expected: tuple[str, str] | None = Non
         raise errors.BadRequest(f"the API version in the data ({got_av}) does not match the "
                                 f"expected API version ({api_version})")
     obj["apiVersion"], obj["kind"] = api_version, kind
+
+
+def _field_manager(request: web.Request, target: Target, *, apply: bool = False) -> FieldManager:
+    """The request's field manager (``?fieldManager=``, else the User-Agent's product)."""
+    name = manager_name(request.query.get("fieldManager"), request.headers.get("User-Agent"), apply=apply)
+    return FieldManager(target.rt, name, subresource=target.subresource)
+
+
+def _precondition(doc: object) -> int | None:
+    """A resourceVersion in a patch or applied configuration: the write's precondition."""
+    md = doc.get("metadata") if isinstance(doc, dict) else None
+    rv = md.get("resourceVersion") if isinstance(md, dict) else None
+    return int(rv) if isinstance(rv, str) and rv.isdigit() else None
 
 
 def _and_named(match, name: str | None):
@@ -205,7 +219,8 @@ class Handlers:
             return await self._bind(target.namespace, name, obj)
         _check_type(target, obj)
         warnings = _field_check(request, target, obj)
-        created = await self.registry.create(target.rt, target.namespace, obj, dry_run=_dry_run(request))
+        created = await self.registry.create(target.rt, target.namespace, obj, dry_run=_dry_run(request),
+                                             fields=_field_manager(request, target).record)
         return self._render(request, target, created, 201, warnings)
 
     async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
@@ -233,27 +248,27 @@ class Handlers:
         _check_type(target, obj)
         warnings = _field_check(request, target, obj)
         updated = await self.registry.update(target.rt, target.namespace, target.name, obj,
-                                             subresource=target.subresource, dry_run=_dry_run(request))
+                                             subresource=target.subresource, dry_run=_dry_run(request),
+                                             fields=_field_manager(request, target).record)
         return self._render(request, target, updated, warnings=warnings)
 
     async def patch(self, request: web.Request, target: Target) -> web.Response:
         content_type = body.media_type(request.headers.get("Content-Type"))
         if content_type == body.APPLY_PATCH:
-            raise errors.UnsupportedMediaType(
-                "server-side apply (application/apply-patch+yaml) is not supported by netemu: "
-                "use client-side kubectl apply (--server-side=false)")
+            return await self.apply(request, target)
         if content_type not in body.PATCH_TYPES:
             raise errors.UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
-                f"{', '.join(body.PATCH_TYPES)}")
+                f"{', '.join(body.PATCH_TYPES + (body.APPLY_PATCH,))}")
+        if "force" in request.query:
+            raise errors.Invalid('PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be '
+                                 "specified for non-apply patch",
+                                 details={"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
+                                     errors.field_cause("force", "Forbidden: may not be specified for "
+                                                        "non-apply patch", "FieldValueForbidden")]})
         patch_doc = body.decode(await self._read(request), content_type)
         rt = target.rt
-        precondition = None
-        if isinstance(patch_doc, dict):
-            rv = (patch_doc.get("metadata") or {}).get("resourceVersion") if isinstance(
-                patch_doc.get("metadata"), dict) else None
-            precondition = int(rv) if isinstance(rv, str) and rv.isdigit() else None
-
+        fields = _field_manager(request, target)
         warnings: list[str] = []
 
         def transform(old: Obj) -> Obj:
@@ -265,8 +280,64 @@ class Handlers:
             return new
         updated = await self.registry.guaranteed_update(rt, target.namespace, target.name, transform,
                                                         subresource=target.subresource,
-                                                        precondition=precondition, dry_run=_dry_run(request))
+                                                        precondition=_precondition(patch_doc),
+                                                        dry_run=_dry_run(request), fields=fields.record)
         return self._render(request, target, updated, warnings=warnings)
+
+    async def apply(self, request: web.Request, target: Target) -> web.Response:
+        """Server-side apply (PATCH application/apply-patch+yaml): merge the configuration into
+        the object, or create it; fields other managers own are a 409 unless ``?force=true``."""
+        if target.subresource not in (None, "status"):
+            raise errors.UnsupportedMediaType(f"apply is not supported on the {target.subresource} subresource")
+        config = body.decode_object(await self._read(request), body.APPLY_PATCH)
+        self._check_applied(target, config)
+        fm = _field_manager(request, target, apply=True)
+        force, dry_run = _bool(request.query.get("force")), _dry_run(request)
+        warnings: list[str] = []
+
+        def applied(old: Obj | None) -> Obj:
+            merged = fm.apply(old, config, force)
+            _check_type(target, merged)
+            warnings[:] = _field_check(request, target, merged)
+            return merged
+        rt, ns, name = target.rt, target.namespace, target.name
+        for _ in range(5):
+            try:
+                await self.registry.get(rt, ns, name)
+            except errors.NotFound:
+                if target.subresource is not None:
+                    raise
+                try:
+                    created = await self.registry.create(rt, ns, applied(None), dry_run=dry_run, fields=fm.record)
+                except errors.AlreadyExists:
+                    continue
+                return self._render(request, target, created, 201, warnings)
+            try:
+                updated = await self.registry.guaranteed_update(
+                    rt, ns, name, applied, subresource=target.subresource, precondition=_precondition(config),
+                    dry_run=dry_run, fields=fm.record)
+            except errors.NotFound:
+                continue
+            return self._render(request, target, updated, warnings=warnings)
+        raise errors.Conflict(f'Operation cannot be fulfilled on {rt.resource} "{name}": the object was '
+                              "created and deleted while it was applied; please try again")
+
+    @staticmethod
+    def _check_applied(target: Target, config: Obj) -> None:
+        """An applied configuration names its type, and its object is the URL's."""
+        if not config.get("apiVersion") or not config.get("kind"):
+            raise errors.BadRequest("an apply configuration must set apiVersion and kind")
+        if config["apiVersion"] != target.rt.api_version:
+            raise errors.BadRequest(f"Incorrect version specified in apply patch. Specified patch version: "
+                                    f"{config['apiVersion']}, expected: {target.rt.api_version}")
+        md = config.setdefault("metadata", {})
+        if md.get("name") not in (None, target.name):
+            raise errors.BadRequest(f"the name of the object ({md['name']}) does not match the name on the "
+                                    f"URL ({target.name})")
+        if target.rt.namespaced and md.get("namespace") not in (None, target.namespace):
+            raise errors.BadRequest("the namespace of the provided object does not match the namespace sent "
+                                    "on the request")
+        md["name"] = target.name
 
     async def _delete_options(self, request: web.Request) -> Obj:
         raw = await self._read(request) if request.can_read_body else b""
@@ -335,7 +406,8 @@ class Handlers:
             new.get("metadata", {}).pop("resourceVersion", None)
             return new
         updated = await self.registry.guaranteed_update(rt, ns, name, transform, precondition=precondition,
-                                                        dry_run=_dry_run(request))
+                                                        dry_run=_dry_run(request),
+                                                        fields=_field_manager(request, target).record)
         return json_response(scale.to_scale(updated))
 
 

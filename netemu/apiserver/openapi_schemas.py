@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from netemu.api import kinds, patch_schema
 from netemu.api.kinds import ResourceType
+from netemu.api.managed.schema import client_models as _client
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 META_TYPES = {"ObjectMeta", "ListMeta", "LabelSelector", "LabelSelectorRequirement", "OwnerReference",
@@ -36,15 +37,6 @@ _SCALAR = {"str": {"type": "string"}, "int": {"type": "integer", "format": "int6
 INT_OR_STRING = {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
 INT_OR_STRING_FIELDS = {"targetPort", "port", "maxSurge", "maxUnavailable", "minAvailable"}
 Ref = Callable[[str], str]
-
-
-@functools.lru_cache(maxsize=1)
-def _client() -> Any:
-    try:
-        from kubernetes import client
-    except ImportError:
-        return None
-    return client
 
 
 def model_of(rt: ResourceType) -> Any:

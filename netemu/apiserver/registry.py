@@ -22,6 +22,10 @@ from netemu.apiserver.ingressclass import DefaultIngressClass
 from netemu.apiserver.services import ServiceIPs
 from netemu.store.base import Store
 
+# Records an object's managedFields: (stored object or None on create, object as sent, object
+# about to be stored), called after defaulting and validation (apiserver.fieldmanager).
+FieldsRecorder = Callable[[Obj | None, Obj, Obj], None]
+
 NAMESPACES = kinds.by_resource("", "v1", "namespaces")
 PODS = kinds.by_resource("", "v1", "pods")
 # Kinds whose PUT creates a missing object (upstream AllowCreateOnUpdate).
@@ -105,8 +109,9 @@ class Registry:
     # -- create ------------------------------------------------------------------------------
 
     async def create(self, rt: ResourceType, namespace: str | None, obj: Obj, *,
-                     dry_run: bool = False) -> Obj:
-        """POST; ``dry_run`` runs every check and allocation, then writes nothing."""
+                     dry_run: bool = False, fields: FieldsRecorder | None = None) -> Obj:
+        """POST; ``dry_run`` runs every check and allocation, then writes nothing; ``fields``
+        records the managedFields (none without it)."""
         meta = _meta(obj)
         if rt.namespaced:
             body_ns = meta.get("namespace")
@@ -125,14 +130,17 @@ class Registry:
                 suffix = "".join(random.choice(_GENERATE_ALPHABET) for _ in range(5))
                 _meta(candidate)["name"] = meta["generateName"] + suffix
             try:
-                return await self._create_one(rt, namespace, candidate, dry_run)
+                return await self._create_one(rt, namespace, candidate, dry_run, fields)
             except errors.AlreadyExists:
                 if not generate:
                     raise
         raise errors.AlreadyExists(f"could not generate a unique name from {meta['generateName']!r}")
 
-    async def _create_one(self, rt: ResourceType, namespace: str | None, obj: Obj, dry_run: bool) -> Obj:
+    async def _create_one(self, rt: ResourceType, namespace: str | None, obj: Obj, dry_run: bool,
+                          fields: FieldsRecorder | None) -> Obj:
         prepared = strategy.prepare_create(rt, obj, now=meta.now_rfc3339(self.clock()))
+        if fields is not None:
+            fields(None, obj, prepared)
         name = _meta(prepared).get("name", "")
         key = rt.key(namespace, name)
         release = None
@@ -186,7 +194,8 @@ class Registry:
     # -- update ------------------------------------------------------------------------------
 
     async def update(self, rt: ResourceType, namespace: str | None, name: str, obj: Obj, *,
-                     subresource: str | None = None, dry_run: bool = False) -> Obj:
+                     subresource: str | None = None, dry_run: bool = False,
+                     fields: FieldsRecorder | None = None) -> Obj:
         """PUT: the body's resourceVersion (if any) is the precondition, else last write wins."""
         meta = _meta(obj)
         if meta.get("name") and meta["name"] != name:
@@ -201,16 +210,18 @@ class Registry:
         except errors.NotFound:
             if rt.kind in CREATE_ON_UPDATE and subresource is None and expected is None:
                 meta["name"] = name
-                return await self.create(rt, namespace, obj, dry_run=dry_run)
+                return await self.create(rt, namespace, obj, dry_run=dry_run, fields=fields)
             raise not_found(rt, name) from None
         return await self.guaranteed_update(rt, namespace, name, lambda old: obj, subresource=subresource,
-                                            precondition=expected, dry_run=dry_run)
+                                            precondition=expected, dry_run=dry_run, fields=fields)
 
     async def guaranteed_update(self, rt: ResourceType, namespace: str | None, name: str,
                                 transform: Callable[[Obj], Obj], *, subresource: str | None = None,
-                                precondition: int | None = None, dry_run: bool = False) -> Obj:
+                                precondition: int | None = None, dry_run: bool = False,
+                                fields: FieldsRecorder | None = None) -> Obj:
         """Read, transform, validate, write conditionally; retry on races unless the caller
-        gave a resourceVersion precondition (then a race is the caller's Conflict)."""
+        gave a resourceVersion precondition (then a race is the caller's Conflict). Without
+        ``fields`` the stored managedFields are kept as they are."""
         key = rt.key(namespace, name)
         hooks = self.hooks.get(rt.kind)
         for _ in range(MAX_RETRIES):
@@ -224,6 +235,10 @@ class Registry:
             if rt.namespaced:
                 new_meta["namespace"] = namespace
             prepared = strategy.prepare_update(rt, old, new, subresource=subresource)
+            if fields is not None:
+                fields(old, new, prepared)
+            elif _meta(old).get("managedFields"):
+                _meta(prepared)["managedFields"] = _meta(old)["managedFields"]
             if subresource != "status" and deletion.finalized(prepared) and (
                     rt.kind != "Namespace" or not (prepared.get("spec") or {}).get("finalizers")):
                 return old if dry_run else await self._remove(rt, namespace, name, old_rv)

@@ -137,7 +137,10 @@ def test_generate_name(tmp_path):
     ("POST", "/api/v1/namespaces/default/widgets", b'{"metadata": {"name": "x"}}', "application/json", 404, "NotFound"),
     ("POST", "/apis/apps/v9/namespaces/default/deployments", b'{"metadata": {"name": "x"}}', "application/json", 404, "NotFound"),
     ("POST", "/api/v1/namespaces/default/configmaps", b"[1, 2, 3]", "application/json", 400, "BadRequest"),
-    ("PATCH", "/api/v1/namespaces/default/configmaps/x", b"{}", "application/apply-patch+yaml", 415, "UnsupportedMediaType"),
+    # server-side apply without apiVersion/kind, and without the required fieldManager
+    ("PATCH", "/api/v1/namespaces/default/configmaps/x", b"{}", "application/apply-patch+yaml", 400, "BadRequest"),
+    ("PATCH", "/api/v1/namespaces/default/configmaps/x", b"{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\"}",
+     "application/apply-patch+yaml", 422, "Invalid"),
     ("PATCH", "/api/v1/namespaces/default/configmaps/x", b"{}", "text/plain", 415, "UnsupportedMediaType"),
     ("PUT", "/api/v1/namespaces/default/configmaps", b"{}", "application/json", 405, "MethodNotAllowed"),
     ("GET", "/api/v1/namespaces/default/configmaps?limit=ten", b"", "application/json", 400, "BadRequest"),
