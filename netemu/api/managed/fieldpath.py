@@ -124,6 +124,14 @@ class FieldSet:
             node = node.children.setdefault(pe, FieldSet())
         node.members.add(p[-1])
 
+    def node(self, prefix: Path) -> "FieldSet":
+        """The subtree at ``prefix`` (created empty when missing), to insert below it."""
+        self.wire = None
+        node = self
+        for pe in prefix:
+            node = node.children.setdefault(pe, FieldSet())
+        return node
+
     def has(self, p: Path) -> bool:
         node = self
         for pe in p[:-1]:

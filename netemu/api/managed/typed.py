@@ -155,7 +155,33 @@ def _both_empty(lhs: Any, rhs: Any) -> bool:
     return lhs in (MISSING, None, {}, []) and rhs in (MISSING, None, {}, [])
 
 
+def _add_all(v: Any, atom: Atom, parent: FieldSet, pe: fp.PathElement) -> None:
+    """``v`` is new at ``parent``/``pe``: it and everything below it are added (what
+    ``_compare`` finds for a missing left side, built without walking from the root)."""
+    parent.members.add(pe)
+    atom = _effective(atom, v)
+    if atom.kind == "scalar" or atom.atomic or not v:
+        return
+    node = parent.children.setdefault(pe, FieldSet())
+    if atom.kind == "list":
+        items = _items(atom, v, (), allow_duplicates=True)
+        seen: dict[fp.PathElement, int] = {}
+        for sub, _ in items:
+            seen[sub] = seen.get(sub, 0) + 1
+        for sub, item in items:
+            if seen[sub] == 1:
+                _add_all(item, atom.elem, node, sub)
+            else:
+                node.members.add(sub)
+        return
+    for name, val in v.items():
+        _add_all(val, atom.child(name)[0], node, fp.field(name))
+
+
 def _compare(lhs: Any, rhs: Any, atom: Atom, path: Path, c: Comparison) -> None:
+    if lhs is MISSING and path:
+        _add_all(rhs, atom, c.added.node(path[:-1]), path[-1])
+        return
     if lhs is not MISSING and rhs is not MISSING and type(lhs) is type(rhs) and lhs == rhs:
         return                         # the common case, decided in C: nothing below changed
     # null is an empty value of any shape (Go's nil slice or map), not a missing field
