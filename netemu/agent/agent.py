@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from netemu.agent.kubelet.dns import DNSSettings
 from netemu.agent.kubelet.execserver import ExecServer
 from netemu.agent.kubelet.kubelet import Kubelet, KubeletConfig
+from netemu.agent.kubelet import resourcemetrics
 from netemu.agent.kubelet.logserver import PORT as LOG_PORT, LogServer
 from netemu.agent.kubelet.runtime_adapter import AgentRuntime
 from netemu.agent.proxy.feed import feed_proxier
@@ -69,9 +70,13 @@ class Agent:
         if config.kubelet.ca_pem is None:
             config.kubelet.ca_pem = kubeconfig.load(config.kubeconfig).ca_data
         self.kubelet = Kubelet(self.api, self.runtime, config.kubelet)
+        node_root = resourcemetrics.node_root_pid(bool(config.runtime_endpoint))
+        list_stats = getattr(self.runtime, "container_stats", None)
         self.logs = LogServer(self.kubelet.find_pod, self.kubelet.restart_count, config.kubelet.log_dir,
                               config.kubelet.node_ip, config.log_port,
-                              exec_server=ExecServer(self.kubelet.find_pod, config.state_dir, config.kubelet.volumes_dir))
+                              exec_server=ExecServer(self.kubelet.find_pod, config.state_dir, config.kubelet.volumes_dir),
+                              resource_metrics=lambda: resourcemetrics.collect(list_stats, self.kubelet.pod_by_uid,
+                                                                               node_root))
         self.proxy_api = self.api
         if config.proxy_mode and config.proxy_kubeconfig:
             self.proxy_api = proxy_client(config)

@@ -22,6 +22,7 @@ Methods (params -> result):
     StopContainer {id, signal: "TERM"|"KILL"} -> {}
     RemoveContainer {id} -> {}                      forget an exited container
     ListContainers {} -> {containers: [ContainerInfo]}
+    ListContainerStats {} -> {stats: [{id, pod_uid, name, cpu_ns, memory_bytes}], timestamp}
     ExecSync {pod, argv, timeout} -> {exit_code, output (latin-1 text)}
 
 A container the runtime runs outlives a kubelet that dies (a new kubelet lists it and adopts
@@ -39,7 +40,7 @@ from typing import Any
 MAX_LINE = 16 * 1024 * 1024        # a pod object with big annotations still fits
 METHODS = ("Version", "SetupNode", "SetRoutes", "RunPodSandbox", "SetPodEtc", "RemovePodSandbox", "RemoveOrphans",
            "ListPodSandbox", "StartContainer", "StopContainer", "RemoveContainer", "ListContainers",
-           "ExecSync")
+           "ListContainerStats", "ExecSync")
 
 
 class RuntimeUnavailable(ConnectionError):

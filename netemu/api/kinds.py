@@ -93,7 +93,13 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", False, verbs=("create",)),
     ResourceType("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False,
                  verbs=("create",)),
+    # the resource metrics API (metrics-server's): measured by the kubelets, never stored
+    ResourceType("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", False, verbs=("get", "list"),
+                 etcd_prefix="metrics.k8s.io/nodes"),
+    ResourceType("metrics.k8s.io", "v1beta1", "PodMetrics", "pods", True, verbs=("get", "list"),
+                 etcd_prefix="metrics.k8s.io/pods"),
 )
+METRICS_KINDS = frozenset({"NodeMetrics", "PodMetrics"})
 REVIEW_KINDS = frozenset({"SelfSubjectAccessReview", "SelfSubjectRulesReview", "SubjectAccessReview",
                           "LocalSubjectAccessReview", "TokenReview", "SelfSubjectReview"})
 

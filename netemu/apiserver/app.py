@@ -15,6 +15,7 @@ from aiohttp import web
 from netemu.api import errors, kinds
 from netemu.apiserver import body, discovery, openapi, podexec, podlog, reviews, routing
 from netemu.apiserver.metrics import Metrics
+from netemu.apiserver.metricsapi import MetricsAPI
 from netemu.apiserver.handlers import Handlers, json_response
 from netemu.apiserver.registry import Registry
 from netemu.apiserver.security import USER_KEY, Security
@@ -65,6 +66,7 @@ class ApiServer:
         self.security = security
         self.server_address = server_address
         self.handlers = Handlers(registry, bookmark_interval=bookmark_interval)
+        self.metrics_api = MetricsAPI(registry)
         self.ready = False
         self.metrics = Metrics()
         self.app = web.Application(client_max_size=body.MAX_BODY_BYTES,
@@ -120,6 +122,8 @@ class ApiServer:
             return await podexec.serve(self.registry, request, target.namespace or "default", target.name)
         if target.rt.kind in kinds.REVIEW_KINDS or target.subresource == "token":
             return await self._review(request, target)
+        if target.rt.kind in kinds.METRICS_KINDS:
+            return await self.metrics_api.serve(request, target)
         await self.security.admit(request, target)
         return await self.handlers.handle(request, target)
 

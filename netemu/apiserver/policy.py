@@ -63,6 +63,8 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
         R(RW, "policy", "poddisruptionbudgets"),
         R(RW, "networking.k8s.io", "ingresses,networkpolicies"),
         R(RW + ",get,list,watch", "coordination.k8s.io", "leases")],
+    # metrics-server's role (its manifest's): the metrics API for whoever may view
+    "system:aggregated-metrics-reader": [R("get,list,watch", "metrics.k8s.io", "pods,nodes")],
     "system:aggregate-to-view": [
         R(READ, "", "configmaps,endpoints,persistentvolumeclaims,persistentvolumeclaims/status,pods,"
                     "replicationcontrollers,replicationcontrollers/scale,serviceaccounts,services,services/status"),
@@ -170,7 +172,7 @@ AGGREGATED = {  # name -> (the label its parts carry, the labels it carries itse
     "view": ("view", {AGG + "edit": "true"}),
 }
 PART_LABELS = {"system:aggregate-to-admin": AGG + "admin", "system:aggregate-to-edit": AGG + "edit",
-               "system:aggregate-to-view": AGG + "view"}
+               "system:aggregate-to-view": AGG + "view", "system:aggregated-metrics-reader": AGG + "view"}
 
 # ServiceAccounts in kube-system the controllers run as (upstream's names)
 CONTROLLER_ACCOUNTS = ("clusterrole-aggregation-controller", "deployment-controller", "replicaset-controller",

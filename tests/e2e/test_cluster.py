@@ -251,6 +251,35 @@ def test_two_containers_of_a_pod_talk_over_localhost(cluster):
     assert out.count("got duo") >= 2, out
 
 
+def test_kubectl_top_nodes_and_pods(cluster):
+    """kubectl top through metrics.k8s.io: every node's process tree and a process container's
+    CPU and memory as the kubelets measure them (a pod burning ~half a core shows it)."""
+    burn = "import time\nwhile True:\n    t = time.time()\n    while time.time() - t < 0.05: pass\n    time.sleep(0.05)\n"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "burner"},
+           "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+               {"name": "burn", "image": "python:3.12", "command": ["python3", "-c", burn]}]}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    try:
+        c.wait_until("burner running", lambda: c.ready(cluster.get("pod", "burner")), 120)
+        lines = cluster.kubectl("top", "nodes").stdout.splitlines()
+        assert lines[0].split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"], lines
+        rows = {line.split()[0]: line.split() for line in lines[1:]}
+        assert set(rows) == {n["metadata"]["name"] for n in cluster.get("nodes")["items"]}
+        for name, row in rows.items():
+            assert row[1].endswith("m") and row[3].endswith("Mi"), row
+            assert int(row[3][:-2]) >= 20, f"{name}: a node's processes hold more than {row[3]}"
+        out = cluster.kubectl("top", "pod", "burner", "--containers").stdout.splitlines()
+        assert out[0].split() == ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"], out
+        _, name, cpu, memory = out[1].split()
+        assert name == "burn" and int(cpu[:-1]) >= 100 and int(memory[:-2]) >= 3, out
+        everywhere = cluster.kubectl("top", "pods", "-A").stdout
+        assert "burner" in everywhere and "NAMESPACE" in everywhere.splitlines()[0]
+        refused = cluster.kubectl("top", "pod", "no-such-pod", check=False)
+        assert refused.returncode != 0 and "not found" in refused.stderr
+    finally:
+        cluster.kubectl("delete", "pod", "burner", "--wait=false", check=False)
+
+
 def test_failing_readiness_takes_a_pod_out_and_back(cluster, web):
     READY_FLAG_DIR.mkdir(exist_ok=True)
     pods = []

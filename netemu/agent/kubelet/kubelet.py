@@ -217,6 +217,11 @@ class Kubelet:
     def find_pod(self, namespace: str, name: str) -> Obj | None:
         return self.pods.get(name, namespace)
 
+    def pod_by_uid(self, uid: str) -> Obj | None:
+        """The pod a worker of this node runs (None for a uid it does not know)."""
+        worker = self.workers.get(uid)
+        return worker.pod if worker is not None else None
+
     def restart_count(self, pod: Obj, container: str) -> int | None:
         """The current instance's number (its log file), None before it first started."""
         worker = self.workers.get((pod.get("metadata") or {}).get("uid"))

@@ -1,7 +1,8 @@
 """The kubelet's read-only HTTP endpoint for container logs (port 10250 on the node IP).
 
 ``GET /containerLogs/<ns>/<pod>/<container>?tailLines=N&follow=true&previous=true&limitBytes=N``
-answers the container's log file like upstream's kubelet server; the API server's pods/log
+answers the container's log file like upstream's kubelet server (and ``GET /metrics/resource``
+the node's and containers' usage, resourcemetrics.py); the API server's pods/log
 subresource proxies here. Plain HTTP/1.1 on the emulated network (upstream uses TLS + authn; the
 node network is private to the emulator), one request per connection, the body delimited by
 the connection's close (so ``follow`` can stream). Written on asyncio streams rather than
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Callable
+from typing import Awaitable, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from netemu.agent.kubelet.worker import log_path
@@ -57,11 +58,14 @@ class LogServer:
     """Serves the log files of the pods ``find_pod(ns, name)`` knows (the kubelet's cache)."""
 
     def __init__(self, find_pod: Callable[[str, str], Obj | None], restart_count: Callable[[Obj, str], int | None],
-                 log_dir: str, host: str, port: int = PORT, follow_poll: float = 0.5, exec_server=None):
-        """``exec_server`` (execserver.ExecServer): ``/exec/NS/POD/CONTAINER`` too."""
+                 log_dir: str, host: str, port: int = PORT, follow_poll: float = 0.5, exec_server=None,
+                 resource_metrics: Callable[[], Awaitable[str]] | None = None):
+        """``exec_server`` (execserver.ExecServer): ``/exec/NS/POD/CONTAINER`` too;
+        ``resource_metrics``: the text of /metrics/resource (resourcemetrics.collect)."""
         self.find_pod, self.restart_count, self.log_dir = find_pod, restart_count, log_dir
         self.exec_server = exec_server
         self.host, self.port, self.follow_poll = host, port, follow_poll
+        self.resource_metrics = resource_metrics
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -110,6 +114,10 @@ class LogServer:
                 return await self._exec(target, reader, writer)
             if method != "GET":
                 raise HTTPError(405, f"{method} is not allowed")
+            if urlsplit(target).path == "/metrics/resource" and self.resource_metrics is not None:
+                text = await self.resource_metrics()
+                writer.write(_head(200).replace(b"text/plain", b"text/plain; version=0.0.4") + text.encode())
+                return
             path, query = self.resolve(target)
             if not path:
                 writer.write(_head(200) + b"ok")

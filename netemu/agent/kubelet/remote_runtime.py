@@ -132,6 +132,10 @@ class RemoteRuntime:
 
     # ---- the kubelet's contract ----
 
+    async def container_stats(self) -> dict:
+        """The runtime's ListContainerStats (cumulative CPU and memory per running container)."""
+        return await self.call("ListContainerStats")
+
     async def setup_node(self, pod_cidr: str) -> None:
         await self.call("SetupNode", pod_cidr=pod_cidr)
 

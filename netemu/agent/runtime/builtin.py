@@ -79,6 +79,7 @@ class BuiltinContainer:
         self._delayed_exit: asyncio.Task | None = None
         self.exited: asyncio.Future | None = None
         self.started_at: float | None = None
+        self.cpu_ns = 0                   # CPU time its handlers used (it has no process)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -181,10 +182,23 @@ class BuiltinContainer:
     async def _http(self, port: int, handler) -> None:
         sock = self._listen(port)
         loop = asyncio.get_running_loop()
-        self.servers.append(await loop.create_server(lambda: HTTPProtocol(handler), sock=sock))
+        metered = self._metered(handler)
+        self.servers.append(await loop.create_server(lambda: HTTPProtocol(metered), sock=sock))
 
     async def _udp(self, port: int, answer) -> None:
-        self.servers.append(await self.ctx.serve_udp(port, lambda: UDPApp(answer)))
+        metered = self._metered(answer)
+        self.servers.append(await self.ctx.serve_udp(port, lambda: UDPApp(metered)))
+
+    def _metered(self, handler):
+        """``handler`` with the CPU time of each call counted as this container's: a built-in
+        container lives in the runtime's process, so its usage is what its handlers use."""
+        def run(*args):
+            start = time.thread_time_ns()
+            try:
+                return handler(*args)
+            finally:
+                self.cpu_ns += time.thread_time_ns() - start
+        return run
 
     async def _tcp_raw(self, port: int, payload: bytes) -> None:
         sock = self._listen(port)

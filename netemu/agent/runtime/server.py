@@ -29,6 +29,7 @@ from netemu.agent.runtime.builtin import ContainerStartError
 from netemu.agent.runtime.etcfiles import netns_etc_dir, remove_etc, write_etc
 from netemu.agent.runtime.node import NodeRuntime
 from netemu.agent.runtime.probe import exec_in
+from netemu.agent.runtime import stats
 from netemu.agent.runtime.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,23 @@ class RuntimeService:
 
     async def ListContainers(self) -> dict:  # noqa: N802
         return {"containers": [r.info.to_json() for r in self.containers.values()]}
+
+    async def ListContainerStats(self) -> dict:  # noqa: N802
+        """CPU (cumulative) and memory of each running container: a process container's
+        process tree from /proc, a built-in one's metered handler time (no memory of its own:
+        it lives in this process, which the node's usage counts)."""
+        procs = stats.snapshot()          # a few ms for a few hundred processes
+        kids = stats.children_of(procs)
+        out = []
+        for cid, running in self.containers.items():
+            if running.info.state != "running":
+                continue
+            pid = getattr(running.handle, "pid", None)
+            usage = stats.tree_usage(procs, pid, kids) if pid else None
+            out.append({"id": cid, "pod_uid": running.info.pod_uid, "name": running.info.name,
+                        "cpu_ns": (usage.cpu_ns if usage else 0) + getattr(running.handle, "cpu_ns", 0),
+                        "memory_bytes": usage.memory_bytes if usage else 0})
+        return {"stats": out, "timestamp": time.time()}
 
     async def ExecSync(self, pod: dict, argv: list, timeout: float) -> dict:  # noqa: N802
         """Run argv in the pod's sandbox (exec probes, lifecycle hooks); a command still running
