@@ -27,9 +27,11 @@ def test_tree_usage_sums_a_process_and_its_descendants_only():
     procs = {p: stats.ProcStat(p, pp, ticks, pages)
              for p, pp, ticks, pages in [(1, 0, 1000, 1), (10, 1, 100, 10), (11, 10, 50, 5), (12, 11, 7, 2),
                                           (20, 1, 999, 99)]}
-    use = stats.tree_usage(procs, 10)
+    use = stats.tree_usage(procs, 10, memory_of=lambda pid: None)
     assert use.cpu_ns == (100 + 50 + 7) * 1_000_000_000 // stats.CLK_TCK
     assert use.memory_bytes == (10 + 5 + 2) * stats.PAGE_SIZE
+    shared = stats.tree_usage(procs, 10, memory_of=lambda pid: 1000 if pid == 11 else None)
+    assert shared.memory_bytes == (10 + 2) * stats.PAGE_SIZE + 1000      # Pss where readable
     assert stats.tree_usage(procs, 99) is None
 
 
@@ -37,6 +39,7 @@ def test_this_process_is_measured_from_proc():
     import os
     use = stats.tree_usage(stats.snapshot(), os.getpid())
     assert use is not None and use.memory_bytes > 1_000_000 and use.cpu_ns > 0
+    assert 0 < stats.pss_bytes(os.getpid()) <= stats.snapshot()[os.getpid()].rss_pages * stats.PAGE_SIZE
 
 
 def _text(node_cpu_s: float, node_mem: int, web_cpu_s: float, at: float) -> str:

@@ -6,13 +6,17 @@ node supervisor (kubelet, kube-proxy, the container runtime, process containers)
 container's are the descendants of its first process. So usage is summed over a process tree:
 CPU as cumulative user+system time (``/proc/PID/stat`` utime+stime, plus what reaped children
 used: cutime+cstime, as a cgroup keeps the time of processes that exited), memory as resident
-set size. ``parse_stat`` and ``tree_usage`` are pure.
+set size, or rather its proportional share (``Pss`` of /proc/PID/smaps_rollup, when readable):
+a node's processes are forked from one template and share most of their pages, which RSS
+would count once per process, a cgroup's working set once. ``parse_stat`` and ``tree_usage``
+are pure (the memory reader is injectable).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -63,12 +67,26 @@ def children_of(procs: dict[int, ProcStat]) -> dict[int, list[int]]:
     return kids
 
 
-def tree_usage(procs: dict[int, ProcStat], root: int, kids: dict[int, list[int]] | None = None) -> Usage | None:
-    """Usage of ``root`` and all its descendants; None when ``root`` is not running."""
+def pss_bytes(pid: int, proc: str = "/proc") -> int | None:
+    """The process's proportional set size (None when smaps_rollup cannot be read)."""
+    try:
+        with open(f"{proc}/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def tree_usage(procs: dict[int, ProcStat], root: int, kids: dict[int, list[int]] | None = None,
+               memory_of: Callable[[int], int | None] = pss_bytes) -> Usage | None:
+    """Usage of ``root`` and all its descendants; None when ``root`` is not running.
+    ``memory_of(pid)``: its memory in bytes (None: its resident pages are used)."""
     if root not in procs:
         return None
     kids = children_of(procs) if kids is None else kids
-    ticks = pages = 0
+    ticks = memory = 0
     todo, seen = [root], set()
     while todo:
         pid = todo.pop()
@@ -76,6 +94,7 @@ def tree_usage(procs: dict[int, ProcStat], root: int, kids: dict[int, list[int]]
             continue
         seen.add(pid)
         ticks += procs[pid].cpu_ticks
-        pages += procs[pid].rss_pages
+        own = memory_of(pid)
+        memory += own if own is not None else procs[pid].rss_pages * PAGE_SIZE
         todo.extend(kids.get(pid, ()))
-    return Usage(ticks * 1_000_000_000 // CLK_TCK, pages * PAGE_SIZE)
+    return Usage(ticks * 1_000_000_000 // CLK_TCK, memory)
