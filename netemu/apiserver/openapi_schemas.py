@@ -37,6 +37,9 @@ _SCALAR = {"str": {"type": "string"}, "int": {"type": "integer", "format": "int6
 INT_OR_STRING = {"x-kubernetes-int-or-string": True, "anyOf": [{"type": "integer"}, {"type": "string"}]}
 INT_OR_STRING_FIELDS = {"targetPort", "port", "maxSurge", "maxUnavailable", "minAvailable"}
 Ref = Callable[[str], str]
+METRICS_PKG = "io.k8s.metrics.pkg.apis.metrics.v1beta1."
+METRICS_DOCS = {"NodeMetrics": "NodeMetrics sets resource usage metrics of a node.",
+                "PodMetrics": "PodMetrics sets resource usage metrics of a pod."}
 
 
 def model_of(rt: ResourceType) -> Any:
@@ -116,10 +119,34 @@ class Builder:
     def add_kind(self, rt: ResourceType) -> str | None:
         model = model_of(rt)
         if model is None:
-            return None
+            return self.add_metrics_kind(rt) if rt.kind in METRICS_DOCS else None
         name = self.add_model(model.__name__, rt.group)
         self.schemas[name]["x-kubernetes-group-version-kind"] = [
             {"group": rt.group, "kind": rt.kind, "version": rt.version}]
+        return name
+
+    def add_metrics_kind(self, rt: ResourceType) -> str:
+        """NodeMetrics / PodMetrics as metrics-server publishes them (no python model)."""
+        def ref(name: str) -> dict[str, Any]:
+            return {"$ref": self.ref(name)} if self.v2 else {"allOf": [{"$ref": self.ref(name)}]}
+        quantities = {"type": "object", "additionalProperties": {"type": "string"},
+                      "description": "The memory and CPU usage (Quantity strings, e.g. 12345n, 1024Ki)."}
+        common = {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                  "metadata": ref(self.add_model("V1ObjectMeta", "")),
+                  "timestamp": {"type": "string", "format": "date-time",
+                                "description": "The end of the window the usage was measured over."},
+                  "window": {"type": "string", "description": "The length of that window."}}
+        container = METRICS_PKG + "ContainerMetrics"
+        self.schemas[container] = {"type": "object", "description": "ContainerMetrics sets resource usage "
+                                   "metrics of a container.", "required": ["name", "usage"],
+                                   "properties": {"name": {"type": "string"}, "usage": quantities}}
+        extra = ({"usage": quantities} if rt.kind == "NodeMetrics" else
+                 {"containers": {"type": "array", "items": ref(container)}})
+        name = METRICS_PKG + rt.kind
+        self.schemas[name] = {"type": "object", "description": METRICS_DOCS[rt.kind],
+                              "properties": {**common, **extra},
+                              "x-kubernetes-group-version-kind": [
+                                  {"group": rt.group, "kind": rt.kind, "version": rt.version}]}
         return name
 
     def add_model(self, model_name: str, group: str) -> str:
