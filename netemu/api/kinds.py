@@ -93,6 +93,9 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", False, verbs=("create",)),
     ResourceType("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False,
                  verbs=("create",)),
+    # the aggregator's registrations of the group-versions above: generated, never stored
+    ResourceType("apiregistration.k8s.io", "v1", "APIService", "apiservices", False, verbs=("get", "list"),
+                 etcd_prefix="apiregistration.k8s.io/apiservices"),
     # the resource metrics API (metrics-server's): measured by the kubelets, never stored
     ResourceType("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes", False, verbs=("get", "list"),
                  etcd_prefix="metrics.k8s.io/nodes"),

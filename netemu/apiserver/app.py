@@ -12,8 +12,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from netemu.api import errors, kinds
-from netemu.apiserver import body, discovery, openapi, podexec, podlog, reviews, routing
+from netemu.api import errors, kinds, meta
+from netemu.apiserver import apiservices, body, discovery, openapi, podexec, podlog, reviews, routing
 from netemu.apiserver.metrics import Metrics
 from netemu.apiserver.metricsapi import MetricsAPI
 from netemu.apiserver.handlers import Handlers, json_response
@@ -67,6 +67,7 @@ class ApiServer:
         self.server_address = server_address
         self.handlers = Handlers(registry, bookmark_interval=bookmark_interval)
         self.metrics_api = MetricsAPI(registry)
+        self.started = meta.now_rfc3339()
         self.ready = False
         self.metrics = Metrics()
         self.app = web.Application(client_max_size=body.MAX_BODY_BYTES,
@@ -124,6 +125,8 @@ class ApiServer:
             return await self._review(request, target)
         if target.rt.kind in kinds.METRICS_KINDS:
             return await self.metrics_api.serve(request, target)
+        if target.rt.kind == "APIService":
+            return await apiservices.serve(request, target, self.started)
         await self.security.admit(request, target)
         return await self.handlers.handle(request, target)
 

@@ -259,6 +259,16 @@ def _binding(o: Obj, now: dt.datetime) -> list[Any]:
 S, I = "string", "integer"
 _BINDING_COLUMNS: list[Column] = [("Role", S, 0), ("Age", S, 0), ("Users", S, 1), ("Groups", S, 1),
                                   ("ServiceAccounts", S, 1)]
+def _apiservice(o: Obj, now: dt.datetime) -> list[Any]:
+    """kube-aggregator's columns: the Service it proxies to (or Local) and its Available condition."""
+    svc = _spec(o).get("service")
+    available = next((c for c in _status(o).get("conditions") or [] if c.get("type") == "Available"), {})
+    shown = available.get("status", "Unknown")
+    if shown != "True" and available.get("reason"):
+        shown += f" ({available['reason']})"
+    return [f"{svc.get('namespace')}/{svc.get('name')}" if svc else "Local", shown, age(o, now)]
+
+
 _CREATED_AT: tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]] = (
     [("Created At", "date", 0)], lambda o, now: [(o.get("metadata") or {}).get("creationTimestamp", "")])
 # Kinds whose columns do not start with the name (the cells include it where upstream puts it).
@@ -298,6 +308,14 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]]
     "ClusterRoleBinding": (_BINDING_COLUMNS, _binding),
     "Role": _CREATED_AT,
     "ClusterRole": _CREATED_AT,
+    "APIService": ([("Service", S, 0), ("Available", S, 0), ("Age", S, 0)], _apiservice),
+    "NodeMetrics": ([("CPU", S, 0), ("Memory", S, 0), ("Window", S, 0)],
+                    lambda o, now: [(o.get("usage") or {}).get("cpu", ""), (o.get("usage") or {}).get("memory", ""),
+                                    o.get("window", "")]),
+    "PodMetrics": ([("CPU", S, 0), ("Memory", S, 0), ("Window", S, 0)],
+                   lambda o, now: [",".join(c["usage"].get("cpu", "") for c in o.get("containers") or []),
+                                   ",".join(c["usage"].get("memory", "") for c in o.get("containers") or []),
+                                   o.get("window", "")]),
 }
 _DEFAULT: tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]] = (
     [("Age", S, 0)], lambda o, now: [age(o, now)])

@@ -124,3 +124,23 @@ def test_unreachable_kubelet_means_no_metrics(tmp_path):
             status, doc = await raw(srv, "GET", "/apis/metrics.k8s.io/v1beta1/nodes")
             assert status == 200 and doc["items"] == [], json.dumps(doc)
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_apiservices_list_every_group_version_and_the_metrics_api(tmp_path):
+    async def main():
+        async with api_server(tmp_path) as srv:
+            status, doc = await raw(srv, "GET", "/apis/apiregistration.k8s.io/v1/apiservices")
+            assert status == 200 and doc["kind"] == "APIServiceList"
+            names = [i["metadata"]["name"] for i in doc["items"]]
+            assert {"v1.", "v1.apps", "v1beta1.metrics.k8s.io", "v1.apiregistration.k8s.io"} <= set(names)
+            status, metrics = await raw(srv, "GET", "/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.metrics.k8s.io")
+            assert status == 200 and metrics["spec"]["service"] == {"namespace": "kube-system", "name": "metrics-server",
+                                                                    "port": 443}
+            assert metrics["status"]["conditions"][0]["status"] == "True"
+            status, table = await raw(srv, "GET", "/apis/apiregistration.k8s.io/v1/apiservices/v1.",
+                                      headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
+            assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Service", "Available", "Age"]
+            assert table["rows"][0]["cells"][:3] == ["v1.", "Local", "True"]
+            assert (await raw(srv, "GET", "/apis/apiregistration.k8s.io/v1/apiservices/v9.nope"))[0] == 404
+            assert (await raw(srv, "DELETE", "/apis/apiregistration.k8s.io/v1/apiservices/v1."))[0] == 405
+    asyncio.run(asyncio.wait_for(main(), 60))
