@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from netemu.api import errors, kinds, meta
-from netemu.apiserver import apiservices, body, discovery, openapi, podexec, podlog, reviews, routing
+from netemu.apiserver import apiservices, body, discovery, openapi, podexec, podlog, portforward, reviews, routing
 from netemu.apiserver.metrics import Metrics
 from netemu.apiserver.metricsapi import MetricsAPI
 from netemu.apiserver.handlers import Handlers, json_response
@@ -121,6 +121,8 @@ class ApiServer:
             return await podlog.serve(self.registry, request, target.namespace or "default", target.name)
         if target.subresource == "exec" and target.rt.kind == "Pod":
             return await podexec.serve(self.registry, request, target.namespace or "default", target.name)
+        if target.subresource == "portforward" and target.rt.kind == "Pod":
+            return await portforward.serve(self.registry, request, target.namespace or "default", target.name)
         if target.rt.kind in kinds.REVIEW_KINDS or target.subresource == "token":
             return await self._review(request, target)
         if target.rt.kind in kinds.METRICS_KINDS:

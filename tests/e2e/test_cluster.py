@@ -182,6 +182,44 @@ def test_kubectl_exec_through_the_api_server(cluster, web):
     assert refused.returncode == 1 and 'cannot create resource "pods/exec"' in refused.stderr
 
 
+def _port_forward(cluster, *words: str) -> tuple[subprocess.Popen, int]:
+    """``kubectl port-forward ... :PORT`` (a free local port kubectl picks) and that port."""
+    import re
+    proc = subprocess.Popen(["kubectl", "--kubeconfig", cluster.kubeconfig, "port-forward", *words],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    found = re.search(r"127\.0\.0\.1:(\d+) ->", line)
+    if not found:
+        proc.kill()
+        raise AssertionError(f"kubectl port-forward said {line!r}: {proc.stderr.read()}")
+    return proc, int(found.group(1))
+
+
+def test_kubectl_port_forward_through_the_api_server(cluster, web):
+    """kubectl 1.32's port-forward: SPDY/3.1 over a WebSocket to the API server, one pair of
+    streams per connection, joined to localhost:PORT inside the pod by its kubelet; kubectl
+    picks the pod and target port of svc/NAME itself. A closed port is reported as upstream's."""
+    import urllib.request
+    names = {p["metadata"]["name"] for p in web["pods"]}
+    proc, port = _port_forward(cluster, "svc/hostnames", ":80")
+    try:
+        answers = {urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=10).read().decode()
+                   for _ in range(5)}
+        assert len(answers) == 1 and answers <= names, answers        # one pod, every connection
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    proc, port = _port_forward(cluster, "pod/client", ":9")
+    try:
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
+        assert proc.wait(20) != 0
+        assert "dial tcp4 127.0.0.1:9: connect: connection refused" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 def test_clusterip_reaches_every_replica_and_sees_the_pod_ip(cluster, web):
     names = {p["metadata"]["name"] for p in web["pods"]}
     counts = _answers_from_all(cluster, web, names)

@@ -112,6 +112,8 @@ class LogServer:
             method, target, _ = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
             if target.startswith("/exec/") and self.exec_server is not None:
                 return await self._exec(target, reader, writer)
+            if target.startswith("/portForward/") and self.exec_server is not None:
+                return await self._port_forward(target, reader, writer)
             if method != "GET":
                 raise HTTPError(405, f"{method} is not allowed")
             if urlsplit(target).path == "/metrics/resource" and self.resource_metrics is not None:
@@ -150,6 +152,24 @@ class LogServer:
         except ExecError as exc:
             raise HTTPError(400, str(exc)) from None
         await self.exec_server.serve(opts, where, reader, writer)
+
+    async def _port_forward(self, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One forwarded connection (portforward.py): refused as HTTP, else upgraded and spliced."""
+        from netemu.agent.kubelet.portforward import dial_in_pod, splice
+        url = urlsplit(target)
+        parts = [unquote(p) for p in url.path.split("/") if p]
+        port = _int_param(parse_qs(url.query), "port")
+        if len(parts) != 3 or port is None or not 0 < port < 65536:
+            raise HTTPError(400, f"bad port-forward request {url.path}: /portForward/NS/POD?port=1..65535")
+        pod = self.find_pod(parts[1], parts[2])
+        if pod is None:
+            raise HTTPError(404, f"pod {parts[1]}/{parts[2]} not found on this node")
+        try:
+            sock = await dial_in_pod(pod, port)
+        except OSError as exc:
+            raise HTTPError(400, str(exc)) from None
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: netemu-portforward\r\nConnection: Upgrade\r\n\r\n")
+        await splice(sock, reader, writer)
 
     async def _send_log(self, writer: asyncio.StreamWriter, path: str, query: dict[str, list[str]]) -> None:
         tail, limit = _int_param(query, "tailLines"), _int_param(query, "limitBytes")
