@@ -434,7 +434,7 @@ def run_status(args: argparse.Namespace) -> int:
     if pid is None:
         print("no cluster running" + (" (stale state: run `netemu cleanup`)" if doc else ""))
         return 1
-    return show_status(doc)
+    return show_status(doc, state)
 
 
 def run_link(args: argparse.Namespace) -> int:

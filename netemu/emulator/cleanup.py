@@ -34,6 +34,7 @@ from netemu.agent.runtime.etcfiles import netns_etc_dir, remove_etc
 from netemu.agent.runtime.names import POD_NETNS_PREFIX, pod_netns
 from netemu.emulator import processes
 from netemu.emulator.cloud.edge import EDGE_NETNS_PREFIX
+from netemu.emulator.cloud.lbplan import STATUS_FILE as LB_STATUS_FILE
 from netemu.emulator.external import EXTERNAL_NETNS_PREFIX, EXTERNALS_DIR
 from netemu.emulator.plan import NODE_CONTROL_DIR, cluster_id, mn_prefix
 from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, read_json
@@ -192,7 +193,7 @@ def cleanup(state_dir: str) -> Cleanup:
     apply(plan, known)
     # The kubeconfig goes too: its server is an address on a node network that no longer exists
     # here, so a kubectl still pointed at it would send its requests out of the default route.
-    for leftover in (CLUSTER_FILE, STATUS_FILE, CONTROL_SOCKET, "kubeconfig"):
+    for leftover in (CLUSTER_FILE, STATUS_FILE, CONTROL_SOCKET, "kubeconfig", LB_STATUS_FILE):
         try:
             (state / leftover).unlink()
         except FileNotFoundError:

@@ -58,6 +58,20 @@ def dead_processes(doc: dict, alive) -> list[str]:
     return lines
 
 
+def lb_rows(lb: dict | None) -> list[list[str]]:
+    """The provider load balancer's listeners (its report, cloud/lbplan.py status_doc): where
+    each LoadBalancer IP's new connections go and why."""
+    rows = []
+    for lis in (lb or {}).get("listeners") or []:
+        check = (f"healthCheckNodePort {lis.get('health_port')}" if lis.get("local")
+                 else f"TCP to the NodePort {lis.get('health_port')}") if lis.get("health_port") else "none (UDP)"
+        rows.append([lis.get("service", ""), f"{lis.get('ip')}:{lis.get('port')}/{lis.get('protocol')}",
+                     str(lis.get("node_port", "")), ", ".join(lis.get("targets") or []) or "-",
+                     f"{check}, none passing: fail open" if lis.get("fail_open") else check,
+                     ", ".join(lis.get("source_ranges") or []) or "any"])
+    return rows
+
+
 async def fetch(kubeconfig: str) -> tuple[list[dict], list[dict]]:
     from netemu.client import ApiClient
 
@@ -79,7 +93,7 @@ def table(title: str, header: list[str], rows: list[list[str]]):
     return t
 
 
-def show_status(doc: dict) -> int:
+def show_status(doc: dict, state_dir: str = ".") -> int:
     from rich.console import Console
 
     console = Console()
@@ -101,4 +115,24 @@ def show_status(doc: dict) -> int:
     console.print(table("nodes", ["NAME", "STATUS", "ROLES", "INTERNAL-IP", "POD CIDR", "PROXY MODE"],
                         node_rows(nodes, doc)))
     console.print(table("pods", ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "IP", "NODE"], pod_rows(pods)))
+    if doc.get("edge"):
+        show_edge(console, doc, state_dir)
     return 0
+
+
+def show_edge(console, doc: dict, state_dir: str) -> None:
+    from pathlib import Path
+
+    from netemu.emulator.cloud.lbplan import STATUS_FILE
+    from netemu.emulator.state import read_json
+
+    edge = doc["edge"]
+    lb = read_json(Path(state_dir) / STATUS_FILE)
+    console.print(f"edge: internet {edge.get('internet_cidr')} (clients' gateway {edge.get('gateway')}), provider "
+                  f"load balancer in namespace {edge.get('netns')} at {edge.get('node_ip')}")
+    if lb and lb.get("error"):
+        console.print(f"[yellow]warning:[/] the load balancer's last rule update failed: {lb['error']}")
+    if lb and lb.get("undecided"):
+        console.print(f"  health checks with no verdict yet: {', '.join(lb['undecided'])}")
+    console.print(table("load balancers", ["SERVICE", "LISTENER", "NODEPORT", "NEW CONNECTIONS TO", "HEALTH CHECK",
+                                           "SOURCE RANGES"], lb_rows(lb)))

@@ -34,6 +34,7 @@ from netemu.emulator.plan import (ClusterPlan, agent_argv, apiserver_argv, node_
                                   node_runtime_socket, nsenter)
 from netemu.emulator.cloud import edge as edge_net
 from netemu.emulator.cloud.health import HealthSettings
+from netemu.emulator.cloud.lbplan import STATUS_FILE as STATUS_FILE_LB
 from netemu.emulator.cloud.provider import CloudProvider
 from netemu.emulator.state import CLUSTER_FILE, CONTROL_SOCKET, STATUS_FILE, lock_cluster, write_json
 
@@ -202,7 +203,9 @@ class Supervisor(nodeops.NodeHostOps):
         if self.options.addons:
             self.report("addons", f"applying {', '.join(self.options.addons)}")
             asyncio.run(self.apply_addons(kubeconfig))
-        self.cloud = CloudProvider(kubeconfig, self.instances, self.edge, self.options.lb_health)
+        lb_status = self.state / STATUS_FILE_LB
+        self.cloud = CloudProvider(kubeconfig, self.instances, self.edge, self.options.lb_health,
+                                   lambda doc: write_json(lb_status, doc))
         self.cloud.start()
         self.node_kubeconfigs, self.proxy_kubeconfig = credentials.node_kubeconfigs(
             self.state, self.state / "controlplane", kubeconfig, [n.name for n in self.plan.workers])

@@ -57,6 +57,15 @@ class Handle:
         except (OSError, ValueError):
             raise ClusterError(f"no running cluster at {self.state_dir} (no cluster.json)") from None
 
+    def lb_status(self):
+        """With the edge: a reader of the provider LB's report (settle.py waits on it); else None."""
+        if not self.doc().get("edge"):
+            return None
+        from netemu.emulator.cloud.lbplan import STATUS_FILE
+        from netemu.emulator.state import read_json
+        path = self.state_dir / STATUS_FILE
+        return lambda: read_json(path)
+
     def workers(self) -> dict[str, dict]:
         return {n: i for n, i in self.doc()["nodes"].items() if i.get("role") != "control-plane"}
 

@@ -7,13 +7,20 @@ node's kube-proxy has synced *after* that moment with nothing pending (scrape.py
 kernel's rules show it. Without the last step a phase could start while some node still
 balances over the old endpoints, and its numbers would describe neither state.
 
-``deployment_done`` / ``endpoints_match`` are pure; ``wait_settled`` polls.
+With the cloud's edge (``netemu up --edge``) one more step: the provider load balancer has
+checked its targets after that and sends each LoadBalancer Service's new connections to the
+nodes it should (externalTrafficPolicy Local: those with a ready endpoint; Cluster: every node),
+read from the LB's own report (cloud/lbplan.py status_doc). Else a phase through the LB would
+start while it still fails open, or still sends to a node that just lost its endpoint.
+
+``deployment_done`` / ``endpoints_match`` / ``lb_mismatch`` are pure; ``wait_settled`` polls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Callable
 
 from netemu.api import kinds
 
@@ -66,6 +73,36 @@ def endpoints_match(svc: dict, slices: list[dict], pods: list[dict]) -> str | No
     return None
 
 
+def lb_mismatch(svc: dict, slices: list[dict], lb: dict | None, since: float) -> str | None:
+    """None when the provider LB's report (``lb``, newer than ``since``) sends ``svc``'s new
+    connections to exactly the nodes it should; else what is still off."""
+    spec, meta = svc.get("spec") or {}, svc["metadata"]
+    ips = [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
+    if spec.get("type") != "LoadBalancer" or not ips:
+        return None
+    key = f"{meta.get('namespace', 'default')}/{meta['name']}"
+    if lb is None or lb.get("time", 0) < since:
+        return "the provider load balancer has not reported since the change"
+    if any(u.startswith(f"{key} ") for u in lb.get("undecided") or []):
+        return f"the provider load balancer's health checks of {key} have no verdict yet"
+    nodes = set(lb.get("nodes") or [])
+    want = nodes
+    if spec.get("externalTrafficPolicy") == "Local":
+        local = {ep.get("nodeName") for sl in slices if (sl["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL)
+                 == meta["name"] for ep in sl.get("endpoints") or []
+                 if (ep.get("conditions") or {}).get("ready") is not False} & nodes
+        want = local or nodes                  # no node has an endpoint: the LB fails open
+    for ip in ips:
+        mine = [lis for lis in lb.get("listeners") or [] if lis.get("service") == key and lis.get("ip") == ip]
+        if not mine:
+            return f"the provider load balancer has no listener for {key} on {ip} yet"
+        for lis in mine:
+            if set(lis.get("targets") or []) != want:
+                return (f"the provider load balancer sends {key} to {sorted(lis.get('targets') or [])}, "
+                        f"not {sorted(want)}")
+    return None
+
+
 async def _state(client, namespaces: set[str]) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {"Deployment": [], "Pod": [], "Service": [], "EndpointSlice": []}
     for kind in out:
@@ -97,9 +134,11 @@ async def not_settled(client, scenario, namespaces: set[str]) -> str | None:
     return None
 
 
-async def wait_settled(client, scenario, scrapers, timeout: float = 180.0) -> float:
-    """Poll until settled (API state, then every kube-proxy synced after it); seconds waited.
-    TimeoutError naming what was still missing."""
+async def wait_settled(client, scenario, scrapers, timeout: float = 180.0,
+                       lb_status: Callable[[], dict | None] | None = None) -> float:
+    """Poll until settled (API state, then every kube-proxy synced after it, then, with
+    ``lb_status`` (the edge's report), the provider LB); seconds waited. TimeoutError naming
+    what was still missing."""
     start = time.monotonic()
     namespaces = {m.namespace for m in scenario.manifests} | {"default"}
     why: str | None = "not checked"
@@ -114,6 +153,29 @@ async def wait_settled(client, scenario, scrapers, timeout: float = 180.0) -> fl
     seen = time.time()
     while time.monotonic() - start < timeout:
         if scrapers is None or scrapers.nothing_pending(seen):
-            return time.monotonic() - start
+            break
         await asyncio.sleep(0.1)
-    raise TimeoutError(f"kube-proxy did not sync within {timeout:.0f}s after the API state settled")
+    else:
+        raise TimeoutError(f"kube-proxy did not sync within {timeout:.0f}s after the API state settled")
+    if lb_status is not None:
+        await _wait_lb(client, scenario, namespaces, lb_status, time.time(), start, timeout)
+    return time.monotonic() - start
+
+
+async def _wait_lb(client, scenario, namespaces: set[str], lb_status, since: float, start: float,
+                   timeout: float) -> None:
+    """The provider LB has checked its targets after ``since`` (the rules synced: its health
+    checks now see the new state) and sends every scenario LoadBalancer Service where it should."""
+    names = {("Service", m.namespace, m.name) for m in scenario.manifests}
+    why: str | None = "not checked"
+    while time.monotonic() - start < timeout:
+        state = await _state(client, namespaces)
+        lb = lb_status()
+        why = next((w for svc in state["Service"]
+                    if ("Service", svc["metadata"].get("namespace", "default"), svc["metadata"]["name"]) in names
+                    for w in [lb_mismatch(svc, [s for s in state["EndpointSlice"] if s["metadata"].get("namespace")
+                                                == svc["metadata"].get("namespace")], lb, since)] if w), None)
+        if why is None:
+            return
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"not settled after {timeout:.0f}s: {why}")

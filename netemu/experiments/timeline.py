@@ -140,7 +140,7 @@ async def _events(records: list[EventRecord], clock: Clock, ctx: actions.Context
             params = {k: v for k, v in ev.params.items() if not k.startswith("_")}
             rec.details = await actions.ACTIONS[ev.kind](ctx, params)
             if ev.wait:
-                rec.waited = await settle.wait_settled(ctx.client, scenario, scrapers)
+                rec.waited = await settle.wait_settled(ctx.client, scenario, scrapers, lb_status=ctx.handle.lb_status())
         except Exception as exc:  # the event failed: recorded, the timeline goes on
             rec.error = f"{type(exc).__name__}: {exc}"
             log(f"event {ev.label()} failed: {rec.error}")
@@ -154,7 +154,7 @@ async def _events(records: list[EventRecord], clock: Clock, ctx: actions.Context
 async def run_timeline(scenario: Scenario, handle: Handle, client, scrapers: Scrapers,
                        log: Callable[[str], None] = print) -> Measured:
     """Settle, then run the phases and events of ``scenario``; restore what the events changed."""
-    settle_seconds = await settle.wait_settled(client, scenario, scrapers)
+    settle_seconds = await settle.wait_settled(client, scenario, scrapers, lb_status=handle.lb_status())
     ctx = actions.Context(client, handle, scenario.name, random.Random(scenario.seed))
     clock = Clock(time.monotonic(), time.time())
     phases = [PhaseRecord(ph) for ph in scenario.phases]

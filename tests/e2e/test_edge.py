@@ -15,12 +15,13 @@ remove` start and terminate node VMs under a cloud node-lifecycle controller.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
 
 from netemu.emulator import external
-from netemu.testing.cluster import wait_until
+from netemu.testing.cluster import netemu_argv, wait_until
 from netemu.testing.edge import healthy_targets
 from netemu.traffic.spec import LoadSpec
 
@@ -126,6 +127,44 @@ def test_source_ranges_let_only_the_listed_client_in(netemu_cluster, world):
     assert send(netemu_cluster, "lb-ranges", n=8).ok == 8
     refused = send(netemu_cluster, "lb-ranges", source="external/outsider", n=4, probes=0)
     assert refused.ok == 0 and set(refused.errors) <= {"timeout", "connect timeout"}, refused.errors
+
+
+SCENARIO = """\
+name: edge-settle
+duration: 5
+seed: 1
+cluster: {nodes: 2, edge: true}
+manifests:
+  - {apiVersion: apps/v1, kind: Deployment, metadata: {name: settle}, spec: {replicas: 1, selector: {matchLabels: {app: settle}},
+     template: {metadata: {labels: {app: settle}}, spec: {nodeSelector: {kubernetes.io/hostname: worker2},
+       terminationGracePeriodSeconds: 1, containers: [{name: a, image: "%s", args: [netexec, --http-port=8080]}]}}}}
+  - {apiVersion: v1, kind: Service, metadata: {name: settle}, spec: {type: LoadBalancer, externalTrafficPolicy: Local,
+     selector: {app: settle}, ports: [{name: http, port: 80, targetPort: 8080}]}}
+traffic:
+  - {name: lb, from: external, to: "svc/settle:80", via: loadbalancer, start: 0, requests: 60, rate: 30, clientip_probes: 3}
+""" % AGNHOST
+
+
+def test_status_and_an_experiment_wait_for_the_lb_to_send_where_the_endpoints_are(netemu_cluster, world, tmp_path):
+    """An experiment's settle barrier waits for the provider LB too: its phase starting at t=0
+    through a fresh ETP Local Service loses nothing (without that wait, the LB still failing
+    open sent ~40% to the node without the endpoint, dropped there). `netemu status` shows the
+    LB's listeners from the same report the barrier reads."""
+    c = netemu_cluster
+    (tmp_path / "s.yaml").write_text(SCENARIO)
+    c.netemu("experiment", "run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--state-dir",
+             str(c.state_dir), timeout=240)
+    phase = json.loads((tmp_path / "out" / "phases.json").read_text())["lb"]
+    assert phase["ok"] == 60 and not phase["errors"], phase["errors"]
+    assert {ip for ips in phase["clientips"].values() for ip in ips} == {world["inside"].ip}
+    wait_until("the LB sends lb-local only to worker", lambda: listener_nodes(world, "lb-local") == {world["nodes"]["worker"]}, 30)
+    report = json.loads((c.state_dir / "loadbalancer.json").read_text())
+    (lis,) = [l for l in report["listeners"] if l["service"] == "default/lb-local"]
+    assert lis["targets"] == ["worker"] and lis["local"] and not lis["fail_open"]
+    out = subprocess.run([*netemu_argv("status", "--state-dir", str(c.state_dir))], capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "250"}, timeout=60).stdout
+    assert "load balancers" in out and any("default/lb-local" in line and "healthCheckNodePort" in line
+                                           for line in out.splitlines()), out
 
 
 def test_node_add_joins_and_node_remove_reschedules(netemu_cluster, world):

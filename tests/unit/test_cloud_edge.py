@@ -187,3 +187,90 @@ def test_up_takes_lb_health_check_with_edge_only_and_hands_it_to_the_supervisor(
         cluster_cmd.lb_health_settings(parse("--lb-health-check", "rise=3"))
     with pytest.raises(UsageError, match="--lb-health-check: 'rise=0'|each 1 to 10"):
         cluster_cmd.lb_health_settings(parse("--edge", "--lb-health-check", "rise=0"))
+
+
+def test_the_lb_reports_what_the_kernel_runs_after_each_round_and_keeps_it_when_nft_fails():
+    from netemu.emulator.cloud.lb import LoadBalancers
+
+    applied, reports, fail = [], [], []
+
+    def apply(netns, text):
+        if fail:
+            raise RuntimeError("nft -f in nel-ab12: Error: boom")
+        applied.append((netns, text))
+    edge = plan_edge("ab12", "172.31.5.0/24", "nab12s1")
+    lbs = LoadBalancers(None, edge, HealthSettings(rise=1, fall=1), apply=apply, report=reports.append)
+    lbs.services.cache = {("default", "web"): lb_service("web", local=True)}
+    lbs.nodes.cache = {("", n["metadata"]["name"]): n for n in NODES}
+    lbs.sync()                                                     # no verdicts yet: fail open, all undecided
+    doc = reports[-1]
+    assert doc["listeners"][0]["fail_open"] and doc["listeners"][0]["targets"] == ["worker", "worker2"]
+    assert doc["nodes"] == ["worker", "worker2"] and doc["error"] is None and len(applied) == 1
+    asyncio.run(lbs.health.check({}))                               # (nothing probed)
+    lbs.health.states[("default/web", "172.31.5.4", 31000)] = TargetState(True, 1, 0, True)
+    lbs.health.states[("default/web", "172.31.5.3", 31000)] = TargetState(False, 0, 1, False)
+    lbs.sync()
+    doc = reports[-1]
+    assert doc["listeners"][0]["targets"] == ["worker2"] and not doc["listeners"][0]["fail_open"]
+    assert doc["undecided"] == ["default/web 172.31.5.3:31000"] and doc["time"] >= reports[0]["time"]
+    fail.append(True)
+    lbs.health.states[("default/web", "172.31.5.3", 31000)] = TargetState(True, 1, 0, True)
+    lbs.sync()                                                     # nft refused: the kernel still runs the last table
+    assert reports[-1]["error"] == "nft -f in nel-ab12: Error: boom"
+    assert reports[-1]["listeners"][0]["targets"] == ["worker2"] and reports[-1]["undecided"] == []
+    fail.clear()
+    lbs.sync()
+    assert reports[-1]["error"] is None and reports[-1]["listeners"][0]["targets"] == ["worker", "worker2"]
+
+
+def test_a_target_is_decided_at_its_first_verdict_either_way():
+    s = HealthSettings(rise=2, fall=2)
+    up, down = TargetState(), TargetState()
+    up.record(True, s)
+    down.record(False, s)
+    assert not up.decided and not down.decided
+    up.record(True, s)
+    down.record(False, s)
+    assert up.decided and up.healthy and down.decided and not down.healthy
+
+
+def test_an_experiment_waits_until_the_lb_sends_where_the_endpoints_are():
+    from netemu.experiments.settle import lb_mismatch
+
+    def slice_on(*nodes, ready=True):
+        return {"metadata": {"labels": {"kubernetes.io/service-name": "web"}},
+                "endpoints": [{"nodeName": n, "conditions": {"ready": ready}} for n in nodes]}
+
+    def report(targets, time=10.0, undecided=(), fail_open=False):
+        return {"time": time, "nodes": ["worker", "worker2"], "undecided": list(undecided),
+                "listeners": [{"service": "default/web", "ip": "172.31.5.200", "targets": targets, "fail_open": fail_open}]}
+    local, cluster = lb_service("web", local=True), lb_service("web")
+    assert lb_mismatch(local, [slice_on("worker2")], report(["worker2"]), since=5.0) is None
+    assert "sends default/web to ['worker', 'worker2'], not ['worker2']" in \
+        lb_mismatch(local, [slice_on("worker2")], report(["worker", "worker2"]), since=5.0)
+    assert "not reported since" in lb_mismatch(local, [slice_on("worker2")], report(["worker2"], time=4.0), since=5.0)
+    assert "no verdict yet" in lb_mismatch(local, [slice_on("worker2")],
+                                           report(["worker2"], undecided=["default/web 172.31.5.3:31000"]), 5.0)
+    # no ready endpoint anywhere: the LB fails open to every node, which is settled
+    assert lb_mismatch(local, [slice_on("worker2", ready=False)], report(["worker", "worker2"], fail_open=True), 5.0) is None
+    assert lb_mismatch(cluster, [slice_on("worker2")], report(["worker", "worker2"]), 5.0) is None
+    assert "no listener for default/web" in lb_mismatch(cluster, [], {**report([]), "listeners": []}, 5.0)
+    assert lb_mismatch(cluster, [], None, 5.0) == "the provider load balancer has not reported since the change"
+    no_ip = lb_service("web")
+    no_ip["status"] = {}
+    assert lb_mismatch(no_ip, [], None, 5.0) is None                 # no LB address yet: nothing to wait for
+
+
+def test_status_shows_where_each_lb_listener_sends_and_why():
+    from netemu.emulator.status import lb_rows
+
+    healthy = lambda key, target, port: target.node == "worker2"        # noqa: E731
+    lis = lbplan.listeners([lb_service("web", local=True, ranges=["203.0.113.10/32"]), lb_service("c", ip="172.31.5.201")],
+                           NODES, healthy)
+    doc = lbplan.status_doc(lis, lbplan.node_targets(NODES), [], 1.0)
+    assert lb_rows(doc) == [
+        ["default/web", "172.31.5.200:80/tcp", "30080", "worker2", "healthCheckNodePort 31000", "203.0.113.10/32"],
+        ["default/c", "172.31.5.201:80/tcp", "30080", "worker2", "TCP to the NodePort 30080", "any"]]
+    doc = lbplan.status_doc(lbplan.listeners([lb_service("c")], NODES, lambda *a: False), [], [], 1.0)
+    assert lb_rows(doc)[0][3:5] == ["worker, worker2", "TCP to the NodePort 30080, none passing: fail open"]
+    assert lb_rows(None) == []

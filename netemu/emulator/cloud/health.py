@@ -53,16 +53,19 @@ class TargetState:
     healthy: bool = False
     passes: int = 0
     failures: int = 0
+    decided: bool = False          # a first verdict reached (AWS NLB's "initial" state is over)
 
     def record(self, ok: bool, settings: HealthSettings) -> bool:
         """Fold one result in; True when the verdict changed."""
         if ok:
             self.passes, self.failures = self.passes + 1, 0
             if not self.healthy and self.passes >= settings.rise:
-                self.healthy = True
+                self.healthy = self.decided = True
                 return True
         else:
             self.failures, self.passes = self.failures + 1, 0
+            if self.failures >= settings.fall:
+                self.decided = True
             if self.healthy and self.failures >= settings.fall:
                 self.healthy = False
                 return True
@@ -80,6 +83,10 @@ class HealthChecker:
             return True                    # nothing to ask (a UDP-only Service): always in
         state = self.states.get((service, ip, port))
         return bool(state and state.healthy)
+
+    def undecided(self) -> list[Key]:
+        """Targets still in their initial state: no verdict yet either way."""
+        return sorted(k for k, st in self.states.items() if not st.decided)
 
     async def check(self, wanted: dict[Key, bool]) -> bool:
         """Probe every (service, node, port) in ``wanted`` ({key: http?}) once; forget the

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
+import time
+from typing import Callable
 
 from netemu.api.kinds import by_kind
 from netemu.emulator.cloud.edge import Edge
 from netemu.emulator.cloud.health import HealthChecker, HealthSettings
-from netemu.emulator.cloud.lbplan import listeners, node_targets, render
+from netemu.emulator.cloud.lbplan import listeners, node_targets, render, status_doc
 
 log = logging.getLogger(__name__)
 SERVICE, NODE = by_kind("v1", "Service"), by_kind("v1", "Node")
@@ -29,9 +31,14 @@ def apply_nft(netns: str, text: str) -> None:
 
 
 class LoadBalancers:
-    def __init__(self, api, edge: Edge, settings: HealthSettings = HealthSettings(), apply=apply_nft):
+    def __init__(self, api, edge: Edge, settings: HealthSettings = HealthSettings(), apply=apply_nft,
+                 report: Callable[[dict], None] | None = None):
+        """``report``: called with status_doc after every round (the supervisor writes it to
+        the state dir's loadbalancer.json)."""
         from netemu.client import Informer
-        self.edge, self.apply = edge, apply
+        self.edge, self.apply, self.report = edge, apply, report
+        self.error: str | None = None
+        self.current: list = []            # the listeners the kernel runs (the last table applied)
         self.services = Informer(api, SERVICE)
         self.nodes = Informer(api, NODE)
         self.health = HealthChecker(edge.netns, settings)
@@ -55,12 +62,21 @@ class LoadBalancers:
         return wanted
 
     def sync(self) -> None:
-        text = render(listeners(self._lb_services(), self.nodes.list(),
-                                lambda svc, target, port: self.health.healthy(svc, target.ip, port)))
+        now = listeners(self._lb_services(), self.nodes.list(),
+                        lambda svc, target, port: self.health.healthy(svc, target.ip, port))
+        text = render(now)
         if text != self.applied:
-            self.apply(self.edge.netns, text)
-            self.applied = text
-            log.info("load balancer rules updated (%d lines)", text.count("\n"))
+            try:
+                self.apply(self.edge.netns, text)
+            except RuntimeError as exc:        # logged, tried again next round
+                self.applied, self.error = None, str(exc)
+                log.error("%s", exc)
+            else:
+                self.applied, self.error, self.current = text, None, now
+                log.info("load balancer rules updated (%d lines)", text.count("\n"))
+        if self.report is not None:
+            self.report(status_doc(self.current, node_targets(self.nodes.list()), self.health.undecided(),
+                                   time.time(), self.error))
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks = [asyncio.ensure_future(i.run(stop)) for i in (self.services, self.nodes)]
@@ -69,11 +85,7 @@ class LoadBalancers:
             while not stop.is_set():
                 self.changed.clear()
                 await self.health.check(self.wanted_checks())
-                try:
-                    self.sync()
-                except RuntimeError as exc:      # an nft failure: logged, tried again next round
-                    log.error("%s", exc)
-                    self.applied = None
+                self.sync()
                 waits = [asyncio.ensure_future(e.wait()) for e in (stop, self.changed)]
                 await asyncio.wait(waits, timeout=self.health.settings.interval, return_when=asyncio.FIRST_COMPLETED)
                 for w in waits:

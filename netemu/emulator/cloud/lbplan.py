@@ -20,12 +20,13 @@ a classic cloud-controller-manager setup), decided here and rendered as one nfta
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 TABLE = "netemu-lb"
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 RANGES_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
 SEED = 0x6e6574656d75          # "netemu": a fixed jhash seed, so a reload keeps every mapping
+STATUS_FILE = "loadbalancer.json"   # in the cluster's state dir: what the LB does now (status_doc)
 
 
 @dataclass(frozen=True)
@@ -129,3 +130,19 @@ def render(all_listeners: list[Listener]) -> str:
                   "  }"]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def status_doc(all_listeners: list[Listener], nodes: list[Target], undecided: list[tuple], now: float,
+               error: str | None = None) -> dict:
+    """What the LB does after a round (written to STATUS_FILE for ``netemu status`` and the
+    experiments' settle barrier): each listener with the node names getting its new
+    connections, every node it could use, the health checks with no verdict yet, and ``time``
+    (the round's end: verdicts read after a moment are those with a later time)."""
+    rows = []
+    for lis in all_listeners:
+        row = asdict(lis)
+        row["targets"] = [t.node for t in lis.targets]
+        row["source_ranges"] = list(lis.source_ranges)
+        rows.append(row)
+    return {"time": now, "nodes": [t.node for t in nodes], "listeners": rows,
+            "undecided": [f"{svc} {ip}:{port}" for svc, ip, port in undecided], "error": error}

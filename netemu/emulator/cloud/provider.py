@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 
 class CloudProvider:
     def __init__(self, kubeconfig: str, instances: Callable[[], set[str]], edge: Edge | None = None,
-                 health: HealthSettings = HealthSettings()):
+                 health: HealthSettings = HealthSettings(), report: Callable[[dict], None] | None = None):
+        """``report``: the provider LB's status after each round (lb.LoadBalancers)."""
         self.kubeconfig, self.instances, self.edge, self.health = kubeconfig, instances, edge, health
+        self.report = report
         self.thread: threading.Thread | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stop_event: asyncio.Event | None = None
@@ -47,7 +49,7 @@ class CloudProvider:
         async with ApiClient.from_kubeconfig(self.kubeconfig, user_agent="netemu-cloud-controller-manager") as api:
             jobs = [CloudNodeLifecycle(api, self.instances).run(self.stop_event)]
             if self.edge is not None:
-                jobs.append(LoadBalancers(api, self.edge, self.health).run(self.stop_event))
+                jobs.append(LoadBalancers(api, self.edge, self.health, report=self.report).run(self.stop_event))
             await asyncio.gather(*jobs)
 
     def stop(self, timeout: float = 10.0) -> None:
