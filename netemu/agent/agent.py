@@ -74,7 +74,8 @@ class Agent:
         list_stats = getattr(self.runtime, "container_stats", None)
         self.logs = LogServer(self.kubelet.find_pod, self.kubelet.restart_count, config.kubelet.log_dir,
                               config.kubelet.node_ip, config.log_port,
-                              exec_server=ExecServer(self.kubelet.find_pod, config.state_dir, config.kubelet.volumes_dir),
+                              exec_server=ExecServer(self.kubelet.find_pod, config.state_dir, config.kubelet.volumes_dir,
+                                                     self.kubelet.service_env),
                               resource_metrics=lambda: resourcemetrics.collect(list_stats, self.kubelet.pod_by_uid,
                                                                                node_root))
         self.proxy_api = self.api

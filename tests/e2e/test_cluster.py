@@ -166,6 +166,7 @@ def test_kubectl_exec_through_the_api_server(cluster, web):
         return subprocess.run(["kubectl", "--kubeconfig", cluster.kubeconfig, "--request-timeout=30s", *words],
                               capture_output=True, text=True, timeout=60, input=input)
     assert kubectl("exec", "client", "--", "hostname").stdout == "client\n"
+    assert kubectl("exec", "client", "--", "sh", "-c", "echo $KUBERNETES_SERVICE_HOST").stdout == "10.96.0.1\n"
     assert kubectl("exec", "-i", "client", "--", "cat", input="hello\nworld\n").stdout == "hello\nworld\n"
     failed = kubectl("exec", "client", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (failed.returncode, failed.stdout) == (3, "out\n") and "err\n" in failed.stderr

@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from netemu.agent.kubelet.execserver import ExecSession, Place
+from netemu.agent.kubelet.execserver import ExecSession, Place, place
 from netemu.api import errors
 from netemu.api import execstream as xs
 from netemu.apiserver.podexec import check_running
@@ -96,3 +96,16 @@ def test_an_unknown_command_is_a_failure_status():
     out, status = session(xs.ExecOptions(("no-such-command-here",)), [])
     assert out == {} and status["status"] == "Failure"
     assert 'exec: "no-such-command-here": executable file not found in $PATH' in status["message"]
+
+
+def test_the_command_gets_the_containers_env_and_the_kubernetes_services(tmp_path):
+    pod = {"metadata": {"name": "p", "namespace": "team", "uid": "u1"},
+           "spec": {"nodeName": "n1", "hostNetwork": True}, "status": {"podIP": "10.0.0.5"}}
+    container = {"name": "c", "workingDir": "/srv",
+                 "env": [{"name": "A", "value": "1"}, {"name": "ME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                         {"name": "KUBERNETES_SERVICE_PORT", "value": "own"}]}
+    where = place(pod, container, str(tmp_path), str(tmp_path / "volumes"),
+                  {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"})
+    assert where.netns is None and where.working_dir == "/srv" and where.binds == []
+    assert where.env["A"] == "1" and where.env["ME"] == "p" and where.env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
+    assert where.env["KUBERNETES_SERVICE_PORT"] == "own"          # the container's own env wins

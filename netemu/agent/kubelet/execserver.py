@@ -52,8 +52,10 @@ class Place:
     working_dir: str = "/"
 
 
-def place(pod: Obj, container: Obj, state_dir: str, volumes_dir: str | None) -> Place:
-    """The pod's namespaces, /etc files and ServiceAccount directory as its containers have them."""
+def place(pod: Obj, container: Obj, state_dir: str, volumes_dir: str | None,
+          service_env: dict[str, str] | None = None) -> Place:
+    """The pod's namespaces, /etc files and ServiceAccount directory as its containers have
+    them; the env is the container's after ``service_env`` (the kubernetes Service's)."""
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     uid = meta.get("uid", "")
     if spec.get("hostNetwork"):
@@ -67,7 +69,7 @@ def place(pod: Obj, container: Obj, state_dir: str, volumes_dir: str | None) -> 
     fields = {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", ""),
               "metadata.uid": uid, "spec.nodeName": spec.get("nodeName", ""),
               "status.podIP": (pod.get("status") or {}).get("podIP", "")}
-    env = container_env(container, hostname or os.uname().nodename, None, fields)
+    env = container_env(container, hostname or os.uname().nodename, service_env, fields)
     return Place(netns, hostname, etc if os.path.isdir(etc) else None, binds, env,
                  container.get("workingDir") or "/")
 
@@ -252,8 +254,10 @@ class ExecSession:
 class ExecServer:
     """The kubelet's exec endpoint over the pods ``find_pod(ns, name)`` knows."""
 
-    def __init__(self, find_pod: Callable[[str, str], Obj | None], state_dir: str, volumes_dir: str | None):
+    def __init__(self, find_pod: Callable[[str, str], Obj | None], state_dir: str, volumes_dir: str | None,
+                 service_env: Callable[[], dict[str, str]] = dict):
         self.find_pod, self.state_dir, self.volumes_dir = find_pod, state_dir, volumes_dir
+        self.service_env = service_env
 
     def prepare(self, namespace: str, name: str, container: str,
                 query: dict[str, list[str]]) -> tuple[xs.ExecOptions, Place]:
@@ -269,7 +273,7 @@ class ExecServer:
                    if "running" in (s.get("state") or {})}
         if container not in running:
             raise xs.ExecError(f'container {container} is not running in pod {name}')
-        return xs.parse_options(query), place(pod, found, self.state_dir, self.volumes_dir)
+        return xs.parse_options(query), place(pod, found, self.state_dir, self.volumes_dir, self.service_env())
 
     async def serve(self, opts: xs.ExecOptions, where: Place, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> None:

@@ -214,6 +214,10 @@ class Kubelet:
         self.workers.pop(uid, None)
         self.events.forget(uid)
 
+    def service_env(self) -> dict[str, str]:
+        """The kubernetes Service's variables the containers got (empty before any start)."""
+        return self.serviceaccounts.cached_env() if self.serviceaccounts is not None else {}
+
     def find_pod(self, namespace: str, name: str) -> Obj | None:
         return self.pods.get(name, namespace)
 
@@ -280,8 +284,14 @@ class Kubelet:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _renew_tokens(self, stop: asyncio.Event) -> None:
-        """Projected ServiceAccount tokens are renewed at 80% of their life, as upstream."""
+        """Projected ServiceAccount tokens are renewed at 80% of their life, as upstream; the
+        kubernetes Service's variables are read at once (so ``kubectl exec`` has them on a node
+        whose pods have not asked yet) and kept current."""
         while not stop.is_set():
+            try:
+                await self.serviceaccounts.kubernetes_env()
+            except TRANSIENT as exc:
+                log.info("reading the kubernetes Service: %s", exc)
             try:
                 await asyncio.wait_for(stop.wait(), self.config.token_renew_period)
             except asyncio.TimeoutError:

@@ -88,12 +88,12 @@ class ServiceAccountProjector:
         directory); the others need neither, so a node of web pods asks for no tokens."""
         if not wants_api(container):
             return {}, []
-        env = await self._kubernetes_env()
+        env = await self.kubernetes_env()
         if not await self._automount(pod):
             return env, []
         return env, [(await self.project(pod), MOUNT_PATH)]
 
-    async def _kubernetes_env(self) -> dict[str, str]:
+    async def kubernetes_env(self) -> dict[str, str]:
         now = time.monotonic()
         if self._kubernetes is None or now - self._kubernetes[0] > SERVICE_REFRESH:
             try:
@@ -103,6 +103,10 @@ class ServiceAccountProjector:
                 log.warning("kubernetes Service not readable (%s): pods get no KUBERNETES_* env", exc)
                 self._kubernetes = (now, {})
         return dict(self._kubernetes[1])
+
+    def cached_env(self) -> dict[str, str]:
+        """The kubernetes Service's variables as last read (what ``kubectl exec`` adds too)."""
+        return dict(self._kubernetes[1]) if self._kubernetes else {}
 
     async def _automount(self, pod: Obj) -> bool:
         spec = pod.get("spec") or {}
