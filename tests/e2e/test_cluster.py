@@ -175,6 +175,9 @@ def test_kubectl_exec_through_the_api_server(cluster, web):
                           "exec -it client -- sh -c 'tty; stty size'", "/dev/null"],
                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert "/dev/pts/" in tty.stdout and "30 100" in tty.stdout, tty
+    copied = Path(cluster.state_dir) / "copied-resolv.conf"      # kubectl cp: tar through exec
+    assert kubectl("cp", "client:/etc/resolv.conf", str(copied)).returncode == 0
+    assert "nameserver 10.96.0.10" in copied.read_text()                # the pod's own, not the host's
     wrong = kubectl("exec", "client", "-c", "nosuch", "--", "true")
     assert "container nosuch is not valid for pod client" in wrong.stderr
     cluster.kubectl("create", "serviceaccount", "exec-viewer")
