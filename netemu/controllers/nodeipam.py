@@ -88,5 +88,21 @@ class NodeIpamController(Controller):
                 raise
             self.allocator.occupy(fresh["spec"]["podCIDR"])
         except Exception:
-            self.allocator.release(cidr)
+            await self._settle_unknown(key, cidr)
             raise
+
+    async def _settle_unknown(self, key: str, cidr: str) -> None:
+        """A write that failed without an answer (a timeout on a loaded box) may still have been
+        applied: releasing its CIDR then gave it to a second node (seen at 200 nodes: two nodes
+        on 10.244.0.0/24, each routing the other's pods to itself). Ask the node what it got;
+        release ours only when it holds none or another, and keep it reserved when the node
+        cannot be read either (one /24 leaked beats two nodes on one)."""
+        try:
+            fresh = await self.client.get(rt("Node"), key)
+        except Exception:  # noqa: BLE001 - unknown outcome: keep the CIDR taken
+            return
+        got = (fresh.get("spec") or {}).get("podCIDR")
+        if got != cidr:
+            self.allocator.release(cidr)
+            if got:
+                self.allocator.occupy(got)

@@ -59,3 +59,49 @@ def test_invalid_for_another_reason_still_raises():
     else:
         raise AssertionError("expected Invalid")
     assert ctl.allocator.used == set()
+
+
+class _Timeout(_Client):
+    """The PATCH's answer never comes (client timeout), whether or not the server applied it."""
+
+    def __init__(self, stored, applied: bool, readable: bool = True):
+        super().__init__(stored)
+        self.applied, self.readable = applied, readable
+
+    async def patch(self, rt, name, body):
+        self.patches.append(body)
+        if self.applied:
+            self.stored = {"metadata": {"name": name}, "spec": dict(body["spec"])}
+        raise asyncio.TimeoutError()
+
+    async def get(self, rt, name):
+        if not self.readable:
+            raise ConnectionError("api unreachable")
+        return self.stored
+
+
+def _timing_out(applied: bool, readable: bool = True):
+    ctl = _controller({"metadata": {"name": "n1"}, "spec": {}}, None)
+    ctl.client = _Timeout({"metadata": {"name": "n1"}, "spec": {}}, applied, readable)
+    try:
+        asyncio.run(ctl.sync("n1"))
+    except asyncio.TimeoutError:
+        pass
+    else:
+        raise AssertionError("expected the timeout to be raised (the sync is retried)")
+    return ctl
+
+
+def test_a_timed_out_write_that_was_applied_keeps_its_cidr():
+    """Else the next node gets the same CIDR (two nodes on 10.244.0.0/24 at 200 nodes)."""
+    ctl = _timing_out(applied=True)
+    assert ctl.allocator.used == {"10.244.0.0/24"}
+    assert ctl.allocator.allocate() == "10.244.1.0/24"
+
+
+def test_a_timed_out_write_that_was_not_applied_gives_its_cidr_back():
+    assert _timing_out(applied=False).allocator.used == set()
+
+
+def test_a_timed_out_write_of_unknown_outcome_keeps_its_cidr_reserved():
+    assert _timing_out(applied=False, readable=False).allocator.used == {"10.244.0.0/24"}
