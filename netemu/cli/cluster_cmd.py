@@ -332,14 +332,15 @@ def print_ready(plan, timings: dict | None = None) -> None:
 class Display:
     """The rich progress line: phase, message and nodes Ready out of N."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, console=None):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+                                 MofNCompleteColumn(), TimeElapsedColumn(), transient=False, console=console)
         self.task = self.progress.add_task("starting", total=total)
         self.open = False
         self.phase = ""
+        self.since = time.monotonic()      # when this process saw the current phase begin
 
     def __enter__(self):
         self.progress.start()
@@ -350,12 +351,16 @@ class Display:
         self.close()
 
     def update(self, status: dict) -> None:
-        """The live line, and a line with its time for each stage as it ends."""
-        phase, timings, names = status["phase"], status.get("timings") or {}, dict(STAGES)
+        """The live line, and a line with its time for each stage as it ends: measured here,
+        from the change seen before to this one (the supervisor's timings hold when each phase
+        first began, and a phase may come back: add-ons are applied before the nodes start and
+        waited for after they are Ready, which read as a negative time)."""
+        phase, names = status["phase"], dict(STAGES)
         if phase != self.phase:
-            if self.open and self.phase in names and self.phase in timings and phase in timings:
-                self.progress.console.print(f"  {names[self.phase]}: {timings[phase] - timings[self.phase]:.1f}s")
-            self.phase = phase
+            now = time.monotonic()
+            if self.open and self.phase in names:
+                self.progress.console.print(f"  {names[self.phase]}: {now - self.since:.1f}s")
+            self.phase, self.since = phase, now
         if self.open:
             text = f"{status['phase']}: {status.get('message', '')}".strip().rstrip(":")
             total = self.progress.tasks[0].total
