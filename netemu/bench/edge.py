@@ -13,7 +13,8 @@ rounds (the median round per path is reported):
 - straight to the Cluster Service's NodePort on a worker (the same client, routed through the
   LB host, which then only forwards: the LB's own share is the difference).
 
-Then it times ``netemu node add`` (host up to Node Ready) and ``netemu node remove --wait`` (host
+Then it times how long the LB takes to stop sending ETP Local connections to a node whose pod
+went (a scale-down: kube-proxy's healthCheckNodePort turns 503 there), ``netemu node add`` (host up to Node Ready) and ``netemu node remove --wait`` (host
 gone to Node deleted by the cloud node-lifecycle controller). Prints markdown for
 docs/benchmarks.md ("The edge") and takes the cluster down, also on failure.
 """
@@ -24,6 +25,8 @@ import argparse
 import tempfile
 import time
 
+from netemu.emulator.cloud.lbplan import STATUS_FILE
+from netemu.emulator.state import read_json
 from netemu.testing.cluster import NetemuCluster, wait_until
 from netemu.testing.edge import healthy_targets
 from netemu.traffic.spec import LoadSpec
@@ -62,6 +65,22 @@ def timed(fn) -> float:
     return time.monotonic() - start
 
 
+def lb_convergence(c) -> float:
+    """Seconds from scaling web to 1 replica until the LB sends web-local's new connections only
+    to the node keeping the pod (the other fails kube-proxy's healthCheckNodePort ``fall`` times
+    in a row), read from the LB's own report."""
+    path = c.state_dir / STATUS_FILE
+
+    def targets():
+        doc = read_json(path) or {}
+        return {tuple(lis["targets"]) for lis in doc.get("listeners") or [] if lis["service"] == "default/web-local"}
+    start = time.monotonic()
+    c.kubectl("scale", "deployment", "web", "--replicas=1")
+    kept = c.wait_ready("app=web", 1)[0]["spec"]["nodeName"]
+    wait_until("the LB sends web-local to one node", lambda: targets() == {(kept,)}, 60, 0.1)
+    return time.monotonic() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m netemu.bench.edge", description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=5.0, help="per run (default %(default)s)")
@@ -87,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs[label].append(c.traffic("external", target, LoadSpec(**spec), **where))
         rows = [(label, median_run(runs[label])) for label, _, _ in paths]
         state = str(c.state_dir)
+        converge = lb_convergence(c)
         add = timed(lambda: c.netemu("node", "add", "worker3", "--state-dir", state, timeout=300))
         remove = timed(lambda: c.netemu("node", "remove", "worker3", "--wait", "--state-dir", state, timeout=300))
     print(f"{args.rounds} interleaved rounds of {args.seconds:g} s per path (the median round shown) from the internet client, {args.concurrency} concurrent closed loops, "
@@ -97,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         print(row(label, r))
     ratio = rows[0][1].throughput["requests_per_s"] / rows[2][1].throughput["requests_per_s"]
     print(f"\nLB (ETP Cluster) / NodePort direct requests/s: {ratio:.2f}")
+    print(f"\nETP Local, web scaled 2 -> 1: the LB sends only to the node keeping the pod after {converge:.1f} s "
+          f"(health checks every 2 s, 2 failures to fall)")
     print(f"\n`netemu node add worker3` (to Ready): {add:.1f} s; "
           f"`netemu node remove worker3 --wait` (to the Node deleted, grace period 6 s): {remove:.1f} s")
     return 0
