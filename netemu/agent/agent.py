@@ -57,7 +57,7 @@ class Agent:
         self.config = config
         # 10 s per call (not 30): a cut link must not stall heartbeats and status writes for long
         self.api = ApiClient.from_kubeconfig(config.kubeconfig, timeout=10.0,
-                                             user_agent=f"netemu-agent/{config.kubelet.node_name}")
+                                             user_agent=f"kubelet/{config.kubelet.node_name}")
         if config.runtime_endpoint:     # the runtime is a process of its own (components.py)
             from netemu.agent.kubelet.remote_runtime import RemoteRuntime
             self.runtime = RemoteRuntime(config.runtime_endpoint, dns=config.dns)

@@ -56,7 +56,7 @@ def make_client(server: str, token: str, settings: Settings) -> ApiClient:
     """With a kubeconfig: its CA. Without one, an https server on loopback is this very process
     (``netemu apiserver`` starts us next to itself), so its self-signed certificate is accepted;
     any other https server must come with a kubeconfig."""
-    agent = "netemu-controller-manager"
+    agent = "kube-controller-manager/netemu"     # upstream's product name: its managedFields manager
     if settings.kubeconfig and os.path.exists(settings.kubeconfig):
         return ApiClient.from_kubeconfig(settings.kubeconfig, user_agent=agent)
     insecure = server.startswith("https://") and _is_loopback(server)
@@ -98,12 +98,12 @@ async def controller_clients(manager: ApiClient, loops: list[Controller], settin
 
     async def client_for(account: str) -> ApiClient:
         if account not in made:
-            made[account] = await account_client(manager, account, "netemu-controller-manager")
+            made[account] = await account_client(manager, account, "kube-controller-manager")
         return made[account]
     extra: list[ApiClient] = []
     for ctrl in loops:
         if ctrl.name == "scheduler" and settings.scheduler_kubeconfig:
-            ctrl.client = ApiClient.from_kubeconfig(settings.scheduler_kubeconfig, user_agent="netemu-scheduler")
+            ctrl.client = ApiClient.from_kubeconfig(settings.scheduler_kubeconfig, user_agent="kube-scheduler/netemu")
             extra.append(ctrl.client)
         if not settings.use_service_account_credentials:
             continue

@@ -303,6 +303,9 @@ def test_kubectl_top_nodes_and_pods(cluster):
     cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
     try:
         c.wait_until("burner running", lambda: c.ready(cluster.get("pod", "burner")), 120)
+        shown = json.loads(cluster.kubectl("get", "pod", "burner", "-o", "json", "--show-managed-fields").stdout)
+        owners = {(e["manager"], e["operation"], e.get("subresource", "")) for e in shown["metadata"]["managedFields"]}
+        assert {("kubectl-client-side-apply", "Update", ""), ("kubelet", "Update", "status")} <= owners, owners
         lines = cluster.kubectl("top", "nodes").stdout.splitlines()
         assert lines[0].split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"], lines
         rows = {line.split()[0]: line.split() for line in lines[1:]}
