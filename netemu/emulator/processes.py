@@ -46,15 +46,24 @@ def stop(pids: list[int], grace: float = 10.0) -> None:
     _reap(live)
 
 
-def kill(pids: list[int]) -> int:
-    """SIGKILL (for cleanup after a crash); returns how many were signalled."""
-    count = 0
+def kill(pids: list[int], wait: float = 10.0) -> int:
+    """SIGKILL (for cleanup after a crash); returns how many were signalled. Waits up to
+    ``wait`` seconds until each has exited (a zombie has: its namespaces and sockets are
+    gone), so a cleanup that returns has no process of the cluster still tearing down --
+    on a loaded machine the exit of a big process takes a while after the signal."""
+    signalled = []
     for pid in pids:
         if pid_alive(pid) and not _zombie(pid):
             _signal(pid, signal.SIGKILL)
-            count += 1
+            signalled.append(pid)
     _reap(pids)
-    return count
+    deadline = time.monotonic() + wait
+    live = signalled
+    while True:      # no reaping here: a caller's Popen keeps its child's exit status to read
+        live = [p for p in live if pid_alive(p) and not _zombie(p)]
+        if not live or time.monotonic() >= deadline:
+            return len(signalled)
+        time.sleep(0.05)
 
 
 def running(pid) -> bool:
