@@ -119,6 +119,8 @@ def test_netemu_traffic_from_external_reports_the_address_each_backend_saw(netem
         assert doc["target"]["ip"] in {i["ip"] for i in c.get("svc", service)["status"]["loadBalancer"]["ingress"]}
         return {ip for ips in doc["clientips"].values() for ip in ips}
     assert run("lb-local") == {world["inside"].ip}
+    wait_until("both nodes pass lb-cluster's checks",
+               lambda: listener_nodes(world, "lb-cluster") == set(world["nodes"].values()), 30)
     seen = run("lb-cluster")
     assert seen and world["inside"].ip not in seen, seen
 
