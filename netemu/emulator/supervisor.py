@@ -157,7 +157,7 @@ class Supervisor(nodeops.NodeHostOps):
             code = 1
         except Exception as exc:  # anything that went wrong on the way up: say it, then take all down
             log.debug("bring-up failed", exc_info=True)
-            self.report("error", f"{exc}")
+            self.report("error", str(exc) or type(exc).__name__)   # a TimeoutError's str is empty
             code = 1
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)

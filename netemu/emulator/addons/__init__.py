@@ -52,18 +52,33 @@ def resource_of(obj: dict) -> kinds.ResourceType:
     return kinds.by_kind(obj["apiVersion"], obj["kind"])
 
 
+CREATE_ATTEMPTS = 3
+
+
 async def apply(client, names: tuple[str, ...]) -> list[str]:
-    """Create every object of the add-ons that does not exist yet; what was created."""
+    """Create every object of the add-ons that does not exist yet; what was created.
+
+    A create whose answer timed out is sent again (up to CREATE_ATTEMPTS): the API server of a
+    cluster coming up on a slow machine (the lab VM under TCG) can take longer than the client's
+    timeout while every node registers, and create-or-keep makes the repeat harmless (a create
+    that was stored after all answers AlreadyExists)."""
     made = []
     for name in names:
         for obj in manifest(name):
             rt = resource_of(obj)
             ns = obj["metadata"].get("namespace") if rt.namespaced else None
-            try:
-                await client.create(rt, obj, ns)
-                made.append(f"{obj['kind']}/{obj['metadata']['name']}")
-            except errors.AlreadyExists:
-                pass
+            for attempt in range(1, CREATE_ATTEMPTS + 1):
+                try:
+                    await client.create(rt, obj, ns)
+                    made.append(f"{obj['kind']}/{obj['metadata']['name']}")
+                except errors.AlreadyExists:
+                    pass
+                except TimeoutError:
+                    if attempt == CREATE_ATTEMPTS:
+                        raise AddonError(f"creating {obj['kind']}/{obj['metadata']['name']} of add-on {name}: "
+                                         f"no answer from the API server in {CREATE_ATTEMPTS} attempts") from None
+                    continue
+                break
     return made
 
 
