@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 
 import pytest
@@ -144,9 +145,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @contextlib.contextmanager
 def running_cluster(proxy_mode: str, tmp_path_factory, tag: str):
-    """``netemu up --nodes 3 --proxy-mode MODE``; down and nothing left after."""
+    """``netemu up --nodes 3 --proxy-mode MODE`` (and ``NETEMU_BEHAVIOURS_UP_ARGS``, split as a
+    shell would: the lab VM passes ``--switch linuxbridge``); down and nothing left after."""
     state = tmp_path_factory.mktemp(f"behaviours-{tag}-{proxy_mode}")
-    with c.running(state, 3, ("--proxy-mode", proxy_mode)) as cl:
+    extra = tuple(shlex.split(os.environ.get("NETEMU_BEHAVIOURS_UP_ARGS", "")))
+    with c.running(state, 3, ("--proxy-mode", proxy_mode, *extra)) as cl:
         yield cl
     shutil.rmtree(state, ignore_errors=True)
 
