@@ -28,6 +28,8 @@ from tests.e2e.service_behaviours.traffic import Stream, outcome, request, serve
 pytestmark = [pytest.mark.root, pytest.mark.kubectl, pytest.mark.slow]
 
 HEALTHZ_PORT = 10256      # kube-proxy's --healthz-bind-address port
+AFTER = 40                # requests per client after the restart: with 10+ before, >= 100 in all even
+                          # when the restart itself takes a second (nftables nodes, a quiet machine)
 
 
 def restart(cluster, component: str) -> None:
@@ -90,12 +92,12 @@ def _restart_node_component(jig, component: str) -> None:
                            lambda n=node: last_proxy_sync(jig, n) > restarted_at, 60)
         at = max(s.outcomes[-1]["t"] for s in streams)
         with contextlib.suppress(TimeoutError):     # judged below, with what failed
-            eventually("requests flowing after the restart", lambda: all(len(s.since(at)) >= 10 for s in streams), 30)
+            eventually("requests flowing after the restart", lambda: all(len(s.since(at)) >= AFTER for s in streams), 30)
     finally:
         outcomes = [o for s in streams for o in s.stop()]
     failed = [o for o in outcomes if "ok" not in o]
     assert not failed, f"{len(failed)} of {len(outcomes)} requests failed across the {component} restart: {failed[:10]}"
-    assert all(len(s.since(at)) >= 10 for s in streams) and len(outcomes) >= 100, (
+    assert all(len(s.since(at)) >= AFTER for s in streams) and len(outcomes) >= 100, (
         f"too few requests around the restart: {[len(s.outcomes) for s in streams]}, after it: "
         f"{[len(s.since(at)) for s in streams]}")
     _up(jig, names1, ip1)
