@@ -35,12 +35,7 @@ def stop(pids: list[int], grace: float = 10.0) -> None:
     live = [p for p in pids if pid_alive(p)]
     for pid in live:
         _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while live and time.monotonic() < deadline:
-        _reap(live)
-        live = [p for p in live if pid_alive(p) and not _zombie(p)]
-        if live:
-            time.sleep(0.05)
+    live = _wait_exited(live, grace, reap=True)
     for pid in live:
         _signal(pid, signal.SIGKILL)
     _reap(live)
@@ -57,13 +52,23 @@ def kill(pids: list[int], wait: float = 10.0) -> int:
             _signal(pid, signal.SIGKILL)
             signalled.append(pid)
     _reap(pids)
-    deadline = time.monotonic() + wait
-    live = signalled
-    while True:      # no reaping here: a caller's Popen keeps its child's exit status to read
+    _wait_exited(signalled, wait, reap=False)    # a caller's Popen keeps its child's exit status to read
+    return len(signalled)
+
+
+def _wait_exited(pids: list[int], seconds: float, reap: bool) -> list[int]:
+    """Wait up to ``seconds`` until each of ``pids`` has exited (a zombie has); those still
+    running. ``reap``: collect our own children's exit status while waiting."""
+    deadline = time.monotonic() + seconds
+    live = list(pids)
+    while live:
+        if reap:
+            _reap(live)
         live = [p for p in live if pid_alive(p) and not _zombie(p)]
         if not live or time.monotonic() >= deadline:
-            return len(signalled)
+            break
         time.sleep(0.05)
+    return live
 
 
 def running(pid) -> bool:
