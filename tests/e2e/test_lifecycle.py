@@ -57,6 +57,17 @@ def _netemu_pids(cl: c.Cluster) -> list[int]:
     return sorted(pids)
 
 
+def _kill9(cl) -> None:
+    """kill -9 of every netemu process of ``cl`` (a crash: nothing of it cleans up)."""
+    for pid in _netemu_pids(cl):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    time.sleep(1)
+    cl.is_up = False
+
+
 def test_kill9_then_cleanup_leaves_nothing(tmp_path):
     cl = c.Cluster(tmp_path / "st", 1, c.node_network(41))
     pod_netns: set[str] = set()
@@ -69,13 +80,7 @@ def test_kill9_then_cleanup_leaves_nothing(tmp_path):
             cl.get("pod", "victim")), 120)
         pod_netns.add(c.pod_netns_of(running))
         assert not c.nothing_left(cl.state_dir, pod_netns)
-        for pid in _netemu_pids(cl):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(1)
-        cl.is_up = False
+        _kill9(cl)
         for _ in range(2):
             proc = c.netemu("cleanup", "--state-dir", str(cl.state_dir), check=False, timeout=300)
             assert proc.returncode == 0, proc.stderr
@@ -155,13 +160,7 @@ def test_kill9_then_plain_cleanup_finds_the_custom_state_dir_and_it_works_again(
         pod_netns.add(c.pod_netns_of(running))
         inside = _in_namespaces(pod_netns | set(c.leftovers(cl.state_dir, set())["node namespaces"]))
         assert inside and any(_traces(cid, network, pod_netns).values())
-        for pid in _netemu_pids(cl):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(1)
-        cl.is_up = False
+        _kill9(cl)
         proc = c.netemu("cleanup", check=False, timeout=300)
         assert proc.returncode == 0, proc.stderr
         ours = [line for line in proc.stdout.splitlines() if line.startswith(f"cluster {cid} ")]
