@@ -83,6 +83,7 @@ class LoadResult:
     timeouts: int = 0             # attempts that got no answer in time (retried if allowed)
     refused: int = 0              # attempts answered by ICMP port unreachable (retried if allowed)
     failed: int = 0               # names with no answer after every attempt
+    failure_times: list = field(default_factory=list)  # seconds from the start, one per failed name
     rcodes: dict = field(default_factory=dict)
     latencies: list = field(default_factory=list)      # seconds, answered queries
     seconds: float = 0.0
@@ -106,7 +107,8 @@ async def load(netns: str | None, names: list[str], seconds: float, concurrency:
     name, as resolv.conf's ``attempts`` (glibc retries a query that timed out or was refused)."""
     result = LoadResult()
     loop = asyncio.get_running_loop()
-    end = time.monotonic() + seconds
+    begin = time.monotonic()
+    end = begin + seconds
 
     async def one(name: str) -> bool:
         request = DNSRecord.question(name, qtype)
@@ -142,9 +144,9 @@ async def load(netns: str | None, names: list[str], seconds: float, concurrency:
                     break
             else:
                 result.failed += 1
+                result.failure_times.append(time.monotonic() - begin)
             i += concurrency
 
-    start = time.monotonic()
     await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    result.seconds = time.monotonic() - start
+    result.seconds = time.monotonic() - begin
     return result

@@ -8,8 +8,8 @@ through kube-proxy's rules as upstream's do (test/e2e/network/dns.go's behaviour
 - SRV for a named port (ClusterIP and headless), pod A records, NXDOMAIN vs NODATA with the
   zone's SOA, UDP and TCP through the ClusterIP;
 - a deleted Service is NXDOMAIN within seconds; deleting one of the two DNS pods during a
-  query load loses no name (a resolver's retry covers the queries in flight when its lameduck
-  ends, as with upstream's CoreDNS).
+  query load loses no name during its lameduck and at most a few when its socket closes (the
+  UDP conntrack race upstream has too: see the test).
 """
 
 from __future__ import annotations
@@ -154,17 +154,29 @@ def test_a_deleted_service_is_nxdomain_within_seconds(netemu_cluster, world):
 
 
 def test_dns_keeps_answering_when_one_dns_pod_is_deleted(netemu_cluster, world):
+    """While the deleted pod is in its 5 s lameduck, kube-proxy moves new queries to the other
+    pod and no name fails. When the lameduck ends and the pod's socket closes, a few names can
+    fail, as on upstream: the queries in flight to it, and queries from a source port reused
+    within nf_conntrack_udp_timeout (30 s) whose UDP conntrack entry still points at the
+    terminating-but-serving endpoint until kube-proxy's stale-entry cleanup removes it when the
+    endpoint goes (upstream v1.32 pkg/proxy/conntrack CleanStaleEntries keeps serving endpoints'
+    entries too). So: nothing lost during the lameduck, and the loss after it a small fraction."""
     c = netemu_cluster
     victim = c.get("pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"][0]["metadata"]["name"]
 
     async def run():
+        start = time.monotonic()
         task = asyncio.ensure_future(load(world["netns"], [FQDN, "kube-dns.kube-system.svc.cluster.local"],
                                           seconds=12, concurrency=4, attempts=2))
         await asyncio.sleep(2)
+        deleted_at = time.monotonic() - start
         await asyncio.to_thread(c.kubectl, "-n", "kube-system", "delete", "pod", victim, "--wait=false")
-        return await task
-    result = asyncio.run(run())
-    assert result.answered > 200 and result.failed == 0, result
+        return deleted_at, await task
+    deleted_at, result = asyncio.run(run())
+    assert result.answered > 200, result
     assert result.rcodes == {"NOERROR": result.answered}
+    lost_in_lameduck = [t for t in result.failure_times if t < deleted_at + 4.0]
+    assert not lost_in_lameduck, (deleted_at, result.failure_times, result)
+    assert result.failed <= result.sent // 100, (deleted_at, result.failure_times, result)
     wait_until("two DNS pods again", lambda: len([p for p in c.get("pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")
                                                   ["items"] if pod_ready(p)]) == 2, 60)

@@ -216,3 +216,20 @@ def test_coredns_image_and_its_configmap_corefile():
     assert configmap_file(pod, container, "/etc/coredns/Corefile") == ("kube-system", "coredns", "Corefile")
     assert configmap_file(pod, container, "/etc/coredns/other") is None
     assert isinstance(resolve(dict(container, args=["-frob"])), Unsupported)
+
+
+def test_lameduck_keeps_health_ok_and_fails_ready_as_coredns_1_11():
+    """CoreDNS 1.11's health plugin is "always healthy" through the lameduck (the liveness probe
+    must not restart a pod shutting down); the ready plugin stops answering OK."""
+    from types import SimpleNamespace
+
+    from netemu.agent.runtime.coredns.app import CoreDNS
+    from netemu.agent.runtime.httpserve import Request
+    app = CoreDNS(SimpleNamespace(), {})
+
+    def codes():
+        get = lambda path: Request("GET", path, "HTTP/1.1", {}, b"", ("10.244.0.9", 40000))  # noqa: E731
+        return app._health(get("/health")).status, app._ready(get("/ready")).status
+    assert codes() == (200, 200)
+    app.lameduck_until = True
+    assert codes() == (200, 503)

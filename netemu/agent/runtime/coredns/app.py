@@ -10,8 +10,11 @@ Service or endpoint change is in the next answer (minus what the ``cache`` plugi
 Sockets, all in the pod's namespace: DNS on UDP and TCP (port 53 by default), ``health``
 (:8080 /health), ``ready`` (:8181 /ready: 200 once the API caches synced, as the kubernetes
 plugin reports; 503 naming it before), ``prometheus`` (:9153 /metrics). On SIGTERM, ``health
-{ lameduck 5s }`` keeps answering for those 5 s with /health failing, then stops: a deleted
-DNS pod does not drop the queries kube-proxy still sends it while its endpoint goes away.
+{ lameduck 5s }`` keeps answering for those 5 s, then stops: a deleted DNS pod does not drop the
+queries kube-proxy still sends it while its endpoint goes away. As CoreDNS 1.11 (the kubeadm
+1.32 image), /health stays 200 during the lameduck ("we're always healthy": the liveness probe
+must not restart a pod that is shutting down) and /ready stops answering OK, so a readiness
+probe that runs then takes the endpoint out of serving.
 """
 
 from __future__ import annotations
@@ -193,7 +196,7 @@ class CoreDNS(ApiApp):
         self.ctx.log.write("[INFO] Reloading complete")
 
     async def stop(self) -> int:
-        """SIGTERM: lameduck (health failing, still answering), then close everything."""
+        """SIGTERM: lameduck (still answering, /ready failing), then close everything."""
         duck = max((s.lameduck for s in self.servers), default=0.0)
         if duck > 0:
             self.lameduck_until = True
@@ -207,11 +210,13 @@ class CoreDNS(ApiApp):
     def _health(self, req: Request) -> Response:
         if req.path != "/health":
             return Response(404, b"404 page not found\n")
-        return Response(503, b"lameduck\n") if self.lameduck_until else Response(body=b"OK")
+        return Response(body=b"OK")
 
     def _ready(self, req: Request) -> Response:
         if req.path != "/ready":
             return Response(404, b"404 page not found\n")
+        if self.lameduck_until:
+            return Response(503, b"lameduck\n")
         return Response(body=b"OK") if self.synced else Response(503, b"kubernetes")
 
     def _metrics(self, req: Request) -> Response:
