@@ -39,6 +39,7 @@ class FakeRuntime:
         self.started, self.sandboxes, self.removed = [], [], []
         self.exec_code = 0
         self.ignore_term = False
+        self.execs = []
 
     def unsupported(self, container):
         if container["image"] == "unknown:1":
@@ -59,6 +60,7 @@ class FakeRuntime:
         return h
 
     async def exec(self, pod, container, argv, timeout):
+        self.execs.append(list(argv))
         return self.exec_code, b""
 
 
@@ -161,13 +163,43 @@ def test_failing_readiness_and_liveness(env):
         assert ready["status"] == "True"
         rt.exec_code = 1
         await until(lambda: not last(api)["ready"])
-        await until(lambda: len(rt.started) >= 2)           # liveness killed and restarted it
-        assert rt.started[0][1].signals == [signal.SIGKILL]
+        await until(lambda: len(rt.started) >= 2)           # liveness stopped and restarted it
+        assert rt.started[0][1].signals == [signal.SIGTERM]  # killContainer: SIGTERM first
         rt.exec_code = 0
         await until(lambda: last(api)["ready"] and last(api)["restartCount"] >= 1)
-        assert last(api)["lastState"]["terminated"]["exitCode"] == 137
+        assert last(api)["lastState"]["terminated"]["exitCode"] == 143
         assert ("Warning", "Unhealthy", "Readiness probe failed: command exited with code 1") in api.events
         assert ("Normal", "Killing", "Container app failed liveness probe, will be restarted") in api.events
+        w.removed()
+        await task
+    asyncio.run(main())
+
+
+def test_liveness_kill_runs_prestop_then_sigterm_then_sigkill_after_the_probes_grace(env):
+    """upstream killContainer for a failed liveness probe: the preStop hook, SIGTERM, and SIGKILL
+    after the probe's own terminationGracePeriodSeconds (0 here: raised to the 2 s minimum),
+    not the pod's 30 s."""
+    rt, api, ctx = env
+    rt.ignore_term = True
+    probe = {"exec": {"command": ["check"]}, "periodSeconds": 0.05, "failureThreshold": 1,
+             "terminationGracePeriodSeconds": 0}
+    containers = [{"name": "app", "image": "agnhost", "livenessProbe": probe,
+                   "lifecycle": {"preStop": {"exec": {"command": ["drain"]}}}}]
+
+    async def main():
+        w = PodWorker(ctx, make_pod(containers))
+        task = asyncio.ensure_future(w.run())
+        await until(lambda: rt.started)
+        first = rt.started[0][1]
+        loop = asyncio.get_running_loop()
+        rt.exec_code = 1
+        await until(lambda: first.signals)
+        termed = loop.time()
+        assert first.signals == [signal.SIGTERM] and ["drain"] in rt.execs
+        await until(lambda: len(first.signals) == 2, timeout=10)
+        assert first.signals == [signal.SIGTERM, signal.SIGKILL] and loop.time() - termed >= 1.5
+        rt.exec_code = 0
+        await until(lambda: len(rt.started) >= 2)
         w.removed()
         await task
     asyncio.run(main())

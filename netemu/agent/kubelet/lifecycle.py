@@ -17,6 +17,14 @@ from netemu.agent.kubelet.termination import Termination
 from netemu.api.meta import Obj
 
 log = logging.getLogger(__name__)
+MINIMUM_KILL_GRACE = 2.0     # kuberuntime's minimumGracePeriodInSeconds: no needless SIGKILLs
+
+
+def probe_grace(container: Obj, kind: str) -> float | None:
+    """A liveness/startup probe's own ``terminationGracePeriodSeconds`` (GA in 1.27), which
+    overrides the pod's for the kill it causes; None when it has none."""
+    value = (container.get(f"{kind}Probe") or {}).get("terminationGracePeriodSeconds")
+    return None if value is None else float(max(int(value), 0))
 
 
 class Lifecycle:
@@ -50,11 +58,17 @@ class Lifecycle:
             return await self.ctx.runtime.exec(self.pod, container, argv, limit)
         return await run_hook(hook, container, self.pod, self.pod_ip or "", exec_, timeout)
 
-    def _stop_alone(self, name: str, handle: ContainerHandle) -> None:
-        """Stop one container while its pod lives (a failed postStart), with the pod's own
-        grace period; it then restarts per the restart policy."""
+    def _stop_alone(self, name: str, handle: ContainerHandle, grace: float | None = None) -> None:
+        """Stop one container while its pod lives (a failed postStart, a failed liveness or
+        startup probe) as upstream's killContainer: preStop, SIGTERM, SIGKILL after the pod's
+        grace period (or ``grace``: a probe's own terminationGracePeriodSeconds), never less
+        than kuberuntime's minimum of 2 s; it then restarts per the restart policy."""
         self.stoppers = [t for t in self.stoppers if not t.done()]
-        timeline = Termination.begin(_undeleted(self.pod), self.ctx.clock())
+        now = self.ctx.clock()
+        timeline = Termination.begin(_undeleted(self.pod), now)
+        if grace is not None:
+            timeline = Termination(now, now + grace)
+        timeline.deadline = max(timeline.deadline, now + MINIMUM_KILL_GRACE)
         self.stoppers.append(asyncio.ensure_future(self._stop_container(name, handle, timeline)))
 
     async def _stop_container(self, name: str, handle: ContainerHandle, timeline: Termination) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from netemu.agent.kubelet import probes as pr
 from netemu.agent.kubelet.backoff import Backoff
 from netemu.agent.kubelet.cri import ContainerHandle, Runtime
-from netemu.agent.kubelet.lifecycle import Lifecycle
+from netemu.agent.kubelet.lifecycle import Lifecycle, probe_grace
 from netemu.agent.kubelet.probing import run_probe
 from netemu.agent.kubelet.status import ContainerRecord, adopt, comparable, pod_status
 from netemu.agent.kubelet.termination import Termination
@@ -351,7 +351,7 @@ class PodWorker(Lifecycle):
                 rec.message = f"Container {name} failed {due.spec.kind} probe, will be restarted"
                 log.info("%s/%s: %s", self._name(), name, rec.message)
                 self.ctx.event(self.pod, "Normal", "Killing", rec.message)
-                handle.signal(signal.SIGKILL)
+                self._stop_alone(name, handle, probe_grace(container, due.spec.kind))
                 return
 
     # -- status ------------------------------------------------------------------------------
