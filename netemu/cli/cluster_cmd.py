@@ -326,7 +326,8 @@ def print_ready(plan, timings: dict | None = None) -> None:
         print("  " + ", ".join(f"{names[s]} {t:.1f}s" for s, t in took) + f"; {timings['ready']:.1f}s in all")
     print(f"cluster {plan.name!r} is up: {len(plan.workers)} node(s) Ready, API server {plan.apiserver_url}")
     print(f"  export KUBECONFIG={kubeconfig}")
-    print("  netemu status   |   netemu down", flush=True)
+    flag = "" if os.path.abspath(plan.state_dir) == os.path.abspath(default_state_dir()) else f" --state-dir {plan.state_dir}"
+    print(f"  netemu status{flag}   |   netemu down{flag}", flush=True)
 
 
 class Display:
@@ -387,6 +388,26 @@ def running_supervisor(state: str) -> tuple[dict | None, int | None]:
     return doc, None
 
 
+def running_elsewhere(state: str) -> list[str]:
+    """State dirs of the other clusters running on this machine (the registry `netemu up`
+    writes, checked against their supervisors' pids)."""
+    from netemu.emulator.orphans import REGISTRY_DIR
+    from netemu.emulator.state import read_json
+
+    dirs = {(read_json(e) or {}).get("state_dir") for e in REGISTRY_DIR.glob("*.json")} if REGISTRY_DIR.is_dir() else set()
+    return sorted(d for d in dirs if isinstance(d, str) and d != state and running_supervisor(d)[1] is not None)
+
+
+def no_cluster(state: str) -> str:
+    """"no cluster running", saying where: a cluster started with --state-dir is not found by a
+    command without it, so name the ones that are running and how to reach them."""
+    others = running_elsewhere(state)
+    text = f"no cluster running at {state}"
+    if others:
+        text += "; running: " + ", ".join(f"--state-dir {d}" for d in others[:5]) + (" ..." if len(others) > 5 else "")
+    return text
+
+
 def run_down(args: argparse.Namespace) -> int:
     from netemu.emulator import cleanup, processes
     from netemu.emulator.state import pid_alive
@@ -395,7 +416,7 @@ def run_down(args: argparse.Namespace) -> int:
     doc, pid = running_supervisor(state)
     if pid is None:
         removed = cleanup.cleanup(state)
-        print("no cluster running" + ("" if removed.empty() else f"; removed leftovers: {summary(removed)}"))
+        print(no_cluster(state) + ("" if removed.empty() else f"; removed leftovers: {summary(removed)}"))
         return 0
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + args.timeout
@@ -437,7 +458,7 @@ def run_status(args: argparse.Namespace) -> int:
     state = state_dir_of(args)
     doc, pid = running_supervisor(state)
     if pid is None:
-        print("no cluster running" + (" (stale state: run `netemu cleanup`)" if doc else ""))
+        print(no_cluster(state) + (" (stale state: run `netemu cleanup`)" if doc else ""))
         return 1
     return show_status(doc, state)
 
@@ -448,7 +469,7 @@ def run_link(args: argparse.Namespace) -> int:
     state = state_dir_of(args)
     doc, pid = running_supervisor(state)
     if pid is None:
-        raise UsageError("no cluster running")
+        raise UsageError(no_cluster(state))
     if args.node not in (doc.get("nodes") or {}):
         raise UsageError(f"no node {args.node!r} (nodes: {', '.join(doc.get('nodes') or {})})")
     answer = control_request(state, {"op": "link", "node": args.node, "status": args.status})
@@ -465,7 +486,7 @@ def run_restart(args: argparse.Namespace) -> int:
     state = state_dir_of(args)
     _, pid = running_supervisor(state)
     if pid is None:
-        raise UsageError("no cluster running")
+        raise UsageError(no_cluster(state))
     answer = control_request(state, {"op": "restart", "component": args.component}, timeout=args.timeout)
     if "error" in answer:
         print(f"netemu restart: error: {answer['error']}", file=sys.stderr)

@@ -13,7 +13,7 @@ import asyncio
 import sys
 import time
 
-from netemu.cli.cluster_cmd import add_state_dir, running_supervisor, state_dir_of
+from netemu.cli.cluster_cmd import add_state_dir, no_cluster, running_supervisor, state_dir_of
 from netemu.cli.main import Command, UsageError
 
 
@@ -38,7 +38,7 @@ def _supervisor(args) -> tuple[str, dict]:
     state = state_dir_of(args)
     doc, pid = running_supervisor(state)
     if pid is None:
-        raise UsageError("no cluster running (netemu up first)")
+        raise UsageError(no_cluster(state) + " (netemu up first)")
     return state, doc
 
 

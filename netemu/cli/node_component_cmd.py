@@ -17,7 +17,7 @@ import json
 import sys
 import time
 
-from netemu.cli.cluster_cmd import add_state_dir, running_supervisor, state_dir_of
+from netemu.cli.cluster_cmd import add_state_dir, no_cluster, running_supervisor, state_dir_of
 from netemu.cli.main import Command, UsageError
 
 COMPONENTS = ("kubelet", "kube-proxy", "runtime")
@@ -27,7 +27,7 @@ def _node_socket(args) -> tuple[dict, str]:
     state = state_dir_of(args)
     doc, pid = running_supervisor(state)
     if pid is None:
-        raise UsageError("no cluster running" + (f" with state dir {state}" if args.state_dir else ""))
+        raise UsageError(no_cluster(state))
     nodes = doc.get("nodes") or {}
     if args.node not in nodes:
         raise UsageError(f"no node {args.node!r} (nodes: {', '.join(nodes)})")
@@ -81,7 +81,7 @@ def run_components(args: argparse.Namespace) -> int:
     state = state_dir_of(args)
     doc, pid = running_supervisor(state)
     if pid is None:
-        raise UsageError("no cluster running")
+        raise UsageError(no_cluster(state))
     nodes = doc.get("nodes") or {}
     names = [args.node] if args.node else [n for n, v in nodes.items() if v.get("control")]
     if args.node and args.node not in nodes:
