@@ -31,6 +31,7 @@ done
 PACKAGES=(
   iproute2 iptables nftables conntrack ipset ethtool bridge-utils net-tools iputils-ping procps psmisc kmod
   tcpdump wrk
+  bind9-dnsutils curl wget   # userland images' tools in pods: nslookup/dig (busybox, jessie-dnsutils), curl, wget
   mininet python3 python3-venv python3-pip python3-nftables
   etcd-server etcd-client
   ca-certificates

@@ -97,6 +97,10 @@ def test_a_pod_resolves_service_names_through_its_resolv_conf(netemu_cluster, wo
         out = netemu_exec(c, "client", "getent", "hosts", name)
         assert out.returncode == 0 and out.stdout.split() == [world["ip"], FQDN], (name, out)
     assert netemu_exec(c, "client", "getent", "hosts", "nope").returncode == 2
+    # kubernetes.io's "Debugging DNS Resolution" step, as a user types it (busybox's applet is the
+    # node's nslookup): the search path takes the short name to the kubernetes Service
+    out = c.kubectl("exec", "proc", "--", "nslookup", "kubernetes.default").stdout
+    assert "Server:\t\t10.96.0.10" in out and "Name:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1" in out, out
     logs = wait_until("proc's lookups in its log", lambda: (lambda t: t if t.count(FQDN) == 2 else None)(
         c.kubectl("logs", "proc").stdout), 30)
     assert logs.split() == [world["ip"], FQDN] * 2

@@ -72,6 +72,8 @@ def test_names_are_deterministic_and_short():
     ({"image": "curlimages/curl:8.10.1", "args": ["-s", "http://web"]}, ["curl", "-s", "http://web"]),  # ENTRYPOINT curl
     ({"image": "python:3.12", "command": ["python3", "-c", "print(1)"]}, ["python3", "-c", "print(1)"]),
     ({"image": "busybox", "command": ["busybox", "wget", "-qO-", "http://web"]}, ["wget", "-qO-", "http://web"]),
+    ({"image": "registry.k8s.io/e2e-test-images/jessie-dnsutils:1.3", "command": ["sleep", "infinity"]},
+     ["sleep", "infinity"]),
 ])
 def test_userland_images_run_the_nodes_userland_as_docker_would(container, argv):
     assert resolve(container) == Process(argv)

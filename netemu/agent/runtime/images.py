@@ -28,14 +28,17 @@ AGNHOST_APPS = ("netexec", "serve-hostname", "pause")
 # CMD) of the real image, so a container with args only (``kubectl run bb --image=busybox --
 # sleep 3600``) or nothing (``-it ... -- sh`` gives args) runs what Docker would run.
 USERLAND = {"busybox": ([], ["sh"]), "alpine": ([], ["/bin/sh"]), "debian": ([], ["bash"]),
-            "ubuntu": ([], ["bash"]), "curlimages/curl": (["curl"], []), "python": ([], ["python3"])}
+            "ubuntu": ([], ["bash"]), "curlimages/curl": (["curl"], []), "python": ([], ["python3"]),
+            # the DNS-debugging pod of kubernetes.io's "Debugging DNS Resolution" (nslookup, dig, host)
+            "registry.k8s.io/e2e-test-images/jessie-dnsutils": ([], ["bash"])}
 
 SUPPORTED_TEXT = ("built-in images: registry.k8s.io/e2e-test-images/agnhost (args netexec, "
                   "serve-hostname or pause), nginx (HTTP on 80), registry.k8s.io/pause, "
                   "registry.k8s.io/coredns/coredns (-conf FILE from a configMap volume), "
                   "registry.k8s.io/ingress-nginx/controller; any other "
                   "image needs a command, run from the node's own binaries; userland images (busybox, alpine, debian, "
-                  "ubuntu, curlimages/curl, python) run their command or args with the node's own userland")
+                  "ubuntu, curlimages/curl, python, e2e-test-images/jessie-dnsutils) run their command or args with "
+                  "the node's own userland")
 
 REASON_UNSUPPORTED = "ImageNotSupported"
 
