@@ -75,7 +75,8 @@ class Agent:
         self.logs = LogServer(self.kubelet.find_pod, self.kubelet.restart_count, config.kubelet.log_dir,
                               config.kubelet.node_ip, config.log_port,
                               exec_server=ExecServer(self.kubelet.find_pod, config.state_dir, config.kubelet.volumes_dir,
-                                                     self.kubelet.service_env),
+                                                     self.kubelet.service_env, self.runtime,
+                                                     self.kubelet.container_handle),
                               resource_metrics=lambda: resourcemetrics.collect(list_stats, self.kubelet.pod_by_uid,
                                                                                node_root))
         self.proxy_api = self.api

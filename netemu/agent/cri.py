@@ -24,6 +24,10 @@ Methods (params -> result):
     ListContainers {} -> {containers: [ContainerInfo]}
     ListContainerStats {} -> {stats: [{id, pod_uid, name, cpu_ns, memory_bytes}], timestamp}
     ExecSync {pod, argv, timeout} -> {exit_code, output (latin-1 text)}
+    Attach {container, stdin, stdout, stderr, tty} -> {}
+                                                    on a connection of its own, which then carries the
+                                                    session's frames (api/execstream.py) both ways
+                                                    (a CRI runtime's streaming server: runtime/attach.py)
 
 A container the runtime runs outlives a kubelet that dies (a new kubelet lists it and adopts
 it); when the runtime itself dies its containers die with it, and the kubelet sees every one

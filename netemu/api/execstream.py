@@ -1,6 +1,7 @@
-"""pods/exec streams: the options, the channels and the final Status, shared by the API server
-(which speaks WebSocket ``v5.channel.k8s.io`` to kubectl) and the kubelet (which runs the
-command in the pod). Pure.
+"""pods/exec and pods/attach streams: the options, the channels and the final Status, shared by
+the API server (which speaks WebSocket ``v5.channel.k8s.io`` to kubectl), the kubelet (which runs
+an exec's command in the pod) and the container runtime (which holds an attached container's
+stdio). Pure.
 
 kubectl 1.30+ execs over a WebSocket first (client-go's remotecommand.NewWebSocketExecutor offers
 only ``v5.channel.k8s.io``; SPDY is its fallback when the upgrade fails). Each binary message's
@@ -17,6 +18,7 @@ Between the API server and the kubelet the same channels travel as length-prefix
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -61,6 +63,16 @@ def parse_options(query: Mapping[str, Sequence[str]]) -> ExecOptions:
     command = tuple(str(c) for c in query.get("command") or ())
     if not command:
         raise ExecError("you must specify at least 1 command")
+    return _stream_options(command, query)
+
+
+def parse_attach_options(query: Mapping[str, Sequence[str]]) -> ExecOptions:
+    """upstream's PodAttachOptions from the query: the streams and the container, no command
+    (an attach joins the container's own process)."""
+    return _stream_options((), query)
+
+
+def _stream_options(command: tuple[str, ...], query: Mapping[str, Sequence[str]]) -> ExecOptions:
     opts = ExecOptions(command, (query.get("container") or [None])[-1] or None,
                        _flag(query.get("stdin") or (), False), _flag(query.get("stdout") or (), True),
                        _flag(query.get("stderr") or (), True), _flag(query.get("tty") or (), False))
@@ -69,6 +81,19 @@ def parse_options(query: Mapping[str, Sequence[str]]) -> ExecOptions:
     if opts.tty and opts.stderr:       # a terminal has one output: stderr goes with stdout
         opts = ExecOptions(opts.command, opts.container, opts.stdin, opts.stdout, False, True)
     return opts
+
+
+def terminal_size(data: bytes) -> tuple[int, int]:
+    """A resize message (channel 4: ``{"Width": W, "Height": H}``) as (rows, columns);
+    ExecError for anything else."""
+    try:
+        size = json.loads(data)
+        rows, cols = int(size.get("Height", 0)), int(size.get("Width", 0))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ExecError(f"bad terminal size {data[:80]!r}: {exc}") from None
+    if not (0 <= rows < 65536 and 0 <= cols < 65536):
+        raise ExecError(f"terminal size {cols}x{rows} out of range")
+    return rows, cols
 
 
 def exit_status(code: int, command: Sequence[str] = ()) -> dict:

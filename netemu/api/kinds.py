@@ -60,7 +60,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "Namespace", "namespaces", False, ("ns",), ("status", "finalize")),
     ResourceType("", "v1", "Node", "nodes", False, ("no",), ("status", "proxy"), etcd_prefix="minions"),
     ResourceType("", "v1", "Pod", "pods", True, ("po",),
-                 ("status", "binding", "log", "eviction", "exec", "portforward"), categories=(_ALL,)),
+                 ("status", "binding", "log", "eviction", "exec", "attach", "portforward"), categories=(_ALL,)),
     ResourceType("", "v1", "Service", "services", True, ("svc",), ("status", "proxy"),
                  categories=(_ALL,), etcd_prefix="services/specs"),
     ResourceType("", "v1", "Endpoints", "endpoints", True, ("ep",), etcd_prefix="services/endpoints"),

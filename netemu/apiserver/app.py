@@ -119,8 +119,9 @@ class ApiServer:
             return json_response(self._discovery(target))
         if target.subresource == "log" and target.rt.kind == "Pod":
             return await podlog.serve(self.registry, request, target.namespace or "default", target.name)
-        if target.subresource == "exec" and target.rt.kind == "Pod":
-            return await podexec.serve(self.registry, request, target.namespace or "default", target.name)
+        if target.subresource in ("exec", "attach") and target.rt.kind == "Pod":
+            return await podexec.serve(self.registry, request, target.namespace or "default", target.name,
+                                       target.subresource)
         if target.subresource == "portforward" and target.rt.kind == "Pod":
             return await portforward.serve(self.registry, request, target.namespace or "default", target.name)
         if target.rt.kind in kinds.REVIEW_KINDS or target.subresource == "token":

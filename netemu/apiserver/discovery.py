@@ -48,6 +48,7 @@ _SUB_SHAPES = {
     "binding": lambda rt: {"kind": "Binding", "verbs": ["create"]},
     "log": lambda rt: {"kind": "Pod", "verbs": ["get"]},
     "exec": lambda rt: {"kind": "PodExecOptions", "verbs": ["create", "get"]},
+    "attach": lambda rt: {"kind": "PodAttachOptions", "verbs": ["create", "get"]},
     "portforward": lambda rt: {"kind": "PodPortForwardOptions", "verbs": ["create", "get"]},
     "finalize": lambda rt: {"kind": rt.kind, "verbs": ["update"]},
     "token": lambda rt: {"kind": "TokenRequest", "group": "authentication.k8s.io", "version": "v1",

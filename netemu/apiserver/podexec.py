@@ -1,4 +1,5 @@
-"""pods/exec: ``kubectl exec`` through the API server to the kubelet of the pod's node.
+"""pods/exec and pods/attach: ``kubectl exec``, ``kubectl attach`` and ``kubectl run -it``
+through the API server to the kubelet of the pod's node.
 
 kubectl 1.30+ asks for a WebSocket upgrade offering ``v5.channel.k8s.io`` (client-go's
 remotecommand.NewWebSocketExecutor; SPDY is only its fallback when the upgrade fails), with
@@ -10,8 +11,12 @@ running, node unreachable, a SPDY request), then the client's WebSocket and an u
 stream to the kubelet's /exec/NS/POD/CONTAINER (port 10250, api/execstream.py frames) are
 joined channel by channel until the kubelet sends the command's final Status.
 
+pods/attach is the same stream to the kubelet's /attach/NS/POD/CONTAINER, with
+PodAttachOptions (no command): the kubelet hands it to the container runtime, which holds the
+container's stdin and terminal (agent/runtime/stdio.py, attach.py).
+
 Authorization is the middleware's, as for any request: ``get`` (WebSocket) or ``create``
-(POST) on pods/exec, which the edit and admin roles grant and view does not.
+(POST) on pods/exec or pods/attach, which the edit and admin roles grant and view does not.
 """
 
 from __future__ import annotations
@@ -70,42 +75,48 @@ async def _from_kubelet(reader: asyncio.StreamReader, ws: web.WebSocketResponse)
     return False
 
 
-def check_running(pod: dict, container: str) -> None:
-    """upstream's refusals of an exec into a pod that cannot take one (pure)."""
-    name = (pod.get("metadata") or {}).get("name")
+def check_running(pod: dict, container: str, kind: str = "exec") -> None:
+    """upstream's refusals of an exec into (or an attach to) a pod that cannot take one (pure)."""
+    meta = pod.get("metadata") or {}
+    name = meta.get("name")
     phase = (pod.get("status") or {}).get("phase")
     if phase in ("Succeeded", "Failed"):
-        raise errors.BadRequest(f"cannot exec into a container in a completed pod; current phase is {phase}")
+        doing = "exec into" if kind == "exec" else "attach"
+        raise errors.BadRequest(f"cannot {doing} a container in a completed pod; current phase is {phase}")
     if not (pod.get("spec") or {}).get("nodeName"):
         raise errors.BadRequest(f"pod {name} does not have a host assigned")
     running = {s.get("name") for s in (pod.get("status") or {}).get("containerStatuses") or []
                if "running" in (s.get("state") or {})}
-    if container not in running:
-        raise errors.BadRequest(f'unable to upgrade connection: container not found ("{container}")')
+    if container not in running:                  # the kubelet's words, behind the API server's
+        missing = (f'container not found ("{container}")' if kind == "exec"
+                   else f"container {container} not found in pod {name}_{meta.get('namespace', 'default')}")
+        raise errors.BadRequest(f"unable to upgrade connection: {missing}")
 
 
-async def serve(registry, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
-    """GET (WebSocket) or POST pods/NAME/exec. What can be refused is refused before the
-    protocol is looked at: kubectl falls back to SPDY when the WebSocket upgrade fails, and its
-    user must see why it failed, not that SPDY is not spoken here."""
+async def serve(registry, request: web.Request, namespace: str, name: str, kind: str = "exec") -> web.StreamResponse:
+    """GET (WebSocket) or POST pods/NAME/exec or pods/NAME/attach (``kind``). What can be
+    refused is refused before the protocol is looked at: kubectl falls back to SPDY when the
+    WebSocket upgrade fails, and its user must see why it failed, not that SPDY is not spoken here."""
+    query = {k: request.query.getall(k) for k in request.query}
     try:
-        opts = xs.parse_options({k: request.query.getall(k) for k in request.query})
+        opts = xs.parse_options(query) if kind == "exec" else xs.parse_attach_options(query)
     except xs.ExecError as exc:
         raise errors.BadRequest(str(exc)) from None
     pod = await registry.get(by_kind("v1", "Pod"), namespace, name)
     container = pick_container(pod, opts.container)
-    check_running(pod, container)
+    check_running(pod, container, kind)
     if request.headers.get("Upgrade", "").lower() != "websocket":
-        raise errors.BadRequest("pods/exec is served over WebSocket (v5.channel.k8s.io, kubectl >= 1.30); "
+        raise errors.BadRequest(f"pods/{kind} is served over WebSocket (v5.channel.k8s.io, kubectl >= 1.30); "
                                 "SPDY upgrades are not supported")
     node_name = pod["spec"]["nodeName"]
     ip = node_address(await registry.get(by_kind("v1", "Node"), None, node_name))
     if not ip:
         raise errors.BadRequest(f"node {node_name} has no InternalIP address")
-    path = f"/exec/{quote(namespace, safe='')}/{quote(name, safe='')}/{quote(container, safe='')}?" + urlencode(opts.query())
+    path = (f"/{kind}/{quote(namespace, safe='')}/{quote(name, safe='')}/{quote(container, safe='')}?"
+            + urlencode(opts.query()))
     ws = web.WebSocketResponse(protocols=(xs.PROTOCOL_V5,), autoping=True)
     if ws.can_prepare(request).protocol != xs.PROTOCOL_V5:
-        raise errors.BadRequest(f"pods/exec needs the WebSocket subprotocol {xs.PROTOCOL_V5} (kubectl >= 1.30)")
+        raise errors.BadRequest(f"pods/{kind} needs the WebSocket subprotocol {xs.PROTOCOL_V5} (kubectl >= 1.30)")
     reader, writer = await open_kubelet(ip, path)
     try:
         await ws.prepare(request)

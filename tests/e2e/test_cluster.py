@@ -224,6 +224,114 @@ def test_kubectl_port_forward_through_the_api_server(cluster, web):
         proc.wait(10)
 
 
+class Terminal:
+    """A command on a pseudo-terminal of its own (kubectl -it wants its stdin to be a terminal),
+    read until some text shows; killed on ``close`` if still running."""
+
+    def __init__(self, argv: list[str], cols: int = 100, rows: int = 30):
+        import fcntl
+        import struct
+        import termios
+        self.master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        self.out = b""
+
+    def until(self, text: bytes, timeout: float = 60) -> bytes:
+        import select
+        import time
+        deadline = time.monotonic() + timeout
+        while text not in self.out:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.master], [], [], left)[0]:
+                raise AssertionError(f"no {text!r} in {timeout} s; the terminal showed {self.out!r}")
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:                       # EIO: the command and its terminal are gone
+                data = b""
+            if not data:
+                raise AssertionError(f"the command ended before {text!r}; the terminal showed {self.out!r}")
+            self.out += data
+        return self.out
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def wait(self, timeout: float = 60) -> int:
+        import select
+        try:
+            while select.select([self.master], [], [], 1)[0]:         # drain, so kubectl never blocks writing
+                self.out += os.read(self.master, 4096)
+        except OSError:
+            pass
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        os.close(self.master)
+
+
+def test_kubectl_run_it_rm_attaches_to_a_shell_and_deletes_the_pod(cluster):
+    """``kubectl run -it --rm --image=busybox -- sh``: kubectl makes a pod with stdin, stdinOnce
+    and tty, waits for it to run and attaches (pods/attach, WebSocket v5) to the shell the
+    runtime holds on a terminal; typed commands run, ``exit`` ends the session, and kubectl
+    deletes the pod. The output line is made by the shell (6*7), so the terminal's echo of the
+    typed line cannot pass for it."""
+    import uuid
+    token = uuid.uuid4().hex[:8]
+    name = f"bb-{token}"
+    term = Terminal(["kubectl", "--kubeconfig", cluster.kubeconfig, "run", "-it", "--rm", name,
+                     "--image=busybox", "--restart=Never", "--", "sh"])
+    try:
+        term.until(b"If you don't see a command prompt, try pressing enter.", 120)
+        term.type(f"stty size; echo hello-$((6*7))-{token}; exit\r")
+        out = term.until(f"hello-42-{token}\r\n".encode())
+        assert term.wait() == 0, term.out
+        assert b"30 100" in out                                         # kubectl's terminal size
+        assert f'pod "{name}" deleted'.encode() in term.out
+    finally:
+        term.close()
+    c.wait_until(f"pod {name} gone", lambda: "NotFound" in cluster.kubectl("get", "pod", name, check=False).stderr, 60)
+
+
+def test_kubectl_attach_to_a_running_shell_and_to_an_output_stream(cluster):
+    """``kubectl attach -it`` to a pod started with stdin and tty (its shell runs, waiting): typed
+    commands reach it and its output comes back; ``kubectl attach`` without -i to a container
+    without stdin shows its output as it comes; ``kubectl logs`` still has what the shell printed."""
+    shell = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "attach-sh"}, "spec": {
+        "restartPolicy": "Never", "containers": [{"name": "sh", "image": "busybox", "command": ["sh"],
+                                                  "stdin": True, "tty": True}]}}
+    ticker = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "attach-ticker"}, "spec": {
+        "restartPolicy": "Never", "containers": [{"name": "t", "image": "busybox", "command": [
+            "sh", "-c", "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.3; done"]}]}}
+    cluster.kubectl("apply", "-f", "-", input=c.manifest(shell, ticker))
+    for pod in ("attach-sh", "attach-ticker"):
+        c.wait_until(f"pod {pod} running", lambda p=pod: cluster.get("pod", p)["status"].get("phase") == "Running", 90)
+    term = Terminal(["kubectl", "--kubeconfig", cluster.kubeconfig, "attach", "-it", "attach-sh"])
+    try:
+        term.until(b"If you don't see a command prompt, try pressing enter.")
+        term.type("echo attached-$((2*3))\r")
+        term.until(b"attached-6\r\n")
+        term.type("exit\r")
+        assert term.wait() == 0, term.out
+    finally:
+        term.close()
+    assert "attached-6" in cluster.kubectl("logs", "attach-sh").stdout
+    follow = subprocess.Popen(["kubectl", "--kubeconfig", cluster.kubeconfig, "attach", "attach-ticker"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ticks = [follow.stdout.readline() for _ in range(3)]
+        numbers = [int(t.strip().split("-")[1]) for t in ticks]
+        assert numbers == list(range(numbers[0], numbers[0] + 3)) and numbers[0] > 0, ticks   # from now on
+    finally:
+        follow.kill()
+        follow.wait(10)
+    cluster.kubectl("delete", "pod", "attach-sh", "attach-ticker", "--wait=false")
+
+
 def test_clusterip_reaches_every_replica_and_sees_the_pod_ip(cluster, web):
     names = {p["metadata"]["name"] for p in web["pods"]}
     counts = _answers_from_all(cluster, web, names)

@@ -44,7 +44,7 @@ def test_parse_resource_paths(path, resource, ns, name, sub, watch):
 
 @pytest.mark.parametrize("path", [
     "/api/v2/pods", "/apis/apps/v2/deployments", "/api/v1/widgets", "/apis/nope/v1",
-    "/apis/apps/v1/namespaces/x/nodes", "/api/v1/namespaces/x/pods/a/attach", "/healthz/x",
+    "/apis/apps/v1/namespaces/x/nodes", "/api/v1/namespaces/x/pods/a/proxy", "/healthz/x",
     "/api/v1/namespaces/x/pods/a/status/extra", "/apis/apps/v1/namespaces/x/deployments/a/binding",
 ])
 def test_unknown_paths_are_404(path):
@@ -64,7 +64,8 @@ def test_discovery_documents_list_served_subresources_only():
     names = {r["name"]: r for r in core["resources"]}
     assert names["pods"]["shortNames"] == ["po"] and names["pods"]["categories"] == ["all"]
     assert "pods/status" in names and "pods/binding" in names
-    assert "pods/attach" not in names and names["pods/log"]["verbs"] == ["get"]
+    assert "nodes/proxy" not in names and names["pods/log"]["verbs"] == ["get"]
+    assert names["pods/attach"]["kind"] == "PodAttachOptions" and names["pods/attach"]["verbs"] == ["create", "get"]
     assert names["pods/exec"]["kind"] == "PodExecOptions" and names["pods/exec"]["verbs"] == ["create", "get"]
     assert names["services"]["namespaced"] is True and names["nodes"]["namespaced"] is False
     apps = {r["name"]: r for r in discovery.api_resource_list("apps", "v1")["resources"]}

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import pty
 import shutil
 import signal
-import struct
-import termios
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -31,6 +28,7 @@ from netemu.agent.runtime.etcfiles import netns_etc_dir
 from netemu.agent.runtime.names import pod_hostname, pod_netns_of
 from netemu.agent.runtime.nsenter import preexec_enter
 from netemu.agent.runtime.process import DEFAULT_PATH, container_env
+from netemu.agent.runtime.stdio import make_controlling_tty, set_winsize
 from netemu.api import execstream as xs
 from netemu.api.meta import Obj
 
@@ -141,7 +139,7 @@ class ExecSession:
 
             def enter_tty() -> None:
                 enter()                                      # setsid() among the rest
-                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+                make_controlling_tty()
             try:
                 self.proc = await asyncio.create_subprocess_exec(
                     found, *o.command[1:], stdin=slave, stdout=slave, stderr=slave, preexec_fn=enter_tty, **kwargs)
@@ -240,10 +238,8 @@ class ExecSession:
 
     def _resize(self, data: bytes) -> None:
         try:
-            size = json.loads(data)
-            packed = struct.pack("HHHH", int(size.get("Height", 0)), int(size.get("Width", 0)), 0, 0)
-            fcntl.ioctl(self.master, termios.TIOCSWINSZ, packed)
-        except (ValueError, TypeError, AttributeError, OSError) as exc:
+            set_winsize(self.master, *xs.terminal_size(data))
+        except (xs.ExecError, OSError) as exc:
             log.info("exec: ignoring a resize %r: %s", data[:80], exc)
 
     def _kill(self) -> None:
@@ -252,16 +248,18 @@ class ExecSession:
 
 
 class ExecServer:
-    """The kubelet's exec endpoint over the pods ``find_pod(ns, name)`` knows."""
+    """The kubelet's exec and attach endpoints over the pods ``find_pod(ns, name)`` knows;
+    an attach goes to ``runtime.attach`` with the container's handle (``find_handle``)."""
 
     def __init__(self, find_pod: Callable[[str, str], Obj | None], state_dir: str, volumes_dir: str | None,
-                 service_env: Callable[[], dict[str, str]] = dict):
+                 service_env: Callable[[], dict[str, str]] = dict, runtime=None,
+                 find_handle: Callable[[Obj, str], object | None] | None = None):
         self.find_pod, self.state_dir, self.volumes_dir = find_pod, state_dir, volumes_dir
         self.service_env = service_env
+        self.runtime, self.find_handle = runtime, find_handle
 
-    def prepare(self, namespace: str, name: str, container: str,
-                query: dict[str, list[str]]) -> tuple[xs.ExecOptions, Place]:
-        """(options, place) for the request, or LookupError/ExecError saying why not."""
+    def _running(self, namespace: str, name: str, container: str) -> tuple[Obj, Obj]:
+        """(pod, container spec) of a running container, or LookupError/ExecError saying why not."""
         pod = self.find_pod(namespace, name)
         if pod is None:
             raise LookupError(f"pod {namespace}/{name} not found on this node")
@@ -273,9 +271,32 @@ class ExecServer:
                    if "running" in (s.get("state") or {})}
         if container not in running:
             raise xs.ExecError(f'container {container} is not running in pod {name}')
+        return pod, found
+
+    def prepare(self, namespace: str, name: str, container: str,
+                query: dict[str, list[str]]) -> tuple[xs.ExecOptions, Place]:
+        """(options, place) for the request, or LookupError/ExecError saying why not."""
+        pod, found = self._running(namespace, name, container)
         return xs.parse_options(query), place(pod, found, self.state_dir, self.volumes_dir, self.service_env())
 
     async def serve(self, opts: xs.ExecOptions, where: Place, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> None:
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: netemu-exec\r\nConnection: Upgrade\r\n\r\n")
+        writer.write(UPGRADED)
         await ExecSession(opts, where, reader, writer).run()
+
+    async def attach(self, namespace: str, name: str, container: str, query: dict[str, list[str]],
+                     reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The container's own process, through its runtime (which holds its stdio). The TTY is
+        the container's (upstream's kubelet takes it from the spec: a process's terminal cannot
+        change once it runs). Refusals (LookupError/ExecError) come before the upgrade."""
+        pod, spec = self._running(namespace, name, container)
+        opts = xs.parse_attach_options(query)
+        tty = bool(spec.get("tty"))
+        opts = xs.ExecOptions((), container, opts.stdin, opts.stdout, opts.stderr and not tty, tty)
+        handle = self.find_handle(pod, container) if self.find_handle is not None else None
+        if handle is None or self.runtime is None or not hasattr(self.runtime, "attach"):
+            raise LookupError(f"container {container} not found in pod {name}_{namespace}")
+        await self.runtime.attach(handle, opts, reader, writer, lambda: writer.write(UPGRADED))
+
+
+UPGRADED = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: netemu-exec\r\nConnection: Upgrade\r\n\r\n"

@@ -226,6 +226,11 @@ class Kubelet:
         worker = self.workers.get(uid)
         return worker.pod if worker is not None else None
 
+    def container_handle(self, pod: Obj, container: str):
+        """The running instance of ``container`` of ``pod`` (what an attach joins), or None."""
+        worker = self.workers.get((pod.get("metadata") or {}).get("uid"))
+        return worker.handles.get(container) if worker is not None else None
+
     def restart_count(self, pod: Obj, container: str) -> int | None:
         """The current instance's number (its log file), None before it first started."""
         worker = self.workers.get((pod.get("metadata") or {}).get("uid"))

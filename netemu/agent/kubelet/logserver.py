@@ -60,7 +60,8 @@ class LogServer:
     def __init__(self, find_pod: Callable[[str, str], Obj | None], restart_count: Callable[[Obj, str], int | None],
                  log_dir: str, host: str, port: int = PORT, follow_poll: float = 0.5, exec_server=None,
                  resource_metrics: Callable[[], Awaitable[str]] | None = None):
-        """``exec_server`` (execserver.ExecServer): ``/exec/NS/POD/CONTAINER`` too;
+        """``exec_server`` (execserver.ExecServer): ``/exec/NS/POD/CONTAINER`` and
+        ``/attach/NS/POD/CONTAINER`` too;
         ``resource_metrics``: the text of /metrics/resource (resourcemetrics.collect)."""
         self.find_pod, self.restart_count, self.log_dir = find_pod, restart_count, log_dir
         self.exec_server = exec_server
@@ -110,8 +111,8 @@ class LogServer:
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             method, target, _ = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            if target.startswith("/exec/") and self.exec_server is not None:
-                return await self._exec(target, reader, writer)
+            if target.startswith(("/exec/", "/attach/")) and self.exec_server is not None:
+                return await self._stream(target, reader, writer)
             if target.startswith("/portForward/") and self.exec_server is not None:
                 return await self._port_forward(target, reader, writer)
             if method != "GET":
@@ -138,14 +139,16 @@ class LogServer:
                 pass
             writer.close()
 
-    async def _exec(self, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """The API server's upgraded exec stream (execserver.py); refusals as HTTP answers."""
+    async def _stream(self, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The API server's upgraded exec or attach stream (execserver.py); refusals as HTTP answers."""
         from netemu.api.execstream import ExecError
         url = urlsplit(target)
         parts = [unquote(p) for p in url.path.split("/") if p]
         if len(parts) != 4:
             raise HTTPError(404, f"404 page not found: {url.path}")
         try:
+            if parts[0] == "attach":
+                return await self.exec_server.attach(parts[1], parts[2], parts[3], parse_qs(url.query), reader, writer)
             opts, where = self.exec_server.prepare(parts[1], parts[2], parts[3], parse_qs(url.query))
         except LookupError as exc:
             raise HTTPError(404, str(exc.args[0])) from None

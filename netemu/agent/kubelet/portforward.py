@@ -49,6 +49,12 @@ async def splice(sock: socket.socket, reader: asyncio.StreamReader, writer: asyn
     """Copy between the API server's stream and the pod's socket until both halves closed."""
     pod_reader, pod_writer = await asyncio.open_connection(sock=sock)
     try:
-        await asyncio.gather(_pump(reader, pod_writer), _pump(pod_reader, writer))
+        await join(reader, writer, pod_reader, pod_writer)
     finally:
         pod_writer.close()
+
+
+async def join(a_reader: asyncio.StreamReader, a_writer: asyncio.StreamWriter,
+               b_reader: asyncio.StreamReader, b_writer: asyncio.StreamWriter) -> None:
+    """Copy both ways between two streams until both halves closed (each end passed on as EOF)."""
+    await asyncio.gather(_pump(a_reader, b_writer), _pump(b_reader, a_writer))

@@ -14,6 +14,7 @@ waits for the runtime to be back (the node supervisor restarts it), up to ``reco
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from types import SimpleNamespace
@@ -22,8 +23,10 @@ from typing import Awaitable, Callable
 from netemu.agent import cri
 from netemu.agent import runtime as rt
 from netemu.agent.kubelet.dns import DNSSettings
+from netemu.agent.kubelet.portforward import join
 from netemu.agent.kubelet.runtime_adapter import etc_files
 from netemu.agent.runtime.builtin import ContainerStartError
+from netemu.api import execstream as xs
 from netemu.api.meta import Obj
 
 log = logging.getLogger(__name__)
@@ -201,6 +204,30 @@ class RemoteRuntime:
             await self.call("StopContainer", id=ident, signal=how)
         except (cri.RuntimeUnavailable, cri.RemoteError) as exc:
             log.info("stopping container %s: %s", ident, exc)
+
+    async def attach(self, handle: RemoteHandle, opts: xs.ExecOptions, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter, accept: Callable[[], None]) -> None:
+        """CRI Attach on a connection of its own: once the runtime took it, ``accept()`` (the
+        kubelet's 101 to the API server) and the two streams are joined byte for byte (both
+        carry api/execstream.py frames). A refusal raises LookupError before ``accept``."""
+        try:
+            r, w = await asyncio.open_unix_connection(self.endpoint, limit=cri.MAX_LINE)
+        except OSError as exc:
+            raise xs.ExecError(f"container runtime at {self.endpoint}: {exc.strerror or exc}") from None
+        try:
+            w.write(cri.encode({"id": 1, "method": "Attach", "params": {
+                "container": handle.id, "stdin": opts.stdin, "stdout": opts.stdout, "stderr": opts.stderr,
+                "tty": opts.tty}}))
+            try:
+                answer = json.loads(await r.readline() or b"null") or {}
+            except (OSError, ValueError) as exc:
+                raise xs.ExecError(f"container runtime: {exc}") from None
+            if "result" not in answer:
+                raise LookupError((answer.get("error") or {}).get("message") or "the container runtime refused")
+            accept()
+            await join(reader, writer, r, w)
+        finally:
+            w.close()
 
     async def exec(self, pod: Obj, container: Obj, argv: list[str], timeout: float) -> tuple[int, bytes]:
         answer = await self.call("ExecSync", pod=cri.trimmed_pod(pod), argv=argv, timeout=timeout)

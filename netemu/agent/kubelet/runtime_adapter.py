@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from netemu.agent import runtime as rt
 from netemu.agent.kubelet.dns import DNSSettings, dns_type, hosts_file, pod_resolv_conf
+from netemu.agent.runtime.attach import attach as attach_container
 from netemu.agent.runtime.etcfiles import remove_etc
 from netemu.api.meta import Obj
 
@@ -140,3 +141,12 @@ class AgentRuntime:
         sandbox = self.sandboxes[pod["metadata"]["uid"]]
         result = await rt.exec_in(sandbox.netns, argv, timeout=timeout, etc_dir=sandbox.etc_dir)
         return result.exit_code, result.stdout + result.stderr
+
+    async def attach(self, handle: Handle, opts, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     accept: Callable[[], None]) -> None:
+        """The container's held stdio (or its log) in this process: ``accept()``, then the session."""
+        proc = getattr(handle.c, "proc", None)
+        if proc is not None and proc.returncode is not None:
+            raise LookupError(f"container {handle.id} is not running")
+        accept()
+        await attach_container(handle.c, opts, reader, writer)

@@ -156,8 +156,9 @@ class NodeRuntime:
             env = container_env(container, sandbox.hostname, extra_env, fields)
             for _source, target in binds:
                 os.makedirs(target, exist_ok=True)
+            stdio = (bool(container.get("stdin")), bool(container.get("tty")), bool(container.get("stdinOnce")))
             handle = ProcessContainer(how.argv, sandbox.netns, sandbox.hostname, path, env,
-                                      container.get("workingDir"), sandbox.etc_dir, binds)
+                                      container.get("workingDir"), sandbox.etc_dir, binds, stdio)
         await handle.start()
         return handle
 

@@ -4,7 +4,9 @@ The image only names *what* it would have been; ``command`` + ``args`` say what 
 process joins the pod's network namespace and a private UTS namespace with the pod's hostname
 (nsenter.preexec_enter), starts a new session (so stop signals its whole process group), gets
 the container's env and working dir, and writes stdout and stderr to the container's log file.
-Stop is the kubelet's: SIGTERM to the group, SIGKILL after the grace period.
+A container with ``stdin`` or ``tty`` has its stdio held by the runtime instead (stdio.py: a
+pipe or a terminal, its output copied to the log and to attached clients). Stop is the
+kubelet's: SIGTERM to the group, SIGKILL after the grace period.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 
 from .builtin import ContainerStartError
 from .nsenter import preexec_enter
+from .stdio import ContainerIO, make_controlling_tty
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -65,7 +68,8 @@ class ProcessContainer:
 
     def __init__(self, argv: list[str], netns: str | None, hostname: str, log_path: str,
                  env: dict[str, str], working_dir: str | None = None, etc_dir: str | None = None,
-                 binds: list[tuple[str, str]] | tuple = ()):
+                 binds: list[tuple[str, str]] | tuple = (), stdio: tuple[bool, bool, bool] = (False, False, False)):
+        """``stdio``: the container's (stdin, tty, stdinOnce)."""
         self.argv = [expand(a, env) for a in argv]
         self.etc_dir = etc_dir
         self.binds = list(binds)          # read-only (host path, pod path): the ServiceAccount dir
@@ -73,6 +77,8 @@ class ProcessContainer:
         self.env, self.working_dir = env, working_dir
         self.proc: asyncio.subprocess.Process | None = None
         self.started_at: float | None = None
+        self.stdio = stdio
+        self.io: ContainerIO | None = None
 
     @property
     def pid(self) -> int | None:
@@ -87,15 +93,27 @@ class ProcessContainer:
         if self.working_dir and not os.path.isdir(self.working_dir):
             raise ContainerStartError("StartError", f"working dir {self.working_dir!r} does not exist", 128)
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            try:
-                self.proc = await asyncio.create_subprocess_exec(
-                    found, *self.argv[1:], stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, env=self.env, cwd=self.working_dir or "/",
-                    preexec_fn=preexec_enter(self.netns, self.hostname, self.etc_dir, self.binds),
-                    executable=found)
-            except (OSError, subprocess.SubprocessError) as exc:
-                raise ContainerStartError("StartError", f"starting {exe}: {exc}", 128) from exc
+        stdin, tty, stdin_once = self.stdio
+        enter = preexec_enter(self.netns, self.hostname, self.etc_dir, self.binds)
+        kwargs = dict(env=self.env, cwd=self.working_dir or "/", executable=found)
+        try:
+            if stdin or tty:
+                self.io = ContainerIO(self.log_path, stdin, tty, stdin_once)
+                try:
+                    self.proc = await asyncio.create_subprocess_exec(
+                        found, *self.argv[1:], **self.io.child_files(), **kwargs,
+                        preexec_fn=(lambda: (enter(), make_controlling_tty())) if tty else enter)
+                except BaseException:
+                    self.io.abandon()
+                    raise
+                await self.io.started(self.proc)
+            else:
+                with open(self.log_path, "ab") as log:
+                    self.proc = await asyncio.create_subprocess_exec(
+                        found, *self.argv[1:], stdin=subprocess.DEVNULL, stdout=log,
+                        stderr=subprocess.STDOUT, preexec_fn=enter, **kwargs)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ContainerStartError("StartError", f"starting {exe}: {exc}", 128) from exc
         self.started_at = time.time()
 
     async def wait(self) -> int:

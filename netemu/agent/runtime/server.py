@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from netemu.agent import cri
+from netemu.agent.runtime.attach import attach
 from netemu.agent.runtime.builtin import ContainerStartError
 from netemu.agent.runtime.etcfiles import netns_etc_dir, remove_etc, write_etc
 from netemu.agent.runtime.node import NodeRuntime
 from netemu.agent.runtime.probe import exec_in
 from netemu.agent.runtime import stats
+from netemu.api import execstream as xs
 from netemu.agent.runtime.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -266,12 +268,36 @@ class RuntimeService:
                 line = await reader.readline()
                 if not line:
                     break
-                asyncio.ensure_future(self._answer(json.loads(line), writer))
+                request = json.loads(line)
+                if request.get("method") == "Attach":      # the connection becomes the stream
+                    self.clients.discard(writer)
+                    await self._attach(request, reader, writer)
+                    break
+                asyncio.ensure_future(self._answer(request, writer))
         except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             log.info("a client left: %s", exc)
         finally:
             self.clients.discard(writer)
             writer.close()
+
+    async def _attach(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """CRI Attach: answered on its own connection, which then carries the session's frames
+        (api/execstream.py) both ways, as the stream a CRI runtime's streaming server gives."""
+        params = request.get("params") or {}
+        running = self.containers.get(str(params.get("container")))
+        if running is None or running.info.state != "running":
+            state = "not found" if running is None else f"in {running.info.state} state"
+            error = {"type": "NotFound", "message": f'container "{params.get("container")}" is {state}'}
+            writer.write(cri.encode({"id": request.get("id"), "error": error}))
+            return
+        try:
+            opts = xs.parse_attach_options({k: [str(params[k])] for k in ("stdin", "stdout", "stderr", "tty")
+                                            if k in params})
+        except xs.ExecError as exc:
+            writer.write(cri.encode({"id": request.get("id"), "error": cri.error_of(exc)}))
+            return
+        writer.write(cri.encode({"id": request.get("id"), "result": {}}))
+        await attach(running.handle, opts, reader, writer)
 
     async def _answer(self, request: dict, writer: asyncio.StreamWriter) -> None:
         method = request.get("method")
