@@ -28,6 +28,7 @@ from netemu.api.meta import Obj
 log = logging.getLogger(__name__)
 MAX_MANAGER_LENGTH = 128
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+REPLICAS = path("spec", "replicas")
 
 
 def _patch_options_invalid(causes: list[dict[str, str]]) -> errors.Invalid:
@@ -212,6 +213,38 @@ class FieldManager:
                                     f"Kind={self.rt.kind}): {exc}") from None
         self._strip(fields, key)
         managed.fields = fields
+        self._applied = (merged, managed)
+        return merged
+
+    def apply_scale(self, live: Obj, view: Obj, config: Obj, force: bool) -> Obj:
+        """Server-side apply of an autoscaling/v1 Scale to the scale subresource of ``live``,
+        whose Scale ``view`` it is; the Scale after the apply. As upstream's ScaleHandler: the
+        parent's owners of ``.spec.replicas`` are the Scale's owners of its ``.spec.replicas``
+        (a conflict names them), and afterwards the applier (subresource scale) owns the
+        parent's ``.spec.replicas``, taken from whoever a forced apply took it from."""
+        try:
+            managed = entries.decode(meta.metadata(live).get("managedFields"))
+        except entries.BadManagedFields:
+            managed = entries.Managed()
+        owners = {k: FieldSet.of(REPLICAS) for k, owned in managed.fields.items() if owned.has(REPLICAS)}
+        key = ManagerKey(self.manager, "Apply", "scale")
+        try:
+            merged, fields = updater.apply(_comparable(view), config, managed_schema.for_kind("Scale"), owners, key,
+                                           force, FieldSet.of(path("status")))
+        except updater.Conflicts as exc:
+            raise conflict_error(exc.conflicts, self.rt.api_version) from None
+        except typed.TypedError as exc:
+            raise errors.BadRequest(f"failed to create typed patch object (autoscaling/v1, Kind=Scale): {exc}") from None
+        for owner in owners:
+            if owner != key and not fields.get(owner, FieldSet()).has(REPLICAS):
+                managed.fields[owner] = managed.fields[owner].difference(FieldSet.of(REPLICAS))
+                if managed.fields[owner].empty():
+                    del managed.fields[owner]
+                    managed.times.pop(owner, None)
+        if fields.get(key, FieldSet()).has(REPLICAS):
+            managed.fields[key] = FieldSet.of(REPLICAS)
+        else:
+            managed.fields.pop(key, None)
         self._applied = (merged, managed)
         return merged
 

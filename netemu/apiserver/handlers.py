@@ -322,6 +322,27 @@ class Handlers:
         raise errors.Conflict(f'Operation cannot be fulfilled on {rt.resource} "{name}": the object was '
                               "created and deleted while it was applied; please try again")
 
+    async def _apply_scale(self, request: web.Request, target: Target) -> web.Response:
+        """Server-side apply of an autoscaling/v1 Scale (client-go's ApplyScale): the replicas
+        land in the parent, their ownership as upstream's ScaleHandler keeps it."""
+        config = body.decode_object(await self._read(request), body.APPLY_PATCH)
+        if (config.get("apiVersion"), config.get("kind")) != ("autoscaling/v1", "Scale"):
+            raise errors.BadRequest(f"Incorrect version specified in apply patch. Specified patch version: "
+                                    f"{config.get('apiVersion')}, expected: autoscaling/v1 (kind Scale)")
+        fm = _field_manager(request, target, apply=True)
+        force = _bool(request.query.get("force"))
+
+        def transform(old: Obj) -> Obj:
+            merged = fm.apply_scale(old, scale.to_scale(old), config, force)
+            new = scale.apply_scale(old, merged)
+            new.get("metadata", {}).pop("resourceVersion", None)
+            return new
+        self._check_applied(target, {**config, "apiVersion": target.rt.api_version})
+        updated = await self.registry.guaranteed_update(target.rt, target.namespace, target.name, transform,
+                                                        precondition=_precondition(config),
+                                                        dry_run=_dry_run(request), fields=fm.record)
+        return json_response(scale.to_scale(updated))
+
     @staticmethod
     def _check_applied(target: Target, config: Obj) -> None:
         """An applied configuration names its type, and its object is the URL's."""
@@ -372,7 +393,7 @@ class Handlers:
         return await self._bind(target.namespace, target.name, obj)
 
     async def scale(self, request: web.Request, target: Target) -> web.Response:
-        """The Scale view of a deployment/replicaset; PUT and PATCH write spec.replicas.
+        """The Scale view of a deployment/replicaset; PUT, PATCH and apply write spec.replicas.
 
         A PATCH is applied to the Scale view of the current object inside the retry loop, so
         a concurrent write cannot be lost; a resourceVersion in the body is a precondition."""
@@ -387,6 +408,8 @@ class Handlers:
                 return doc
         elif request.method == "PATCH":
             content_type = body.media_type(request.headers.get("Content-Type"))
+            if content_type == body.APPLY_PATCH:
+                return await self._apply_scale(request, target)
             if content_type not in body.PATCH_TYPES:
                 raise errors.UnsupportedMediaType(f"unsupported patch type {content_type!r} for scale")
             doc = body.decode(await self._read(request), content_type)

@@ -163,3 +163,49 @@ def test_bad_configurations_are_refused_and_change_nothing(server, tmp_path):
     out = apply(server, tmp_path, twice, check=False)
     assert out.returncode != 0 and "duplicate entries for key [name=\"web\"]" in out.stderr
     assert server.kubectl("get", "deploy", "bad", check=False).returncode != 0
+
+
+def apply_scale(srv, name: str, replicas: int, manager: str, force: bool = False) -> tuple[int, dict]:
+    """Server-side apply of an autoscaling/v1 Scale to deployments/NAME/scale (what client-go's
+    ApplyScale sends; kubectl's own apply cannot name the Scale kind): (status, body)."""
+    import ssl
+    import urllib.error
+    import urllib.request
+    config = f"apiVersion: autoscaling/v1\nkind: Scale\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n"
+    query = f"fieldManager={manager}" + ("&force=true" if force else "")
+    request = urllib.request.Request(
+        f"https://127.0.0.1:{srv.port}/apis/apps/v1/namespaces/default/deployments/{name}/scale?{query}",
+        data=config.encode(), method="PATCH", headers={
+            "Content-Type": "application/apply-patch+yaml",
+            "Authorization": "Bearer " + (srv.state_dir / "admin.token").read_text().strip()})
+    context = ssl.create_default_context(cafile=str(srv.state_dir / "ca.crt"))
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_apply_to_the_scale_subresource_owns_the_parents_replicas(server, tmp_path):
+    """As upstream's ScaleHandler: the owners of the Deployment's .spec.replicas are the Scale's
+    (a different value conflicts with them, naming them); a forced apply takes the field, which
+    then belongs to the applier with subresource scale; the same value is shared, no conflict."""
+    apply(server, tmp_path, DEPLOYMENT.format(name="scaled"))
+    status, refused = apply_scale(server, "scaled", 5, "hpa")
+    assert status == 409 and refused["message"] == (
+        'Apply failed with 1 conflict: conflict with "kubectl": .spec.replicas'), refused
+    assert get(server, "deploy", "scaled")["spec"]["replicas"] == 2
+    status, same = apply_scale(server, "scaled", 2, "watcher")
+    assert status == 200 and same["spec"]["replicas"] == 2
+    status, scaled = apply_scale(server, "scaled", 5, "hpa", force=True)
+    assert status == 200 and scaled["kind"] == "Scale" and scaled["spec"]["replicas"] == 5
+    dep = get(server, "deploy", "scaled")
+    owners = managers(dep)
+    assert dep["spec"]["replicas"] == 5
+    assert owners[("hpa", "Apply", "scale")] == {"f:spec": {"f:replicas": {}}}
+    assert "f:replicas" not in owners[("kubectl", "Apply", "")]["f:spec"]      # taken from kubectl
+    assert ("watcher", "Apply", "scale") not in owners                        # and from the sharer
+    shown = server.kubectl("get", "deploy", "scaled", "--subresource=scale", "-o", "json").stdout
+    assert json.loads(shown)["spec"]["replicas"] == 5
+    again = apply(server, tmp_path, DEPLOYMENT.format(name="scaled"), check=False)   # kubectl's 2 now conflicts
+    assert again.returncode != 0 and 'conflict with "hpa" with subresource "scale"' in again.stderr
