@@ -159,7 +159,7 @@ def pod_spec(spec: Any) -> None:
     spec.setdefault("securityContext", {})
     spec.setdefault("enableServiceLinks", True)
     host_network = bool(spec.get("hostNetwork"))
-    for key in ("initContainers", "containers"):
+    for key in ("initContainers", "containers", "ephemeralContainers"):
         for c in _items(spec, key):
             _container(c, host_network)
     for vol in _items(spec, "volumes"):

@@ -179,3 +179,13 @@ def parse_time(text: str | None) -> float | None:
         return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+
+
+def pod_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every container of a pod, init, regular and ephemeral (upstream's podutil.VisitContainers
+    with AllContainers): what logs, secret references and the like must look through."""
+    spec = pod.get("spec") or {}
+    return [c for key in CONTAINER_LISTS for c in spec.get(key) or [] if isinstance(c, dict)]

@@ -178,12 +178,14 @@ def qos_class(spec: Any) -> str:
 def prepare_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | None = None) -> Obj:
     """The object to store for an update of ``old`` by ``new`` (main resource, ``status``, or a
     namespace's ``finalize``)."""
-    if subresource not in (None, "status") and not (subresource == "finalize" and rt.kind == "Namespace"):
+    if subresource not in (None, "status") and (subresource, rt.kind) not in _OWN_SUBRESOURCES:
         raise errors.NotFound(f"the server could not find the requested resource ({subresource})")
     out = _checked_copy(rt, new)
     defaults.apply_defaults(rt.kind, out)
     if subresource == "finalize":
         out = _finalize_update(old, out)
+    elif subresource == "ephemeralcontainers":
+        out = _ephemeral_update(old, out)
     elif subresource == "status":
         out = _status_update(rt, old, out)
     else:
@@ -197,6 +199,24 @@ def prepare_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | N
     # the update rules compare shapes, so they run only on an object that is itself valid
     _raise_if(rt, out, validate(rt, out))
     _raise_if(rt, out, validate_update(rt, old, out, subresource=subresource))
+    return out
+
+
+_OWN_SUBRESOURCES = {("finalize", "Namespace"), ("ephemeralcontainers", "Pod")}
+
+
+def _ephemeral_update(old: Obj, new: Obj) -> Obj:
+    """pods/NAME/ephemeralcontainers (``kubectl debug``): everything stored stays but
+    ``spec.ephemeralContainers``, taken from the request (upstream's podEphemeralContainersStrategy)."""
+    out = meta.json_copy(old)
+    wanted = (new.get("spec") or {}).get("ephemeralContainers") if isinstance(new.get("spec"), dict) else None
+    spec = out.setdefault("spec", {})
+    if wanted:
+        spec["ephemeralContainers"] = meta.json_copy(wanted)
+    else:
+        spec.pop("ephemeralContainers", None)
+    if "resourceVersion" in meta.metadata(new):
+        meta.metadata(out)["resourceVersion"] = meta.metadata(new)["resourceVersion"]
     return out
 
 
@@ -298,6 +318,8 @@ def validate_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | 
         errs += validate_service.validate_update(old, new)
     elif kind in ("Deployment", "ReplicaSet"):
         errs += wl.validate_update(old, new)
+    elif kind == "Pod" and subresource == "ephemeralcontainers":
+        errs += validate_pod.ephemeral_update(old, new)
     elif kind == "Pod":
         errs += validate_pod.validate_update(old, new)
     elif kind in ("ConfigMap", "Secret"):

@@ -55,6 +55,8 @@ def pod_spec(path: str, spec: Any) -> list[Cause]:
     for key, items in (("initContainers", init), ("containers", containers)):
         for i, c in enumerate(items):
             errs += container(f"{path}.{key}[{i}]", c, names, vol_names)
+    errs += ephemeral_containers(f"{path}.ephemeralContainers", spec.get("ephemeralContainers"), names,
+                                 vol_names)
     errs += v.one_of(f"{path}.restartPolicy", spec.get("restartPolicy"), RESTART_POLICIES)
     errs += v.one_of(f"{path}.dnsPolicy", spec.get("dnsPolicy"), DNS_POLICIES)
     errs += v.labels(f"{path}.nodeSelector", spec.get("nodeSelector"))
@@ -106,6 +108,49 @@ def container(path: str, c: dict, names: set, volumes: set) -> list[Cause]:
     errs += resources(f"{path}.resources", c.get("resources"))
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         errs += _probe(f"{path}.{probe}", c.get(probe))
+    return errs
+
+
+# upstream's allow-list (validateEphemeralContainers): what an ephemeral container may set;
+# ports, probes, lifecycle, resources and restartPolicy are forbidden ("should not be relied
+# upon for fundamental pod services")
+EPHEMERAL_ALLOWED = frozenset({
+    "name", "image", "command", "args", "workingDir", "envFrom", "env", "volumeMounts", "volumeDevices",
+    "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy", "securityContext",
+    "stdin", "stdinOnce", "tty", "targetContainerName"})
+
+
+def ephemeral_containers(path: str, value: Any, names: set, volumes: set) -> list[Cause]:
+    """spec.ephemeralContainers: containers (names unique across the pod) limited to the
+    allow-list, ``targetContainerName`` naming one of the pod's containers."""
+    items, errs = v.list_of_dicts(path, value)
+    targets = set(names)
+    for i, c in enumerate(items):
+        p = f"{path}[{i}]"
+        errs += container(p, c, names, volumes)
+        for key in sorted(k for k in c if k not in EPHEMERAL_ALLOWED and c[k] not in (None, [], {})):
+            errs.append(field.forbidden(f"{p}.{key}", "cannot be set for an Ephemeral Container"))
+        target = c.get("targetContainerName")
+        if target and target not in targets:
+            errs.append(field.not_found(f"{p}.targetContainerName", target))
+    return errs
+
+
+def ephemeral_update(old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
+    """``ValidatePodEphemeralContainersUpdate``: ephemeral containers are only ever added; an
+    existing one may be neither removed nor changed."""
+    olds = {c.get("name"): c for c in (old.get("spec") or {}).get("ephemeralContainers") or []
+            if isinstance(c, dict)}
+    news = {c.get("name"): c for c in (new.get("spec") or {}).get("ephemeralContainers") or []
+            if isinstance(c, dict)}
+    errs: list[Cause] = []
+    for name, c in olds.items():
+        if name not in news:
+            errs.append(field.forbidden("spec.ephemeralContainers",
+                                        f"existing ephemeral containers {field.go_repr(name)} may not be removed\n"))
+        elif news[name] != c:
+            errs.append(field.forbidden("spec.ephemeralContainers",
+                                        f"existing ephemeral containers {field.go_repr(name)} may not be changed\n"))
     return errs
 
 

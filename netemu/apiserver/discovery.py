@@ -51,6 +51,7 @@ _SUB_SHAPES = {
     "attach": lambda rt: {"kind": "PodAttachOptions", "verbs": ["create", "get"]},
     "portforward": lambda rt: {"kind": "PodPortForwardOptions", "verbs": ["create", "get"]},
     "finalize": lambda rt: {"kind": rt.kind, "verbs": ["update"]},
+    "ephemeralcontainers": lambda rt: {"kind": "Pod", "verbs": ["get", "patch", "update"]},
     "token": lambda rt: {"kind": "TokenRequest", "group": "authentication.k8s.io", "version": "v1",
                          "verbs": ["create"]},
 }

@@ -126,7 +126,7 @@ class FieldManager:
     def __init__(self, rt: ResourceType, manager: str, *, subresource: str | None = None,
                  now: Callable[[], str] = lambda: meta.now_rfc3339()):
         self.rt, self.now = rt, now
-        self.subresource = subresource if subresource in ("status", "scale") else None
+        self.subresource = subresource if subresource in ("status", "scale", "ephemeralcontainers") else None
         self.atom = managed_schema.for_kind(rt.kind)
         self.ignored = _ignored(rt, self.subresource)
         self.manager = manager

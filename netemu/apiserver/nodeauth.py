@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from netemu.api import errors, kinds
+from netemu.api.meta import pod_containers
 from netemu.apiserver.authz import status_details
 from netemu.apiserver.policy import CLUSTER_ROLES
 from netemu.apiserver.rbac import Attributes, rule_allows
@@ -56,7 +57,7 @@ def pod_references(pod: dict[str, Any]) -> dict[str, set[str]]:
     for vol in spec.get("volumes") or []:
         if isinstance(vol, dict):
             volume_sources(vol)
-    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+    for c in pod_containers(pod):
         for env in (c.get("env") or []) if isinstance(c, dict) else []:
             src = (env.get("valueFrom") or {}) if isinstance(env, dict) else {}
             if (src.get("secretKeyRef") or {}).get("name"):

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from netemu.api import errors
 from netemu.api.kinds import by_kind
-from netemu.api.meta import Obj
+from netemu.api.meta import Obj, pod_containers
 
 KUBELET_PORT = 10250
 PASSED_ON = ("tailLines", "limitBytes", "previous", "follow", "timestamps", "sinceSeconds")
@@ -25,7 +25,7 @@ def pick_container(pod: Obj, requested: str | None) -> str:
     names = [c.get("name") for c in spec.get("containers") or []]
     name = (pod.get("metadata") or {}).get("name")
     if requested:
-        if requested not in names + [c.get("name") for c in spec.get("initContainers") or []]:
+        if requested not in [c.get("name") for c in pod_containers(pod)]:
             raise errors.BadRequest(f"container {requested} is not valid for pod {name}")
         return requested
     if len(names) == 1:

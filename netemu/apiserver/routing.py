@@ -14,7 +14,8 @@ from netemu.api import errors, kinds
 from netemu.api.kinds import ResourceType
 
 # Subresources this server implements (discovery lists only these).
-SERVED_SUBRESOURCES = {"status", "scale", "binding", "log", "exec", "attach", "portforward", "finalize", "token"}
+SERVED_SUBRESOURCES = {"status", "scale", "binding", "log", "exec", "attach", "portforward", "finalize", "token",
+                       "ephemeralcontainers"}
 
 
 @dataclass(frozen=True)

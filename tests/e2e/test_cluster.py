@@ -488,6 +488,32 @@ def test_second_up_is_refused_and_leaves_the_first_alone(cluster):
     assert all(c.node_ready(n) == "True" for n in cluster.get("nodes")["items"])
 
 
+def test_kubectl_debug_adds_an_ephemeral_container(cluster, web):
+    """kubectl 1.32's debug (non-interactive): a strategic-merge PATCH of pods/NAME/
+    ephemeralcontainers; the kubelet runs it once in the pod's network namespace (localhost is the
+    pod's own server), reports it in ephemeralContainerStatuses, and its log is the pod's; the
+    pod's own containers go on. A second debugger with the same name is refused as upstream."""
+    target = web["pods"][0]["metadata"]["name"]
+    script = "wget -qO- http://localhost:8080/hostname; echo; exit 0"
+    cluster.kubectl("debug", target, "--image=busybox", "--container=dbg", "--profile=general", "--",
+                    "sh", "-c", script)
+
+    def finished():
+        pod = cluster.get("pod", target)
+        statuses = pod["status"].get("ephemeralContainerStatuses") or []
+        return statuses and "terminated" in statuses[0]["state"] and pod
+    pod = c.wait_until("the debugger finished", finished, 60)
+    assert pod["status"]["ephemeralContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    assert cluster.kubectl("logs", target, "-c", "dbg").stdout == f"{target}\n"
+    assert pod["status"]["phase"] == "Running" and all(s["restartCount"] == 0 and "running" in s["state"]
+                                                        for s in pod["status"]["containerStatuses"])
+    again = subprocess.run(["kubectl", "--kubeconfig", cluster.kubeconfig, "debug", target, "--image=busybox",
+                            "--container=dbg", "--profile=general", "--", "true"],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and 'existing ephemeral containers "dbg" may not be changed' in again.stderr, \
+        again.stderr
+
+
 def test_exec_in_a_pod_and_a_node(cluster, web):
     client = web["client"]
     out = c.netemu("exec", "client", "--kubeconfig", cluster.kubeconfig, "--", "ip", "-o", "-4", "addr",

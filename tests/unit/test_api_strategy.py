@@ -401,3 +401,47 @@ def test_selector_immutable_message_prints_the_selector_like_go():
     assert exc.value.message == (
         'Deployment.apps "web" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:'
         'map[string]string{"app":"other"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable')
+
+
+def test_ephemeral_containers_are_added_only_through_their_subresource():
+    """pods/NAME/ephemeralcontainers (kubectl debug), as upstream's podEphemeralContainersStrategy
+    and ValidatePodEphemeralContainersUpdate: only spec.ephemeralContainers changes, defaulted,
+    checked against the allow-list, never removed or changed once there; a main update may not
+    add one."""
+    old = stored(POD, pod())
+    debug = {"name": "debugger-x", "image": "busybox", "stdin": True, "tty": True, "targetContainerName": "c"}
+    new = copy.deepcopy(old)
+    new["spec"]["ephemeralContainers"] = [dict(debug)]
+    new["spec"]["restartPolicy"] = "Never"                      # ignored: not this subresource's field
+    out = strategy.prepare_update(POD, old, new, subresource="ephemeralcontainers")
+    assert out["spec"]["restartPolicy"] == old["spec"]["restartPolicy"]
+    ec = out["spec"]["ephemeralContainers"][0]
+    assert ec["name"] == "debugger-x" and ec["terminationMessagePath"] == "/dev/termination-log"
+    assert ec["imagePullPolicy"] == "Always" and ec["stdin"] is True
+
+    changed = copy.deepcopy(out)
+    changed["spec"]["ephemeralContainers"][0]["image"] = "alpine"
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_update(POD, out, changed, subresource="ephemeralcontainers")
+    assert ("spec.ephemeralContainers",
+            'Forbidden: existing ephemeral containers "debugger-x" may not be changed\n') in causes(exc)
+    removed = copy.deepcopy(out)
+    removed["spec"]["ephemeralContainers"] = []
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_update(POD, out, removed, subresource="ephemeralcontainers")
+    assert ("spec.ephemeralContainers",
+            'Forbidden: existing ephemeral containers "debugger-x" may not be removed\n') in causes(exc)
+
+    bad = copy.deepcopy(old)
+    bad["spec"]["ephemeralContainers"] = [dict(debug, name="c", ports=[{"containerPort": 80}],
+                                               targetContainerName="nope")]
+    with pytest.raises(errors.Invalid) as exc:
+        strategy.prepare_update(POD, old, bad, subresource="ephemeralcontainers")
+    assert {("spec.ephemeralContainers[0].name", 'Duplicate value: "c"'),
+            ("spec.ephemeralContainers[0].ports", "Forbidden: cannot be set for an Ephemeral Container"),
+            ("spec.ephemeralContainers[0].targetContainerName", 'Not found: "nope"')} <= causes(exc)
+
+    main = copy.deepcopy(old)
+    main["spec"]["ephemeralContainers"] = [dict(debug)]
+    with pytest.raises(errors.Invalid):
+        strategy.prepare_update(POD, old, main)

@@ -205,6 +205,34 @@ def test_liveness_kill_runs_prestop_then_sigterm_then_sigkill_after_the_probes_g
     asyncio.run(main())
 
 
+def test_an_ephemeral_container_added_later_runs_once_and_is_reported(env):
+    """kubectl debug: the pod gains spec.ephemeralContainers through the API; the kubelet starts
+    it in the running pod, reports it in ephemeralContainerStatuses, never restarts it, and the
+    pod's phase and Ready follow its regular containers only."""
+    rt, api, ctx = env
+
+    async def main():
+        pod = make_pod()
+        w = PodWorker(ctx, pod)
+        task = asyncio.ensure_future(w.run())
+        await until(lambda: api.statuses and last(api)["ready"])
+        debug = {"name": "debugger-x", "image": "busybox", "command": ["sh"], "stdin": True}
+        w.update(dict(pod, spec=dict(pod["spec"], ephemeralContainers=[debug])))
+        await until(lambda: len(rt.started) == 2)
+        assert rt.started[1][0] == "debugger-x"
+        await until(lambda: "ephemeralContainerStatuses" in api.statuses[-1])
+        [ec] = api.statuses[-1]["ephemeralContainerStatuses"]
+        assert ec["name"] == "debugger-x" and "running" in ec["state"]
+        rt.started[1][1].finish(1)
+        await until(lambda: "terminated" in api.statuses[-1]["ephemeralContainerStatuses"][0]["state"])
+        await asyncio.sleep(0.6)                             # longer than the back-off: no restart
+        assert len(rt.started) == 2 and api.statuses[-1]["phase"] == "Running" and last(api)["ready"]
+        assert api.statuses[-1]["ephemeralContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 1
+        w.removed()
+        await task
+    asyncio.run(main())
+
+
 def test_unsupported_image_waits_with_clear_reason(env):
     rt, api, ctx = env
 

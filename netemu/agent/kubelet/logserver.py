@@ -18,7 +18,7 @@ from typing import Awaitable, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from netemu.agent.kubelet.worker import log_path
-from netemu.api.meta import Obj
+from netemu.api.meta import Obj, pod_containers
 
 PORT = 10250
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
@@ -94,9 +94,7 @@ class LogServer:
         pod = self.find_pod(ns, name)
         if pod is None:
             raise HTTPError(404, f"pod {ns}/{name} not found on this node")
-        spec = pod.get("spec") or {}
-        names = [c.get("name") for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])]
-        if container not in names:
+        if container not in [c.get("name") for c in pod_containers(pod)]:
             raise HTTPError(404, f"container {container} is not valid for pod {name}")
         count = self.restart_count(pod, container)
         if count is None:

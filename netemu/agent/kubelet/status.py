@@ -136,7 +136,8 @@ def pod_conditions(previous: list[Obj], records: list[ContainerRecord], phase: s
 
 def pod_status(pod: Obj, records: list[ContainerRecord], *, pod_ip: str | None, host_ip: str,
                sandbox_ready: bool, start_time: float, now: float,
-               init_records: list[ContainerRecord] = ()) -> Obj:
+               init_records: list[ContainerRecord] = (),
+               ephemeral_records: list[ContainerRecord] = ()) -> Obj:
     """The whole status the kubelet writes (pods/status); deterministic for the same inputs
     apart from condition transition times, so an unchanged pod is not rewritten."""
     previous = (pod.get("status") or {}).get("conditions") or []
@@ -151,6 +152,8 @@ def pod_status(pod: Obj, records: list[ContainerRecord], *, pod_ip: str | None, 
                    "containerStatuses": [r.api_status() for r in records]}
     if init_records:
         status["initContainerStatuses"] = [r.api_status() for r in init_records]
+    if ephemeral_records:
+        status["ephemeralContainerStatuses"] = [r.api_status() for r in ephemeral_records]
     if pod_ip:
         status["podIP"] = pod_ip
         status["podIPs"] = [{"ip": pod_ip}]
@@ -192,7 +195,8 @@ def adopt(records: dict[str, ContainerRecord], pod: Obj, node_ip: str, now: floa
     status = pod.get("status") or {}
     if not node_ip or status.get("hostIP") != node_ip:
         return False, None
-    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+    for cs in ((status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+               + (status.get("ephemeralContainerStatuses") or [])):
         rec = records.get(cs.get("name"))
         if rec is None:
             continue

@@ -73,6 +73,8 @@ class PodWorker(Lifecycle):
         for n in self.main_names:
             if self.init_names:
                 self.records[n].reason = "PodInitializing"
+        self.ephemeral_names: list[str] = []
+        self._add_ephemeral(pod)
         self.handles: dict[str, ContainerHandle] = {}
         self.probes: dict[str, dict[str, pr.ProbeState]] = {}
         self.tasks: dict[str, list[asyncio.Task]] = {}
@@ -99,7 +101,18 @@ class PodWorker(Lifecycle):
 
     def update(self, pod: Obj) -> None:
         self.pod = pod
+        self._add_ephemeral(pod)
         self.wake.set()
+
+    def _add_ephemeral(self, pod: Obj) -> None:
+        """Ephemeral containers (``kubectl debug``) only ever get added to a pod (the API server
+        refuses changes and removals): each new one is run once, never restarted."""
+        for c in (pod.get("spec") or {}).get("ephemeralContainers") or []:
+            name = c.get("name") if isinstance(c, dict) else None
+            if name and name not in self.containers:
+                self.containers[name] = c
+                self.records[name] = ContainerRecord(name, c.get("image", ""))
+                self.ephemeral_names.append(name)
 
     def removed(self) -> None:
         self.gone = True
@@ -155,7 +168,8 @@ class PodWorker(Lifecycle):
                 timers.append(now + self.ctx.retry)
         if self.pod_ip is not None:
             pending = self._next_init()
-            for name in [pending] if pending else ([] if self._init_failed() else self.main_names):
+            running = [] if pending or self._init_failed() else self.main_names + self.ephemeral_names
+            for name in [pending] if pending else running:
                 at = await self._sync_container(name, now)
                 if at:
                     timers.append(at)
@@ -190,7 +204,10 @@ class PodWorker(Lifecycle):
             self.records[n].state == "terminated" and self.records[n].exit_code for n in self.init_names)
 
     def _restart_policy(self, name: str) -> str:
-        """Init containers are retried on failure unless the pod's policy is Never (upstream)."""
+        """Init containers are retried on failure unless the pod's policy is Never (upstream);
+        ephemeral containers never restart."""
+        if name in self.ephemeral_names:
+            return "Never"
         if name in self.init_names:
             return "Never" if self.policy == "Never" else "OnFailure"
         return self.policy
@@ -369,7 +386,7 @@ class PodWorker(Lifecycle):
                     r.reason = "ContainerCreating"
         status = pod_status(self.pod, records, pod_ip=self.pod_ip, host_ip=self.ctx.node_ip,
                             sandbox_ready=self.pod_ip is not None, start_time=self.start_time, now=now,
-                            init_records=inits)
+                            init_records=inits, ephemeral_records=[self.records[n] for n in self.ephemeral_names])
         self.phase = status["phase"]
         digest = status_digest(status)
         if digest == self.last_digest and not self._overwritten():
@@ -455,7 +472,7 @@ def status_digest(status: Obj) -> str:
     """What a status says (phase, conditions without timestamps, IP, containers), as a short
     digest: equal digests mean nothing worth writing changed."""
     c = comparable(status)
-    keys = ("phase", "conditions", "podIP", "containerStatuses", "initContainerStatuses")
+    keys = ("phase", "conditions", "podIP", "containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
     text = json.dumps({k: c.get(k) for k in keys}, sort_keys=True, separators=(",", ":"))
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
