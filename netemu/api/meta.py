@@ -189,3 +189,11 @@ def pod_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
     with AllContainers): what logs, secret references and the like must look through."""
     spec = pod.get("spec") or {}
     return [c for key in CONTAINER_LISTS for c in spec.get(key) or [] if isinstance(c, dict)]
+
+
+def running_containers(pod: dict[str, Any]) -> set[str]:
+    """Names of the pod's containers its status shows running (init, regular and ephemeral:
+    exec and attach reach any of them, as the kubelet's container lookup does)."""
+    status = pod.get("status") or {}
+    return {s.get("name") for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses")
+            for s in status.get(key) or [] if isinstance(s, dict) and "running" in (s.get("state") or {})}

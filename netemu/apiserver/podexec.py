@@ -31,6 +31,7 @@ from aiohttp import web
 from netemu.api import errors
 from netemu.api import execstream as xs
 from netemu.api.kinds import by_kind
+from netemu.api.meta import running_containers
 from netemu.apiserver.podlog import KUBELET_PORT, node_address, pick_container
 
 CONNECT_TIMEOUT = 5.0
@@ -85,9 +86,7 @@ def check_running(pod: dict, container: str, kind: str = "exec") -> None:
         raise errors.BadRequest(f"cannot {doing} a container in a completed pod; current phase is {phase}")
     if not (pod.get("spec") or {}).get("nodeName"):
         raise errors.BadRequest(f"pod {name} does not have a host assigned")
-    running = {s.get("name") for s in (pod.get("status") or {}).get("containerStatuses") or []
-               if "running" in (s.get("state") or {})}
-    if container not in running:                  # the kubelet's words, behind the API server's
+    if container not in running_containers(pod):     # the kubelet's words, behind the API server's
         missing = (f'container not found ("{container}")' if kind == "exec"
                    else f"container {container} not found in pod {name}_{meta.get('namespace', 'default')}")
         raise errors.BadRequest(f"unable to upgrade connection: {missing}")

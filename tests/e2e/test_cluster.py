@@ -512,6 +512,16 @@ def test_kubectl_debug_adds_an_ephemeral_container(cluster, web):
                            capture_output=True, text=True, timeout=60)
     assert again.returncode != 0 and 'existing ephemeral containers "dbg" may not be changed' in again.stderr, \
         again.stderr
+    # kubectl debug -it: the ephemeral container has stdin and a terminal; kubectl attaches to it
+    term = Terminal(["kubectl", "--kubeconfig", cluster.kubeconfig, "debug", "-it", target, "--image=busybox",
+                     "--container=dbg-it", "--profile=general", "--", "sh"])
+    try:
+        term.until(b"If you don't see a command prompt, try pressing enter.", 120)
+        term.type("echo debug-$((6*7)); wget -qO- http://localhost:8080/hostname; echo; exit\r")
+        term.until(f"debug-42\r\n{target}\r\n".encode())
+        assert term.wait() == 0, term.out
+    finally:
+        term.close()
 
 
 def test_exec_in_a_pod_and_a_node(cluster, web):

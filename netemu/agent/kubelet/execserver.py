@@ -30,7 +30,7 @@ from netemu.agent.runtime.nsenter import preexec_enter
 from netemu.agent.runtime.process import DEFAULT_PATH, container_env
 from netemu.agent.runtime.stdio import make_controlling_tty, set_winsize
 from netemu.api import execstream as xs
-from netemu.api.meta import Obj
+from netemu.api.meta import Obj, pod_containers, running_containers
 
 log = logging.getLogger(__name__)
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -263,13 +263,10 @@ class ExecServer:
         pod = self.find_pod(namespace, name)
         if pod is None:
             raise LookupError(f"pod {namespace}/{name} not found on this node")
-        spec = pod.get("spec") or {}
-        found = next((c for c in spec.get("containers") or [] if c.get("name") == container), None)
+        found = next((c for c in pod_containers(pod) if c.get("name") == container), None)
         if found is None:
             raise LookupError(f'container not found ("{container}")')
-        running = {s.get("name") for s in (pod.get("status") or {}).get("containerStatuses") or []
-                   if "running" in (s.get("state") or {})}
-        if container not in running:
+        if container not in running_containers(pod):
             raise xs.ExecError(f'container {container} is not running in pod {name}')
         return pod, found
 
