@@ -166,3 +166,42 @@ def test_a_container_without_stdin_is_followed_through_its_log(tmp_path):
             assert (await k.end())["status"] == "Success"
         assert k.out == b"after\n"                                        # from the moment it attached
     asyncio.run(main())
+
+
+def test_the_kubelet_reaches_a_container_through_the_runtimes_socket(tmp_path):
+    """CRI Attach on its own connection to the runtime process's socket (runtime/server.py),
+    joined by the kubelet (RemoteRuntime.attach) to the API server's stream byte for byte; a
+    container the runtime does not run is refused before the kubelet's 101."""
+    from netemu.agent import cri
+    from netemu.agent.kubelet.remote_runtime import RemoteHandle, RemoteRuntime
+    from netemu.agent.runtime.server import Running, RuntimeService
+
+    async def main():
+        c = await started(tmp_path, ["cat"], True, False, False)
+        service = RuntimeService(str(tmp_path), "", "n1")
+        service.containers["c1"] = Running(cri.ContainerInfo("c1", "uid", "c", 0, "running", 0.0), c)
+        sock = str(tmp_path / "cri.sock")
+        server = await asyncio.start_unix_server(service.handle_client, sock)
+        runtime = RemoteRuntime(sock)
+        a, b = socket.socketpair()
+        kr, kw = await asyncio.open_connection(sock=a)          # the kubelet's side of the API stream
+        api_reader, api_writer = await asyncio.open_connection(sock=b)
+        accepted = []
+        with pytest.raises(LookupError, match='container "nope" is not found'):
+            await runtime.attach(RemoteHandle(runtime, "nope"), xs.ExecOptions((), stdin=True), kr, kw,
+                                 lambda: accepted.append(1))
+        assert accepted == []
+        joined = asyncio.ensure_future(runtime.attach(RemoteHandle(runtime, "c1"), xs.ExecOptions((), stdin=True),
+                                                      kr, kw, lambda: accepted.append(1)))
+        api_writer.write(xs.frame(xs.STDIN, b"through\n"))
+        assert await asyncio.wait_for(xs.read_frame(api_reader), 10) == (xs.STDOUT, b"through\n")
+        api_writer.write(xs.frame(xs.CLOSE, bytes([xs.STDIN])))             # detaches: cat runs on
+        channel, status = await asyncio.wait_for(xs.read_frame(api_reader), 10)
+        assert channel == xs.ERROR and json.loads(status)["status"] == "Success" and accepted == [1]
+        assert c.proc.returncode is None
+        api_writer.close()
+        await asyncio.wait_for(joined, 10)
+        c.kill()
+        await c.wait()
+        server.close()
+    asyncio.run(main())
