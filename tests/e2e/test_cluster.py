@@ -322,11 +322,16 @@ def test_kubectl_attach_to_a_running_shell_and_to_an_output_stream(cluster):
     assert "attached-6" in cluster.kubectl("logs", "attach-sh").stdout
     follow = subprocess.Popen(["kubectl", "--kubeconfig", cluster.kubeconfig, "attach", "attach-ticker"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import threading
+    stop = threading.Timer(60, follow.kill)              # no output in time: readline then returns ''
+    stop.start()
     try:
         ticks = [follow.stdout.readline() for _ in range(3)]
+        assert all(t.startswith("tick-") for t in ticks), (ticks, follow.stderr.read() if follow.poll() else "")
         numbers = [int(t.strip().split("-")[1]) for t in ticks]
         assert numbers == list(range(numbers[0], numbers[0] + 3)) and numbers[0] > 0, ticks   # from now on
     finally:
+        stop.cancel()
         follow.kill()
         follow.wait(10)
     cluster.kubectl("delete", "pod", "attach-sh", "attach-ticker", "--wait=false")
