@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from netemu.bench.nodestages import NodeWatcher, summary as node_summary
+
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 
 
@@ -233,8 +235,9 @@ def one(tree_name: str, tree: str | None, nodes: int, pods: int, k: int) -> dict
     state = Path(tempfile.mkdtemp(prefix=f"netemu-bringup-{tree_name}-{nodes}-"))
     network = node_network(nodes, (os.getpid() + k) % 200)
     start = time.monotonic()
-    proc = netemu(tree, "up", "--nodes", str(nodes), "--state-dir", str(state), "--node-network", network,
-                  "--timeout", "1200")
+    with NodeWatcher(state / "kubeconfig") as watcher:
+        proc = netemu(tree, "up", "--nodes", str(nodes), "--state-dir", str(state), "--node-network", network,
+                      "--timeout", "1200")
     row["up_s"] = round(time.monotonic() - start, 1)
     try:
         if proc.returncode != 0:
@@ -243,6 +246,8 @@ def one(tree_name: str, tree: str | None, nodes: int, pods: int, k: int) -> dict
         row["ratio_to_mininet"] = round(row["up_s"] / row["mininet_alone_s"], 1)
         doc = json.loads((state / "cluster.json").read_text())
         row["phases"] = doc.get("timings")
+        control = {name for name, n in doc["nodes"].items() if n.get("role") == "control-plane"}
+        row["node_stages"] = node_summary(watcher.times, start, control)
         time.sleep(5)                         # start-up garbage trimmed, first syncs done
         row.update(memory(state, doc))
         if pods:

@@ -105,3 +105,51 @@ def test_a_timed_out_write_that_was_not_applied_gives_its_cidr_back():
 
 def test_a_timed_out_write_of_unknown_outcome_keeps_its_cidr_reserved():
     assert _timing_out(applied=False, readable=False).allocator.used == {"10.244.0.0/24"}
+
+
+class _SlowApi:
+    """Every PATCH waits until ``release`` is set: counts how many are in flight at once."""
+
+    def __init__(self):
+        self.in_flight = self.most = 0
+        self.release = asyncio.Event()
+        self.given: dict[str, str] = {}
+
+    async def patch(self, rt, name, body):
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await self.release.wait()
+        self.in_flight -= 1
+        self.given[name] = body["spec"]["podCIDR"]
+
+
+def test_a_burst_of_registering_nodes_gets_its_cidrs_concurrently_and_distinct():
+    """Upstream's range allocator writes with cidrUpdateWorkers = 30 goroutines: a burst of
+    40 new nodes has 30 PATCHes in flight at once (not 1), and no CIDR is given twice."""
+    nodes = {f"n{i}": {"metadata": {"name": f"n{i}"}, "spec": {}} for i in range(40)}
+    api = _SlowApi()
+    settings = SimpleNamespace(cluster_cidr="10.244.0.0/16", node_cidr_mask_size=24)
+    ctl = NodeIpamController(api, {"Node": _Cache(nodes)}, settings, None)
+    ctl.setup = lambda: None
+    from netemu.controllers.nodeipam import CIDRAllocator
+    ctl.allocator = CIDRAllocator(settings.cluster_cidr, settings.node_cidr_mask_size)
+
+    async def burst():
+        workers = [asyncio.ensure_future(ctl._worker()) for _ in range(ctl.workers)]
+        for name in nodes:
+            ctl.queue.add(name)
+        for _ in range(100):
+            await asyncio.sleep(0)
+        most_before_release = api.most
+        api.release.set()
+        for _ in range(200):
+            if len(api.given) == len(nodes):
+                break
+            await asyncio.sleep(0)
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        return most_before_release
+
+    assert asyncio.run(burst()) == 30
+    assert len(api.given) == 40 and len(set(api.given.values())) == 40
