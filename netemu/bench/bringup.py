@@ -13,7 +13,7 @@ over processes is the real total) of every process of the cluster: per node (eve
 the node's namespace: node supervisor, runtime, kubelet, kube-proxy; or the one agent before),
 the launcher template, the supervisor and the API server (whose RSS is reported too);
 (3) with --pods, one agnhost Deployment (and a Service) scaled to that count, timed to all
-Ready, and each pod's path stage by stage as watches see it (scheduled, sandbox = podIP,
+Ready, and each pod's path stage by stage as watches see it (created, scheduled, sandbox = podIP,
 running, Ready, ready endpoint in the Service's EndpointSlices); (4) `netemu down`. Rounds alternate trees so that load on a shared box falls on both.
 """
 
@@ -128,7 +128,7 @@ def memory(state: Path, doc: dict) -> dict:
             "supervisor_pss_mb": round(groups["supervisor"] / 1024, 1), "nodes_measured": len(per_node)}
 
 
-STAGES = ("scheduled", "sandbox", "running", "ready", "endpoint")
+STAGES = ("created", "scheduled", "sandbox", "running", "ready", "endpoint")
 
 
 def stage_summary(times: dict[str, dict[str, float]], start: float) -> dict:
@@ -151,7 +151,8 @@ def stage_summary(times: dict[str, dict[str, float]], start: float) -> dict:
 
 async def scale_pods(kubeconfig: str, count: int, timeout: float) -> tuple[float, dict]:
     """Scale one agnhost Deployment to ``count``; (seconds to all Ready, per-stage summary),
-    stages seen by watches on pods and EndpointSlices: scheduled (nodeName), sandbox (podIP),
+    stages seen by watches on pods and EndpointSlices: created (first seen: the ReplicaSet
+    controller made it), scheduled (nodeName), sandbox (podIP),
     running (container started), ready (Ready condition), endpoint (ready in a slice)."""
     from netemu.api.kinds import by_kind, by_kind_name
     from netemu.client import ApiClient
@@ -168,6 +169,7 @@ async def scale_pods(kubeconfig: str, count: int, timeout: float) -> tuple[float
             uid, spec, status = pod["metadata"].get("uid"), pod.get("spec") or {}, pod.get("status") or {}
             if not uid:
                 continue
+            mark(uid, "created")
             if spec.get("nodeName"):
                 mark(uid, "scheduled")
             if status.get("podIP"):
