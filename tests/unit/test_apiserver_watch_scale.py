@@ -175,3 +175,29 @@ def test_field_selected_pod_watches_see_only_their_node(tmp_path, nodes):
             await asyncio.wait_for(asyncio.gather(*tasks), 20)
             assert seen == {f"n{i}": [f"p{i}", f"p{i + nodes}"] for i in range(nodes)}
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_burst_of_concurrent_creates_reaches_the_watcher_whole(tmp_path):
+    """Every event of a burst larger than one write batch (WRITE_BATCH) is sent: the 65th of
+    each burst used to be taken off the queue and never written (seen as 1 pod of 300 that the
+    scheduler never scheduled, after the ReplicaSet controller created pods concurrently)."""
+    async def main():
+        async with api_server(tmp_path) as srv:
+            seen: set[str] = set()
+
+            async def watcher():
+                async for _kind, obj in srv.client.watch(CM, "default", label_selector="burst=yes"):
+                    seen.add(obj["metadata"]["name"])
+            task = asyncio.ensure_future(watcher())
+            await asyncio.sleep(0.2)
+            n = 3 * watch.WRITE_BATCH + 7
+            await asyncio.gather(*(srv.client.create(CM, {"metadata": {"name": f"c{i}", "labels": {"burst": "yes"}}},
+                                                     "default") for i in range(n)))
+            for _ in range(100):
+                if len(seen) == n:
+                    break
+                await asyncio.sleep(0.05)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert sorted(seen) == sorted(f"c{i}" for i in range(n))
+    asyncio.run(main())
