@@ -14,7 +14,8 @@ the node's namespace: node supervisor, runtime, kubelet, kube-proxy; or the one 
 the launcher template, the supervisor and the API server (whose RSS is reported too);
 (3) with --pods, one agnhost Deployment (and a Service) scaled to that count, timed to all
 Ready, and each pod's path stage by stage as watches see it (created, scheduled, sandbox = podIP,
-running, Ready, ready endpoint in the Service's EndpointSlices); (4) `netemu down`. Rounds alternate trees so that load on a shared box falls on both.
+running, Ready, ready endpoint in the Service's EndpointSlices), and how many rule syncs
+every node's kube-proxy ran meanwhile and their seconds (its /metrics); (4) `netemu down`. Rounds alternate trees so that load on a shared box falls on both.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from netemu.bench.nodestages import NodeWatcher, summary as node_summary
+from netemu.bench.nodestages import NodeWatcher, proxy_syncs, sync_delta, summary as node_summary
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 
@@ -254,8 +255,11 @@ def one(tree_name: str, tree: str | None, nodes: int, pods: int, k: int) -> dict
         row.update(memory(state, doc))
         if pods:
             row["pods"] = pods
+            workers = {name: n["pid"] for name, n in doc["nodes"].items() if n.get("pid") and name not in control}
+            syncs_before = proxy_syncs(workers)
             ready_s, stages = asyncio.run(scale_pods(str(state / "kubeconfig"), pods, 1800))
             row["pods_ready_s"], row["pod_stages"] = round(ready_s, 1), stages
+            row["proxy_syncs"] = sync_delta(syncs_before, proxy_syncs(workers))
             row["up_plus_pods_s"] = round(row["up_s"] + row["pods_ready_s"], 1)
             time.sleep(5)
             after = memory(state, doc)

@@ -107,3 +107,53 @@ class NodeWatcher:
         async for kind, node in api.watch(nodes_rt, resource_version=rv, timeout_seconds=600):
             if kind in ("ADDED", "MODIFIED"):
                 self._mark(node)
+
+
+PROXY_METRICS = "http://127.0.0.1:10249/metrics"        # kube-proxy's default, in the node's namespace
+SYNC_SERIES = ("kubeproxy_sync_partial_proxy_rules_duration_seconds", "kubeproxy_sync_full_proxy_rules_duration_seconds")
+
+
+def sync_counts(metrics_text: str) -> dict[str, float]:
+    """{series_count/series_sum: value} of kube-proxy's partial and full sync histograms. Pure."""
+    out = {}
+    for line in metrics_text.splitlines():
+        name, _, value = line.partition(" ")
+        for series in SYNC_SERIES:
+            if name in (series + "_count", series + "_sum"):
+                out[name] = float(value)
+    return out
+
+
+def proxy_syncs(node_pids: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Each node's kube-proxy sync counters, read from its /metrics inside the node's network
+    namespace (nsenter + curl: argv, no shell); nodes that do not answer are left out."""
+    import subprocess
+    out = {}
+    for name, pid in node_pids.items():
+        try:
+            text = subprocess.run(["nsenter", "-t", str(pid), "-n", "curl", "-s", "-m", "5", PROXY_METRICS],
+                                  capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        counts = sync_counts(text)
+        if counts:
+            out[name] = counts
+    return out
+
+
+def sync_delta(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict:
+    """What the nodes' kube-proxies did between two readings: syncs per node (p50, max), all
+    syncs, their total and mean seconds (partial and full together). Pure."""
+    per_node, seconds = [], 0.0
+    for name, now in after.items():
+        was = before.get(name, {})
+        n = sum(now.get(s + "_count", 0) - was.get(s + "_count", 0) for s in SYNC_SERIES)
+        seconds += sum(now.get(s + "_sum", 0) - was.get(s + "_sum", 0) for s in SYNC_SERIES)
+        per_node.append(n)
+    if not per_node:
+        return {}
+    per_node.sort()
+    total = sum(per_node)
+    return {"nodes": len(per_node), "syncs_total": int(total), "syncs_per_node_p50": per_node[len(per_node) // 2],
+            "syncs_per_node_max": per_node[-1], "sync_seconds_total": round(seconds, 1),
+            "sync_seconds_mean": round(seconds / total, 3) if total else None}

@@ -1,6 +1,6 @@
 """The bring-up benchmark's per-node stages (netemu/bench/nodestages.py): pure parts."""
 
-from netemu.bench.nodestages import node_marks, summary
+from netemu.bench.nodestages import node_marks, summary, sync_counts, sync_delta
 
 
 def _node(cidr=None, ready=None):
@@ -26,3 +26,30 @@ def test_summary_spreads_and_waits_per_stage_without_the_control_plane():
     assert out["registered"] == {"first_at": 5.0, "last_at": 7.0, "nodes": 3}
     assert out["cidr"] == {"first_at": 6.0, "last_at": 9.0, "nodes": 2, "p50": 3.0, "max": 3.0}
     assert out["ready"]["last_at"] == 9.2 and out["ready"]["max"] == 0.5 and out["ready"]["nodes"] == 2
+
+
+METRICS = """# HELP kubeproxy_sync_partial_proxy_rules_duration_seconds SyncProxyRules latency
+kubeproxy_sync_partial_proxy_rules_duration_seconds_bucket{le="0.001"} 0.0
+kubeproxy_sync_partial_proxy_rules_duration_seconds_count 12.0
+kubeproxy_sync_partial_proxy_rules_duration_seconds_sum 1.5
+kubeproxy_sync_full_proxy_rules_duration_seconds_count 2.0
+kubeproxy_sync_full_proxy_rules_duration_seconds_sum 0.5
+kubeproxy_sync_proxy_rules_duration_seconds_count 14.0
+"""
+
+
+def test_sync_counts_reads_the_partial_and_full_histograms_only():
+    assert sync_counts(METRICS) == {"kubeproxy_sync_partial_proxy_rules_duration_seconds_count": 12.0,
+                                    "kubeproxy_sync_partial_proxy_rules_duration_seconds_sum": 1.5,
+                                    "kubeproxy_sync_full_proxy_rules_duration_seconds_count": 2.0,
+                                    "kubeproxy_sync_full_proxy_rules_duration_seconds_sum": 0.5}
+
+
+def test_sync_delta_counts_what_each_node_did_between_readings():
+    before = {"w1": sync_counts(METRICS), "w2": sync_counts(METRICS)}
+    after_w1 = {k: v * 2 for k, v in before["w1"].items()}      # 14 more syncs, 2 s more
+    after_w2 = dict(before["w2"], kubeproxy_sync_partial_proxy_rules_duration_seconds_count=16.0,
+                    kubeproxy_sync_partial_proxy_rules_duration_seconds_sum=2.5)   # 4 more, 1 s
+    out = sync_delta(before, {"w1": after_w1, "w2": after_w2, "w3": after_w2})     # w3: no reading before
+    assert out["syncs_total"] == 14 + 4 + 18 and out["syncs_per_node_max"] == 18      # w3: 16 partial + 2 full
+    assert out["sync_seconds_total"] == 2.0 + 1.0 + 3.0 and out["nodes"] == 3
