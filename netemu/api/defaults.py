@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from netemu.api.meta import Obj
+from netemu.api import validate_crd
 
 DEFAULT_CLIENT_IP_TIMEOUT = 10800  # v1.DefaultClientIPServiceAffinitySeconds
 
@@ -263,6 +264,7 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "ReplicaSet": replica_set,
     "RoleBinding": _binding,
     "ClusterRoleBinding": _binding,
+    "CustomResourceDefinition": validate_crd.set_defaults,
 }
 
 

@@ -7,7 +7,9 @@ plus its defaults and validation in the object model.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class ResourceType:
     etcd_prefix: str = ""
     verbs: tuple[str, ...] = field(
         default=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"))
+    # a custom resource's definition (netemu.api.custom.CustomInfo); None for built-in kinds
+    custom: Any = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def api_version(self) -> str:
@@ -76,6 +80,9 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"),
                  categories=(_ALL,)),
     ResourceType("coordination.k8s.io", "v1", "Lease", "leases", True),
+    ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
+                 ("crd", "crds"), ("status",), categories=("api-extensions",),
+                 etcd_prefix="apiextensions.k8s.io/customresourcedefinitions"),
     ResourceType("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), ("status",)),
     ResourceType("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),
     ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
@@ -109,35 +116,81 @@ REVIEW_KINDS = frozenset({"SelfSubjectAccessReview", "SelfSubjectRulesReview", "
 
 _BY_GVR = {(r.group, r.version, r.resource): r for r in RESOURCES}
 _BY_GVK = {(r.group, r.version, r.kind): r for r in RESOURCES}
+# the resources of the CustomResourceDefinitions the API server holds, by the CRD's name; kept
+# by netemu.apiserver.crds in step with the stored CRDs (one API server per process)
+_CUSTOM: dict[str, tuple[ResourceType, ...]] = {}
+_CUSTOM_GVR: dict[tuple[str, str, str], ResourceType] = {}
+_CUSTOM_GVK: dict[tuple[str, str, str], ResourceType] = {}
+
+
+def register_custom(crd_name: str, served: tuple[ResourceType, ...]) -> None:
+    """Serve (or re-serve, after an update) the versions of one CRD; ``()`` stops serving it."""
+    _CUSTOM.pop(crd_name, None)
+    if served:
+        _CUSTOM[crd_name] = served
+    _CUSTOM_GVR.clear()
+    _CUSTOM_GVK.clear()
+    for rts in _CUSTOM.values():
+        for r in rts:
+            _CUSTOM_GVR.setdefault((r.group, r.version, r.resource), r)
+            _CUSTOM_GVK.setdefault((r.group, r.version, r.kind), r)
+
+
+def custom_resources() -> list[ResourceType]:
+    return [r for rts in _CUSTOM.values() for r in rts]
+
+
+def all_resources() -> list[ResourceType]:
+    """Built-in resources, then the served versions of every CRD."""
+    return [*RESOURCES, *custom_resources()]
 
 
 def by_resource(group: str, version: str, resource: str) -> ResourceType | None:
-    return _BY_GVR.get((group, version, resource))
+    return _BY_GVR.get((group, version, resource)) or _CUSTOM_GVR.get((group, version, resource))
 
 
 def by_kind(api_version: str, kind: str) -> ResourceType | None:
     """Look up by an object's ``apiVersion`` and ``kind`` (None when not served)."""
     group, _, version = api_version.rpartition("/")
-    return _BY_GVK.get((group, version, kind))
+    return _BY_GVK.get((group, version, kind)) or _CUSTOM_GVK.get((group, version, kind))
 
 
 def by_kind_name(kind: str) -> ResourceType | None:
     """Look up by kind alone ("Service"); kinds are unique across our groups."""
-    for r in RESOURCES:
+    for r in all_resources():
         if r.kind == kind:
             return r
     return None
 
 
+_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+
+
+def version_priority(version: str) -> tuple:
+    """upstream's CompareKubeAwareVersionStrings as a sort key: GA before beta before alpha,
+    higher numbers first, then versions that are not Kubernetes-like, alphabetically."""
+    m = _VERSION.match(version)
+    if not m:
+        return (3, 0, 0, version)
+    major, stage, minor = int(m.group(1)), m.group(2), int(m.group(3) or 0)
+    return ({None: 0, "beta": 1, "alpha": 2}[stage], -major, -minor, "")
+
+
 def group_versions() -> dict[str, list[str]]:
-    """Served versions per API group ("" is the core group)."""
+    """Served versions per API group ("" is the core group), the preferred version first."""
     out: dict[str, list[str]] = {}
     for r in RESOURCES:
         versions = out.setdefault(r.group, [])
         if r.version not in versions:
             versions.append(r.version)
+    custom: dict[str, set[str]] = {}
+    for r in custom_resources():
+        if r.group not in out:
+            custom.setdefault(r.group, set()).add(r.version)
+    for group in sorted(custom):
+        out[group] = sorted(custom[group], key=version_priority)
     return out
 
 
 def resources_in(group: str, version: str) -> list[ResourceType]:
-    return [r for r in RESOURCES if r.group == group and r.version == version]
+    return [r for r in all_resources() if r.group == group and r.version == version]

@@ -197,3 +197,40 @@ def running_containers(pod: dict[str, Any]) -> set[str]:
     status = pod.get("status") or {}
     return {s.get("name") for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses")
             for s in status.get(key) or [] if isinstance(s, dict) and "running" in (s.get("state") or {})}
+
+
+def begin_create(obj: dict[str, Any], namespaced: bool) -> dict[str, Any]:
+    """``rest.BeforeCreate``'s metadata part: no resourceVersion may be sent, the system fields
+    a client cannot set are dropped; returns the metadata."""
+    from netemu.api import errors
+    md = metadata(obj)
+    if md.get("resourceVersion"):
+        raise errors.BadRequest("resourceVersion should not be set on objects to be created")
+    for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"):
+        md.pop(key, None)
+    if not namespaced:
+        md.pop("namespace", None)
+    return md
+
+
+def keep_system_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``rest.BeforeUpdate``'s metadata part: uid defaults to the stored one, timestamps stay the
+    server's, managedFields are the field manager's; returns the new metadata."""
+    md, omd = metadata(new), old.get("metadata") or {}
+    md.pop("managedFields", None)
+    if not md.get("uid") and omd.get("uid"):
+        md["uid"] = omd["uid"]
+    for key in ("creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+        if omd.get(key) is not None:
+            md[key] = omd[key]
+    return md
+
+
+def check_body(kind: str, obj: Any) -> None:
+    """A request body is an object with object metadata (else 400, before any validation)."""
+    from netemu.api import errors
+    if not isinstance(obj, dict):
+        raise errors.BadRequest(f"the body of a {kind} must be a JSON object")
+    md = obj.get("metadata")
+    if md is not None and not isinstance(md, dict):
+        raise errors.BadRequest("metadata must be a JSON object")

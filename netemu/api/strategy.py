@@ -18,7 +18,8 @@ from __future__ import annotations
 import base64
 from typing import Any, Callable
 
-from netemu.api import defaults, errors, field, meta, service_update, types, validation as v
+from netemu.api import custom, defaults, errors, field, meta, service_update, types, validation as v
+from netemu.api import validate_crd
 from netemu.api import validate_ingress, validate_misc as misc, validate_pod, validate_service
 from netemu.api import validate_workloads as wl
 from netemu.api.field import Cause
@@ -34,12 +35,14 @@ VALIDATORS: dict[str, Callable[[Obj], list[Cause]]] = {
     "ReplicaSet": wl.validate_replica_set, "Lease": misc.lease, "Ingress": validate_ingress.ingress,
     "IngressClass": validate_ingress.ingress_class, "Role": misc.role, "RoleBinding": misc.role_binding,
     "ClusterRole": misc.cluster_role, "ClusterRoleBinding": misc.cluster_role_binding,
+    "CustomResourceDefinition": validate_crd.validate,
 }
 
 # kinds whose strategy sets metadata.generation (1 on create, +1 per spec change), as upstream
 # 1.32 does: the ones with an observedGeneration or a generation-driven consumer. Services,
 # Pods (until 1.33), Nodes and Namespaces have no generation on a real cluster either.
-GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Ingress", "IngressClass", "EndpointSlice"})
+GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Ingress", "IngressClass", "EndpointSlice",
+                              "CustomResourceDefinition"})
 # the part of the object that counts as "spec" for generation (EndpointSlice has no spec)
 _SPEC_KEYS = {"EndpointSlice": ("addressType", "endpoints", "ports")}
 
@@ -60,11 +63,7 @@ def _raise_if(rt: ResourceType, obj: Obj, causes: list[Cause]) -> None:
 
 
 def _checked_copy(rt: ResourceType, obj: Any) -> Obj:
-    if not isinstance(obj, dict):
-        raise errors.BadRequest(f"the body of a {rt.kind} must be a JSON object")
-    md = obj.get("metadata")
-    if md is not None and not isinstance(md, dict):
-        raise errors.BadRequest("metadata must be a JSON object")
+    meta.check_body(rt.kind, obj)
     types.check(rt.kind, rt.api_version, obj)
     rest = {k: val for k, val in obj.items() if k not in ("apiVersion", "kind")}
     return {"apiVersion": rt.api_version, "kind": rt.kind, **_copy_without_nulls(rest)}
@@ -84,14 +83,10 @@ def _copy_without_nulls(value: Any) -> Any:
 
 def prepare_create(rt: ResourceType, obj: Obj, *, now: str) -> Obj:
     """The object to store for a create; raises ``errors.Invalid`` (422) or ``BadRequest`` (400)."""
+    if rt.custom is not None:
+        return custom.prepare_create(rt, obj, now=now)
     out = _checked_copy(rt, obj)
-    md = meta.metadata(out)
-    if md.get("resourceVersion"):
-        raise errors.BadRequest("resourceVersion should not be set on objects to be created")
-    for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"):
-        md.pop(key, None)
-    if not rt.namespaced:
-        md.pop("namespace", None)
+    md = meta.begin_create(out, rt.namespaced)
     defaults.apply_defaults(rt.kind, out)
     _CREATE_HOOKS.get(rt.kind, _nothing)(out)
     md["uid"] = meta.new_uid()
@@ -103,6 +98,8 @@ def prepare_create(rt: ResourceType, obj: Obj, *, now: str) -> Obj:
     _raise_if(rt, out, validate(rt, out))
     if rt.kind == "Ingress":            # upstream's ValidateIngressCreate adds one rule
         _raise_if(rt, out, validate_ingress.ingress_create(out))
+    if rt.kind == "CustomResourceDefinition":
+        validate_crd.initial_status(out, now)
     return out
 
 
@@ -178,6 +175,8 @@ def qos_class(spec: Any) -> str:
 def prepare_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | None = None) -> Obj:
     """The object to store for an update of ``old`` by ``new`` (main resource, ``status``, or a
     namespace's ``finalize``)."""
+    if rt.custom is not None:
+        return custom.prepare_update(rt, old, new, subresource=subresource)
     if subresource not in (None, "status") and (subresource, rt.kind) not in _OWN_SUBRESOURCES:
         raise errors.NotFound(f"the server could not find the requested resource ({subresource})")
     out = _checked_copy(rt, new)
@@ -244,15 +243,7 @@ def _status_update(rt: ResourceType, old: Obj, new: Obj) -> Obj:
 def _system_metadata(rt: ResourceType, old: Obj, out: Obj) -> None:
     """``rest.BeforeUpdate``: uid defaults to the stored one, timestamps and generation are the
     server's; generation bumps when the spec changes."""
-    md, omd = meta.metadata(out), old.get("metadata") or {}
-    md.pop("managedFields", None)
-    if not md.get("uid") and omd.get("uid"):
-        md["uid"] = omd["uid"]
-    if omd.get("creationTimestamp"):
-        md["creationTimestamp"] = omd["creationTimestamp"]
-    for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
-        if omd.get(key) is not None:
-            md[key] = omd[key]
+    md, omd = meta.keep_system_fields(old, out), old.get("metadata") or {}
     if rt.kind not in GENERATION_KINDS:
         md.pop("generation", None)
         return
@@ -300,6 +291,7 @@ def _finalize_update(old: Obj, new: Obj) -> Obj:
 
 
 _UPDATE_HOOKS: dict[str, Callable[[Obj, Obj], None]] = {
+    "CustomResourceDefinition": validate_crd.update_status,
     "Service": _service_update,
     "Namespace": _namespace_update,
     "Secret": _secret_string_data,
@@ -333,6 +325,11 @@ def validate_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | 
     elif kind == "Node":
         errs += _node_update(old, new)
     return errs
+
+
+def validate_update_meta(omd: Obj, nmd: Obj) -> list[Cause]:
+    """Metadata an update may not change (also the custom resources' rule)."""
+    return _meta_update(omd, nmd)
 
 
 def _meta_update(omd: Obj, nmd: Obj) -> list[Cause]:

@@ -77,13 +77,7 @@ def pod_spec(path: str, spec: Any) -> list[Cause]:
 def container(path: str, c: dict, names: set, volumes: set) -> list[Cause]:
     errs: list[Cause] = []
     name = c.get("name")
-    if not name:
-        errs.append(field.required(f"{path}.name"))
-    else:
-        errs += v.check(f"{path}.name", name, v.is_dns1123_label)
-        if name in names:
-            errs.append(field.duplicate(f"{path}.name", name))
-        names.add(name)
+    errs += v.unique_name(f"{path}.name", name, names, v.is_dns1123_label)
     image = c.get("image")
     if not image or (isinstance(image, str) and image.strip() != image):
         errs.append(field.required(f"{path}.image") if not image else

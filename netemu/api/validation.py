@@ -307,3 +307,15 @@ def finalizers(path: str, value: Any) -> list[Cause]:
     for i, f in enumerate(value):
         errs += [field.invalid(f"{path}[{i}]", f, m) for m in is_qualified_name(f)]
     return errs
+
+
+def unique_name(path: str, name: Any, seen: set, checker: Callable[[str], list[str]],
+                duplicate: Callable[[str, Any], Cause] = field.duplicate) -> list[Cause]:
+    """A list item's name: required, well-formed, and not one an earlier item has (``seen``)."""
+    if not name:
+        return [field.required(path)]
+    errs = check(path, name, checker)
+    if name in seen:
+        errs.append(duplicate(path, name))
+    seen.add(name)
+    return errs

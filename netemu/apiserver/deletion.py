@@ -19,7 +19,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from netemu.api import errors
+from netemu.api import errors, validate_crd
+from netemu.api.custom import CLEANUP_FINALIZER
 
 FOREGROUND, ORPHAN = "foregroundDeletion", "orphan"
 POLICIES = ("Foreground", "Background", "Orphan")
@@ -87,6 +88,9 @@ def plan(kind: str, obj: dict[str, Any], options: dict[str, Any], now: dt.dateti
     wanted = {"Foreground": FOREGROUND, "Orphan": ORPHAN}.get(policy or "")
     if wanted:
         finalizers = [f for f in finalizers if f not in (FOREGROUND, ORPHAN)] + [wanted]
+    if kind == "CustomResourceDefinition" and CLEANUP_FINALIZER not in finalizers:
+        finalizers.append(CLEANUP_FINALIZER)      # the CRD stays until its resources are gone
+        validate_crd.mark_terminating(new, rfc3339(now))
     grace = _pod_grace(kind, obj, options)
     already = meta.get("deletionTimestamp")
     if already:

@@ -87,15 +87,18 @@ def unknown_fields(kind: str, obj: dict[str, Any]) -> list[str]:
     return out
 
 
-def check(kind: str, api_version: str, obj: dict[str, Any], mode: str | None) -> list[str]:
+def check(kind: str, api_version: str, obj: dict[str, Any], mode: str | None,
+          unknown: list[str] | None = None) -> list[str]:
     """Apply ``fieldValidation``: Strict raises 400, Warn returns the warnings, Ignore nothing.
-    Without the parameter upstream warns, so we do too."""
+    Without the parameter upstream warns, so we do too. ``unknown``: the unknown fields when the
+    caller knows them (a custom resource's, from its schema)."""
     mode = mode or "Warn"
     if mode not in MODES:
         raise errors.BadRequest(f'fieldValidation must be one of "Strict", "Warn", "Ignore", not "{mode}"')
     if mode == "Ignore":
         return []
-    unknown = unknown_fields(kind, obj)
+    if unknown is None:
+        unknown = unknown_fields(kind, obj)
     if not unknown:
         return []
     messages = [f'unknown field "{p}"' for p in unknown]

@@ -7,11 +7,12 @@ query parameters, bodies, content types, status codes and Table negotiation.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 
 from aiohttp import web
 
-from netemu.api import errors, kinds
+from netemu.api import custom, errors, kinds
 from netemu.api.meta import Obj
 from netemu.apiserver import body, fieldcheck, listing, scale, tables, watch
 from netemu.apiserver.fieldmanager import FieldManager, manager_name
@@ -29,7 +30,15 @@ def json_response(data: Obj, status: int = 200, warnings: list[str] | None = Non
 
 
 def _field_check(request: web.Request, target: Target, obj: Obj) -> list[str]:
-    return fieldcheck.check(target.rt.kind, target.rt.api_version, obj, request.query.get("fieldValidation"))
+    unknown = None
+    if target.rt.custom is not None:       # a custom resource's unknown fields: what pruning drops
+        unknown = custom.normalize(target.rt, copy.deepcopy(obj))
+    return fieldcheck.check(target.rt.kind, target.rt.api_version, obj, request.query.get("fieldValidation"),
+                            unknown=unknown)
+
+
+def _list_kind(target: Target) -> str:
+    return target.rt.custom.list_kind if target.rt.custom is not None else f"{target.rt.kind}List"
 
 
 def _bool(value: str | None) -> bool:
@@ -119,7 +128,8 @@ class Handlers:
             now = dt.datetime.now(dt.timezone.utc)
             rv = (obj.get("metadata") or {}).get("resourceVersion", "")
             return json_response(tables.table(target.rt.kind, [obj], now, resource_version=rv,
-                                              include=request.query.get("includeObject", "Metadata")),
+                                              include=request.query.get("includeObject", "Metadata"),
+                                              custom=target.rt.custom),
                                  status, warnings)
         return json_response(obj, status, warnings)
 
@@ -186,11 +196,11 @@ class Handlers:
         if tables.accepts_table(request.headers.get("Accept")):
             return json_response(tables.table(target.rt.kind, page.items, dt.datetime.now(dt.timezone.utc),
                                               resource_version=rv, continue_token=page.continue_token,
-                                              include=q.get("includeObject", "Metadata")))
+                                              include=q.get("includeObject", "Metadata"), custom=target.rt.custom))
         meta: Obj = {"resourceVersion": rv}
         if page.continue_token:
             meta["continue"] = page.continue_token
-        return json_response({"kind": f"{target.rt.kind}List", "apiVersion": target.rt.api_version,
+        return json_response({"kind": _list_kind(target), "apiVersion": target.rt.api_version,
                               "metadata": meta, "items": page.items})
 
     async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
@@ -256,10 +266,11 @@ class Handlers:
         content_type = body.media_type(request.headers.get("Content-Type"))
         if content_type == body.APPLY_PATCH:
             return await self.apply(request, target)
-        if content_type not in body.PATCH_TYPES:
+        accepted = body.PATCH_TYPES if target.rt.custom is None else (body.JSON_PATCH, body.MERGE_PATCH)
+        if content_type not in accepted:
             raise errors.UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
-                f"{', '.join(body.PATCH_TYPES + (body.APPLY_PATCH,))}")
+                f"{', '.join(accepted + (body.APPLY_PATCH,))}")
         if "force" in request.query:
             raise errors.Invalid('PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be '
                                  "specified for non-apply patch",
@@ -398,8 +409,9 @@ class Handlers:
         A PATCH is applied to the Scale view of the current object inside the retry loop, so
         a concurrent write cannot be lost; a resourceVersion in the body is a precondition."""
         rt, ns, name = target.rt, target.namespace, target.name
+        paths = rt.custom.scale if rt.custom is not None else None
         if request.method == "GET":
-            return json_response(scale.to_scale(await self.registry.get(rt, ns, name)))
+            return json_response(scale.to_scale(await self.registry.get(rt, ns, name), paths))
         if request.method == "PUT":
             doc = body.decode_object(await self._read(request), request.content_type)
             _check_type(target, doc, ("autoscaling/v1", "Scale"))
@@ -415,7 +427,7 @@ class Handlers:
             doc = body.decode(await self._read(request), content_type)
 
             def desired(old: Obj) -> Obj:
-                patched = apply_patch(content_type, scale.to_scale(old), doc, "Scale")
+                patched = apply_patch(content_type, scale.to_scale(old, paths), doc, "Scale")
                 if not isinstance(patched, dict):
                     raise errors.BadRequest("the patch did not produce a Scale object")
                 return patched
@@ -425,13 +437,13 @@ class Handlers:
         precondition = int(rv) if isinstance(rv, str) and rv.isdigit() else None
 
         def transform(old: Obj) -> Obj:
-            new = scale.apply_scale(old, desired(old))
+            new = scale.apply_scale(old, desired(old), paths)
             new.get("metadata", {}).pop("resourceVersion", None)
             return new
         updated = await self.registry.guaranteed_update(rt, ns, name, transform, precondition=precondition,
                                                         dry_run=_dry_run(request),
                                                         fields=_field_manager(request, target).record)
-        return json_response(scale.to_scale(updated))
+        return json_response(scale.to_scale(updated, paths))
 
 
 __all__ = ["Handlers", "kinds"]

@@ -25,8 +25,17 @@ class KindHooks:
       that then fails (or None);
     - ``on_update`` before each conditional write: returns ``commit(ok)``, called after the
       write with whether it was stored (or None);
-    - ``on_delete`` after the object is removed from the store.
+    - ``on_delete`` after the object is removed from the store;
+    - ``on_terminating`` after a DELETE left the object in place, marked for deletion
+      (finalizers hold it);
+    - ``attach`` once, with the registry (for hooks that write through it).
     """
+
+    def attach(self, registry) -> None:
+        return None
+
+    def on_terminating(self, obj: Obj) -> None:
+        return None
 
     async def start(self) -> None:
         return None

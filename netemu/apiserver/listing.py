@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
-from netemu.api import errors, selectors
+from netemu.api import custom, errors, selectors
 from netemu.api.kinds import ResourceType
 from netemu.api.meta import Obj
 from netemu.store.base import Store
@@ -108,7 +108,10 @@ async def list_page(store: Store, rt: ResourceType, namespace: str | None, *,
             meta = obj.get("metadata") or {}
             last_key = rt.key(meta.get("namespace"), meta.get("name", ""))
             if match is None or match(obj):
-                obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+                if rt.custom is not None:
+                    custom.on_read(rt, obj)
+                else:
+                    obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
                 items.append(obj)
                 if limit and len(items) >= limit:
                     more = await _has_more(store, prefix, last_key, revision)

@@ -17,7 +17,7 @@ from typing import Any
 from netemu.api import kinds
 from netemu.api.kinds import ResourceType
 from netemu.apiserver.discovery import GIT_VERSION
-from netemu.apiserver.openapi_schemas import schemas_for
+from netemu.apiserver.openapi_schemas import custom_schemas, schemas_for
 
 _PATCH_CONTENT = ("application/json-patch+json", "application/merge-patch+json")
 
@@ -31,7 +31,11 @@ DOC_VERSION = "2"        # bump when the documents' shape changes: kubectl cache
 
 
 def _hash(group: str, version: str) -> str:
-    return hashlib.sha256(f"{GIT_VERSION}/{DOC_VERSION}/{group}/{version}".encode()).hexdigest()[:32].upper()
+    """The document's cache key for clients: fixed for built-in groups, and for a custom
+    group it changes with its CRDs' schemas (kubectl re-reads it then)."""
+    custom = [rt.custom.schema for rt in kinds.resources_in(group, version) if rt.custom is not None]
+    extra = json.dumps(custom, sort_keys=True) if custom else ""
+    return hashlib.sha256(f"{GIT_VERSION}/{DOC_VERSION}/{group}/{version}{extra}".encode()).hexdigest()[:32].upper()
 
 
 def index() -> dict[str, Any]:
@@ -69,6 +73,9 @@ def document(group: str, version: str) -> dict[str, Any] | None:
     prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
     paths: dict[str, Any] = {}
     schemas = schemas_for(group, version)
+    customs = [rt for rt in kinds.resources_in(group, version) if rt.custom is not None]
+    if customs:
+        schemas = {**schemas, **custom_schemas(customs)}
     by_kind = {s["x-kubernetes-group-version-kind"][0]["kind"]: name for name, s in schemas.items()
                if "x-kubernetes-group-version-kind" in s}
     for rt in kinds.resources_in(group, version):
@@ -84,7 +91,8 @@ def document_v2() -> dict[str, Any]:
     """/openapi/v2: every kind's definition (kubectl explain --output plaintext-openapiv2,
     older clients)."""
     return {"swagger": "2.0", "info": {"title": "Kubernetes (netemu)", "version": GIT_VERSION},
-            "paths": {}, "definitions": schemas_for(None, "v1", v2=True)}
+            "paths": {}, "definitions": {**schemas_for(None, "v1", v2=True),
+                                         **custom_schemas(kinds.custom_resources(), v2=True)}}
 
 
 def etag(doc: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ with. ``ref`` renders a reference for v3 (``#/components/schemas/``) or v2 (``#/
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from typing import Any, Callable
@@ -201,3 +202,32 @@ def schemas_for(group: str, version: str, v2: bool = False) -> dict[str, Any]:
     for rt in kinds.RESOURCES if group is None else kinds.resources_in(group, version):
         builder.add_kind(rt)
     return builder.schemas
+
+
+def custom_name(rt: ResourceType) -> str:
+    """upstream's definition name of a custom kind: the reversed group, version, kind."""
+    return ".".join([*reversed(rt.group.split(".")), rt.version, rt.kind])
+
+
+def custom_schemas(rts: list[ResourceType], v2: bool = False) -> dict[str, Any]:
+    """The schemas of custom kinds, from their CRDs (never cached: CRDs change), with
+    ObjectMeta for their metadata, as upstream's builder publishes them."""
+    ref = (lambda n: "#/definitions/" + n) if v2 else (lambda n: "#/components/schemas/" + n)
+    builder = Builder(ref, v2)
+    meta_ref = ref(builder.add_model("V1ObjectMeta", "")) if _client() is not None else None
+    for rt in rts:
+        schema = copy.deepcopy(rt.custom.schema) or {"type": "object"}
+        props = schema.setdefault("properties", {})
+        props["apiVersion"] = {"type": "string", "description": API_VERSION_DOC}
+        props["kind"] = {"type": "string", "description": KIND_DOC}
+        if meta_ref is not None:
+            props["metadata"] = {"$ref": meta_ref} if v2 else {"allOf": [{"$ref": meta_ref}]}
+        schema["x-kubernetes-group-version-kind"] = [{"group": rt.group, "kind": rt.kind, "version": rt.version}]
+        builder.schemas[custom_name(rt)] = schema
+    return builder.schemas
+
+
+API_VERSION_DOC = ("APIVersion defines the versioned schema of this representation of an object. Servers should "
+                   "convert recognized schemas to the latest internal value, and may reject unrecognized values.")
+KIND_DOC = ("Kind is a string value representing the REST resource this object represents. Servers may infer "
+            "this from the endpoint the client submits requests to. In CamelCase.")

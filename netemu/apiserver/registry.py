@@ -13,10 +13,11 @@ import datetime as dt
 import random
 from typing import Callable, Mapping
 
-from netemu.api import errors, kinds, meta, strategy
+from netemu.api import custom, errors, kinds, meta, strategy
 from netemu.api.kinds import ResourceType
 from netemu.api.meta import Obj
 from netemu.apiserver import deletion
+from netemu.apiserver.crds import CrdHooks
 from netemu.apiserver.hooks import KindHooks
 from netemu.apiserver.ingressclass import DefaultIngressClass
 from netemu.apiserver.services import ServiceIPs
@@ -74,8 +75,10 @@ def not_found(rt: ResourceType, name: str) -> errors.NotFound:
 
 def default_hooks(store: Store) -> dict[str, KindHooks]:
     """The kinds with hooks, by kind name: Services (ClusterIPs and NodePorts of the default
-    ranges; the control-plane process passes its own ranges), Ingresses (the default class)."""
-    return {"Service": ServiceIPs(store), "Ingress": DefaultIngressClass(store)}
+    ranges; the control-plane process passes its own ranges), Ingresses (the default class),
+    CustomResourceDefinitions (serving their kinds, cleaning up after them)."""
+    return {"Service": ServiceIPs(store), "Ingress": DefaultIngressClass(store),
+            "CustomResourceDefinition": CrdHooks(store)}
 
 
 class Registry:
@@ -87,6 +90,12 @@ class Registry:
         self.store = store
         self.clock = clock
         self.hooks = dict(default_hooks(store) if hooks is None else hooks)
+        for kind_hooks in self.hooks.values():
+            kind_hooks.attach(self)
+
+    def _hooks(self, rt: ResourceType) -> KindHooks | None:
+        """The kind's hooks (custom resources have none: their kind names are the users')."""
+        return self.hooks.get(rt.kind) if rt.custom is None else None
 
     async def start(self) -> None:
         """Rebuild in-memory state (IP and port allocations) from the stored objects."""
@@ -103,6 +112,8 @@ class Registry:
 
     @staticmethod
     def _typed(rt: ResourceType, obj: Obj) -> Obj:
+        if rt.custom is not None:
+            return custom.on_read(rt, obj)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         return obj
 
@@ -144,7 +155,7 @@ class Registry:
         name = _meta(prepared).get("name", "")
         key = rt.key(namespace, name)
         release = None
-        hooks = self.hooks.get(rt.kind)
+        hooks = self._hooks(rt)
         try:
             if hooks is not None:       # a duplicate is 409 AlreadyExists before its IP is 422 taken
                 await self._check_absent(key)
@@ -223,7 +234,7 @@ class Registry:
         gave a resourceVersion precondition (then a race is the caller's Conflict). Without
         ``fields`` the stored managedFields are kept as they are."""
         key = rt.key(namespace, name)
-        hooks = self.hooks.get(rt.kind)
+        hooks = self._hooks(rt)
         for _ in range(MAX_RETRIES):
             old = await self.get(rt, namespace, name)
             old_rv = _rv(old)
@@ -289,6 +300,8 @@ class Registry:
                     return obj, False
                 stored = await self.store.update(rt.key(namespace, name), plan.updated,
                                                  expected_revision=_rv(obj))
+                if self._hooks(rt) is not None:
+                    self._hooks(rt).on_terminating(stored)
                 return self._typed(rt, stored), False
             except errors.Conflict:
                 continue
@@ -299,7 +312,7 @@ class Registry:
             last = await self.store.delete(rt.key(namespace, name), expected_revision=rv)
         except errors.NotFound:
             raise not_found(rt, name) from None
-        hooks = self.hooks.get(rt.kind)
+        hooks = self._hooks(rt)
         if hooks is not None:
             hooks.on_delete(last)
         return self._typed(rt, last)

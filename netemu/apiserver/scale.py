@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from netemu.api import errors
+from netemu.api import custom, errors
 
 
 def selector_string(selector: dict[str, Any] | None) -> str:
@@ -30,8 +30,11 @@ def selector_string(selector: dict[str, Any] | None) -> str:
     return ",".join(parts)
 
 
-def to_scale(obj: dict[str, Any]) -> dict[str, Any]:
+def to_scale(obj: dict[str, Any], paths: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Scale view; ``paths`` is a custom resource's scale subresource (its replicas paths)."""
     meta = obj.get("metadata") or {}
+    if paths is not None:
+        return _custom_scale(obj, meta, paths)
     return {
         "kind": "Scale", "apiVersion": "autoscaling/v1",
         "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
@@ -42,7 +45,24 @@ def to_scale(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def apply_scale(obj: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
+def _custom_scale(obj: dict[str, Any], meta: dict[str, Any], paths: dict[str, Any]) -> dict[str, Any]:
+    """upstream's customresource scale: the replicas at specReplicasPath/statusReplicasPath
+    (0 when unset), the selector string at labelSelectorPath."""
+    spec, _ = custom.get_path(obj, paths.get("specReplicasPath", ""))
+    status, _ = custom.get_path(obj, paths.get("statusReplicasPath", ""))
+    out = {"kind": "Scale", "apiVersion": "autoscaling/v1",
+           "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                        if k in meta},
+           "spec": {"replicas": spec if isinstance(spec, int) else 0},
+           "status": {"replicas": status if isinstance(status, int) else 0}}
+    if paths.get("labelSelectorPath"):
+        selector, found = custom.get_path(obj, paths["labelSelectorPath"])
+        if found and isinstance(selector, str):
+            out["status"]["selector"] = selector
+    return out
+
+
+def apply_scale(obj: dict[str, Any], scale: dict[str, Any], paths: dict[str, Any] | None = None) -> dict[str, Any]:
     """The parent object with the Scale's spec.replicas (and its resourceVersion precondition)."""
     replicas = (scale.get("spec") or {}).get("replicas")
     if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
@@ -50,7 +70,10 @@ def apply_scale(obj: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
         raise errors.invalid("Scale", name, [errors.field_cause(
             "spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")], "autoscaling")
     new = copy.deepcopy(obj)
-    new.setdefault("spec", {})["replicas"] = replicas
+    if paths is not None:
+        custom.set_path(new, paths.get("specReplicasPath", ".spec.replicas"), replicas)
+    else:
+        new.setdefault("spec", {})["replicas"] = replicas
     rv = (scale.get("metadata") or {}).get("resourceVersion")
     if rv:
         new.setdefault("metadata", {})["resourceVersion"] = rv

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any, Callable
 
 from netemu.api.meta import Obj
+from netemu.apiserver import custom_columns
 from netemu.apiserver.scale import selector_string
 
 Column = tuple[str, str, int]          # name, type, priority (1 = only with -o wide)
@@ -307,6 +308,7 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]]
     "RoleBinding": (_BINDING_COLUMNS, _binding),
     "ClusterRoleBinding": (_BINDING_COLUMNS, _binding),
     "Role": _CREATED_AT,
+    "CustomResourceDefinition": _CREATED_AT,
     "ClusterRole": _CREATED_AT,
     "APIService": ([("Service", S, 0), ("Available", S, 0), ("Age", S, 0)], _apiservice),
     "NodeMetrics": ([("CPU", S, 0), ("Memory", S, 0), ("Window", S, 0)],
@@ -339,8 +341,10 @@ def _row_object(obj: Obj, include: str) -> Obj | None:
             "metadata": obj.get("metadata") or {}}
 
 
-def row(kind: str, obj: Obj, now: dt.datetime, include: str = "Metadata") -> Obj:
-    if kind in OWN_NAME_COLUMN:
+def row(kind: str, obj: Obj, now: dt.datetime, include: str = "Metadata", custom: Any = None) -> Obj:
+    if custom is not None:
+        cells = custom_columns.cells(custom, obj, now)
+    elif kind in OWN_NAME_COLUMN:
         cells = OWN_NAME_COLUMN[kind][1](obj, now)
     else:
         cells = [(obj.get("metadata") or {}).get("name", "")] + PRINTERS.get(kind, _DEFAULT)[1](obj, now)
@@ -352,11 +356,13 @@ def row(kind: str, obj: Obj, now: dt.datetime, include: str = "Metadata") -> Obj
 
 
 def table(kind: str, objs: list[Obj], now: dt.datetime, *, resource_version: str = "",
-          continue_token: str = "", include: str = "Metadata", headers: bool = True) -> Obj:
-    """A Table of ``objs``; ``headers`` False leaves out the column definitions (watch events)."""
+          continue_token: str = "", include: str = "Metadata", headers: bool = True, custom: Any = None) -> Obj:
+    """A Table of ``objs``; ``headers`` False leaves out the column definitions (watch events);
+    ``custom`` is a custom resource's CustomInfo (its CRD's printer columns)."""
     meta: Obj = {"resourceVersion": resource_version}
     if continue_token:
         meta["continue"] = continue_token
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
-            "columnDefinitions": column_definitions(kind) if headers else [],
-            "rows": [row(kind, o, now, include) for o in objs]}
+            "columnDefinitions": ((custom_columns.definitions(custom) if custom is not None
+                                   else column_definitions(kind)) if headers else []),
+            "rows": [row(kind, o, now, include, custom) for o in objs]}

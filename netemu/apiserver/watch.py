@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Callable
 
 from aiohttp import web
 
-from netemu.api import errors
+from netemu.api import custom, errors
 from netemu.api.kinds import ResourceType
 from netemu.api.meta import Obj
 from netemu.apiserver import listing, tables
@@ -155,10 +155,11 @@ class _Encoded:
 
     def line(self, rt: ResourceType, kind: str, obj: Obj) -> bytes:
         meta = obj.get("metadata") or {}
-        key = (rt.resource, kind, meta.get("namespace"), meta.get("name"), meta.get("resourceVersion"))
+        key = (rt.group, rt.version, rt.resource, kind, meta.get("namespace"), meta.get("name"),
+               meta.get("resourceVersion"))
         cached = self.lines.get(key)
         if cached is None or not meta.get("resourceVersion"):
-            typed = {**obj, "apiVersion": rt.api_version, "kind": rt.kind}
+            typed = custom.as_served(rt, obj)
             cached = json.dumps({"type": kind, "object": typed}).encode() + b"\n"
             if len(self.lines) >= self.size:
                 self.lines.pop(next(iter(self.lines)))
@@ -178,10 +179,10 @@ class _Writer:
     def render(self, kind: str, obj: Obj) -> bytes:
         if not self.params.as_table or kind not in (ADDED, MODIFIED, DELETED):
             return ENCODED.line(self.rt, kind, obj)
-        obj = {**obj, "apiVersion": self.rt.api_version, "kind": self.rt.kind}
+        obj = custom.as_served(self.rt, obj)
         table = tables.table(self.rt.kind, [obj], dt.datetime.now(dt.timezone.utc),
                              resource_version=(obj.get("metadata") or {}).get("resourceVersion", ""),
-                             include=self.params.include, headers=self.first)
+                             include=self.params.include, headers=self.first, custom=self.rt.custom)
         self.first = False
         return json.dumps({"type": kind, "object": table}).encode() + b"\n"
 

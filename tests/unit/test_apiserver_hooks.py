@@ -72,7 +72,7 @@ def test_services_have_their_ip_hooks_by_default(tmp_path):
     store = open_store(f"sqlite:{tmp_path / 'db'}")
     try:
         reg = Registry(store)
-        assert set(reg.hooks) == {"Service", "Ingress"} and isinstance(reg.hooks["Service"], ServiceIPs)
+        assert set(reg.hooks) == {"Service", "Ingress", "CustomResourceDefinition"} and isinstance(reg.hooks["Service"], ServiceIPs)
         assert isinstance(reg.hooks["Ingress"], DefaultIngressClass)
     finally:
         run(store.close())
