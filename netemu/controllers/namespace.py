@@ -19,7 +19,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from netemu.api import errors
-from netemu.api.kinds import RESOURCES, ResourceType
+from netemu.api.kinds import ResourceType, all_resources
 from netemu.controllers.kube import Obj, is_deleting
 from netemu.controllers.runtime import Controller, rt
 
@@ -41,8 +41,16 @@ _OK = {  # type -> (reason, message) when nothing is wrong (upstream okReasons /
 
 
 def deletable_kinds() -> list[ResourceType]:
-    return [r for r in RESOURCES if r.namespaced and "list" in r.verbs
-            and ("delete" in r.verbs or "deletecollection" in r.verbs)]
+    """Built-in kinds and the custom resources of the CRDs the API server in this process
+    serves (the controller manager runs in the API server's process), one version of each."""
+    out, seen = [], set()
+    for r in all_resources():
+        if (r.group, r.resource) in seen or not (r.namespaced and "list" in r.verbs):
+            continue
+        if "delete" in r.verbs or "deletecollection" in r.verbs:
+            seen.add((r.group, r.resource))
+            out.append(r)
+    return out
 
 
 @dataclass

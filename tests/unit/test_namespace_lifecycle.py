@@ -118,3 +118,47 @@ def test_finalize_checks_names_and_is_put_only(tmp_path):
             out = await c.update(NS, {**ns, "metadata": {"name": "team"}}, subresource="finalize")
             assert out["spec"]["finalizers"] == [] and out["status"]["phase"] == "Active"
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+CRDS = kinds.by_resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+CRD = {"metadata": {"name": "gadgets.nslife.example.com"},
+       "spec": {"group": "nslife.example.com", "scope": "Namespaced",
+                "names": {"plural": "gadgets", "kind": "Gadget"},
+                "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                    "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+def test_the_controller_deletes_custom_resources_too(tmp_path, monkeypatch):
+    monkeypatch.setattr(nsc, "DELETION_GRACE", 0.0)
+    monkeypatch.setattr(nsc, "RETRY", 0.1)
+
+    async def main():
+        async with api_server(tmp_path) as srv:
+            c = srv.client
+            await c.create(CRDS, CRD)
+            gadgets = kinds.by_resource("nslife.example.com", "v1", "gadgets")
+            assert gadgets in nsc.deletable_kinds()
+            await c.create(NS, {"metadata": {"name": "lab"}})
+            await c.create(gadgets, {"apiVersion": "nslife.example.com/v1", "kind": "Gadget",
+                                     "metadata": {"name": "g", "namespace": "lab"}, "size": 3})
+            stop = asyncio.Event()
+            informers = Informers(c)
+            ctrl = nsc.NamespaceController(c, informers, Settings(), None)
+            ctrl.setup()
+            tasks = informers.start(stop) + [asyncio.ensure_future(ctrl.run(stop))]
+            try:
+                await c.delete(NS, "lab")
+                for _ in range(200):
+                    try:
+                        await c.get(NS, "lab")
+                    except errors.NotFound:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("namespace with a custom resource not removed")
+                assert (await c.list(gadgets)).items == []
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                kinds.register_custom(CRD["metadata"]["name"], ())
+    asyncio.run(asyncio.wait_for(main(), 60))
