@@ -342,17 +342,18 @@ class Handlers:
                                     f"{config.get('apiVersion')}, expected: autoscaling/v1 (kind Scale)")
         fm = _field_manager(request, target, apply=True)
         force = _bool(request.query.get("force"))
+        paths = target.rt.custom.scale if target.rt.custom is not None else None
 
         def transform(old: Obj) -> Obj:
-            merged = fm.apply_scale(old, scale.to_scale(old), config, force)
-            new = scale.apply_scale(old, merged)
+            merged = fm.apply_scale(old, scale.to_scale(old, paths), config, force)
+            new = scale.apply_scale(old, merged, paths)
             new.get("metadata", {}).pop("resourceVersion", None)
             return new
         self._check_applied(target, {**config, "apiVersion": target.rt.api_version})
         updated = await self.registry.guaranteed_update(target.rt, target.namespace, target.name, transform,
                                                         precondition=_precondition(config),
                                                         dry_run=_dry_run(request), fields=fm.record)
-        return json_response(scale.to_scale(updated))
+        return json_response(scale.to_scale(updated, paths))
 
     @staticmethod
     def _check_applied(target: Target, config: Obj) -> None:

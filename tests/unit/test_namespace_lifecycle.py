@@ -50,9 +50,30 @@ def test_merge_keeps_transition_time_unless_status_flips():
     assert second["NamespaceDeletionDiscoveryFailure"]["lastTransitionTime"] == "T1"
 
 
-def test_controller_empties_reports_and_removes_the_namespace(tmp_path, monkeypatch):
+@pytest.fixture
+def quick_controller(monkeypatch):
     monkeypatch.setattr(nsc, "DELETION_GRACE", 0.0)
     monkeypatch.setattr(nsc, "RETRY", 0.1)
+
+
+def _start_controller(c, stop: asyncio.Event) -> list:
+    informers = Informers(c)
+    ctrl = nsc.NamespaceController(c, informers, Settings(), None)
+    ctrl.setup()
+    return informers.start(stop) + [asyncio.ensure_future(ctrl.run(stop))]
+
+
+async def _gone(c, name: str, failure: str) -> None:
+    for _ in range(200):
+        try:
+            await c.get(NS, name)
+        except errors.NotFound:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(failure)
+
+
+def test_controller_empties_reports_and_removes_the_namespace(tmp_path, quick_controller):
 
     async def main():
         async with api_server(tmp_path) as srv:
@@ -65,10 +86,7 @@ def test_controller_empties_reports_and_removes_the_namespace(tmp_path, monkeypa
                    "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]}}
             await c.create(PODS, pod)
             stop = asyncio.Event()
-            informers = Informers(c)
-            ctrl = nsc.NamespaceController(c, informers, Settings(), None)
-            ctrl.setup()
-            tasks = informers.start(stop) + [asyncio.ensure_future(ctrl.run(stop))]
+            tasks = _start_controller(c, stop)
             try:
                 await c.delete(NS, "team")
 
@@ -90,14 +108,7 @@ def test_controller_empties_reports_and_removes_the_namespace(tmp_path, monkeypa
                 fin["metadata"]["finalizers"] = []
                 await c.update(CM, fin)
                 await c.delete(PODS, "p", "team", grace_period_seconds=0)       # the kubelet's last word
-                for _ in range(100):
-                    try:
-                        await c.get(NS, "team")
-                    except errors.NotFound:
-                        break
-                    await asyncio.sleep(0.05)
-                else:
-                    raise AssertionError("namespace not removed once empty")
+                await _gone(c, "team", "namespace not removed once empty")
             finally:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -128,9 +139,7 @@ CRD = {"metadata": {"name": "gadgets.nslife.example.com"},
                     "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
 
 
-def test_the_controller_deletes_custom_resources_too(tmp_path, monkeypatch):
-    monkeypatch.setattr(nsc, "DELETION_GRACE", 0.0)
-    monkeypatch.setattr(nsc, "RETRY", 0.1)
+def test_the_controller_deletes_custom_resources_too(tmp_path, quick_controller):
 
     async def main():
         async with api_server(tmp_path) as srv:
@@ -142,20 +151,10 @@ def test_the_controller_deletes_custom_resources_too(tmp_path, monkeypatch):
             await c.create(gadgets, {"apiVersion": "nslife.example.com/v1", "kind": "Gadget",
                                      "metadata": {"name": "g", "namespace": "lab"}, "size": 3})
             stop = asyncio.Event()
-            informers = Informers(c)
-            ctrl = nsc.NamespaceController(c, informers, Settings(), None)
-            ctrl.setup()
-            tasks = informers.start(stop) + [asyncio.ensure_future(ctrl.run(stop))]
+            tasks = _start_controller(c, stop)
             try:
                 await c.delete(NS, "lab")
-                for _ in range(200):
-                    try:
-                        await c.get(NS, "lab")
-                    except errors.NotFound:
-                        break
-                    await asyncio.sleep(0.05)
-                else:
-                    raise AssertionError("namespace with a custom resource not removed")
+                await _gone(c, "lab", "namespace with a custom resource not removed")
                 assert (await c.list(gadgets)).items == []
             finally:
                 stop.set()
