@@ -324,6 +324,8 @@ def validate_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | 
         errs.append(field.invalid("roleRef", new.get("roleRef"), "cannot change roleRef"))
     elif kind == "Node":
         errs += _node_update(old, new)
+    elif kind == "CustomResourceDefinition":
+        errs += validate_crd.validate_update(old, new)
     return errs
 
 

@@ -238,3 +238,18 @@ def mark_terminating(crd: Obj, now: str) -> None:
                        "reason": "InstanceDeletionInProgress", "message": "CustomResource deletion is in progress"})
     status["conditions"] = conditions
     crd["status"] = status
+
+
+def validate_update(old: Obj, new: Obj) -> list[Cause]:
+    """ValidateCustomResourceDefinitionUpdate: the group and scope cannot change, and every
+    version objects may be stored in (status.storedVersions) must stay in spec.versions."""
+    errs = []
+    ospec, nspec = _dict(old.get("spec")), _dict(new.get("spec"))
+    for key in ("group", "scope"):
+        if ospec.get(key) != nspec.get(key):
+            errs.append(field.immutable(f"spec.{key}", nspec.get(key)))
+    names = {ver.get("name") for ver in nspec.get("versions") or [] if isinstance(ver, dict)}
+    for i, stored in enumerate(_dict(new.get("status")).get("storedVersions") or []):
+        if stored not in names:
+            errs.append(field.invalid(f"status.storedVersions[{i}]", stored, "must appear in spec.versions"))
+    return errs

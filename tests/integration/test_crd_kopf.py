@@ -250,6 +250,11 @@ def test_kopf_in_peering_mode_keeps_its_peer_in_a_namespaced_kopf_peering(server
                                 ("KopfPeering", "kopfpeerings", "Namespaced")):
         k("apply", "-f", "-", stdin=PEERING.format(kind=kind, plural=plural, singular=kind.lower(), scope=scope))
         k("wait", "--for", "condition=established", f"crd/{plural}.kopf.dev", "--timeout=10s")
+    k("apply", "-f", "-", stdin="apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata: {name: default}\n")
+    cluster_scoped = get(server, "clusterkopfpeering", "default")
+    assert "namespace" not in cluster_scoped["metadata"] and cluster_scoped["metadata"]["generation"] == 1
+    assert server.k("get", "--raw", "/apis/kopf.dev/v1/namespaces/default/clusterkopfpeerings",
+                    check=False).returncode == 1
     k("create", "namespace", "peered")
     k("apply", "-f", "-", stdin="apiVersion: kopf.dev/v1\nkind: KopfPeering\nmetadata: {name: default, "
                                 "namespace: peered}\n")

@@ -239,3 +239,30 @@ def test_custom_resources_are_stored_under_the_storage_version_and_status_is_a_s
     assert exc.value.status()["message"] == (
         'WebApp.demo.example.com "a" is invalid: spec.replicas: Invalid value: 0: '
         "spec.replicas in body should be greater than or equal to 1")
+
+
+def test_a_crds_group_scope_and_stored_versions_stay():
+    stored = strategy.prepare_create(CRDS, copy.deepcopy(CRD), now=NOW)
+    stored["metadata"]["resourceVersion"] = "3"
+    for mutate, expected in (
+            (lambda c: c["spec"].update(scope="Cluster"), 'spec.scope: Invalid value: "Cluster": field is immutable'),
+            (lambda c: c["spec"].update(versions=[{**c["spec"]["versions"][1], "storage": True}]),
+             'status.storedVersions[0]: Invalid value: "v1": must appear in spec.versions')):
+        changed = copy.deepcopy(stored)
+        mutate(changed)
+        with pytest.raises(errors.Invalid) as exc:
+            strategy.prepare_update(CRDS, stored, changed)
+        assert expected in exc.value.status()["message"]
+    renamed = copy.deepcopy(stored)
+    renamed["spec"]["versions"][1]["storage"], renamed["spec"]["versions"][0]["storage"] = True, False
+    updated = strategy.prepare_update(CRDS, stored, renamed)
+    assert updated["status"]["storedVersions"] == ["v1", "v1beta1"] and updated["metadata"]["generation"] == 2
+
+
+def test_reads_default_old_objects_and_rewrite_only_the_api_version():
+    v1, beta = served_rt()["v1"], served_rt()["v1beta1"]
+    stored = {"apiVersion": "demo.example.com/v1", "kind": "WebApp", "metadata": {"name": "old"},
+              "spec": {"image": "nginx"}}                     # written before replicas had a default
+    assert custom.as_served(v1, stored)["spec"] == {"image": "nginx", "replicas": 1}
+    assert stored["spec"] == {"image": "nginx"}                 # the stored object is not touched
+    assert custom.as_served(beta, stored) == {**stored, "apiVersion": "demo.example.com/v1beta1"}
