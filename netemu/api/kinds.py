@@ -136,6 +136,12 @@ def register_custom(crd_name: str, served: tuple[ResourceType, ...]) -> None:
             _CUSTOM_GVK.setdefault((r.group, r.version, r.kind), r)
 
 
+def clear_custom() -> None:
+    """Serve no CRD (an API server starting over a store registers the CRDs it holds)."""
+    for name in list(_CUSTOM):
+        register_custom(name, ())
+
+
 def custom_resources() -> list[ResourceType]:
     return [r for rts in _CUSTOM.values() for r in rts]
 

@@ -7,14 +7,17 @@ kubeOpenAPIResultToFieldErrors). The messages here are those, word for word, so 
 exactly as a real cluster prints it. Only the structural subset CRDs may use is implemented
 (type, properties, required, enum, bounds, pattern, lengths, items, additionalProperties,
 nullable, x-kubernetes-int-or-string, x-kubernetes-preserve-unknown-fields; allOf/anyOf/oneOf/not
-as value validations); ``format`` and CEL ``x-kubernetes-validations`` are not checked.
+as value validations; the common string formats); CEL ``x-kubernetes-validations`` are not checked.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
 from netemu.api import field
 from netemu.api.field import Cause
@@ -57,6 +60,46 @@ def _go_regex(pattern: str) -> re.Pattern | None:
         return re.compile(pattern)
     except re.error:
         return None
+
+
+def _ip(version: int) -> Callable[[str], bool]:
+    def check(text: str) -> bool:
+        try:
+            return ipaddress.ip_address(text).version == version
+        except ValueError:
+            return False
+    return check
+
+
+def _cidr(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+        return "/" in text
+    except ValueError:
+        return False
+
+
+def _base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+        return True
+    except (binascii.Error, ValueError):
+        return False
+
+
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}"
+                       r"[a-zA-Z0-9])?)*$")
+# the string formats kube-openapi's strfmt registry checks (others, like int32 or password, pass)
+FORMATS: dict[str, Callable[[str], bool]] = {
+    "date-time": lambda t: bool(_DATE_TIME.match(t)),
+    "date": lambda t: bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", t)),
+    "uuid": lambda t: bool(re.fullmatch(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+                                        r"[0-9a-fA-F]{12}", t)),
+    "ipv4": _ip(4), "ipv6": _ip(6), "cidr": _cidr, "byte": _base64,
+    "hostname": lambda t: bool(_HOSTNAME.match(t)),
+    "mac": lambda t: bool(re.fullmatch(r"([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}", t)),
+}
 
 
 def _child(path: str, key: str) -> str:
@@ -138,6 +181,9 @@ def _string(schema: Schema, value: str, name: str, errs: list[Cause]) -> None:
         errs.append(field.too_long(name, schema["maxLength"]))
     if schema.get("minLength") is not None and length < schema["minLength"]:
         errs.append(field.invalid(name, value, f"{name} in body should be at least {schema['minLength']} chars long"))
+    fmt = schema.get("format")
+    if fmt in FORMATS and not FORMATS[fmt](value):
+        errs.append(field.type_invalid(name, value, f'{name} in body must be of type {fmt}: {json.dumps(value)}'))
     pattern = schema.get("pattern")
     if pattern:
         compiled = _go_regex(pattern)
@@ -156,10 +202,25 @@ def _array(schema: Schema, value: list, path: str, name: str, errs: list[Cause])
             if item in seen:
                 errs.append(field.duplicate(f"{path}[{i}]", item))
             seen.append(item)
+    if schema.get("x-kubernetes-list-type") == "map":
+        _map_keys(schema.get("x-kubernetes-list-map-keys") or [], value, path, errs)
     items = schema.get("items")
     if isinstance(items, dict):
         for i, item in enumerate(value):
             _node(items, item, f"{path}[{i}]", errs)
+
+
+def _map_keys(keys: list[str], value: list, path: str, errs: list[Cause]) -> None:
+    """A list-type map: no two items with the same key values (upstream's listtype validation)."""
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            continue
+        key = {k: item[k] for k in keys if k in item}
+        text = json.dumps(key, sort_keys=True, separators=(",", ":"))
+        if text in seen:
+            errs.append(field.duplicate(f"{path}[{i}]", field.GoValue(f"map[string]interface {{}}{text}")))
+        seen.add(text)
 
 
 def _object(schema: Schema, value: dict, path: str, errs: list[Cause]) -> None:

@@ -40,6 +40,7 @@ class CrdHooks(KindHooks):
         self.registry = registry
 
     async def start(self) -> None:
+        kinds.clear_custom()               # what an earlier server in this process served is gone
         listed = await self.store.list(CRDS.key_prefix)
         for crd in listed.items:
             register(crd)

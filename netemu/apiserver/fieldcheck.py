@@ -87,6 +87,14 @@ def unknown_fields(kind: str, obj: dict[str, Any]) -> list[str]:
     return out
 
 
+def unknown_metadata(obj: dict[str, Any]) -> list[str]:
+    """Unknown fields under ``metadata`` (ObjectMeta), for kinds without a python model."""
+    out: list[str] = []
+    if _models() is not None:
+        _walk(obj.get("metadata"), "V1ObjectMeta", "metadata", out)
+    return out
+
+
 def check(kind: str, api_version: str, obj: dict[str, Any], mode: str | None,
           unknown: list[str] | None = None) -> list[str]:
     """Apply ``fieldValidation``: Strict raises 400, Warn returns the warnings, Ignore nothing.

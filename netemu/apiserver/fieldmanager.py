@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from netemu.api import errors, meta
 from netemu.api.kinds import ResourceType
-from netemu.api.managed import entries, typed, updater
+from netemu.api.managed import crd_schema, entries, typed, updater
 from netemu.api.managed import schema as managed_schema
 from netemu.api.managed.fieldpath import FieldSet, path, path_str
 from netemu.api.managed.updater import ManagerKey
@@ -127,7 +127,8 @@ class FieldManager:
                  now: Callable[[], str] = lambda: meta.now_rfc3339()):
         self.rt, self.now = rt, now
         self.subresource = subresource if subresource in ("status", "scale", "ephemeralcontainers") else None
-        self.atom = managed_schema.for_kind(rt.kind)
+        self.atom = (crd_schema.for_custom(rt.custom.schema) if rt.custom is not None
+                     else managed_schema.for_kind(rt.kind))
         self.ignored = _ignored(rt, self.subresource)
         self.manager = manager
         self._applied: tuple[Obj, entries.Managed] | None = None
@@ -142,7 +143,8 @@ class FieldManager:
             return self._finish_apply(old, prepared)
         managed = self._starting_point(old, new)
         key = ManagerKey(self.manager, "Update", self.subresource or "")
-        before = _comparable(old) if old is not None else _empty_object(self.rt.kind)
+        before = _comparable(old) if old is not None else (
+            {"metadata": {}} if self.rt.custom is not None else _empty_object(self.rt.kind))
         try:
             fields, touched = updater.update(before, _comparable(prepared), self.atom, managed.fields, key,
                                              self.ignored)

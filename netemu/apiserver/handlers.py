@@ -32,7 +32,7 @@ def json_response(data: Obj, status: int = 200, warnings: list[str] | None = Non
 def _field_check(request: web.Request, target: Target, obj: Obj) -> list[str]:
     unknown = None
     if target.rt.custom is not None:       # a custom resource's unknown fields: what pruning drops
-        unknown = custom.normalize(target.rt, copy.deepcopy(obj))
+        unknown = fieldcheck.unknown_metadata(obj) + custom.normalize(target.rt, copy.deepcopy(obj))
     return fieldcheck.check(target.rt.kind, target.rt.api_version, obj, request.query.get("fieldValidation"),
                             unknown=unknown)
 

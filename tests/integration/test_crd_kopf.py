@@ -129,6 +129,9 @@ def test_custom_resources_are_validated_defaulted_and_listed_with_printer_column
     assert 'spec.tier: Unsupported value: "middle": supported values: "frontend", "backend"' in enum.stderr
     typo = k("apply", "-f", "-", stdin=webapp("bad", replicass=3), check=False)
     assert 'strict decoding error: unknown field "spec.replicass"' in typo.stderr
+    meta_typo = k("apply", "-f", "-", stdin=webapp("bad").replace("  name: bad", "  name: bad\n  labelz: {}"),
+                  check=False)
+    assert 'unknown field "metadata.labelz"' in meta_typo.stderr
     assert k("get", "wa", "bad", check=False).returncode == 1           # nothing refused was stored
     assert get(server, "wa", "blog")["spec"]["replicas"] == 1           # the schema's default
     table = k("get", "webapps").stdout.splitlines()

@@ -26,6 +26,8 @@ S = {"type": "object", "properties": {"spec": {"type": "object", "required": ["i
     "labels": {"type": "object", "additionalProperties": {"type": "string"}},
     "note": {"type": "string", "nullable": True},
     "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    "since": {"type": "string", "format": "date-time"},
+    "address": {"type": "string", "format": "ipv4"},
 }}}}
 
 
@@ -36,7 +38,8 @@ def messages(obj):
 def test_a_valid_object_has_no_errors():
     assert messages({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a"},
                      "spec": {"image": "nginx:1", "replicas": 3, "ratio": 0.5, "tier": "backend", "port": "http",
-                              "tags": ["a"], "labels": {"a": "b"}, "note": None, "extra": {"any": [1]}}}) == []
+                              "tags": ["a"], "labels": {"a": "b"}, "note": None, "extra": {"any": [1]},
+                              "since": "2026-01-02T03:04:05Z", "address": "10.0.0.1"}}) == []
 
 
 @pytest.mark.parametrize("spec,expected", [
@@ -60,11 +63,24 @@ def test_a_valid_object_has_no_errors():
     ({"image": "nginx", "tags": ["a", "b", "c"]}, "spec.tags: Too many: 3: must have at most 2 items"),
     ({"image": "nginx", "tags": [1]},
      'spec.tags[0]: Invalid value: "integer": spec.tags[0] in body must be of type string: "integer"'),
+    ({"image": "nginx", "since": "yesterday"},
+     'spec.since: Invalid value: "yesterday": spec.since in body must be of type date-time: "yesterday"'),
+    ({"image": "nginx", "address": "10.0.0.300"},
+     'spec.address: Invalid value: "10.0.0.300": spec.address in body must be of type ipv4: "10.0.0.300"'),
     ({"image": "nginx", "labels": {"a": 1}},
      'spec.labels.a: Invalid value: "integer": spec.labels.a in body must be of type string: "integer"'),
 ])
 def test_each_rule_fails_with_upstreams_message(spec, expected):
     assert messages({"spec": spec}) == [expected]
+
+
+def test_list_type_map_items_are_unique_by_their_keys():
+    sch = {"type": "object", "properties": {"ports": {
+        "type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+        "items": {"type": "object", "properties": {"name": {"type": "string"}, "port": {"type": "integer"}}}}}}
+    errs = schema.validate(sch, {"ports": [{"name": "http", "port": 80}, {"name": "http", "port": 8080}]})
+    assert [f"{c['field']}: {c['message']}" for c in errs] == [
+        'ports[1]: Duplicate value: map[string]interface {}{"name":"http"}']
 
 
 def test_int_or_string_takes_both_and_nullable_takes_null():
