@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from netemu.api import field
+from netemu.api import schema as custom_schema
 from netemu.api import validation as v
 from netemu.api.field import Cause
 from netemu.api.meta import Obj
@@ -95,6 +96,10 @@ def validate(crd: Obj) -> list[Cause]:
     elif scope not in SCOPES:
         errs.append(field.not_supported("spec.scope", scope, SCOPES))
     errs += _versions(spec.get("versions"))
+    if spec.get("preserveUnknownFields"):
+        errs.append(field.invalid("spec.preserveUnknownFields", spec["preserveUnknownFields"],
+                                  "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in "
+                                  "spec.versions[*].schema instead"))
     conversion = spec.get("conversion") or {}
     if isinstance(conversion, dict) and conversion.get("strategy") not in (None, "None"):
         errs.append(field.not_supported("spec.conversion.strategy", conversion.get("strategy"), ["None"]))
@@ -155,9 +160,13 @@ def _versions(versions: Any) -> list[Cause]:
     return errs
 
 
-def structural(path: str, schema: Obj, *, root: bool = True) -> list[Cause]:
-    """The structural-schema rules upstream enforces in v1 (a subset: types, items, root)."""
+def structural(path: str, schema: Obj, *, root: bool = True, data: str = "") -> list[Cause]:
+    """The structural-schema rules upstream enforces in v1 (a subset: types, items, root), and
+    every ``default`` valid against its own node (``data``: the field's path in an object)."""
     errs: list[Cause] = []
+    if "default" in schema:
+        errs += [{**c, "field": f"{path}.default"} for c in custom_schema.validate(
+            {k: v for k, v in schema.items() if k != "default"}, schema["default"], data, root=False)]
     typ = schema.get("type")
     int_or_string = schema.get("x-kubernetes-int-or-string")
     preserve = schema.get("x-kubernetes-preserve-unknown-fields")
@@ -181,11 +190,11 @@ def structural(path: str, schema: Obj, *, root: bool = True) -> list[Cause]:
                                     "additionalProperties and properties are mutual exclusive"))
     for key, sub in (schema.get("properties") or {}).items():
         if isinstance(sub, dict):
-            errs += structural(f"{path}.properties[{key}]", sub, root=False)
+            errs += structural(f"{path}.properties[{key}]", sub, root=False, data=f"{data}.{key}" if data else key)
     if isinstance(schema.get("items"), dict):
-        errs += structural(f"{path}.items", schema["items"], root=False)
+        errs += structural(f"{path}.items", schema["items"], root=False, data=f"{data}[0]")
     if isinstance(extra, dict):
-        errs += structural(f"{path}.additionalProperties", extra, root=False)
+        errs += structural(f"{path}.additionalProperties", extra, root=False, data=f"{data}[key]")
     if "$ref" in schema:
         errs.append(field.forbidden(f"{path}.$ref", "$ref is not supported"))
     return errs

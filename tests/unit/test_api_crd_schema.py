@@ -217,6 +217,12 @@ def test_a_crd_is_defaulted_and_established_on_create():
     (lambda c: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].pop("type"),
      "spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: "
      "must not be empty for specified object fields"),
+    (lambda c: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+     ["replicas"].update(default=0),
+     "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[replicas].default: Invalid value: 0: "
+     "spec.replicas in body should be greater than or equal to 1"),
+    (lambda c: c["spec"].update(preserveUnknownFields=True),
+     "spec.preserveUnknownFields: Invalid value: true: cannot set to true"),
     (lambda c: c["spec"]["versions"][0]["subresources"]["scale"].update(specReplicasPath=".replicas"),
      'spec.versions[0].subresources.scale.specReplicasPath: Invalid value: ".replicas": '
      "should be a json path under .spec"),
