@@ -236,6 +236,25 @@ def replica_set(obj: Obj) -> None:
     pod_template(spec.get("template"))
 
 
+def stateful_set(obj: Obj) -> None:
+    """SetDefaults_StatefulSet (apps/v1, v1.32: the PVC retention policy is on by default)."""
+    spec = _d(obj, "spec")
+    spec.setdefault("replicas", 1)
+    spec.setdefault("podManagementPolicy", "OrderedReady")
+    strategy = _d(spec, "updateStrategy")
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        _d(strategy, "rollingUpdate").setdefault("partition", 0)
+    spec.setdefault("revisionHistoryLimit", 10)
+    retention = _d(spec, "persistentVolumeClaimRetentionPolicy")
+    retention.setdefault("whenDeleted", "Retain")
+    retention.setdefault("whenScaled", "Retain")
+    for claim in _items(spec, "volumeClaimTemplates"):
+        claim_spec = _d(claim, "spec")
+        claim_spec.setdefault("volumeMode", "Filesystem")
+    pod_template(spec.get("template"))
+
+
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
@@ -262,6 +281,7 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "EndpointSlice": endpoint_slice,
     "Deployment": deployment,
     "ReplicaSet": replica_set,
+    "StatefulSet": stateful_set,
     "RoleBinding": _binding,
     "ClusterRoleBinding": _binding,
     "CustomResourceDefinition": validate_crd.set_defaults,

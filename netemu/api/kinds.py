@@ -79,6 +79,8 @@ RESOURCES: tuple[ResourceType, ...] = (
                  categories=(_ALL,)),
     ResourceType("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("status", "scale"),
                  categories=(_ALL,)),
+    ResourceType("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), ("status", "scale"),
+                 categories=(_ALL,)),
     ResourceType("coordination.k8s.io", "v1", "Lease", "leases", True),
     ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
                  ("crd", "crds"), ("status",), categories=("api-extensions",),

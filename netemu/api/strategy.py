@@ -21,7 +21,7 @@ from typing import Any, Callable
 from netemu.api import custom, defaults, errors, field, meta, service_update, types, validation as v
 from netemu.api import validate_crd
 from netemu.api import validate_ingress, validate_misc as misc, validate_pod, validate_service
-from netemu.api import validate_workloads as wl
+from netemu.api import validate_statefulset as sts, validate_workloads as wl
 from netemu.api.field import Cause
 from netemu.api.kinds import ResourceType
 from netemu.api.meta import Obj
@@ -35,13 +35,13 @@ VALIDATORS: dict[str, Callable[[Obj], list[Cause]]] = {
     "ReplicaSet": wl.validate_replica_set, "Lease": misc.lease, "Ingress": validate_ingress.ingress,
     "IngressClass": validate_ingress.ingress_class, "Role": misc.role, "RoleBinding": misc.role_binding,
     "ClusterRole": misc.cluster_role, "ClusterRoleBinding": misc.cluster_role_binding,
-    "CustomResourceDefinition": validate_crd.validate,
+    "CustomResourceDefinition": validate_crd.validate, "StatefulSet": sts.validate_stateful_set,
 }
 
 # kinds whose strategy sets metadata.generation (1 on create, +1 per spec change), as upstream
 # 1.32 does: the ones with an observedGeneration or a generation-driven consumer. Services,
 # Pods (until 1.33), Nodes and Namespaces have no generation on a real cluster either.
-GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Ingress", "IngressClass", "EndpointSlice",
+GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "Ingress", "IngressClass", "EndpointSlice",
                               "CustomResourceDefinition"})
 # the part of the object that counts as "spec" for generation (EndpointSlice has no spec)
 _SPEC_KEYS = {"EndpointSlice": ("addressType", "endpoints", "ports")}
@@ -145,6 +145,7 @@ _CREATE_HOOKS: dict[str, Callable[[Obj], None]] = {
     "Service": _reset_status({"loadBalancer": {}}),
     "Deployment": _reset_status({}),
     "ReplicaSet": _reset_status({"replicas": 0}),
+    "StatefulSet": _reset_status({"replicas": 0, "availableReplicas": 0}),
     "Ingress": _reset_status({"loadBalancer": {}}),
     "Namespace": _namespace_create,
     "Secret": _secret_string_data,
@@ -227,7 +228,7 @@ def _status_update(rt: ResourceType, old: Obj, new: Obj) -> Obj:
     else:
         out.pop("status", None)
     nmd, omd = meta.metadata(new), meta.metadata(out)
-    keys = ("annotations",) if rt.kind in ("Deployment", "ReplicaSet") else ("labels", "annotations")
+    keys = ("annotations",) if rt.kind in ("Deployment", "ReplicaSet", "StatefulSet") else ("labels", "annotations")
     for key in keys:
         if nmd.get(key) is not None:
             omd[key] = nmd[key]
@@ -310,6 +311,8 @@ def validate_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | 
         errs += validate_service.validate_update(old, new)
     elif kind in ("Deployment", "ReplicaSet"):
         errs += wl.validate_update(old, new)
+    elif kind == "StatefulSet":
+        errs += sts.validate_update(old, new)
     elif kind == "Pod" and subresource == "ephemeralcontainers":
         errs += validate_pod.ephemeral_update(old, new)
     elif kind == "Pod":

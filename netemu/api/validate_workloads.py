@@ -1,4 +1,4 @@
-"""Deployment and ReplicaSet validation (pkg/apis/apps/validation).
+"""Deployment, ReplicaSet and StatefulSet validation (pkg/apis/apps/validation).
 
 The rule that matters most to users: the selector must select the template's own labels, or the
 controller would create pods it can never count. The selector is immutable in apps/v1.
@@ -16,7 +16,7 @@ from netemu.api.validate_pod import pod_spec
 STRATEGIES = ("Recreate", "RollingUpdate")
 
 
-def _template(spec: dict, kind: str) -> list[Cause]:
+def template_errors(spec: dict, kind: str) -> list[Cause]:
     errs: list[Cause] = []
     sel = spec.get("selector")
     if sel is None:
@@ -41,12 +41,13 @@ def _template(spec: dict, kind: str) -> list[Cause]:
     if restart not in (None, "Always"):
         errs.append(field.not_supported("spec.template.spec.restartPolicy", restart, ("Always",)))
     if (template.get("spec") or {}).get("activeDeadlineSeconds") is not None:
+        owner = "StatefulSet" if kind == "statefulset" else "ReplicaSet"
         errs.append(field.forbidden("spec.template.spec.activeDeadlineSeconds",
-                                    "activeDeadlineSeconds in ReplicaSet is not Supported"))
+                                    f"activeDeadlineSeconds in {owner} is not Supported"))
     return errs
 
 
-def _replicas(spec: dict) -> list[Cause]:
+def replicas_errors(spec: dict) -> list[Cause]:
     errs = v.non_negative("spec.replicas", spec.get("replicas"))
     errs += v.non_negative("spec.minReadySeconds", spec.get("minReadySeconds"))
     return errs
@@ -57,7 +58,7 @@ def validate_replica_set(obj: dict[str, Any]) -> list[Cause]:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return errs + [field.required("spec")]
-    return errs + _replicas(spec) + _template(spec, "replicaset")
+    return errs + replicas_errors(spec) + template_errors(spec, "replicaset")
 
 
 def validate_deployment(obj: dict[str, Any]) -> list[Cause]:
@@ -65,7 +66,7 @@ def validate_deployment(obj: dict[str, Any]) -> list[Cause]:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         return errs + [field.required("spec")]
-    errs += _replicas(spec) + _template(spec, "deployment") + _strategy(spec.get("strategy"))
+    errs += replicas_errors(spec) + template_errors(spec, "deployment") + _strategy(spec.get("strategy"))
     errs += v.non_negative("spec.revisionHistoryLimit", spec.get("revisionHistoryLimit"))
     pds = spec.get("progressDeadlineSeconds")
     if pds is not None:

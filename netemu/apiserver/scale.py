@@ -1,4 +1,4 @@
-"""The ``scale`` subresource (autoscaling/v1 Scale) of deployments and replicasets (pure).
+"""The ``scale`` subresource (autoscaling/v1 Scale) of deployments, replicasets and statefulsets (pure).
 
 ``kubectl scale`` reads and writes this view; the replicas land in the parent's spec, the
 selector is rendered as a label-selector string like upstream does.

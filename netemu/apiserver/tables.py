@@ -124,6 +124,11 @@ def _replicaset(o: Obj, now: dt.datetime) -> list[Any]:
             names, images, _or_none(selector_string(_spec(o).get("selector")))]
 
 
+def _statefulset(o: Obj, now: dt.datetime) -> list[Any]:
+    names, images = _containers(o)
+    return [f"{_status(o).get('readyReplicas', 0)}/{_spec(o).get('replicas', 1)}", age(o, now), names, images]
+
+
 def _terminated_reason(term: Obj) -> str:
     if term.get("reason"):
         return term["reason"]
@@ -284,6 +289,7 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]]
                     ("Containers", S, 1), ("Images", S, 1), ("Selector", S, 1)], _deployment),
     "ReplicaSet": ([("Desired", I, 0), ("Current", I, 0), ("Ready", I, 0), ("Age", S, 0),
                     ("Containers", S, 1), ("Images", S, 1), ("Selector", S, 1)], _replicaset),
+    "StatefulSet": ([("Ready", S, 0), ("Age", S, 0), ("Containers", S, 1), ("Images", S, 1)], _statefulset),
     "Pod": ([("Ready", S, 0), ("Status", S, 0), ("Restarts", S, 0), ("Age", S, 0), ("IP", S, 1),
              ("Node", S, 1), ("Nominated Node", S, 1), ("Readiness Gates", S, 1)], _pod),
     "Node": ([("Status", S, 0), ("Roles", S, 0), ("Age", S, 0), ("Version", S, 0), ("Internal-IP", S, 1),

@@ -54,6 +54,7 @@ LIST_MAPS: dict[tuple[str, str], tuple[str, ...]] = {
     ("DeploymentStatus", "conditions"): ("type",),
     ("ReplicaSetStatus", "conditions"): ("type",),
     ("StatefulSetStatus", "conditions"): ("type",),
+    ("StatefulSetStatus", "conditions"): ("type",),
     ("DaemonSetStatus", "conditions"): ("type",),
     ("PersistentVolumeClaimStatus", "conditions"): ("type",),
 }
