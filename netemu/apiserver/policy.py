@@ -144,6 +144,12 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
         R("get,list,update,watch", "apps,extensions", "replicasets"),
         R("update", "apps,extensions", "replicasets/status"), R("update", "apps,extensions", "replicasets/finalizers"),
         R("create,delete,list,patch,watch", "", "pods"), EVENTS],
+    "system:controller:statefulset-controller": [
+        R("list,watch", "", "pods"), R("get,list,watch", "apps", "statefulsets"),
+        R("update", "apps", "statefulsets/status"), R("update", "apps", "statefulsets/finalizers"),
+        R("get,create,delete,update,patch", "", "pods"),
+        R("get,create,delete,update,patch,list,watch", "apps", "controllerrevisions"),
+        R("get,create,update,delete", "", "persistentvolumeclaims"), EVENTS],
     "system:controller:endpoint-controller": [
         R(READ, "", "pods,services"), R("create,delete,get,list,update,watch", "", "endpoints"),
         R("create", "", "endpoints/restricted"), EVENTS],
@@ -176,6 +182,7 @@ PART_LABELS = {"system:aggregate-to-admin": AGG + "admin", "system:aggregate-to-
 
 # ServiceAccounts in kube-system the controllers run as (upstream's names)
 CONTROLLER_ACCOUNTS = ("clusterrole-aggregation-controller", "deployment-controller", "replicaset-controller",
+                       "statefulset-controller",
                        "endpoint-controller", "endpointslice-controller", "generic-garbage-collector",
                        "namespace-controller", "node-controller", "pod-garbage-collector",
                        "service-account-controller", "service-controller", "root-ca-cert-publisher",

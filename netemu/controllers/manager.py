@@ -30,11 +30,13 @@ from netemu.controllers.replicaset import ReplicaSetController
 from netemu.controllers.runtime import Controller, Informers, rt
 from netemu.controllers.scheduler.loop import Scheduler
 from netemu.controllers.serviceaccount import ServiceAccountController
+from netemu.controllers.statefulset import StatefulSetController
 
 log = logging.getLogger(__name__)
 
 CONTROLLERS: dict[str, Type[Controller]] = {
     "scheduler": Scheduler, "deployment": DeploymentController, "replicaset": ReplicaSetController,
+    "statefulset": StatefulSetController,
     "endpointslice": EndpointSliceController, "nodelifecycle": NodeLifecycleController,
     "namespace": NamespaceController, "garbagecollector": GarbageCollector,
     "serviceaccount": ServiceAccountController, "nodeipam": NodeIpamController,

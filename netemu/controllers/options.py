@@ -8,7 +8,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-ALL_CONTROLLERS = ("scheduler", "deployment", "replicaset", "endpointslice", "nodelifecycle", "namespace",
+ALL_CONTROLLERS = ("scheduler", "deployment", "replicaset", "statefulset", "endpointslice", "nodelifecycle", "namespace",
                    "garbagecollector", "serviceaccount", "nodeipam", "cloud-lb", "podgc")
 
 

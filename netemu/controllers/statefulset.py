@@ -1,0 +1,91 @@
+"""StatefulSet controller loop: reads the caches, asks ``statefulset_plan`` what to do, writes it.
+
+Pods have fixed names, so no expectations are needed (upstream's controller keeps none either):
+a create the cache has not shown yet fails AlreadyExists on the next sync and is ignored; a
+delete of a pod already going is NotFound or a no-op. Status goes through the status subresource.
+"""
+
+from __future__ import annotations
+
+import time
+
+from netemu.api import errors
+from netemu.controllers import statefulset_plan as sp
+from netemu.controllers.events import NORMAL, WARNING
+from netemu.controllers.kube import Obj, controller_ref, name_of, ns_of, uid_of
+from netemu.controllers.replicaset import is_available, status_changed
+from netemu.controllers.runtime import Controller, put_latest, rt, split_key
+
+COMPONENT = "statefulset-controller"
+
+
+class StatefulSetController(Controller):
+    name = "statefulset"
+    service_account = "statefulset-controller"
+    kinds = ("StatefulSet", "Pod")
+
+    def setup(self) -> None:
+        self.cache("StatefulSet").add_handler(self.enqueue_obj, lambda o, n: self.enqueue_obj(n), lambda o: None)
+        self.cache("Pod").add_handler(self._pod_changed, lambda o, n: (self._pod_changed(o), self._pod_changed(n)),
+                                      self._pod_changed)
+
+    def _pod_changed(self, pod: Obj) -> None:
+        ref = controller_ref(pod)
+        if ref and ref.get("kind") == "StatefulSet":
+            self.queue.add(f"{ns_of(pod)}/{ref['name']}")
+
+    async def resync_all(self) -> None:
+        for sts in self.cache("StatefulSet").list():
+            self.enqueue_obj(sts)
+
+    async def sync(self, key: str) -> None:
+        ns, name = split_key(key)
+        sts = self.cache("StatefulSet").get(name, ns)
+        if sts is None:
+            return
+        pods = [p for p in self.cache("Pod").list(ns) if (controller_ref(p) or {}).get("uid") == uid_of(sts)]
+        update = sp.revision_name(sts)
+        current = (sts.get("status") or {}).get("currentRevision") or update
+        step = sp.plan(sts, pods, update)
+        for ordinal in step.create:
+            await self._create(sts, ordinal, sp.create_revision(sts, ordinal, current, update), current, pods)
+        for pod in step.delete:
+            await self._delete(sts, pod)
+        min_ready = int((sts.get("spec") or {}).get("minReadySeconds") or 0)
+        now = time.time()
+        status = sp.status_for(sts, pods, update, lambda p: is_available(p, min_ready, now))
+        if status_changed(sts, status):
+            await put_latest(self.client, rt("StatefulSet"), sts, lambda s: {**s, "status": status},
+                             subresource="status")
+        if min_ready and status["readyReplicas"] != status["availableReplicas"]:
+            self.queue.add_after(key, 1.0)
+
+    async def _create(self, sts: Obj, ordinal: int, revision: str, current: str, pods: list[Obj]) -> None:
+        template = (sts.get("spec") or {}).get("template") or {}
+        if revision != sp.revision_name(sts):     # below the partition: the current revision's spec
+            donor = next((p for p in pods if sp.revision_of(p) == current), None)
+            if donor is None:
+                revision = sp.revision_name(sts)
+            else:
+                template = sp.template_of_pod(donor)
+        pod = sp.pod_for(sts, ordinal, revision, template)
+        try:
+            await self.client.create(rt("Pod"), pod, ns_of(sts))
+        except errors.AlreadyExists:
+            return
+        except errors.StatusError as exc:
+            self.recorder.event(sts, WARNING, "FailedCreate",
+                                f"create Pod {name_of(pod)} in StatefulSet {name_of(sts)} failed error: {exc}",
+                                component=COMPONENT)
+            raise
+        self.recorder.event(sts, NORMAL, "SuccessfulCreate",
+                            f"create Pod {name_of(pod)} in StatefulSet {name_of(sts)} successful", component=COMPONENT)
+
+    async def _delete(self, sts: Obj, pod: Obj) -> None:
+        try:
+            await self.client.delete(rt("Pod"), name_of(pod), ns_of(pod),
+                                     preconditions={"uid": uid_of(pod)})
+        except (errors.NotFound, errors.Conflict):
+            return
+        self.recorder.event(sts, NORMAL, "SuccessfulDelete",
+                            f"delete Pod {name_of(pod)} in StatefulSet {name_of(sts)} successful", component=COMPONENT)
