@@ -5,6 +5,7 @@ through kube-proxy's rules as upstream's do (test/e2e/network/dns.go's behaviour
 - a pod's resolv.conf, seen by `netemu exec` and by a container's own process; `getent hosts`
   of ``web``, ``web.default`` and the full name give the ClusterIP;
 - a headless Service gives its ready pods' IPs and follows the Deployment's scale (a watch);
+- a StatefulSet pod's stable name (db-0.db.default.svc) through its headless Service;
 - SRV for a named port (ClusterIP and headless), pod A records, NXDOMAIN vs NODATA with the
   zone's SOA, UDP and TCP through the ClusterIP;
 - a deleted Service is NXDOMAIN within seconds; deleting one of the two DNS pods during a
@@ -121,6 +122,26 @@ def test_a_headless_service_gives_ready_pods_and_follows_scaling(netemu_cluster,
     c.wait_ready("app=web", 2)
     wait_until("both addresses again", lambda: sorted(query(world["netns"], "web-hl.default.svc.cluster.local")
                                                       .values("A")) == pod_ips(c, "app=web"), 15)
+
+
+def test_a_statefulset_pod_resolves_by_its_stable_name(netemu_cluster, world):
+    """web-0.nginx.default.svc: the headless Service's EndpointSlice names the endpoint by the
+    pod's hostname (spec.subdomain = the Service), and CoreDNS answers it."""
+    c = netemu_cluster
+    c.apply(service("db", "db", clusterIP="None"),
+            {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+             "spec": {"serviceName": "db", "replicas": 1, "selector": {"matchLabels": {"app": "db"}},
+                      "template": {"metadata": {"labels": {"app": "db"}}, "spec": {
+                          "terminationGracePeriodSeconds": 1,
+                          "containers": [{"name": "agnhost", "image": AGNHOST, "args": ["netexec", "--http-port=8080"],
+                                          "ports": [{"name": "http", "containerPort": 8080}]}]}}}})
+    c.wait_ready("app=db", 1)
+    ip = c.get("pod", "db-0")["status"]["podIP"]
+    assert wait_until("db-0.db resolves", lambda: query(world["netns"], "db-0.db.default.svc.cluster.local")
+                      .values("A") == [ip], 15)
+    out = netemu_exec(c, "client", "getent", "hosts", "db-0.db")
+    assert out.returncode == 0 and out.stdout.split()[0] == ip, out
+    c.kubectl("delete", "statefulset", "db", "--wait=false")
 
 
 def test_srv_records_for_named_ports_and_pod_records(netemu_cluster, world):

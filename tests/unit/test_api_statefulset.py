@@ -148,3 +148,10 @@ def test_status_update_keeps_spec():
     new["status"] = {"replicas": 1, "readyReplicas": 1}
     out = strategy.prepare_update(STS, old, new, subresource="status")
     assert out["spec"]["replicas"] == 1 and out["status"]["readyReplicas"] == 1
+
+
+def test_discovery_serves_statefulsets_with_scale_and_status():
+    from netemu.apiserver import discovery
+    apps = {r["name"]: r for r in discovery.api_resource_list("apps", "v1")["resources"]}
+    assert apps["statefulsets"]["shortNames"] == ["sts"] and apps["statefulsets"]["categories"] == ["all"]
+    assert apps["statefulsets/scale"]["kind"] == "Scale" and "statefulsets/status" in apps
