@@ -42,7 +42,7 @@ def test_recorded_rows_match_the_suite_and_the_doc_is_rendered_from_them():
     assert set(recorded.get("iptables", {})) == ids, (
         "iptables has no recorded outcome for: "
         f"{sorted(ids - set(recorded.get('iptables', {})))} (run scripts/service-behaviours as root)")
-    assert results.DOC.read_text() == results.render(known, recorded), \
+    assert results.DOC.read_text() == results.render(known, recorded, results.runs()), \
         "docs/service-behaviours.md is stale: scripts/service-behaviours --render"
 
 
@@ -56,3 +56,18 @@ def test_render_shows_each_outcome_with_its_reason():
     assert "| [sig-network] Services should x | service.go | pass | n/a: upstream skips it |" in text
     assert "| [sig-network] Services should y \\| z | service.go | xfail: issue 18 | not run |" in text
     assert "- iptables: 1 pass, 1 xfail" in text and "- ipvs: 1 n/a, 1 not run" in text
+
+
+def test_a_recorded_run_says_where_it_ran_and_a_later_write_keeps_it(tmp_path):
+    run = {"where": "the lab VM, its vm_subset: 1 of 2 behaviours run", "date": "2026-12-06", "commit": "abc1234"}
+    results.write("ipvs", {"test_a.py::test_x": {"outcome": "pass"}}, tmp_path, run=run)
+    results.write("iptables", {"test_a.py::test_x": {"outcome": "pass"}}, tmp_path)
+    assert results.runs(tmp_path) == {"ipvs": run}
+    results.write("ipvs", {"test_a.py::test_x": {"outcome": "fail", "reason": "r"}}, tmp_path)   # no run given
+    assert results.runs(tmp_path) == {"ipvs": run}
+    assert results.load(tmp_path)["ipvs"] == {"test_a.py::test_x": {"outcome": "fail", "reason": "r"}}
+    known = [results.Behaviour("test_a.py::test_x", "[sig-network] Services should x", "service.go")]
+    text = results.render(known, results.load(tmp_path), results.runs(tmp_path))
+    assert text.endswith("Recorded:\n\n- ipvs: the lab VM, its vm_subset: 1 of 2 behaviours run "
+                         "(date 2026-12-06, commit abc1234)\n")
+    assert "Recorded:" not in results.render(known, results.load(tmp_path))

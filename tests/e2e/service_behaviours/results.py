@@ -77,10 +77,25 @@ def merge(mode: str, new: dict[str, dict], known: list[Behaviour],
     return dict(sorted(merged.items()))
 
 
-def write(mode: str, results: dict[str, dict], results_dir: Path = RESULTS_DIR) -> Path:
+def runs(results_dir: Path = RESULTS_DIR) -> dict[str, dict]:
+    """{mode: its recorded run's description} for the files that carry one (``run``: where,
+    which selection, date, commit), e.g. the lab VM's subset."""
+    out = {}
+    for path in sorted(results_dir.glob("*.json")):
+        run = json.loads(path.read_text()).get("run")
+        if run:
+            out[path.stem] = run
+    return out
+
+
+def write(mode: str, results: dict[str, dict], results_dir: Path = RESULTS_DIR, run: dict | None = None) -> Path:
+    """The mode's file; ``run`` says how it was recorded (kept from the old file when not given)."""
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{mode}.json"
-    path.write_text(json.dumps({"mode": mode, "results": results}, indent=1, sort_keys=True) + "\n")
+    if run is None and path.exists():
+        run = json.loads(path.read_text()).get("run")
+    body = {"mode": mode, **({"run": run} if run else {}), "results": results}
+    path.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
     return path
 
 
@@ -100,8 +115,15 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render(known: list[Behaviour], results: dict[str, dict[str, dict]]) -> str:
-    """The Markdown table, one row per behaviour, one column per recorded mode."""
+def _run_line(mode: str, run: dict) -> str:
+    where = run.get("where", "")
+    when = ", ".join(f"{k} {run[k]}" for k in ("date", "commit") if run.get(k))
+    return f"- {mode}: {where}" + (f" ({when})" if when else "")
+
+
+def render(known: list[Behaviour], results: dict[str, dict[str, dict]], recorded_runs: dict[str, dict] | None = None) -> str:
+    """The Markdown table, one row per behaviour, one column per recorded mode; then how the
+    modes whose files say so were run (e.g. which subset, in the lab VM)."""
     modes = _modes(results)
     lines = [
         "# Upstream Service behaviours on netemu, per proxy mode",
@@ -126,4 +148,11 @@ def render(known: list[Behaviour], results: dict[str, dict[str, dict]]) -> str:
         tally = {o: sum(1 for r in rows if r and r["outcome"] == o) for o in RECORDED}
         counts.append(f"- {m}: " + ", ".join(f"{n} {o}" for o, n in tally.items() if n)
                       + (f", {sum(1 for r in rows if r is None)} not run" if None in rows else ""))
-    return "\n".join(lines + ["", "Totals:", ""] + counts) + "\n"
+    how = [_run_line(m, recorded_runs[m]) for m in modes if (recorded_runs or {}).get(m)]
+    return "\n".join(lines + ["", "Totals:", ""] + counts + (["", "Recorded:", ""] + how if how else [])) + "\n"
+
+
+def write_doc(results_dir: Path = RESULTS_DIR) -> Path:
+    """docs/service-behaviours.md from the suite's inventory and the recorded files."""
+    DOC.write_text(render(inventory(), load(results_dir), runs(results_dir)))
+    return DOC
