@@ -1,24 +1,23 @@
 """The e2e Service checks on a small cluster whose kube-proxy runs the IPVS mode, inside the lab VM
 (`netemu up --proxy-mode ipvs`, 2 workers on Linux bridges: the VM has 2 emulated CPUs and 2 GB;
-nothing starts Open vSwitch in it).
+nothing starts Open vSwitch in it). The cluster is conftest.py's ``ipvs_cluster``, which
+test_ipvs_cluster_behaviours.py goes on to use.
 
 The checks are the iptables cluster's (tests/e2e/test_cluster.py, imported: they run here against
 this module's ``cluster`` and ``web`` fixtures), so both modes answer to the same expectations:
 300 requests from a client pod to the ClusterIP reach every replica and show the client pod's own
-address; pod to pod across nodes; a NodePort from the other node, masqueraded. The VM has no
-kubectl (it comes from the user), so the cluster is driven with netemu's own apply/get, the same
-API calls.
+address; pod to pod across nodes; a NodePort from the other node, masqueraded. kubectl comes
+from the host (scripts/labvm); without it the cluster is driven with netemu's own apply/get, the
+same API calls.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
+import shutil
 import subprocess
 
 import pytest
 
-from netemu.cli.main import main
 from tests.e2e import _cluster as c
 from tests.e2e.test_cluster import (test_clusterip_reaches_every_replica_and_sees_the_pod_ip,  # noqa: F401
                                     test_nodeport_from_another_node, test_pod_to_pod_across_nodes)
@@ -26,46 +25,16 @@ from tests.e2e.test_cluster import (test_clusterip_reaches_every_replica_and_see
 pytestmark = [pytest.mark.labvm, pytest.mark.timeout(1500)]
 
 
-class NetemuCluster(c.Cluster):
-    """The e2e Cluster with ``netemu apply``/``netemu get`` where it would run kubectl, called in
-    this process: a Python start costs seconds in the VM, and the fixtures poll."""
-
-    def kubectl(self, *words: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        verb, *rest = words
-        if verb not in ("get", "apply"):
-            raise NotImplementedError(f"kubectl {verb}: not available in the lab VM")
-        if input is not None:
-            path = self.state_dir / "stdin.yaml"
-            path.write_text(input)
-            rest = [str(path) if w == "-" else w for w in rest]
-        argv = [verb, *rest, "--state-dir", str(self.state_dir)]
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(argv)
-            except SystemExit as exc:
-                code = exc.code
-        proc = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
-        if check and proc.returncode != 0:
-            raise AssertionError(f"netemu {' '.join(words)}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    state = tmp_path_factory.mktemp("lab-ipvs")
-    cl = NetemuCluster(state, 2, c.node_network(3), ("--proxy-mode", "ipvs", "--addons", "none", "--switch", "linuxbridge",
-                                                     "--agent-arg=--heartbeat-interval=2"))
-    try:
-        cl.up()
-        yield cl
-    finally:
-        cl.down()
+def cluster(ipvs_cluster):
+    """The lab's IPVS cluster (conftest.py), shared with test_ipvs_cluster_behaviours.py."""
+    return ipvs_cluster
 
 
 @pytest.fixture(scope="module")
 def web(cluster):
-    """3 replicas of hostnames on one worker, the client pod on the other (test_cluster's shape)."""
+    """3 replicas of hostnames on one worker, the client pod on the other (test_cluster's shape);
+    deleted after this module (the cluster goes on to the Service behaviours) when kubectl is there."""
     replica_node, client_node = cluster.workers()
     out = cluster.kubectl("apply", "-f", "-", input=c.manifest(
         c.deployment("hostnames", 3, nodeSelector={"kubernetes.io/hostname": replica_node}),
@@ -78,7 +47,10 @@ def web(cluster):
     client = c.wait_until("the client pod", lambda: (lambda p: p if c.ready(p) else None)(
         cluster.get("pod", "client")), 300)
     svc = cluster.get("service", "hostnames")
-    return {"pods": pods, "client": client, "ip": svc["spec"]["clusterIP"], "client_node": client_node}
+    yield {"pods": pods, "client": client, "ip": svc["spec"]["clusterIP"], "client_node": client_node}
+    if shutil.which("kubectl"):
+        cluster.kubectl("delete", "deployment/hostnames", "service/hostnames", "service/hostnames-np", "pod/client",
+                        "--grace-period=0", "--force", "--wait=false", check=False)
 
 
 def test_every_node_runs_the_ipvs_mode(cluster, web):
