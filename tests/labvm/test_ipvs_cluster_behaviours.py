@@ -18,8 +18,10 @@ import pytest
 
 from tests.e2e.service_behaviours.fixtures import clients, jig, outside  # noqa: F401 - the suite's fixtures
 from tests.e2e.service_behaviours.test_affinity import (  # noqa: F401
-    test_should_be_able_to_switch_session_affinity_for_service_with_type_clusterip)
-from tests.e2e.service_behaviours.test_endpoints import test_should_serve_a_basic_endpoint_from_pods  # noqa: F401
+    test_should_be_able_to_switch_session_affinity_for_service_with_type_clusterip,
+    test_should_have_session_affinity_work_for_service_with_type_clusterip)
+from tests.e2e.service_behaviours.test_endpoints import (  # noqa: F401
+    test_should_be_rejected_when_no_endpoints_exist, test_should_serve_a_basic_endpoint_from_pods)
 from tests.e2e.service_behaviours.test_terminating import (  # noqa: F401
     test_should_fallback_to_terminating_endpoints_when_there_are_no_ready_endpoints_with_internaltrafficpolicy_cluster)
 from tests.e2e.service_behaviours.test_traffic_policies import test_should_work_for_type_nodeport  # noqa: F401
