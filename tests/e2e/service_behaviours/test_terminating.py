@@ -109,7 +109,7 @@ def test_should_not_be_able_to_connect_to_terminating_and_unready_endpoints_if_p
 
 def _terminating_only(jig, type_: str = "ClusterIP", **spec):
     """One server on node0 (no readiness probe: serving while terminating), deleted; two nodes
-    are enough (the lab VM's IPVS cluster has two)."""
+    are enough (a cluster of two runs it too)."""
     node0, node1 = jig.workers()[:2]
     labels = {"testid": "svc-proxy-terminating"}
     svc = jig.create_service(jig.service("svc-proxy-terminating", labels, type_=type_, **spec))
