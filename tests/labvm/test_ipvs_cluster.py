@@ -13,7 +13,6 @@ same API calls.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -33,8 +32,7 @@ def cluster(ipvs_cluster):
 
 @pytest.fixture(scope="module")
 def web(cluster):
-    """3 replicas of hostnames on one worker, the client pod on the other (test_cluster's shape);
-    deleted after this module (the cluster goes on to the Service behaviours) when kubectl is there."""
+    """3 replicas of hostnames on one worker, the client pod on the other (test_cluster's shape)."""
     replica_node, client_node = cluster.workers()
     out = cluster.kubectl("apply", "-f", "-", input=c.manifest(
         c.deployment("hostnames", 3, nodeSelector={"kubernetes.io/hostname": replica_node}),
@@ -47,10 +45,7 @@ def web(cluster):
     client = c.wait_until("the client pod", lambda: (lambda p: p if c.ready(p) else None)(
         cluster.get("pod", "client")), 300)
     svc = cluster.get("service", "hostnames")
-    yield {"pods": pods, "client": client, "ip": svc["spec"]["clusterIP"], "client_node": client_node}
-    if shutil.which("kubectl"):
-        cluster.kubectl("delete", "deployment/hostnames", "service/hostnames", "service/hostnames-np", "pod/client",
-                        "--grace-period=0", "--force", "--wait=false", check=False)
+    return {"pods": pods, "client": client, "ip": svc["spec"]["clusterIP"], "client_node": client_node}
 
 
 def test_every_node_runs_the_ipvs_mode(cluster, web):
