@@ -255,6 +255,19 @@ def stateful_set(obj: Obj) -> None:
     pod_template(spec.get("template"))
 
 
+def daemon_set(obj: Obj) -> None:
+    """SetDefaults_DaemonSet (apps/v1): RollingUpdate one node at a time, no surge."""
+    spec = _d(obj, "spec")
+    strategy = _d(spec, "updateStrategy")
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        rolling = _d(strategy, "rollingUpdate")
+        rolling.setdefault("maxUnavailable", 1)
+        rolling.setdefault("maxSurge", 0)
+    spec.setdefault("revisionHistoryLimit", 10)
+    pod_template(spec.get("template"))
+
+
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
@@ -282,6 +295,7 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "Deployment": deployment,
     "ReplicaSet": replica_set,
     "StatefulSet": stateful_set,
+    "DaemonSet": daemon_set,
     "RoleBinding": _binding,
     "ClusterRoleBinding": _binding,
     "CustomResourceDefinition": validate_crd.set_defaults,

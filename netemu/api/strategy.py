@@ -32,7 +32,7 @@ VALIDATORS: dict[str, Callable[[Obj], list[Cause]]] = {
     "Service": validate_service.validate, "Endpoints": misc.endpoints, "ConfigMap": misc.config_map,
     "Secret": misc.secret, "ServiceAccount": misc.service_account, "Event": misc.event,
     "EndpointSlice": misc.endpoint_slice, "Deployment": wl.validate_deployment,
-    "ReplicaSet": wl.validate_replica_set, "Lease": misc.lease, "Ingress": validate_ingress.ingress,
+    "ReplicaSet": wl.validate_replica_set, "DaemonSet": wl.validate_daemon_set, "Lease": misc.lease, "Ingress": validate_ingress.ingress,
     "IngressClass": validate_ingress.ingress_class, "Role": misc.role, "RoleBinding": misc.role_binding,
     "ClusterRole": misc.cluster_role, "ClusterRoleBinding": misc.cluster_role_binding,
     "CustomResourceDefinition": validate_crd.validate, "StatefulSet": sts.validate_stateful_set,
@@ -41,7 +41,8 @@ VALIDATORS: dict[str, Callable[[Obj], list[Cause]]] = {
 # kinds whose strategy sets metadata.generation (1 on create, +1 per spec change), as upstream
 # 1.32 does: the ones with an observedGeneration or a generation-driven consumer. Services,
 # Pods (until 1.33), Nodes and Namespaces have no generation on a real cluster either.
-GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "Ingress", "IngressClass", "EndpointSlice",
+GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Ingress", "IngressClass",
+                              "EndpointSlice",
                               "CustomResourceDefinition"})
 # the part of the object that counts as "spec" for generation (EndpointSlice has no spec)
 _SPEC_KEYS = {"EndpointSlice": ("addressType", "endpoints", "ports")}
@@ -146,6 +147,8 @@ _CREATE_HOOKS: dict[str, Callable[[Obj], None]] = {
     "Deployment": _reset_status({}),
     "ReplicaSet": _reset_status({"replicas": 0}),
     "StatefulSet": _reset_status({"replicas": 0, "availableReplicas": 0}),
+    "DaemonSet": _reset_status({"currentNumberScheduled": 0, "numberMisscheduled": 0,
+                                "desiredNumberScheduled": 0, "numberReady": 0}),
     "Ingress": _reset_status({"loadBalancer": {}}),
     "Namespace": _namespace_create,
     "Secret": _secret_string_data,
@@ -228,7 +231,8 @@ def _status_update(rt: ResourceType, old: Obj, new: Obj) -> Obj:
     else:
         out.pop("status", None)
     nmd, omd = meta.metadata(new), meta.metadata(out)
-    keys = ("annotations",) if rt.kind in ("Deployment", "ReplicaSet", "StatefulSet") else ("labels", "annotations")
+    keys = ("annotations",) if rt.kind in ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet") \
+        else ("labels", "annotations")
     for key in keys:
         if nmd.get(key) is not None:
             omd[key] = nmd[key]
@@ -309,7 +313,7 @@ def validate_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | 
     kind = rt.kind
     if kind == "Service":
         errs += validate_service.validate_update(old, new)
-    elif kind in ("Deployment", "ReplicaSet"):
+    elif kind in ("Deployment", "ReplicaSet", "DaemonSet"):
         errs += wl.validate_update(old, new)
     elif kind == "StatefulSet":
         errs += sts.validate_update(old, new)

@@ -1,4 +1,4 @@
-"""Deployment, ReplicaSet and StatefulSet validation (pkg/apis/apps/validation).
+"""Deployment, ReplicaSet, StatefulSet and DaemonSet validation (pkg/apis/apps/validation).
 
 The rule that matters most to users: the selector must select the template's own labels, or the
 controller would create pods it can never count. The selector is immutable in apps/v1.
@@ -75,6 +75,52 @@ def validate_deployment(obj: dict[str, Any]) -> list[Cause]:
         if v.is_int(pds) and v.is_int(mrs) and pds <= mrs:
             errs.append(field.invalid("spec.progressDeadlineSeconds", pds,
                                       "must be greater than minReadySeconds"))
+    return errs
+
+
+DS_STRATEGIES = ("OnDelete", "RollingUpdate")
+
+
+def validate_daemon_set(obj: dict[str, Any]) -> list[Cause]:
+    """ValidateDaemonSetSpec: selector and template as the others, a RollingUpdate|OnDelete
+    updateStrategy, and either maxUnavailable or maxSurge (not both, not neither)."""
+    errs = v.object_meta(obj.get("metadata"), namespaced=True)
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return errs + [field.required("spec")]
+    errs += template_errors(spec, "daemonset")
+    errs += v.non_negative("spec.minReadySeconds", spec.get("minReadySeconds"))
+    errs += v.non_negative("spec.revisionHistoryLimit", spec.get("revisionHistoryLimit"))
+    strategy = spec.get("updateStrategy")
+    if not isinstance(strategy, dict):
+        return errs + [field.required("spec.updateStrategy")]
+    stype = strategy.get("type")
+    errs += v.one_of("spec.updateStrategy.type", stype, DS_STRATEGIES)
+    rolling = strategy.get("rollingUpdate")
+    if stype == "RollingUpdate":
+        if not isinstance(rolling, dict):
+            return errs + [field.required("spec.updateStrategy.rollingUpdate")]
+        errs += _daemon_rolling(rolling)
+    return errs
+
+
+def _daemon_rolling(rolling: dict) -> list[Cause]:
+    """ValidateRollingUpdateDaemonSet: surge and unavailability are exclusive."""
+    p = "spec.updateStrategy.rollingUpdate"
+    errs: list[Cause] = []
+    set_ = {}
+    for name in ("maxUnavailable", "maxSurge"):
+        value = rolling.get(name)
+        set_[name] = value is not None and value != 0     # upstream: Type != Int || IntVal != 0
+        if set_[name]:
+            errs += int_or_percent(f"{p}.{name}", value)
+            if isinstance(value, str) and (_percent(value) or 0) > 100:
+                errs.append(field.invalid(f"{p}.{name}", value, "must not be greater than 100%"))
+    if set_["maxUnavailable"] and set_["maxSurge"]:
+        errs.append(field.invalid(f"{p}.maxSurge", rolling.get("maxSurge"),
+                                  "may not be set when maxUnavailable is non-zero"))
+    elif not set_["maxUnavailable"] and not set_["maxSurge"]:
+        errs.append(field.required(f"{p}.maxUnavailable", "cannot be 0 when maxSurge is 0"))
     return errs
 
 

@@ -150,6 +150,12 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
         R("get,create,delete,update,patch", "", "pods"),
         R("get,create,delete,update,patch,list,watch", "apps", "controllerrevisions"),
         R("get,create,update,delete", "", "persistentvolumeclaims"), EVENTS],
+    "system:controller:daemon-set-controller": [
+        R("get,list,watch", "apps,extensions", "daemonsets"),
+        R("update", "apps,extensions", "daemonsets/status"), R("update", "apps,extensions", "daemonsets/finalizers"),
+        R("list,watch", "", "nodes"), R("create,delete,list,patch,watch", "", "pods"),
+        R("create", "", "pods/binding"),
+        R("create,delete,get,list,patch,update,watch", "apps", "controllerrevisions"), EVENTS],
     "system:controller:endpoint-controller": [
         R(READ, "", "pods,services"), R("create,delete,get,list,update,watch", "", "endpoints"),
         R("create", "", "endpoints/restricted"), EVENTS],
@@ -183,6 +189,7 @@ PART_LABELS = {"system:aggregate-to-admin": AGG + "admin", "system:aggregate-to-
 # ServiceAccounts in kube-system the controllers run as (upstream's names)
 CONTROLLER_ACCOUNTS = ("clusterrole-aggregation-controller", "deployment-controller", "replicaset-controller",
                        "statefulset-controller",
+                       "daemon-set-controller",
                        "endpoint-controller", "endpointslice-controller", "generic-garbage-collector",
                        "namespace-controller", "node-controller", "pod-garbage-collector",
                        "service-account-controller", "service-controller", "root-ca-cert-publisher",

@@ -127,6 +127,13 @@ def _replicaset(o: Obj, now: dt.datetime) -> list[Any]:
 def _statefulset(o: Obj, now: dt.datetime) -> list[Any]:
     names, images = _containers(o)
     return [f"{_status(o).get('readyReplicas', 0)}/{_spec(o).get('replicas', 1)}", age(o, now), names, images]
+def _daemonset(o: Obj, now: dt.datetime) -> list[Any]:
+    st, names, images = _status(o), *_containers(o)
+    node_selector = ((_spec(o).get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+    return [st.get("desiredNumberScheduled", 0), st.get("currentNumberScheduled", 0), st.get("numberReady", 0),
+            st.get("updatedNumberScheduled", 0), st.get("numberAvailable", 0),
+            _or_none(",".join(f"{k}={v}" for k, v in sorted(node_selector.items()))), age(o, now),
+            names, images, _or_none(selector_string(_spec(o).get("selector")))]
 
 
 def _terminated_reason(term: Obj) -> str:
@@ -290,6 +297,9 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]]
     "ReplicaSet": ([("Desired", I, 0), ("Current", I, 0), ("Ready", I, 0), ("Age", S, 0),
                     ("Containers", S, 1), ("Images", S, 1), ("Selector", S, 1)], _replicaset),
     "StatefulSet": ([("Ready", S, 0), ("Age", S, 0), ("Containers", S, 1), ("Images", S, 1)], _statefulset),
+    "DaemonSet": ([("Desired", I, 0), ("Current", I, 0), ("Ready", I, 0), ("Up-to-date", I, 0),
+                   ("Available", I, 0), ("Node Selector", S, 0), ("Age", S, 0), ("Containers", S, 1),
+                   ("Images", S, 1), ("Selector", S, 1)], _daemonset),
     "Pod": ([("Ready", S, 0), ("Status", S, 0), ("Restarts", S, 0), ("Age", S, 0), ("IP", S, 1),
              ("Node", S, 1), ("Nominated Node", S, 1), ("Readiness Gates", S, 1)], _pod),
     "Node": ([("Status", S, 0), ("Roles", S, 0), ("Age", S, 0), ("Version", S, 0), ("Internal-IP", S, 1),
