@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 from netemu.api import errors
 from netemu.client import ApiClient, paths
 from netemu.controllers.cloud import LoadBalancerController
+from netemu.controllers.daemonset import DaemonSetController
 from netemu.controllers.deployment import DeploymentController
 from netemu.controllers.endpoints_loop import EndpointSliceController
 from netemu.controllers.events import Recorder
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 CONTROLLERS: dict[str, Type[Controller]] = {
     "scheduler": Scheduler, "deployment": DeploymentController, "replicaset": ReplicaSetController,
     "statefulset": StatefulSetController,
+    "daemonset": DaemonSetController,
     "endpointslice": EndpointSliceController, "nodelifecycle": NodeLifecycleController,
     "namespace": NamespaceController, "garbagecollector": GarbageCollector,
     "serviceaccount": ServiceAccountController, "nodeipam": NodeIpamController,

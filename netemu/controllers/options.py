@@ -8,8 +8,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-ALL_CONTROLLERS = ("scheduler", "deployment", "replicaset", "statefulset", "endpointslice", "nodelifecycle", "namespace",
-                   "garbagecollector", "serviceaccount", "nodeipam", "cloud-lb", "podgc")
+ALL_CONTROLLERS = ("scheduler", "deployment", "replicaset", "statefulset", "daemonset", "endpointslice",
+                   "nodelifecycle", "namespace", "garbagecollector", "serviceaccount", "nodeipam", "cloud-lb",
+                   "podgc")
 
 
 @dataclass
