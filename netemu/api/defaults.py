@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from netemu.api.meta import Obj
-from netemu.api import validate_crd
+from netemu.api import validate_crd, validate_job
 
 DEFAULT_CLIENT_IP_TIMEOUT = 10800  # v1.DefaultClientIPServiceAffinitySeconds
 
@@ -268,6 +268,11 @@ def daemon_set(obj: Obj) -> None:
     pod_template(spec.get("template"))
 
 
+def _job(obj: Obj) -> None:
+    validate_job.set_defaults(obj)
+    pod_template(obj["spec"].get("template"))
+
+
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
@@ -296,6 +301,7 @@ DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "ReplicaSet": replica_set,
     "StatefulSet": stateful_set,
     "DaemonSet": daemon_set,
+    "Job": _job,
     "RoleBinding": _binding,
     "ClusterRoleBinding": _binding,
     "CustomResourceDefinition": validate_crd.set_defaults,

@@ -82,6 +82,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), ("status", "scale"),
                  categories=(_ALL,)),
     ResourceType("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("status",), categories=(_ALL,)),
+    ResourceType("batch", "v1", "Job", "jobs", True, (), ("status",), categories=(_ALL,)),
     ResourceType("coordination.k8s.io", "v1", "Lease", "leases", True),
     ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
                  ("crd", "crds"), ("status",), categories=("api-extensions",),

@@ -57,6 +57,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Deployment": {"metadata": OBJECT_META, "spec": {"template": POD_TEMPLATE}, "status": CONDITIONS},
     "ReplicaSet": {"metadata": OBJECT_META, "spec": {"template": POD_TEMPLATE}, "status": CONDITIONS},
     "StatefulSet": {"metadata": OBJECT_META, "spec": {"template": POD_TEMPLATE}, "status": CONDITIONS},
+    "Job": {"metadata": OBJECT_META, "spec": {"template": POD_TEMPLATE}, "status": CONDITIONS},
     "DaemonSet": {"metadata": OBJECT_META, "spec": {"template": POD_TEMPLATE}, "status": CONDITIONS},
     "Node": {"metadata": OBJECT_META, "spec": {"podCIDRs": merged(None)},
              "status": {**CONDITIONS, "addresses": merged("type")}},

@@ -19,7 +19,7 @@ import base64
 from typing import Any, Callable
 
 from netemu.api import custom, defaults, errors, field, meta, service_update, types, validation as v
-from netemu.api import validate_crd
+from netemu.api import validate_crd, validate_job
 from netemu.api import validate_ingress, validate_misc as misc, validate_pod, validate_service
 from netemu.api import validate_statefulset as sts, validate_workloads as wl
 from netemu.api.field import Cause
@@ -32,7 +32,8 @@ VALIDATORS: dict[str, Callable[[Obj], list[Cause]]] = {
     "Service": validate_service.validate, "Endpoints": misc.endpoints, "ConfigMap": misc.config_map,
     "Secret": misc.secret, "ServiceAccount": misc.service_account, "Event": misc.event,
     "EndpointSlice": misc.endpoint_slice, "Deployment": wl.validate_deployment,
-    "ReplicaSet": wl.validate_replica_set, "DaemonSet": wl.validate_daemon_set, "Lease": misc.lease, "Ingress": validate_ingress.ingress,
+    "ReplicaSet": wl.validate_replica_set, "DaemonSet": wl.validate_daemon_set,
+    "Job": validate_job.validate, "Lease": misc.lease, "Ingress": validate_ingress.ingress,
     "IngressClass": validate_ingress.ingress_class, "Role": misc.role, "RoleBinding": misc.role_binding,
     "ClusterRole": misc.cluster_role, "ClusterRoleBinding": misc.cluster_role_binding,
     "CustomResourceDefinition": validate_crd.validate, "StatefulSet": sts.validate_stateful_set,
@@ -41,9 +42,8 @@ VALIDATORS: dict[str, Callable[[Obj], list[Cause]]] = {
 # kinds whose strategy sets metadata.generation (1 on create, +1 per spec change), as upstream
 # 1.32 does: the ones with an observedGeneration or a generation-driven consumer. Services,
 # Pods (until 1.33), Nodes and Namespaces have no generation on a real cluster either.
-GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Ingress", "IngressClass",
-                              "EndpointSlice",
-                              "CustomResourceDefinition"})
+GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Ingress",
+                              "IngressClass", "EndpointSlice", "CustomResourceDefinition"})
 # the part of the object that counts as "spec" for generation (EndpointSlice has no spec)
 _SPEC_KEYS = {"EndpointSlice": ("addressType", "endpoints", "ports")}
 
@@ -92,6 +92,8 @@ def prepare_create(rt: ResourceType, obj: Obj, *, now: str) -> Obj:
     _CREATE_HOOKS.get(rt.kind, _nothing)(out)
     md["uid"] = meta.new_uid()
     md["creationTimestamp"] = now
+    if rt.kind == "Job":                # its selector is generated from the uid
+        validate_job.generate_selector(out)
     if rt.kind in GENERATION_KINDS:
         md["generation"] = 1
     else:
@@ -147,6 +149,7 @@ _CREATE_HOOKS: dict[str, Callable[[Obj], None]] = {
     "Deployment": _reset_status({}),
     "ReplicaSet": _reset_status({"replicas": 0}),
     "StatefulSet": _reset_status({"replicas": 0, "availableReplicas": 0}),
+    "Job": _reset_status({}),
     "DaemonSet": _reset_status({"currentNumberScheduled": 0, "numberMisscheduled": 0,
                                 "desiredNumberScheduled": 0, "numberReady": 0}),
     "Ingress": _reset_status({"loadBalancer": {}}),
@@ -317,6 +320,8 @@ def validate_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | 
         errs += wl.validate_update(old, new)
     elif kind == "StatefulSet":
         errs += sts.validate_update(old, new)
+    elif kind == "Job":
+        errs += validate_job.validate_update(old, new)
     elif kind == "Pod" and subresource == "ephemeralcontainers":
         errs += validate_pod.ephemeral_update(old, new)
     elif kind == "Pod":

@@ -67,8 +67,8 @@ def _patch_meta() -> dict[tuple[str, str], patch_schema.ListMeta]:
                "ServiceSpec": {"ports": patch_schema.merged("port")},
                "NodeSpec": {"podCIDRs": patch_schema.merged(None)},
                "NodeStatus": {"addresses": patch_schema.merged("type"), **patch_schema.CONDITIONS}}
-    for status in ("DeploymentStatus", "ReplicaSetStatus", "StatefulSetStatus", "DaemonSetStatus", "NamespaceStatus",
-                   "ServiceStatus"):
+    for status in ("DeploymentStatus", "ReplicaSetStatus", "StatefulSetStatus", "DaemonSetStatus", "JobStatus",
+                   "NamespaceStatus", "ServiceStatus"):
         holders[status] = patch_schema.CONDITIONS
     for type_name, fields in holders.items():
         for name, meta in fields.items():

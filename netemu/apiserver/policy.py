@@ -156,6 +156,10 @@ CLUSTER_ROLES: dict[str, list[Obj]] = {
         R("list,watch", "", "nodes"), R("create,delete,list,patch,watch", "", "pods"),
         R("create", "", "pods/binding"),
         R("create,delete,get,list,patch,update,watch", "apps", "controllerrevisions"), EVENTS],
+    "system:controller:job-controller": [
+        R("get,list,patch,update,watch", "batch", "jobs"), R("update", "batch", "jobs/status"),
+        R("update", "batch", "jobs/finalizers"), R("create,delete,list,patch,watch", "", "pods"), EVENTS],
+    "system:controller:ttl-after-finished-controller": [R("delete,get,list,watch", "batch", "jobs"), EVENTS],
     "system:controller:endpoint-controller": [
         R(READ, "", "pods,services"), R("create,delete,get,list,update,watch", "", "endpoints"),
         R("create", "", "endpoints/restricted"), EVENTS],
@@ -189,7 +193,7 @@ PART_LABELS = {"system:aggregate-to-admin": AGG + "admin", "system:aggregate-to-
 # ServiceAccounts in kube-system the controllers run as (upstream's names)
 CONTROLLER_ACCOUNTS = ("clusterrole-aggregation-controller", "deployment-controller", "replicaset-controller",
                        "statefulset-controller",
-                       "daemon-set-controller",
+                       "daemon-set-controller", "job-controller", "ttl-after-finished-controller",
                        "endpoint-controller", "endpointslice-controller", "generic-garbage-collector",
                        "namespace-controller", "node-controller", "pod-garbage-collector",
                        "service-account-controller", "service-controller", "root-ca-cert-publisher",

@@ -96,6 +96,19 @@ MESSAGES: dict[str, dict[int, Field]] = {
     "DeploymentStatus": {1: F("observedGeneration", "int"), 2: F("replicas", "int"), 3: F("updatedReplicas", "int"),
                          4: F("availableReplicas", "int"), 5: F("unavailableReplicas", "int"),
                          7: F("readyReplicas", "int"), 8: F("collisionCount", "int", ptr=True)},
+    # k8s.io/api/batch/v1 (kubectl create job)
+    "Job": {1: F("metadata", "ObjectMeta"), 2: F("spec", "JobSpec"), 3: F("status", "JobStatus")},
+    "JobSpec": {1: F("parallelism", "int", ptr=True), 2: F("completions", "int", ptr=True),
+                3: F("activeDeadlineSeconds", "int", ptr=True), 4: F("selector", "LabelSelector"),
+                5: F("manualSelector", "bool", ptr=True), 6: F("template", "PodTemplateSpec"),
+                7: F("backoffLimit", "int", ptr=True), 8: F("ttlSecondsAfterFinished", "int", ptr=True),
+                9: F("completionMode", ptr=True), 10: F("suspend", "bool", ptr=True),
+                14: F("podReplacementPolicy", ptr=True)},
+    "JobStatus": {4: F("active", "int"), 5: F("succeeded", "int"), 6: F("failed", "int"),
+                  7: F("completedIndexes"), 8: F("uncountedTerminatedPods", "UncountedTerminatedPods"),
+                  9: F("ready", "int", ptr=True), 10: F("failedIndexes", ptr=True),
+                  11: F("terminating", "int", ptr=True)},
+    "UncountedTerminatedPods": {1: F("succeeded", rep=True), 2: F("failed", rep=True)},
     # k8s.io/api/rbac/v1
     "Role": {1: F("metadata", "ObjectMeta"), 2: F("rules", "PolicyRule", rep=True)},
     "ClusterRole": {1: F("metadata", "ObjectMeta"), 2: F("rules", "PolicyRule", rep=True)},
@@ -142,7 +155,7 @@ MESSAGES: dict[str, dict[int, Field]] = {
 KINDS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "ConfigMap", ("v1", "Secret"): "Secret", ("v1", "Namespace"): "Namespace",
     ("v1", "ServiceAccount"): "ServiceAccount", ("v1", "Service"): "Service",
-    ("apps/v1", "Deployment"): "Deployment",
+    ("apps/v1", "Deployment"): "Deployment", ("batch/v1", "Job"): "Job",
     ("rbac.authorization.k8s.io/v1", "Role"): "Role", ("rbac.authorization.k8s.io/v1", "ClusterRole"): "ClusterRole",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "RoleBinding",
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "ClusterRoleBinding",

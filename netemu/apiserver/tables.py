@@ -136,6 +136,41 @@ def _daemonset(o: Obj, now: dt.datetime) -> list[Any]:
             names, images, _or_none(selector_string(_spec(o).get("selector")))]
 
 
+def _job(o: Obj, now: dt.datetime) -> list[Any]:
+    """printJob: succeeded/completions, how long it ran (or runs), the first telling condition."""
+    st, spec, names, images = _status(o), _spec(o), *_containers(o)
+    if spec.get("completions") is not None:
+        completions = f"{st.get('succeeded', 0)}/{spec['completions']}"
+    elif (spec.get("parallelism") or 0) > 1:
+        completions = f"{st.get('succeeded', 0)}/1 of {spec['parallelism']}"
+    else:
+        completions = f"{st.get('succeeded', 0)}/1"
+    start, end = _parse(st.get("startTime")), _parse(st.get("completionTime"))
+    duration = "" if start is None else human_duration(((end or now) - start).total_seconds())
+    true = {c.get("type") for c in st.get("conditions") or [] if c.get("status") == "True"}
+    if "Complete" in true:
+        status = "Complete"
+    elif "Failed" in true:
+        status = "Failed"
+    elif (o.get("metadata") or {}).get("deletionTimestamp"):
+        status = "Terminating"
+    elif "Suspended" in true:
+        status = "Suspended"
+    elif "FailureTarget" in true:
+        status = "FailureTarget"
+    else:
+        status = "Running"
+    return [status, completions, duration, age(o, now), names, images,
+            _or_none(selector_string(spec.get("selector")))]
+
+
+def _parse(ts: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")) if isinstance(ts, str) else None
+    except ValueError:
+        return None
+
+
 def _terminated_reason(term: Obj) -> str:
     if term.get("reason"):
         return term["reason"]
@@ -297,6 +332,8 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]]
     "ReplicaSet": ([("Desired", I, 0), ("Current", I, 0), ("Ready", I, 0), ("Age", S, 0),
                     ("Containers", S, 1), ("Images", S, 1), ("Selector", S, 1)], _replicaset),
     "StatefulSet": ([("Ready", S, 0), ("Age", S, 0), ("Containers", S, 1), ("Images", S, 1)], _statefulset),
+    "Job": ([("Status", S, 0), ("Completions", S, 0), ("Duration", S, 0), ("Age", S, 0), ("Containers", S, 1),
+             ("Images", S, 1), ("Selector", S, 1)], _job),
     "DaemonSet": ([("Desired", I, 0), ("Current", I, 0), ("Ready", I, 0), ("Up-to-date", I, 0),
                    ("Available", I, 0), ("Node Selector", S, 0), ("Age", S, 0), ("Containers", S, 1),
                    ("Images", S, 1), ("Selector", S, 1)], _daemonset),

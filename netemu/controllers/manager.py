@@ -22,6 +22,7 @@ from netemu.controllers.deployment import DeploymentController
 from netemu.controllers.endpoints_loop import EndpointSliceController
 from netemu.controllers.events import Recorder
 from netemu.controllers.gc import GarbageCollector
+from netemu.controllers.job import JobController
 from netemu.controllers.namespace import NamespaceController
 from netemu.controllers.nodeipam import NodeIpamController
 from netemu.controllers.nodelifecycle import NodeLifecycleController
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 CONTROLLERS: dict[str, Type[Controller]] = {
     "scheduler": Scheduler, "deployment": DeploymentController, "replicaset": ReplicaSetController,
     "statefulset": StatefulSetController,
-    "daemonset": DaemonSetController,
+    "daemonset": DaemonSetController, "job": JobController,
     "endpointslice": EndpointSliceController, "nodelifecycle": NodeLifecycleController,
     "namespace": NamespaceController, "garbagecollector": GarbageCollector,
     "serviceaccount": ServiceAccountController, "nodeipam": NodeIpamController,

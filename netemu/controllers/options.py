@@ -8,8 +8,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-ALL_CONTROLLERS = ("scheduler", "deployment", "replicaset", "statefulset", "daemonset", "endpointslice",
-                   "nodelifecycle", "namespace", "garbagecollector", "serviceaccount", "nodeipam", "cloud-lb",
+ALL_CONTROLLERS = ("scheduler", "deployment", "replicaset", "statefulset", "daemonset", "job",
+                   "endpointslice", "nodelifecycle", "namespace", "garbagecollector", "serviceaccount", "nodeipam", "cloud-lb",
                    "podgc")
 
 

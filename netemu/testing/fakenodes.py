@@ -60,6 +60,27 @@ def running_status(pod: Obj, ip: str, ready: bool, now: float) -> Obj:
                                   for c in (pod.get("spec") or {}).get("containers") or []]}
 
 
+EXIT_CODE_ANNOTATION = "fake.netemu.io/exit-code"
+
+
+def terminated_status(pod: Obj, ip: str, exit_code: int, now: float) -> Obj:
+    """A pod whose containers ran and exited with ``exit_code`` (restartPolicy Never/OnFailure
+    pods the fake kubelet finishes: 0 Succeeded, else Failed; KWOK's pod-complete stage)."""
+    stamp = rfc3339(now)
+    conds = (pod.get("status") or {}).get("conditions") or []
+    for ctype, value in (("PodScheduled", True), ("Initialized", True), ("ContainersReady", False), ("Ready", False)):
+        conds = set_condition(conds, {"type": ctype, "status": "True" if value else "False",
+                                      "reason": "" if value else "PodCompleted"}, stamp)
+    reason = "Completed" if exit_code == 0 else "Error"
+    return {"phase": "Succeeded" if exit_code == 0 else "Failed", "podIP": ip, "podIPs": [{"ip": ip}],
+            "hostIP": "", "startTime": stamp, "conditions": conds,
+            "containerStatuses": [{"name": c.get("name", ""), "ready": False, "restartCount": 0,
+                                   "image": c.get("image", ""), "imageID": "", "started": False,
+                                   "state": {"terminated": {"exitCode": exit_code, "reason": reason,
+                                                            "startedAt": stamp, "finishedAt": stamp}}}
+                                  for c in (pod.get("spec") or {}).get("containers") or []]}
+
+
 class FakeKubelet:
     """Pretend kubelets for a set of nodes, all in one task."""
 
@@ -158,6 +179,14 @@ class FakeKubelet:
         try:
             if is_deleting(pod):
                 await self.client.delete(rt("Pod"), name_of(pod), ns_of(pod), grace_period_seconds=0)
+                return
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                return
+            exit_code = ((pod.get("metadata") or {}).get("annotations") or {}).get(EXIT_CODE_ANNOTATION)
+            if exit_code is not None and (pod.get("spec") or {}).get("restartPolicy") in ("Never", "OnFailure"):
+                status = terminated_status(pod, self._pod_ip(pod), int(exit_code), time.time())
+                await self.client.patch(rt("Pod"), name_of(pod), {"status": status}, ns_of(pod),
+                                        subresource="status")
                 return
             ready = f"{ns_of(pod)}/{name_of(pod)}" not in self.not_ready_pods
             have = condition(pod, "Ready")

@@ -104,3 +104,53 @@ def test_daemonset_one_pod_per_eligible_node_follows_nodes_and_rolls(tmp_path):
             return not [p for p in await c.pods(ns) if p["metadata"]["labels"]["app"] == "agent"]
         await eventually(gone, what="daemon pods collected")
     run(body, tmp_path, nodes)
+
+
+async def _job_condition(c: Cluster, ns: str, name: str, ctype: str):
+    job = await c.client.get(rt("Job"), name, ns)
+    conds = {x["type"]: x for x in (job.get("status") or {}).get("conditions") or [] if x["status"] == "True"}
+    return job if ctype in conds else None
+
+
+def test_jobs_run_to_completion_and_to_backoff_limit(tmp_path):
+    async def body(c: Cluster):
+        ns = await namespace(c, "jobs")
+        # kubectl create job (protobuf body): a pod the fake kubelet finishes with exit code 0
+        rc, out = await c.kubectl("create", "job", "once", "--image=busybox", "-n", ns, "--", "true")
+        assert rc == 0, out
+        job = await c.client.get(rt("Job"), "once", ns)
+        uid = job["metadata"]["uid"]
+        assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+        await c.client.delete(rt("Job"), "once", ns, propagation_policy="Background")
+        exit0 = {"fake.netemu.io/exit-code": "0"}
+        manifest = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "work"},
+                    "spec": {"completions": 3, "parallelism": 2, "ttlSecondsAfterFinished": 3,
+                             "template": {"metadata": {"annotations": exit0}, "spec": {
+                                 "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}
+        await c.client.create(rt("Job"), manifest, ns)
+        job = await eventually(lambda: _job_condition(c, ns, "work", "Complete"), what="work complete")
+        st = job["status"]
+        assert (st["succeeded"], st["active"], st["failed"]) == (3, 0, 0) and st["completionTime"] >= st["startTime"]
+        rc, out = await c.kubectl("get", "job", "work", "-n", ns)
+        assert rc == 0 and out.splitlines()[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], out
+        assert out.splitlines()[1].split()[1:3] == ["Complete", "3/3"], out
+        rc, out = await c.kubectl("wait", "--for=condition=complete", "job/work", "-n", ns, "--timeout=5s")
+        assert rc == 0, out
+        # the backoff limit: every pod fails, two failures exceed backoffLimit 1
+        failing = dict(manifest, metadata={"name": "broken"})
+        failing["spec"] = {"backoffLimit": 1, "template": {"metadata": {"annotations": {"fake.netemu.io/exit-code": "2"}},
+                                                           "spec": manifest["spec"]["template"]["spec"]}}
+        await c.client.create(rt("Job"), failing, ns)
+        job = await eventually(lambda: _job_condition(c, ns, "broken", "Failed"), what="broken failed")
+        failed = next(x for x in job["status"]["conditions"] if x["type"] == "Failed")
+        assert failed["reason"] == "BackoffLimitExceeded" and job["status"]["failed"] == 2, job["status"]
+        pods = [p for p in await c.pods(ns) if p["metadata"]["labels"].get("job-name") == "broken"]
+        assert len(pods) == 2 and {p["status"]["phase"] for p in pods} == {"Failed"}
+        # ttlSecondsAfterFinished: the finished Job and its pods are deleted
+
+        async def work_gone():
+            jobs = {j["metadata"]["name"] for j in (await c.client.list(rt("Job"), ns)).items}
+            pods = [p for p in await c.pods(ns) if p["metadata"]["labels"].get("job-name") == "work"]
+            return "work" not in jobs and not pods
+        await eventually(work_gone, what="work deleted after its TTL")
+    run(body, tmp_path, [node_object("n0")])
