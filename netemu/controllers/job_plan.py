@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from netemu.controllers.kube import Obj, is_deleting, ns_of, owner_ref, parse_time, pod_is_ready
+from netemu.controllers.kube import Obj, is_deleting, parse_time, pod_is_ready
 from netemu.controllers.replicaset import pods_to_delete
 
 BACKOFF_MESSAGE = "Job has reached the specified backoff limit"
@@ -153,13 +153,3 @@ def _status(old: Obj, start: str | None, active: list[Obj], deleting: list[Obj],
     if conditions:
         status["conditions"] = conditions
     return status
-
-
-def pod_from_template(job: Obj, name: str) -> Obj:
-    template = (job.get("spec") or {}).get("template") or {}
-    tmeta = template.get("metadata") or {}
-    metadata: Obj = {"name": name, "namespace": ns_of(job), "labels": dict(tmeta.get("labels") or {}),
-                     "ownerReferences": [owner_ref(job)]}
-    if tmeta.get("annotations"):
-        metadata["annotations"] = dict(tmeta["annotations"])
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": dict(template.get("spec") or {})}
