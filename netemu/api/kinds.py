@@ -83,6 +83,7 @@ RESOURCES: tuple[ResourceType, ...] = (
                  categories=(_ALL,)),
     ResourceType("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("status",), categories=(_ALL,)),
     ResourceType("batch", "v1", "Job", "jobs", True, (), ("status",), categories=(_ALL,)),
+    ResourceType("apps", "v1", "ControllerRevision", "controllerrevisions", True),
     ResourceType("coordination.k8s.io", "v1", "Lease", "leases", True),
     ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
                  ("crd", "crds"), ("status",), categories=("api-extensions",),

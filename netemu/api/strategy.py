@@ -37,6 +37,7 @@ VALIDATORS: dict[str, Callable[[Obj], list[Cause]]] = {
     "IngressClass": validate_ingress.ingress_class, "Role": misc.role, "RoleBinding": misc.role_binding,
     "ClusterRole": misc.cluster_role, "ClusterRoleBinding": misc.cluster_role_binding,
     "CustomResourceDefinition": validate_crd.validate, "StatefulSet": sts.validate_stateful_set,
+    "ControllerRevision": sts.validate_controller_revision,
 }
 
 # kinds whose strategy sets metadata.generation (1 on create, +1 per spec change), as upstream
@@ -322,6 +323,8 @@ def validate_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | 
         errs += sts.validate_update(old, new)
     elif kind == "Job":
         errs += validate_job.validate_update(old, new)
+    elif kind == "ControllerRevision":
+        errs += sts.validate_revision_update(old, new)
     elif kind == "Pod" and subresource == "ephemeralcontainers":
         errs += validate_pod.ephemeral_update(old, new)
     elif kind == "Pod":

@@ -92,6 +92,19 @@ def _claim_templates(claims: Any) -> list[Cause]:
     return errs
 
 
+def validate_controller_revision(obj: dict[str, Any]) -> list[Cause]:
+    """ValidateControllerRevision: data required, revision non-negative."""
+    errs = v.object_meta(obj.get("metadata"), namespaced=True)
+    if obj.get("data") is None:
+        errs.append(field.required("data"))
+    return errs + v.non_negative("revision", obj.get("revision"))
+
+
+def validate_revision_update(old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
+    """A revision's data never changes (only its revision number may be bumped)."""
+    return [field.immutable("data", new.get("data"))] if old.get("data") != new.get("data") else []
+
+
 def validate_update(old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
     """Only the MUTABLE spec fields may change (upstream ValidateStatefulSetUpdate)."""
     o, n = old.get("spec") or {}, new.get("spec") or {}

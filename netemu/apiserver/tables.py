@@ -127,6 +127,8 @@ def _replicaset(o: Obj, now: dt.datetime) -> list[Any]:
 def _statefulset(o: Obj, now: dt.datetime) -> list[Any]:
     names, images = _containers(o)
     return [f"{_status(o).get('readyReplicas', 0)}/{_spec(o).get('replicas', 1)}", age(o, now), names, images]
+
+
 def _daemonset(o: Obj, now: dt.datetime) -> list[Any]:
     st, names, images = _status(o), *_containers(o)
     node_selector = ((_spec(o).get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
@@ -169,6 +171,16 @@ def _parse(ts: Any) -> dt.datetime | None:
         return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")) if isinstance(ts, str) else None
     except ValueError:
         return None
+
+
+def _controller_revision(o: Obj, now: dt.datetime) -> list[Any]:
+    ref = next((r for r in (o.get("metadata") or {}).get("ownerReferences") or [] if r.get("controller")), None)
+    owner = "<none>"
+    if ref:
+        group = ref.get("apiVersion", "").split("/")[0] if "/" in ref.get("apiVersion", "") else ""
+        owner = f"{ref.get('kind', '').lower()}.{group}/{ref.get('name')}" if group else \
+            f"{ref.get('kind', '').lower()}/{ref.get('name')}"
+    return [owner, o.get("revision", 0), age(o, now)]
 
 
 def _terminated_reason(term: Obj) -> str:
@@ -337,6 +349,7 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, dt.datetime], list[Any]]]
     "DaemonSet": ([("Desired", I, 0), ("Current", I, 0), ("Ready", I, 0), ("Up-to-date", I, 0),
                    ("Available", I, 0), ("Node Selector", S, 0), ("Age", S, 0), ("Containers", S, 1),
                    ("Images", S, 1), ("Selector", S, 1)], _daemonset),
+    "ControllerRevision": ([("Controller", S, 0), ("Revision", I, 0), ("Age", S, 0)], _controller_revision),
     "Pod": ([("Ready", S, 0), ("Status", S, 0), ("Restarts", S, 0), ("Age", S, 0), ("IP", S, 1),
              ("Node", S, 1), ("Nominated Node", S, 1), ("Readiness Gates", S, 1)], _pod),
     "Node": ([("Status", S, 0), ("Roles", S, 0), ("Age", S, 0), ("Version", S, 0), ("Internal-IP", S, 1),

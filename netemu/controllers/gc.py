@@ -20,8 +20,8 @@ from netemu.controllers.runtime import Controller, rt
 
 FOREGROUND, ORPHAN = "foregroundDeletion", "orphan"
 # kinds whose objects own or are owned in this cluster (Events are left to their TTL)
-WATCHED = ("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Pod", "Service", "EndpointSlice",
-           "Secret", "ConfigMap", "ServiceAccount", "Lease", "Node", "Endpoints")
+WATCHED = ("Deployment", "ReplicaSet", "StatefulSet", "ControllerRevision", "DaemonSet", "Job", "Pod", "Service",
+           "EndpointSlice", "Secret", "ConfigMap", "ServiceAccount", "Lease", "Node", "Endpoints")
 
 
 def owners(obj: Obj) -> list[Obj]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from netemu.api import errors
-from netemu.controllers import statefulset_plan as sp
+from netemu.controllers import statefulset_history as sh, statefulset_plan as sp
 from netemu.controllers.events import NORMAL, WARNING
 from netemu.controllers.kube import Obj, controller_ref, name_of, ns_of, uid_of
 from netemu.controllers.replicaset import is_available, status_changed
@@ -22,7 +22,7 @@ COMPONENT = "statefulset-controller"
 class StatefulSetController(Controller):
     name = "statefulset"
     service_account = "statefulset-controller"
-    kinds = ("StatefulSet", "Pod")
+    kinds = ("StatefulSet", "Pod", "ControllerRevision")
 
     def setup(self) -> None:
         self.cache("StatefulSet").add_handler(self.enqueue_obj, lambda o, n: self.enqueue_obj(n), lambda o: None)
@@ -46,9 +46,12 @@ class StatefulSetController(Controller):
         pods = [p for p in self.cache("Pod").list(ns) if (controller_ref(p) or {}).get("uid") == uid_of(sts)]
         update = sp.revision_name(sts)
         current = (sts.get("status") or {}).get("currentRevision") or update
+        revisions = sh.owned(sts, self.cache("ControllerRevision").list(ns))
+        await self._history(sts, revisions, pods, current)
         step = sp.plan(sts, pods, update)
         for ordinal in step.create:
-            await self._create(sts, ordinal, sp.create_revision(sts, ordinal, current, update), current, pods)
+            await self._create(sts, ordinal, sp.create_revision(sts, ordinal, current, update), current, pods,
+                               revisions)
         for pod in step.delete:
             await self._delete(sts, pod)
         min_ready = int((sts.get("spec") or {}).get("minReadySeconds") or 0)
@@ -60,14 +63,35 @@ class StatefulSetController(Controller):
         if min_ready and status["readyReplicas"] != status["availableReplicas"]:
             self.queue.add_after(key, 1.0)
 
-    async def _create(self, sts: Obj, ordinal: int, revision: str, current: str, pods: list[Obj]) -> None:
+    async def _history(self, sts: Obj, revisions: list[Obj], pods: list[Obj], current: str) -> None:
+        """Keep the ControllerRevisions (``kubectl rollout history/undo sts``) in step."""
+        step = sh.plan_history(sts, revisions, pods, current)
+        kind = rt("ControllerRevision")
+        try:
+            if step.create is not None:
+                await self.client.create(kind, step.create, ns_of(sts))
+            if step.renumber is not None:
+                await self.client.update(kind, step.renumber)
+        except (errors.AlreadyExists, errors.Conflict, errors.NotFound):
+            pass                                   # the cache was behind: the next sync sees it
+        for old in step.delete:
+            try:
+                await self.client.delete(kind, name_of(old), ns_of(sts))
+            except errors.NotFound:
+                pass
+
+    async def _create(self, sts: Obj, ordinal: int, revision: str, current: str, pods: list[Obj],
+                      revisions: list[Obj]) -> None:
         template = (sts.get("spec") or {}).get("template") or {}
         if revision != sp.revision_name(sts):     # below the partition: the current revision's spec
+            stored = next((r for r in revisions if name_of(r) == current), None)
             donor = next((p for p in pods if sp.revision_of(p) == current), None)
-            if donor is None:
-                revision = sp.revision_name(sts)
-            else:
+            if stored is not None:
+                template = sh.template_of(stored)
+            elif donor is not None:
                 template = sp.template_of_pod(donor)
+            else:
+                revision = sp.revision_name(sts)
         pod = sp.pod_for(sts, ordinal, revision, template)
         try:
             await self.client.create(rt("Pod"), pod, ns_of(sts))

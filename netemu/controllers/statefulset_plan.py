@@ -12,8 +12,9 @@ each a stable name (web-0.nginx.default.svc.cluster.local). ``plan`` says what o
 - OnDelete: pods change revision only when the user deletes them.
 
 Revisions are a hash of the pod template (upstream hashes the ControllerRevision's data the
-same way). netemu stores no ControllerRevision objects: a pod below the partition that must be
-recreated takes the current revision's spec from a live pod of that revision, else the new one.
+same way); ``statefulset_history`` keeps the ControllerRevision objects. A pod below the
+partition that must be recreated gets the current revision's template from its
+ControllerRevision (or a live pod of that revision if it was deleted).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """StatefulSets in a real ``netemu apiserver`` with its controllers, nodes from the fake kubelet
 (netemu.testing.fakenodes), driven with real kubectl: ordered creation, scaling, a deleted pod
-coming back under its name, rolling update order, ``kubectl rollout status`` and the headless
+coming back under its name, rolling update order, ``kubectl rollout status/history/undo`` and the headless
 Service's EndpointSlice hostnames that give web-0.nginx.<ns>.svc its DNS name."""
 
 from __future__ import annotations
@@ -132,6 +132,18 @@ def test_statefulset_lifecycle_with_kubectl(tmp_path):
         assert st["currentRevision"] == st["updateRevision"] and st["updatedReplicas"] == st["readyReplicas"] == 2
         assert st["observedGeneration"] == sts["metadata"]["generation"]
 
+        # the history is ControllerRevisions: kubectl rollout history and undo work on them
+        rc, out = await c.kubectl("rollout", "history", "sts/web", "-n", ns)
+        assert rc == 0 and [line.split()[0] for line in out.splitlines()[2:] if line.strip()] == ["1", "2"], out
+        rc, out = await c.kubectl("rollout", "undo", "sts/web", "-n", ns)
+        assert rc == 0, out
+        rc, out = await c.kubectl("rollout", "status", "sts/web", "-n", ns, "--timeout=60s")
+        assert rc == 0 and "partitioned roll out complete: 2 new pods have been updated" in out, out
+        live = await _live(c, ns)
+        assert {p["spec"]["containers"][0]["image"] for p in live.values()} == {"nginx:1"}
+        revs = {r["metadata"]["name"]: r["revision"] for r in (await c.client.list(rt("ControllerRevision"), ns)).items}
+        assert sorted(revs.values()) == [2, 3] and revs[st["currentRevision"]] == 2, revs
+
         # an immutable field is refused with upstream's message
         rc, out = await c.kubectl("patch", "sts/web", "-n", ns, "-p", json.dumps({"spec": {"serviceName": "x"}}))
         assert rc != 0 and "updates to statefulset spec for fields other than 'replicas'" in out, out
@@ -139,4 +151,8 @@ def test_statefulset_lifecycle_with_kubectl(tmp_path):
         # deleting the set removes its pods (garbage collector)
         await c.client.delete(rt("StatefulSet"), "web", ns)
         await eventually(lambda: _names(c, ns, set(), ready=False), what="pods collected")
+
+        async def revisions_gone():
+            return not (await c.client.list(rt("ControllerRevision"), ns)).items
+        await eventually(revisions_gone, what="ControllerRevisions collected")
     run(body, tmp_path, nodes)

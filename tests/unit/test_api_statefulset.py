@@ -155,3 +155,17 @@ def test_discovery_serves_statefulsets_with_scale_and_status():
     apps = {r["name"]: r for r in discovery.api_resource_list("apps", "v1")["resources"]}
     assert apps["statefulsets"]["shortNames"] == ["sts"] and apps["statefulsets"]["categories"] == ["all"]
     assert apps["statefulsets/scale"]["kind"] == "Scale" and "statefulsets/status" in apps
+
+
+def test_controller_revision_data_is_immutable():
+    cr = kinds.by_kind_name("ControllerRevision")
+    obj = {"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": {"name": "web-1", "namespace": "d"},
+           "data": {"spec": {}}, "revision": 1}
+    old = strategy.prepare_create(cr, obj, now=NOW)
+    old["metadata"]["resourceVersion"] = "3"
+    bumped = strategy.prepare_update(cr, old, {**copy.deepcopy(old), "revision": 4})
+    assert bumped["revision"] == 4
+    with pytest.raises(errors.Invalid):
+        strategy.prepare_update(cr, old, {**copy.deepcopy(old), "data": {"spec": {"x": 1}}})
+    with pytest.raises(errors.Invalid):
+        strategy.prepare_create(cr, {**obj, "revision": -1}, now=NOW)

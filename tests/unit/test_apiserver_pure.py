@@ -81,7 +81,7 @@ def test_openapi_names_field_validation_for_every_patchable_kind():
     doc = openapi.document("apps", "v1")
     patches = [p["patch"] for p in doc["paths"].values() if "patch" in p]
     kinds_seen = {p["x-kubernetes-group-version-kind"]["kind"] for p in patches}
-    assert kinds_seen == {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"}
+    assert kinds_seen == {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "ControllerRevision"}
     assert all(any(q["name"] == "fieldValidation" for q in p["parameters"]) for p in patches)
     assert openapi.document("apps", "v9") is None
 

@@ -126,3 +126,34 @@ def test_template_of_pod_round_trips_to_the_same_pod():
     again = sp.pod_for(s, 1, sp.revision_of(p), sp.template_of_pod(p))
     assert again["spec"] == {k: v for k, v in p["spec"].items() if k != "nodeName"}
     assert again["metadata"]["labels"] == p["metadata"]["labels"]
+
+
+def _revisions(*sets):
+    from netemu.controllers import statefulset_history as sh
+    return [sh.new_revision(s, i + 1) for i, s in enumerate(sets)]
+
+
+def test_history_creates_renumbers_and_truncates():
+    from netemu.controllers import statefulset_history as sh
+    v1, v2 = sts(), sts(image="nginx:2")
+    first = sh.plan_history(v1, [], [], sp.revision_name(v1))
+    assert first.create["metadata"]["name"] == sp.revision_name(v1) and first.create["revision"] == 1
+    assert first.create["data"]["spec"]["template"]["$patch"] == "replace"
+    assert sh.template_of(first.create) == v1["spec"]["template"]
+    assert first.create["metadata"]["labels"][sp.REVISION_LABEL] == sp.revision_name(v1)
+    # back to v1 after v2: v1's object becomes revision 3, nothing new is made
+    back = sh.plan_history(v1, _revisions(v1, v2), [], sp.revision_name(v2))
+    assert back.create is None and back.renumber["revision"] == 3
+    # limit 1: of the old revisions no pod uses, only the newest stays
+    v3 = sts(image="nginx:3", revisionHistoryLimit=1)
+    revs = _revisions(v1, v2, sts(image="nginx:4"))
+    cut = sh.plan_history(v3, revs, [pod(v2, 0)], sp.revision_name(v3))
+    assert names(cut.delete) == [sp.revision_name(v1)]     # v2 is in use by a pod, v4 is newest
+
+
+def test_revision_ownership():
+    from netemu.controllers import statefulset_history as sh
+    s = sts()
+    mine = sh.new_revision(s, 1)
+    other = sh.new_revision({**s, "metadata": {**s["metadata"], "uid": "u-2"}}, 1)
+    assert sh.owned(s, [mine, other]) == [mine]
