@@ -53,6 +53,34 @@ def generate_selector(job: dict[str, Any]) -> None:
     _d(selector, "matchLabels").setdefault(UID_LABEL, md.get("uid", ""))
 
 
+def without_generated(job: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a created Job without what generate_selector added: upstream's field manager
+    records a create before the strategy runs, so no manager owns the generated selector and
+    labels (a later server-side apply that leaves them out must not remove them)."""
+    spec = job.get("spec") if isinstance(job.get("spec"), dict) else None
+    if spec is None or spec.get("manualSelector") is True:
+        return job
+    md = job.get("metadata") or {}
+    generated = {LEGACY_NAME_LABEL: md.get("name"), NAME_LABEL: md.get("name"),
+                 LEGACY_UID_LABEL: md.get("uid"), UID_LABEL: md.get("uid")}
+    template = dict(spec.get("template") or {})
+    tmeta = dict(template.get("metadata") or {})
+    labels = {k: val for k, val in (tmeta.get("labels") or {}).items() if generated.get(k) != val}
+    tmeta["labels"] = labels
+    if not labels:
+        tmeta.pop("labels")
+    template["metadata"] = tmeta
+    selector = dict(spec.get("selector") or {})
+    match = {k: val for k, val in (selector.get("matchLabels") or {}).items() if generated.get(k) != val}
+    selector["matchLabels"] = match
+    if not match:
+        selector.pop("matchLabels")
+    out_spec = {**spec, "template": template, "selector": selector}
+    if not selector:
+        out_spec.pop("selector")
+    return {**job, "spec": out_spec}
+
+
 def validate(job: dict[str, Any]) -> list[Cause]:
     errs = v.object_meta(job.get("metadata"), namespaced=True)
     spec = job.get("spec")

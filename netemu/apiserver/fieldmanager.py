@@ -17,7 +17,7 @@ import logging
 import unicodedata
 from typing import Any, Callable
 
-from netemu.api import errors, meta
+from netemu.api import errors, meta, validate_job
 from netemu.api.kinds import ResourceType
 from netemu.api.managed import crd_schema, entries, typed, updater
 from netemu.api.managed import schema as managed_schema
@@ -145,8 +145,9 @@ class FieldManager:
         key = ManagerKey(self.manager, "Update", self.subresource or "")
         before = _comparable(old) if old is not None else (
             {"metadata": {}} if self.rt.custom is not None else _empty_object(self.rt.kind))
+        after = validate_job.without_generated(prepared) if old is None and self.rt.kind == "Job" else prepared
         try:
-            fields, touched = updater.update(before, _comparable(prepared), self.atom, managed.fields, key,
+            fields, touched = updater.update(before, _comparable(after), self.atom, managed.fields, key,
                                              self.ignored)
         except typed.TypedError as exc:        # upstream UpdateNoErrors: never fail a write for this
             log.warning("managedFields of %s not updated: %s", self.rt.kind, exc)

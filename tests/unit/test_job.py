@@ -162,3 +162,17 @@ def test_suspend_deletes_running_pods():
     j = create(job(suspend=True))
     d = jp.decide(j, [pod("a")], T0)
     assert d.create == 0 and len(d.delete) == 1 and d.status["conditions"][0]["type"] == "Suspended"
+
+
+def test_generated_selector_and_labels_owned_by_no_manager_after_create():
+    """Upstream records a create's managedFields before generateSelector runs, so a later
+    server-side apply without a selector (kubectl's client-side -> server-side migration)
+    keeps it instead of removing it and failing with spec.selector: Required value."""
+    from netemu.apiserver.fieldmanager import FieldManager
+    sent = job()
+    prepared = create(sent)
+    FieldManager(RT, "kubectl-client-side-apply").record(None, sent, prepared)
+    owned = prepared["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]
+    assert "f:selector" not in owned and "f:parallelism" in owned
+    assert "f:metadata" not in owned["f:template"]
+    assert prepared["spec"]["selector"]["matchLabels"]       # the object itself keeps them
