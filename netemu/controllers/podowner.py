@@ -1,4 +1,4 @@
-"""The part every pod-owning controller shares (DaemonSet, Job): watch the owner kind and its
+"""The part every pod-owning controller shares (ReplicaSet, DaemonSet, Job): watch the owner kind and its
 pods, hold back while its own creates and deletes are not yet in the cache (expectations), and
 create or delete pods with upstream's SuccessfulCreate/FailedCreate/SuccessfulDelete Events."""
 
@@ -9,12 +9,18 @@ import asyncio
 from netemu.api import errors
 from netemu.controllers.events import NORMAL, WARNING
 from netemu.controllers.kube import Obj, controller_ref, is_deleting, key_of, name_of, ns_of, uid_of
-from netemu.controllers.replicaset import raise_first
 from netemu.controllers.runtime import Controller, Expectations, rt
 
 
+def raise_first(results: list) -> None:
+    """Raise the first exception among gathered results, if any."""
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+
+
 class PodOwner(Controller):
-    owner_kind = ""             # "DaemonSet", "Job"
+    owner_kind = ""             # "ReplicaSet", "DaemonSet", "Job"
     component = ""              # the Event source
 
     def setup(self) -> None:
@@ -41,8 +47,10 @@ class PodOwner(Controller):
         key = self._owner_key(new)
         if key and is_deleting(new) and not is_deleting(old):    # graceful delete: observed when it starts
             self.expectations.observed_delete(key, name_of(new))
-        if key:
-            self.queue.add(key)
+        for pod in (old, new):           # a changed controllerRef: the old owner counts again too
+            owner = self._owner_key(pod)
+            if owner:
+                self.queue.add(owner)
 
     def _pod_deleted(self, pod: Obj) -> None:
         key = self._owner_key(pod)

@@ -20,11 +20,10 @@ import time
 from dataclasses import dataclass, field
 
 from netemu.api import errors
-from netemu.controllers.events import NORMAL, WARNING
-from netemu.controllers.kube import (Obj, condition, controller_ref, is_deleting, key_of, labels_of, meta,
-                                     name_of, ns_of, owner_ref, parse_time, pod_is_active, pod_is_ready,
-                                     selector_matches, uid_of)
-from netemu.controllers.runtime import Controller, Expectations, put_latest, rt, split_key
+from netemu.controllers.kube import (Obj, condition, controller_ref, is_deleting, labels_of, meta, name_of, ns_of,
+                                     owner_ref, parse_time, pod_is_active, pod_is_ready, selector_matches, uid_of)
+from netemu.controllers.podowner import PodOwner, raise_first
+from netemu.controllers.runtime import put_latest, rt, split_key
 
 BURST = 500  # upstream burstReplicas: at most this many creates/deletes per sync
 SLOW_START_INITIAL_BATCH = 1  # upstream controller.SlowStartInitialBatchSize
@@ -145,55 +144,20 @@ def pod_from_template(rs: Obj, name: str) -> Obj:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": dict(template.get("spec") or {})}
 
 
-class ReplicaSetController(Controller):
+class ReplicaSetController(PodOwner):
     name = "replicaset"
     service_account = "replicaset-controller"
     kinds = ("ReplicaSet", "Pod")
-
-    def setup(self) -> None:
-        self.expectations = Expectations()
-        self.cache("ReplicaSet").add_handler(self.enqueue_obj, lambda o, n: self.enqueue_obj(n),
-                                             self._rs_deleted)
-        self.cache("Pod").add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
-
-    def _rs_deleted(self, rs: Obj) -> None:
-        self.expectations.forget(key_of(rs))
-
-    def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref and ref.get("kind") == "ReplicaSet":
-            return f"{ns_of(pod)}/{ref['name']}"
-        return None
+    owner_kind = "ReplicaSet"
+    component = "replicaset-controller"
 
     def _pod_added(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key:
-            self.expectations.observed_create(key, name_of(pod))
-            self.queue.add(key)
-        else:
+        """Also an orphan a ReplicaSet's selector matches: that ReplicaSet adopts it."""
+        super()._pod_added(pod)
+        if self._owner_key(pod) is None:
             for rs in self.cache("ReplicaSet").list(ns_of(pod)):
                 if orphans_to_adopt(rs, [pod]):
                     self.enqueue_obj(rs)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        if is_deleting(new) and not is_deleting(old):  # graceful delete: observed when it starts
-            key = self._owner_key(new)
-            if key:
-                self.expectations.observed_delete(key, name_of(new))
-        for pod in (old, new):
-            key = self._owner_key(pod)
-            if key:
-                self.queue.add(key)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key:
-            self.expectations.observed_delete(key, name_of(pod))
-            self.queue.add(key)
-
-    async def resync_all(self) -> None:
-        for rs in self.cache("ReplicaSet").list():
-            self.enqueue_obj(rs)
 
     async def sync(self, key: str) -> None:
         ns, name = split_key(key)
@@ -241,34 +205,14 @@ class ReplicaSetController(Controller):
 
         async def create_one() -> None:
             pod_name = f"{name_of(rs)}-{random_suffix()}"
-            self.expectations.expect_create(key, pod_name)
-            try:
-                await self.client.create(rt("Pod"), pod_from_template(rs, pod_name), ns_of(rs))
-            except errors.StatusError as exc:
-                self.expectations.observed_create(key, pod_name)
-                self.recorder.event(rs, WARNING, "FailedCreate", f"Error creating: {exc}",
-                                    component="replicaset-controller")
-                raise
-            self.recorder.event(rs, NORMAL, "SuccessfulCreate", f"Created pod: {pod_name}",
-                                component="replicaset-controller")
-
-        async def delete_one(pod: Obj) -> None:
-            self.expectations.expect_delete(key, name_of(pod))
-            try:
-                await self.client.delete(rt("Pod"), name_of(pod), ns_of(pod))
-            except errors.NotFound:
-                self.expectations.observed_delete(key, name_of(pod))
-                return
-            self.recorder.event(rs, NORMAL, "SuccessfulDelete", f"Deleted pod: {name_of(pod)}",
-                                component="replicaset-controller")
+            await self._create(key, rs, pod_name, pod_from_template(rs, pod_name))
 
         failure = None
         if p.create:
             _, error = await slow_start_batch(p.create, SLOW_START_INITIAL_BATCH, create_one)
             failure = str(error) if error is not None else None
         if p.delete:
-            results = await asyncio.gather(*(delete_one(pod) for pod in p.delete), return_exceptions=True)
-            raise_first(results)
+            await self.write_pods(key, rs, [], p.delete)
         return failure
 
 
@@ -289,10 +233,3 @@ async def slow_start_batch(count: int, initial: int, fn) -> tuple[int, errors.St
         remaining -= size
         size = min(2 * size, remaining)
     return successes, None
-
-
-def raise_first(results: list) -> None:
-    """Raise the first exception among gathered results, if any."""
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
