@@ -209,6 +209,14 @@ def prepare_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | N
     return out
 
 
+def _with_request_version(out: Obj, new: Obj) -> Obj:
+    """A one-field subresource write keeps the stored object; the request's resourceVersion, if
+    any, is still its precondition."""
+    if "resourceVersion" in meta.metadata(new):
+        meta.metadata(out)["resourceVersion"] = meta.metadata(new)["resourceVersion"]
+    return out
+
+
 _OWN_SUBRESOURCES = {("finalize", "Namespace"), ("ephemeralcontainers", "Pod")}
 
 
@@ -222,9 +230,7 @@ def _ephemeral_update(old: Obj, new: Obj) -> Obj:
         spec["ephemeralContainers"] = meta.json_copy(wanted)
     else:
         spec.pop("ephemeralContainers", None)
-    if "resourceVersion" in meta.metadata(new):
-        meta.metadata(out)["resourceVersion"] = meta.metadata(new)["resourceVersion"]
-    return out
+    return _with_request_version(out, new)
 
 
 def _status_update(rt: ResourceType, old: Obj, new: Obj) -> Obj:
@@ -294,9 +300,7 @@ def _finalize_update(old: Obj, new: Obj) -> Obj:
     if causes:
         raise errors.invalid("Namespace", meta.metadata(old).get("name", ""), causes)
     out.setdefault("spec", {})["finalizers"] = meta.json_copy(wanted)
-    if "resourceVersion" in meta.metadata(new):
-        meta.metadata(out)["resourceVersion"] = meta.metadata(new)["resourceVersion"]
-    return out
+    return _with_request_version(out, new)
 
 
 _UPDATE_HOOKS: dict[str, Callable[[Obj, Obj], None]] = {
