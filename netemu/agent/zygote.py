@@ -31,6 +31,7 @@ import select
 import sys
 import time
 
+from netemu import procmem
 from netemu.agent import forking, proctitle
 
 
@@ -57,10 +58,23 @@ def preimport(proxy_modes: str | None) -> None:
     import netemu.agent.proxy.metrics  # noqa: F401
     import netemu.agent.proxy.model  # noqa: F401
     import netemu.agent.runtime  # noqa: F401
+    try:       # the ingress controller's pods: as CoreDNS, on few nodes
+        import netemu.agent.runtime.ingress.app  # noqa: F401
+    except ImportError:
+        pass
+    import netemu.agent.flags  # noqa: F401 - spawn parses each node's flags
     from netemu.agent.proxy import modes
-    for mode in (proxy_modes or "").split(","):
-        if mode and mode != modes.NO_PROXY:
-            modes.choose(mode).hook("proxier")
+    wanted = [m for m in (proxy_modes or "").split(",") if m and m != modes.NO_PROXY]
+    for mode in wanted:
+        modes.choose(mode).hook("proxier")
+    if wanted:     # every kube-proxy removes the other modes' leftovers at its start (leftovers.py)
+        for mode in modes.with_hook("cleanup"):
+            mode.hook("cleanup")
+    if "nftables" in wanted:
+        try:
+            import nftables  # type: ignore[import-not-found] # noqa: F401 - libnftables (nftables/apply.py)
+        except ImportError:
+            pass
 
 
 def spawn(request: dict) -> int:
@@ -151,11 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     # template made), collections back on in each child (nodesup.py, components).
     gc.disable()
     preimport(args.proxy_mode)
+    plugged = procmem.plug_heap_holes() + procmem.plug_pymalloc_holes()   # procmem.py: why
     gc.freeze()
     proctitle.set_title(["netemu", "zygote", "--state-dir", args.state_dir], comm="netemu-zygote")
     out = sys.stdout
     out.write(json.dumps({"ready": True, "pid": os.getpid(),
-                          "import_seconds": round(time.monotonic() - start, 3)}) + "\n")
+                          "import_seconds": round(time.monotonic() - start, 3), "plugged": plugged}) + "\n")
     out.flush()
     serve(sys.stdin, out)
     return 0
