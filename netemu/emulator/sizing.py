@@ -11,10 +11,11 @@ reports available (MemAvailable) is refused with the numbers; ``--ignore-memory`
 
 from __future__ import annotations
 
-# measured 2026-12-06 at 100 nodes, no pods (docs/benchmarks.md "Node components and bring-up"):
-# 37.4 MB per node (runtime 7.6, kubelet 11.3, kube-proxy 14.5, node supervisor 4.1), API server
-# 177 MB, cluster supervisor 55 MB, template 6 MB: 3983 MB in all
-PER_NODE_MB = 37.5
+# measured 2026-12-06 at 30 nodes, no pods (docs/benchmarks.md "Per-node memory: the template's
+# shared pages"): 32.1 MB per node (runtime 7.2, kubelet 10.3, kube-proxy 11.1, node supervisor
+# 3.5; the same run's tree before those cuts: 37.3); at 100 nodes before them: 37.4-39.0 MB.
+# API server 177 MB, cluster supervisor 55 MB, template 6 MB at 100 nodes.
+PER_NODE_MB = 32.1
 FIXED_MB = 160.0            # API server's base (~100), cluster supervisor with Mininet, template
 API_PER_NODE_MB = 1.0       # the API server's growth per node (watches, connections, objects)
 
