@@ -87,7 +87,7 @@ def test_should_be_updated_after_adding_or_deleting_ports(jig, clients):
     p1 = {"name": "portname1", "port": 80, "targetPort": "svc1"}
     p2 = {"name": "portname2", "port": 81, "targetPort": "svc2"}
     svc = jig.create_service(jig.service("edit-port-test", {"testid": "edit"}, [p1]))
-    ip, client = svc["spec"]["clusterIP"], clients[jig.workers()[2]]
+    ip, client = svc["spec"]["clusterIP"], clients[jig.workers()[-1]]
     jig.create_pods(jig.pod("pod1", {"testid": "edit"}, args=["netexec", "--http-port=100"],
                             ports=[{"name": "svc1", "containerPort": 100}]))
     jig.wait_endpoints("edit-port-test", {"pod1": [100]})
@@ -244,7 +244,7 @@ def test_should_be_able_to_create_a_functioning_nodeport_service(jig, clients):
     svc = jig.create_service(jig.service("nodeport-test", labels, [{"port": 80, "name": "http", "protocol": "TCP",
                                                                     "targetPort": 9376}], "NodePort"))
     jig.replicas("nodeport-test", 2, labels, ["netexec", "--http-port=9376", "--udp-port=9376"])
-    answered = check_service_reachability(jig, svc, clients[jig.workers()[2]])
+    answered = check_service_reachability(jig, svc, clients[jig.workers()[-1]])
     assert len(answered) == 2 + len(jig.workers())      # its name, its ClusterIP, every node
 
 

@@ -85,7 +85,7 @@ def test_should_be_able_to_change_the_type_from_externalname_to_nodeport(jig, cl
 def _to_external_name(jig, clients, name: str, type_: str) -> None:
     svc = jig.create_service(jig.service(name, {"testid": name}, HTTP_9376, type_))
     _service_pods(jig, name)
-    client = clients[jig.workers()[2]]
+    client = clients[jig.workers()[-1]]
     check_service_reachability(jig, svc, client)
     target = _external_target(jig)
     changed = jig.update_service(name, lambda s: s["spec"].update(type="ExternalName", externalName=target))
