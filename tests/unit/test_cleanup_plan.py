@@ -177,3 +177,20 @@ def test_cleaner_uses_the_families_binaries_and_reports_a_failed_save():
     report = Cleaner(backend="legacy", exec_=run, which=lambda p: "/x").cleanup()
     assert {"iptables-legacy-save", "ip6tables-legacy-save"} <= set(seen)
     assert report.skipped == ["ip6tables-legacy-save failed: can't initialize ip6tables table"]
+
+
+def test_an_iptables_based_mode_starts_without_cleaning_the_other():
+    """upstream platformCleanup (cmd/kube-proxy/app/server_linux.go, v1.32): iptables and ipvs
+    clean only nftables' leftovers on start (IPVS's rules live in the same KUBE-* chains as
+    iptables': cleaning them emptied a restarted IPVS node until its first sync); nftables
+    cleans both."""
+    from netemu.agent.proxy.leftovers import clean_other_modes, cleaned_on_start
+
+    assert cleaned_on_start("ipvs") == ("nftables",)
+    assert cleaned_on_start("iptables") == ("nftables",)
+    assert cleaned_on_start("nftables") == ("iptables", "ipvs")
+    for mode, restored in (("ipvs", False), ("nftables", True)):
+        kernel = FakeKernel({"iptables-save": SAVE, "iptables-nft-save": SAVE, "iptables-legacy-save": SAVE})
+        clean_other_modes(mode, kernel)
+        restores = [argv for argv, _ in kernel.calls if any(a.endswith("-restore") for a in argv)]
+        assert bool(restores) == restored, (mode, kernel.calls)

@@ -97,13 +97,24 @@ class Cleaner:
         return leftovers.report
 
 
+def cleaned_on_start(mode: str) -> tuple[str, ...]:
+    """The modes whose leftovers a kube-proxy starting in ``mode`` removes: every other mode,
+    except that an iptables-based one leaves the other iptables-based modes alone."""
+    based = any(m.iptables_based for m in modes.with_hook("cleanup") if m.name == mode)
+    return tuple(m.name for m in modes.with_hook("cleanup") if m.name != mode and not (based and m.iptables_based))
+
+
 def clean_other_modes(mode: str, exec_: Exec | None = None, netns: str | None = None) -> CleanupReport:
-    """Upstream kube-proxy's cleanup on start: before a mode programs the node, remove what every
-    other mode left (a node switched from iptables to nftables must not keep answering through
-    the old KUBE-SERVICES chains, nor the reverse). Errors are reported, never raised."""
+    """Upstream kube-proxy's cleanup on start (platformCleanup, v1.32): before a mode programs the
+    node, remove what the other modes left (a node switched from iptables to nftables must not
+    keep answering through the old KUBE-SERVICES chains, nor the reverse) -- but an iptables-based
+    mode (iptables, ipvs) cleans only the others: IPVS keeps its rules in the same KUBE-* chains,
+    and a restarted IPVS kube-proxy that ran iptables' cleanup left its node without them until
+    its first sync. Errors are reported, never raised."""
     cleaner = Cleaner(netns, exec_)
     leftovers = Leftovers(cleaner.exec, cleaner._which)
+    chosen = cleaned_on_start(mode)
     for m, step in zip(modes.with_hook("cleanup"), cleaner.steps):
-        if m.name != mode:
+        if m.name in chosen:
             step(leftovers)
     return leftovers.report

@@ -101,6 +101,10 @@ class Mode(NamedTuple):
     cleanup: Any = None
     kernel_tracer: Any = None
     options: tuple[Option, ...] = ()
+    # upstream's isIPTablesBased (cmd/kube-proxy/app/server_linux.go, v1.32): the mode keeps its
+    # rules in iptables' KUBE-* chains, so its start never cleans another such mode's leftovers
+    # (those chains are its own: iptables' cleanup would take IPVS's KUBE-SERVICES with it)
+    iptables_based: bool = False
 
     @property
     def implemented(self) -> bool:
@@ -138,7 +142,7 @@ MODES: tuple[Mode, ...] = (
              Option("--backend", "with --live: read this iptables backend (default: the one holding "
                     "KUBE- rules)", ("tracer",), _IPTABLES_BACKENDS),
              Option("--backend", "only this iptables backend (default: both, since leftovers in "
-                    "either apply)", ("cleanup",), _IPTABLES_BACKENDS))),
+                    "either apply)", ("cleanup",), _IPTABLES_BACKENDS)), iptables_based=True),
     Mode("nftables", "nftables proxy mode", ("nf_tables", "nf_conntrack"), "the ruleset cannot be loaded",
          proxier=f"{_P}.nftables.proxier:make_proxier",
          renderer=f"{_P}.nftables:rendering", tracer=f"{_P}.nftables.trace:trace",
@@ -168,7 +172,8 @@ MODES: tuple[Mode, ...] = (
                     ("proxier",), repeat=True, metavar="CIDR"),
              *(Option(f"--ipvs-{name}-timeout", f"IPVS {what} connection timeout, e.g. 900s (default: the "
                       "kernel's)", ("proxier",), metavar="DURATION")
-               for name, what in (("tcp", "idle TCP"), ("tcpfin", "TCP FIN_WAIT"), ("udp", "UDP"))))),
+               for name, what in (("tcp", "idle TCP"), ("tcpfin", "TCP FIN_WAIT"), ("udp", "UDP")))),
+         iptables_based=True),
 )
 
 _registry: dict[str, Mode] = {m.name: m for m in MODES}
