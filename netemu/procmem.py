@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import re
 
 TLS_READ_BUFFER = 32 * 1024
 
@@ -116,11 +117,13 @@ def _plug_sizes() -> list[int]:
     return [1 << k for k in range(20, 10, -1)] + list(range(1024, 15, -16))
 
 
+_POOL_ROW = re.compile(r"^\s*\d+\s+(\d+)\s+\d+\s+\d+\s+(\d+)\s*$", re.M)   # class size pools used avail
+
+
 def pymalloc_free_blocks() -> dict[int, int]:
     """{block size: free blocks in pymalloc's partly used pools}, from sys._debugmallocstats
     (it writes to the C stderr, so fd 2 is pointed at a temporary file meanwhile)."""
     import os
-    import re
     import sys
     import tempfile
     with tempfile.TemporaryFile() as tmp:
@@ -134,8 +137,7 @@ def pymalloc_free_blocks() -> dict[int, int]:
             os.close(saved)
         tmp.seek(0)
         text = tmp.read().decode(errors="replace")
-    return {int(size): int(avail) for size, avail in
-            re.findall(r"^\s*\d+\s+(\d+)\s+\d+\s+\d+\s+(\d+)\s*$", text, re.M) if int(avail)}
+    return {int(size): int(avail) for size, avail in _POOL_ROW.findall(text) if int(avail)}
 
 
 def plug_pymalloc_holes(rounds: int = 2) -> int:

@@ -128,3 +128,45 @@ def test_the_template_leaves_no_pymalloc_hole_in_an_old_pool():
     assert sum(before.values()) > sum(after.values())
     pool = 16 * 1024                     # what is left is in pools the plugging itself opened
     assert all(count > pool // size // 2 for size, count in after.items()), after
+
+
+RUNTIME_REGEXES = textwrap.dedent("""
+    import ast, json, sys
+    from netemu.agent import zygote
+    zygote.preimport("iptables,ipvs,nftables")
+    found = []
+    calls = {"compile", "match", "search", "sub", "subn", "split", "findall", "finditer", "fullmatch"}
+    for name in sorted(sys.modules):
+        path = getattr(sys.modules[name], "__file__", None) or ""
+        if not name.startswith("netemu") or not path.endswith(".py"):
+            continue
+        for fn in ast.walk(ast.parse(open(path).read())):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            for node in ast.walk(fn):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and isinstance(node.func.value, ast.Name) and node.func.value.id == "re"
+                        and node.func.attr in calls and node.args
+                        and isinstance(node.args[0], (ast.Constant, ast.JoinedStr))):
+                    found.append(f"{name}:{node.lineno}")
+    print(json.dumps(sorted(set(found))))
+""")
+
+
+def test_no_preloaded_module_compiles_a_literal_pattern_at_call_time():
+    """``re.search(r"...", text)`` inside a function compiles the pattern on its first call in
+    each process (the regex compiler's pure-Python code then gets copied into every kube-proxy);
+    a module-level ``re.compile`` runs once, in the template."""
+    assert json.loads(run_python(RUNTIME_REGEXES)) == []
+
+
+def test_kubeconfigs_are_parsed_by_libyaml_when_pyyaml_has_it(tmp_path):
+    import yaml
+
+    from netemu.client import kubeconfig
+    expected = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
+    assert kubeconfig.SAFE_LOADER is expected
+    path = tmp_path / "kubeconfig"
+    path.write_text(kubeconfig.render("https://10.0.0.1:6443", "t0k", ca_data=b"PEM"))
+    access = kubeconfig.load(path)
+    assert (access.server, access.token, access.ca_data) == ("https://10.0.0.1:6443", "t0k", b"PEM")

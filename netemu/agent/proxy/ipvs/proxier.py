@@ -18,6 +18,7 @@ removed endpoints are deleted after each sync, as upstream does.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 
@@ -38,6 +39,9 @@ from .kernel import Kernel, KernelMissing
 from .planner import NodeContext, node_context
 from .rules import jump_rules
 from .state import DEFAULT_SCHEDULER
+
+# patterns compiled at import (in the launcher template), not in each process that first uses them
+_HMS = re.compile(r"((\d+)h)?((\d+)m)?((\d+)s)?")
 
 log = logging.getLogger(__name__)
 LABVM = "run the IPVS mode in the lab VM (scripts/labvm, docs/labvm.md)"
@@ -194,14 +198,12 @@ _UNITS = {"h": 3600, "m": 60, "s": 1}
 
 def duration(value: str | None, flag: str) -> int:
     """A Go-style duration ("900s", "1m30s", "0s") or plain seconds -> whole seconds (None: 0)."""
-    import re
-
     if value is None or value == "":
         return 0
     text = str(value).strip()
     if text.isdigit():
         return int(text)
-    parts = re.fullmatch(r"((\d+)h)?((\d+)m)?((\d+)s)?", text)
+    parts = _HMS.fullmatch(text)
     if not parts or not any(parts.groups()):
         raise ValueError(f"{flag} {value!r} is not a duration (like 900s or 15m)")
     return sum(int(parts.group(i)) * _UNITS[u] for i, u in ((2, "h"), (4, "m"), (6, "s")) if parts.group(i))

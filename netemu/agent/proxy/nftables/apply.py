@@ -24,6 +24,9 @@ from netemu.agent.proxy.commands import Exec, Result, local_exec
 
 from .builder import TABLE
 
+# patterns compiled at import (in the launcher template), not in each process that first uses them
+_VERSION = re.compile(r"v(\d+)\.(\d+)(?:\.(\d+))?")
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "nft", "libnftables")
@@ -128,7 +131,7 @@ class Nft:
 
 
 def parse_version(text: str) -> tuple[int, ...] | None:
-    m = re.search(r"v(\d+)\.(\d+)(?:\.(\d+))?", text)
+    m = _VERSION.search(text)
     return tuple(int(x or 0) for x in m.groups()) if m else None
 
 

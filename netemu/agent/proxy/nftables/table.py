@@ -24,6 +24,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
+# patterns compiled at import (in the launcher template), not in each process that first uses them
+_COMMENT = re.compile(r'\s*\bcomment\s+"((?:[^"\\]|\\.)*)"\s*$')
+_PRIORITY = re.compile(r"([a-z]+)?([+-]?\d+)?")
+_DYNAMIC = re.compile(r"\s+(timeout|expires)\s+\S+")
+_TARGET = re.compile(r"\b(?:jump|goto)\s+([A-Za-z0-9_./\-]+)")
+
 FAMILIES = ("ip", "ip6", "inet")
 _NAME = r"[A-Za-z0-9_./\-]+"
 _HEAD = re.compile(rf"^(add|create|flush|delete|insert)\s+(table|chain|set|map|rule|element)\s+(\S+)\s+({_NAME})\s*(.*)$")
@@ -311,7 +317,7 @@ def is_service_chain(name: str) -> bool:
 
 def split_comment(rule: str) -> tuple[str, str | None]:
     """``RULE comment "TEXT"`` -> (RULE, TEXT); comments can only end a rule."""
-    m = re.search(r'\s*\bcomment\s+"((?:[^"\\]|\\.)*)"\s*$', rule)
+    m = _COMMENT.search(rule)
     if m is None:
         return rule, None
     return rule[:m.start()].rstrip(), m.group(1).replace('\\"', '"')
@@ -357,7 +363,7 @@ _PRIORITIES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "securi
 def priority_number(text: str) -> int:
     """``-110``, ``dstnat``, ``dstnat - 10`` or ``dstnat-10`` -> an int."""
     t = text.replace(" ", "")
-    m = re.fullmatch(r"([a-z]+)?([+-]?\d+)?", t)
+    m = _PRIORITY.fullmatch(t)
     if not t or m is None or (m.group(1) and m.group(1) not in _PRIORITIES):
         raise NftError(f"bad priority {text!r}")
     return _PRIORITIES.get(m.group(1) or "", 0) + int(m.group(2) or 0)
@@ -394,7 +400,7 @@ def parse_elements(block: str) -> list[Element]:
             continue
         key, sep, value = _partition_top(part, " : ")
         key, comment = split_comment(key.strip())
-        key = re.sub(r"\s+(timeout|expires)\s+\S+", "", key)      # a listing's dynamic entries
+        key = _DYNAMIC.sub("", key)      # a listing's dynamic entries
         out.append(Element(tuple(k.strip() for k in key.split(" . ")),
                            tuple(v.strip() for v in value.split(" . ")) if sep else None, comment))
     return out
@@ -411,7 +417,7 @@ def _partition_top(text: str, sep: str) -> tuple[str, str, str]:
 
 
 def _targets(text: str) -> Iterable[str]:
-    return re.findall(r"\b(?:jump|goto)\s+([A-Za-z0-9_./\-]+)", text)
+    return _TARGET.findall(text)
 
 
 def parse_dump(text: str, family: str = "ip", name: str = "kube-proxy") -> Table:

@@ -38,9 +38,13 @@ class IptablesError(RuntimeError):
         self.result = result
 
 
+# compiled at import, in the launcher template, not in each kube-proxy's first sync
+_BACKEND_MARKER = re.compile(r"\((nf_tables|legacy)\)")
+
+
 def detect_backend(version_output: str) -> str:
     """``nft`` or ``legacy`` from ``iptables --version`` (iptables < 1.8 has no marker: legacy)."""
-    match = re.search(r"\((nf_tables|legacy)\)", version_output)
+    match = _BACKEND_MARKER.search(version_output)
     if match is None:
         return "legacy"
     return "nft" if match.group(1) == "nf_tables" else "legacy"

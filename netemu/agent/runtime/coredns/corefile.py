@@ -29,6 +29,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+# patterns compiled at import (in the launcher template), not in each process that first uses them
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)")
+
 SUPPORTED = ("errors", "health", "ready", "kubernetes", "prometheus", "forward", "cache", "loop",
              "reload", "loadbalance", "log")
 # plugin.cfg of CoreDNS 1.11: names it knows, so an unsupported one is not called unknown
@@ -249,7 +252,7 @@ def _int(text: str, d: Directive, path: str) -> int:
 
 
 def _duration(text: str, d: Directive, path: str) -> float:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", text)
+    m = _DURATION.fullmatch(text)
     if not m:
         raise CorefileError(f"{_where(d, path)} {d.name}: not a duration: {text!r}")
     return float(m.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[m.group(2)]
