@@ -11,11 +11,12 @@ reports available (MemAvailable) is refused with the numbers; ``--ignore-memory`
 
 from __future__ import annotations
 
-# measured 2026-12-06 at 30 nodes, no pods (docs/benchmarks.md "Per-node memory: the template's
-# shared pages"): 32.1 MB per node (runtime 7.2, kubelet 10.3, kube-proxy 11.1, node supervisor
-# 3.5; the same run's tree before those cuts: 37.3); at 100 nodes before them: 37.4-39.0 MB.
-# API server 177 MB, cluster supervisor 55 MB, template 6 MB at 100 nodes.
-PER_NODE_MB = 32.1
+# measured 2026-12-06 at 30 nodes, no pods, 5 s after Ready (docs/benchmarks.md "Per-node
+# memory: the template's shared pages"): 32.2 MB per node (kube-proxy 11.0, kubelet 10.3,
+# runtime 7.3, node supervisor 3.5; the same run's main before those cuts: 37.4); ~0.7 MB more
+# once settled. At 100 nodes before the cuts: API server 177 MB, cluster supervisor 55 MB
+# (44 MB after), template 6 MB.
+PER_NODE_MB = 32.2
 FIXED_MB = 160.0            # API server's base (~100), cluster supervisor with Mininet, template
 API_PER_NODE_MB = 1.0       # the API server's growth per node (watches, connections, objects)
 
