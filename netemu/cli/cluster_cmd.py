@@ -74,6 +74,10 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fake-agents", action="store_true",
                    help="KWOK-style stand-in agents: nodes register and heartbeat, no pods run "
                         "(emulator and control-plane experiments)")
+    p.add_argument("--control-plane-cpu", choices=["favoured", "fair"], default="favoured",
+                   help="the control plane's CPU share when the nodes saturate the box: favoured (default) weighs "
+                        "its session as all the nodes together, as if it had a machine of its own; fair gives it "
+                        "one node's share (the kernel's default)")
     p.add_argument("--ignore-memory", action="store_true",
                    help="start even when the measured per-node cost says the cluster does not fit in memory")
     p.add_argument("--foreground", action="store_true", help="run the cluster in this terminal until Ctrl-C")
@@ -125,7 +129,8 @@ def prepare(args):
     return plan, topo, Options(proxy_mode=args.proxy_mode, proxy_args=proxy_args,
                                store=args.store, switch=switch, timeout=args.timeout,
                                apiserver_args=list(args.apiserver_arg), agent_args=list(args.agent_arg),
-                               fake_agents=args.fake_agents, addons=chosen, edge=args.edge, lb_health=lb_health)
+                               fake_agents=args.fake_agents, addons=chosen, edge=args.edge, lb_health=lb_health,
+                               favour_control_plane=args.control_plane_cpu == "favoured")
 
 
 def lb_health_settings(args):
@@ -246,6 +251,7 @@ def _argv_for_supervisor(args) -> list[str]:
     argv += ["--fake-agents"] if args.fake_agents else []
     argv += ["--addons", args.addons] if args.addons is not None else []
     argv += ["--edge"] if args.edge else []
+    argv += ["--control-plane-cpu", args.control_plane_cpu]
     argv += ["--lb-health-check", args.lb_health_check] if args.lb_health_check is not None else []
     argv += [f"--node-proxy-mode={v}" for v in args.node_proxy_mode]
     argv += [f"--apiserver-arg={a}" for a in args.apiserver_arg] + [f"--agent-arg={a}" for a in args.agent_arg]

@@ -142,6 +142,7 @@ class NodeHostOps:
         with self.net_lock:
             self.host_pids[node.name] = attach_host(self.net, plan, node, switch)
         self.plan = plan
+        self.favour_control_plane()
         if self.edge is not None:
             edge_net.route_nodes(self.edge, [node.netns])
         self.start_node(node, self.kubeconfig)
@@ -171,5 +172,6 @@ class NodeHostOps:
             except FileNotFoundError:
                 pass
         self.plan = plan
+        self.favour_control_plane()
         self.write_cluster()
         return {"ok": True, "node": name, "pods": len(pods)}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from netemu.agent.proxy.modes import DEFAULT as DEFAULT_PROXY_MODE
-from netemu.emulator import addons, cleanup, credentials, network, nodeops, orphans, processes, ready
+from netemu.emulator import addons, cleanup, cpushare, credentials, network, nodeops, orphans, processes, ready
 from netemu.emulator.launcher import Launcher
 from netemu.emulator.plan import (ClusterPlan, agent_argv, apiserver_argv, node_control_socket,
                                   node_runtime_socket, nsenter)
@@ -56,6 +56,7 @@ class Options:
     addons: tuple = addons.DEFAULT  # cluster add-ons (emulator/addons/): coredns, ingress-nginx
     edge: bool = False             # the internet segment and the provider load balancer (cloud/edge.py)
     lb_health: HealthSettings = field(default_factory=HealthSettings)
+    favour_control_plane: bool = True   # weigh the control plane's CPU share as all nodes' (cpushare.py)
 
 
 class Stopped(Exception):
@@ -296,6 +297,7 @@ class Supervisor(nodeops.NodeHostOps):
         (cp_state / "kubeconfig").unlink(missing_ok=True)
         argv = apiserver_argv(self.plan, sys.executable, self.store_url, self.options.apiserver_args)
         self.procs["apiserver"] = processes.start(nsenter(self.host_pids[cp.name], argv), self.logs / "apiserver.log")
+        self.favour_control_plane()
         deadline = time.monotonic() + self.options.timeout
         while not (cp_state / "kubeconfig").exists():
             gone = self.dead_process()
@@ -343,6 +345,15 @@ class Supervisor(nodeops.NodeHostOps):
         return {"ok": True, "pid": ",".join(str(p) for p in pids.values()), "pids": pids,
                 "seconds": round(time.monotonic() - started, 2)}
 
+    def favour_control_plane(self) -> None:
+        """The control plane's sessions weigh as all the nodes together when the box is
+        saturated (cpushare.py: it would have a machine of its own), unless --control-plane-cpu
+        fair; again when a node joins or leaves."""
+        if self.options.favour_control_plane:
+            for name in ("etcd", "apiserver"):
+                if name in self.procs:
+                    cpushare.favour(self.procs[name].pid, len(self.plan.workers))
+
     def start_etcd(self) -> str:
         cp = self.plan.control_plane
         client, peer = f"http://{cp.ip}:{ETCD_PORT}", f"http://127.0.0.1:{ETCD_PORT + 1}"
@@ -351,6 +362,7 @@ class Supervisor(nodeops.NodeHostOps):
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"netemu={peer}"]
         self.procs["etcd"] = processes.start(nsenter(self.host_pids[cp.name], argv), self.logs / "etcd.log")
+        self.favour_control_plane()
         deadline = time.monotonic() + 30
         while True:
             try:

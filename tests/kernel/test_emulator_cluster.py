@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from netemu.emulator import cpushare
 from netemu.emulator.network import root_addresses
 from netemu.emulator.plan import cluster_id
 from netemu.emulator.state import network_lock_path, pid_alive
@@ -160,6 +161,9 @@ def test_up_status_link_down_leaves_nothing(cluster, tmp_path):
     doc = c.doc()
     assert sorted(doc["nodes"]) == ["control-plane", "worker", "worker2"]
     assert doc["apiserver"] == "https://" + c.net.replace("0/24", "2") + ":6443"
+    # the control plane's session weighs as both nodes together (cpushare.py), a node's as one
+    assert cpushare.current(doc["apiserver_pid"]) == cpushare.nice_for(2) == -4
+    assert cpushare.current(doc["launcher_pid"]) == 0
 
     status = netemu("status", *c.args())
     assert status.returncode == 0 and "worker2" in status.stdout and "NotReady" not in status.stdout
