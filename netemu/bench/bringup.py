@@ -88,16 +88,15 @@ def mininet_alone(nodes: int, tree: str | None) -> float:
     return float(proc.stdout.strip().splitlines()[-1])
 
 
-def memory(state: Path, doc: dict) -> dict:
-    """PSS (kB) of the cluster's processes, grouped: per node, template, supervisor, API server."""
+def processes(state: Path, doc: dict) -> list[tuple[int, str, str | None]]:
+    """The cluster's processes as (pid, kind, node): kind is a node process's component
+    (kube-proxy, kubelet, runtime, node-supervisor) or apiserver / supervisor / launcher."""
     nodes_ns = {}
     for name, n in doc["nodes"].items():
         pid = n.get("pid")
         if pid and n.get("role") != "control-plane":
             nodes_ns[netns_of(pid)] = name
-    per_node: dict[str, int] = {}
-    by_kind: dict[str, list[int]] = {}
-    groups = {"launcher": 0, "supervisor": 0, "apiserver": 0}
+    out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -105,19 +104,31 @@ def memory(state: Path, doc: dict) -> dict:
         line = cmd(pid)
         if "netemu" not in line or str(state) not in line:
             continue
-        pss = smaps(pid).get("Pss", 0)
         ns = netns_of(pid)
         if ns in nodes_ns:
-            per_node[nodes_ns[ns]] = per_node.get(nodes_ns[ns], 0) + pss
             words = line.split()
-            kind = words[1] if words and words[0] == "netemu" else "agent"
-            by_kind.setdefault(kind, []).append(pss)
+            out.append((pid, words[1] if words and words[0] == "netemu" else "agent", nodes_ns[ns]))
         elif pid == doc.get("apiserver_pid"):
-            groups["apiserver"] += pss
+            out.append((pid, "apiserver", None))
         elif pid == doc.get("supervisor_pid"):
-            groups["supervisor"] += pss
+            out.append((pid, "supervisor", None))
         elif "zygote" in line:
-            groups["launcher"] += pss
+            out.append((pid, "launcher", None))
+    return out
+
+
+def memory(state: Path, doc: dict) -> dict:
+    """PSS (kB) of the cluster's processes, grouped: per node, template, supervisor, API server."""
+    per_node: dict[str, int] = {}
+    by_kind: dict[str, list[int]] = {}
+    groups = {"launcher": 0, "supervisor": 0, "apiserver": 0}
+    for pid, kind, node in processes(state, doc):
+        pss = smaps(pid).get("Pss", 0)
+        if node is not None:
+            per_node[node] = per_node.get(node, 0) + pss
+            by_kind.setdefault(kind, []).append(pss)
+        else:
+            groups[kind] += pss
     api = doc.get("apiserver_pid")
     rss = int(smaps(api).get("Rss", 0)) if api else 0
     total = sum(per_node.values()) + sum(groups.values())
@@ -127,6 +138,24 @@ def memory(state: Path, doc: dict) -> dict:
             "apiserver_pss_mb": round(groups["apiserver"] / 1024, 1), "apiserver_rss_mb": round(rss / 1024, 1),
             "launcher_pss_mb": round(groups["launcher"] / 1024, 1),
             "supervisor_pss_mb": round(groups["supervisor"] / 1024, 1), "nodes_measured": len(per_node)}
+
+
+def cpu_seconds(state: Path, doc: dict) -> dict[str, float]:
+    """CPU seconds (user + system, reaped children included: kube-proxy's iptables-restore,
+    the runtime's `ip`) each kind of the cluster's processes has used so far, summed."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for pid, kind, _ in processes(state, doc):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        out[kind] = out.get(kind, 0.0) + sum(int(f) for f in fields[11:15]) / tick
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before.get(k, 0.0), 1) for k in sorted(after)}
 
 
 STAGES = ("created", "scheduled", "sandbox", "running", "ready", "endpoint")
@@ -257,11 +286,12 @@ def one(tree_name: str, tree: str | None, nodes: int, pods: int, k: int, pods_ti
         if pods:
             row["pods"] = pods
             workers = {name: n["pid"] for name, n in doc["nodes"].items() if n.get("pid") and name not in control}
-            syncs_before = proxy_syncs(workers)
+            syncs_before, cpu_before = proxy_syncs(workers), cpu_seconds(state, doc)
             ready_s, stages = asyncio.run(scale_pods(str(state / "kubeconfig"), pods, pods_timeout))
             row["pods_ready_s"] = round(ready_s, 1) if ready_s is not None else f"not all within {pods_timeout:g}s"
             row["pod_stages"] = stages
             row["proxy_syncs"] = sync_delta(syncs_before, proxy_syncs(workers))
+            row["pods_cpu_s"] = cpu_delta(cpu_before, cpu_seconds(state, doc))    # where the box's CPU went
             if ready_s is not None:
                 row["up_plus_pods_s"] = round(row["up_s"] + ready_s, 1)
             time.sleep(5)
