@@ -138,6 +138,7 @@ def _traces(cid: str, network: str, pod_netns: set[str]) -> dict[str, list[str]]
     }
 
 
+@pytest.mark.serial      # plain `netemu cleanup` sweeps every crashed cluster: no other test's may be mid-start
 def test_kill9_then_plain_cleanup_finds_the_custom_state_dir_and_it_works_again(tmp_path):
     """Issue 18: after kill -9 of every process of a cluster started with a custom state dir,
     `netemu cleanup` without --state-dir finds it from the machine (namespaces, links,
