@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -262,15 +263,16 @@ def node_network(nodes: int, third: int) -> str:
     return f"172.30.{third & ~1}.0/23"
 
 
-def one(tree_name: str, tree: str | None, nodes: int, pods: int, k: int, pods_timeout: float = 1800) -> dict:
-    row: dict = {"tree": tree_name, "nodes": nodes, "load_before": os.getloadavg()[0]}
+def one(tree_name: str, tree: str | None, nodes: int, pods: int, k: int, pods_timeout: float = 1800,
+        variant: tuple[str, list[str]] = ("default", [])) -> dict:
+    row: dict = {"tree": tree_name, "variant": variant[0], "nodes": nodes, "load_before": os.getloadavg()[0]}
     row["mininet_alone_s"] = round(mininet_alone(nodes, tree), 2)
     state = Path(tempfile.mkdtemp(prefix=f"netemu-bringup-{tree_name}-{nodes}-"))
     network = node_network(nodes, (os.getpid() + k) % 200)
     start = time.monotonic()
     with NodeWatcher(state / "kubeconfig") as watcher:
         proc = netemu(tree, "up", "--nodes", str(nodes), "--state-dir", str(state), "--node-network", network,
-                      "--timeout", "1200")
+                      "--timeout", "1200", *variant[1])
     row["up_s"] = round(time.monotonic() - start, 1)
     try:
         if proc.returncode != 0:
@@ -312,19 +314,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pods", type=int, default=0, help="pods to scale to after bring-up (0: none)")
     p.add_argument("--pods-timeout", type=float, default=1800, help="seconds the pods may take to be Ready")
     p.add_argument("--trees", default="", help="name=path,... source trees to compare (default: this one)")
+    p.add_argument("--variants", default="", metavar="NAME=ARGS;...",
+                   help="`netemu up` flags to compare on each tree, e.g. 'default=;sync10=--agent-arg=--min-sync-period=10'")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--json", help="write the rows here")
     args = p.parse_args(argv)
     trees = [tuple(t.split("=", 1)) for t in args.trees.split(",") if t] or [("this", None)]
+    variants = [(v.split("=", 1)[0], shlex.split(v.split("=", 1)[1] if "=" in v else ""))
+                for v in args.variants.split(";") if v] or [("default", [])]
     rows = []
     k = 0
     for _ in range(args.repeats):
         for n in [int(x) for x in args.nodes.split(",") if x]:
             for name, tree in trees:
-                k += 1
-                row = one(name, tree, n, args.pods, k, args.pods_timeout)
-                print(json.dumps(row), flush=True)
-                rows.append(row)
+                for variant in variants:
+                    k += 1
+                    row = one(name, tree, n, args.pods, k, args.pods_timeout, variant)
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
