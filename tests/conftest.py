@@ -6,8 +6,8 @@
 - ``etcd`` / ``kubectl``: need those binaries; skipped with the reason when missing.
 - ``serial``: runs alone (scripts/test runs these after the parallel part).
 
-Every test also gets an ``xdist_group`` (its module, or its proxy mode's cluster in the
-Service-behaviour suite) for scripts/test's parallel run.
+scripts/test's parallel run keeps each module's tests on one worker, and each proxy mode's tests
+of the Service-behaviour suite (one session cluster per mode): :func:`worker_group`.
 """
 
 from __future__ import annotations
@@ -30,21 +30,39 @@ def _skip_reason(item: pytest.Item) -> str | None:
     return None
 
 
-def _group(item: pytest.Item) -> str:
-    """The parallel worker a test shares with others (``pytest -n N --dist loadgroup``, as
-    scripts/test runs the host suite): its module's, so a module-scoped cluster is made once;
-    the Service-behaviour suite's tests share one session cluster per proxy mode, so one group
-    per mode (and its disruptive tests stay last on it)."""
-    mode = getattr(getattr(item, "callspec", None), "params", {}).get("proxy_mode")
-    if mode and item.path.parent.name == "service_behaviours":
-        return f"service-behaviours-{mode}"
-    return str(item.path.relative_to(item.config.rootpath))
-
-
-@pytest.hookimpl(tryfirst=True)       # before xdist's loadgroup reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         reason = _skip_reason(item)
         if reason:
             item.add_marker(pytest.mark.skip(reason=reason))
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+
+PROXY_MODES = ("iptables", "nftables", "ipvs")
+
+
+def worker_group(nodeid: str) -> str:
+    """The parallel worker a test shares with others (scripts/test: ``pytest -n N --dist
+    loadscope``): its module's, so a module-scoped cluster is made once; the Service-behaviour
+    suite's tests share one session cluster per proxy mode, so one group per mode there (and its
+    disruptive tests stay last on it)."""
+    path, _, name = nodeid.partition("::")
+    if "/service_behaviours/" in path and "[" in name:
+        params = name[name.index("[") + 1:name.rindex("]")].split("-")
+        mode = next((m for m in PROXY_MODES if m in params), None)
+        if mode:
+            return f"service-behaviours-{mode}"
+    return path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """--dist loadscope by :func:`worker_group` (xdist's own loadgroup marks do not reach the
+    scheduler under pytest 9: it appends them to ``item._nodeid``, which pytest 9 no longer reads)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByCluster(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return ByCluster(config, log)
