@@ -6,7 +6,8 @@ t = 0 is when the cluster has settled with the manifests applied (settle.py). Fr
   on the experiment's clock from the moment its workers were released;
 - the events run in order at their ``at``; one with ``wait: true`` holds the timeline until
   the cluster has settled again, and everything due after it moves by the time that took
-  (the "shift", recorded on each event);
+  (the "shift", recorded on each event); an event also waits until the phases the scenario
+  ends by its ``at`` have ended (a late-started phase must not see the next event's change);
 - kube-proxy's metrics are sampled on every node all along (scrape.py).
 
 The run ends at ``duration`` (plus the shifts). A phase without a stop condition of its own
@@ -67,6 +68,25 @@ class PhaseRecord:
     expected: list | None = None
     error: str | None = None
     traffic: object = None                     # the TrafficRun while it runs (to cancel it)
+    done: asyncio.Event = field(default_factory=asyncio.Event)   # set when it ended, however
+
+
+def nominal_end(phase: Phase) -> float | None:
+    """When the scenario says ``phase`` ends (start + duration); None for a phase that stops
+    after a count of requests or connections, or runs until the end."""
+    duration = getattr(phase.spec, "duration", None)
+    return None if phase.until_end or not duration else phase.start + duration
+
+
+async def phases_over_by(phases: list[PhaseRecord], at: float) -> None:
+    """Until every phase the scenario ends by ``at`` has ended. A phase whose load started late
+    (a slow exec into its source pod on a loaded box) would else still be sending when the next
+    event changes the cluster, and count endpoints its phase never had (seen: phase n2 of
+    experiment (a) answered by 3 pods after a late start overlapped the scale to 3)."""
+    for rec in phases:
+        end = nominal_end(rec.phase)
+        if end is not None and end <= at:
+            await rec.done.wait()
 
 
 @dataclass
@@ -127,13 +147,16 @@ async def _phase(rec: PhaseRecord, clock: Clock, handle: Handle, log: Callable[[
     except Exception as exc:  # a phase that cannot run is reported, the others go on
         rec.error = f"{type(exc).__name__}: {exc}"
         log(f"phase {ph.name} failed: {rec.error}")
+    finally:
+        rec.done.set()
 
 
 async def _events(records: list[EventRecord], clock: Clock, ctx: actions.Context, scenario: Scenario,
-                  scrapers: Scrapers, log: Callable[[str], None]) -> None:
+                  scrapers: Scrapers, log: Callable[[str], None], phases: list[PhaseRecord]) -> None:
     for rec in records:
         ev = rec.event
         await clock.until(ev.at, held=False)
+        await phases_over_by(phases, ev.at)
         rec.start = clock.now()
         log(f"t={rec.start:5.1f}s event {ev.label()}")
         try:
@@ -161,7 +184,7 @@ async def run_timeline(scenario: Scenario, handle: Handle, client, scrapers: Scr
     events = [EventRecord(i, ev, settled=asyncio.Event() if ev.wait else None) for i, ev in enumerate(scenario.events)]
     clock.holds = [(rec.event.at, rec.settled) for rec in events if rec.settled is not None]
     tasks = [asyncio.ensure_future(_phase(rec, clock, handle, log)) for rec in phases]
-    timeline = asyncio.ensure_future(_events(events, clock, ctx, scenario, scrapers, log))
+    timeline = asyncio.ensure_future(_events(events, clock, ctx, scenario, scrapers, log, phases))
     restore_failures: list[str] = []
     try:
         await clock.until(scenario.duration)
