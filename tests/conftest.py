@@ -37,9 +37,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-PROXY_MODES = ("iptables", "nftables", "ipvs")
-
-
 def worker_group(nodeid: str) -> str:
     """The parallel worker a test shares with others (scripts/test: ``pytest -n N --dist
     loadscope``): its module's, so a module-scoped cluster is made once; the Service-behaviour
@@ -47,8 +44,9 @@ def worker_group(nodeid: str) -> str:
     disruptive tests stay last on it)."""
     path, _, name = nodeid.partition("::")
     if "/service_behaviours/" in path and "[" in name:
+        from netemu.agent.proxy import modes     # the registry: a new mode is a new group too
         params = name[name.index("[") + 1:name.rindex("]")].split("-")
-        mode = next((m for m in PROXY_MODES if m in params), None)
+        mode = next((m for m in modes.selectable() if m in params), None)
         if mode:
             return f"service-behaviours-{mode}"
     return path
