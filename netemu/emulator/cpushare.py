@@ -31,9 +31,6 @@ WEIGHTS = (88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916,
            110, 87, 70, 56, 45, 36, 29, 23, 18, 15)
 NICE_0 = 20                 # index of nice 0 in WEIGHTS
 
-AUTOGROUP_SWITCH = Path("/proc/sys/kernel/sched_autogroup_enabled")
-
-
 def nice_for(nodes: int) -> int:
     """The least favourable nice whose weight is at least ``nodes`` nice-0 sessions' together
     (0 for one node or none; -20 when even that is less)."""
@@ -44,9 +41,9 @@ def nice_for(nodes: int) -> int:
     return -NICE_0
 
 
-def autogroup_enabled(switch: Path = AUTOGROUP_SWITCH) -> bool:
+def autogroup_enabled(proc: Path = Path("/proc")) -> bool:
     try:
-        return switch.read_text().strip() == "1"
+        return (proc / "sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
     except OSError:
         return False
 
@@ -57,7 +54,7 @@ def favour(pid: int, nodes: int, proc: Path = Path("/proc")) -> int | None:
     only its control plane may starve under load)."""
     nice = nice_for(nodes)
     try:
-        if autogroup_enabled(proc / "sys/kernel/sched_autogroup_enabled"):
+        if autogroup_enabled(proc):
             (proc / str(pid) / "autogroup").write_text(f"{nice}\n")
         else:
             for task in (proc / str(pid) / "task").iterdir():
@@ -71,7 +68,7 @@ def favour(pid: int, nodes: int, proc: Path = Path("/proc")) -> int | None:
 def current(pid: int, proc: Path = Path("/proc")) -> int | None:
     """The nice of ``pid``'s autogroup (autogroup on) or of the process (off); None if gone."""
     try:
-        if autogroup_enabled(proc / "sys/kernel/sched_autogroup_enabled"):
+        if autogroup_enabled(proc):
             return int((proc / str(pid) / "autogroup").read_text().split("nice")[1])
         return os.getpriority(os.PRIO_PROCESS, pid)
     except (OSError, IndexError, ValueError):
