@@ -52,9 +52,12 @@ def worker_group(nodeid: str) -> str:
     return path
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """--dist loadscope by :func:`worker_group` (xdist's own loadgroup marks do not reach the
-    scheduler under pytest 9: it appends them to ``item._nodeid``, which pytest 9 no longer reads)."""
+    scheduler under pytest 9: it appends them to ``item._nodeid``, which pytest 9 no longer reads).
+    Optional: a pytest without pytest-xdist (a venv made before it joined the test extra) must
+    still run the suite in one process, not fail with "unknown hook"."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
