@@ -483,24 +483,44 @@ def _endpoint(ep: Any, port: int, node_name: str | None, family: str, where: str
         node_name=ep_node)
 
 
-def endpoints_by_service_port(slices: Iterable[Mapping[str, Any]], node: NodeInfo | str | None = None, *,
-                              problems: list[str] | None = None,
-                              ) -> dict[ServicePortName, tuple[EndpointInfo, ...]]:
-    """Merge EndpointSlices into endpoints per service port (upstream getEndpointsMap).
+SliceEndpoints = dict[ServicePortName, dict[str, EndpointInfo]]
 
-    Slices of one Service are merged and duplicates dropped (a non-terminating copy wins: a
-    reused pod IP belongs to the running pod); each list is sorted by "ip:port" string as
-    upstream does, so chain order matches a real node's.
-    Slices whose Service does not exist are kept: the builder simply never looks them up.
-    """
+
+def slice_endpoints(sl: Mapping[str, Any], node: NodeInfo | str | None = None, *,
+                    problems: list[str] | None = None) -> SliceEndpoints:
+    """One EndpointSlice's share of ``endpoints_by_service_port``: its endpoints by service
+    port, keyed by "ip:port" (upstream newEndpointSliceInfo: a change tracker parses each slice
+    once, when it changes, and merges the parsed shares of a Service's slices)."""
     node_name = node.name if isinstance(node, NodeInfo) else node
     family = node.ip_family if isinstance(node, NodeInfo) else "IPv4"
+    return _slice_endpoints(sl, node_name, family, problems)
+
+
+def merge_slice_endpoints(shares: Iterable[SliceEndpoints]) -> dict[ServicePortName, tuple[EndpointInfo, ...]]:
+    """Merge parsed slices, given in (namespace, name) order of their slices (upstream
+    getEndpointsMap): duplicates dropped (a non-terminating copy wins: a reused pod IP belongs
+    to the running pod); each list sorted by "ip:port" string as upstream does, so chain order
+    matches a real node's."""
     merged: dict[ServicePortName, dict[str, EndpointInfo]] = {}
-    for sl in sorted(slices, key=lambda s: ((s.get("metadata") or {}).get("namespace") or "",
-                                             (s.get("metadata") or {}).get("name") or "")):
-        for spn, eps in _slice_endpoints(sl, node_name, family, problems).items():
-            into = merged.setdefault(spn, {})
+    for share in shares:
+        for spn, eps in share.items():
+            into = merged.get(spn)
+            if into is None:
+                merged[spn] = dict(eps)
+                continue
             for key, info in eps.items():
                 if key not in into or not info.terminating:
                     into[key] = info
     return {spn: tuple(eps[k] for k in sorted(eps)) for spn, eps in merged.items() if eps}
+
+
+def endpoints_by_service_port(slices: Iterable[Mapping[str, Any]], node: NodeInfo | str | None = None, *,
+                              problems: list[str] | None = None,
+                              ) -> dict[ServicePortName, tuple[EndpointInfo, ...]]:
+    """Merge EndpointSlices into endpoints per service port (upstream getEndpointsMap), see
+    ``merge_slice_endpoints``. Slices whose Service does not exist are kept: the builder
+    simply never looks them up.
+    """
+    ordered = sorted(slices, key=lambda s: ((s.get("metadata") or {}).get("namespace") or "",
+                                            (s.get("metadata") or {}).get("name") or ""))
+    return merge_slice_endpoints(slice_endpoints(sl, node, problems=problems) for sl in ordered)
