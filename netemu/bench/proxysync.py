@@ -208,12 +208,14 @@ def summarize(result: dict) -> dict:
     per = {k: v * 1000 / n for k, v in result["cpu"].items()}
     per["total"] = sum(result["cpu"].values()) * 1000 / n
     per["syncs_per_event"] = result["counts"]["syncs"] / n
+    per["restores_per_event"] = result["counts"]["restores"] / n
+    per["restore_kb_per_event"] = result["counts"]["restore_bytes"] / 1000 / n
     return per
 
 
 def _table(rows: dict[str, dict]) -> str:
     names = list(rows)
-    keys = [*STAGES, "total", "syncs_per_event"]
+    keys = [*STAGES, "total", "syncs_per_event", "restores_per_event", "restore_kb_per_event"]
     out = [f"{'ms CPU per event':18}" + "".join(f"{n:>14}" for n in names)
            + (f"{names[-1] + '/' + names[0]:>16}" if len(names) > 1 else "")]
     for k in keys:

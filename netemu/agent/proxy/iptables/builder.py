@@ -33,7 +33,7 @@ from .chains import (FILTER_TOP_CHAINS, KUBELET_FIREWALL, NAT_TOP_CHAINS, NFACCT
 from .service_rules import (any_contains, count_service_chains, plan_service_port, probability, spn_str,
                             write_service_chains, write_top_rules)
 
-__all__ = ["BuildCache", "RuleSet", "build", "probability"]
+__all__ = ["BuildCache", "EMPTY_RESTORE", "RuleSet", "build", "minimal_delta", "probability"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class RuleSet:
     # top-level chains whose rules did not change since then (what a restore on top of the
     # previous build needs). None otherwise. Not compared.
     delta: str | None = field(default=None, compare=False)
+    # With a delta: the Service chains it writes whose rules are the same as in the previous
+    # build (minimal_delta leaves them out too). Not compared.
+    unchanged_chains: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 
@@ -220,6 +223,8 @@ def _build_cached(services, endpoints, node: NodeInfo, cfg: ProxyConfig, changed
     t = cache.totals
     n_top, n_fixed = len(nc), len(nr)
     written_rules: list[str] = []
+    written: list[tuple[ServicePortName, object]] = []   # (port, entry) whose chains the text holds
+    unchanged: frozenset[str] = frozenset()
     if changed_set is None:
         fr.extend(chain.from_iterable(map(attrgetter("top_filter"), ents)))
         fr.extend(fwd)
@@ -235,6 +240,7 @@ def _build_cached(services, endpoints, node: NodeInfo, cfg: ProxyConfig, changed
         pieces, last = [], 0
         for i in sorted({cache.position(spn) for s in changed_set for spn in cache.ports_of(s)}):
             e = ents[i]
+            written.append((cache.order[i], e))
             nc.extend(e.chain_lines)
             if e.chain_rules:
                 written_rules.extend(e.chain_rules)
@@ -253,6 +259,10 @@ def _build_cached(services, endpoints, node: NodeInfo, cfg: ProxyConfig, changed
     delta = None
     if changed_set is not None and not ref.rebuilt:
         delta = _delta(_top_changed(ref.replaced), localhost, text, [*nc[n_top:], *written_rules, *drops])
+        if cache.chains_as_built:
+            unchanged = frozenset(_unchanged_chains(written, ref.replaced))
+    if ref.rebuilt:   # re-rendered all, wrote all only if full (a partial one crossed the large mode)
+        cache.chains_as_built = changed_set is None
     cache.nat_chains = frozenset(NAT_TOP_CHAINS) | active
     filter_chains = frozenset(FILTER_TOP_CHAINS) | ({KUBELET_FIREWALL} if localhost else frozenset())
     return RuleSet(
@@ -260,7 +270,8 @@ def _build_cached(services, endpoints, node: NodeInfo, cfg: ProxyConfig, changed
         rule_counts={"filter": n_filter, "nat": n_nat + t[2]},
         written_counts={"filter": n_filter, "nat": n_nat + written_chain_rules},
         deleted_chains=deleted, partial=changed_set is not None, large_cluster=cache.large,
-        no_local_endpoints={"internal": t[3], "external": t[4]}, delta=delta)
+        no_local_endpoints={"internal": t[3], "external": t[4]}, delta=delta,
+        unchanged_chains=unchanged if delta is not None else frozenset())
 
 
 def _rule_chain(line: str) -> str:
@@ -283,6 +294,31 @@ def _top_changed(replaced) -> set[tuple[str, str]]:
     return out
 
 
+def _by_chain(rules: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in rules:
+        out.setdefault(_rule_chain(line), []).append(line)
+    return out
+
+
+def _unchanged_chains(written, replaced) -> set[str]:
+    """Service chains in the text whose rules are the same as in the previous build, i.e. as in
+    the kernel: those of written ports the cache did not replace, and those of replaced ports
+    whose rules did not change (a pod turning Ready changes its Service's KUBE-SVC chain, and
+    adds one KUBE-SEP chain; the other endpoints' KUBE-SEP chains stay as they are)."""
+    same: set[str] = set()
+    for spn, entry in written:
+        old = replaced[spn][0] if spn in replaced else entry
+        if old is None:
+            continue
+        if old is entry:
+            same.update(entry.chains)
+            continue
+        before, after = _by_chain(old.chain_rules), _by_chain(entry.chain_rules)
+        same.update(c for c in entry.chains & old.chains if before.get(c) == after.get(c))
+    return same
+
+
 def _delta(changed_top: set[tuple[str, str]], localhost: bool, text: str, nat_tail: list[str]) -> str:
     """The restore text minus the top-level chains (declaration and rules) whose rules are the
     same as in the previous build, i.e. as in the kernel once that build was restored, computed
@@ -299,6 +335,17 @@ def _delta(changed_top: set[tuple[str, str]], localhost: bool, text: str, nat_ta
     return "\n".join(_keep(text.split("\n"), same))
 
 
+def minimal_delta(ruleset: RuleSet) -> str | None:
+    """``ruleset.delta`` without the written Services' chains whose rules did not change
+    either (``unchanged_chains``): what the kernel needs on top of the previous build. Upstream
+    rewrites them; the kernel ends up the same, only their packet counters are not reset.
+    "*filter COMMIT *nat COMMIT" alone (``EMPTY_RESTORE``) means: nothing to restore."""
+    if ruleset.delta is None or not ruleset.unchanged_chains:
+        return ruleset.delta
+    same = {("nat", c) for c in ruleset.unchanged_chains}
+    return "\n".join(_keep(ruleset.delta.split("\n"), same))
+
+
 def _keep(lines: list[str], same: set[tuple[str, str]]) -> list[str]:
     """``lines`` without the declarations and rules of the (table, chain)s in ``same``."""
     out, table = [], ""
@@ -312,3 +359,6 @@ def _keep(lines: list[str], same: set[tuple[str, str]]) -> list[str]:
             continue
         out.append(line)
     return out
+
+
+EMPTY_RESTORE = "*filter\nCOMMIT\n*nat\nCOMMIT\n"

@@ -91,6 +91,9 @@ class BuildCache:
         self.active: set[str] = set()                 # service chains of all entries
         self.totals = [0, 0, 0, 0, 0]                 # top filter, top nat, chain rules, no-local int/ext
         self.nat_chains: frozenset[str] | None = None  # RuleSet.chains["nat"] of the last build
+        # every entry's Service chains are in the kernel as rendered (false after a partial
+        # build had to re-render everything but wrote only the changed Services' chains)
+        self.chains_as_built = False
 
     # -- the one entry point -------------------------------------------------------------
     def refresh(self, services: Mapping[ServicePortName, ServicePortInfo],

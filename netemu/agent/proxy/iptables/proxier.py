@@ -5,11 +5,15 @@ top-level chains, KEP-3453; full: everything, after a failure or once per ``full
 applies them with ONE ``iptables-restore --noflush --counters`` and, once the kernel has the new
 rules, deletes the UDP conntrack entries that would keep clients on removed endpoints.
 
-Partial syncs also leave out top-level chains whose rules did not change (upstream rewrites
-them every time; the kernel ends up the same, the restore is smaller): they restore the
-builder's ``delta``, which the BuildCache the proxier keeps across syncs knows (invalidated by a
-failed restore and before every full sync). A build without a delta (an injected builder, or
-the cache starting over) is restored whole, as upstream does.
+Partial syncs also leave out the chains whose rules did not change (upstream rewrites all
+top-level chains and every chain of a changed Service each time; the kernel ends up the same,
+the restore is smaller, only the untouched chains' packet counters are not reset): they restore
+the builder's ``minimal_delta``, which the BuildCache the proxier keeps across syncs knows
+(invalidated by a failed restore and before every full sync); when nothing differs (an
+endpoint that is not ready yet changes no rule) no iptables-restore runs at all. A pod turning
+Ready in a Service of 1000 endpoints now restores its KUBE-SVC chain and one KUBE-SEP chain
+instead of 1000 KUBE-SEP chains. A build without a delta (an injected builder, or the cache
+starting over) is restored whole, as upstream does.
 Missing jump rules from the built-in chains (checked on full syncs, like upstream) travel in
 that same restore as ``-I`` lines, so rules and jumps appear together.
 
@@ -30,7 +34,7 @@ from typing import Any, Callable
 from netemu.agent.proxy.commands import Exec, local_exec
 from netemu.agent.proxy.conntrack import CleanupBacklog, Conntrack
 from netemu.agent.proxy.xtables.apply import Iptables, add_jumps
-from netemu.agent.proxy.iptables.builder import BuildCache, build as iptables_build
+from netemu.agent.proxy.iptables.builder import EMPTY_RESTORE, BuildCache, build as iptables_build, minimal_delta
 from netemu.agent.proxy.iptables.canary import CanaryMonitor
 from netemu.agent.proxy.iptables.chains import jump_rules
 from netemu.agent.proxy.xtables.dump import chain_names
@@ -83,7 +87,8 @@ class IptablesProxier(Proxier):
         try:
             ruleset, text = self._build(full, changed, saved)
             t1 = self.clock()
-            self.iptables.restore(text)
+            if text != EMPTY_RESTORE:     # nothing differs from the kernel: no process to spawn
+                self.iptables.restore(text)
         except Exception:
             if self.cache is not None:   # the kernel does not hold what the cache last built
                 self.cache.invalidate()
@@ -118,7 +123,7 @@ class IptablesProxier(Proxier):
             text, leftovers = add_jumps(text, self.iptables.missing_jumps(jump_rules(), saved))
             self.iptables.ensure_jumps(leftovers)
         elif self.trim_unchanged and getattr(ruleset, "delta", None) is not None:
-            text = ruleset.delta
+            text = minimal_delta(ruleset)
         return ruleset, text
 
     def _kernel_tables(self) -> dict[str, str]:
