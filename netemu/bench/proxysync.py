@@ -144,7 +144,7 @@ def replay(services: list[dict], lines: list[bytes], *, node: str, rate: float, 
         event = decode(line)
         apply_event(event.get("type"), event.get("object") or {})
     while schedule.pending:                             # the last changes reach the kernel too
-        now += schedule.next_wakeup(now) or 0.001
+        now += max(schedule.next_wakeup(now), 0.001)   # float-safe: a tiny wait must still move
         maybe_sync(now)
     return {"cpu": clock.cpu, "counts": counts, "virtual_seconds": now}
 

@@ -5,7 +5,7 @@ Made by the project's own code end to end, so the bytes are what a node's inform
 the EndpointSlice controller's pure ``reconcile`` decides each write from the pods' states, a
 real ``Registry`` over a SQLite store (in a temporary directory) stores it with the controller's
 managedFields (FieldManager "kube-controller-manager"), and the watch's shared encoder
-(``apiserver.watch.ENCODED``) turns each stored object into its JSON line.
+(``apiserver.watch``'s ``_Encoded``) turns each stored object into its JSON line.
 
 The burst: ``services`` Services of ``endpoints`` pods each. Every pod goes through the two
 steps a kubelet reports: it gets its IP (an endpoint appears, not ready), then it turns Ready
@@ -25,7 +25,7 @@ from pathlib import Path
 from netemu.api.kinds import by_kind
 from netemu.apiserver.fieldmanager import FieldManager
 from netemu.apiserver.registry import Registry
-from netemu.apiserver.watch import ENCODED
+from netemu.apiserver import watch
 from netemu.controllers import endpointslice as eps
 from netemu.store import open_store
 
@@ -67,16 +67,15 @@ def _steps(services: int, endpoints: int, seed: int) -> list[tuple[int, int, str
     return [(s, k, what) for _, _, s, k, what in sorted(timed)]
 
 
-async def _write(registry: Registry, changes: eps.SliceChanges, out: list[bytes]) -> None:
+async def _write(registry: Registry, encoder, changes: eps.SliceChanges, out: list[bytes]) -> None:
     """Store the controller's writes as the API server does; keep each one's watch line."""
-    record = FieldManager(SLICES, MANAGER).record
     for obj in changes.create:
-        stored = await registry.create(SLICES, NAMESPACE, obj, fields=record)
-        out.append(ENCODED.line(SLICES, "ADDED", stored))
+        stored = await registry.create(SLICES, NAMESPACE, obj, fields=FieldManager(SLICES, MANAGER).record)
+        out.append(encoder.line(SLICES, "ADDED", stored))
     for obj in changes.update:
         name = obj["metadata"]["name"]
         stored = await registry.update(SLICES, NAMESPACE, name, obj, fields=FieldManager(SLICES, MANAGER).record)
-        out.append(ENCODED.line(SLICES, "MODIFIED", stored))
+        out.append(encoder.line(SLICES, "MODIFIED", stored))
     for obj in changes.delete:
         raise AssertionError(f"a growing Service never deletes a slice ({obj['metadata']['name']})")
 
@@ -84,6 +83,9 @@ async def _write(registry: Registry, changes: eps.SliceChanges, out: list[bytes]
 async def record(services: int, endpoints: int, *, nodes: int = 100, seed: int = 1) -> tuple[list[dict], list[bytes]]:
     """(the Services as stored, the EndpointSlice watch lines in order)."""
     lines: list[bytes] = []
+    # the watch's encoder, a fresh one: the server's shared one keys lines by resourceVersion,
+    # which a new store starts again
+    encoder = watch._Encoded()
     with tempfile.TemporaryDirectory(prefix="netemu-proxysync-") as tmp:
         store = open_store(f"sqlite:{Path(tmp) / 'state.db'}")
         try:
@@ -103,7 +105,7 @@ async def record(services: int, endpoints: int, *, nodes: int = 100, seed: int =
                 changes = eps.reconcile(svc, mine, {}, list(slices.values()),
                                         lambda: f"svc{s}-{next(names):05d}", TRIGGER)
                 before = len(lines)
-                await _write(registry, changes, lines)
+                await _write(registry, encoder, changes, lines)
                 for line in lines[before:]:
                     obj = json.loads(line)["object"]
                     slices[obj["metadata"]["name"]] = obj
