@@ -18,7 +18,7 @@ from netemu.agent.proxy.iptables.builder import EMPTY_RESTORE, minimal_delta
 from netemu.agent.proxy.iptables.proxier import IptablesProxier
 from netemu.agent.proxy.model import NodeInfo, ProxyConfig, endpoints_by_service_port, service_port_map
 
-from .test_iptables_properties import NODE, _mutate, cluster
+from .test_iptables_properties import NODE, cluster, next_maps
 from .test_proxy_tracker import eps, svc
 
 
@@ -45,14 +45,9 @@ def test_minimal_deltas_leave_the_kernel_as_upstreams_partial_restores_do(seed):
     previous = build(sm, em, NODE, cfg, cache=cache)
     kernel: dict = {}
     restore(kernel, previous.text)
-    upstream = dict(kernel)
+    upstream = {key: list(rules) for key, rules in kernel.items()}
     for step in range(12):
-        changed = set()
-        for _ in range(rng.choice([1, 1, 2, 3])):
-            changed |= _mutate(rng, services, slices, step)
-        sm2, em2 = service_port_map(services, NODE), endpoints_by_service_port(slices, NODE)
-        sm2 = {k: (sm[k] if sm.get(k) == v and k.service not in changed else v) for k, v in sm2.items()}
-        em2 = {k: (em[k] if em.get(k) == v and k.service not in changed else v) for k, v in em2.items()}
+        changed, sm2, em2 = next_maps(rng, services, slices, step, NODE, sm, em)
         cached = build(sm2, em2, NODE, cfg, changed=changed, previous_chains=previous.chains, cache=cache)
         text = minimal_delta(cached)
         if cached.delta is not None:

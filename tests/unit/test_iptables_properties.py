@@ -160,13 +160,7 @@ def test_cached_partial_builds_equal_uncached_over_a_history_of_changes(seed):
     previous = build(sm, em, node, cfg, cache=cache)
     assert previous == build(sm, em, node, cfg)
     for step in range(12):
-        changed = set()
-        for _ in range(rng.choice([1, 1, 2, 3])):
-            changed |= _mutate(rng, services, slices, step)
-        sm2, em2 = service_port_map(services, node), endpoints_by_service_port(slices, node)
-        # as the change trackers do: unchanged Services keep their very objects
-        sm2 = {k: (sm[k] if sm.get(k) == v and k.service not in changed else v) for k, v in sm2.items()}
-        em2 = {k: (em[k] if em.get(k) == v and k.service not in changed else v) for k, v in em2.items()}
+        changed, sm2, em2 = next_maps(rng, services, slices, step, node, sm, em)
         plain = build(sm2, em2, node, cfg, changed=changed, previous_chains=previous.chains)
         cached = build(sm2, em2, node, cfg, changed=changed, previous_chains=previous.chains, cache=cache)
         assert cached == plain
@@ -175,6 +169,19 @@ def test_cached_partial_builds_equal_uncached_over_a_history_of_changes(seed):
             assert cached.delta == trim_against(previous.text, plain.text)
         previous, sm, em = cached, sm2, em2
     assert build(sm, em, node, cfg, cache=cache) == build(sm, em, node, cfg)   # and a full build
+
+
+def next_maps(rng: random.Random, services: list[dict], slices: list[dict], step: int, node: NodeInfo,
+              sm: dict, em: dict) -> tuple[set, dict, dict]:
+    """One step of a random history: mutate 1-3 Services, return (changed, service map,
+    endpoints map), where unchanged Services keep their very objects, as the change trackers do."""
+    changed = set()
+    for _ in range(rng.choice([1, 1, 2, 3])):
+        changed |= _mutate(rng, services, slices, step)
+    sm2, em2 = service_port_map(services, node), endpoints_by_service_port(slices, node)
+    sm2 = {k: (sm[k] if sm.get(k) == v and k.service not in changed else v) for k, v in sm2.items()}
+    em2 = {k: (em[k] if em.get(k) == v and k.service not in changed else v) for k, v in em2.items()}
+    return changed, sm2, em2
 
 
 def trim_against(previous: str, text: str) -> str:
