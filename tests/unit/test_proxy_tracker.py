@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from netemu.agent.proxy.model import NodeInfo, ServiceName, ServicePortName
+from netemu.agent.proxy.model import NodeInfo, ServiceName, ServicePortName, endpoints_by_service_port
 from netemu.agent.proxy.tracker import EndpointsChangeTracker, ServiceChangeTracker
 
 NODE = NodeInfo(name="node1", ips=("172.18.0.2",), cluster_cidr="10.244.0.0/16")
@@ -244,3 +244,25 @@ def test_tracked_endpoints_equal_a_fresh_merge_of_the_current_slices():
         if rng.random() < 0.3 or step == 399:
             t.apply(m)
             assert m == endpoints_by_service_port(current.values(), NODE), step
+
+
+def test_a_slice_update_parses_only_the_endpoints_that_changed(monkeypatch):
+    """Within the changed slice, endpoints equal to their previous version keep their parsed
+    info; a changed one (here: turned not ready) and a new one are parsed again."""
+    from netemu.agent.proxy import model
+    t = EndpointsChangeTracker(NODE)
+    first = eps(ips=tuple(f"10.244.1.{k}" for k in range(1, 51)))
+    t.update(None, first)
+    m = {}
+    t.apply(m)
+    parsed = []
+    real = model._endpoint
+    monkeypatch.setattr(model, "_endpoint", lambda ep, *a: parsed.append(ep["addresses"][0]) or real(ep, *a))
+    second = copy.deepcopy(first)
+    second["endpoints"][7]["conditions"] = {"ready": False, "serving": False}
+    second["endpoints"].append({"addresses": ["10.244.1.99"], "conditions": {"ready": True}, "nodeName": "node1"})
+    assert t.update(first, second) is True
+    assert sorted(parsed) == ["10.244.1.8", "10.244.1.99"]
+    t.apply(m)
+    assert m[WEB_HTTP] == endpoints_by_service_port([second], NODE)[WEB_HTTP]
+    assert not next(e for e in m[WEB_HTTP] if e.ip == "10.244.1.8").ready

@@ -175,9 +175,10 @@ class _ServiceSlices(NamedTuple):
     slices: dict[str, Mapping[str, Any]]
     shares: dict[str, SliceEndpoints]
     endpoints: EndpointsMap
+    memos: dict[str, dict]        # per slice: its endpoints' parses, reused by its next version
 
 
-_NO_SLICES = _ServiceSlices({}, {}, {})
+_NO_SLICES = _ServiceSlices({}, {}, {}, {})
 
 
 class EndpointsChangeTracker:
@@ -197,9 +198,9 @@ class EndpointsChangeTracker:
         self._trigger_times: dict[ServiceName, list[float]] = {}
         self.problems: deque[str] = deque(maxlen=200)  # recent reasons, for logs and tests
 
-    def _share(self, sl: Mapping[str, Any]) -> SliceEndpoints:
+    def _share(self, sl: Mapping[str, Any], reuse: dict | None, memo: dict) -> SliceEndpoints:
         try:
-            return slice_endpoints(sl, self.node, problems=self.problems)
+            return slice_endpoints(sl, self.node, problems=self.problems, reuse=reuse, memo=memo)
         except Exception as exc:  # malformed beyond what the model expects: skip the slice
             msg = f"EndpointSlice {(sl.get('metadata') or {}).get('name')} skipped: {exc!r}"
             log.warning("%s", msg)
@@ -216,26 +217,28 @@ class EndpointsChangeTracker:
             self.problems.append(msg)
             return self.pending_count() > 0
         service, slice_name = key
-        share = None if current is None else self._share(current)   # outside the lock: the work
         with self._lock:
             applied = self._applied.get(service, _NO_SLICES)
             base = self._pending.get(service, applied)
-            slices, shares = dict(base.slices), dict(base.shares)
+            slices, shares, memos = dict(base.slices), dict(base.shares), dict(base.memos)
             if current is None:
                 slices.pop(slice_name, None)
                 shares.pop(slice_name, None)
+                memos.pop(slice_name, None)
             else:
-                slices[slice_name], shares[slice_name] = current, share
+                memo: dict = {}
+                share = self._share(current, base.memos.get(slice_name), memo)
+                slices[slice_name], shares[slice_name], memos[slice_name] = current, share, memo
                 when = _trigger_time(current)
                 if when is not None:
                     self._trigger_times.setdefault(service, []).append(when)
             eps = merge_slice_endpoints(shares[name] for name in sorted(shares))
             if eps == applied.endpoints:
                 self._pending.pop(service, None)
-                self._applied[service] = _ServiceSlices(slices, shares, eps)  # adopt the newest objects
+                self._applied[service] = _ServiceSlices(slices, shares, eps, memos)  # adopt the newest objects
                 self._trigger_times.pop(service, None)
             else:
-                self._pending[service] = _ServiceSlices(slices, shares, eps)
+                self._pending[service] = _ServiceSlices(slices, shares, eps, memos)
             return len(self._pending) > 0
 
     def pending_count(self) -> int:
