@@ -1,32 +1,40 @@
-"""DaemonSet controller: one pod per eligible node, node by node rolling updates, honest status.
+"""DaemonSet controller: one pod per eligible node, node by node rolling updates, the revision
+history, honest status.
 
-The decisions are netemu.controllers.daemonset_plan (pure); this loop watches DaemonSets, Pods
-and Nodes, creates daemon pods (unbound: the scheduler binds them through their node-name
-affinity, as upstream since 1.12), deletes the planned ones, and PUTs the status that
-``kubectl rollout status ds/NAME`` reads. A pod left on a node that was deleted is the pod
-garbage collector's (netemu.controllers.podgc), as upstream.
+The decisions are pure: netemu.controllers.daemonset_plan (pods), daemonset_history
+(ControllerRevisions), claim (adoption). This loop watches DaemonSets, Pods, Nodes and
+ControllerRevisions and, as upstream's syncDaemonSet: claims the pods and revisions its selector
+matches (adopting orphans, releasing what stopped matching), brings the history in step with the
+template (what ``kubectl rollout history/undo ds`` read and apply), creates daemon pods (unbound:
+the scheduler binds them through their node-name affinity, as upstream since 1.12), deletes the
+planned ones, prunes old history and PUTs the status ``kubectl rollout status ds/NAME`` reads. A
+pod left on a node that was deleted is the pod garbage collector's (netemu.controllers.podgc).
 """
 
 from __future__ import annotations
 
 import time
 
-from netemu.controllers import daemonset_plan as dp
-from netemu.controllers.kube import Obj
+from netemu.api import errors
+from netemu.controllers import claim, daemonset_history as dh, daemonset_plan as dp, history
+from netemu.controllers.claim import OrphanWatch
+from netemu.controllers.kube import Obj, is_deleting, meta, name_of, ns_of
 from netemu.controllers.podowner import PodOwner
 from netemu.controllers.replicaset import status_changed
 from netemu.controllers.runtime import put_latest, rt, split_key
 
 
-class DaemonSetController(PodOwner):
+class DaemonSetController(OrphanWatch, PodOwner):
     name = "daemonset"
     service_account = "daemon-set-controller"
-    kinds = ("DaemonSet", "Pod", "Node")
+    kinds = ("DaemonSet", "Pod", "Node", "ControllerRevision")
     owner_kind, component = "DaemonSet", "daemonset-controller"
 
     def setup(self) -> None:
         super().setup()
         self.cache("Node").add_handler(self._node, lambda o, n: self._node(n), self._node)
+        self.watch_orphans("Pod")
+        self.watch_orphans("ControllerRevision", owned_too=True)
 
     def expectation_name(self, pod: Obj) -> str:
         return dp.target_node(pod)      # pods are made with generateName: creates are keyed by node
@@ -41,14 +49,67 @@ class DaemonSetController(PodOwner):
         if ds is None:
             self.expectations.forget(key)
             return
-        nodes, owned = self.cache("Node").list(), self.owned(ds)
-        if self.expectations.satisfied(key):
-            plan, hash_ = dp.plan(ds, nodes, owned), dp.template_hash(ds)
-            creates = [(node, dp.new_pod(ds, node, hash_)) for node in dict.fromkeys(plan.create)]
+        if is_deleting(ds):
+            return       # upstream: its pods and history may be going too; status would be a guess
+        pods = await claim.write(self.client, rt("Pod"), ds, claim.claim(ds, self.cache("Pod").list(ns)))
+        revisions = await claim.write(self.client, rt("ControllerRevision"), ds,
+                                      claim.claim(ds, self.cache("ControllerRevision").list(ns)))
+        step = await self._history(ds, revisions, pods)
+        nodes = self.cache("Node").list()
+        observe = self.expectations.satisfied(key)
+        if observe:
+            plan = dp.plan(ds, nodes, pods, hash_=step.hash)
+            creates = [(node, dp.new_pod(ds, node, step.hash)) for node in dict.fromkeys(plan.create)]
             await self.write_pods(key, ds, creates, list({p["metadata"]["name"]: p for p in plan.delete}.values()))
-        status = dp.status_for(ds, nodes, owned, time.time())
+            await self._delete_revisions(ds, dh.cleanup(ds, step.old, pods))
+        status = dp.status_for(ds, nodes, pods, time.time(), step.hash, observe)
         if status_changed(ds, status):
             await put_latest(self.client, rt("DaemonSet"), ds, lambda d: {**d, "status": status},
                              subresource="status")
         if status["numberReady"] != status["numberAvailable"] or status["numberUnavailable"]:
             self.queue.add_after(key, 1.0)       # minReadySeconds and the rollout's next node
+
+    async def _history(self, ds: Obj, revisions: list[Obj], pods: list[Obj]) -> dh.DaemonSetHistory:
+        """constructHistory's writes; a failed write raises, and the sync is retried."""
+        step = dh.construct(ds, revisions, pods)
+        kind = rt("ControllerRevision")
+        for rev in step.label:
+            await self.client.update(kind, rev)
+        if step.create is not None:
+            await self._snapshot(ds, step.create)
+        if step.renumber is not None:
+            await self.client.update(kind, step.renumber)
+        for pod in step.relabel:
+            await self.client.patch(rt("Pod"), name_of(pod), {"metadata": {"labels": {dp.HASH_LABEL: step.hash}}},
+                                    ns_of(pod), patch_type="strategic")
+        await self._delete_revisions(ds, step.duplicates)
+        return step
+
+    async def _snapshot(self, ds: Obj, revision: Obj) -> None:
+        """Create the current revision. Its name taken by another template (a hash collision)
+        bumps status.collisionCount, which changes the hash, and fails this sync (upstream snapshot)."""
+        kind = rt("ControllerRevision")
+        try:
+            await self.client.create(kind, revision, ns_of(ds))
+            return
+        except errors.AlreadyExists:
+            existing = await self.client.get(kind, name_of(revision), ns_of(ds))
+        if history.matches(ds, existing):
+            return                                  # ours, the cache had not shown it yet
+        latest = await self.client.get(rt("DaemonSet"), name_of(ds), ns_of(ds))
+        count = (ds.get("status") or {}).get("collisionCount")
+        if (latest.get("status") or {}).get("collisionCount") != count:
+            raise errors.Conflict(f"stale collisionCount of DaemonSet {name_of(ds)}: will retry")
+        latest["status"] = {**(latest.get("status") or {}), "collisionCount": int(count or 0) + 1}
+        await self.client.update(rt("DaemonSet"), latest, subresource="status")
+        raise errors.AlreadyExists(f"ControllerRevision {name_of(revision)} holds another template: "
+                                   f"collisionCount of DaemonSet {name_of(ds)} is now {int(count or 0) + 1}")
+
+    async def _delete_revisions(self, ds: Obj, revisions: list[Obj]) -> None:
+        for rev in revisions:
+            uid = meta(rev).get("uid")
+            try:
+                await self.client.delete(rt("ControllerRevision"), name_of(rev), ns_of(ds),
+                                         preconditions={"uid": uid} if uid else None)
+            except (errors.NotFound, errors.Conflict):
+                pass

@@ -48,8 +48,10 @@ def daemon_tolerations(pod_spec: Obj) -> list[Obj]:
 
 
 def template_hash(ds: Obj) -> str:
-    """The current template's revision hash (upstream: the ControllerRevision's hash label)."""
-    return rollout.template_hash((ds.get("spec") or {}).get("template") or {})
+    """The current template's revision hash (upstream ComputeHash(template, collisionCount)); the
+    controller uses its ControllerRevision's hash label, the same unless revisions were deduplicated."""
+    count = int((ds.get("status") or {}).get("collisionCount") or 0)
+    return rollout.template_hash((ds.get("spec") or {}).get("template") or {}, count)
 
 
 def new_pod(ds: Obj, node: str, hash_: str) -> Obj:
@@ -150,12 +152,14 @@ def max_surge_unavailable(ds: Obj, desired: int) -> tuple[int, int]:
     return surge, unavailable
 
 
-def plan(ds: Obj, nodes: list[Obj], owned: list[Obj], now: float | None = None) -> Plan:
-    """The pods to create and delete now (upstream ``manage`` then ``rollingUpdate``)."""
+def plan(ds: Obj, nodes: list[Obj], owned: list[Obj], now: float | None = None, hash_: str | None = None) -> Plan:
+    """The pods to create and delete now (upstream ``manage`` then ``rollingUpdate``); ``hash_``
+    is the current revision's hash (default: the template's)."""
     out = Plan()
     if is_deleting(ds):
         return out
     now = time.time() if now is None else now
+    hash_ = hash_ or template_hash(ds)
     by_node = pods_by_node([p for p in owned if not is_deleting(p)])
     for node in nodes:
         run, keep = node_should_run(ds, node)
@@ -168,18 +172,17 @@ def plan(ds: Obj, nodes: list[Obj], owned: list[Obj], now: float | None = None) 
         elif not keep:
             out.delete += live
         elif len(live) > 1:
-            out.delete += _extra_pods(ds, live)
+            out.delete += _extra_pods(ds, live, hash_)
     if _rolling(ds):
-        _rolling_update(ds, nodes, by_node, out, now)
+        _rolling_update(ds, nodes, by_node, out, now, hash_)
     return out
 
 
-def _extra_pods(ds: Obj, live: list[Obj]) -> list[Obj]:
+def _extra_pods(ds: Obj, live: list[Obj], hash_: str) -> list[Obj]:
     """Keep the oldest pod; with maxSurge, the oldest old and the oldest new one (podsShouldBeOnNode)."""
     rolling = ((ds.get("spec") or {}).get("updateStrategy") or {}).get("rollingUpdate") or {}
     if not _rolling(ds) or rolling.get("maxSurge") in (None, 0, "0%"):
         return live[1:]
-    hash_ = template_hash(ds)
     new = [p for p in live if labels_of(p).get(HASH_LABEL) == hash_]
     old = [p for p in live if labels_of(p).get(HASH_LABEL) != hash_]
     return new[1:] + old[1:]
@@ -189,8 +192,8 @@ def _rolling(ds: Obj) -> bool:
     return ((ds.get("spec") or {}).get("updateStrategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
 
 
-def _rolling_update(ds: Obj, nodes: list[Obj], by_node: dict[str, list[Obj]], out: Plan, now: float) -> None:
-    hash_ = template_hash(ds)
+def _rolling_update(ds: Obj, nodes: list[Obj], by_node: dict[str, list[Obj]], out: Plan, now: float,
+                    hash_: str) -> None:
     min_ready = int((ds.get("spec") or {}).get("minReadySeconds") or 0)
     eligible = [n for n in nodes if node_should_run(ds, n)[0]]
     surge, max_unavailable = max_surge_unavailable(ds, len(eligible))
@@ -230,9 +233,13 @@ def _rolling_update(ds: Obj, nodes: list[Obj], by_node: dict[str, list[Obj]], ou
     out.delete += replace + candidates[:max(0, max_unavailable - unavailable)]
 
 
-def status_for(ds: Obj, nodes: list[Obj], owned: list[Obj], now: float) -> Obj:
-    """DaemonSetStatus as upstream's updateDaemonSetStatus counts it (the oldest pod per node)."""
-    hash_ = template_hash(ds)
+def status_for(ds: Obj, nodes: list[Obj], owned: list[Obj], now: float, hash_: str | None = None,
+               observe: bool = True) -> Obj:
+    """DaemonSetStatus as upstream's updateDaemonSetStatus counts it (the oldest pod per node).
+    ``observe`` False (creates or deletes still expected) keeps the old observedGeneration, as
+    upstream: the controller has not acted on this generation yet. collisionCount is kept."""
+    hash_ = hash_ or template_hash(ds)
+    old = ds.get("status") or {}
     min_ready = int((ds.get("spec") or {}).get("minReadySeconds") or 0)
     by_node = pods_by_node([p for p in owned if not is_deleting(p)])
     desired = current = misscheduled = ready = available = updated = 0
@@ -252,6 +259,10 @@ def status_for(ds: Obj, nodes: list[Obj], owned: list[Obj], now: float) -> Obj:
         updated += labels_of(pod).get(HASH_LABEL) == hash_
     status: Obj = {"currentNumberScheduled": current, "numberMisscheduled": misscheduled,
                    "desiredNumberScheduled": desired, "numberReady": ready,
-                   "observedGeneration": meta(ds).get("generation", 1), "updatedNumberScheduled": updated,
+                   "observedGeneration": meta(ds).get("generation", 1) if observe else old.get("observedGeneration", 0),
+                   "updatedNumberScheduled": updated,
                    "numberAvailable": available, "numberUnavailable": desired - available}
+    for kept in ("collisionCount", "conditions"):
+        if old.get(kept):
+            status[kept] = old[kept]
     return status

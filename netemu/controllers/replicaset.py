@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from netemu.api import errors
+from netemu.controllers.claim import adopt_patch, release_patch
 from netemu.controllers.kube import (Obj, condition, controller_ref, is_deleting, labels_of, meta, name_of, ns_of,
                                      owner_ref, parse_time, pod_is_active, pod_is_ready, selector_matches, uid_of)
 from netemu.controllers.podowner import PodOwner, raise_first
@@ -185,16 +186,13 @@ class ReplicaSetController(PodOwner):
             self.queue.add_after(key, 1.0)  # re-check when pods become available
 
     async def _adopt(self, rs: Obj, pod: Obj) -> None:
-        refs = list(meta(pod).get("ownerReferences") or []) + [owner_ref(rs)]
-        patch = {"metadata": {"ownerReferences": refs, "resourceVersion": meta(pod).get("resourceVersion")}}
         try:
-            await self.client.patch(rt("Pod"), name_of(pod), patch, ns_of(pod))
+            await self.client.patch(rt("Pod"), name_of(pod), adopt_patch(rs, pod), ns_of(pod))
         except (errors.Conflict, errors.NotFound):
             pass
 
     async def _release(self, rs: Obj, pod: Obj) -> None:
-        refs = [r for r in meta(pod).get("ownerReferences") or [] if r.get("uid") != uid_of(rs)]
-        patch = {"metadata": {"ownerReferences": refs or None, "resourceVersion": meta(pod).get("resourceVersion")}}
+        patch = release_patch(rs, pod)
         try:
             await self.client.patch(rt("Pod"), name_of(pod), patch, ns_of(pod))
         except (errors.Conflict, errors.NotFound):

@@ -10,24 +10,27 @@ from __future__ import annotations
 import time
 
 from netemu.api import errors
-from netemu.controllers import statefulset_history as sh, statefulset_plan as sp
+from netemu.controllers import claim, statefulset_history as sh, statefulset_plan as sp
+from netemu.controllers.claim import OrphanWatch
 from netemu.controllers.events import NORMAL, WARNING
-from netemu.controllers.kube import Obj, controller_ref, name_of, ns_of, uid_of
+from netemu.controllers.kube import Obj, controller_ref, labels_of, name_of, ns_of, selector_matches, uid_of
 from netemu.controllers.replicaset import is_available, status_changed
 from netemu.controllers.runtime import Controller, put_latest, rt, split_key
 
 COMPONENT = "statefulset-controller"
 
 
-class StatefulSetController(Controller):
+class StatefulSetController(OrphanWatch, Controller):
     name = "statefulset"
     service_account = "statefulset-controller"
     kinds = ("StatefulSet", "Pod", "ControllerRevision")
+    owner_kind = "StatefulSet"
 
     def setup(self) -> None:
         self.cache("StatefulSet").add_handler(self.enqueue_obj, lambda o, n: self.enqueue_obj(n), lambda o: None)
         self.cache("Pod").add_handler(self._pod_changed, lambda o, n: (self._pod_changed(o), self._pod_changed(n)),
                                       self._pod_changed)
+        self.watch_orphans("Pod")
 
     def _pod_changed(self, pod: Obj) -> None:
         ref = controller_ref(pod)
@@ -43,10 +46,9 @@ class StatefulSetController(Controller):
         sts = self.cache("StatefulSet").get(name, ns)
         if sts is None:
             return
-        pods = [p for p in self.cache("Pod").list(ns) if (controller_ref(p) or {}).get("uid") == uid_of(sts)]
+        pods, revisions = await self._claim(sts)
         update = sp.revision_name(sts)
         current = (sts.get("status") or {}).get("currentRevision") or update
-        revisions = sh.owned(sts, self.cache("ControllerRevision").list(ns))
         await self._history(sts, revisions, pods, current)
         step = sp.plan(sts, pods, update)
         for ordinal in step.create:
@@ -62,6 +64,17 @@ class StatefulSetController(Controller):
                              subresource="status")
         if min_ready and status["readyReplicas"] != status["availableReplicas"]:
             self.queue.add_after(key, 1.0)
+
+    async def _claim(self, sts: Obj) -> tuple[list[Obj], list[Obj]]:
+        """The set's pods and revisions, adopting orphans (upstream getPodsForStatefulSet: ClaimPods
+        with the pod-name filter; adoptOrphanRevisions: revisions are adopted, never released)."""
+        ns = ns_of(sts)
+        pods = claim.claim(sts, self.cache("Pod").list(ns), lambda p: sp.ordinal_of(sts, p) is not None
+                           and selector_matches((sts.get("spec") or {}).get("selector"), labels_of(p)))
+        revisions = claim.claim(sts, self.cache("ControllerRevision").list(ns))
+        revisions.release = []
+        return (await claim.write(self.client, rt("Pod"), sts, pods),
+                await claim.write(self.client, rt("ControllerRevision"), sts, revisions))
 
     async def _history(self, sts: Obj, revisions: list[Obj], pods: list[Obj], current: str) -> None:
         """Keep the ControllerRevisions (``kubectl rollout history/undo sts``) in step."""

@@ -1,0 +1,131 @@
+"""ControllerRevision history of a DaemonSet and the claim (adopt/release) decisions, pure.
+
+Ported from Kubernetes v1.32.0 (tag, commit 70d3cc986aa8221cd1dfb1121852688902d3bf53):
+pkg/controller/daemon/update.go (constructHistory, dedupCurHistories, snapshot, cleanupHistory),
+pkg/controller/history/controller_history.go and pkg/controller/controller_ref_manager.go
+(ClaimObject); the revision data is what kubectl's polymorphichelpers/rollback.go applies.
+"""
+
+from __future__ import annotations
+
+from netemu.controllers import claim, daemonset_history as dh, daemonset_plan as dp, history
+from netemu.controllers.kube import labels_of, name_of, owner_ref
+from tests.unit.test_controller_daemonset import ds, pod
+
+
+def _image(d: dict, image: str) -> dict:
+    out = ds(image=image)
+    out["metadata"] = {**d["metadata"], "annotations": {"kubernetes.io/change-cause": f"to {image}"}}
+    return out
+
+
+def _stored(d: dict, number: int, uid: str = "") -> dict:
+    """The revision the controller would have made for ``d``, as read back (with a uid)."""
+    rev = dh.snapshot(d, number)
+    rev["metadata"]["uid"] = uid or f"r-{number}"
+    return rev
+
+
+def test_first_sync_snapshots_the_template_as_revision_1():
+    d = _image(ds(), "agent:1")
+    step = dh.construct(d, [], [])
+    made = step.create
+    assert made is not None and step.renumber is None and not step.old
+    h = dp.template_hash(d)
+    assert step.hash == h and name_of(made) == f"agent-{h}" and made["revision"] == 1
+    assert labels_of(made) == {"app": "a", dp.HASH_LABEL: h}
+    assert made["metadata"]["annotations"] == {"kubernetes.io/change-cause": "to agent:1"}
+    assert made["metadata"]["ownerReferences"] == [owner_ref(d)]
+    # data: the strategic-merge patch kubectl rollout undo sends, replacing the whole template
+    assert made["data"] == {"spec": {"template": {**d["spec"]["template"], "$patch": "replace"}}}
+    assert history.template_of(made) == d["spec"]["template"] and history.matches(d, made)
+
+
+def test_each_new_template_is_the_next_revision_and_undo_renumbers_the_old_one():
+    v1, v2 = _image(ds(), "agent:1"), _image(ds(), "agent:2")
+    r1 = _stored(v1, 1)
+    step = dh.construct(v2, [r1], [])
+    assert step.create["revision"] == 2 and step.old == [r1] and step.hash == dp.template_hash(v2)
+    r2 = _stored(v2, 2)
+    assert dh.construct(v2, [r1, r2], []).create is None                   # in step: nothing to do
+    back = dh.construct(v1, [r1, r2], [])                                  # kubectl rollout undo
+    assert back.create is None and back.renumber == {**r1, "revision": 3} and back.old == [r2]
+    assert back.hash == labels_of(r1)[dp.HASH_LABEL]
+
+
+def test_duplicates_of_the_current_template_keep_the_highest_and_relabel_only_their_pods():
+    v1, v2 = ds(image="agent:1"), ds(image="agent:2")
+    keep, dup = _stored(v2, 3), _stored(v2, 2)
+    dup["metadata"]["name"], dup["metadata"]["labels"][dp.HASH_LABEL] = "agent-dup", "dup"
+    old = _stored(v1, 1)
+    on_dup, on_old = pod(v2, "n1", "p1", hash_="dup"), pod(v1, "n2", "p2")
+    step = dh.construct(v2, [dup, keep, old], [on_dup, on_old])
+    assert step.duplicates == [dup] and step.hash == labels_of(keep)[dp.HASH_LABEL]
+    assert step.relabel == [on_dup] and step.old == [old] and step.renumber is None
+
+
+def test_a_revision_without_the_hash_label_gets_its_name_as_upstream():
+    d = ds()
+    rev = _stored(d, 1)
+    del rev["metadata"]["labels"][dp.HASH_LABEL]
+    step = dh.construct(d, [rev], [])
+    assert [labels_of(r)[dp.HASH_LABEL] for r in step.label] == [name_of(rev)]
+    assert step.hash == name_of(rev) and step.create is None
+
+
+def test_collision_count_changes_the_hash_and_the_name():
+    d = ds()
+    bumped = {**d, "status": {"collisionCount": 1}}
+    assert dp.template_hash(bumped) != dp.template_hash(d)
+    assert name_of(dh.construct(bumped, [], []).create) == f"agent-{dp.template_hash(bumped)}"
+
+
+def test_cleanup_keeps_the_limit_counting_live_revisions_as_upstream():
+    images = [ds(image=f"agent:{i}") for i in range(5)]
+    old = [_stored(d, i + 1) for i, d in enumerate(images[:4])]              # 4 old, the 5th is current
+    limited = {**images[4], "spec": {**images[4]["spec"], "revisionHistoryLimit": 1}}
+    assert dh.cleanup(limited, old, []) == old[:3]                            # oldest first
+    live = pod(images[0], "n1", "p1")                                          # revision 1 still runs
+    assert dh.cleanup(limited, old, [live]) == old[1:]    # toKill 3: the live one counts in the limit
+    both = [live, pod(images[1], "n2", "p2")]
+    assert dh.cleanup(limited, old, both) == old[2:]      # two live ones: more than the limit stay
+    assert dh.cleanup(images[4], old, []) == []                               # default limit 10
+
+
+def _obj(name: str, labels: dict, ref: dict | None = None, ns: str = "kube-system", deleting=False) -> dict:
+    md = {"name": name, "namespace": ns, "labels": labels, "resourceVersion": "7"}
+    if ref:
+        md["ownerReferences"] = [ref]
+    if deleting:
+        md["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": md}
+
+
+def test_claim_adopts_matching_orphans_and_releases_what_stopped_matching():
+    d = ds()
+    mine, other = owner_ref(d), {**owner_ref(d), "uid": "u-other", "name": "x"}
+    kept = _obj("kept", {"app": "a"}, mine)
+    gone = _obj("gone", {"app": "b"}, mine)
+    orphan = _obj("orphan", {"app": "a"})
+    theirs = _obj("theirs", {"app": "a"}, other)
+    skipped = [_obj("nomatch", {"app": "b"}), _obj("elsewhere", {"app": "a"}, ns="other"),
+               _obj("going", {"app": "a"}, deleting=True)]
+    step = claim.claim(d, [kept, gone, orphan, theirs, *skipped])
+    assert step.owned == [kept, orphan] and step.adopt == [orphan] and step.release == [gone]
+    assert claim.adopt_patch(d, orphan) == {"metadata": {"ownerReferences": [mine], "resourceVersion": "7"}}
+    assert claim.release_patch(d, gone) == {"metadata": {"ownerReferences": None, "resourceVersion": "7"}}
+    # an owner being deleted neither adopts nor releases, but keeps what it owns and matches
+    dying = {**d, "metadata": {**d["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    step = claim.claim(dying, [kept, gone, orphan])
+    assert step.owned == [kept] and not step.adopt and not step.release
+    # a custom match (the StatefulSet's pod-name filter) is honoured
+    step = claim.claim(d, [orphan, kept], lambda o: name_of(o) == "orphan")
+    assert step.owned == step.adopt == [orphan] and step.release == [kept]
+
+
+def test_concerned_owners_are_the_live_matching_ones_of_the_namespace():
+    d = ds()
+    orphan = _obj("orphan", {"app": "a"})
+    dying = {**d, "metadata": {**d["metadata"], "deletionTimestamp": "x"}}
+    elsewhere = {**d, "metadata": {**d["metadata"], "namespace": "other"}}
+    assert claim.concerned([d, dying, elsewhere], orphan) == [d]
