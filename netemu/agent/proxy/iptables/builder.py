@@ -27,7 +27,7 @@ from typing import Iterable, Mapping, Sequence
 
 from ..hashing import is_service_chain
 from ..model import EndpointInfo, NodeInfo, ProxyConfig, ServiceName, ServicePortInfo, ServicePortName
-from .cache import BuildCache
+from .cache import BuildCache, chain_groups
 from ..xtables.dump import no_gc
 from .chains import (FILTER_TOP_CHAINS, KUBELET_FIREWALL, NAT_TOP_CHAINS, NFACCT_CT_INVALID)
 from .service_rules import (any_contains, count_service_chains, plan_service_port, probability, spn_str,
@@ -63,6 +63,8 @@ class RuleSet:
     # With a delta: the Service chains it writes whose rules are the same as in the previous
     # build (minimal_delta leaves them out too). Not compared.
     unchanged_chains: frozenset[str] = field(default=frozenset(), compare=False)
+    # minimal_delta's text when the builder made it directly (no top-level chain changed)
+    minimal: str | None = field(default=None, compare=False, repr=False)
 
 
 
@@ -225,6 +227,7 @@ def _build_cached(services, endpoints, node: NodeInfo, cfg: ProxyConfig, changed
     written_rules: list[str] = []
     written: list[tuple[ServicePortName, object]] = []   # (port, entry) whose chains the text holds
     unchanged: frozenset[str] = frozenset()
+    minimal: str | None = None
     if changed_set is None:
         fr.extend(chain.from_iterable(map(attrgetter("top_filter"), ents)))
         fr.extend(fwd)
@@ -258,9 +261,12 @@ def _build_cached(services, endpoints, node: NodeInfo, cfg: ProxyConfig, changed
 
     delta = None
     if changed_set is not None and not ref.rebuilt:
-        delta = _delta(_top_changed(ref.replaced), localhost, text, [*nc[n_top:], *written_rules, *drops])
+        top_changed = _top_changed(ref.replaced)
+        delta = _delta(top_changed, localhost, text, [*nc[n_top:], *written_rules, *drops])
         if cache.chains_as_built:
             unchanged = frozenset(_unchanged_chains(written, ref.replaced))
+            if not top_changed:                    # the usual case: only Service chains to write
+                minimal = _minimal_tail(nc[n_top:], written, unchanged, drops)
     if ref.rebuilt:   # re-rendered all, wrote all only if full (a partial one crossed the large mode)
         cache.chains_as_built = changed_set is None
     cache.nat_chains = frozenset(NAT_TOP_CHAINS) | active
@@ -271,7 +277,7 @@ def _build_cached(services, endpoints, node: NodeInfo, cfg: ProxyConfig, changed
         written_counts={"filter": n_filter, "nat": n_nat + written_chain_rules},
         deleted_chains=deleted, partial=changed_set is not None, large_cluster=cache.large,
         no_local_endpoints={"internal": t[3], "external": t[4]}, delta=delta,
-        unchanged_chains=unchanged if delta is not None else frozenset())
+        unchanged_chains=unchanged if delta is not None else frozenset(), minimal=minimal)
 
 
 def _rule_chain(line: str) -> str:
@@ -294,13 +300,6 @@ def _top_changed(replaced) -> set[tuple[str, str]]:
     return out
 
 
-def _by_chain(rules: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for line in rules:
-        out.setdefault(_rule_chain(line), []).append(line)
-    return out
-
-
 def _unchanged_chains(written, replaced) -> set[str]:
     """Service chains in the text whose rules are the same as in the previous build, i.e. as in
     the kernel: those of written ports the cache did not replace, and those of replaced ports
@@ -314,9 +313,18 @@ def _unchanged_chains(written, replaced) -> set[str]:
         if old is entry:
             same.update(entry.chains)
             continue
-        before, after = _by_chain(old.chain_rules), _by_chain(entry.chain_rules)
+        before, after = chain_groups(old), chain_groups(entry)
         same.update(c for c in entry.chains & old.chains if before.get(c) == after.get(c))
     return same
+
+
+def _minimal_tail(decls: list[str], written, unchanged: frozenset[str], drops: list[str]) -> str:
+    """The restore when no top-level chain changed: the written Services' changed chains
+    (declarations first, then each chain's rules in order) and the stale chains' deletion."""
+    rules = [line for _, entry in written for chain, lines in chain_groups(entry).items()
+             if chain not in unchanged for line in lines]
+    kept = [line for line in decls if line[1:].split(" ", 1)[0] not in unchanged]
+    return "\n".join(["*filter", "COMMIT", "*nat", *kept, *rules, *drops, "COMMIT", ""])
 
 
 def _delta(changed_top: set[tuple[str, str]], localhost: bool, text: str, nat_tail: list[str]) -> str:
@@ -340,6 +348,8 @@ def minimal_delta(ruleset: RuleSet) -> str | None:
     either (``unchanged_chains``): what the kernel needs on top of the previous build. Upstream
     rewrites them; the kernel ends up the same, only their packet counters are not reset.
     "*filter COMMIT *nat COMMIT" alone (``EMPTY_RESTORE``) means: nothing to restore."""
+    if getattr(ruleset, "minimal", None) is not None:
+        return ruleset.minimal
     if ruleset.delta is None or not ruleset.unchanged_chains:
         return ruleset.delta
     same = {("nat", c) for c in ruleset.unchanged_chains}

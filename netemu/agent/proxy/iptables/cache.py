@@ -38,6 +38,17 @@ class _Entry(NamedTuple):
     chain_lines: list[str]
     chain_rules: list[str]
     chains: frozenset[str]
+    by_chain: dict[str, list[str]]     # chain_rules by chain: filled once, by chain_groups()
+
+
+def chain_groups(e: _Entry) -> dict[str, list[str]]:
+    """``e.chain_rules`` grouped by chain, each in order; computed once per entry (a partial
+    sync compares a replaced entry with its successor: the old one was grouped when it was new)."""
+    if not e.by_chain and e.chain_rules:
+        groups = e.by_chain
+        for line in e.chain_rules:
+            groups.setdefault(line.split(" ", 2)[1], []).append(line)
+    return e.by_chain
 
 
 def make_entry(spn: ServicePortName, info: ServicePortInfo, eps: Sequence[EndpointInfo], node: NodeInfo,
@@ -51,7 +62,7 @@ def make_entry(spn: ServicePortName, info: ServicePortInfo, eps: Sequence[Endpoi
     active: set[str] = set()
     write_service_chains(p, info, node, cfg, large, lines, rules, active)
     no_local = (int(p.has_any and not p.has_internal), int(p.has_any and not p.has_external))
-    return _Entry(info, eps, no_local, top_f, top_n, lines, rules, frozenset(active))
+    return _Entry(info, eps, no_local, top_f, top_n, lines, rules, frozenset(active), {})
 
 
 class Refresh(NamedTuple):
