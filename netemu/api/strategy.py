@@ -19,7 +19,7 @@ import base64
 from typing import Any, Callable
 
 from netemu.api import custom, defaults, errors, field, meta, service_update, types, validation as v
-from netemu.api import validate_crd, validate_job
+from netemu.api import template_generation, validate_crd, validate_job
 from netemu.api import validate_ingress, validate_misc as misc, validate_pod, validate_service
 from netemu.api import validate_statefulset as sts, validate_workloads as wl
 from netemu.api.field import Cause
@@ -151,8 +151,9 @@ _CREATE_HOOKS: dict[str, Callable[[Obj], None]] = {
     "ReplicaSet": _reset_status({"replicas": 0}),
     "StatefulSet": _reset_status({"replicas": 0, "availableReplicas": 0}),
     "Job": _reset_status({}),
-    "DaemonSet": _reset_status({"currentNumberScheduled": 0, "numberMisscheduled": 0,
-                                "desiredNumberScheduled": 0, "numberReady": 0}),
+    "DaemonSet": lambda ds: (_reset_status({"currentNumberScheduled": 0, "numberMisscheduled": 0,
+                                            "desiredNumberScheduled": 0, "numberReady": 0})(ds),
+                             template_generation.on_create(ds)),
     "Ingress": _reset_status({"loadBalancer": {}}),
     "Namespace": _namespace_create,
     "Secret": _secret_string_data,
@@ -202,6 +203,8 @@ def prepare_update(rt: ResourceType, old: Obj, new: Obj, *, subresource: str | N
             else:
                 out.pop("status", None)
         _UPDATE_HOOKS.get(rt.kind, _nothing)(out, old)
+    if rt.kind == "DaemonSet" and subresource in (None, "status"):
+        template_generation.on_update(out, old)
     _system_metadata(rt, old, out)
     # the update rules compare shapes, so they run only on an object that is itself valid
     _raise_if(rt, out, validate(rt, out))

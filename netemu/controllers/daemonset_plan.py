@@ -20,6 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from netemu.api.template_generation import template_generation
 from netemu.controllers import rollout
 from netemu.controllers.kube import (Obj, condition, is_deleting, labels_of, meta, name_of, ns_of, owner_ref,
                                      parse_time, pod_is_ready)
@@ -66,13 +67,21 @@ def new_pod(ds: Obj, node: str, hash_: str) -> Obj:
         {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}
     affinity["nodeAffinity"] = node_affinity
     spec["affinity"] = affinity
-    labels = {**(tmeta.get("labels") or {}), HASH_LABEL: hash_,
-              GENERATION_LABEL: str(meta(ds).get("generation", 1))}
+    labels = {**(tmeta.get("labels") or {}), HASH_LABEL: hash_, GENERATION_LABEL: str(template_generation(ds) or 1)}
     metadata: Obj = {"generateName": f"{name_of(ds)}-", "namespace": ns_of(ds), "labels": labels,
                      "ownerReferences": [owner_ref(ds)]}
     if tmeta.get("annotations"):
         metadata["annotations"] = dict(tmeta["annotations"])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def is_updated(ds: Obj, pod: Obj, hash_: str) -> bool:
+    """upstream util.IsPodUpdated: the pod has the current revision's hash, or the current
+    template generation (so a collisionCount bump, which changes the hash only, restarts nothing)."""
+    labels = labels_of(pod)
+    generation = template_generation(ds)
+    return bool(hash_) and labels.get(HASH_LABEL) == hash_ or (
+        bool(generation) and labels.get(GENERATION_LABEL) == str(generation))
 
 
 def _untolerated(tolerations: list[Obj], taints: list[Obj], effect: str) -> bool:
@@ -183,8 +192,8 @@ def _extra_pods(ds: Obj, live: list[Obj], hash_: str) -> list[Obj]:
     rolling = ((ds.get("spec") or {}).get("updateStrategy") or {}).get("rollingUpdate") or {}
     if not _rolling(ds) or rolling.get("maxSurge") in (None, 0, "0%"):
         return live[1:]
-    new = [p for p in live if labels_of(p).get(HASH_LABEL) == hash_]
-    old = [p for p in live if labels_of(p).get(HASH_LABEL) != hash_]
+    new = [p for p in live if is_updated(ds, p, hash_)]
+    old = [p for p in live if not is_updated(ds, p, hash_)]
     return new[1:] + old[1:]
 
 
@@ -200,8 +209,8 @@ def _rolling_update(ds: Obj, nodes: list[Obj], by_node: dict[str, list[Obj]], ou
     unavailable, replace, candidates, new_nodes, surging = 0, [], [], [], 0
     for node in eligible:
         pods = [p for p in by_node.get(name_of(node), []) if (p.get("status") or {}).get("phase") != "Failed"]
-        new = [p for p in pods if labels_of(p).get(HASH_LABEL) == hash_]
-        old = [p for p in pods if labels_of(p).get(HASH_LABEL) != hash_]
+        new = [p for p in pods if is_updated(ds, p, hash_)]
+        old = [p for p in pods if not is_updated(ds, p, hash_)]
         if len(new) > 1 or len(old) > 1:
             unavailable += 1                      # manage() removes the extras first
             continue
@@ -256,7 +265,7 @@ def status_for(ds: Obj, nodes: list[Obj], owned: list[Obj], now: float, hash_: s
         pod = pods[0]
         ready += pod_is_ready(pod)
         available += is_available(pod, min_ready, now)
-        updated += labels_of(pod).get(HASH_LABEL) == hash_
+        updated += is_updated(ds, pod, hash_)
     status: Obj = {"currentNumberScheduled": current, "numberMisscheduled": misscheduled,
                    "desiredNumberScheduled": desired, "numberReady": ready,
                    "observedGeneration": meta(ds).get("generation", 1) if observe else old.get("observedGeneration", 0),

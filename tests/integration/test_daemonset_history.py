@@ -1,7 +1,7 @@
 """A DaemonSet's revision history with real kubectl 1.32 against ``netemu apiserver`` and its
 controllers (one fake node, netemu.testing.fakenodes): ``kubectl rollout history ds`` lists the
 ControllerRevisions, ``--revision=N`` shows that template, ``kubectl rollout undo --to-revision``
-brings it back (pods replaced by the rolling update), and a DaemonSet deleted with
+brings it back (pods replaced by the rolling update), and a DaemonSet or StatefulSet deleted with
 ``--cascade=orphan`` and created again adopts its old pods and revisions instead of replacing them.
 
 Upstream: pkg/controller/daemon/update.go and staging/src/k8s.io/kubectl/pkg/polymorphichelpers
@@ -38,7 +38,7 @@ async def _rolled_to(c: Cluster, ns: str, image: str) -> dict:
 
 
 def _history_rows(out: str) -> list[str]:
-    header, *rows = out.strip().splitlines()[1:]          # line 0: "daemonset.apps/agent"
+    header, *rows = out.strip().splitlines()[1:]          # line 0: "daemonset.apps/agent" (or sts)
     assert header.split() == ["REVISION", "CHANGE-CAUSE"], out
     return [r.split()[0] for r in rows]
 
@@ -80,6 +80,9 @@ def test_daemonset_rollout_history_undo_and_adoption_with_kubectl(tmp_path):
         assert rc != 0 and "unable to find specified revision 9 in history" in out, out
         ds = await c.client.get(rt("DaemonSet"), "agent", ns)
         assert ds["status"]["observedGeneration"] == ds["metadata"]["generation"] == 4
+        # the template generation (apps/v1 keeps it in an annotation) labels the pods, as upstream
+        assert ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"] == "4"
+        assert back["metadata"]["labels"]["pod-template-generation"] == "4"
         # orphaned, then adopted by a new DaemonSet of the same selector and template
         rc, out = await c.kubectl("delete", "ds/agent", "-n", ns, "--cascade=orphan")
         assert rc == 0, out
@@ -100,4 +103,45 @@ def test_daemonset_rollout_history_undo_and_adoption_with_kubectl(tmp_path):
         assert pod["metadata"]["uid"] == back["metadata"]["uid"]      # adopted, not replaced
         rc, out = await c.kubectl("rollout", "history", "ds/agent", "-n", ns)
         assert rc == 0 and _history_rows(out) == ["2", "3", "4"], out
+    run(body, tmp_path, [node_object("n0")])
+
+
+STS = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+       "spec": {"serviceName": "web", "replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"containers": [{"name": "c", "image": "web:1"}]}}}}
+
+
+def test_statefulset_adopts_orphaned_pods_and_revisions_and_releases_a_relabelled_pod(tmp_path):
+    async def body(c: Cluster):
+        ns = await namespace(c, "stsa")
+        await c.client.create(rt("StatefulSet"), STS, ns)
+        rc, out = await c.kubectl("rollout", "status", "sts/web", "-n", ns, "--timeout=60s")
+        assert rc == 0, out
+        before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in await c.pods(ns)}
+        rc, out = await c.kubectl("delete", "sts/web", "-n", ns, "--cascade=orphan")
+        assert rc == 0, out
+
+        async def owners():
+            objs = await c.pods(ns) + (await c.client.list(rt("ControllerRevision"), ns)).items
+            return {o["metadata"]["name"]: [r["uid"] for r in o["metadata"].get("ownerReferences") or []]
+                    for o in objs}
+
+        async def all_owned_by(uids):
+            got = await owners()
+            return got if set(map(tuple, got.values())) == {tuple(uids)} else None
+        await eventually(lambda: all_owned_by([]), what="orphaned")
+        made = await c.client.create(rt("StatefulSet"), STS, ns)
+        await eventually(lambda: all_owned_by([made["metadata"]["uid"]]), what="adopted")
+        assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in await c.pods(ns)} == before
+        rc, out = await c.kubectl("rollout", "history", "sts/web", "-n", ns)
+        assert rc == 0 and _history_rows(out) == ["1"], out
+        # a pod relabelled out of the selector is released (as upstream, its name stays taken)
+        rc, out = await c.kubectl("label", "pod/web-1", "app=other", "--overwrite", "-n", ns)
+        assert rc == 0, out
+
+        async def released():
+            got = await owners()
+            return got.get("web-1") == [] or None
+        await eventually(released, what="web-1 released")
     run(body, tmp_path, [node_object("n0")])

@@ -8,6 +8,12 @@ pkg/controller/history/controller_history.go and pkg/controller/controller_ref_m
 
 from __future__ import annotations
 
+import copy
+
+import pytest
+
+from netemu.api import errors, kinds, strategy
+from netemu.api.template_generation import ANNOTATION
 from netemu.controllers import claim, daemonset_history as dh, daemonset_plan as dp, history
 from netemu.controllers.kube import labels_of, name_of, owner_ref
 from tests.unit.test_controller_daemonset import ds, pod
@@ -129,3 +135,32 @@ def test_concerned_owners_are_the_live_matching_ones_of_the_namespace():
     dying = {**d, "metadata": {**d["metadata"], "deletionTimestamp": "x"}}
     elsewhere = {**d, "metadata": {**d["metadata"], "namespace": "other"}}
     assert claim.concerned([d, dying, elsewhere], orphan) == [d]
+
+
+def test_template_generation_annotation_follows_the_template_only():
+    """pkg/registry/apps/daemonset/strategy.go + the apps/v1 conversion: pods are labelled with it."""
+    kind = kinds.by_kind("apps/v1", "DaemonSet")
+    made = strategy.prepare_create(kind, {"apiVersion": "apps/v1", "kind": "DaemonSet", **ds()}, now="2026-01-01T00:00:00Z")
+    assert made["metadata"]["annotations"][ANNOTATION] == "1"
+    stored = {**made, "metadata": {**made["metadata"], "resourceVersion": "1"}}
+    other = copy.deepcopy(stored)
+    other["spec"]["minReadySeconds"] = 5
+    other["metadata"]["annotations"][ANNOTATION] = "7"                  # a client cannot set it
+    same = strategy.prepare_update(kind, stored, other)
+    assert same["metadata"]["annotations"][ANNOTATION] == "1" and same["metadata"]["generation"] == 2
+    changed = copy.deepcopy(same)
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "agent:2"
+    bumped = strategy.prepare_update(kind, same, changed)
+    assert bumped["metadata"]["annotations"][ANNOTATION] == "2" and bumped["metadata"]["generation"] == 3
+    status = {**copy.deepcopy(bumped), "status": {"numberReady": 1}}
+    status["metadata"]["annotations"] = {}
+    assert strategy.prepare_update(kind, bumped, status, subresource="status")["metadata"]["annotations"] == {
+        ANNOTATION: "2"}
+    assert dp.new_pod(bumped, "n1", "h")["metadata"]["labels"][dp.GENERATION_LABEL] == "2"
+    # a pod of the current template generation counts as updated whatever its hash (IsPodUpdated)
+    assert dp.is_updated(bumped, pod(bumped, "n1", "p", hash_="other"), "h")
+    assert not dp.is_updated(bumped, pod(same, "n1", "p", hash_="other"), "h")
+    bad = {"apiVersion": "apps/v1", "kind": "DaemonSet", **ds()}
+    bad["metadata"]["annotations"] = {ANNOTATION: "x"}
+    with pytest.raises(errors.BadRequest):
+        strategy.prepare_create(kind, bad, now="2026-01-01T00:00:00Z")
