@@ -266,3 +266,20 @@ def test_a_slice_update_parses_only_the_endpoints_that_changed(monkeypatch):
     t.apply(m)
     assert m[WEB_HTTP] == endpoints_by_service_port([second], NODE)[WEB_HTTP]
     assert not next(e for e in m[WEB_HTTP] if e.ip == "10.244.1.8").ready
+
+
+def test_an_endpoint_moving_between_slices_changes_nothing_when_applied():
+    """Pending is decided per slice, as upstream's esInfoChanged; the merge at apply() finds the
+    Service's endpoints unchanged and reports nothing (no Service to re-render)."""
+    t = EndpointsChangeTracker(NODE)
+    a, b = eps(name="web-a", ips=("10.244.1.10", "10.244.1.11")), eps(name="web-b", ips=("10.244.2.10",))
+    t.update(None, a)
+    t.update(None, b)
+    m = {}
+    t.apply(m)
+    before = dict(m)
+    a2, b2 = eps(name="web-a", ips=("10.244.1.10",)), eps(name="web-b", ips=("10.244.1.11", "10.244.2.10"))
+    assert t.update(a, a2) is True and t.update(b, b2) is True
+    result = t.apply(m)
+    assert result.updated_services == set() and m == before
+    assert t.update(b2, b2) is False                      # applied state follows the slices
