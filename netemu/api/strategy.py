@@ -68,7 +68,10 @@ def _checked_copy(rt: ResourceType, obj: Any) -> Obj:
     meta.check_body(rt.kind, obj)
     types.check(rt.kind, rt.api_version, obj)
     rest = {k: val for k, val in obj.items() if k not in ("apiVersion", "kind")}
-    return {"apiVersion": rt.api_version, "kind": rt.kind, **_copy_without_nulls(rest)}
+    out = {"apiVersion": rt.api_version, "kind": rt.kind, **_copy_without_nulls(rest)}
+    if rt.kind == "ControllerRevision" and "data" in obj:   # a RawExtension: stored as sent, nulls too
+        out["data"] = meta.json_copy(obj["data"])
+    return out
 
 
 def _copy_without_nulls(value: Any) -> Any:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
+from typing import Any
 
 from aiohttp import web
 
@@ -21,8 +23,23 @@ from netemu.apiserver.registry import PODS, Registry
 from netemu.apiserver.routing import Target
 
 
+_GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+
+
+def go_json(data: Any) -> str:
+    """JSON as Go's encoding/json writes it (and so kube-apiserver): compact, UTF-8, with <, >, &
+    and U+2028/9 escaped (they can only occur inside strings, so replacing them is safe). A
+    client that compares raw bytes (kubectl rollout undo comparing a ControllerRevision's data
+    with its own patch) sees what it would from a real server."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in _GO_ESCAPES:
+        if char in text:
+            text = text.replace(char, escaped)
+    return text
+
+
 def json_response(data: Obj, status: int = 200, warnings: list[str] | None = None) -> web.Response:
-    resp = web.json_response(data, status=status)
+    resp = web.json_response(data, status=status, dumps=go_json)
     for text in warnings or ():                      # kubectl prints these as "Warning: ..."
         escaped = text.replace("\\", "\\\\").replace('"', '\\"')
         resp.headers.add("Warning", f'299 - "{escaped}"')

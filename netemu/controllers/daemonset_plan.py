@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from netemu.api.template_generation import template_generation
 from netemu.controllers import rollout
+from netemu.controllers.history import typed_template
 from netemu.controllers.kube import (Obj, condition, is_deleting, labels_of, meta, name_of, ns_of, owner_ref,
                                      parse_time, pod_is_ready)
 from netemu.controllers.scheduler.filters import required_node_affinity_matches, toleration_tolerates
@@ -52,7 +53,7 @@ def template_hash(ds: Obj) -> str:
     """The current template's revision hash (upstream ComputeHash(template, collisionCount)); the
     controller uses its ControllerRevision's hash label, the same unless revisions were deduplicated."""
     count = int((ds.get("status") or {}).get("collisionCount") or 0)
-    return rollout.template_hash((ds.get("spec") or {}).get("template") or {}, count)
+    return rollout.template_hash(typed_template((ds.get("spec") or {}).get("template") or {}), count)
 
 
 def new_pod(ds: Obj, node: str, hash_: str) -> Obj:

@@ -14,11 +14,35 @@ import json
 from netemu.controllers.kube import Obj, controller_ref, labels_of, name_of, ns_of, owner_ref, uid_of
 
 
+def typed_template(template: Obj) -> Obj:
+    """A pod template as Go's typed PodTemplateSpec writes it: ``metadata.creationTimestamp:
+    null`` and each container's ``resources: {}`` are always there, keys sorted. Hashes and
+    revision data are taken over this form, so a template that went through ``kubectl rollout
+    undo`` (which sends these fields) is the same template as before."""
+    template = json.loads(json.dumps(template or {}))
+    template["metadata"] = {"creationTimestamp": None, **(template.get("metadata") or {})}
+    spec = template.setdefault("spec", {})
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        if isinstance(spec.get(key), list):
+            spec[key] = [{"resources": {}, **c} for c in spec[key]]
+    return _sorted(template)
+
+
 def revision_data(owner: Obj) -> Obj:
-    """upstream getPatch: the owner's pod template, marked to replace the whole template."""
-    template = json.loads(json.dumps((owner.get("spec") or {}).get("template") or {}))
-    template["$patch"] = "replace"
-    return {"spec": {"template": template}}
+    """upstream getPatch: the owner's pod template, marked to replace the whole template, as Go
+    writes it. kubectl compares these bytes with the patch it makes from the live set to tell
+    "skipped rollback (current template already matches revision N)"."""
+    template = typed_template((owner.get("spec") or {}).get("template") or {})
+    return {"spec": {"template": {"$patch": "replace", **template}}}
+
+
+def _sorted(value):
+    """Keys in Go's order for a map (sorted), all the way down."""
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def matches(owner: Obj, revision: Obj) -> bool:
@@ -27,8 +51,16 @@ def matches(owner: Obj, revision: Obj) -> bool:
 
 
 def template_of(revision: Obj) -> Obj:
-    template = dict(((revision.get("data") or {}).get("spec") or {}).get("template") or {})
+    """The template a revision holds, without the typed form's empty fields (typed_template)."""
+    template = json.loads(json.dumps(((revision.get("data") or {}).get("spec") or {}).get("template") or {}))
     template.pop("$patch", None)
+    md = template.get("metadata")
+    if isinstance(md, dict) and "creationTimestamp" in md and md["creationTimestamp"] is None:
+        del md["creationTimestamp"]
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        for container in (template.get("spec") or {}).get(key) or []:
+            if isinstance(container, dict) and container.get("resources") == {}:
+                del container["resources"]
     return template
 
 

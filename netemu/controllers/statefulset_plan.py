@@ -24,6 +24,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from netemu.controllers.history import typed_template
 from netemu.controllers.kube import Obj, is_deleting, labels_of, meta, name_of, ns_of, owner_ref, pod_is_ready
 
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
@@ -34,7 +35,7 @@ _SAFE = "bcdfghjklmnpqrstvwxz2456789"   # upstream rand.SafeEncodeString's alpha
 
 def revision_name(sts: Obj) -> str:
     """``NAME-<hash of the template>``: the controller-revision-hash label value, as upstream."""
-    template = (sts.get("spec") or {}).get("template") or {}
+    template = typed_template((sts.get("spec") or {}).get("template") or {})
     digest = int.from_bytes(hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()[:4], "big")
     return f"{name_of(sts)}-{''.join(_SAFE[int(ch)] for ch in str(digest))}"
 

@@ -76,6 +76,9 @@ def test_daemonset_rollout_history_undo_and_adoption_with_kubectl(tmp_path):
             "controller-revision-hash"]
         rc, out = await c.kubectl("rollout", "history", "ds/agent", "-n", ns)
         assert rc == 0 and _history_rows(out) == ["2", "3", "4"], out
+        # kubectl compares the revision's data bytes with its own patch of the live template
+        rc, out = await c.kubectl("rollout", "undo", "ds/agent", "-n", ns, "--to-revision=4")
+        assert rc == 0 and "skipped rollback (current template already matches revision 4)" in out, out
         rc, out = await c.kubectl("rollout", "undo", "ds/agent", "-n", ns, "--to-revision=9")
         assert rc != 0 and "unable to find specified revision 9 in history" in out, out
         ds = await c.client.get(rt("DaemonSet"), "agent", ns)

@@ -43,8 +43,26 @@ def test_first_sync_snapshots_the_template_as_revision_1():
     assert made["metadata"]["annotations"] == {"kubernetes.io/change-cause": "to agent:1"}
     assert made["metadata"]["ownerReferences"] == [owner_ref(d)]
     # data: the strategic-merge patch kubectl rollout undo sends, replacing the whole template
-    assert made["data"] == {"spec": {"template": {**d["spec"]["template"], "$patch": "replace"}}}
-    assert history.template_of(made) == d["spec"]["template"] and history.matches(d, made)
+    assert set(made["data"]) == {"spec"} and set(made["data"]["spec"]) == {"template"}
+    assert made["data"]["spec"]["template"]["$patch"] == "replace"
+    template = history.template_of(made)
+    assert template["metadata"] == d["spec"]["template"]["metadata"] and history.matches(d, made)
+    assert template == d["spec"]["template"]
+
+
+def test_revision_data_is_the_patch_kubectl_makes_byte_for_byte():
+    """kubectl's getDaemonSetPatch marshals the typed template (creationTimestamp null, each
+    container's resources {}) into a map, so Go writes it compact with sorted keys; the server
+    stores the RawExtension as sent (nulls too) and answers in Go's encoding."""
+    from netemu.apiserver.handlers import go_json
+    d = ds(image="a<b>&c")
+    data = history.revision_data(d)
+    assert go_json(data) == (
+        '{"spec":{"template":{"$patch":"replace","metadata":{"creationTimestamp":null,"labels":{"app":"a"}},'
+        '"spec":{"containers":[{"image":"a\\u003cb\\u003e\\u0026c","name":"c","resources":{}}]}}}}')
+    stored = strategy.prepare_create(kinds.by_kind("apps/v1", "ControllerRevision"),
+                                     {"metadata": {"name": "r", "namespace": "x"}, "data": data, "revision": 1}, now="2026-01-01T00:00:00Z")
+    assert stored["data"] == data
 
 
 def test_each_new_template_is_the_next_revision_and_undo_renumbers_the_old_one():
