@@ -1,7 +1,7 @@
 """Where one kube-proxy's CPU goes per EndpointSlice change during a pod burst, stage by stage.
 
     sudo .venv/bin/python -m netemu.bench.proxysync [--services 1] [--endpoints 1000]
-        [--rate 30] [--min-sync-period 1] [--kernel netns|none]
+        [--rate 30] [--min-sync-period 1] [--kernel netns|none] [--mode iptables|nftables]
         [--compare before=/tmp/base,after=.] [--rounds 2] [--json OUT]
 
 One process replays what a node's kube-proxy sees while ``services`` x ``endpoints`` pods come
@@ -79,37 +79,48 @@ def _fake_exec(argv, input=None):
 
 
 def _instrument(proxier, clock: Clock, counts: dict) -> None:
-    """Wrap the proxier's stages with ``clock`` (instance attributes: the code is unchanged)."""
+    """Wrap the proxier's stages with ``clock`` (instance attributes: the code is unchanged).
+    iptables mode: ``build`` and ``iptables.restore``; nftables mode: ``planner.plan`` and
+    ``nft.run`` (with libnftables the kernel's work is this process's, in restore_self)."""
     proxier.endpoint_changes.apply = clock.timed("fold", proxier.endpoint_changes.apply)
     proxier.service_changes.apply = clock.timed("fold", proxier.service_changes.apply)
-    if hasattr(proxier, "build"):
-        proxier.build = clock.timed("build", proxier.build)
     if hasattr(proxier, "iptables"):
-        restore = proxier.iptables.restore
+        builder, build_name, applier, apply_name = proxier, "build", proxier.iptables, "restore"
+    else:
+        builder, build_name, applier, apply_name = proxier.planner, "plan", proxier.nft, "run"
+    setattr(builder, build_name, clock.timed("build", getattr(builder, build_name)))
+    restore = getattr(applier, apply_name)
 
-        def counted_restore(text, **kwargs):
-            before = _children_cpu()
-            try:
-                return restore(text, **kwargs)
-            finally:
-                clock.cpu["restore_child"] += _children_cpu() - before
-                counts["restores"] += 1
-                counts["restore_bytes"] += len(text)
-        proxier.iptables.restore = clock.timed("restore_self", counted_restore)
+    def counted_restore(text, **kwargs):
+        before = _children_cpu()
+        try:
+            return restore(text, **kwargs)
+        finally:
+            clock.cpu["restore_child"] += _children_cpu() - before
+            counts["restores"] += 1 if text else 0
+            counts["restore_bytes"] += len(text)
+    setattr(applier, apply_name, clock.timed("restore_self", counted_restore))
+
+
+def _proxier(mode: str, node, config, exec_, backend: str | None):
+    if mode == "iptables":
+        from netemu.agent.proxy.iptables.proxier import IptablesProxier
+        return IptablesProxier(node, config, backend=backend or "iptables", exec_=exec_, monitor_canaries=False)
+    from netemu.agent.proxy.nftables.proxier import NftablesProxier
+    return NftablesProxier(node, config, exec_=exec_, backend=backend or "auto", service_cidrs=config.service_cidrs,
+                           monitor_table=False)
 
 
 def replay(services: list[dict], lines: list[bytes], *, node: str, rate: float, min_sync_period: float,
-           exec_, backend: str) -> dict:
-    """Feed ``lines`` to one iptables-mode kube-proxy; return CPU per stage and counts."""
-    from netemu.agent.proxy.iptables.proxier import IptablesProxier
+           exec_, backend: str | None, mode: str = "iptables") -> dict:
+    """Feed ``lines`` to one kube-proxy (iptables or nftables mode); return CPU per stage and counts."""
     from netemu.agent.proxy.model import NodeInfo, ProxyConfig
     from netemu.agent.proxy.runner import Schedule
     from netemu.api.kinds import by_kind
     from netemu.client.informer import Informer
 
     config = ProxyConfig(min_sync_period=min_sync_period, service_cidrs=("10.96.0.0/12",))
-    proxier = IptablesProxier(NodeInfo(node, ("172.31.0.2",), "10.128.0.0/9"), config, backend=backend,
-                              exec_=exec_, monitor_canaries=False)
+    proxier = _proxier(mode, NodeInfo(node, ("172.31.0.2",), "10.128.0.0/9"), config, exec_, backend)
     schedule = Schedule(min_sync_period, config.sync_period, burst=2, now=0.0)
     proxier.request_sync = schedule.request            # the runner a live proxier would poke
     clock = Clock()
@@ -176,8 +187,11 @@ def run_child(events: Path, args) -> dict:
     """One replay in this process (the child of --compare, or the whole run without it)."""
     doc = json.loads(Path(events).read_text())
     lines = [line.encode() for line in doc["lines"]]
-    kwargs = dict(node="node0", rate=args.rate, min_sync_period=args.min_sync_period, backend=args.backend)
+    kwargs = dict(node="node0", rate=args.rate, min_sync_period=args.min_sync_period, backend=args.backend,
+                  mode=args.mode)
     if args.kernel == "none":
+        if args.mode != "iptables":
+            raise SystemExit("--kernel none answers every command with success: iptables mode only")
         return replay(doc["services"], lines, exec_=_fake_exec, **kwargs)
     from netemu.agent.proxy.commands import local_exec
     name = f"kpsync-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -195,7 +209,7 @@ def _child(tree: str, events: Path, args) -> dict:
     argv = [sys.executable, "-c", "import runpy, sys; sys.argv = sys.argv[1:]; "
             f"runpy.run_path({os.path.abspath(__file__)!r}, run_name='__main__')", "proxysync",
             "--child", str(events), "--rate", str(args.rate), "--min-sync-period", str(args.min_sync_period),
-            "--kernel", args.kernel, "--backend", args.backend]
+            "--kernel", args.kernel, "--mode", args.mode, *(["--backend", args.backend] if args.backend else [])]
     out = subprocess.run(argv, env=env, cwd=os.path.abspath(tree), capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"replay with {tree} failed:\n{out.stderr[-3000:]}")
@@ -232,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=30.0, help="EndpointSlice events per (virtual) second")
     p.add_argument("--min-sync-period", type=float, default=1.0)
     p.add_argument("--kernel", choices=("netns", "none"), default="netns")
-    p.add_argument("--backend", default="iptables", help="iptables (this box's default), nft or legacy")
+    p.add_argument("--mode", choices=("iptables", "nftables"), default="iptables")
+    p.add_argument("--backend", help="iptables mode: iptables (default), nft or legacy; "
+                   "nftables mode: auto (default: libnftables if importable), nft or libnftables")
     p.add_argument("--compare", default="", metavar="NAME=TREE,...")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--events", type=Path, help="replay this recorded file instead of recording one")
@@ -256,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {name: {k: statistics.median(summarize(r)[k] for r in rs) for k in summarize(rs[0])}
             for name, rs in runs.items()}
     print(f"{args.services} Services x {args.endpoints} endpoints, {runs[trees[0][0]][0]['counts']['events']} "
-          f"events at {args.rate}/s, min-sync-period {args.min_sync_period}s, kernel {args.kernel}; "
+          f"events at {args.rate}/s, min-sync-period {args.min_sync_period}s, {args.mode} mode, kernel {args.kernel}; "
           f"median of {args.rounds} round(s)")
     print(_table(rows))
     if args.json:
