@@ -139,6 +139,8 @@ def test_statefulset_adopts_orphaned_pods_and_revisions_and_releases_a_relabelle
         assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in await c.pods(ns)} == before
         rc, out = await c.kubectl("rollout", "history", "sts/web", "-n", ns)
         assert rc == 0 and _history_rows(out) == ["1"], out
+        rc, out = await c.kubectl("rollout", "undo", "sts/web", "-n", ns, "--to-revision=1")
+        assert rc == 0 and "skipped rollback (current template already matches revision 1)" in out, out
         # a pod relabelled out of the selector is released (as upstream, its name stays taken)
         rc, out = await c.kubectl("label", "pod/web-1", "app=other", "--overwrite", "-n", ns)
         assert rc == 0, out

@@ -8,13 +8,17 @@ pkg/controller/history/controller_history.go and pkg/controller/controller_ref_m
 
 from __future__ import annotations
 
+import asyncio
 import copy
+from types import SimpleNamespace
 
 import pytest
 
 from netemu.api import errors, kinds, strategy
 from netemu.api.template_generation import ANNOTATION
+from netemu.apiserver.handlers import go_json
 from netemu.controllers import claim, daemonset_history as dh, daemonset_plan as dp, history
+from netemu.controllers.daemonset import DaemonSetController
 from netemu.controllers.kube import labels_of, name_of, owner_ref
 from tests.unit.test_controller_daemonset import ds, pod
 
@@ -54,7 +58,6 @@ def test_revision_data_is_the_patch_kubectl_makes_byte_for_byte():
     """kubectl's getDaemonSetPatch marshals the typed template (creationTimestamp null, each
     container's resources {}) into a map, so Go writes it compact with sorted keys; the server
     stores the RawExtension as sent (nulls too) and answers in Go's encoding."""
-    from netemu.apiserver.handlers import go_json
     d = ds(image="a<b>&c")
     data = history.revision_data(d)
     assert go_json(data) == (
@@ -182,3 +185,42 @@ def test_template_generation_annotation_follows_the_template_only():
     bad["metadata"]["annotations"] = {ANNOTATION: "x"}
     with pytest.raises(errors.BadRequest):
         strategy.prepare_create(kind, bad, now="2026-01-01T00:00:00Z")
+
+
+class _Client:
+    """Just the calls DaemonSetController._snapshot makes, recorded."""
+
+    def __init__(self, existing: dict, latest: dict):
+        self.existing, self.latest, self.updates = existing, latest, []
+
+    async def create(self, kind, obj, ns):
+        raise errors.AlreadyExists("exists")
+
+    async def get(self, kind, name, ns):
+        return self.existing if kind.kind == "ControllerRevision" else self.latest
+
+    async def update(self, kind, obj, subresource=None):
+        self.updates.append((obj, subresource))
+        return obj
+
+
+def test_a_name_taken_by_another_template_bumps_collision_count():
+    """upstream snapshot: AlreadyExists with other data -> status.collisionCount + 1 and an error
+    (the sync is retried with the new hash); the same data -> ours; a stale count -> retry."""
+    d = ds()
+    mine, theirs = dh.snapshot(d, 1), dh.snapshot(ds(image="other"), 1)
+
+    def snap(client):
+        return asyncio.run(DaemonSetController._snapshot(SimpleNamespace(client=client), d, mine))
+    ours = _Client(mine, d)
+    snap(ours)
+    assert ours.updates == []
+    clash = _Client(theirs, {**d, "status": {"numberReady": 1}})
+    with pytest.raises(errors.AlreadyExists):
+        snap(clash)
+    ((obj, sub),) = clash.updates
+    assert sub == "status" and obj["status"] == {"numberReady": 1, "collisionCount": 1}
+    stale = _Client(theirs, {**d, "status": {"collisionCount": 1}})
+    with pytest.raises(errors.Conflict):
+        snap(stale)
+    assert stale.updates == []
