@@ -106,6 +106,13 @@ def test_daemonset_rollout_history_undo_and_adoption_with_kubectl(tmp_path):
         assert pod["metadata"]["uid"] == back["metadata"]["uid"]      # adopted, not replaced
         rc, out = await c.kubectl("rollout", "history", "ds/agent", "-n", ns)
         assert rc == 0 and _history_rows(out) == ["2", "3", "4"], out
+        # deleting the DaemonSet collects its history with its pods (garbage collector)
+        rc, out = await c.kubectl("delete", "ds/agent", "-n", ns, "--wait=false")
+        assert rc == 0, out
+
+        async def collected():
+            return not await c.pods(ns) and not (await c.client.list(rt("ControllerRevision"), ns)).items
+        await eventually(collected, what="pods and revisions collected")
     run(body, tmp_path, [node_object("n0")])
 
 
