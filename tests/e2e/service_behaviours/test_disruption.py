@@ -74,10 +74,10 @@ def _daemon_pod(jig, name: str, labels: dict, node: str, version: int) -> dict:
 
 
 def _rolling_update(jig, outside, policy: str, min_success: float = 0.95) -> None:
-    """testRollingUpdateLBConnectivityDisruption. netemu has no DaemonSet controller, so the
-    test replaces the per-node pods the way it would with maxUnavailable 1 (10% of 3 nodes,
-    rounded up): one node at a time, the old pod deleted (draining for DRAIN s) and gone
-    before the new one starts there."""
+    """testRollingUpdateLBConnectivityDisruption. Upstream rolls a DaemonSet; this test
+    (written before netemu had a DaemonSet controller) replaces the per-node pods itself the
+    way that rollout does with maxUnavailable 1 (10% of 3 nodes, rounded up): one node at a
+    time, the old pod deleted (draining for DRAIN s) and gone before the new one starts there."""
     name, labels = "test-lb-rolling-update", {"name": "test-lb-rolling-update"}
     nodes = jig.workers()
     jig.create_pods(*[_daemon_pod(jig, name, labels, n, 0) for n in nodes])
