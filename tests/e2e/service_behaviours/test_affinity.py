@@ -111,6 +111,7 @@ def test_should_be_able_to_switch_session_affinity_for_service_with_type_cluster
     _transition(jig, "ClusterIP")
 
 
+@pytest.mark.vm_subset
 def test_should_have_session_affinity_work_for_nodeport_service(jig):
     """[sig-network] Services should have session affinity work for NodePort service [LinuxOnly] [Conformance]
 
@@ -127,6 +128,7 @@ def test_should_have_session_affinity_timeout_work_for_nodeport_service(jig):
     _timeout(jig, "NodePort")
 
 
+@pytest.mark.vm_subset
 def test_should_be_able_to_switch_session_affinity_for_nodeport_service(jig):
     """[sig-network] Services should be able to switch session affinity for NodePort service [LinuxOnly] [Conformance]
 

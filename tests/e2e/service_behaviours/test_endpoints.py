@@ -51,6 +51,7 @@ def test_should_serve_a_basic_endpoint_from_pods(jig, clients):
     wait_unreachable(client, ip, 80, errors=("refused",))
 
 
+@pytest.mark.vm_subset
 def test_should_serve_multiport_endpoints_from_pods(jig, clients):
     """[sig-network] Services should serve multiport endpoints from pods [Conformance]
 
@@ -248,6 +249,7 @@ def test_should_be_able_to_create_a_functioning_nodeport_service(jig, clients):
     assert len(answered) == 2 + len(jig.workers())      # its name, its ClusterIP, every node
 
 
+@pytest.mark.vm_subset
 def test_should_be_possible_to_connect_to_a_service_via_externalip_when_the_external_ip_is_not_assigned_to_a_node(
         jig, clients):
     """[sig-network] Services should be possible to connect to a service via ExternalIP when the external IP is not assigned to a node

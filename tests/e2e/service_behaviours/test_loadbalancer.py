@@ -180,6 +180,7 @@ def test_should_only_target_nodes_with_endpoints(jig, outside, clients):
         jig.wait_endpoints(name, {})
 
 
+@pytest.mark.vm_subset
 def test_should_work_for_type_loadbalancer(jig, outside, clients):
     """[sig-network] LoadBalancers ExternalTrafficPolicy: Local [Feature:LoadBalancer] [Slow] should work for type=LoadBalancer
 

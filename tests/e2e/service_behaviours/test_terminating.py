@@ -79,6 +79,7 @@ def _publish_not_ready(jig, publish: bool):
     return client, targets
 
 
+@pytest.mark.vm_subset
 def test_should_be_able_to_connect_to_terminating_and_unready_endpoints_if_publishnotreadyaddresses_is_true(jig):
     """[sig-network] Services should be able to connect to terminating and unready endpoints if PublishNotReadyAddresses is true
 
@@ -92,6 +93,7 @@ def test_should_be_able_to_connect_to_terminating_and_unready_endpoints_if_publi
         settle(1)
 
 
+@pytest.mark.vm_subset
 def test_should_not_be_able_to_connect_to_terminating_and_unready_endpoints_if_publishnotreadyaddresses_is_false(jig):
     """[sig-network] Services should not be able to connect to terminating and unready endpoints if PublishNotReadyAddresses is false
 
@@ -152,6 +154,7 @@ def test_should_fallback_to_local_terminating_endpoints_when_there_are_no_ready_
         settle(1)
 
 
+@pytest.mark.vm_subset
 def test_should_fallback_to_terminating_endpoints_when_there_are_no_ready_endpoints_with_externalltrafficpolicy_cluster(jig):
     """[sig-network] Services should fallback to terminating endpoints when there are no ready endpoints with externallTrafficPolicy=Cluster
 
@@ -166,6 +169,7 @@ def test_should_fallback_to_terminating_endpoints_when_there_are_no_ready_endpoi
         settle(1)
 
 
+@pytest.mark.vm_subset
 def test_should_fallback_to_local_terminating_endpoints_when_there_are_no_ready_endpoints_with_externaltrafficpolicy_local(jig):
     """[sig-network] Services should fallback to local terminating endpoints when there are no ready endpoints with externalTrafficPolicy=Local
 
