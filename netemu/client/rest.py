@@ -248,19 +248,22 @@ class ApiClient:
 
 
 def _load_client_cert(ctx: ssl.SSLContext, cert: bytes, key: bytes) -> None:
-    """ssl loads a certificate chain only from files: a private temporary directory, gone
-    right after."""
+    """ssl loads a certificate chain only from paths: anonymous memory files (memfd), read
+    through /proc/self/fd, so the key never touches a disk and nothing is left behind even when
+    the process is killed mid-way (a temporary directory was, by agents killed at start-up)."""
     import os
-    import tempfile
-    with tempfile.TemporaryDirectory(prefix="netemu-cert-") as tmp:
-        paths = []
+    fds: list[int] = []
+    try:
         for name, data in (("tls.crt", cert), ("tls.key", key)):
-            path = os.path.join(tmp, name)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            paths.append(path)
-        ctx.load_cert_chain(*paths)
+            fd = os.memfd_create(f"netemu-{name}", os.MFD_CLOEXEC)
+            fds.append(fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        ctx.load_cert_chain(*(f"/proc/self/fd/{fd}" for fd in fds))
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:

@@ -158,3 +158,24 @@ def test_many_open_watches_do_not_block_requests(tmp_path):
             await srv.client.create(CM, cm("release"))
             await asyncio.wait_for(asyncio.gather(*opened), 20)
     asyncio.run(scenario())
+
+
+def test_client_certificate_loads_from_memory_and_leaves_no_file(tmp_path, monkeypatch):
+    """A kubeconfig's client-certificate-data/client-key-data reach ssl through memfds: the pair
+    loads (a wrong key is refused by ssl), and no temporary file or directory is made for it."""
+    import ssl
+    import tempfile
+
+    from netemu.apiserver import certs
+    from netemu.client import rest
+
+    certs.ensure(tmp_path, "127.0.0.1")
+    cert, key = certs.issue_client(tmp_path, "alice", ["team"])
+    _, other_key = certs.issue_client(tmp_path, "bob")
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(real_mkdtemp(*a, **k)) or made[-1])
+    rest._load_client_cert(ssl.create_default_context(), cert, key)
+    with pytest.raises(ssl.SSLError):
+        rest._load_client_cert(ssl.create_default_context(), cert, other_key)
+    assert made == []
