@@ -23,10 +23,11 @@ every node 114 (44 of them the session's client pods, made once), no endpoints r
 ETP Local NodePort 61, ClientIP affinity 78, switching affinity 119; hairpin (added after, measured
 with ``-k "hairpin or rejected"``) 34 + its teardown: ~8 min in all, against ~1.3 min for the one
 behaviour CI ran before (the lab run was ~6 min of a ~24 min CI).
-The suite's other ten vm_subset behaviours (UDP conntrack across a server pod's cycle, headless and
-service-proxy-name labels, source ranges, restart of kube-proxy, ...) take 50-220 s each there
-(docs/service-behaviours/ipvs.json has each one's seconds): all sixteen are 40 min, more than CI's
-budget, so they are the by-hand column: ``sudo scripts/service-behaviours --labvm ipvs``.
+The suite's other nineteen vm_subset behaviours (UDP conntrack across a server pod's cycle, headless
+and service-proxy-name labels, source ranges, restart of kube-proxy, affinity on NodePort,
+terminating-endpoint fallbacks, ...) take 30-220 s each there (docs/service-behaviours/ipvs.json has
+each one's seconds): all 25 are about an hour, more than CI's budget, so they are the by-hand column:
+``sudo scripts/service-behaviours --labvm ipvs``.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def render(known: list[Behaviour], results: dict[str, dict[str, dict]], recorded
         "the reason; **n/a**: upstream does not expect it of that mode, with upstream's reason;",
         "**not run**: that mode has no recorded run of this test (a lab-VM mode records only the suite's",
         "`vm_subset`, the behaviours where its kernel programming differs most: Python is ~10x slower under",
-        "qemu TCG, so the subset alone takes ~40 min there; CI's lab run runs six of it, README \"Tests\").",
+        "qemu TCG, so its 25 take about an hour there; CI's lab run runs six of them, README \"Tests\").",
         "",
         "| behaviour (upstream test) | from | " + " | ".join(modes) + " |",
         "| --- | --- | " + " | ".join("---" for _ in modes) + " |",
