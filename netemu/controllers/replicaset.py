@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from netemu.api import errors
-from netemu.controllers.claim import adopt_patch, release_patch
+from netemu.controllers import claim
 from netemu.controllers.kube import (Obj, condition, controller_ref, is_deleting, labels_of, meta, name_of, ns_of,
                                      owner_ref, parse_time, pod_is_active, pod_is_ready, selector_matches, uid_of)
 from netemu.controllers.podowner import PodOwner, raise_first
@@ -167,13 +167,10 @@ class ReplicaSetController(PodOwner):
             self.expectations.forget(key)
             return
         pods = self.cache("Pod").list(ns)
-        for orphan in orphans_to_adopt(rs, pods):
-            await self._adopt(rs, orphan)
         owned = owned_pods(rs, pods)
-        released = pods_to_release(rs, owned)
-        for pod in released:
-            await self._release(rs, pod)
-        owned = [p for p in owned if p not in released] + orphans_to_adopt(rs, pods)
+        step = claim.Claim(adopt=orphans_to_adopt(rs, pods), release=pods_to_release(rs, owned))
+        await claim.write(self.client, rt("Pod"), rs, step)   # a lost race is the next sync's
+        owned = [p for p in owned if p not in step.release] + step.adopt
         failure = None
         if self.expectations.satisfied(key):
             failure = await self._manage(key, rs, [p for p in owned if pod_is_active(p)])
@@ -184,19 +181,6 @@ class ReplicaSetController(PodOwner):
         min_ready = int((rs.get("spec") or {}).get("minReadySeconds") or 0)
         if min_ready and status["readyReplicas"] != status["availableReplicas"]:
             self.queue.add_after(key, 1.0)  # re-check when pods become available
-
-    async def _adopt(self, rs: Obj, pod: Obj) -> None:
-        try:
-            await self.client.patch(rt("Pod"), name_of(pod), adopt_patch(rs, pod), ns_of(pod))
-        except (errors.Conflict, errors.NotFound):
-            pass
-
-    async def _release(self, rs: Obj, pod: Obj) -> None:
-        patch = release_patch(rs, pod)
-        try:
-            await self.client.patch(rt("Pod"), name_of(pod), patch, ns_of(pod))
-        except (errors.Conflict, errors.NotFound):
-            pass
 
     async def _manage(self, key: str, rs: Obj, active: list[Obj]) -> str | None:
         p = plan(rs, active)
