@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 from netemu.api import errors
 from netemu.controllers import claim
-from netemu.controllers.kube import (Obj, condition, controller_ref, is_deleting, labels_of, meta, name_of, ns_of,
-                                     owner_ref, parse_time, pod_is_active, pod_is_ready, selector_matches, uid_of)
+from netemu.controllers.claim import OrphanWatch
+from netemu.controllers.kube import (Obj, condition, is_deleting, labels_of, meta, name_of, ns_of, owner_ref,
+                                     parse_time, pod_is_active, pod_is_ready)
 from netemu.controllers.podowner import PodOwner, raise_first
 from netemu.controllers.runtime import put_latest, rt, split_key
 
@@ -36,26 +37,13 @@ def random_suffix(n: int = 5, rng: random.Random | None = None) -> str:
     return "".join(rng.choice(_NAME_CHARS) for _ in range(n))
 
 
-def owned_pods(rs: Obj, pods: list[Obj]) -> list[Obj]:
-    """Pods whose controller is this ReplicaSet (by uid)."""
-    uid = uid_of(rs)
-    return [p for p in pods if (controller_ref(p) or {}).get("uid") == uid]
-
-
-def pods_to_release(rs: Obj, owned: list[Obj]) -> list[Obj]:
-    """Owned pods whose labels no longer match the selector: upstream ClaimPods lets them go
-    (removes its ownerReference), and the ReplicaSet makes a replacement."""
-    selector = (rs.get("spec") or {}).get("selector")
-    return [p for p in owned if not selector_matches(selector, labels_of(p))]
-
-
-def orphans_to_adopt(rs: Obj, pods: list[Obj]) -> list[Obj]:
-    """Active pods in the namespace with no controller that the selector matches."""
-    if is_deleting(rs):
-        return []
-    selector = (rs.get("spec") or {}).get("selector")
-    return [p for p in pods if ns_of(p) == ns_of(rs) and controller_ref(p) is None and pod_is_active(p)
-            and selector_matches(selector, labels_of(p))]
+def claim_step(rs: Obj, pods: list[Obj]) -> claim.Claim:
+    """Which of the namespace's pods are this ReplicaSet's, as upstream's syncReplicaSet decides
+    (pkg/controller/replicaset/replica_set.go, v1.32): ``controller.FilterActivePods`` first, then
+    ClaimPods over what is left -- a finished or terminating pod is neither adopted nor released
+    nor counted; orphans are adopted and stale pods released only while the set is not being
+    deleted (netemu.controllers.claim)."""
+    return claim.claim(rs, [p for p in pods if pod_is_active(p)])
 
 
 def is_available(pod: Obj, min_ready_seconds: int, now: float) -> bool:
@@ -145,20 +133,16 @@ def pod_from_template(rs: Obj, name: str) -> Obj:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": dict(template.get("spec") or {})}
 
 
-class ReplicaSetController(PodOwner):
+class ReplicaSetController(OrphanWatch, PodOwner):
     name = "replicaset"
     service_account = "replicaset-controller"
     kinds = ("ReplicaSet", "Pod")
     owner_kind = "ReplicaSet"
     component = "replicaset-controller"
 
-    def _pod_added(self, pod: Obj) -> None:
-        """Also an orphan a ReplicaSet's selector matches: that ReplicaSet adopts it."""
-        super()._pod_added(pod)
-        if self._owner_key(pod) is None:
-            for rs in self.cache("ReplicaSet").list(ns_of(pod)):
-                if orphans_to_adopt(rs, [pod]):
-                    self.enqueue_obj(rs)
+    def setup(self) -> None:
+        super().setup()
+        self.watch_orphans("Pod")    # an orphan added or relabelled wakes the sets that may adopt it
 
     async def sync(self, key: str) -> None:
         ns, name = split_key(key)
@@ -166,14 +150,12 @@ class ReplicaSetController(PodOwner):
         if rs is None:
             self.expectations.forget(key)
             return
-        pods = self.cache("Pod").list(ns)
-        owned = owned_pods(rs, pods)
-        step = claim.Claim(adopt=orphans_to_adopt(rs, pods), release=pods_to_release(rs, owned))
-        await claim.write(self.client, rt("Pod"), rs, step)   # a lost race is the next sync's
-        owned = [p for p in owned if p not in step.release] + step.adopt
+        satisfied = self.expectations.satisfied(key)      # before the pods are read, as upstream
+        owned = await claim.write(self.client, rt("Pod"), rs, claim_step(rs, self.cache("Pod").list(ns)),
+                                  claim.recheck_deletion(self.client, rt("ReplicaSet"), rs))
         failure = None
-        if self.expectations.satisfied(key):
-            failure = await self._manage(key, rs, [p for p in owned if pod_is_active(p)])
+        if satisfied:
+            failure = await self._manage(key, rs, owned)
         status = status_for(rs, owned, time.time(), failure)
         if status_changed(rs, status):           # PUT, as upstream's controller (its role has no patch)
             await put_latest(self.client, rt("ReplicaSet"), rs, lambda r: {**r, "status": status},

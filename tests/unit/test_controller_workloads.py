@@ -80,7 +80,7 @@ def test_min_ready_seconds_delays_availability():
 def test_orphans_adopted_only_when_selector_matches():
     rs = rs_obj("rs", 1)
     orphan, other = pod_obj("o", owner_uid=None), pod_obj("x", owner_uid=None, labels={"app": "db"})
-    assert replicaset.orphans_to_adopt(rs, [orphan, other]) == [orphan]
+    assert replicaset.claim_step(rs, [orphan, other]).adopt == [orphan]
 
 
 # ---- rollout arithmetic ----------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def test_stale_status_after_scale_down_does_not_scale_down_twice():
 def test_relabelled_pod_is_released():
     rs = rs_obj("rs", 2)
     keep, moved = pod_obj("a"), pod_obj("b", labels={"app": "other"})
-    assert replicaset.pods_to_release(rs, [keep, moved]) == [moved]
+    assert replicaset.claim_step(rs, [keep, moved]).release == [moved]
 
 
 def test_rollback_takes_the_next_revision():

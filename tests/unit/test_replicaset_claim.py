@@ -1,0 +1,230 @@
+"""Which pods a ReplicaSet adopts, releases and counts: upstream's ClaimObject/ClaimPods and the
+ReplicaSet's use of them, pure (a fake client and caches, no API server).
+
+Ported from kubernetes/kubernetes as stored by the read_file tool:
+- pkg/controller/controller_ref_manager_test.go @ 04791b4906602ffda5ccf9bc4c84d3329f1d7080:
+  TestClaimPods (all nine cases; the finalizers of the seventh are the Job's, netemu's claim
+  has none, so the case runs without them);
+- pkg/controller/replicaset/replica_set_test.go @ 003e86297d18a8538c9da3619871393f9703bf70:
+  TestDoNotPatchPodWithOtherControlRef, TestDoNotAdoptOrCreateIfBeingDeleted,
+  TestDoNotAdoptOrCreateIfBeingDeletedRace, TestRSSyncExpectations;
+- the order of syncReplicaSet in replica_set.go @ the same commit (the v1.32 shape: the
+  expectations are read first, then ``controller.FilterActivePods`` over every pod of the
+  namespace, then claimPods with canAdopt = an uncached GET that the set is not being deleted).
+"""
+
+import asyncio
+import copy
+from types import SimpleNamespace
+
+import pytest
+
+from netemu.controllers import claim
+from netemu.controllers.kube import name_of, ns_of
+from netemu.controllers.replicaset import ReplicaSetController
+
+PROD, TEST = {"type": "production"}, {"type": "testing"}
+NOW = "2026-01-01T00:00:00Z"
+
+
+def owner(uid="123", ns="default", deleting=False, replicas=2):
+    o = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+         "metadata": {"name": "rs", "namespace": ns, "uid": uid, "resourceVersion": "1", "generation": 1},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": dict(PROD)},
+                  "template": {"metadata": {"labels": dict(PROD)}, "spec": {"containers": [{"name": "c"}]}}}}
+    if deleting:
+        o["metadata"]["deletionTimestamp"] = NOW
+    return o
+
+
+def pod(name, labels, controller=None, ns="default", deleting=False, phase="Running"):
+    p = {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": name, "namespace": ns, "labels": dict(labels), "resourceVersion": "5"},
+         "spec": {}, "status": {"phase": phase}}
+    if controller is not None:
+        p["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs",
+                                             "uid": controller, "controller": True}]
+    if deleting:
+        p["metadata"]["deletionTimestamp"] = NOW
+    return p
+
+
+class _Api:
+    """Records writes; ``fresh`` is what an uncached GET of the ReplicaSet answers."""
+
+    def __init__(self, fresh=None):
+        self.fresh, self.gets, self.patches, self.created, self.deleted = fresh, 0, [], [], []
+
+    async def get(self, rt, name, ns=None):
+        self.gets += 1
+        return copy.deepcopy(self.fresh)
+
+    async def patch(self, rt, name, body, ns=None):
+        self.patches.append((name, body))
+        return body
+
+    async def create(self, rt, obj, ns):
+        self.created.append(obj)
+        return {**obj, "metadata": {**obj["metadata"], "name": obj["metadata"]["name"]}}
+
+    async def delete(self, rt, name, ns):
+        self.deleted.append(name)
+
+    async def update(self, rt, obj, subresource=None):
+        return obj
+
+
+def _claim(rs, pods, api=None):
+    api = api or _Api(fresh=rs)
+    got = asyncio.run(claim.write(api, "pods", rs, claim.claim(rs, pods)))
+    return [name_of(p) for p in got], len(api.patches)
+
+
+# ---- TestClaimPods -----------------------------------------------------------------------------
+
+def test_claims_pods_with_the_correct_label():
+    assert _claim(owner(uid=""), [pod("pod1", PROD), pod("pod2", TEST)]) == (["pod1"], 1)
+
+
+def test_an_owner_marked_for_deletion_claims_no_orphans():
+    assert _claim(owner(deleting=True), [pod("pod1", PROD), pod("pod2", PROD)]) == ([], 0)
+
+
+def test_an_owner_marked_for_deletion_keeps_its_own_but_claims_no_new_pods():
+    assert _claim(owner(deleting=True), [pod("pod1", PROD, "123"), pod("pod2", PROD)]) == (["pod1"], 0)
+
+
+def test_pods_owned_by_another_controller_are_not_claimed():
+    assert _claim(owner(), [pod("pod1", PROD, "123"), pod("pod2", PROD, "AAAAA")]) == (["pod1"], 0)
+
+
+def test_owned_pods_the_selector_no_longer_matches_are_released():
+    rs = owner()
+    step = claim.claim(rs, [pod("pod1", PROD, "123"), pod("pod2", TEST, "123")])
+    assert [name_of(p) for p in step.release] == ["pod2"]
+    assert _claim(rs, [pod("pod1", PROD, "123"), pod("pod2", TEST, "123")]) == (["pod1"], 1)
+
+
+def test_orphans_being_deleted_are_not_claimed_but_own_pods_being_deleted_are():
+    pods = [pod("pod1", PROD, "123", deleting=True), pod("pod2", PROD, deleting=True)]
+    assert _claim(owner(), pods) == (["pod1"], 0)
+
+
+def test_claims_and_releases_by_the_selector():
+    pods = [pod("pod1", PROD, "123"), pod("pod2", TEST, "123"), pod("pod3", PROD)]
+    assert _claim(owner(), pods) == (["pod1", "pod3"], 2)
+
+
+def test_pods_of_another_namespace_are_not_claimed():
+    assert _claim(owner(), [pod("pod1", PROD), pod("pod2", PROD, ns="fakens")]) == (["pod1"], 1)
+
+
+def test_a_cluster_scoped_owner_claims_pods_of_any_namespace():
+    assert _claim(owner(ns=""), [pod("pod1", PROD), pod("pod2", PROD, ns="fakens")]) == (["pod1", "pod2"], 2)
+
+
+# ---- the ReplicaSet's sync ---------------------------------------------------------------------
+
+class _Cache:
+    def __init__(self, objs):
+        self.objs = {(ns_of(o), name_of(o)): o for o in objs}
+        self.handlers = []
+
+    def get(self, name, ns=None):
+        return self.objs.get((ns or "", name))
+
+    def list(self, ns=None):
+        return [o for (n, _), o in self.objs.items() if ns is None or n == ns]
+
+    def add_handler(self, on_add=None, on_update=None, on_delete=None):
+        self.handlers.append((on_add, on_update, on_delete))
+
+
+def _sync(cached_rs, pods, fresh=None):
+    api = _Api(fresh=fresh if fresh is not None else cached_rs)
+    caches = {"ReplicaSet": _Cache([cached_rs]), "Pod": _Cache(pods)}
+    ctl = ReplicaSetController(api, caches, SimpleNamespace(),
+                               SimpleNamespace(event=lambda *a, **k: None))
+    ctl.setup()
+
+    async def run():
+        await ctl.sync("default/rs")
+    return ctl, api, run
+
+
+def test_a_matching_pod_of_another_controller_is_not_patched_and_two_pods_are_made():
+    ctl, api, run = _sync(owner(), [pod("pod", PROD, "other-uid")])
+    asyncio.run(run())
+    assert api.patches == [] and len(api.created) == 2 and api.deleted == []
+
+
+def test_a_set_being_deleted_neither_adopts_nor_creates():
+    ctl, api, run = _sync(owner(deleting=True), [pod("pod1", PROD)])
+    asyncio.run(run())
+    assert api.patches == [] and api.created == [] and api.gets == 0
+
+
+def test_a_set_the_server_says_is_being_deleted_adopts_nothing_and_the_sync_fails():
+    """The cache is behind: only the uncached re-read sees the deletion (kubernetes#42639)."""
+    ctl, api, run = _sync(owner(), [pod("pod1", PROD)], fresh=owner(deleting=True))
+    with pytest.raises(claim.CannotAdopt):
+        asyncio.run(run())
+    assert api.gets == 1 and api.patches == [] and api.created == []
+
+
+def test_a_recreated_set_of_the_same_name_adopts_nothing():
+    ctl, api, run = _sync(owner(), [pod("pod1", PROD)], fresh=owner(uid="456"))
+    with pytest.raises(claim.CannotAdopt, match="is gone"):
+        asyncio.run(run())
+    assert api.patches == [] and api.created == []
+
+
+def test_a_set_being_deleted_releases_nothing():
+    ctl, api, run = _sync(owner(deleting=True), [pod("pod1", PROD, "123"), pod("pod2", TEST, "123")])
+    asyncio.run(run())
+    assert api.patches == [] and api.created == [] and api.deleted == []
+
+
+def test_finished_and_terminating_pods_are_neither_adopted_released_nor_counted():
+    """FilterActivePods runs before ClaimPods: an owned finished pod that stopped matching keeps
+    its owner (the old netemu released it), a finished orphan is not adopted, and neither is a
+    replica, so two are made."""
+    pods = [pod("done", TEST, "123", phase="Succeeded"), pod("failed-orphan", PROD, phase="Failed"),
+            pod("going", TEST, "123", deleting=True)]
+    ctl, api, run = _sync(owner(), pods)
+    asyncio.run(run())
+    assert api.patches == [] and api.gets == 0 and len(api.created) == 2
+
+
+def test_an_adoption_is_checked_once_and_counted_as_a_replica():
+    pods = [pod("o1", PROD), pod("o2", PROD), pod("mine", TEST, "123")]
+    ctl, api, run = _sync(owner(), pods)
+    asyncio.run(run())
+    assert api.gets == 1 and sorted(n for n, _ in api.patches) == ["mine", "o1", "o2"]
+    assert api.created == [] and api.deleted == []           # o1 and o2 are the two replicas
+
+
+def test_expectations_are_read_before_the_pods():
+    """TestRSSyncExpectations: a pod that shows up between the two reads must not make the set
+    think it is short of one (the old netemu read the expectations after its claim writes)."""
+    ctl, api, run = _sync(owner(replicas=2), [pod("p1", PROD, "123")])
+    ctl.expectations.expect_create("default/rs", "p2")
+    late = pod("p2", PROD, "123")
+
+    async def patch_then_arrive(rt, name, body, ns=None):
+        ctl.cache("Pod").objs[("default", "p2")] = late       # the informer delivers it meanwhile
+        ctl.expectations.observed_create("default/rs", "p2")
+        return body
+    api.patch = patch_then_arrive
+    ctl.cache("Pod").objs[("default", "o")] = pod("o", TEST, "123")   # a release: one await
+    asyncio.run(run())
+    assert api.created == []
+
+
+def test_an_orphan_relabelled_to_match_wakes_the_set():
+    ctl, api, run = _sync(owner(), [])
+    on_update = [h for h in ctl.cache("Pod").handlers if h[1] is not None]
+    before, after = pod("x", TEST), pod("x", PROD)
+    for _, update, _ in on_update:
+        update(before, after)
+    assert "default/rs" in ctl.queue._queued
