@@ -73,8 +73,9 @@ class StatefulSetController(OrphanWatch, Controller):
                            and selector_matches((sts.get("spec") or {}).get("selector"), labels_of(p)))
         revisions = claim.claim(sts, self.cache("ControllerRevision").list(ns))
         revisions.release = []
-        return (await claim.write(self.client, rt("Pod"), sts, pods),
-                await claim.write(self.client, rt("ControllerRevision"), sts, revisions))
+        can_adopt = claim.recheck_deletion(self.client, rt("StatefulSet"), sts)   # upstream canAdoptFunc
+        return (await claim.write(self.client, rt("Pod"), sts, pods, can_adopt),
+                await claim.write(self.client, rt("ControllerRevision"), sts, revisions, can_adopt))
 
     async def _history(self, sts: Obj, revisions: list[Obj], pods: list[Obj], current: str) -> None:
         """Keep the ControllerRevisions (``kubectl rollout history/undo sts``) in step."""

@@ -1,5 +1,6 @@
 """Which pods a ReplicaSet adopts, releases and counts: upstream's ClaimObject/ClaimPods and the
-ReplicaSet's use of them, pure (a fake client and caches, no API server).
+ReplicaSet's use of them; the DaemonSet's and StatefulSet's canAdopt recheck. Pure (a fake client
+and caches, no API server).
 
 Ported from kubernetes/kubernetes as stored by the read_file tool:
 - pkg/controller/controller_ref_manager_test.go @ 04791b4906602ffda5ccf9bc4c84d3329f1d7080:
@@ -21,7 +22,9 @@ import pytest
 
 from netemu.controllers import claim
 from netemu.controllers.kube import name_of, ns_of
+from netemu.controllers.daemonset import DaemonSetController
 from netemu.controllers.replicaset import ReplicaSetController
+from netemu.controllers.statefulset import StatefulSetController
 
 PROD, TEST = {"type": "production"}, {"type": "testing"}
 NOW = "2026-01-01T00:00:00Z"
@@ -140,11 +143,11 @@ class _Cache:
         self.handlers.append((on_add, on_update, on_delete))
 
 
-def _sync(cached_rs, pods, fresh=None):
+def _sync(cached_rs, pods, fresh=None, cls=ReplicaSetController, revisions=()):
     api = _Api(fresh=fresh if fresh is not None else cached_rs)
-    caches = {"ReplicaSet": _Cache([cached_rs]), "Pod": _Cache(pods)}
-    ctl = ReplicaSetController(api, caches, SimpleNamespace(),
-                               SimpleNamespace(event=lambda *a, **k: None))
+    caches = {cached_rs["kind"]: _Cache([cached_rs]), "Pod": _Cache(pods), "ControllerRevision": _Cache(revisions),
+              "Node": _Cache([])}
+    ctl = cls(api, caches, SimpleNamespace(), SimpleNamespace(event=lambda *a, **k: None))
     ctl.setup()
 
     async def run():
@@ -228,3 +231,18 @@ def test_an_orphan_relabelled_to_match_wakes_the_set():
     for _, update, _ in on_update:
         update(before, after)
     assert "default/rs" in ctl.queue._queued
+
+
+@pytest.mark.parametrize("cls,kind", [(DaemonSetController, "DaemonSet"), (StatefulSetController, "StatefulSet")])
+def test_daemonsets_and_statefulsets_recheck_before_adopting_too(cls, kind):
+    """An orphan pod (named as the StatefulSet's ordinal 0) and an orphan ControllerRevision: the
+    server says the set is being deleted, so neither is adopted and the sync fails."""
+    cached, fresh = owner(), owner(deleting=True)
+    for o in (cached, fresh):
+        o["kind"] = kind
+    revision = {"apiVersion": "apps/v1", "kind": "ControllerRevision", "revision": 1,
+                "metadata": {"name": "rs-1", "namespace": "default", "labels": dict(PROD), "resourceVersion": "3"}}
+    ctl, api, run = _sync(cached, [pod("rs-0", PROD)], fresh=fresh, cls=cls, revisions=[revision])
+    with pytest.raises(claim.CannotAdopt, match="has just been deleted"):
+        asyncio.run(run())
+    assert api.gets == 1 and api.patches == [] and api.created == []
