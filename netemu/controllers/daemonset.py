@@ -18,10 +18,10 @@ import time
 from netemu.api import errors
 from netemu.controllers import claim, daemonset_history as dh, daemonset_plan as dp, history
 from netemu.controllers.claim import OrphanWatch
-from netemu.controllers.kube import Obj, is_deleting, meta, name_of, ns_of
+from netemu.controllers.kube import Obj, is_deleting, name_of, ns_of
 from netemu.controllers.podowner import PodOwner
 from netemu.controllers.replicaset import status_changed
-from netemu.controllers.runtime import put_latest, rt, split_key
+from netemu.controllers.runtime import delete_seen, put_latest, rt, split_key
 
 
 class DaemonSetController(OrphanWatch, PodOwner):
@@ -62,7 +62,7 @@ class DaemonSetController(OrphanWatch, PodOwner):
             plan = dp.plan(ds, nodes, pods, hash_=step.hash)
             creates = [(node, dp.new_pod(ds, node, step.hash)) for node in dict.fromkeys(plan.create)]
             await self.write_pods(key, ds, creates, list({p["metadata"]["name"]: p for p in plan.delete}.values()))
-            await self._delete_revisions(ds, dh.cleanup(ds, step.old, pods))
+            await self._delete_revisions(dh.cleanup(ds, step.old, pods))
         status = dp.status_for(ds, nodes, pods, time.time(), step.hash, observe)
         if status_changed(ds, status):
             await put_latest(self.client, rt("DaemonSet"), ds, lambda d: {**d, "status": status},
@@ -83,7 +83,7 @@ class DaemonSetController(OrphanWatch, PodOwner):
         for pod in step.relabel:
             await self.client.patch(rt("Pod"), name_of(pod), {"metadata": {"labels": {dp.HASH_LABEL: step.hash}}},
                                     ns_of(pod), patch_type="strategic")
-        await self._delete_revisions(ds, step.duplicates)
+        await self._delete_revisions(step.duplicates)
         return step
 
     async def _snapshot(self, ds: Obj, revision: Obj) -> None:
@@ -106,11 +106,6 @@ class DaemonSetController(OrphanWatch, PodOwner):
         raise errors.AlreadyExists(f"ControllerRevision {name_of(revision)} holds another template: "
                                    f"collisionCount of DaemonSet {name_of(ds)} is now {int(count or 0) + 1}")
 
-    async def _delete_revisions(self, ds: Obj, revisions: list[Obj]) -> None:
+    async def _delete_revisions(self, revisions: list[Obj]) -> None:
         for rev in revisions:
-            uid = meta(rev).get("uid")
-            try:
-                await self.client.delete(rt("ControllerRevision"), name_of(rev), ns_of(ds),
-                                         preconditions={"uid": uid} if uid else None)
-            except (errors.NotFound, errors.Conflict):
-                pass
+            await delete_seen(self.client, rt("ControllerRevision"), rev)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from netemu.api import errors
 from netemu.api.kinds import by_kind
 from netemu.controllers.kube import Obj, is_deleting, meta, name_of, ns_of, uid_of
-from netemu.controllers.runtime import Controller, rt
+from netemu.controllers.runtime import Controller, delete_seen, rt
 
 FOREGROUND, ORPHAN = "foregroundDeletion", "orphan"
 # kinds whose objects own or are owned in this cluster (Events are left to their TTL)
@@ -155,11 +155,7 @@ class GarbageCollector(Controller):
             self.queue.add_after(self._key(kind, owner), 0.5)
 
     async def _delete(self, kind: str, obj: Obj, policy: str) -> None:
-        try:
-            await self.client.delete(rt(kind), name_of(obj), ns_of(obj) or None, propagation_policy=policy,
-                                     preconditions={"uid": uid_of(obj)})
-        except (errors.NotFound, errors.Conflict):
-            pass
+        await delete_seen(self.client, rt(kind), obj, propagation_policy=policy)
 
     async def _patch_owners(self, kind: str, obj: Obj, refs: list[Obj]) -> None:
         patch = {"metadata": {"ownerReferences": refs or None, "resourceVersion": meta(obj).get("resourceVersion")}}

@@ -203,6 +203,21 @@ async def put_latest(client: ApiClient, rt_: ResourceType, obj: dict[str, Any],
     raise AssertionError("unreachable")
 
 
+async def delete_seen(client: ApiClient, rt_: ResourceType, obj: dict[str, Any], **options: Any) -> bool:
+    """DELETE ``obj`` only if the object of its name is still the one seen (a uid precondition):
+    True if this call deleted it. Gone already (NotFound) or replaced by a new object of the same
+    name (Conflict) is False, not an error: a controller works from a cache that may be behind,
+    and must not delete an object it never saw."""
+    md = obj.get("metadata") or {}
+    uid = md.get("uid")
+    try:
+        await client.delete(rt_, md["name"], md.get("namespace") or None,
+                            preconditions={"uid": uid} if uid else None, **options)
+    except (errors.NotFound, errors.Conflict):
+        return False
+    return True
+
+
 def split_key(key: str) -> tuple[str | None, str]:
     ns, _, name = key.rpartition("/")
     return (ns or None), name

@@ -13,9 +13,9 @@ from netemu.api import errors
 from netemu.controllers import claim, statefulset_history as sh, statefulset_plan as sp
 from netemu.controllers.claim import OrphanWatch
 from netemu.controllers.events import NORMAL, WARNING
-from netemu.controllers.kube import Obj, controller_ref, labels_of, name_of, ns_of, selector_matches, uid_of
+from netemu.controllers.kube import Obj, controller_ref, labels_of, name_of, ns_of, selector_matches
 from netemu.controllers.replicaset import is_available, status_changed
-from netemu.controllers.runtime import Controller, put_latest, rt, split_key
+from netemu.controllers.runtime import Controller, delete_seen, put_latest, rt, split_key
 
 COMPONENT = "statefulset-controller"
 
@@ -89,10 +89,7 @@ class StatefulSetController(OrphanWatch, Controller):
         except (errors.AlreadyExists, errors.Conflict, errors.NotFound):
             pass                                   # the cache was behind: the next sync sees it
         for old in step.delete:
-            try:
-                await self.client.delete(kind, name_of(old), ns_of(sts))
-            except errors.NotFound:
-                pass
+            await delete_seen(self.client, kind, old)
 
     async def _create(self, sts: Obj, ordinal: int, revision: str, current: str, pods: list[Obj],
                       revisions: list[Obj]) -> None:
@@ -120,10 +117,7 @@ class StatefulSetController(OrphanWatch, Controller):
                             f"create Pod {name_of(pod)} in StatefulSet {name_of(sts)} successful", component=COMPONENT)
 
     async def _delete(self, sts: Obj, pod: Obj) -> None:
-        try:
-            await self.client.delete(rt("Pod"), name_of(pod), ns_of(pod),
-                                     preconditions={"uid": uid_of(pod)})
-        except (errors.NotFound, errors.Conflict):
+        if not await delete_seen(self.client, rt("Pod"), pod):
             return
         self.recorder.event(sts, NORMAL, "SuccessfulDelete",
                             f"delete Pod {name_of(pod)} in StatefulSet {name_of(sts)} successful", component=COMPONENT)

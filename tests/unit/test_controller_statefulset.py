@@ -1,6 +1,7 @@
 """The StatefulSet controller's pure decisions (netemu.controllers.statefulset_plan), after
 upstream pkg/controller/statefulset/stateful_set_control.go at v1.32 (kubernetes v1.32.0)."""
 
+from netemu.api import errors
 from netemu.controllers import statefulset_plan as sp
 
 UID = "u-1"
@@ -157,3 +158,42 @@ def test_revision_ownership():
     mine = sh.new_revision(s, 1)
     other = sh.new_revision({**s, "metadata": {**s["metadata"], "uid": "u-2"}}, 1)
     assert sh.owned(s, [mine, other]) == [mine]
+
+
+class _Api:
+    """Answers a delete as the API server does with a uid precondition."""
+
+    def __init__(self, live):
+        self.live, self.deletes = live, []
+
+    async def create(self, rt, obj, ns):
+        return obj
+
+    async def delete(self, rt, name, ns=None, preconditions=None, **options):
+        self.deletes.append((name, preconditions))
+        if name not in self.live:
+            raise errors.NotFound(f"{name} not found")
+        if preconditions and preconditions.get("uid") != self.live[name]:
+            raise errors.Conflict(f"Precondition failed: UID in precondition: {preconditions['uid']}, "
+                                  f"UID in object meta: {self.live[name]}")
+        del self.live[name]
+
+
+def test_old_revisions_are_deleted_only_if_still_the_ones_seen():
+    """A revision beyond revisionHistoryLimit is deleted with a uid precondition (as the
+    DaemonSet's, netemu.controllers.runtime.delete_seen): one recreated under its name since the
+    cache saw it is kept, and the Conflict is not an error; one already gone is not either."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from netemu.controllers.statefulset import StatefulSetController
+    v3 = sts(image="nginx:3", revisionHistoryLimit=0)
+    old = _revisions(sts(), sts(image="nginx:2"))
+    for i, rev in enumerate(old):
+        rev["metadata"]["uid"] = f"seen-{i}"
+    api = _Api({old[0]["metadata"]["name"]: "recreated"})          # old[1] is gone already
+    ctl = SimpleNamespace(client=api)
+    asyncio.run(StatefulSetController._history(ctl, v3, old, [], sp.revision_name(v3)))
+    assert sorted(api.deletes) == sorted([(old[0]["metadata"]["name"], {"uid": "seen-0"}),
+                                          (old[1]["metadata"]["name"], {"uid": "seen-1"})])
+    assert api.live == {old[0]["metadata"]["name"]: "recreated"}
