@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from netemu.controllers.kube import Obj, controller_ref, labels_of, name_of, ns_of, owner_ref, uid_of
+from netemu.controllers.kube import Obj, labels_of, name_of, ns_of, owner_ref
 
 
 def typed_template(template: Obj) -> Obj:
@@ -84,12 +84,6 @@ def new_revision(owner: Obj, name: str, labels: dict[str, str], revision: int,
 
 def template_labels(owner: Obj) -> dict[str, str]:
     return dict(labels_of((owner.get("spec") or {}).get("template") or {}))
-
-
-def controlled(owner: Obj, revisions: list[Obj]) -> list[Obj]:
-    """The revisions whose controller is ``owner`` (by uid)."""
-    uid = uid_of(owner)
-    return [r for r in revisions if (controller_ref(r) or {}).get("uid") == uid]
 
 
 def by_revision(revisions: list[Obj]) -> list[Obj]:

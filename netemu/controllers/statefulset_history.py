@@ -45,7 +45,3 @@ def plan_history(sts: Obj, revisions: list[Obj], pods: list[Obj], current: str) 
     old = [r for r in revisions if name_of(r) not in live]
     out.delete = history.prune(old, live, name_of, len(old) - history.history_limit(sts))
     return out
-
-
-def owned(sts: Obj, revisions: list[Obj]) -> list[Obj]:
-    return history.controlled(sts, revisions)

@@ -153,11 +153,12 @@ def test_history_creates_renumbers_and_truncates():
 
 
 def test_revision_ownership():
-    from netemu.controllers import statefulset_history as sh
+    """What StatefulSetController._claim keeps of the namespace's revisions (claim.claim)."""
+    from netemu.controllers import claim, statefulset_history as sh
     s = sts()
     mine = sh.new_revision(s, 1)
     other = sh.new_revision({**s, "metadata": {**s["metadata"], "uid": "u-2"}}, 1)
-    assert sh.owned(s, [mine, other]) == [mine]
+    assert claim.claim(s, [mine, other]).owned == [mine]
 
 
 class _Api:
