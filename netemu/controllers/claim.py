@@ -1,14 +1,18 @@
 """Adoption and release of a controller's pods and ControllerRevisions (upstream
-pkg/controller/controller_ref_manager.go ``ClaimObject``, Kubernetes v1.32).
+pkg/controller/controller_ref_manager.go ``ClaimObject``/``ClaimPods``/``AdoptPod``/``ReleasePod``,
+Kubernetes v1.32).
 
 The decision is pure (``claim``); ``write`` makes the adoptions and releases. An object with no
 controller that the owner's selector matches is adopted (unless the owner or the object is being
 deleted, or it lives in another namespace); an object the owner controls that the selector no
 longer matches is released (unless the owner is being deleted). Objects controlled by someone
-else are never touched. Writes carry the object's resourceVersion, so a change in between makes
-them fail with Conflict and the next sync decides again. Before its first adoption a sync may
-re-read its owner past the cache (``recheck_deletion``, upstream's canAdopt): an owner whose
-deletion the cache has not shown yet must not adopt (kubernetes#42639).
+else are never touched. The patches are upstream's strategic merges: the ownerReference merged by
+its uid, and the object's own ``metadata.uid``, which the server refuses to change (Invalid) if the
+name now holds a recreated object; a second controller reference is Invalid too. Every patch is
+tried; the errors are raised together at the end (upstream's ``utilerrors.NewAggregate``), so the
+sync fails before it creates or deletes anything and is retried with back-off. Before its first
+adoption a sync may re-read its owner past the cache (``recheck_deletion``, upstream's canAdopt):
+an owner whose deletion the cache has not shown yet must not adopt (kubernetes#42639).
 """
 
 from __future__ import annotations
@@ -54,14 +58,36 @@ def claim(owner: Obj, objs: list[Obj], match: Callable[[Obj], bool] | None = Non
 
 
 def adopt_patch(owner: Obj, obj: Obj) -> Obj:
-    """The owner's controller reference added to ``obj``'s, guarded by its resourceVersion."""
-    refs = list(meta(obj).get("ownerReferences") or []) + [owner_ref(owner)]
-    return {"metadata": {"ownerReferences": refs, "resourceVersion": meta(obj).get("resourceVersion")}}
+    """Upstream ownerRefControllerPatch: a strategic merge adding the owner's controller reference
+    (merged by uid, so a plain reference to the owner becomes the controller one), guarded by the
+    object's uid."""
+    return {"metadata": {"ownerReferences": [owner_ref(owner)], **_uid_guard(obj)}}
 
 
 def release_patch(owner: Obj, obj: Obj) -> Obj:
-    refs = [r for r in meta(obj).get("ownerReferences") or [] if r.get("uid") != uid_of(owner)]
-    return {"metadata": {"ownerReferences": refs or None, "resourceVersion": meta(obj).get("resourceVersion")}}
+    """Upstream GenerateDeleteOwnerRefStrategicMergeBytes: delete the owner's reference by uid."""
+    return {"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid_of(owner)}], **_uid_guard(obj)}}
+
+
+def _uid_guard(obj: Obj) -> Obj:
+    return {"uid": uid_of(obj)} if uid_of(obj) else {}
+
+
+class ClaimErrors(Exception):
+    """Several adoptions or releases failed (upstream utilerrors.Aggregate): ``errors`` holds each."""
+
+    def __init__(self, errs: list[Exception]):
+        super().__init__("[" + ", ".join(str(e) for e in errs) + "]")
+        self.errors = errs
+
+
+def raise_all(errs: list[Exception]) -> None:
+    """Raise nothing, the one error as it is, or all of them as ``ClaimErrors`` (NewAggregate
+    prints a single error as itself)."""
+    if len(errs) == 1:
+        raise errs[0]
+    if errs:
+        raise ClaimErrors(errs)
 
 
 class CannotAdopt(errors.Conflict):
@@ -85,27 +111,49 @@ def recheck_deletion(client, kind, owner: Obj) -> Callable[[], Awaitable[None]]:
 
 async def write(client, kind, owner: Obj, step: Claim,
                 can_adopt: Callable[[], Awaitable[None]] | None = None) -> list[Obj]:
-    """Adopt and release as ``step`` says; returns ``step.owned`` less the adoptions that lost a
-    race (NotFound/Conflict: the next sync sees the new state). ``can_adopt`` runs once, before
-    the first adoption: if it raises, no object is adopted, the releases are still made, and its
-    error is raised (upstream's ClaimObject per object, then the sync returns the aggregate)."""
-    denied: errors.StatusError | None = None
-    if step.adopt and can_adopt is not None:
-        try:
-            await can_adopt()
-        except errors.StatusError as exc:
-            denied = exc
-    adopt = [] if denied else step.adopt
-    lost: set[str] = set()
-    for obj, patch in [(o, adopt_patch(owner, o)) for o in adopt] + [(o, release_patch(owner, o))
-                                                                     for o in step.release]:
-        try:
-            await client.patch(kind, name_of(obj), patch, ns_of(obj))
-        except (errors.Conflict, errors.NotFound):
-            lost.add(name_of(obj))
-    if denied is not None:
-        raise denied
-    return [o for o in step.owned if not (name_of(o) in lost and o in step.adopt)]
+    """Adopt and release as ``step`` says, every object even after a failure; returns
+    ``step.owned`` less the adoptions of objects gone meanwhile, or raises what failed (upstream
+    ClaimPods/ClaimControllerRevisions). Per upstream ClaimObject, AdoptPod and ReleasePod: an
+    adoption's NotFound is ignored (the object is not owned), any other error is kept; a
+    release's NotFound and Invalid (the uid guard: the object was recreated) are ignored.
+    ``can_adopt`` runs once, before the first adoption: if it fails, every adoption fails with
+    it and only the releases are made."""
+    errs: list[Exception] = []
+    denied = await _check(can_adopt) if step.adopt else None
+    gone: list[Obj] = []
+    for obj in step.adopt:
+        if denied is not None:
+            what = f"{obj.get('kind') or getattr(kind, 'kind', '')} {ns_of(obj)}/{name_of(obj)} ({uid_of(obj)})"
+            errs.append(CannotAdopt(f"can't adopt {what}: {denied}"))
+            gone.append(obj)
+        elif not await _patch(client, kind, obj, adopt_patch(owner, obj), errs, (errors.NotFound,)):
+            gone.append(obj)
+    for obj in step.release:
+        await _patch(client, kind, obj, release_patch(owner, obj), errs, (errors.NotFound, errors.Invalid))
+    raise_all(errs)
+    return [o for o in step.owned if not any(o is g for g in gone)]
+
+
+async def _check(can_adopt: Callable[[], Awaitable[None]] | None) -> Exception | None:
+    if can_adopt is None:
+        return None
+    try:
+        await can_adopt()
+    except Exception as exc:                              # upstream: "can't recheck ...": no adoption
+        return exc
+    return None
+
+
+async def _patch(client, kind, obj: Obj, patch: Obj, errs: list[Exception], ignored: tuple) -> bool:
+    """One adoption or release: True if made; an ``ignored`` error is False, any other is kept."""
+    try:
+        await client.patch(kind, name_of(obj), patch, ns_of(obj), patch_type="strategic")
+        return True
+    except ignored:
+        return False
+    except Exception as exc:
+        errs.append(exc)
+        return False
 
 
 def concerned(owners: list[Obj], obj: Obj) -> list[Obj]:

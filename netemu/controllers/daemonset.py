@@ -52,9 +52,11 @@ class DaemonSetController(OrphanWatch, PodOwner):
         if is_deleting(ds):
             return       # upstream: its pods and history may be going too; status would be a guess
         can_adopt = claim.recheck_deletion(self.client, rt("DaemonSet"), ds)     # upstream dsNotDeleted
-        pods = await claim.write(self.client, rt("Pod"), ds, claim.claim(ds, self.cache("Pod").list(ns)), can_adopt)
+        # upstream order: constructHistory's ClaimControllerRevisions, then manage's ClaimPods; a
+        # failed adoption or release ends the sync before anything is created or deleted
         revisions = await claim.write(self.client, rt("ControllerRevision"), ds,
                                       claim.claim(ds, self.cache("ControllerRevision").list(ns)), can_adopt)
+        pods = await claim.write(self.client, rt("Pod"), ds, claim.claim(ds, self.cache("Pod").list(ns)), can_adopt)
         step = await self._history(ds, revisions, pods)
         nodes = self.cache("Node").list()
         observe = self.expectations.satisfied(key)

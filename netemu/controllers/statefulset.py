@@ -66,16 +66,30 @@ class StatefulSetController(OrphanWatch, Controller):
             self.queue.add_after(key, 1.0)
 
     async def _claim(self, sts: Obj) -> tuple[list[Obj], list[Obj]]:
-        """The set's pods and revisions, adopting orphans (upstream getPodsForStatefulSet: ClaimPods
-        with the pod-name filter; adoptOrphanRevisions: revisions are adopted, never released)."""
+        """The set's pods and revisions, in upstream sync's order: adoptOrphanRevisions first
+        (revisions are adopted, never released; the first failure ends the sync), then
+        getPodsForStatefulSet (ClaimPods with the pod-name filter; its errors end the sync
+        together). Each asks the server once whether the set may adopt (upstream canAdoptFunc)."""
         ns = ns_of(sts)
+        revisions = claim.claim(sts, self.cache("ControllerRevision").list(ns))
+        await self._adopt_revisions(sts, revisions.adopt)
         pods = claim.claim(sts, self.cache("Pod").list(ns), lambda p: sp.ordinal_of(sts, p) is not None
                            and selector_matches((sts.get("spec") or {}).get("selector"), labels_of(p)))
-        revisions = claim.claim(sts, self.cache("ControllerRevision").list(ns))
-        revisions.release = []
-        can_adopt = claim.recheck_deletion(self.client, rt("StatefulSet"), sts)   # upstream canAdoptFunc
-        return (await claim.write(self.client, rt("Pod"), sts, pods, can_adopt),
-                await claim.write(self.client, rt("ControllerRevision"), sts, revisions, can_adopt))
+        can_adopt = claim.recheck_deletion(self.client, rt("StatefulSet"), sts)
+        return await claim.write(self.client, rt("Pod"), sts, pods, can_adopt), revisions.owned
+
+    async def _adopt_revisions(self, sts: Obj, orphans: list[Obj]) -> None:
+        """Upstream adoptOrphanRevisions + AdoptOrphanRevisions: one uncached check, then each
+        orphan's patch; any error (NotFound too) is raised at once."""
+        if not orphans:
+            return
+        try:
+            await claim.recheck_deletion(self.client, rt("StatefulSet"), sts)()
+        except Exception as exc:
+            raise claim.CannotAdopt(f"can't adopt ControllerRevisions: {exc}") from exc
+        for rev in orphans:
+            await self.client.patch(rt("ControllerRevision"), name_of(rev), claim.adopt_patch(sts, rev), ns_of(rev),
+                                    patch_type="strategic")
 
     async def _history(self, sts: Obj, revisions: list[Obj], pods: list[Obj], current: str) -> None:
         """Keep the ControllerRevisions (``kubectl rollout history/undo sts``) in step."""

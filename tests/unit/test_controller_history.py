@@ -139,8 +139,9 @@ def test_claim_adopts_matching_orphans_and_releases_what_stopped_matching():
                _obj("going", {"app": "a"}, deleting=True)]
     step = claim.claim(d, [kept, gone, orphan, theirs, *skipped])
     assert step.owned == [kept, orphan] and step.adopt == [orphan] and step.release == [gone]
-    assert claim.adopt_patch(d, orphan) == {"metadata": {"ownerReferences": [mine], "resourceVersion": "7"}}
-    assert claim.release_patch(d, gone) == {"metadata": {"ownerReferences": None, "resourceVersion": "7"}}
+    # upstream's strategic merges: the reference merged or deleted by uid (tests/unit/test_controller_claim.py)
+    assert claim.adopt_patch(d, orphan) == {"metadata": {"ownerReferences": [mine]}}
+    assert claim.release_patch(d, gone) == {"metadata": {"ownerReferences": [{"$patch": "delete", "uid": mine["uid"]}]}}
     # an owner being deleted neither adopts nor releases, but keeps what it owns and matches
     dying = {**d, "metadata": {**d["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}}
     step = claim.claim(dying, [kept, gone, orphan])
