@@ -1,7 +1,9 @@
 """The loop behind EndpointSlices and Endpoints: Service and Pod changes in, slices out.
 
-A pod change enqueues the Services whose selector matches its old or new labels; a slice
-changed or deleted by someone else enqueues its Service, so the controller puts it right.
+A pod change that can change its endpoint enqueues the Services whose selector matches its old
+or new labels, after the batch period (upstream's --endpointslice-updates-batch-period: pod
+changes within it join one sync); a slice changed or deleted by someone else enqueues its
+Service after at least a second, so the controller puts it right (endpoint_triggers.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from netemu.api import errors
 from netemu.controllers import endpointslice as eps
 from netemu.controllers.endpoints import desired_endpoints_object
+from netemu.controllers import endpoint_triggers as triggers
 from netemu.controllers import hints
 from netemu.controllers.kube import Obj, condition, labels_of, map_selector_matches, name_of, ns_of, rfc3339
 from netemu.controllers.replicaset import random_suffix
@@ -25,11 +28,13 @@ class EndpointSliceController(Controller):
 
     def setup(self) -> None:
         self.slices_written = WriteOverlay()
+        self.tracker = triggers.SliceTracker()
         self.hinted: set[str] = set()  # Services whose slices carry topology hints
         self.endpoints_written = WriteOverlay()
         self.cache("Service").add_handler(self.enqueue_obj, lambda o, n: self.enqueue_obj(n), self.enqueue_obj)
         self.cache("Pod").add_handler(self._pod, lambda o, n: self._pod(n, o), self._pod)
-        self.cache("EndpointSlice").add_handler(None, lambda o, n: self._slice(n), self._slice)
+        self.cache("EndpointSlice").add_handler(self._slice, lambda o, n: self._slice_changed(o, n),
+                                                self._slice_deleted)
         self.cache("Node").add_handler(self._node, lambda o, n: self._node_changed(o, n), self._node)
 
     def _node(self, node: Obj) -> None:
@@ -47,16 +52,45 @@ class EndpointSliceController(Controller):
             self._node(new)
 
     def _pod(self, pod: Obj, old: Obj | None = None) -> None:
-        for svc in self.cache("Service").list(ns_of(pod)):
-            selector = (svc.get("spec") or {}).get("selector")
-            if map_selector_matches(selector, labels_of(pod)) or (
-                    old is not None and map_selector_matches(selector, labels_of(old))):
-                self.enqueue_obj(svc)
+        """Upstream's addPod/updatePod/deletePod: the Services to sync, after the batch period."""
+        def services_for(labels: dict[str, str]) -> list[str]:
+            return [f"{ns_of(svc)}/{name_of(svc)}" for svc in self.cache("Service").list(ns_of(pod))
+                    if map_selector_matches((svc.get("spec") or {}).get("selector"), labels)]
+        period = self.settings.endpointslice_updates_batch_period
+        for key in triggers.services_to_update(old, pod, services_for):
+            if period > 0:
+                self.queue.add_after(key, period)
+            else:
+                self.queue.add(key)
 
     def _slice(self, slice_obj: Obj) -> None:
+        if self._managed(slice_obj) and self.tracker.should_sync(slice_obj):
+            self._slice_service(slice_obj)
+
+    def _slice_changed(self, old: Obj, new: Obj) -> None:
+        """Upstream's onEndpointSliceUpdate: a Service label moved (both Services), managed-by
+        changed, or a version this controller did not write."""
+        service = eps.SERVICE_NAME_LABEL
+        if labels_of(old).get(service) != labels_of(new).get(service):
+            self._slice_service(new)
+            self._slice_service(old)
+        elif labels_of(old).get(eps.MANAGED_BY_LABEL) != labels_of(new).get(eps.MANAGED_BY_LABEL) or (
+                self._managed(new) and self.tracker.should_sync(new)):
+            self._slice_service(new)
+
+    def _slice_deleted(self, slice_obj: Obj) -> None:
+        if self._managed(slice_obj) and not self.tracker.handle_deletion(slice_obj):
+            self._slice_service(slice_obj)
+
+    @staticmethod
+    def _managed(slice_obj: Obj) -> bool:
+        return labels_of(slice_obj).get(eps.MANAGED_BY_LABEL) == eps.MANAGED_BY
+
+    def _slice_service(self, slice_obj: Obj) -> None:
         svc = labels_of(slice_obj).get(eps.SERVICE_NAME_LABEL)
-        if svc and labels_of(slice_obj).get(eps.MANAGED_BY_LABEL) == eps.MANAGED_BY:
-            self.queue.add(f"{ns_of(slice_obj)}/{svc}")
+        if svc:
+            delay = max(triggers.SLICE_CHANGE_MIN_SYNC_DELAY, self.settings.endpointslice_updates_batch_period)
+            self.queue.add_after(f"{ns_of(slice_obj)}/{svc}", delay)
 
     async def resync_all(self) -> None:
         for svc in self.cache("Service").list():
@@ -80,14 +114,19 @@ class EndpointSliceController(Controller):
             self.recorder.event(svc, etype, reason, message, component="endpoint-slice-controller")
         es = rt("EndpointSlice")
         for s in changes.create:
-            self.slices_written.wrote(await self.client.create(es, s, ns))
+            self._wrote(await self.client.create(es, s, ns))
         for s in changes.update:
-            self.slices_written.wrote(await self.client.update(es, s))
+            self._wrote(await self.client.update(es, s))
         for s in changes.delete:
             await self._delete_slice(s)
         await self._sync_endpoints(svc, pods, trigger)
 
+    def _wrote(self, written: Obj) -> None:
+        self.slices_written.wrote(written)
+        self.tracker.wrote(written)
+
     async def _delete_slice(self, s: Obj) -> None:
+        self.tracker.deleted(s)
         try:
             await self.client.delete(rt("EndpointSlice"), name_of(s), ns_of(s))
         except errors.NotFound:

@@ -25,6 +25,7 @@ class Settings:
     node_cidr_mask_size: int = 24
     service_cidr: str = "10.96.0.0/12"
     max_endpoints_per_slice: int = 100
+    endpointslice_updates_batch_period: float = 0.0
     kubeconfig: str | None = None        # when set, the loops connect with it (CA included)
     scheduler_kubeconfig: str | None = None   # the scheduler's own identity (else the manager's)
     use_service_account_credentials: bool = True   # each controller as its kube-system ServiceAccount
@@ -96,6 +97,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="prefix length of each node's podCIDR (default %(default)s)")
     g.add_argument("--max-endpoints-per-slice", type=int, default=d.max_endpoints_per_slice, metavar="N",
                    help="endpoints per EndpointSlice, 1-1000 (default %(default)s)")
+    g.add_argument("--endpointslice-updates-batch-period", type=duration,
+                   default=d.endpointslice_updates_batch_period, metavar="DURATION",
+                   help="delay pod-driven EndpointSlice (and Endpoints) syncs by this long so pod changes "
+                        "within it join one update: fewer slice versions for every kube-proxy to apply, "
+                        "later endpoints (default 0s, as upstream)")
     g.add_argument("--service-cidr", type=_cidr, default=d.service_cidr, metavar="CIDR",
                    help="Service ClusterIP range the controllers assume (default %(default)s)")
 
@@ -116,6 +122,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise SettingsError(f"--max-endpoints-per-slice {args.max_endpoints_per_slice}: must be 1-1000")
     if args.node_monitor_period <= 0 or args.node_monitor_grace_period <= 0:
         raise SettingsError("--node-monitor-period and --node-monitor-grace-period must be positive")
+    if args.endpointslice_updates_batch_period > 3600:
+        raise SettingsError(f"--endpointslice-updates-batch-period {args.endpointslice_updates_batch_period:g}s: "
+                            "at most 1h (pod changes would wait that long to reach the endpoints)")
     return Settings(controllers=tuple(args.controllers),
                     node_monitor_grace_period=args.node_monitor_grace_period,
                     node_monitor_period=args.node_monitor_period,
@@ -123,4 +132,5 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                     default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
                     lb_pool=args.lb_pool, cluster_cidr=args.cluster_cidr,
                     node_cidr_mask_size=args.node_cidr_mask_size, service_cidr=args.service_cidr,
-                    max_endpoints_per_slice=args.max_endpoints_per_slice)
+                    max_endpoints_per_slice=args.max_endpoints_per_slice,
+                    endpointslice_updates_batch_period=args.endpointslice_updates_batch_period)
