@@ -264,6 +264,19 @@ def node_network(nodes: int, third: int) -> str:
     return f"172.30.{third & ~1}.0/23"
 
 
+def settle(load: float | None, limit: float = 900.0) -> float:
+    """Wait until the 1-minute load average is at most ``load`` (at most ``limit`` s); the
+    seconds waited. A 100-node run leaves a load of ~300 behind it that takes minutes to decay:
+    without the wait, the second tree of a comparison starts on a box still busy with the
+    first's teardown (it did, twice, on 2026-12-06)."""
+    if load is None:
+        return 0.0
+    start = time.monotonic()
+    while os.getloadavg()[0] > load and time.monotonic() - start < limit:
+        time.sleep(5)
+    return round(time.monotonic() - start, 1)
+
+
 def one(tree_name: str, tree: str | None, nodes: int, pods: int, k: int, pods_timeout: float = 1800,
         variant: tuple[str, list[str]] = ("default", [])) -> dict:
     row: dict = {"tree": tree_name, "variant": variant[0], "nodes": nodes, "load_before": os.getloadavg()[0]}
@@ -322,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default="", metavar="NAME=ARGS;...",
                    help="`netemu up` flags to compare on each tree, e.g. 'default=;sync10=--agent-arg=--min-sync-period=10'")
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--settle-load", type=float, metavar="LOAD",
+                   help="before each run, wait (up to 15 min) until the 1-minute load average is at most LOAD")
     p.add_argument("--json", help="write the rows here")
     args = p.parse_args(argv)
     trees = [tuple(t.split("=", 1)) for t in args.trees.split(",") if t] or [("this", None)]
@@ -334,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, tree in trees:
                 for variant in variants:
                     k += 1
+                    waited = settle(args.settle_load)
                     row = one(name, tree, n, args.pods, k, args.pods_timeout, variant)
+                    row["settle_s"] = waited
                     print(json.dumps(row), flush=True)
                     rows.append(row)
     if args.json:
