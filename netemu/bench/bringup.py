@@ -302,12 +302,16 @@ def one(tree_name: str, tree: str | None, nodes: int, pods: int, k: int, pods_ti
         if pods:
             row["pods"] = pods
             workers = {name: n["pid"] for name, n in doc["nodes"].items() if n.get("pid") and name not in control}
-            syncs_before, cpu_before = proxy_syncs(workers), cpu_seconds(state, doc)
+            syncs_before = proxy_syncs(workers)
+            cpu_before, window = cpu_seconds(state, doc), time.monotonic()
             ready_s, stages = asyncio.run(scale_pods(str(state / "kubeconfig"), pods, pods_timeout))
+            # where the box's CPU went, read before the metrics scrape below: under load,
+            # asking 100 kube-proxies for /metrics took minutes, and their CPU counted here
+            row["pods_cpu_s"] = cpu_delta(cpu_before, cpu_seconds(state, doc))
+            row["pods_cpu_window_s"] = round(time.monotonic() - window, 1)
             row["pods_ready_s"] = round(ready_s, 1) if ready_s is not None else f"not all within {pods_timeout:g}s"
             row["pod_stages"] = stages
             row["proxy_syncs"] = sync_delta(syncs_before, proxy_syncs(workers))
-            row["pods_cpu_s"] = cpu_delta(cpu_before, cpu_seconds(state, doc))    # where the box's CPU went
             if ready_s is not None:
                 row["up_plus_pods_s"] = round(row["up_s"] + ready_s, 1)
             time.sleep(5)
