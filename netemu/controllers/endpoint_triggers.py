@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from netemu.controllers.kube import Obj, is_deleting, labels_of, pod_is_ready, pod_is_terminal
+from netemu.controllers.kube import Obj, key_of, labels_of, meta, pod_is_ready, pod_is_terminal, rv_of
 
 # upstream endpointSliceChangeMinSyncDelay: a slice changed by someone else is put right after
 # at least this long (or the batch period, if longer), so a burst of foreign writes syncs once
@@ -37,8 +37,7 @@ def pod_endpoints_changed(old: Obj, new: Obj) -> tuple[bool, bool]:
     changed (it leaves the slices; upstream relies on its Ready condition turning false too,
     which a pod that was never Ready does not do)."""
     labels_changed = labels_of(old) != labels_of(new) or _host_and_domain(old) != _host_and_domain(new)
-    changed = ((old.get("metadata") or {}).get("deletionTimestamp") != (new.get("metadata") or {}).get("deletionTimestamp")
-               or is_deleting(old) != is_deleting(new)
+    changed = (meta(old).get("deletionTimestamp") != meta(new).get("deletionTimestamp")
                or pod_is_ready(old) != pod_is_ready(new)
                or _ips(old) != _ips(new)
                or pod_is_terminal(old) != pod_is_terminal(new))
@@ -52,7 +51,7 @@ def services_to_update(old: Obj | None, new: Obj,
     the pod's namespace's Services whose selector matches those labels."""
     if old is None:
         return set(services_for(labels_of(new)))
-    if (old.get("metadata") or {}).get("resourceVersion") == (new.get("metadata") or {}).get("resourceVersion"):
+    if meta(old).get("resourceVersion") == meta(new).get("resourceVersion"):
         return set()                                  # an informer resync, not a change
     changed, labels_changed = pod_endpoints_changed(old, new)
     if not changed and not labels_changed:
@@ -64,18 +63,6 @@ def services_to_update(old: Obj | None, new: Obj,
     return now | before if changed else now ^ before
 
 
-def _key(obj: Obj) -> tuple[str, str]:
-    m = obj.get("metadata") or {}
-    return m.get("namespace") or "", m.get("name", "")
-
-
-def _rv(obj: Obj) -> int:
-    try:
-        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
-
-
 class SliceTracker:
     """The versions of the slices this controller wrote and the ones it deleted (upstream's
     endpointSliceTracker, by resourceVersion where upstream uses generation: netemu bumps no
@@ -83,24 +70,24 @@ class SliceTracker:
     a newer version means someone else changed the slice."""
 
     def __init__(self) -> None:
-        self._rv: dict[tuple[str, str], int] = {}
-        self._deleting: set[tuple[str, str]] = set()
+        self._rv: dict[str, int] = {}
+        self._deleting: set[str] = set()
 
     def wrote(self, obj: Obj) -> None:
-        self._rv[_key(obj)] = _rv(obj)
-        self._deleting.discard(_key(obj))
+        self._rv[key_of(obj)] = rv_of(obj)
+        self._deleting.discard(key_of(obj))
 
     def deleted(self, obj: Obj) -> None:
-        self._rv.pop(_key(obj), None)
-        self._deleting.add(_key(obj))
+        self._rv.pop(key_of(obj), None)
+        self._deleting.add(key_of(obj))
 
     def should_sync(self, obj: Obj) -> bool:
-        mine = self._rv.get(_key(obj))
-        return mine is None or _rv(obj) > mine
+        mine = self._rv.get(key_of(obj))
+        return mine is None or rv_of(obj) > mine
 
     def handle_deletion(self, obj: Obj) -> bool:
         """True when the delete was this controller's (expected); either way it is forgotten."""
-        key = _key(obj)
+        key = key_of(obj)
         self._rv.pop(key, None)
         if key in self._deleting:
             self._deleting.discard(key)

@@ -128,6 +128,14 @@ def uid_of(obj: Obj) -> str:
     return meta(obj).get("uid", "")
 
 
+def rv_of(obj: Obj) -> int:
+    """The resourceVersion as a number (0 when unset or not a number): ordered, as the store's."""
+    try:
+        return int(meta(obj).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
 def key_of(obj: Obj) -> str:
     ns = ns_of(obj)
     return f"{ns}/{name_of(obj)}" if ns else name_of(obj)

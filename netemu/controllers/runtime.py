@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 from netemu.api import errors
 from netemu.api.kinds import ResourceType, by_kind_name
 from netemu.client import ApiClient, Informer
+from netemu.controllers.kube import rv_of
 
 log = logging.getLogger(__name__)
 
@@ -265,13 +266,6 @@ class Expectations:
         return True
 
 
-def _rv(obj: dict[str, Any]) -> int:
-    try:
-        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
-
-
 class WriteOverlay:
     """A controller's own recent writes laid over a possibly stale cache (upstream's
     endpointSliceTracker idea): an object it just created, updated or deleted is seen as
@@ -302,7 +296,7 @@ class WriteOverlay:
                     del self._written[key]     # the cache saw the delete
                 else:
                     del by_key[key]
-            elif have is not None and _rv(have) >= _rv(mine):
+            elif have is not None and rv_of(have) >= rv_of(mine):
                 del self._written[key]         # the cache caught up
             else:
                 by_key[key] = mine
